@@ -1,0 +1,184 @@
+"""
+Exceptions raised by the PostHog hook, operators and sensor.
+
+Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's error envelope
+(``type``, ``code``, ``detail``, ``attr``), the status, the method and the URL path. The API key
+is never part of any of them. Subclasses exist for the cases callers branch on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]+>")
+_MAX_DETAIL = 300
+
+
+class PostHogError(AirflowException):
+    """Base class of every error this provider raises on purpose."""
+
+
+class PostHogConnectionConfigError(PostHogError):
+    """The Airflow connection is missing something or holds a value the hook cannot use."""
+
+
+class PostHogAPIError(PostHogError):
+    """
+    A request to PostHog failed.
+
+    :param status_code: HTTP status, or ``None`` when no response arrived.
+    :param method: HTTP method of the request.
+    :param path: URL path of the request (no host, no query, never the key).
+    :param resource: what the request was about, e.g. ``batch export 018f...``.
+    :param type: PostHog's error ``type`` (``validation_error``, ``authentication_error``...).
+    :param code: PostHog's error ``code`` (``not_found``, ``permission_denied``...).
+    :param detail: PostHog's human-readable ``detail``.
+    :param attr: the field PostHog blames, if any.
+    :param hint: a sentence on what to check, added to the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        status_code: int | None,
+        method: str,
+        path: str,
+        resource: str | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+        attr: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.resource = resource
+        self.type = type
+        self.code = code
+        self.detail = detail
+        self.attr = attr
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        status = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
+        about = f" for {self.resource}" if self.resource else ""
+        text = f"PostHog {status} on {self.method} {self.path}{about}"
+        if self.detail:
+            text += f": {self.detail}"
+        tags = [tag for tag in (self.code, f"attr={self.attr}" if self.attr else None) if tag]
+        if tags:
+            text += f" [{', '.join(tags)}]"
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only __init__: rebuild from the attributes so the error survives pickling.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[PostHogAPIError], state: dict[str, Any]) -> PostHogAPIError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error._message())
+    return error
+
+
+class PostHogBadRequestError(PostHogAPIError):
+    """400: PostHog rejected the request body or parameters (``detail`` says why)."""
+
+
+class PostHogAuthError(PostHogAPIError):
+    """401, or 403 for a key problem: invalid key, wrong region host, missing scope, no project access."""
+
+
+class PostHogNotFoundError(PostHogAPIError):
+    """404: the project or the object does not exist (or belongs to another project)."""
+
+
+class PostHogRateLimitError(PostHogAPIError):
+    """429: throttled; ``retry_after`` holds PostHog's ``Retry-After`` in seconds, when sent."""
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class PostHogServerError(PostHogAPIError):
+    """5xx from PostHog or from a proxy in front of it."""
+
+
+class PostHogTransportError(PostHogAPIError):
+    """
+    No usable response: connection refused, dropped, timed out.
+
+    :param request_sent: whether the request may have reached PostHog. ``False`` only when the
+        connection could not even be opened, which makes any request safe to send again.
+    """
+
+    def __init__(self, *, request_sent: bool, **kwargs: Any) -> None:
+        self.request_sent = request_sent
+        super().__init__(status_code=None, **kwargs)
+
+
+class PostHogWriteOutcomeUnknownError(PostHogAPIError):
+    """
+    A create request may or may not have been carried out: the response was lost.
+
+    Raised instead of re-sending a request that is not safe to repeat (creating a dashboard,
+    adding a collaborator). Callers look up whether the object exists before trying again.
+    """
+
+
+def error_class_for_status(status_code: int) -> type[PostHogAPIError]:
+    """Pick the :class:`PostHogAPIError` subclass callers branch on for an HTTP status."""
+    if status_code == 400:
+        return PostHogBadRequestError
+    if status_code in (401, 403):
+        return PostHogAuthError
+    if status_code == 404:
+        return PostHogNotFoundError
+    if status_code == 429:
+        return PostHogRateLimitError
+    if status_code >= 500:
+        return PostHogServerError
+    return PostHogAPIError
+
+
+def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, Any]:
+    """
+    Read PostHog's error envelope from a response body.
+
+    A body that is not the envelope (an HTML page from a proxy, an empty body, plain text) still
+    yields a short readable ``detail``.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    if not text:
+        return {}
+    if "json" in (content_type or "") or text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            fields = {key: data.get(key) for key in ("type", "code", "detail", "attr")}
+            if fields["detail"] is None and data:
+                fields["detail"] = _shorten(str(data))
+            return {key: str(value) if value is not None else None for key, value in fields.items()}
+    title = _HTML_TITLE.search(text)
+    readable = title.group(1) if title else _HTML_TAG.sub(" ", text)
+    kind = "HTML" if "<" in text else "text"
+    return {"detail": f"non-JSON {kind} response: {_shorten(readable)}"}
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
