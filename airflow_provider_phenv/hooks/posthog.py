@@ -690,6 +690,19 @@ class PostHogHook(_PostHogHookBase):
             **kwargs,
         )
 
+    def ui_url(self, project_id: int | str | None, path: str) -> str | None:
+        """
+        Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
+
+        :param project_id: project id; ``None`` means the connection's. No link for ``@current``,
+            which the web app does not understand.
+        :param path: page path below ``/project/<id>/``.
+        """
+        project = self._project(self.settings, project_id)
+        if not project.isdigit():
+            return None
+        return f"{self.settings.base_url}/project/{project}/{path}"
+
     # -- connection check ------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:

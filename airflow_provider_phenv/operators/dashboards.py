@@ -1,0 +1,241 @@
+"""Operators that provision PostHog dashboards and their collaborators as code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_phenv.errors import (
+    PostHogBadRequestError,
+    PostHogError,
+    PostHogWriteOutcomeUnknownError,
+)
+from airflow_provider_phenv.hooks.posthog import dashboard_payload
+from airflow_provider_phenv.links import PostHogDashboardLink
+from airflow_provider_phenv.operators._base import PostHogBaseOperator, check_unless_template
+from airflow_provider_phenv.validation import (
+    COLLABORATOR_LEVELS,
+    check_choice,
+    check_positive_int,
+    check_uuid,
+    is_template,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+IF_EXISTS_CHOICES = ("reuse", "fail", "create")
+# PostHog's search filter takes at most 200 characters; longer names are matched client-side.
+_MAX_SEARCH = 200
+# PostHog's 400 details for a collaborator who needs no adding (posthog-api.md §7.3).
+ALREADY_COLLABORATOR = "User already is a collaborator."
+INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
+
+
+class PostHogDashboardExistsError(PostHogError):
+    """``if_exists="fail"`` and a dashboard with the name already exists."""
+
+
+class PostHogCreateDashboardOperator(PostHogBaseOperator):
+    """
+    Create a PostHog dashboard, or reuse the one that already has this name.
+
+    With ``if_exists="reuse"`` (the default) a retried or re-run task never makes a second
+    dashboard: an existing, non-deleted dashboard with exactly this name is returned instead. If
+    PostHog's answer to the create is lost, the operator looks the dashboard up rather than
+    creating it again.
+
+    :param name: the dashboard's name. (templated)
+    :param description: its description. (templated)
+    :param pinned: pin it in the dashboards list.
+    :param tags: tags (a paid PostHog feature). (templated)
+    :param restriction_level: 21 (everyone in the project can edit) or 37 (only collaborators).
+    :param use_template: create from this PostHog template key. (templated)
+    :param use_dashboard: duplicate this dashboard id. (templated)
+    :param if_exists: ``"reuse"``, ``"fail"`` or ``"create"`` (always make a new one).
+    :param fields: other dashboard fields PostHog accepts (``filters``...). (templated)
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project id; default: the connection's. (templated)
+    :return: ``{"id", "name", "url", "created"}``
+    """
+
+    template_fields: Sequence[str] = (
+        *PostHogBaseOperator.template_fields,
+        "name",
+        "description",
+        "tags",
+        "use_template",
+        "use_dashboard",
+        "fields",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
+    operator_extra_links = (PostHogDashboardLink(),)
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str | None = None,
+        pinned: bool | None = None,
+        tags: list[str] | None = None,
+        restriction_level: int | None = None,
+        use_template: str | None = None,
+        use_dashboard: int | str | None = None,
+        if_exists: str = "reuse",
+        fields: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.description = description
+        self.pinned = pinned
+        self.tags = tags
+        self.restriction_level = restriction_level
+        self.use_template = use_template
+        self.use_dashboard = use_dashboard
+        self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_CHOICES)
+        self.fields = fields or {}
+        self.dashboard_url: str | None = None
+        if not any(is_template(value) for value in (name, description, use_template, use_dashboard)):
+            self._payload()
+
+    def _payload(self) -> dict[str, Any]:
+        return dashboard_payload(
+            name=self.name,
+            description=self.description,
+            pinned=self.pinned,
+            tags=self.tags,
+            restriction_level=self.restriction_level,
+            use_template=self.use_template,
+            use_dashboard=self.use_dashboard,
+            **self.fields,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        payload = self._payload()
+        project_id = self.rendered_project_id()
+        name = payload["name"]
+        # Looked up in every mode: "create" needs the ids that existed before, to recognise its
+        # own dashboard if PostHog's answer to the create is lost.
+        existing = self._find_by_name(name, project_id)
+        known_ids = {dashboard["id"] for dashboard in existing}
+        if existing and self.if_exists == "reuse":
+            self.log.info("Reusing PostHog dashboard %s named %r.", existing[0]["id"], name)
+            return self._result(existing[0], project_id, created=False)
+        if existing and self.if_exists == "fail":
+            raise PostHogDashboardExistsError(
+                f"A dashboard named {name!r} already exists (id {existing[0]['id']}) and if_exists='fail'."
+            )
+        try:
+            dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
+        except PostHogWriteOutcomeUnknownError:
+            self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
+            created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
+            if not created:
+                self.log.info("Dashboard %r was not created; creating it.", name)
+                dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
+            else:
+                dashboard = created[0]
+        self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
+        return self._result(dashboard, project_id, created=True)
+
+    def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
+        """Non-deleted dashboards named exactly ``name``, oldest first."""
+        search = name if len(name) <= _MAX_SEARCH else None
+        dashboards = self.hook.list_dashboards(search=search, project_id=project_id)
+        return sorted((d for d in dashboards if d.get("name") == name and not d.get("deleted")), key=_by_id)
+
+    def _result(self, dashboard: dict[str, Any], project_id: str | None, *, created: bool) -> dict[str, Any]:
+        self.dashboard_url = self.hook.ui_url(
+            project_id or dashboard.get("team_id"), f"dashboard/{dashboard['id']}"
+        )
+        return {
+            "id": dashboard["id"],
+            "name": dashboard.get("name"),
+            "url": self.dashboard_url,
+            "created": created,
+        }
+
+
+def _by_id(dashboard: dict[str, Any]) -> int:
+    return dashboard["id"]
+
+
+class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
+    """
+    Give a user edit access to a restricted PostHog dashboard.
+
+    A user who already is a collaborator, or who has access anyway (the dashboard's owner, a
+    project admin), counts as success, so the task is safe to retry and to re-run. Other refusals
+    fail the task with PostHog's message.
+
+    :param dashboard_id: id of the dashboard (restriction level 37). (templated)
+    :param user_uuid: UUID of the user to add. (templated)
+    :param level: 37 (can edit), the only level PostHog accepts for now.
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project id; default: the connection's. (templated)
+    :return: PostHog's collaborator record ``{"id", "dashboard_id", "user", "level", ...}``
+    """
+
+    template_fields: Sequence[str] = (
+        *PostHogBaseOperator.template_fields,
+        "dashboard_id",
+        "user_uuid",
+        "level",
+    )
+    operator_extra_links = (PostHogDashboardLink(),)
+
+    def __init__(
+        self, *, dashboard_id: int | str, user_uuid: str, level: int | str = 37, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dashboard_id = dashboard_id
+        self.user_uuid = user_uuid
+        self.level = level
+        check_unless_template(check_positive_int, "dashboard_id", dashboard_id)
+        check_unless_template(check_uuid, "user_uuid", user_uuid)
+        check_unless_template(check_choice, "level", level, COLLABORATOR_LEVELS)
+        self.dashboard_url: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        dashboard_id = check_positive_int("dashboard_id", self.dashboard_id)
+        user_uuid = check_uuid("user_uuid", self.user_uuid)
+        level = check_choice("level", self.level, COLLABORATOR_LEVELS)
+        project_id = self.rendered_project_id()
+        self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        self.log.info("Adding user %s to PostHog dashboard %s at level %s.", user_uuid, dashboard_id, level)
+        try:
+            return self.hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+        except PostHogBadRequestError as error:
+            if error.detail == ALREADY_COLLABORATOR:
+                self.log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
+                return self._existing(dashboard_id, user_uuid, project_id) or _inherent(
+                    dashboard_id, user_uuid
+                )
+            if error.detail and error.detail.startswith(INHERENT_ACCESS):
+                self.log.info(
+                    "User %s has access to dashboard %s as its owner or a project admin; nothing to add.",
+                    user_uuid,
+                    dashboard_id,
+                )
+                return _inherent(dashboard_id, user_uuid)
+            raise
+        except PostHogWriteOutcomeUnknownError:
+            self.log.warning(
+                "The answer to adding %s to dashboard %s was lost; looking it up.", user_uuid, dashboard_id
+            )
+            existing = self._existing(dashboard_id, user_uuid, project_id)
+            if existing:
+                return existing
+            return self.hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+
+    def _existing(self, dashboard_id: int, user_uuid: str, project_id: str | None) -> dict[str, Any] | None:
+        for collaborator in self.hook.list_dashboard_collaborators(dashboard_id, project_id=project_id):
+            if (collaborator.get("user") or {}).get("uuid") == user_uuid:
+                return collaborator
+        return None
+
+
+def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
+    """The record returned for a user whose access needs no collaborator entry."""
+    return {"dashboard_id": dashboard_id, "user": {"uuid": user_uuid}, "level": 37, "inherent_access": True}
