@@ -7,7 +7,6 @@ The environment is set before anything imports Airflow, so no test touches ~/air
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +17,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 
 import pytest  # noqa: E402
+
+from tests.support import connection_json  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +36,6 @@ def emulator(emulator_server):
     """The emulator with its seed data restored, no faults and an empty request log."""
     emulator_server.reset()
     return emulator_server
-
-
-def connection_json(emulator, **extra: object) -> str:
-    """An ``AIRFLOW_CONN_*`` value in JSON form for the emulator."""
-    return json.dumps(
-        {
-            "conn_type": "posthog",
-            "host": emulator.url,
-            "password": emulator.api_key,
-            "extra": {"project_id": str(emulator.project_id), **extra},
-        }
-    )
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_hook_arguments_override_connection_extras(monkeypatch):
 def test_missing_key_names_the_connection(monkeypatch):
     _set_conn(monkeypatch, json.dumps({"conn_type": "posthog", "host": "us.posthog.com"}), "ph_nokey")
     with pytest.raises(PostHogConnectionConfigError, match="'ph_nokey' has no personal API key"):
-        PostHogHook("ph_nokey").settings
+        _ = PostHogHook("ph_nokey").settings
 
 
 def test_missing_project_id_is_a_clear_error_before_any_request(monkeypatch):
@@ -104,18 +104,19 @@ def test_missing_project_id_is_a_clear_error_before_any_request(monkeypatch):
 def test_bad_extras_are_named(monkeypatch, uri, message):
     _set_conn(monkeypatch, uri)
     with pytest.raises(PostHogConnectionConfigError, match=message):
-        PostHogHook().settings
+        _ = PostHogHook().settings
 
 
 def test_plain_http_to_a_remote_host_is_refused(monkeypatch):
     _set_conn(monkeypatch, "posthog://http://:phx_secret@posthog.internal:8000/?project_id=1")
     with pytest.raises(PostHogConnectionConfigError, match="refusing to send the API key over plain http"):
-        PostHogHook().settings
+        _ = PostHogHook().settings
 
 
 def test_plain_http_to_a_remote_host_when_allowed(monkeypatch):
     _set_conn(
-        monkeypatch, "posthog://http://:phx_secret@posthog.internal:8000/?project_id=1&allow_insecure_http=true"
+        monkeypatch,
+        "posthog://http://:phx_secret@posthog.internal:8000/?project_id=1&allow_insecure_http=true",
     )
     assert PostHogHook().settings.base_url == "http://posthog.internal:8000"
 

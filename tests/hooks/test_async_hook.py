@@ -1,0 +1,74 @@
+"""PostHogAsyncHook: the triggers' read path, over httpx, with the same errors and retries."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.errors import PostHogNotFoundError
+from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+from tests.support import api_requests
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def _collect(hook, **kwargs):
+    async with hook:
+        return [entry async for entry in hook.iter_batch_export_logs(SEED.s3_export_id, **kwargs)]
+
+
+def test_reads_an_export(posthog_conn):
+    async def main():
+        async with PostHogAsyncHook() as hook:
+            return await hook.get_batch_export(SEED.s3_export_id)
+
+    assert run(main())["id"] == SEED.s3_export_id
+
+
+def test_iterates_1200_log_entries_on_one_connection(posthog_conn):
+    start = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    posthog_conn.state.add_log_entries(
+        SEED.s3_export_id,
+        [
+            {"timestamp": start + timedelta(milliseconds=n), "level": "INFO", "message": f"e{n}"}
+            for n in range(1200)
+        ],
+    )
+    entries = run(_collect(PostHogAsyncHook(), after=start - timedelta(seconds=1)))
+    assert sorted(entry["message"] for entry in entries) == sorted(f"e{n}" for n in range(1200))
+    sent = api_requests(posthog_conn)
+    assert len(sent) == 3 and len({r.connection_id for r in sent}) == 1
+    assert all(r.method == "GET" for r in sent)
+
+
+def test_retries_server_errors_and_throttling(posthog_conn):
+    posthog_conn.faults.add("status", status=503, times=1)
+    posthog_conn.faults.add("status", status=429, retry_after=0, times=1)
+    posthog_conn.faults.add("drop", times=1)
+    run(_collect(PostHogAsyncHook(backoff=0.01)))
+    assert [r.status for r in api_requests(posthog_conn)] == [503, 429, None, 200]
+
+
+def test_errors_match_the_sync_hook(posthog_conn):
+    async def main():
+        async with PostHogAsyncHook() as hook:
+            await hook.get_batch_export_logs("01900000-0000-7000-8000-00000000dead")
+
+    with pytest.raises(PostHogNotFoundError, match=r"HTTP 404 on GET .*00000000dead"):
+        run(main())
+
+
+def test_bad_input_fails_before_any_request(posthog_conn):
+    with pytest.raises(ValueError, match="Invalid batch_export_id 'nope'"):
+        run(_collect_for("nope"))
+    assert api_requests(posthog_conn) == []
+
+
+async def _collect_for(batch_export_id):
+    async with PostHogAsyncHook() as hook:
+        return await hook.get_batch_export_logs(batch_export_id)

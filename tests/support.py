@@ -1,0 +1,23 @@
+"""Helpers shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def connection_json(emulator: Any, **extra: object) -> str:
+    """An ``AIRFLOW_CONN_*`` value in JSON form pointing at the emulator."""
+    return json.dumps(
+        {
+            "conn_type": "posthog",
+            "host": emulator.url,
+            "password": emulator.api_key,
+            "extra": {"project_id": str(emulator.project_id), **extra},
+        }
+    )
+
+
+def api_requests(emulator: Any) -> list[Any]:
+    """The emulator's request log without its own control endpoints."""
+    return [record for record in emulator.requests if record.path.startswith("/api/")]
