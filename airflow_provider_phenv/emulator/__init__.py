@@ -1,0 +1,18 @@
+"""A local PostHog-compatible API server, standard library only, for tests, demos and offline DAG runs.
+
+    from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+
+    with PostHogEmulator() as emu:          # free port, seeded data
+        emu.url, emu.api_key, emu.project_id
+        emu.faults.add("status", status=429, retry_after=1, path="/pause")
+        emu.state.set_run_outcome(SEED.s3_export_id, "failed", duration=0.5)
+
+Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
+Behaviour follows PostHog's source as summarised in the project's ``posthog-api.md``.
+"""
+
+from .request_log import RecordedRequest
+from .seed import SEED, Seed
+from .server import PostHogEmulator
+
+__all__ = ["SEED", "PostHogEmulator", "RecordedRequest", "Seed"]

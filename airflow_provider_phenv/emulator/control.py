@@ -1,0 +1,95 @@
+"""``/_emulator/...`` endpoints: drive an emulator running in another process (the demo, CLI tests).
+
+No authentication, no faults, not recorded in the request log. PostHog never uses this prefix.
+
+- ``GET /_emulator/requests`` — the request log as a JSON list; ``DELETE`` clears it.
+- ``POST /_emulator/faults`` — body with the arguments of ``faults.add``; ``DELETE`` clears them.
+- ``POST /_emulator/reset`` — back to the seed state, no faults, empty request log.
+- ``GET /_emulator/state`` — exports (paused flags, runs), dashboards, collaborators, pending faults.
+- ``POST /_emulator/log_entries/{batch_export_id}`` — body: a list of log entries to add.
+- ``POST /_emulator/run_outcome/{batch_export_id}`` — body with the arguments of ``set_run_outcome``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from .calls import Response
+from .errors import ApiError, method_not_allowed, not_found, parse_error, validation_error
+
+if TYPE_CHECKING:
+    from .server import PostHogEmulator
+
+PREFIX = "/_emulator/"
+
+
+def handle_control(
+    emulator: PostHogEmulator, method: str, path: str, body: Any, body_error: str | None
+) -> Response:
+    """Answer one control request.
+
+    :param emulator: the running emulator.
+    :param method: HTTP method.
+    :param path: request path (starting with ``/_emulator/``).
+    :param body: the parsed JSON body, or None.
+    :param body_error: the JSON parser's message when the body is not JSON.
+    """
+    parts = path.removeprefix(PREFIX).strip("/").split("/")
+    try:
+        if body_error is not None:
+            raise parse_error(body_error)
+        return _dispatch(emulator, method, parts, body)
+    except ApiError as error:
+        return Response(error.status, error.body())
+    except (ValueError, TypeError, KeyError) as error:
+        return Response(400, validation_error(f"{type(error).__name__}: {error}").body())
+
+
+def _dispatch(emulator: PostHogEmulator, method: str, parts: list[str], body: Any) -> Response:
+    resource, argument = parts[0], "/".join(parts[1:])
+    if resource == "requests" and not argument:
+        if method == "GET":
+            return Response(200, [asdict(record) for record in emulator.requests])
+        if method == "DELETE":
+            emulator.clear_requests()
+            return Response(204)
+        raise method_not_allowed(method)
+    if resource == "faults" and not argument:
+        if method == "POST":
+            fault = emulator.faults.add(**(body or {}))
+            return Response(201, asdict(fault))
+        if method == "DELETE":
+            emulator.faults.clear()
+            return Response(204)
+        raise method_not_allowed(method)
+    if resource == "reset" and not argument:
+        _require(method, "POST")
+        emulator.reset()
+        return Response(204)
+    if resource == "state" and not argument:
+        _require(method, "GET")
+        return Response(200, {**emulator.state.summary(), "faults": emulator.faults.pending()})
+    if resource == "log_entries" and argument:
+        _require(method, "POST")
+        if not isinstance(body, list):
+            raise validation_error("Expected a JSON list of log entries.")
+        _known_export(emulator, argument)
+        emulator.state.add_log_entries(argument, body)
+        return Response(201, {"added": len(body)})
+    if resource == "run_outcome" and argument:
+        _require(method, "POST")
+        _known_export(emulator, argument)
+        emulator.state.set_run_outcome(argument, **(body or {}))
+        return Response(204)
+    raise not_found()
+
+
+def _require(method: str, expected: str) -> None:
+    if method != expected:
+        raise method_not_allowed(method)
+
+
+def _known_export(emulator: PostHogEmulator, batch_export_id: str) -> None:
+    if batch_export_id not in emulator.state.batch_exports:
+        raise not_found(f"Unknown batch export {batch_export_id}.")

@@ -1,0 +1,247 @@
+"""The fixed seed data: ids tests can rely on, and the records :meth:`EmulatorState.reset` loads.
+
+Layout:
+
+- Organization ``SEED.organization_id`` (paid access control ON) with project 1, whose environments
+  are team 1 (primary, same id as the project) and team 3. Team 2 is in another organization.
+- Users: the key owner (organization admin, so a project admin; creator of the seeded dashboards;
+  current team 1), ``alice`` and ``bob`` (plain members), ``carol`` (member of the other
+  organization only).
+- Personal API key ``SEED.api_key`` (scopes ``["*"]``, owned by the key owner).
+- Batch exports in team 1: AwsS3 (hourly), BigQuery (hourly), Postgres (hourly, every run fails),
+  Snowflake (daily, paused), and a Workflows export that the list hides. Each has a few past runs
+  with their log lines.
+- Dashboards: three in team 1 (one restricted to collaborators, with alice as editor), one in
+  team 3, and one in team 2 (another organization).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .runs import RunOutcome
+
+if TYPE_CHECKING:
+    from .state import EmulatorState
+
+DEFAULT_API_KEY = "phx_emulator0000000000000000000000000000000000000"
+# PostHog's OrganizationMembership levels (owners, 15, count as admins too).
+MEMBER, ADMIN = 1, 8
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Fixed ids of the seed data (see the module docstring for how they relate)."""
+
+    api_key: str = DEFAULT_API_KEY
+    organization_id: str = "01900000-0000-7000-8000-000000000001"
+    other_organization_id: str = "01900000-0000-7000-8000-000000000002"
+    project_id: int = 1
+    team_id: int = 1
+    second_environment_id: int = 3
+    other_team_id: int = 2
+    owner_uuid: str = "01900000-0000-7000-8000-0000000000a1"
+    alice_uuid: str = "01900000-0000-7000-8000-0000000000a2"
+    bob_uuid: str = "01900000-0000-7000-8000-0000000000a3"
+    carol_uuid: str = "01900000-0000-7000-8000-0000000000a4"
+    s3_export_id: str = "01900000-0000-7000-8000-0000000000e1"
+    bigquery_export_id: str = "01900000-0000-7000-8000-0000000000e2"
+    postgres_export_id: str = "01900000-0000-7000-8000-0000000000e3"
+    paused_export_id: str = "01900000-0000-7000-8000-0000000000e4"
+    workflows_export_id: str = "01900000-0000-7000-8000-0000000000e5"
+    s3_integration_id: int = 101
+    bigquery_integration_id: int = 102
+    snowflake_integration_id: int = 103
+    web_dashboard_id: int = 1
+    product_dashboard_id: int = 2
+    restricted_dashboard_id: int = 3
+    second_environment_dashboard_id: int = 4
+    other_organization_dashboard_id: int = 5
+
+
+SEED = Seed()
+_RUN_NAMESPACE = uuid.UUID(SEED.organization_id)
+
+
+def populate(state: EmulatorState, now: datetime) -> None:
+    """Load the seed records into an empty ``state``.
+
+    :param state: the store to fill.
+    :param now: the reset moment; seeded history is laid out in the hours before it.
+    """
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    state.organizations.update(
+        {
+            SEED.organization_id: {
+                "id": SEED.organization_id,
+                "name": "Hedgebox Inc.",
+                "access_control": True,
+            },
+            SEED.other_organization_id: {
+                "id": SEED.other_organization_id,
+                "name": "Other Org",
+                "access_control": True,
+            },
+        }
+    )
+    for team_id, project_id, organization_id, name in (
+        (SEED.team_id, SEED.project_id, SEED.organization_id, "Hedgebox (production)"),
+        (SEED.second_environment_id, SEED.project_id, SEED.organization_id, "Hedgebox (staging)"),
+        (SEED.other_team_id, SEED.other_team_id, SEED.other_organization_id, "Other project"),
+    ):
+        state.teams[team_id] = {
+            "id": team_id,
+            "project_id": project_id,
+            "organization_id": organization_id,
+            "name": name,
+            "flags": set(),
+        }
+    users = (
+        (SEED.owner_uuid, "Hedgy", SEED.organization_id, ADMIN, SEED.team_id),
+        (SEED.alice_uuid, "Alice", SEED.organization_id, MEMBER, SEED.team_id),
+        (SEED.bob_uuid, "Bob", SEED.organization_id, MEMBER, SEED.team_id),
+        (SEED.carol_uuid, "Carol", SEED.other_organization_id, MEMBER, SEED.other_team_id),
+    )
+    for number, (user_uuid, first_name, organization_id, level, current_team_id) in enumerate(users, start=1):
+        state.users[user_uuid] = {
+            "id": number,
+            "uuid": user_uuid,
+            "distinct_id": f"emulator-user-{number}",
+            "first_name": first_name,
+            "last_name": "",
+            "email": f"{first_name.lower()}@example.com",
+            "is_email_verified": True,
+            "hedgehog_config": None,
+            "role_at_organization": None,
+            "current_team_id": current_team_id,
+        }
+        state.memberships[(organization_id, user_uuid)] = level
+    state.api_keys[state.default_api_key] = {
+        "scopes": ["*"],
+        "user_uuid": SEED.owner_uuid,
+        "scoped_teams": None,
+    }
+    for integration_id, kind in (
+        (SEED.s3_integration_id, "aws-s3"),
+        (SEED.bigquery_integration_id, "google-cloud-service-account"),
+        (SEED.snowflake_integration_id, "snowflake"),
+    ):
+        state.integrations[integration_id] = {"id": integration_id, "kind": kind, "team_id": SEED.team_id}
+    _seed_batch_exports(state, hour)
+    _seed_dashboards(state, hour)
+
+
+def _seed_batch_exports(state: EmulatorState, hour: datetime) -> None:
+    created = hour - timedelta(days=30)
+    state.add_batch_export(
+        "S3 events export",
+        {
+            "type": "AwsS3",
+            "config": {
+                "bucket_name": "hedgebox-events",
+                "region": "us-east-1",
+                "prefix": "posthog/events",
+                "compression": "gzip",
+                "file_format": "JSONLines",
+            },
+            "integration": SEED.s3_integration_id,
+        },
+        export_id=SEED.s3_export_id,
+        created_at=created,
+    )
+    state.add_batch_export(
+        "BigQuery events export",
+        {
+            "type": "BigQuery",
+            "config": {"project_id": "hedgebox-analytics", "dataset_id": "posthog", "table_id": "events"},
+            "integration": SEED.bigquery_integration_id,
+        },
+        export_id=SEED.bigquery_export_id,
+        created_at=created + timedelta(hours=1),
+    )
+    state.add_batch_export(
+        "Postgres warehouse export",
+        {
+            "type": "Postgres",
+            "config": {
+                "host": "db.internal.example",
+                "port": 5432,
+                "database": "analytics",
+                "schema": "public",
+                "table_name": "posthog_events",
+                "user": "posthog",
+                "password": "emulator-secret",
+            },
+        },
+        export_id=SEED.postgres_export_id,
+        created_at=created + timedelta(hours=2),
+    )
+    paused_at = hour - timedelta(hours=2)
+    state.add_batch_export(
+        "Snowflake nightly export (paused)",
+        {
+            "type": "Snowflake",
+            "config": {"database": "ANALYTICS", "warehouse": "COMPUTE_WH", "schema": "POSTHOG"},
+            "integration": SEED.snowflake_integration_id,
+        },
+        interval="day",
+        export_id=SEED.paused_export_id,
+        created_at=created + timedelta(hours=3),
+        paused=True,
+        last_paused_at=paused_at,
+        last_updated_at=paused_at,
+    )
+    state.add_batch_export(
+        "Workflows backfill",
+        {"type": "Workflows", "config": {"hog_function_id": "01900000-0000-7000-8000-0000000000f1"}},
+        export_id=SEED.workflows_export_id,
+        created_at=created + timedelta(hours=4),
+    )
+    state.run_outcomes[SEED.postgres_export_id] = RunOutcome(outcome="failed")
+    # A few past runs (and their log lines) per export, so logs and runs are never empty.
+    history = {
+        SEED.s3_export_id: _intervals_before(hour, timedelta(hours=1), 3),
+        SEED.bigquery_export_id: _intervals_before(hour, timedelta(hours=1), 2),
+        SEED.postgres_export_id: _intervals_before(hour, timedelta(hours=1), 2),
+        SEED.paused_export_id: _intervals_before(hour - timedelta(days=1), timedelta(days=1), 1),
+    }
+    for export_id, intervals in history.items():
+        for number, (start, end) in enumerate(intervals):
+            state.start_run(
+                export_id,
+                start,
+                end,
+                created_at=end + timedelta(minutes=1),
+                run_id=str(uuid.uuid5(_RUN_NAMESPACE, f"{export_id}/{number}")),
+            )
+
+
+def _intervals_before(end: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:
+    """``count`` consecutive data intervals ending at ``end``, oldest first."""
+    return [(end - length * (k + 1), end - length * k) for k in reversed(range(count))]
+
+
+def _seed_dashboards(state: EmulatorState, hour: datetime) -> None:
+    created = hour - timedelta(days=10)
+    for dashboard_id, team_id, name, pinned, restriction_level, insights in (
+        (SEED.web_dashboard_id, SEED.team_id, "Web analytics", True, 21, ["Pageviews", "Visitors"]),
+        (SEED.product_dashboard_id, SEED.team_id, "Product metrics", False, 21, ["Weekly active users"]),
+        (SEED.restricted_dashboard_id, SEED.team_id, "Board metrics", False, 37, ["Revenue"]),
+        (SEED.second_environment_dashboard_id, SEED.second_environment_id, "Staging checks", False, 21, []),
+        (SEED.other_organization_dashboard_id, SEED.other_team_id, "Other org dashboard", False, 21, []),
+    ):
+        dashboard = state.add_dashboard(
+            name,
+            team_id=team_id,
+            pinned=pinned,
+            restriction_level=restriction_level,
+            created_by=SEED.carol_uuid if team_id == SEED.other_team_id else SEED.owner_uuid,
+            tiles=state.new_tiles(insights),
+        )
+        # Ids are handed out in order from 1 after a reset, so they match the SEED constants.
+        assert dashboard["id"] == dashboard_id
+        dashboard["created_at"] = created + timedelta(hours=dashboard_id)
+    state.add_collaborator(SEED.restricted_dashboard_id, SEED.alice_uuid)
