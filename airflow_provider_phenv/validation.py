@@ -49,7 +49,14 @@ _TEMPLATE_MARKERS = ("{{", "{%")
 
 
 def is_template(value: Any) -> bool:
-    """Whether ``value`` is a Jinja string that Airflow renders later, so it cannot be checked yet."""
+    """
+    Whether ``value`` is only known when the task runs, so it cannot be checked yet: a Jinja
+    string, or an upstream task's output (``XComArg``), as in ``.partial(dashboard_id=task.output)``.
+    """
+    from airflow.sdk import XComArg
+
+    if isinstance(value, XComArg):
+        return True
     return isinstance(value, str) and any(marker in value for marker in _TEMPLATE_MARKERS)
 
 

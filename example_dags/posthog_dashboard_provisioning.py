@@ -48,8 +48,9 @@ with DAG(
     def collaborators(params: dict | None = None) -> list[str]:
         return list(params["collaborators"]) if params else []
 
-    PostHogAddDashboardCollaboratorOperator.partial(
+    added = PostHogAddDashboardCollaboratorOperator.partial(
         task_id="add_collaborator",
-        dashboard_id=dashboard.output["id"],
+        dashboard_id="{{ ti.xcom_pull(task_ids='create_dashboard')['id'] }}",
     ).expand(user_uuid=collaborators())
+    dashboard >> added
 # [END howto_posthog_dashboard_provisioning]

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from airflow_provider_phenv.errors import (
     PostHogRateLimitError,
@@ -53,7 +53,8 @@ class WaitForPostHog:
 
     def __init__(self, backoff: float, backoff_max: float, retry_after_max: float = MAX_RETRY_AFTER) -> None:
         self.retry_after_max = retry_after_max
-        self._exponential = wait_exponential_jitter(initial=backoff, max=backoff_max, jitter=backoff)
+        # Composed from the two oldest tenacity waits, so every tenacity Airflow ships behaves alike.
+        self._exponential = wait_exponential(multiplier=backoff, max=backoff_max) + wait_random(0, backoff)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None

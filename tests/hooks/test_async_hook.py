@@ -31,7 +31,7 @@ def test_reads_an_export(posthog_conn):
 
 
 def test_iterates_1200_log_entries_on_one_connection(posthog_conn):
-    start = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)  # long before the seeded history
     posthog_conn.state.add_log_entries(
         SEED.s3_export_id,
         [
@@ -39,7 +39,9 @@ def test_iterates_1200_log_entries_on_one_connection(posthog_conn):
             for n in range(1200)
         ],
     )
-    entries = run(_collect(PostHogAsyncHook(), after=start - timedelta(seconds=1)))
+    entries = run(
+        _collect(PostHogAsyncHook(), after=start - timedelta(seconds=1), before=start + timedelta(days=1))
+    )
     assert sorted(entry["message"] for entry in entries) == sorted(f"e{n}" for n in range(1200))
     sent = api_requests(posthog_conn)
     assert len(sent) == 3 and len({r.connection_id for r in sent}) == 1

@@ -99,18 +99,22 @@ def test_logs_page_and_filters(hook, emulator):
     emulator.state.add_log_entries(
         SEED.bigquery_export_id,
         [
-            {"timestamp": "2030-01-01T00:00:01Z", "level": "INFO", "message": "first"},
+            {"timestamp": "2025-01-01T00:00:01Z", "level": "INFO", "message": "first"},
             {
-                "timestamp": "2030-01-01T00:00:02Z",
+                "timestamp": "2025-01-01T00:00:02Z",
                 "level": "ERROR",
                 "message": "boom",
                 "instance_id": "run-9",
             },
         ],
     )
-    page = hook.get_batch_export_logs(SEED.bigquery_export_id, after="2030-01-01T00:00:00Z", limit=10)
+    page = hook.get_batch_export_logs(
+        SEED.bigquery_export_id, after="2025-01-01T00:00:00Z", before="2025-01-02T00:00:00Z", limit=10
+    )
     assert [entry["message"] for entry in page["results"]] == ["boom", "first"]
-    errors = hook.get_batch_export_logs(SEED.bigquery_export_id, level=["error"], instance_id="run-9")
+    errors = hook.get_batch_export_logs(
+        SEED.bigquery_export_id, level=["error"], instance_id="run-9", before="2025-01-02T00:00:00Z"
+    )
     assert [entry["message"] for entry in errors["results"]] == ["boom"]
     assert api_requests(emulator)[-1].query["level"] == ["ERROR"]
 
@@ -202,7 +206,7 @@ def test_collaborator_rejection_message(hook):
         (lambda h: h.get_batch_export_test_steps("Kafka"), "Invalid destination type 'Kafka'"),
         (lambda h: h.get_batch_export_test_steps("Postgres"), "Invalid destination type 'Postgres'"),
         (lambda h: h.get_batch_export_logs(SEED.s3_export_id, limit=501), "Invalid limit 501"),
-        (lambda h: h.get_batch_export_logs(SEED.s3_export_id, level="fatal"), "Invalid level 'FATAL'"),
+        (lambda h: h.get_batch_export_logs(SEED.s3_export_id, level="fatal"), "Invalid level 'fatal'"),
         (
             lambda h: h.get_batch_export_logs(SEED.s3_export_id, after="yesterday"),
             "Invalid after 'yesterday'",
@@ -226,7 +230,7 @@ def test_bad_input_fails_before_any_request(hook, emulator, call, message):
     assert api_requests(emulator) == []
 
 
-def test_key_never_logged(emulator, monkeypatch, caplog):
+def test_key_never_logged(emulator, monkeypatch, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
     emulator.faults.add("status", status=503, times=1)
@@ -235,5 +239,7 @@ def test_key_never_logged(emulator, monkeypatch, caplog):
     with pytest.raises(PostHogNotFoundError):
         hook.get_batch_export(UNKNOWN_EXPORT)
     hook.test_connection()
-    assert "Retrying" in caplog.text
-    assert emulator.api_key not in caplog.text
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert "Retrying" in logged
+    assert emulator.api_key not in logged

@@ -10,7 +10,8 @@ from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from tests.support import api_requests
 
-START = datetime(2031, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)  # long before the seeded history
+END = START + timedelta(days=1)
 
 
 @pytest.fixture
@@ -60,19 +61,23 @@ def _entries(count, *, start=START, per_timestamp=1, message="entry"):
 
 def test_logs_read_backwards_through_1200_entries(hook, emulator):
     emulator.state.add_log_entries(SEED.s3_export_id, _entries(1200))
-    read = list(hook.iter_batch_export_logs(SEED.s3_export_id, after=START - timedelta(seconds=1)))
+    read = list(
+        hook.iter_batch_export_logs(SEED.s3_export_id, after=START - timedelta(seconds=1), before=END)
+    )
     assert len(read) == 1200
     assert {entry["message"] for entry in read} == {f"entry {n}" for n in range(1200)}
     assert read[0]["message"] == "entry 1199"  # newest first
     sent = api_requests(emulator)
-    assert len(sent) == 3 and all("before" in r.query for r in sent[1:])
+    assert len(sent) == 3
     assert len({r.connection_id for r in sent}) == 1
 
 
 def test_logs_sharing_timestamps_across_page_edges_are_read_once(hook, emulator):
     # 7 entries per millisecond: page edges (every 500) fall inside groups of equal timestamps.
     emulator.state.add_log_entries(SEED.s3_export_id, _entries(1400, per_timestamp=7))
-    read = [entry["message"] for entry in hook.iter_batch_export_logs(SEED.s3_export_id, after=START)]
+    read = [
+        entry["message"] for entry in hook.iter_batch_export_logs(SEED.s3_export_id, after=START, before=END)
+    ]
     first_ms = {f"entry {n}" for n in range(7)}  # exactly at START: not strictly after it
     assert sorted(read) == sorted({f"entry {n}" for n in range(1400)} - first_ms)
     assert len(read) == len(set(read))
@@ -80,5 +85,5 @@ def test_logs_sharing_timestamps_across_page_edges_are_read_once(hook, emulator)
 
 def test_logs_after_is_exclusive_and_filters_apply(hook, emulator):
     emulator.state.add_log_entries(SEED.s3_export_id, _entries(5, message="boundary"))
-    read = list(hook.iter_batch_export_logs(SEED.s3_export_id, after=START, search="BOUNDARY"))
+    read = list(hook.iter_batch_export_logs(SEED.s3_export_id, after=START, before=END, search="BOUNDARY"))
     assert sorted(entry["message"] for entry in read) == [f"boundary {n}" for n in range(1, 5)]

@@ -1,0 +1,113 @@
+"""
+The example DAGs end to end in a real Airflow (``dag.test()`` on SQLite) against the emulator.
+
+They run in this pytest process, so Airflow's start-up cost is paid once. What counts is checked
+on the emulator afterwards, not only the run's state, and the API key must appear in no task log
+and no XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from tests.support import api_requests, connection_json
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    from airflow.utils.db import initdb
+
+    initdb()
+
+
+@pytest.fixture(scope="session")
+def dag_bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture
+def run_dag(airflow_db, dag_bag, emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+
+    def run(dag_id: str, conf: dict | None = None):
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        dag_run = dag_bag.dags[dag_id].test(run_conf=conf)
+        states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+        with create_session() as session:
+            xcoms = {
+                (row.task_id, row.map_index, row.key): row.value
+                for row in session.query(XComModel).filter_by(dag_id=dag_id, run_id=dag_run.run_id)
+            }
+        return dag_run, states, xcoms
+
+    return run
+
+
+def _task_logs() -> str:
+    logs = Path(os.environ["AIRFLOW_HOME"], "logs")
+    return "\n".join(path.read_text(errors="replace") for path in logs.rglob("*.log"))
+
+
+def test_batch_export_maintenance(run_dag, emulator, capfd):
+    dag_run, states, xcoms = run_dag("posthog_batch_export_maintenance")
+    assert dag_run.state == "success", states
+    assert set(states.values()) == {"success"}
+    export = emulator.state.get_batch_export(SEED.s3_export_id)
+    assert export["paused"] is False and export["last_paused_at"] is not None
+    paths = [(r.method, r.path.split("/")[-2]) for r in api_requests(emulator) if r.method == "POST"]
+    assert paths[0] == ("POST", "pause") and paths[-1] == ("POST", "unpause")
+    unpause = [r for r in api_requests(emulator) if r.path.endswith("/unpause/")]
+    assert [r.body for r in unpause] == [{"backfill": True}]
+    assert json.loads(json.dumps(xcoms[("unpause_export", -1, "return_value")])) == {
+        "batch_export_id": SEED.s3_export_id,
+        "paused": False,
+        "backfill": True,
+    }
+    assert xcoms[("pause_export", -1, "_link_PostHogBatchExportLink")].endswith(
+        f"/project/1/batch_exports/{SEED.s3_export_id}"
+    )
+    _assert_key_nowhere(emulator, capfd, xcoms)
+
+
+def test_dashboard_provisioning_is_idempotent(run_dag, emulator, capfd):
+    dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
+    assert dag_run.state == "success", states
+    dashboards = [d for d in emulator.state.dashboards.values() if d["name"] == "Pipeline health"]
+    assert len(dashboards) == 1
+    created = xcoms[("create_dashboard", -1, "return_value")]
+    assert created["created"] is True and created["id"] == dashboards[0]["id"]
+    editors = {c["user_uuid"] for c in _collaborators(emulator, created["id"])}
+    assert editors == {SEED.alice_uuid, SEED.bob_uuid}
+
+    # A second run reuses the dashboard and adds nobody twice.
+    dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
+    assert dag_run.state == "success", states
+    assert xcoms[("create_dashboard", -1, "return_value")]["created"] is False
+    assert len([d for d in emulator.state.dashboards.values() if d["name"] == "Pipeline health"]) == 1
+    assert len(_collaborators(emulator, created["id"])) == 2
+    _assert_key_nowhere(emulator, capfd, xcoms)
+
+
+def _collaborators(emulator, dashboard_id):
+    return [c for c in emulator.state.collaborators if c["dashboard_id"] == dashboard_id]
+
+
+def _assert_key_nowhere(emulator, capfd, xcoms):
+    out, err = capfd.readouterr()
+    assert "PostHog" in out + err + _task_logs()  # the task logs were captured at all
+    assert emulator.api_key not in out + err
+    assert emulator.api_key not in _task_logs()
+    assert emulator.api_key not in json.dumps(list(xcoms.values()), default=str)

@@ -1,0 +1,162 @@
+"""Pause, unpause and test operators against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.operators.batch_exports import (
+    PostHogDestinationTestError,
+    PostHogPauseBatchExportOperator,
+    PostHogTestBatchExportOperator,
+    PostHogUnpauseBatchExportOperator,
+)
+from tests.support import api_requests
+
+FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
+
+
+def test_pause_returns_small_xcom_and_sets_link(posthog_conn):
+    op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id)
+    assert op.execute({}) == {"batch_export_id": SEED.s3_export_id, "paused": True}
+    assert posthog_conn.state.get_batch_export(SEED.s3_export_id)["paused"] is True
+    assert op.batch_export_url == f"{posthog_conn.url}/project/1/batch_exports/{SEED.s3_export_id}"
+    assert len(api_requests(posthog_conn)) == 1
+
+
+def test_pause_twice_is_a_no_op(posthog_conn):
+    op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id)
+    op.execute({})
+    stamp = posthog_conn.state.get_batch_export(SEED.s3_export_id)["last_updated_at"]
+    assert op.execute({})["paused"] is True
+    assert posthog_conn.state.get_batch_export(SEED.s3_export_id)["last_updated_at"] == stamp
+
+
+def test_unpause_with_templated_backfill(posthog_conn):
+    op = PostHogUnpauseBatchExportOperator(
+        task_id="unpause",
+        batch_export_id="{{ params.export }}",
+        backfill="{{ params.backfill }}",
+        project_id="{{ params.project }}",
+    )
+    op.render_template_fields({"params": {"export": SEED.paused_export_id, "backfill": True, "project": 1}})
+    result = op.execute({})
+    assert result == {"batch_export_id": SEED.paused_export_id, "paused": False, "backfill": True}
+    assert posthog_conn.state.get_batch_export(SEED.paused_export_id)["paused"] is False
+    assert api_requests(posthog_conn)[0].body == {"backfill": True}
+
+
+def test_pause_retries_a_lost_response(posthog_conn):
+    posthog_conn.faults.add("lost_response", path="/pause", times=1)
+    op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id, **FAST)
+    assert op.execute({})["paused"] is True
+    assert [r.status for r in api_requests(posthog_conn)] == [None, 200]
+
+
+def test_test_operator_runs_every_step_of_an_existing_export(posthog_conn):
+    op = PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id)
+    results = op.execute({})
+    assert [(r["step"], r["status"]) for r in results] == [(0, "Passed"), (1, "Passed")]
+    assert all(r["name"] for r in results)
+    # GET the export, GET its steps, then one POST per step: the least the API allows.
+    assert [(r.method, r.path.rsplit("/", 2)[-2]) for r in api_requests(posthog_conn)] == [
+        ("GET", SEED.s3_export_id),
+        ("GET", "test"),
+        ("POST", "run_test_step"),
+        ("POST", "run_test_step"),
+    ]
+
+
+def test_test_operator_selected_steps_by_name(posthog_conn):
+    steps = PostHogTestBatchExportOperator(task_id="t", batch_export_id=SEED.s3_export_id).execute({})
+    op = PostHogTestBatchExportOperator(
+        task_id="test", batch_export_id=SEED.s3_export_id, steps=[steps[1]["name"]]
+    )
+    assert [r["step"] for r in op.execute({})] == [1]
+
+
+def _payload(bucket: str) -> dict:
+    return {
+        "name": "to be created",
+        "interval": "hour",
+        "destination": {
+            "type": "AwsS3",
+            "integration": SEED.s3_integration_id,
+            "config": {"bucket_name": bucket, "region": "us-east-1", "prefix": "events/"},
+        },
+    }
+
+
+def test_test_operator_for_a_payload_before_creating(posthog_conn):
+    op = PostHogTestBatchExportOperator(task_id="test", batch_export=_payload("good-bucket"))
+    assert [r["status"] for r in op.execute({})] == ["Passed", "Passed"]
+    assert {r.path.split("/")[-2] for r in api_requests(posthog_conn) if r.method == "POST"} == {
+        "run_test_step_new"
+    }
+
+
+def test_test_operator_fails_on_the_failed_step_with_posthogs_message(posthog_conn):
+    op = PostHogTestBatchExportOperator(task_id="test", batch_export=_payload("missing-bucket"))
+    with pytest.raises(PostHogDestinationTestError) as raised:
+        op.execute({})
+    message = str(raised.value)
+    assert "failed at step 1" in message and "missing-bucket" in message
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: PostHogPauseBatchExportOperator(task_id="t", batch_export_id="42"),
+            "Invalid batch_export_id '42'",
+        ),
+        (
+            lambda: PostHogUnpauseBatchExportOperator(
+                task_id="t", batch_export_id=SEED.s3_export_id, backfill="y"
+            ),
+            "Invalid backfill 'y'",
+        ),
+        (
+            lambda: PostHogPauseBatchExportOperator(
+                task_id="t", batch_export_id=SEED.s3_export_id, project_id="x"
+            ),
+            "Invalid project_id 'x'",
+        ),
+        (lambda: PostHogTestBatchExportOperator(task_id="t"), "exactly one of batch_export_id"),
+        (
+            lambda: PostHogTestBatchExportOperator(
+                task_id="t", batch_export_id=SEED.s3_export_id, steps=[-1]
+            ),
+            "Invalid step -1",
+        ),
+        (
+            lambda: PostHogTestBatchExportOperator(
+                task_id="t", batch_export_id=SEED.s3_export_id, steps="all"
+            ),
+            "Invalid steps 'all'",
+        ),
+        (
+            lambda: PostHogTestBatchExportOperator(
+                task_id="t", batch_export={**_payload("b"), "interval": "minute"}
+            ),
+            "Invalid interval 'minute'",
+        ),
+        (
+            lambda: PostHogTestBatchExportOperator(
+                task_id="t", batch_export={**_payload("b"), "destination": {"type": "Kafka"}}
+            ),
+            "Invalid destination type 'Kafka'",
+        ),
+    ],
+)
+def test_literal_bad_input_fails_when_the_dag_is_parsed(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_templated_bad_input_fails_before_any_request(posthog_conn):
+    op = PostHogPauseBatchExportOperator(task_id="t", batch_export_id="{{ params.export }}")
+    op.render_template_fields({"params": {"export": "not-a-uuid"}})
+    with pytest.raises(ValueError, match="Invalid batch_export_id 'not-a-uuid'"):
+        op.execute({})
+    assert api_requests(posthog_conn) == []

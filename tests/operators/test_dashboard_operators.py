@@ -1,0 +1,198 @@
+"""Dashboard and collaborator operators: reuse, no duplicates on retries, PostHog's refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogWriteOutcomeUnknownError
+from airflow_provider_phenv.hooks.posthog import PostHogHook
+from airflow_provider_phenv.operators.dashboards import (
+    PostHogAddDashboardCollaboratorOperator,
+    PostHogCreateDashboardOperator,
+    PostHogDashboardExistsError,
+)
+from tests.support import api_requests
+
+FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
+
+
+def _named(emulator, name):
+    return [d for d in emulator.state.dashboards.values() if d["name"] == name and not d.get("deleted")]
+
+
+def test_create_then_reuse(posthog_conn):
+    op = PostHogCreateDashboardOperator(task_id="create", name="Pipeline health", restriction_level=37)
+    first = op.execute({})
+    assert first["created"] is True and first["name"] == "Pipeline health"
+    assert first["url"] == f"{posthog_conn.url}/project/1/dashboard/{first['id']}"
+    assert op.dashboard_url == first["url"]
+    assert len(api_requests(posthog_conn)) == 2  # look up, create
+    posthog_conn.clear_requests()
+    again = op.execute({})
+    assert again == {**first, "created": False}
+    assert len(api_requests(posthog_conn)) == 1
+    assert len(_named(posthog_conn, "Pipeline health")) == 1
+
+
+def test_if_exists_fail(posthog_conn):
+    posthog_conn.state.add_dashboard("Taken")
+    op = PostHogCreateDashboardOperator(task_id="create", name="Taken", if_exists="fail")
+    with pytest.raises(PostHogDashboardExistsError, match="'Taken' already exists"):
+        op.execute({})
+
+
+def test_if_exists_create_makes_another(posthog_conn):
+    posthog_conn.state.add_dashboard("Twice")
+    result = PostHogCreateDashboardOperator(task_id="create", name="Twice", if_exists="create").execute({})
+    assert result["created"] is True
+    assert len(_named(posthog_conn, "Twice")) == 2
+
+
+def test_a_deleted_dashboard_is_not_reused(posthog_conn):
+    posthog_conn.state.add_dashboard("Gone", deleted=True)
+    assert PostHogCreateDashboardOperator(task_id="create", name="Gone").execute({})["created"] is True
+
+
+def test_similar_names_are_not_reused(posthog_conn):
+    posthog_conn.state.add_dashboard("Pipeline health (old)")
+    assert PostHogCreateDashboardOperator(task_id="c", name="Pipeline health").execute({})["created"] is True
+
+
+@pytest.mark.parametrize("if_exists", ["reuse", "create"])
+def test_lost_create_response_leaves_exactly_one_dashboard(posthog_conn, if_exists):
+    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+    op = PostHogCreateDashboardOperator(task_id="create", name="Exactly once", if_exists=if_exists, **FAST)
+    result = op.execute({})
+    assert result["created"] is True
+    assert [d["id"] for d in _named(posthog_conn, "Exactly once")] == [result["id"]]
+    assert sum(r.method == "POST" for r in api_requests(posthog_conn)) == 1
+
+
+def test_next_airflow_try_after_a_lost_response_reuses(posthog_conn):
+    # The first try's create reached PostHog but its answer was lost and the worker went away
+    # (the hook's own request stands in for it); the next try must find it, not create another.
+    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+    with pytest.raises(PostHogWriteOutcomeUnknownError):
+        PostHogHook().create_dashboard(name="Retried")
+    result = PostHogCreateDashboardOperator(task_id="create", name="Retried").execute({})
+    assert result["created"] is False
+    assert [d["id"] for d in _named(posthog_conn, "Retried")] == [result["id"]]
+
+
+def test_templated_fields_render(posthog_conn):
+    op = PostHogCreateDashboardOperator(
+        task_id="create",
+        name="{{ params.name }}",
+        description="for {{ ds }}",
+        fields={"filters": {"a": "{{ ds }}"}},
+    )
+    op.render_template_fields({"params": {"name": "Rendered"}, "ds": "2026-11-26"})
+    result = op.execute({})
+    stored = posthog_conn.state.dashboards[result["id"]]
+    assert (stored["name"], stored["description"], stored["filters"]) == (
+        "Rendered",
+        "for 2026-11-26",
+        {"a": "2026-11-26"},
+    )
+
+
+def test_add_collaborator(posthog_conn):
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid
+    )
+    record = op.execute({})
+    assert record["user"]["uuid"] == SEED.bob_uuid and record["level"] == 37
+    assert len(api_requests(posthog_conn)) == 1
+
+
+def test_already_a_collaborator_is_success(posthog_conn):
+    # alice is seeded as an editor of the restricted dashboard.
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=str(SEED.restricted_dashboard_id), user_uuid=SEED.alice_uuid
+    )
+    record = op.execute({})
+    assert (
+        record["user"]["uuid"] == SEED.alice_uuid and record["dashboard_id"] == SEED.restricted_dashboard_id
+    )
+
+
+def test_owner_has_inherent_access(posthog_conn, capfd):
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.owner_uuid
+    )
+    assert op.execute({})["inherent_access"] is True
+    assert "owner or a project admin" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("dashboard_id", "user_uuid", "detail"),
+    [
+        (
+            SEED.web_dashboard_id,
+            SEED.bob_uuid,
+            "Cannot add collaborators to a dashboard on the lowest restriction",
+        ),
+        (
+            SEED.restricted_dashboard_id,
+            SEED.carol_uuid,
+            "Cannot add collaborators that have no access to the project.",
+        ),
+        (SEED.restricted_dashboard_id, "01900000-0000-7000-8000-0000000000ff", "User does not exist."),
+    ],
+)
+def test_other_refusals_fail_with_posthogs_message(posthog_conn, dashboard_id, user_uuid, detail):
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=dashboard_id, user_uuid=user_uuid
+    )
+    with pytest.raises(PostHogBadRequestError, match=detail):
+        op.execute({})
+
+
+def test_lost_collaborator_response_is_looked_up(posthog_conn):
+    posthog_conn.faults.add("lost_response", method="POST", path="/collaborators", times=1)
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
+    )
+    assert op.execute({})["user"]["uuid"] == SEED.bob_uuid
+    assert [r.method for r in api_requests(posthog_conn)] == ["POST", "GET"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": ""}, "Invalid dashboard name ''"),
+        ({"name": "x", "restriction_level": 99}, "Invalid restriction_level 99"),
+        ({"name": "x", "if_exists": "replace"}, "Invalid if_exists 'replace'"),
+        ({"name": "x", "tags": "ops"}, "Invalid tags 'ops'"),
+        ({"name": "x", "use_dashboard": -3}, "Invalid use_dashboard -3"),
+        ({"name": "x", "pinned": "maybe"}, "Invalid pinned 'maybe'"),
+        ({"name": "x", "fields": {"filters": "x"}}, "Invalid filters 'x'"),
+    ],
+)
+def test_create_dashboard_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PostHogCreateDashboardOperator(task_id="t", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dashboard_id": "abc", "user_uuid": SEED.bob_uuid}, "Invalid dashboard_id 'abc'"),
+        ({"dashboard_id": 3, "user_uuid": "bob@example.com"}, "Invalid user_uuid 'bob@example.com'"),
+        ({"dashboard_id": 3, "user_uuid": SEED.bob_uuid, "level": 50}, "Invalid level 50"),
+    ],
+)
+def test_add_collaborator_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PostHogAddDashboardCollaboratorOperator(task_id="t", **kwargs)
+
+
+def test_templated_collaborator_input_checked_before_any_request(posthog_conn):
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="t", dashboard_id="{{ params.d }}", user_uuid=SEED.bob_uuid
+    )
+    op.render_template_fields({"params": {"d": "0"}})
+    with pytest.raises(ValueError, match="Invalid dashboard_id '0'"):
+        op.execute({})
+    assert api_requests(posthog_conn) == []
