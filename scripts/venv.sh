@@ -15,7 +15,8 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip uv
+# (grep drops pip's notes about package index folders that this machine's pip.conf may name)
+"$VENV/bin/python" -m pip install -q --upgrade pip uv 2>&1 | { grep -v "is ignored: it is neither" || true; }
 # uv resolves and installs about ten times faster than pip. Bytecode is compiled up front
 # because PYTHONDONTWRITEBYTECODE may be set, which would make every import recompile.
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" --compile-bytecode \
