@@ -72,7 +72,10 @@ def populate(state: EmulatorState, now: datetime) -> None:
     :param state: the store to fill.
     :param now: the reset moment; seeded history is laid out in the hours before it.
     """
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    # The last whole hour that ended at least an hour ago: seeded runs start a minute after their
+    # interval ends, so anchoring on the current hour would put them (and their log lines) in the
+    # future during the first minute of every hour.
+    hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     state.organizations.update(
         {
             SEED.organization_id: {
