@@ -55,7 +55,8 @@ class PostHogAPIError(PostHogError):
         attr: str | None = None,
         hint: str | None = None,
     ) -> None:
-        self.status_code = status_code
+        # AirflowException declares status_code for its REST API errors; here it is PostHog's.
+        self.status_code = status_code  # type: ignore[assignment]
         self.method = method
         self.path = path
         self.resource = resource

@@ -148,7 +148,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
         # An emulator bug: answer like PostHog's unhandled-exception 500 and show the traceback.
         traceback.print_exc()
         response = Response(500, server_error().body())
-    if found is not None and path_match["prefix"] == "environments":
+    if path_match is not None and found is not None and path_match["prefix"] == "environments":
         successor = "/api/projects/" + request.path.removeprefix("/api/environments/")
         if request.raw_query:
             successor += f"?{request.raw_query}"

@@ -74,8 +74,9 @@ def _get_run(call: Call, export: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def _moment(value: str, attr: str, now: datetime) -> datetime:
-    """An ISO datetime or a relative one such as ``-7d`` or ``-24h``."""
+def _moment(value: str | None, attr: str, now: datetime) -> datetime:
+    """An ISO datetime or a relative one such as ``-7d`` or ``-24h`` (callers pass a value)."""
+    assert value is not None
     match = _RELATIVE_RE.match(value.strip())
     if match:
         return now - int(match.group(1)) * _RELATIVE_UNITS[match.group(2)]

@@ -432,6 +432,7 @@ def run_test_step(destination: dict[str, Any], step: int) -> dict[str, Any]:
         raise server_error()
     test = steps[step]
     value = destination["config"].get(test.checks) if test.checks else None
+    result: dict[str, str | None]
     if test.skipped is not None:
         result = {"status": "Skipped", "message": test.skipped}
     elif test.checks and value in (None, ""):

@@ -196,8 +196,8 @@ def serialize_backfill(backfill: dict[str, Any], runs: list[dict[str, Any]], now
     """The backfill as the API returns it, with ``progress``."""
     status = backfill_status(runs, now)
     finished = [run for run in runs if run_status(run, now) not in ACTIVE_STATUSES]
-    ends = [finished_at(run, now) for run in finished]
-    done = max(ends) if status not in ACTIVE_STATUSES and ends and all(ends) else None
+    ends = [end for end in (finished_at(run, now) for run in finished) if end is not None]
+    done = max(ends) if status not in ACTIVE_STATUSES and ends and len(ends) == len(finished) else None
     return {
         "id": backfill["id"],
         "status": status,

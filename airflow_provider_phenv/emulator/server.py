@@ -86,8 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(response, _payload(response))
             return
         query = parse_qs(split.query, keep_blank_values=True)
-        response = self._answer(split.path, split.query, query, body, body_error)
-        payload = _payload(response) if response else b""
+        answer = self._answer(split.path, split.query, query, body, body_error)
+        payload = _payload(answer) if answer else b""
         # Recorded before answering, so a client that just got its response always finds the record.
         emulator.request_log.append(
             RecordedRequest(
@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
                 path=split.path,
                 query=redact(query),
                 body=redact(body),
-                status=response.status if response else None,
+                status=answer.status if answer else None,
                 connection_id=self.connection_id,
                 response_bytes=len(payload),
                 user_agent=self.headers.get("User-Agent"),
@@ -103,10 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
                 duration=time.perf_counter() - clock,
             )
         )
-        if response is None:
+        if answer is None:
             self.close_connection = True  # without sending a byte
             return
-        self._send(response, payload)
+        self._send(answer, payload)
 
     def _answer(
         self, path: str, raw_query: str, query: dict[str, list[str]], body: Any, body_error: str | None
@@ -117,10 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault else None
         if kind == "drop":
             return None  # before handling: nothing is committed
-        if kind in ("status", "html"):
+        if fault is not None and kind in ("status", "html"):
             return fault.response()
-        if kind == "slow":
-            time.sleep(fault.delay)
+        if fault is not None and kind == "slow":
+            time.sleep(fault.delay or 0.0)
         request = ApiRequest(
             method=self.command,
             path=path,
@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _bound_address(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def _send(self, response: Response, payload: bytes) -> None:
         self.send_response(response.status)

@@ -119,7 +119,7 @@ class EmulatorState:
         :param creation_mode: ``default``, ``template``, ``duplicate`` or ``unlisted`` (hidden from the list).
         """
         with self.lock:
-            dashboard = {
+            dashboard: dict[str, Any] = {
                 "id": max(self.dashboards, default=0) + 1,
                 "team_id": team_id or SEED.team_id,
                 "name": name,
@@ -168,7 +168,7 @@ class EmulatorState:
         """
         with self.lock:
             created_at = created_at or self.now()
-            export = {
+            export: dict[str, Any] = {
                 "id": export_id or str(uuid.uuid4()),
                 "team_id": team_id or SEED.team_id,
                 "name": name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -37,7 +37,7 @@ class PostHogBaseOperator(BaseOperator):
         ``max_retries``.
     """
 
-    template_fields: tuple[str, ...] = ("posthog_conn_id", "project_id")
+    template_fields: Sequence[str] = ("posthog_conn_id", "project_id")
 
     def __init__(
         self,

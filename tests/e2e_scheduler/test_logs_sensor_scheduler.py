@@ -1,0 +1,278 @@
+"""
+The deferrable logs sensor under a real Airflow: scheduler, dag-processor, api-server and triggerer
+as separate processes, LocalExecutor, SQLite, the emulator as a subprocess.
+
+It proves that the trigger ran in the triggerer process: while the task is deferred the trigger row
+is assigned to the triggerer job, and the trigger's own log lines are in the trigger log file the
+triggerer writes. Every process is started in its own session and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+
+pytestmark = pytest.mark.e2e
+
+DAGS = Path(__file__).parent / "dags"
+DAG_ID = "phenv_logs_sensor_e2e"
+# One sensor per mode, all at the same poll interval, all waiting for the same line.
+WAITING_STATES = {
+    "wait_poke": "running",
+    "wait_reschedule": "up_for_reschedule",
+    "wait_deferrable": "deferred",
+}
+TRIGGER_CLASSPATH = "airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportLogsTrigger"
+EXPORT_ID = SEED.s3_export_id
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _log_records(home: Path, task_id: str, pattern: str) -> list[dict[str, Any]]:
+    """The JSON records of a task's log files (the worker's, or the triggerer's for the task)."""
+    folder = next((home / "logs").glob(f"dag_id={DAG_ID}/run_id=*/task_id={task_id}"), None)
+    if folder is None:
+        return []
+    return [
+        json.loads(line) for path in folder.glob(pattern) for line in path.read_text().splitlines() if line
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, sqlite3.Error):
+            result = None
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Processes:
+    """Child processes by name, each in its own session, stopped by PID."""
+
+    def __init__(self, logs: Path, env: dict[str, str]) -> None:
+        self.logs = logs
+        self.env = env
+        self.started: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        out = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.started[name] = process
+        return process
+
+    def output(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        # SIGTERM each component while it can still stop its own children (executor workers,
+        # serve-logs, the triggerer's runner), then SIGKILL whatever is left in its session.
+        for process in reversed(self.started.values()):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.started.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+        for process in self.started.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # the session we created for it, by its id
+            if process.poll() is None:
+                process.wait(5)
+
+
+@pytest.fixture
+def airflow_cli() -> str:
+    path = shutil.which("airflow", path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.skip("the airflow command is not installed next to this Python")
+    return path
+
+
+def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_cli):
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    api_port, emulator_port = _free_port(), _free_port()
+    api = f"http://localhost:{api_port}"
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Workers reach the Execution API through [api] base_url: it must name the chosen port.
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        # One secret for every component, or tokens issued by one are rejected by the other.
+        "AIRFLOW__API_AUTH__JWT_SECRET": "phenv-e2e-secret-not-for-production",
+        # Free ports for the log servers too, so a concurrent Airflow on this machine cannot clash.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+        ),
+        "PHENV_E2E_BATCH_EXPORT_ID": EXPORT_ID,
+        "AIRFLOW_CONN_POSTHOG_DEFAULT": json.dumps(
+            {
+                "conn_type": "posthog",
+                "host": emulator_url,
+                "password": SEED.api_key,
+                "extra": {"project_id": str(SEED.project_id)},
+            }
+        ),
+    }
+    processes = Processes(tmp_path, env)
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    try:
+        processes.start(
+            "emulator", sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", str(emulator_port)
+        )
+        migrate = subprocess.run(
+            [airflow_cli, "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
+        timings["db migrate"] = time.monotonic() - began
+        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            processes.start(component, airflow_cli, component)
+
+        client = httpx.Client(base_url=api, timeout=10)
+        _wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 90)
+        _wait_for("the DAG to be parsed", lambda: client.get(f"/api/v2/dags/{DAG_ID}").status_code == 200, 60)
+        timings["airflow up"] = time.monotonic() - began
+        created = client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+        assert created.status_code == 200, created.text
+        run_id = created.json()["dag_run_id"]
+        tis_url = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances"
+
+        def task_instances() -> dict[str, dict[str, Any]]:
+            response = client.get(tis_url)
+            return (
+                {ti["task_id"]: ti for ti in response.json()["task_instances"]} if response.is_success else {}
+            )
+
+        def all_waiting() -> bool:
+            states = {task: ti["state"] for task, ti in task_instances().items()}
+            return states == WAITING_STATES and bool(_log_records(home, "wait_poke", "attempt=1.log"))
+
+        _wait_for("every sensor to wait in its own way", all_waiting, 60, interval=0.2)
+        timings["all waiting"] = time.monotonic() - began
+
+        # While deferred, the trigger row belongs to the triggerer job (not to a worker).
+        def trigger_row() -> tuple[str, int] | None:
+            with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=5) as db:
+                return db.execute(
+                    "SELECT t.classpath, t.triggerer_id FROM trigger t JOIN job j ON j.id = t.triggerer_id "
+                    "WHERE j.job_type = 'TriggererJob'"
+                ).fetchone()
+
+        classpath, triggerer_job = _wait_for("the triggerer to take the trigger", trigger_row, 30)
+        assert classpath == TRIGGER_CLASSPATH
+
+        # Now the run finishes: one log line appears, and each sensor has to notice it.
+        time.sleep(1.5)  # a few empty polls first
+        line = "Batch export for range 10:00 - 11:00 finished with 4242 records exported"
+        written = datetime.now(timezone.utc)
+        added = httpx.post(
+            f"{emulator_url}/_emulator/log_entries/{EXPORT_ID}",
+            json=[{"timestamp": written.isoformat(), "level": "INFO", "message": line}],
+        )
+        assert added.status_code == 201, added.text
+
+        def all_done() -> bool:
+            return all(ti["state"] in ("success", "failed") for ti in task_instances().values())
+
+        _wait_for("every sensor to finish", all_done, 60, interval=0.2)
+        final = task_instances()
+        assert {task: ti["state"] for task, ti in final.items()} == dict.fromkeys(
+            WAITING_STATES, "success"
+        ), processes.output("scheduler")[-4000:]
+
+        # The same XCom from every mode.
+        values = []
+        for task in WAITING_STATES:
+            xcom = client.get(f"{tis_url}/{task}/xcomEntries/return_value").json()["value"]
+            values.append(json.loads(xcom) if isinstance(xcom, str) else xcom)
+        assert values[0]["entry"]["message"] == line and values[0]["cursor"]["count"] == 1
+        assert values[0] == values[1] == values[2]
+
+        # The trigger ran in the triggerer: the triggerer started it (triggerer_job_runner) and
+        # wrote our trigger's own log lines into the task's trigger log.
+        trigger_records = _log_records(home, "wait_deferrable", "attempt=1.log.trigger.*.log")
+        assert any(
+            record.get("filename") == "triggerer_job_runner.py" and "starting" in record["event"]
+            for record in trigger_records
+        )
+        assert "Trigger fired event" in {record["event"] for record in trigger_records}
+        deferred_log = _log_records(home, "wait_deferrable", "attempt=1.log")
+        events = [record["event"] for record in deferred_log]
+        assert any("Pausing task as DEFERRED" in event for event in events)
+        assert any("the deferred wait ended with success" in event for event in events)
+        # The workers of the deferrable task never saw the line: only the trigger did.
+        assert not any("1 new log entries, matched" in event for event in events)
+        requests = httpx.get(f"{emulator_url}/_emulator/requests").json()
+        assert {request["method"] for request in requests} == {"GET"}
+
+        # How long each mode took to notice the line, and to finish the task, after it was written.
+        noticed_in = {
+            "wait_poke": _log_records(home, "wait_poke", "attempt=1.log"),
+            "wait_reschedule": _log_records(home, "wait_reschedule", "attempt=1.log"),
+            "wait_deferrable": trigger_records,
+        }
+        latency = {}
+        for task, records in noticed_in.items():
+            (noticed,) = [
+                r for r in records if f"Batch export {EXPORT_ID}: 1 new log entries, matched" in r["event"]
+            ]
+            finished = datetime.fromisoformat(final[task]["end_date"].replace("Z", "+00:00"))
+            latency[task] = {
+                "noticed_s": round((_when(noticed["timestamp"]) - written).total_seconds(), 2),
+                "task_done_s": round((finished - written).total_seconds(), 2),
+            }
+        print(f"\ne2e timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+        print(f"notice latency after the line was written, poll interval 1 s: {json.dumps(latency)}")
+        print(f"triggerer job {triggerer_job} ran {classpath}")
+    finally:
+        processes.stop_all()
+        timings["total"] = time.monotonic() - began
+    leftovers = [name for name, process in processes.started.items() if process.poll() is None]
+    assert leftovers == []

@@ -1,0 +1,77 @@
+"""
+The built wheel and sdist install into a clean virtual environment and register with Airflow.
+
+This is what users get from ``pip install``: no editable install, no source tree on the path, so
+package data (``py.typed``) and the emulator must be inside the wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*command: str | Path, cwd: Path | None = None, env: dict | None = None) -> str:
+    done = subprocess.run(
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    _run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT)
+    return out
+
+
+def test_wheel_holds_the_package_data(dist):
+    wheel = next(dist.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "airflow_provider_phenv/py.typed" in names
+    assert "airflow_provider_phenv/emulator/__main__.py" in names
+    entry_points = next(name for name in names if name.endswith("entry_points.txt"))
+    assert "apache_airflow_provider" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert next(dist.glob("*.tar.gz")).name.startswith("airflow_provider_phenv-")
+
+
+@pytest.mark.parametrize("kind", ["whl", "tar.gz"])
+def test_installs_into_a_clean_venv_and_registers(dist, tmp_path, kind):
+    import airflow
+
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    artifact = next(dist.glob(f"*.{kind}"))
+    # uv (installed with the test tools) resolves in seconds; the same Airflow as the test run.
+    _run(
+        sys.executable,
+        "-m",
+        "uv",
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        python,
+        f"apache-airflow=={airflow.__version__}",
+        artifact,
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": ""}
+    listed = _run(venv / "bin" / "airflow", "providers", "list", "-o", "plain", cwd=tmp_path, env=env)
+    assert re.search(r"airflow-provider-phenv\s+.*0\.\d+\.\d+", listed), listed
+    hooks = _run(venv / "bin" / "airflow", "providers", "hooks", "-o", "plain", cwd=tmp_path, env=env)
+    assert re.search(r"posthog\s+airflow_provider_phenv\.hooks\.posthog\.PostHogHook", hooks), hooks
+    location = _run(
+        python, "-c", "import airflow_provider_phenv as p; print(p.__file__)", cwd=tmp_path, env=env
+    )
+    assert str(venv) in location

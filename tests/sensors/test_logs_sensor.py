@@ -1,0 +1,433 @@
+"""The batch export logs sensor against the emulator over HTTP, in poke, reschedule and deferrable mode."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from airflow.sdk.exceptions import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferralTimeout,
+    TaskDeferred,
+)
+
+from airflow_provider_phenv.log_watch import entry_digest
+from airflow_provider_phenv.sensors._state import STATE_KEY
+from airflow_provider_phenv.sensors.batch_exports import (
+    PostHogBatchExportLogError,
+    PostHogBatchExportLogsSensor,
+    PostHogBatchExportLogsWatchError,
+)
+from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
+from airflow_provider_phenv.validation import format_timestamp
+from tests.sensors.logs_helpers import (
+    EXPORT_ID,
+    FAST_HOOK,
+    MODES,
+    FakeStateStore,
+    FakeTI,
+    entry,
+    fresh,
+    make_context,
+    run_trigger,
+    seconds_after,
+    sensor_for_mode,
+    utcnow,
+)
+from tests.support import api_requests
+
+FINISHED = r"finished with \d+ records exported"
+ERROR_TEXT = (
+    'Batch export failed with non-retryable error: OperationalError: connection to server at "db" '
+    "(10.0.0.12), port 5432 failed: Connection refused"
+)
+
+# One log timeline per expected outcome, in seconds relative to the moment the task starts.
+# Entries before the start must be ignored: an old success and an old failure.
+TIMELINES = {
+    "matched": [
+        (-2.0, "INFO", "Batch export for range 10:00 - 11:00 finished with 900 records exported"),
+        (-1.0, "ERROR", "Batch export failed with non-retryable error: an old failure"),
+        (0.2, "INFO", "Starting batch export for range 11:00 - 12:00"),
+        (0.4, "INFO", "Batch exporting range 11:00 - 12:00 to BigQuery: dataset.events"),
+        (0.6, "INFO", "Batch export for range 11:00 - 12:00 finished with 1000 records exported"),
+        (0.8, "ERROR", "Batch export failed with non-retryable error: a later run"),
+    ],
+    "failed": [
+        (-2.0, "INFO", "Batch export for range 10:00 - 11:00 finished with 900 records exported"),
+        (0.2, "INFO", "Starting batch export for range 11:00 - 12:00"),
+        (0.4, "ERROR", ERROR_TEXT),
+        (0.6, "INFO", "Batch export for range 11:00 - 12:00 finished with 0 records exported"),
+    ],
+}
+
+
+def _lay_out(emulator, timeline, start):
+    entries = [entry(seconds_after(start, offset), level, message) for offset, level, message in timeline]
+    emulator.state.add_log_entries(EXPORT_ID, entries)
+    return entries
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize(
+    ("expected", "store"),
+    [("matched", "task_state_store"), ("failed", "task_state_store"), ("matched", "airflow<3.3")],
+)
+def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, store):
+    start = utcnow()
+    entries = _lay_out(posthog_conn, TIMELINES[expected], start)
+    context = make_context(FakeTI(start), FakeStateStore() if store == "task_state_store" else None)
+    sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.1)
+
+    if expected == "matched":
+        decisive = entries[4]
+        stamp = format_timestamp(decisive["timestamp"])
+        result = MODES[mode](sensor, context)
+        # Identical in every mode: the matching entry, and the cursor stopped at it, with each
+        # entry after the start counted once (3 of them).
+        assert result == {
+            "batch_export_id": EXPORT_ID,
+            "entry": {
+                "timestamp": stamp,
+                "level": "INFO",
+                "message": decisive["message"],
+                "instance_id": "run-1",
+            },
+            "cursor": {"after": stamp, "seen": [entry_digest({**decisive, "timestamp": stamp})], "count": 3},
+        }
+        assert len(json.dumps(result)) < 600
+    else:
+        stamp = format_timestamp(entries[2]["timestamp"])
+        with pytest.raises(PostHogBatchExportLogError) as failure:
+            MODES[mode](sensor, context)
+        assert str(failure.value) == (
+            f"Batch export {EXPORT_ID} logged a failure at {stamp}, run run-1 "
+            f"(level ERROR is in fail_on_levels): [ERROR] {ERROR_TEXT}"
+        )
+    assert {record.method for record in api_requests(posthog_conn)} == {"GET"}
+    # Each mode really waited its own way: rescheduled pokes, or a trigger that fired once.
+    if mode == "reschedule":
+        assert context["test_run"]["reschedules"] >= 1
+    if mode == "deferrable":
+        (event,) = context["test_run"]["events"]
+        assert event["status"] == {"matched": "success", "failed": "failed"}[expected]
+
+
+def test_failure_pattern_fails_on_any_level(posthog_conn):
+    start = utcnow() - timedelta(seconds=5)
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID, [entry(seconds_after(start, 1), "WARNING", "Destination quota exceeded, giving up")]
+    )
+    sensor = sensor_for_mode("poke", failure_pattern="quota exceeded", since=start)
+    with pytest.raises(
+        PostHogBatchExportLogError, match=r"message matches failure_pattern 'quota exceeded'\): \[WARNING\]"
+    ):
+        sensor.execute(make_context(FakeTI(utcnow())))
+
+
+def test_explicit_since_and_already_true_condition_never_defers(posthog_conn):
+    start = utcnow() - timedelta(minutes=10)
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID,
+        [
+            entry(seconds_after(start, -1), "ERROR", "before since: ignored"),
+            entry(seconds_after(start, 0), "ERROR", "exactly at since: ignored"),
+            entry(
+                seconds_after(start, 1), "INFO", "Batch export for range x finished with 5 records exported"
+            ),
+        ],
+    )
+    sensor = sensor_for_mode("deferrable", message_pattern=FINISHED, since=start.isoformat())
+    result = sensor.execute(make_context(FakeTI(utcnow())))  # no TaskDeferred
+    assert result["entry"]["message"].endswith("finished with 5 records exported")
+    assert result["cursor"]["count"] == 1
+
+
+def test_burst_of_1200_entries_between_two_polls_is_read_completely(posthog_conn):
+    start = utcnow() - timedelta(minutes=5)
+    context = make_context(FakeTI(start), FakeStateStore())
+    sensor = sensor_for_mode("poke", message_pattern=FINISHED)
+    sensor._begin()
+    assert sensor.poke(context) is False
+
+    # 1,200 entries land between two polls, pairs sharing a microsecond, then the match.
+    burst = [
+        entry(seconds_after(start, 1 + (index // 2) / 1000), "INFO", f"Batch exporting part {index}")
+        for index in range(1200)
+    ]
+    burst.append(
+        entry(seconds_after(start, 2), "INFO", "Batch export for range y finished with 1200 records exported")
+    )
+    posthog_conn.state.add_log_entries(EXPORT_ID, burst)
+    posthog_conn.clear_requests()
+
+    done = sensor.poke(context)
+    assert done.xcom_value["cursor"]["count"] == 1201  # every entry counted, none twice
+    pages = api_requests(posthog_conn)
+    assert len(pages) == 3  # 500 + 500 + the rest, paging backwards with before=
+    assert all(record.query["limit"] == ["500"] for record in pages)
+    assert "before" in pages[1].query and "before" in pages[2].query
+
+
+def test_poll_without_news_is_one_small_request_whatever_the_history(posthog_conn):
+    start = utcnow() - timedelta(minutes=30)
+    history = [
+        entry(seconds_after(start, -600 + index / 10), "INFO", f"old line {index}") for index in range(3000)
+    ]
+    history += [
+        entry(seconds_after(start, 1 + index / 10), "INFO", f"new line {index}") for index in range(700)
+    ]
+    posthog_conn.state.add_log_entries(EXPORT_ID, history)
+    context = make_context(FakeTI(start), FakeStateStore())
+    sensor = sensor_for_mode("poke", message_pattern=FINISHED)
+    sensor._begin()
+    assert sensor.poke(context) is False  # reads the 700 new lines once
+    posthog_conn.clear_requests()
+
+    assert sensor.poke(context) is False
+    (poll,) = api_requests(posthog_conn)
+    assert poll.response_bytes < 400  # only the newest entry, re-read for equal timestamps
+    assert poll.query["after"] == [format_timestamp(history[-1]["timestamp"] - timedelta(microseconds=1))]
+
+    # A rescheduled poke (new instance, same task state store) asks for news only as well.
+    posthog_conn.clear_requests()
+    assert fresh(sensor).poke(context) is False
+    assert len(api_requests(posthog_conn)) == 1
+
+
+def test_equal_timestamps_at_the_cursor_over_http(posthog_conn):
+    start = utcnow() - timedelta(minutes=1)
+    moment = seconds_after(start, 1)
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "a"), entry(moment, "INFO", "b")])
+    context = make_context(FakeTI(start), FakeStateStore())
+    sensor = sensor_for_mode("poke", message_pattern="^c$")
+    sensor._begin()
+    assert sensor.poke(context) is False
+    # "c" carries the same microsecond but shows up after the first poll.
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "c")])
+    done = fresh(sensor).poke(context)
+    assert done.xcom_value["entry"]["message"] == "c"
+    assert done.xcom_value["cursor"]["count"] == 3
+
+
+def test_search_is_sent_and_a_failure_without_the_word_still_fails(posthog_conn):
+    start = utcnow() - timedelta(minutes=1)
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID, [entry(seconds_after(start, 1), "ERROR", "Destination unreachable")]
+    )
+    sensor = sensor_for_mode("poke", search="finished", since=start)
+    with pytest.raises(PostHogBatchExportLogError, match="Destination unreachable"):
+        sensor.execute(make_context(FakeTI(start)))
+    queries = [record.query for record in api_requests(posthog_conn)]
+    assert {"search": ["finished"]}.items() <= queries[0].items()
+    assert queries[1]["level"] == ["ERROR"]
+
+
+def test_instance_id_is_sent_and_scopes_failures(posthog_conn):
+    start = utcnow() - timedelta(minutes=1)
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID,
+        [
+            entry(seconds_after(start, 1), "ERROR", "another run failed", instance_id="run-other"),
+            entry(seconds_after(start, 2), "INFO", "finished with 1 records exported", instance_id="run-7"),
+        ],
+    )
+    sensor = sensor_for_mode("poke", instance_id="run-7", message_pattern=FINISHED, since=start)
+    assert sensor.execute(make_context(FakeTI(start)))["entry"]["instance_id"] == "run-7"
+    assert api_requests(posthog_conn)[0].query["instance_id"] == ["run-7"]
+
+
+# -- since and the cursor across reschedules, retries and Airflow versions ------------------------
+
+
+def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(posthog_conn):
+    first_start = utcnow() - timedelta(minutes=2)
+    store = FakeStateStore()
+    sensor = sensor_for_mode("reschedule", message_pattern=FINISHED)
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(first_start, 1), "INFO", "step 1")])
+
+    first = fresh(sensor)
+    first._begin()
+    assert first.poke(make_context(FakeTI(first_start), store)) is False
+    saved = store.get(STATE_KEY)
+    assert saved["cursor"]["count"] == 1
+
+    # A retry starts an hour later; since stays the first start and the cursor carries on.
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID, [entry(seconds_after(first_start, 2), "INFO", "finished with 2 records exported")]
+    )
+    posthog_conn.clear_requests()
+    retry = fresh(sensor)
+    retry._begin()
+    done = retry.poke(make_context(FakeTI(utcnow() + timedelta(hours=1), try_number=2), store))
+    assert done.xcom_value["cursor"]["count"] == 2
+    assert store.get(STATE_KEY)["since"] == saved["since"]
+    assert api_requests(posthog_conn)[0].query["after"][0] < saved["cursor"]["after"]  # 1 µs overlap
+
+
+def test_without_task_state_store_reschedule_counts_from_the_first_poke(posthog_conn):
+    """Airflow < 3.3: since comes from the first reschedule date; each poke reads from since."""
+    first_poke = utcnow() - timedelta(minutes=3)
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID,
+        [
+            entry(seconds_after(first_poke, -1), "INFO", "finished with 1 records exported"),
+            entry(seconds_after(first_poke, 1), "INFO", "finished with 2 records exported"),
+        ],
+    )
+    ti = FakeTI(utcnow())
+    ti.first_reschedule_date = first_poke
+    sensor = sensor_for_mode("reschedule", message_pattern=FINISHED)
+    result = sensor.execute(make_context(ti))
+    assert result["entry"]["message"] == "finished with 2 records exported"
+
+
+def test_changed_criteria_restart_the_cursor_at_since(posthog_conn):
+    start = utcnow() - timedelta(minutes=1)
+    store = FakeStateStore()
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "needle")])
+    sensor = sensor_for_mode("poke", message_pattern="haystack")
+    sensor._begin()
+    assert sensor.poke(make_context(FakeTI(start), store)) is False
+    edited = sensor_for_mode("poke", message_pattern="needle")
+    edited._begin()
+    assert edited.poke(make_context(FakeTI(utcnow()), store)).xcom_value["entry"]["message"] == "needle"
+
+
+# -- deferrable mode ---------------------------------------------------------------------------------
+
+
+def test_defers_with_plain_kwargs_remaining_timeout_and_baseline(posthog_conn):
+    start = utcnow()
+    store = FakeStateStore()
+    sensor = sensor_for_mode("deferrable", message_pattern=FINISHED, timeout=30, poke_interval=5)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(make_context(FakeTI(start), store))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PostHogBatchExportLogsTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    json.dumps(kwargs)  # plain values only
+    assert kwargs["since"] == store.get(STATE_KEY)["since"]
+    assert kwargs["cursor"] == store.get(STATE_KEY)["cursor"]
+    assert 28 < kwargs["end_time"] - time.time() <= 30
+    # The trigger reports the timeout itself; the framework's deferral timeout is a later backstop.
+    assert timedelta(seconds=30) < deferred.value.timeout <= timedelta(seconds=30 + 5 + 60)
+    assert deferred.value.kwargs == {"deadline": kwargs["end_time"]}
+
+
+@pytest.mark.parametrize("event", [None, {}, {"status": "done"}, {"status": None}, "success"])
+def test_execute_complete_rejects_unknown_events(posthog_conn, event):
+    sensor = sensor_for_mode("deferrable")
+    with pytest.raises(PostHogBatchExportLogsWatchError, match="Unexpected trigger event"):
+        sensor.execute_complete(make_context(FakeTI(utcnow())), event=event)
+
+
+def test_execute_complete_rejects_malformed_events(posthog_conn):
+    sensor = sensor_for_mode("deferrable")
+    cursor = {"after": "2026-01-01T00:00:00Z", "seen": [], "count": 0}
+    with pytest.raises(PostHogBatchExportLogsWatchError, match="Malformed"):
+        sensor.execute_complete({}, event={"status": "success", "since": "2026-01-01T00:00:00Z"})
+    with pytest.raises(PostHogBatchExportLogsWatchError, match="no entry"):
+        sensor.execute_complete(
+            {}, event={"status": "success", "since": "2026-01-01T00:00:00Z", "cursor": cursor}
+        )
+
+
+def test_error_event_fails_and_is_never_success(posthog_conn):
+    posthog_conn.faults.add("status", status=503, path="/logs", times=10)
+    trigger = PostHogBatchExportLogsTrigger(
+        batch_export_id=EXPORT_ID,
+        since=utcnow().isoformat(),
+        poll_interval=0.05,
+        hook_params={**FAST_HOOK, "max_retries": 1},
+    )
+    event = run_trigger(trigger)
+    assert event.payload["status"] == "error"
+    assert [record.status for record in api_requests(posthog_conn)] == [503, 503]  # the hook retried once
+    sensor = sensor_for_mode("deferrable", soft_fail=True)
+    with pytest.raises(PostHogBatchExportLogsWatchError, match=r"Could not read the log.*HTTP 503"):
+        sensor.resume_execution("execute_complete", {"event": event.payload}, make_context(FakeTI(utcnow())))
+
+
+def test_silent_fail_keeps_waiting_after_an_error_event(posthog_conn):
+    sensor = sensor_for_mode("deferrable", silent_fail=True)
+    cursor = {"after": "2026-01-01T00:00:00.000000Z", "seen": [], "count": 0}
+    event = {"status": "error", "since": cursor["after"], "cursor": cursor, "message": "HTTP 503"}
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(make_context(FakeTI(utcnow())), event=event, deadline=time.time() + 10)
+    assert deferred.value.trigger.serialize()[1]["cursor"] == cursor
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_soft_fail_skips_on_timeout_in_both_modes(posthog_conn, mode):
+    sensor = sensor_for_mode(mode, message_pattern="never", timeout=0.3, poke_interval=0.1, soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        MODES[mode](sensor, make_context(FakeTI(utcnow())))
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_timeout_without_soft_fail_is_a_sensor_timeout_in_both_modes(posthog_conn, mode):
+    sensor = sensor_for_mode(mode, message_pattern="never", timeout=0.3, poke_interval=0.1)
+    with pytest.raises(AirflowSensorTimeout):
+        MODES[mode](sensor, make_context(FakeTI(utcnow())))
+
+
+def test_framework_deferral_timeout_maps_like_poke_mode(posthog_conn):
+    sensor = sensor_for_mode("deferrable", soft_fail=True)
+    with pytest.raises(AirflowSkipException) as skipped:
+        sensor.resume_execution("__fail__", {"error": "Trigger timeout"}, {})
+    assert isinstance(skipped.value.__cause__, (AirflowSensorTimeout, TaskDeferralTimeout))
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_soft_fail_does_not_hide_a_failing_entry(posthog_conn, mode):
+    start = utcnow()
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.2), "ERROR", "boom")])
+    sensor = sensor_for_mode(mode, soft_fail=True, poke_interval=0.1)
+    with pytest.raises(PostHogBatchExportLogError, match="boom"):
+        MODES[mode](sensor, make_context(FakeTI(start)))
+
+
+# -- validation ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_export_id": "not-a-uuid"}, "Invalid batch_export_id 'not-a-uuid'"),
+        ({"level": "CRITICAL"}, "Invalid level 'CRITICAL'"),
+        ({"message_pattern": "(unclosed"}, "Invalid message_pattern"),
+        ({"since": "yesterday"}, "Invalid since 'yesterday'"),
+        ({"project_id": "abc"}, "Invalid project_id 'abc'"),
+        ({"hook_params": {"retries": 3}}, "Invalid hook_params key 'retries'"),
+        ({"poll_interval": 1, "poke_interval": 2}, "poll_interval or poke_interval"),
+    ],
+)
+def test_literal_inputs_are_checked_when_the_dag_is_parsed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sensor_for_mode("poke", **kwargs)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_rendered_inputs_are_checked_before_any_request(posthog_conn, mode):
+    sensor = sensor_for_mode(mode, level="{{ params.level }}", since="{{ params.since }}")
+    sensor.render_template_fields({"params": {"level": "LOUD", "since": "2026-01-01"}})
+    with pytest.raises(ValueError, match="Invalid level 'LOUD'"):
+        MODES[mode](sensor, make_context(FakeTI(utcnow())))
+    assert api_requests(posthog_conn) == []
+
+
+def test_templates_render_and_poll_interval_is_an_alias():
+    sensor = PostHogBatchExportLogsSensor(
+        task_id="t", batch_export_id="{{ params.export }}", since="{{ params.since }}", poll_interval=7
+    )
+    assert sensor.poke_interval == 7
+    sensor.render_template_fields({"params": {"export": EXPORT_ID, "since": "2026-01-01T00:00:00Z"}})
+    assert (sensor.batch_export_id, sensor.since) == (EXPORT_ID, "2026-01-01T00:00:00Z")
+    assert {"batch_export_id", "since", "message_pattern", "posthog_conn_id", "project_id"} <= set(
+        PostHogBatchExportLogsSensor.template_fields
+    )
