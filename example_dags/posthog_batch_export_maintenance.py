@@ -21,6 +21,7 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogTestBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
+from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 
 # [START howto_posthog_batch_export_maintenance]
 with DAG(
@@ -48,5 +49,15 @@ with DAG(
         batch_export_id="{{ params.batch_export_id }}",
         backfill="{{ params.backfill }}",
     )
-    pause >> test_destination >> unpause
+    wait_for_backfill = PostHogBatchExportLogsSensor(
+        task_id="wait_for_backfill",
+        batch_export_id="{{ params.batch_export_id }}",
+        # PostHog's last line of a successful run; an ERROR line fails the task at once.
+        message_pattern=r"finished with \d+ records exported",
+        since="{{ ti.xcom_pull(task_ids='unpause_export', key='unpaused_at') }}",
+        poll_interval=5,
+        timeout=timedelta(hours=2),
+        deferrable=True,
+    )
+    pause >> test_destination >> unpause >> wait_for_backfill
 # [END howto_posthog_batch_export_maintenance]

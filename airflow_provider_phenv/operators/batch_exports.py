@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.hooks.posthog import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.links import PostHogBatchExportLink
 from airflow_provider_phenv.operators._base import PostHogBaseOperator, check_unless_template
-from airflow_provider_phenv.validation import check_bool, check_uuid, is_template
+from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp, is_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -67,7 +68,8 @@ class PostHogUnpauseBatchExportOperator(_BatchExportOperator):
     :param backfill: also export the data from the pause until now. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :return: ``{"batch_export_id": ..., "paused": false, "backfill": bool}``
+    :return: ``{"batch_export_id": ..., "paused": false}``; the moment of the request is also pushed
+        to XCom as ``unpaused_at``, for a downstream logs sensor's ``since``.
     """
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "backfill")
@@ -81,14 +83,15 @@ class PostHogUnpauseBatchExportOperator(_BatchExportOperator):
         export_id = self._export_id()
         backfill = check_bool("backfill", self.backfill)
         self.log.info("Unpausing PostHog batch export %s (backfill=%s).", export_id, backfill)
+        unpaused_at = format_timestamp(datetime.now(timezone.utc))
         result = self.hook.unpause_batch_export(
             export_id, backfill=backfill, project_id=self.rendered_project_id()
         )
-        return {
-            "batch_export_id": export_id,
-            "paused": bool(result.get("paused", False)),
-            "backfill": backfill,
-        }
+        if context.get("ti") is not None:
+            # Runs started by this unpause log after this moment: a sensor waiting for them uses it
+            # as its ``since``, so a quick run is not missed when the sensor starts late.
+            context["ti"].xcom_push(key="unpaused_at", value=unpaused_at)
+        return {"batch_export_id": export_id, "paused": bool(result.get("paused", False))}
 
 
 class PostHogTestBatchExportOperator(_BatchExportOperator):

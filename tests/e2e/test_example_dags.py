@@ -77,8 +77,13 @@ def test_batch_export_maintenance(run_dag, emulator, capfd):
     assert json.loads(json.dumps(xcoms[("unpause_export", -1, "return_value")])) == {
         "batch_export_id": SEED.s3_export_id,
         "paused": False,
-        "backfill": True,
     }
+    # The sensor saw the backfill run that the unpause started finish, not an older one.
+    finished = xcoms[("wait_for_backfill", -1, "return_value")]["entry"]
+    assert "finished with" in finished["message"]
+    assert finished["timestamp"] > xcoms[("unpause_export", -1, "unpaused_at")]
+    backfill_runs = {run["id"] for run in emulator.state.runs_of(SEED.s3_export_id) if run["backfill_id"]}
+    assert finished["instance_id"] in backfill_runs
     assert xcoms[("pause_export", -1, "_link_PostHogBatchExportLink")].endswith(
         f"/project/1/batch_exports/{SEED.s3_export_id}"
     )

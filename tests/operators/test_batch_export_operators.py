@@ -41,7 +41,7 @@ def test_unpause_with_templated_backfill(posthog_conn):
     )
     op.render_template_fields({"params": {"export": SEED.paused_export_id, "backfill": True, "project": 1}})
     result = op.execute({})
-    assert result == {"batch_export_id": SEED.paused_export_id, "paused": False, "backfill": True}
+    assert result == {"batch_export_id": SEED.paused_export_id, "paused": False}
     assert posthog_conn.state.get_batch_export(SEED.paused_export_id)["paused"] is False
     assert api_requests(posthog_conn)[0].body == {"backfill": True}
 
