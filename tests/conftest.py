@@ -8,6 +8,8 @@ The environment is set before anything imports Airflow, so no test touches ~/air
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,6 +45,15 @@ def posthog_conn(emulator, monkeypatch):
     """Point ``posthog_default`` at the emulator; returns the emulator."""
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
     return emulator
+
+
+@pytest.fixture
+def airflow_cli() -> str:
+    """The ``airflow`` command of the virtual environment running the tests."""
+    path = shutil.which("airflow", path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.skip("the airflow command is not installed next to this Python")
+    return path
 
 
 def pytest_unconfigure(config):

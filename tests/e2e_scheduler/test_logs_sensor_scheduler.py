@@ -9,17 +9,12 @@ triggerer writes. Every process is started in its own session and stopped by its
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ import httpx
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
+from tests.processes import Processes, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,73 +53,10 @@ def _log_records(home: Path, task_id: str, pattern: str) -> list[dict[str, Any]]
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (httpx.HTTPError, sqlite3.Error):
-            result = None
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class Processes:
-    """Child processes by name, each in its own session, stopped by PID."""
-
-    def __init__(self, logs: Path, env: dict[str, str]) -> None:
-        self.logs = logs
-        self.env = env
-        self.started: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        out = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.started[name] = process
-        return process
-
-    def output(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        # SIGTERM each component while it can still stop its own children (executor workers,
-        # serve-logs, the triggerer's runner), then SIGKILL whatever is left in its session.
-        for process in reversed(self.started.values()):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in self.started.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-        for process in self.started.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)  # the session we created for it, by its id
-            if process.poll() is None:
-                process.wait(5)
-
-
-@pytest.fixture
-def airflow_cli() -> str:
-    path = shutil.which("airflow", path=str(Path(sys.executable).parent))
-    if path is None:
-        pytest.skip("the airflow command is not installed next to this Python")
-    return path
-
-
 def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_cli):
     home = tmp_path / "airflow_home"
     home.mkdir()
-    api_port, emulator_port = _free_port(), _free_port()
+    api_port, emulator_port = free_port(), free_port()
     api = f"http://localhost:{api_port}"
     emulator_url = f"http://127.0.0.1:{emulator_port}"
     env = {
@@ -142,8 +75,8 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
         # One secret for every component, or tokens issued by one are rejected by the other.
         "AIRFLOW__API_AUTH__JWT_SECRET": "phenv-e2e-secret-not-for-production",
         # Free ports for the log servers too, so a concurrent Airflow on this machine cannot clash.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
@@ -176,8 +109,8 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
             processes.start(component, airflow_cli, component)
 
         client = httpx.Client(base_url=api, timeout=10)
-        _wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 90)
-        _wait_for("the DAG to be parsed", lambda: client.get(f"/api/v2/dags/{DAG_ID}").status_code == 200, 60)
+        wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 90)
+        wait_for("the DAG to be parsed", lambda: client.get(f"/api/v2/dags/{DAG_ID}").status_code == 200, 60)
         timings["airflow up"] = time.monotonic() - began
         created = client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
         assert created.status_code == 200, created.text
@@ -194,7 +127,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
             states = {task: ti["state"] for task, ti in task_instances().items()}
             return states == WAITING_STATES and bool(_log_records(home, "wait_poke", "attempt=1.log"))
 
-        _wait_for("every sensor to wait in its own way", all_waiting, 60, interval=0.2)
+        wait_for("every sensor to wait in its own way", all_waiting, 60, interval=0.2)
         timings["all waiting"] = time.monotonic() - began
 
         # While deferred, the trigger row belongs to the triggerer job (not to a worker).
@@ -205,7 +138,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
                     "WHERE j.job_type = 'TriggererJob'"
                 ).fetchone()
 
-        classpath, triggerer_job = _wait_for("the triggerer to take the trigger", trigger_row, 30)
+        classpath, triggerer_job = wait_for("the triggerer to take the trigger", trigger_row, 30)
         assert classpath == TRIGGER_CLASSPATH
 
         # Now the run finishes: one log line appears, and each sensor has to notice it.
@@ -221,7 +154,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
         def all_done() -> bool:
             return all(ti["state"] in ("success", "failed") for ti in task_instances().values())
 
-        _wait_for("every sensor to finish", all_done, 60, interval=0.2)
+        wait_for("every sensor to finish", all_done, 60, interval=0.2)
         final = task_instances()
         assert {task: ti["state"] for task, ti in final.items()} == dict.fromkeys(
             WAITING_STATES, "success"
