@@ -71,3 +71,18 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)  # the session we created for it, by its id
             if process.poll() is None:
                 process.wait(5)
+
+
+def airflow_api_client(base_url: str) -> httpx.Client:
+    """
+    A client for an api-server started with ``simple_auth_manager_all_admins``.
+
+    Airflow 3.1 still wants a bearer token on ``/api/v2`` in that mode; ``GET /auth/token`` hands
+    one out without credentials. Later releases need none, and a token does no harm there.
+    """
+    client = httpx.Client(base_url=base_url, timeout=10)
+    wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 120)
+    answer = client.get("/auth/token")
+    if answer.status_code in (200, 201):
+        client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client

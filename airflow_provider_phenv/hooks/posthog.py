@@ -129,6 +129,18 @@ class _PostHogHookBase(BaseHook):
         self._backoff = backoff
         self._backoff_max = backoff_max
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """
+        The connection form's relabelled and hidden fields, for Airflow < 3.2 with the FAB provider.
+
+        Airflow 3.2+ reads the same metadata from ``get_provider_info()`` and never calls this.
+        """
+        from airflow_provider_phenv import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(posthog_conn_id={self.posthog_conn_id!r})"
 

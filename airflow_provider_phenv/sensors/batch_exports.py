@@ -8,30 +8,22 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
+# common-compat resolves these to the Task SDK or to the older core modules, whichever this
+# Airflow has (3.1 keeps the exceptions and conf in core).
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+    conf,
+)
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.bases.operator import BaseOperator
 
-# Airflow >= 3.2 exports these from the Task SDK; 3.1 still has them in the core modules.
 try:
-    from airflow.sdk import conf
+    from airflow.sdk.exceptions import TaskDeferralTimeout  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - Airflow 3.1
-    from airflow.configuration import conf  # type: ignore[assignment]
-try:
-    from airflow.sdk.exceptions import (
-        AirflowFailException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferralTimeout,
-    )
-except ImportError:  # pragma: no cover - Airflow 3.1
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowFailException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferralTimeout,
-    )
+    from airflow.exceptions import TaskDeferralTimeout  # type: ignore[attr-defined,no-redef]
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.hooks.posthog import PostHogHook

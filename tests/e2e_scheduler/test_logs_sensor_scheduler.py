@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.processes import Processes, free_port, wait_for
+from tests.processes import Processes, airflow_api_client, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -108,8 +108,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             processes.start(component, airflow_cli, component)
 
-        client = httpx.Client(base_url=api, timeout=10)
-        wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 90)
+        client = airflow_api_client(api)
         wait_for("the DAG to be parsed", lambda: client.get(f"/api/v2/dags/{DAG_ID}").status_code == 200, 60)
         timings["airflow up"] = time.monotonic() - began
         created = client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})

@@ -16,7 +16,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+try:
+    from airflow.sdk.exceptions import AirflowRescheduleException
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import AirflowRescheduleException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_phenv.emulator import SEED

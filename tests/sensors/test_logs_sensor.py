@@ -7,12 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from airflow.sdk.exceptions import (
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    TaskDeferralTimeout,
-    TaskDeferred,
-)
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 from airflow_provider_phenv.log_watch import entry_digest
 from airflow_provider_phenv.sensors._state import STATE_KEY
@@ -20,6 +15,7 @@ from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportLogError,
     PostHogBatchExportLogsSensor,
     PostHogBatchExportLogsWatchError,
+    TaskDeferralTimeout,
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp

@@ -9,13 +9,14 @@ import json
 import os
 import subprocess
 
-import httpx
+import airflow
 import pytest
 
-from tests.processes import Processes, free_port, wait_for
+from tests.processes import Processes, airflow_api_client, free_port
 from tests.support import connection_json
 
 pytestmark = pytest.mark.e2e
+AIRFLOW_VERSION = tuple(int(part) for part in airflow.__version__.split(".")[:2])
 
 
 def _airflow_env(tmp_path, **extra: str) -> dict[str, str]:
@@ -27,6 +28,10 @@ def _airflow_env(tmp_path, **extra: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.skipif(
+    AIRFLOW_VERSION < (3, 2),
+    reason="Airflow < 3.2 builds the form from hook methods with wtforms (the FAB provider)",
+)
 def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli):
     port = free_port()
     env = _airflow_env(
@@ -40,8 +45,7 @@ def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli):
     processes = Processes(tmp_path, env)
     try:
         processes.start("api-server", airflow_cli, "api-server", "--port", str(port))
-        client = httpx.Client(base_url=f"http://localhost:{port}", timeout=10)
-        wait_for("the api-server", lambda: client.get("/api/v2/monitor/health").status_code == 200, 120)
+        client = airflow_api_client(f"http://localhost:{port}")
         hooks = client.get("/ui/connections/hook_meta").json()
     finally:
         processes.stop_all()
@@ -79,7 +83,8 @@ def test_airflow_connections_test(emulator, tmp_path, airflow_cli, key_is_right)
         assert done.returncode == 0, output
         assert "Connection success!" in output
     else:
-        assert done.returncode == 1, output
+        if AIRFLOW_VERSION >= (3, 2):  # 3.1's command exits 0 even when the test failed
+            assert done.returncode == 1, output
         assert (
             "Connection failed!" in output
             and "HTTP 401" in output
