@@ -13,6 +13,7 @@ from airflow_provider_phenv.errors import (
 from airflow_provider_phenv.hooks.posthog import dashboard_payload
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators._base import PostHogBaseOperator, check_unless_template
+from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
     check_choice,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 IF_EXISTS_CHOICES = ("reuse", "fail", "create")
+_STATE_KEY = "posthog_create_dashboard"
 # PostHog's search filter takes at most 200 characters; longer names are matched client-side.
 _MAX_SEARCH = 200
 # PostHog's 400 details for a collaborator who needs no adding (posthog-api.md §7.3).
@@ -118,6 +120,10 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         # Looked up in every mode: "create" needs the ids that existed before, to recognise its
         # own dashboard if PostHog's answer to the create is lost.
         existing = self._find_by_name(name, project_id)
+        earlier_try = self._created_by_an_earlier_try(context, name, project_id, existing)
+        if earlier_try is not None:
+            self.log.info("An earlier try created PostHog dashboard %s named %r.", earlier_try["id"], name)
+            return self._result(earlier_try, project_id, created=True)
         known_ids = {dashboard["id"] for dashboard in existing}
         if existing and self.if_exists == "reuse":
             self.log.info("Reusing PostHog dashboard %s named %r.", existing[0]["id"], name)
@@ -126,6 +132,8 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
             raise PostHogDashboardExistsError(
                 f"A dashboard named {name!r} already exists (id {existing[0]['id']}) and if_exists='fail'."
             )
+        attempt = {"name": name, "project_id": project_id, "known_ids": sorted(known_ids)}
+        write_state(context, _STATE_KEY, attempt, self.log)
         try:
             dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
         except PostHogWriteOutcomeUnknownError:
@@ -136,8 +144,27 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
                 dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
             else:
                 dashboard = created[0]
+        write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
         self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
         return self._result(dashboard, project_id, created=True)
+
+    def _created_by_an_earlier_try(
+        self, context: Context, name: str, project_id: str | None, existing: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """
+        The dashboard an earlier try of this task instance created, if it still exists.
+
+        Airflow >= 3.3 keeps the task's state across tries: the ids that existed before the
+        create, then the created id. This makes ``if_exists="create"`` safe to retry too, even when
+        the earlier try died before hearing PostHog's answer.
+        """
+        saved = read_state(context, _STATE_KEY, self.log)
+        if not saved or (saved.get("name"), saved.get("project_id")) != (name, project_id):
+            return None
+        if saved.get("id") is not None:
+            return next((d for d in existing if d["id"] == saved["id"]), None)
+        before = set(saved.get("known_ids") or [])
+        return next((d for d in existing if d["id"] not in before), None)
 
     def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
         """Non-deleted dashboards named exactly ``name``, oldest first."""

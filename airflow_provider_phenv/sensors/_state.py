@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_phenv.log_watch import LogCursor
+from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import format_timestamp, parse_timestamp
 
 STATE_KEY = "posthog_batch_export_logs_watch"
@@ -46,15 +47,6 @@ class WatchState:
         }
 
 
-def task_state_store(context: Any) -> Any | None:
-    """The context's task state store (Airflow >= 3.3), or None on older versions and in bare tests."""
-    getter = getattr(context, "get", None)
-    store = getter("task_state_store") if getter else None
-    if store is None or not (hasattr(store, "get") and hasattr(store, "set")):
-        return None
-    return store
-
-
 def load_state(
     context: Any,
     *,
@@ -70,17 +62,7 @@ def load_state(
     started, fixed by the first poke of the first try), else ``default_since()``. A saved cursor is
     reused only if it was built with the same ``since`` and criteria.
     """
-    saved = None
-    store = task_state_store(context)
-    if store is not None:
-        try:
-            saved = store.get(STATE_KEY)
-        except Exception as error:
-            # The store is an optimisation for reschedules and retries; a failing read must not
-            # fail the sensor, which can still start from ``since``.
-            log.warning("Could not read the sensor state from task_state_store: %s", error)
-    if not isinstance(saved, dict):
-        saved = None
+    saved = read_state(context, STATE_KEY, log)
     saved_since = _saved_time(saved, "since")
     since = explicit_since or saved_since or default_since()
     cursor = LogCursor.start(since)
@@ -96,16 +78,9 @@ def load_state(
 
 def save_state(context: Any, state: WatchState, *, log: logging.Logger | Any) -> None:
     """Write the state to the task state store when there is one and the state changed."""
-    store = task_state_store(context)
     data = state.to_json()
-    if store is None or data == state.saved:
-        return
-    try:
-        store.set(STATE_KEY, data)
-    except Exception as error:
-        log.warning("Could not save the sensor state to task_state_store: %s", error)
-        return
-    state.saved = data
+    if data != state.saved and write_state(context, STATE_KEY, data, log):
+        state.saved = data
 
 
 def _saved_time(saved: dict[str, Any] | None, key: str) -> datetime | None:

@@ -80,6 +80,38 @@ def test_next_airflow_try_after_a_lost_response_reuses(posthog_conn):
     assert [d["id"] for d in _named(posthog_conn, "Retried")] == [result["id"]]
 
 
+class _StateStore(dict):
+    """Stands in for Airflow 3.3's ``context["task_state_store"]``: one per task instance."""
+
+    def set(self, key, value):
+        self[key] = value
+
+
+@pytest.mark.parametrize("if_exists", ["create", "reuse"])
+def test_retry_of_a_try_that_died_after_posting_creates_nothing(posthog_conn, mocker, if_exists):
+    posthog_conn.state.add_dashboard("Weekly")  # an unrelated one with the same name
+    store = _StateStore()
+    context = {"task_state_store": store}
+    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+    first_try = PostHogCreateDashboardOperator(task_id="create", name="Weekly", if_exists="create")
+    looked_up = first_try._find_by_name
+    # The worker dies right after PostHog's answer to the create is lost: its second look-up
+    # never happens.
+    mocker.patch.object(first_try, "_find_by_name", side_effect=[looked_up("Weekly", None), SystemExit(1)])
+    with pytest.raises(SystemExit):
+        first_try.execute(context)
+    assert len(_named(posthog_conn, "Weekly")) == 2
+
+    retry = PostHogCreateDashboardOperator(task_id="create", name="Weekly", if_exists=if_exists)
+    result = retry.execute(context)
+    assert len(_named(posthog_conn, "Weekly")) == 2  # the unrelated one and exactly one of ours
+    assert result["created"] is True
+    assert result["id"] == max(d["id"] for d in _named(posthog_conn, "Weekly"))
+    assert store["posthog_create_dashboard"]["known_ids"] == [
+        min(d["id"] for d in _named(posthog_conn, "Weekly"))
+    ]
+
+
 def test_templated_fields_render(posthog_conn):
     op = PostHogCreateDashboardOperator(
         task_id="create",
