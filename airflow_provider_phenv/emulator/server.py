@@ -29,6 +29,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Idle keep-alive connections would otherwise make server_close() wait forever.
     block_on_close = False
+    # A triggerer restarting a thousand deferred sensors connects all at once; socketserver's
+    # default backlog of 5 drops those SYNs and the kernel's retransmits delay them by up to 30 s.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], emulator: PostHogEmulator) -> None:
         super().__init__(address, _Handler)

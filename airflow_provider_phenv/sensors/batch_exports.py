@@ -37,11 +37,7 @@ from airflow_provider_phenv.log_watch import (
     merge_streams,
 )
 from airflow_provider_phenv.sensors._state import WatchState, load_state, save_state
-from airflow_provider_phenv.triggers.batch_exports import (
-    EVENT_STATUSES,
-    PostHogBatchExportLogsTrigger,
-    check_hook_params,
-)
+from airflow_provider_phenv.triggers._params import EVENT_STATUSES, check_hook_params
 from airflow_provider_phenv.validation import (
     check_project_id,
     check_uuid,
@@ -322,6 +318,9 @@ class PostHogBatchExportLogsSensor(BaseSensorOperator):
             format_timestamp(state.cursor.after),
             remaining,
         )
+        # Imported here: Airflow's trigger machinery is only needed by a task that defers.
+        from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
+
         trigger = PostHogBatchExportLogsTrigger(
             batch_export_id=self._export_id,
             since=format_timestamp(state.since),
@@ -330,6 +329,7 @@ class PostHogBatchExportLogsSensor(BaseSensorOperator):
             project_id=self._project,
             poll_interval=self.poke_interval,
             end_time=deadline,
+            first_poll_at=time.time() + self.poke_interval,  # this task has just read the log
             hook_params=self.hook_params,
             **self._watch.to_params(),
         )

@@ -12,23 +12,12 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.log_watch import WAITING, LogCursor, LogWatch, merge_streams
+from airflow_provider_phenv.triggers._params import EVENT_STATUSES, check_hook_params
 from airflow_provider_phenv.validation import check_project_id, check_uuid, format_timestamp, parse_timestamp
 
-#: Every event this trigger can fire. ``execute_complete`` rejects anything else.
-EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
+__all__ = ["EVENT_STATUSES", "PostHogBatchExportLogsTrigger"]
+
 _STATUS_OF_OUTCOME = {"matched": "success", "failed": "failed"}
-HOOK_PARAMS = frozenset({"timeout", "max_retries", "backoff", "backoff_max"})
-
-
-def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
-    """Hook options that can travel to the triggerer: known names, plain numbers only."""
-    params = dict(hook_params or {})
-    for name, value in params.items():
-        if name not in HOOK_PARAMS:
-            raise ValueError(f"Invalid hook_params key {name!r}: expected one of {sorted(HOOK_PARAMS)}.")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"Invalid hook_params {name} {value!r}: expected a number.")
-    return params
 
 
 class PostHogBatchExportLogsTrigger(BaseTrigger):
@@ -50,6 +39,8 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
     :param project_id: PostHog project id; default: the connection's.
     :param poll_interval: seconds between polls.
     :param end_time: UNIX time at which to fire ``timeout``; None to wait forever.
+    :param first_poll_at: UNIX time of the first poll; None to poll at once. The sensor sets it one
+        interval after its own poll, so a deferral does not read the log twice in a row.
     :param hook_params: keyword arguments for :class:`PostHogAsyncHook` (numbers only).
     """
 
@@ -69,6 +60,7 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
         project_id: int | str | None = None,
         poll_interval: float = 60.0,
         end_time: float | None = None,
+        first_poll_at: float | None = None,
         hook_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -97,6 +89,7 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
             raise ValueError(f"Invalid poll_interval {poll_interval!r}: expected a non-negative number.")
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.hook_params = check_hook_params(hook_params)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -111,6 +104,7 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
                 "project_id": self.project_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "first_poll_at": self.first_poll_at,
                 "hook_params": dict(self.hook_params),
             },
         )
@@ -123,7 +117,10 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
         since = parse_timestamp("since", self.since)
         cursor = LogCursor.from_json(self.cursor)
         try:
-            async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
+            # Idle connections outlive the poll interval: every poll reuses one connection.
+            idle = self.poll_interval + 30
+            async with PostHogAsyncHook(self.posthog_conn_id, keepalive=idle, **self.hook_params) as hook:
+                await self._sleep_until(self.first_poll_at)
                 while True:
                     streams = [await self._fetch(hook, request) for request in self.watch.requests(cursor)]
                     outcome = self.watch.evaluate(merge_streams(streams), cursor, since)
@@ -141,10 +138,9 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
                         if outcome.reason:
                             event["reason"] = outcome.reason
                         return event
-                    left = None if self.end_time is None else self.end_time - time.time()
-                    if left is not None and left <= 0:
+                    if self.end_time is not None and time.time() >= self.end_time:
                         return self._event("timeout", message=self._timeout_message())
-                    await asyncio.sleep(self.poll_interval if left is None else min(self.poll_interval, left))
+                    await self._sleep_until(time.time() + self.poll_interval)
         except PostHogError as error:
             # The hook already retried what is worth retrying (429, 5xx, dropped connections).
             self.log.error("Batch export %s: giving up reading the log: %s", self.batch_export_id, error)
@@ -154,6 +150,14 @@ class PostHogBatchExportLogsTrigger(BaseTrigger):
                 "Batch export %s: unexpected error while polling the log", self.batch_export_id
             )
             return self._event("error", message=f"{type(error).__name__}: {error}")
+
+    async def _sleep_until(self, moment: float | None) -> None:
+        """Sleep until ``moment``, but never past the deadline (the last poll happens at it)."""
+        if moment is None:
+            return
+        if self.end_time is not None:
+            moment = min(moment, self.end_time)
+        await asyncio.sleep(max(0.0, moment - time.time()))
 
     async def _fetch(self, hook: PostHogAsyncHook, request: dict[str, Any]) -> list[dict[str, Any]]:
         return [

@@ -310,6 +310,8 @@ def test_defers_with_plain_kwargs_remaining_timeout_and_baseline(posthog_conn):
     assert kwargs["since"] == store.get(STATE_KEY)["since"]
     assert kwargs["cursor"] == store.get(STATE_KEY)["cursor"]
     assert 28 < kwargs["end_time"] - time.time() <= 30
+    # The first poke just read the log: the trigger reads it again one poke_interval later.
+    assert 4 < kwargs["first_poll_at"] - time.time() <= 5
     # The trigger reports the timeout itself; the framework's deferral timeout is a later backstop.
     assert timedelta(seconds=30) < deferred.value.timeout <= timedelta(seconds=30 + 5 + 60)
     assert deferred.value.kwargs == {"deadline": kwargs["end_time"]}

@@ -49,6 +49,7 @@ def test_serialize_round_trip_holds_plain_values_only():
         failure_pattern="non-retryable",
         project_id=1,
         end_time=time.time() + 60,
+        first_poll_at=time.time() + 5,
         cursor={"after": "2026-01-01T00:00:00Z", "seen": ["0123456789abcdef"], "count": 7},
     )
     classpath, kwargs = trigger.serialize()
@@ -116,6 +117,26 @@ def test_timeout_event_at_end_time_carries_the_cursor(posthog_conn):
     assert payload["status"] == "timeout"
     assert payload["cursor"]["count"] == 1
     assert "timed out" in payload["message"]
+
+
+def test_first_poll_waits_for_first_poll_at(posthog_conn):
+    start = utcnow()
+    posthog_conn.state.add_log_entries(
+        EXPORT_ID, [entry(seconds_after(start, -0.5), "INFO", "finished with 1 records exported")]
+    )
+    began = time.time()
+    payload = run_trigger(make_trigger(seconds_after(start, -1), first_poll_at=began + 0.5)).payload
+    assert payload["status"] == "success"
+    [request] = api_requests(posthog_conn)
+    assert request.started_at >= began + 0.5
+
+
+def test_first_poll_at_never_delays_past_the_deadline(posthog_conn):
+    began = time.monotonic()
+    trigger = make_trigger(utcnow(), first_poll_at=time.time() + 60, end_time=time.time() + 0.3)
+    assert run_trigger(trigger).payload["status"] == "timeout"
+    assert time.monotonic() - began < 3
+    assert len(api_requests(posthog_conn)) == 1  # one last look at the deadline
 
 
 def test_persistent_error_is_an_error_event_not_success(posthog_conn):
