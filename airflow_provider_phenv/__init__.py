@@ -72,7 +72,11 @@ def get_provider_info() -> dict[str, Any]:
                     "api_prefix": {
                         "label": "API prefix",
                         "description": "environments (default) or projects, PostHog's successor path.",
-                        "schema": {"type": ["string", "null"], "enum": ["environments", "projects", None]},
+                        "schema": {
+                            "type": "string",
+                            "enum": ["environments", "projects"],
+                            "default": "environments",
+                        },
                     },
                     "timeout": {
                         "label": "Request timeout (seconds)",
