@@ -1,0 +1,139 @@
+"""
+``python -m benchmarks [--smoke] [--out DIR]``: run every item, print a table, write the results.
+
+Use ``scripts/bench.sh``, which prepares ``.venv-bench`` first. Full size writes
+``benchmarks/results.json`` and ``BENCHMARKS.md``; ``--smoke`` runs tiny sizes and writes to a
+temporary directory. The exit code is non-zero only when an item crashed, never for a missed floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# `python -m benchmarks` puts the work tree first on sys.path, which would import the provider from
+# its sources; move it last so the installed copy is measured, while `benchmarks` and the tests'
+# sensor drivers (`tests.sensors.logs_helpers`) still come from the work tree.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="phenv-bench-home-"))
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Task log lines (and "execute cannot be called outside of the Task Runner!") would drown the table.
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    import_runs: int = 15
+    dashboards: int = 1000
+    list_repeats: int = 5
+    old_entries: int = 10_000
+    polls: int = 5
+    poke_interval: float = 1.0
+    latency_repeats: int = 8
+    triggers: int = 1000
+    trigger_seconds: float = 60.0
+    trigger_interval: float = 5.0
+    retry_repeats: int = 5
+
+
+SMOKE = Sizes(
+    import_runs=2,
+    dashboards=20,
+    list_repeats=1,
+    old_entries=50,
+    polls=3,
+    poke_interval=0.2,
+    latency_repeats=1,
+    triggers=10,
+    trigger_seconds=2.0,
+    trigger_interval=1.0,
+    retry_repeats=1,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, results in a temp dir")
+    parser.add_argument("--out", type=Path, help="directory for results.json and BENCHMARKS.md")
+    parser.add_argument("--command", default="python -m benchmarks", help="the command, for the report")
+    parser.add_argument("--only", type=int, action="append", help="run only these items (repeatable)")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite BENCHMARKS.md from results.json (after editing NOTES.md)",
+    )
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else Sizes()
+    if args.render:
+        from benchmarks import report
+
+        report.render(ROOT / "benchmarks" / "results.json", ROOT / "BENCHMARKS.md")
+        return 0
+
+    from airflow_provider_phenv.emulator import PostHogEmulator
+    from benchmarks import deferral, imports, latency, operations, report, retry_after, sensor_polls
+    from benchmarks.harness import Bench, quiet_logs
+
+    quiet_logs()
+    started = time.monotonic()
+    figures, details, errors = [], {}, {}
+    task_rss_mb = 0.0
+    with PostHogEmulator(port=0) as emulator:
+        bench = Bench(emulator)
+        items = {
+            1: lambda: imports.run(sizes.import_runs),
+            2: lambda: operations.run_operations(bench),
+            3: lambda: operations.run_listing(bench, sizes.dashboards, sizes.list_repeats),
+            4: lambda: sensor_polls.run(bench, sizes.old_entries, sizes.polls),
+            5: lambda: latency.run(bench, sizes.poke_interval, sizes.latency_repeats),
+            6: lambda: deferral.run(
+                sizes.triggers, sizes.trigger_seconds, sizes.trigger_interval, task_rss_mb
+            ),
+            7: lambda: retry_after.run(bench, sizes.retry_repeats),
+        }
+        for item, run in items.items():
+            if args.only and item not in args.only:
+                continue
+            clock = time.monotonic()
+            print(f"item {item}...", end=" ", flush=True)
+            try:
+                item_figures, item_details = run()
+            except Exception as error:
+                traceback.print_exc()
+                errors[str(item)] = f"{type(error).__name__}: {error}"
+                print("CRASHED", flush=True)
+                continue
+            figures += item_figures
+            details[str(item)] = {**item_details, "seconds": time.monotonic() - clock}
+            task_rss_mb = details.get("1", {}).get("task_process_rss_mb", task_rss_mb)
+            print(f"{time.monotonic() - clock:.1f} s", flush=True)
+
+    info = {
+        **report.meta(args.command, args.smoke),
+        "sizes": sizes.__dict__,
+        "seconds": time.monotonic() - started,
+    }
+    out = args.out or (Path(tempfile.mkdtemp(prefix="phenv-bench-smoke-")) if args.smoke else None)
+    json_path = (out or ROOT / "benchmarks") / "results.json"
+    md_path = (out or ROOT) / "BENCHMARKS.md"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    report.write_json(json_path, info, figures, details, errors)
+    md_path.write_text(report.markdown(info, figures, errors))
+    print()
+    print(report.table(figures))
+    print(
+        f"\n{len(figures)} figures, {sum(f.passed is False for f in figures)} floor(s) missed, "
+        f"{len(errors)} item(s) crashed, {info['seconds']:.0f} s; wrote {json_path} and {md_path}"
+    )
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""
+Keeps the benchmarks working: ``scripts/bench.sh --smoke`` (tiny sizes, about 40 s) must not crash.
+
+It needs ``.venv-bench`` (Airflow plus apache-airflow-providers-http), which ``scripts/bench.sh``
+creates on first use. The test runs only where that venv exists or ``PHENV_BENCH_SMOKE=1`` asks for
+it (then bench.sh builds the venv first, ~15 s more); ``PHENV_BENCH_SMOKE=0`` skips it. Missed
+floors do not fail it: the numbers of a smoke run mean nothing, only that every item still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
+
+
+ASKED = os.environ.get("PHENV_BENCH_SMOKE")
+
+
+@pytest.mark.skipif(
+    ASKED == "0" or (ASKED != "1" and not BENCH_PYTHON.exists()),
+    reason="no .venv-bench (run scripts/bench.sh once, or set PHENV_BENCH_SMOKE=1), or PHENV_BENCH_SMOKE=0",
+)
+def test_bench_smoke_runs_every_item(tmp_path):
+    # The benchmark makes its own Airflow home and connections; the test session's must not leak in.
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW", "PYTEST"))}
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "bench.sh"), "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["errors"] == {}
+    assert {figure["item"] for figure in results["figures"]} == {1, 2, 3, 4, 5, 6, 7}
+    assert results["meta"]["smoke"] is True
+    assert "| # | figure |" in (tmp_path / "BENCHMARKS.md").read_text()
