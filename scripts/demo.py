@@ -125,6 +125,10 @@ def _snapshot(target: dict) -> dict:
     name = target["conf"]["posthog_dashboard_provisioning"].get("dashboard_name", "Pipeline health")
     with PostHogHook() as hook:
         export = hook.get_batch_export(target["batch_export_id"])
+        # The run the maintenance DAG's sensor waited for: the newest "finished" line since the pause.
+        finished = hook.get_batch_export_logs(
+            target["batch_export_id"], after=export.get("last_paused_at"), search="finished", limit=1
+        )["results"]
         dashboards = [d for d in hook.list_dashboards(search=name) if d["name"] == name]
         collaborators = {
             d["id"]: [c["user"]["email"] for c in hook.list_dashboard_collaborators(d["id"])]
@@ -132,6 +136,7 @@ def _snapshot(target: dict) -> dict:
         }
         return {
             "export": {key: export.get(key) for key in ("id", "name", "paused", "last_paused_at")},
+            "finished": finished[0] if finished and export.get("last_paused_at") else None,
             "dashboards": [
                 {"id": d["id"], "name": d["name"], "url": hook.ui_url(None, f"dashboard/{d['id']}")}
                 for d in dashboards
@@ -146,6 +151,9 @@ def _report(before: dict, after: dict) -> None:
     print(f"    batch export {export['id']} ({export['name']}):")
     print(f"      paused: {before['export']['paused']} -> {export['paused']}")
     print(f"      last paused at: {before['export']['last_paused_at']} -> {export['last_paused_at']}")
+    if after["finished"] and after["finished"] != before["finished"]:
+        entry = after["finished"]
+        print(f"      backfill run logged at {entry['timestamp']}: {entry['message']}")
     old_ids = {d["id"] for d in before["dashboards"]}
     for dashboard in after["dashboards"]:
         state = "existed before" if dashboard["id"] in old_ids else "created"
