@@ -1,0 +1,64 @@
+"""
+The README's main command, ``scripts/demo.py`` (what ``scripts/demo.sh`` runs once the virtual
+environment exists): both example DAGs through ``airflow dags test`` in a throw-away Airflow home.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from tests.conftest import ROOT
+from tests.support import api_requests
+
+pytestmark = pytest.mark.e2e
+
+UNKNOWN_USER = "01900000-0000-7000-8000-00000000dead"
+
+
+def _demo(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW", "POSTHOG"))}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_demo_runs_both_dags_against_its_own_emulator():
+    done = _demo()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "posthog_batch_export_maintenance: success" in out
+    assert "posthog_dashboard_provisioning: success" in out
+    assert "backfill run logged at" in out and "finished with" in out
+    assert "'Pipeline health' (created)" in out
+    assert "collaborators: alice@example.com, bob@example.com" in out
+
+
+def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):
+    # The "real PostHog" path, pointed at the emulator: a collaborator PostHog does not know fails
+    # the provisioning DAG, and the command says so in its exit code.
+    done = _demo(
+        POSTHOG_HOST=emulator.url,
+        POSTHOG_API_KEY=emulator.api_key,
+        POSTHOG_PROJECT_ID=str(emulator.project_id),
+        POSTHOG_BATCH_EXPORT_ID=SEED.s3_export_id,
+        POSTHOG_COLLABORATORS=f"{SEED.alice_uuid},{UNKNOWN_USER}",
+    )
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "posthog_batch_export_maintenance: success" in done.stdout
+    assert "posthog_dashboard_provisioning: FAILED" in done.stdout
+    assert emulator.api_key not in done.stdout + done.stderr
+    sent = {(record.method, record.path) for record in api_requests(emulator)}
+    assert (
+        "POST",
+        f"/api/environments/{emulator.project_id}/batch_exports/{SEED.s3_export_id}/pause/",
+    ) in sent
