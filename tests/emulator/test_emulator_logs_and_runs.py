@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
+from tests.processes import wait_for
 
 EXPORT = SEED.s3_export_id
 LOGS = f"batch_exports/{EXPORT}/logs/"
@@ -142,8 +143,11 @@ def test_unpause_with_backfill_writes_a_run_log_over_time(api, emulator):  # the
     ]
     assert run["status"] == "Starting"
     assert not any("finished" in m for m in messages(api.get(logs, params={"after": since})))
-    time.sleep(0.45)
-    entries = api.get(logs, params={"after": since, "instance_id": run["id"]}).json()["results"]
+    def run_log():
+        found = api.get(logs, params={"after": since, "instance_id": run["id"]}).json()["results"]
+        return found if len(found) == 3 else None
+
+    entries = wait_for("the run's three log lines", run_log, timeout=10, interval=0.05)
     assert [entry["level"] for entry in entries] == ["INFO", "INFO", "INFO"]
     assert re.match(r"^Batch export for range .+ finished with \d+ records exported$", entries[0]["message"])
     assert entries[1]["message"].startswith("Batch exporting range ")
@@ -161,8 +165,11 @@ def test_failing_run_ends_with_an_error_entry(api, emulator):
         ).status_code
         == 201
     )
-    time.sleep(0.15)
-    [latest] = api.get(LOGS, params={"limit": 1}).json()["results"]
+    def error_line():
+        [newest] = api.get(LOGS, params={"limit": 1}).json()["results"]
+        return newest if newest["level"] == "ERROR" else None
+
+    latest = wait_for("the failed run's error line", error_line, timeout=10, interval=0.05)
     assert (latest["level"], latest["message"]) == (
         "ERROR",
         "Batch export failed with non-retryable error: NoSuchBucket: gone",
