@@ -126,8 +126,8 @@ def _snapshot(target: dict) -> dict:
     with PostHogHook() as hook:
         export = hook.get_batch_export(target["batch_export_id"])
         # The run the maintenance DAG's sensor waited for: the newest "finished" line since the pause.
-        finished = hook.get_batch_export_logs(
-            target["batch_export_id"], after=export.get("last_paused_at"), search="finished", limit=1
+        finished = export.get("last_paused_at") and hook.get_batch_export_logs(
+            target["batch_export_id"], after=export["last_paused_at"], search="finished", limit=1
         )["results"]
         dashboards = [d for d in hook.list_dashboards(search=name) if d["name"] == name]
         collaborators = {
@@ -136,7 +136,7 @@ def _snapshot(target: dict) -> dict:
         }
         return {
             "export": {key: export.get(key) for key in ("id", "name", "paused", "last_paused_at")},
-            "finished": finished[0] if finished and export.get("last_paused_at") else None,
+            "finished": finished[0] if finished else None,
             "dashboards": [
                 {"id": d["id"], "name": d["name"], "url": hook.ui_url(None, f"dashboard/{d['id']}")}
                 for d in dashboards

@@ -376,9 +376,15 @@ class PostHogHook(_PostHogHookBase):
 
     def _transport_error(self, call: ApiCall, path: str, error: requests.RequestException) -> PostHogAPIError:
         import requests
+        from urllib3.exceptions import NewConnectionError
 
-        # Only a connection that was never opened proves the request did not reach PostHog.
-        sent = not isinstance(error, requests.ConnectTimeout) and not _is_connect_failure(error)
+        # Only a connection that was never opened proves the request did not reach PostHog: a
+        # connect timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
+        reason = error.args[0] if error.args else None
+        refused = isinstance(error, requests.ConnectionError) and isinstance(
+            getattr(reason, "reason", reason), NewConnectionError
+        )
+        sent = not isinstance(error, requests.ConnectTimeout) and not refused
         cause = f"{type(error).__name__}: {_first_line(error)}"
         if sent and not call.repeatable:
             return self._outcome_unknown(call, path, None, cause)
@@ -903,17 +909,6 @@ def _shared_ssl_context() -> ssl.SSLContext:
     # httpx loads the CA bundle for every client it builds (about 20 ms of CPU and 0.8 MB each, even
     # for http:// URLs); a triggerer running a thousand triggers must pay that once, not per trigger.
     return httpx.create_ssl_context()
-
-
-def _is_connect_failure(error: requests.RequestException) -> bool:
-    # requests wraps urllib3's NewConnectionError (refused, DNS) in ConnectionError; no request
-    # bytes were written in that case.
-    import requests
-    from urllib3.exceptions import NewConnectionError
-
-    reason = error.args[0] if error.args else None
-    reason = getattr(reason, "reason", reason)
-    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 def _first_line(error: BaseException) -> str:
