@@ -1,5 +1,10 @@
 """
-Watching a batch export's log: the decision logic shared by the sensor and its trigger.
+Watching a batch export's log: everything the logs sensor and its trigger share.
+
+* :class:`LogWatch`, the criteria (what matches, what fails) and the requests a poll makes;
+* :class:`LogCursor`, how far the log has been judged, and :meth:`LogWatch.evaluate`;
+* :class:`WatchState`, what the sensor keeps between pokes and tries (``since`` and the cursor);
+* :func:`outcome_event` and :func:`outcome_from_event`, the trigger's events for an outcome.
 
 Nothing here talks to PostHog. The sensor (sync hook, in a worker) and the trigger (async hook, in
 the triggerer) fetch entries their own way and hand them to :meth:`LogWatch.evaluate`, so the same
@@ -16,14 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_provider_phenv.field_checks import Check, optional
 from airflow_provider_phenv.hooks._logs import entry_time
+from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     check_log_levels,
     check_non_empty_str,
@@ -31,10 +39,8 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
-WAITING = "waiting"
-MATCHED = "matched"
-FAILED = "failed"
 # Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
 # carry whole tracebacks, and XCom/trigger payloads live in the metadata database.
 MAX_MESSAGE_CHARS = 2000
@@ -115,7 +121,7 @@ class LogOutcome:
     """
     What one batch of entries decided.
 
-    :param status: ``waiting``, ``matched`` or ``failed``.
+    :param status: ``waiting``, ``success`` (an entry matched) or ``failed``.
     :param cursor: the cursor after the entries judged; after a decision it stops at the
         deciding entry, so the same timeline gives the same cursor however it was polled.
     :param entry: the deciding entry (:func:`compact_entry`), or None while waiting.
@@ -128,6 +134,21 @@ class LogOutcome:
     entry: dict[str, Any] | None = None
     reason: str | None = None
     new: int = 0
+
+
+def _fail_levels(name: str, value: Any) -> tuple[str, ...]:
+    return () if not value else check_log_levels(name, value)
+
+
+#: The check of each criterion, by the sensor parameter's name (see :mod:`.field_checks`).
+CRITERIA_CHECKS: dict[str, Check] = {
+    "level": optional(check_log_levels),
+    "message_pattern": optional(check_regex),
+    "search": optional(check_non_empty_str),
+    "instance_id": optional(check_non_empty_str),
+    "failure_pattern": optional(check_regex),
+    "fail_on_levels": _fail_levels,
+}
 
 
 @dataclass(frozen=True)
@@ -166,26 +187,38 @@ class LogWatch:
         :param failure_pattern: regular expression; a message containing it fails the task.
         :param fail_on_levels: levels that fail the task; empty to fail on none.
         """
-        levels = None if level is None else check_log_levels("level", level)
-        fail_levels = () if not fail_on_levels else check_log_levels("fail_on_levels", fail_on_levels)
+        params = {
+            "level": level,
+            "message_pattern": message_pattern,
+            "search": search,
+            "instance_id": instance_id,
+            "failure_pattern": failure_pattern,
+            "fail_on_levels": fail_on_levels,
+        }
+        return cls.from_checked({name: check(name, params[name]) for name, check in CRITERIA_CHECKS.items()})
+
+    @classmethod
+    def from_checked(cls, values: dict[str, Any]) -> LogWatch:
+        """
+        Build the criteria from values already passed through :data:`CRITERIA_CHECKS`; a missing
+        one (still a template when a DAG is parsed) counts as not given.
+        """
+        levels = values.get("level")
+        fail_levels = values.get("fail_on_levels") or ()
         overlap = sorted(set(levels or ()) & set(fail_levels))
         if overlap:
             raise ValueError(
-                f"Invalid level {level!r}: {', '.join(overlap)} is also in fail_on_levels "
+                f"Invalid level {list(levels or ())!r}: {', '.join(overlap)} is also in fail_on_levels "
                 f"{fail_levels!r}, so such entries would fail the task instead of matching; "
                 "pass fail_on_levels=() to wait for them."
             )
         return cls(
             levels=levels,
-            message_regex=None
-            if message_pattern is None
-            else check_regex("message_pattern", message_pattern),
-            search=None if search is None else check_non_empty_str("search", search),
-            instance_id=None if instance_id is None else check_non_empty_str("instance_id", instance_id),
+            message_regex=values.get("message_pattern"),
+            search=values.get("search"),
+            instance_id=values.get("instance_id"),
             fail_levels=fail_levels,
-            failure_regex=None
-            if failure_pattern is None
-            else check_regex("failure_pattern", failure_pattern),
+            failure_regex=values.get("failure_pattern"),
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -243,7 +276,7 @@ class LogWatch:
     # -- judging entries -----------------------------------------------------------------------
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
-        """``(FAILED, reason)``, ``(MATCHED, None)``, or None when the entry decides nothing."""
+        """``(FAILED, reason)``, ``(SUCCESS, None)``, or None when the entry decides nothing."""
         if self.instance_id is not None and (entry.get("instance_id") or None) != self.instance_id:
             return None
         level = str(entry.get("level") or "").upper()
@@ -258,7 +291,7 @@ class LogWatch:
             return None
         if self.message_regex is not None and not self.message_regex.search(message):
             return None
-        return MATCHED, None
+        return SUCCESS, None
 
     def evaluate(
         self, entries: Iterable[dict[str, Any]], cursor: LogCursor, since: datetime | None = None
@@ -340,3 +373,114 @@ def describe_failure(batch_export_id: str, entry: dict[str, Any], reason: str | 
         f"Batch export {batch_export_id} logged a failure at {entry['timestamp']}{run}{why}: "
         f"[{entry['level']}] {entry['message']}"
     )
+
+
+# -- the state kept between pokes, reschedules and tries ---------------------------------------------
+
+STATE_KEY = "posthog_batch_export_logs_watch"
+
+
+@dataclass
+class WatchState:
+    """
+    ``since`` and the cursor of one sensor task instance, saved in the task state store.
+
+    On Airflow >= 3.3 the store keeps them across reschedules and retries, so a rescheduled poke
+    or a retry asks PostHog only for news. Older Airflow has no store: poke mode keeps the state in
+    memory, deferrable mode carries it through the trigger, and reschedule mode starts each poke
+    from ``since`` again.
+
+    :param since: only entries after this moment count.
+    :param cursor: how far the log has been judged.
+    :param fingerprint: digest of the criteria the cursor was built with.
+    :param saved: the JSON last read from or written to the store, to skip needless writes.
+    """
+
+    since: datetime
+    cursor: LogCursor
+    fingerprint: str
+    saved: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": format_timestamp(self.since),
+            "cursor": self.cursor.to_json(),
+            "criteria": self.fingerprint,
+        }
+
+    @classmethod
+    def load(
+        cls,
+        context: Any,
+        *,
+        explicit_since: datetime | None,
+        fingerprint: str,
+        default_since: Callable[[], datetime],
+        log: logging.Logger | Any,
+    ) -> WatchState:
+        """
+        The state to continue from: the saved one when it applies, else a fresh cursor at ``since``.
+
+        ``since`` is the explicit value if given, else the saved one (the moment the task first
+        started, fixed by the first poke of the first try), else ``default_since()``. A saved cursor
+        is reused only if it was built with the same ``since`` and criteria.
+        """
+        saved = read_state(context, STATE_KEY, log)
+        saved_since = _saved_time(saved, "since")
+        since = explicit_since or saved_since or default_since()
+        cursor = LogCursor.start(since)
+        if saved is not None and saved_since == since and saved.get("criteria") == fingerprint:
+            try:
+                cursor = LogCursor.from_json(saved.get("cursor"))
+            except ValueError as error:
+                log.warning("Ignoring a malformed saved cursor: %s", error)
+        state = cls(since=since, cursor=cursor, fingerprint=fingerprint, saved=saved)
+        log.info("Counting log entries after %s; cursor %s.", format_timestamp(since), cursor.to_json())
+        return state
+
+    def save(self, context: Any, *, log: logging.Logger | Any) -> None:
+        """Write the state to the task state store when there is one and the state changed."""
+        data = self.to_json()
+        if data != self.saved and write_state(context, STATE_KEY, data, log):
+            self.saved = data
+
+
+def _saved_time(saved: dict[str, Any] | None, key: str) -> datetime | None:
+    if not saved or not saved.get(key):
+        return None
+    try:
+        return parse_timestamp(key, saved[key])
+    except ValueError:
+        return None
+
+
+# -- the trigger's events ----------------------------------------------------------------------------
+
+
+def outcome_event(outcome: LogOutcome) -> dict[str, Any]:
+    """The fields a trigger event adds for a decided outcome: the deciding entry and the reason."""
+    fields: dict[str, Any] = {"entry": outcome.entry}
+    if outcome.reason:
+        fields["reason"] = outcome.reason
+    return fields
+
+
+def outcome_from_event(event: dict[str, Any]) -> tuple[datetime, LogOutcome]:
+    """
+    The ``since`` and the outcome a trigger event reports; ``ValueError`` names what is missing.
+
+    For every status the event carries ``since`` and ``cursor``; ``success`` and ``failed`` also
+    carry the deciding ``entry``.
+    """
+    try:
+        since = parse_timestamp("event since", event["since"])
+        cursor = LogCursor.from_json(event["cursor"])
+    except KeyError as error:
+        raise ValueError(f"no {error.args[0]}") from None
+    status = event["status"]
+    if status not in (SUCCESS, FAILED):
+        return since, LogOutcome(WAITING, cursor)
+    entry = event.get("entry")
+    if not isinstance(entry, dict) or not {"timestamp", "level", "message"} <= entry.keys():
+        raise ValueError("no entry")
+    return since, LogOutcome(status, cursor, entry, event.get("reason"))

@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_phenv.errors import PostHogError
+from airflow_provider_phenv.field_checks import extend, optional
 from airflow_provider_phenv.hooks.posthog import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.links import PostHogBatchExportLink
-from airflow_provider_phenv.operators._base import PostHogBaseOperator, check_unless_template
-from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp, is_template
+from airflow_provider_phenv.operators.base import PostHogBaseOperator
+from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,22 +21,32 @@ class PostHogDestinationTestError(PostHogError):
     """A batch export destination test step reported ``Failed``."""
 
 
+def check_steps(name: str, steps: Any) -> list[int | str]:
+    """Step indexes or names to run: a non-empty list."""
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
+        raise ValueError(f"Invalid {name} {steps!r}: expected a non-empty list of step indexes or names.")
+    for step in steps:
+        if isinstance(step, bool) or not isinstance(step, (int, str)) or (isinstance(step, int) and step < 0):
+            raise ValueError(f"Invalid step {step!r}: expected a step index (0, 1, ...) or a step name.")
+    return list(steps)
+
+
 class _BatchExportOperator(PostHogBaseOperator):
     """An operator about one existing batch export, with a link to it."""
 
     template_fields: Sequence[str] = (*PostHogBaseOperator.template_fields, "batch_export_id")
+    field_checks = extend(PostHogBaseOperator.field_checks, batch_export_id=check_uuid)
     operator_extra_links = (PostHogBatchExportLink(),)
 
     def __init__(self, *, batch_export_id: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
-        check_unless_template(check_uuid, "batch_export_id", batch_export_id)
         self.batch_export_url: str | None = None
 
-    def _export_id(self) -> str:
-        """Check the rendered id and remember the link to the export before any request."""
-        export_id = check_uuid("batch_export_id", self.batch_export_id)
-        self.batch_export_url = self.hook.ui_url(self.rendered_project_id(), f"batch_exports/{export_id}")
+    def _link_export(self, values: dict[str, Any]) -> str:
+        """Remember the link to the export (before any request, so a failed task has it too)."""
+        export_id = values["batch_export_id"]
+        self.batch_export_url = self.hook.ui_url(values["project_id"], f"batch_exports/{export_id}")
         return export_id
 
 
@@ -51,10 +62,15 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
     :return: ``{"batch_export_id": ..., "paused": true}``
     """
 
+    def __init__(self, *, batch_export_id: str, **kwargs: Any) -> None:
+        super().__init__(batch_export_id=batch_export_id, **kwargs)
+        self.check_literal_fields()
+
     def execute(self, context: Context) -> dict[str, Any]:
-        export_id = self._export_id()
+        values = self.checked_fields()
+        export_id = self._link_export(values)
         self.log.info("Pausing PostHog batch export %s.", export_id)
-        result = self.hook.pause_batch_export(export_id, project_id=self.rendered_project_id())
+        result = self.hook.pause_batch_export(export_id, project_id=values["project_id"])
         return {"batch_export_id": export_id, "paused": bool(result.get("paused", True))}
 
 
@@ -73,20 +89,20 @@ class PostHogUnpauseBatchExportOperator(_BatchExportOperator):
     """
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "backfill")
+    field_checks = extend(_BatchExportOperator.field_checks, backfill=check_bool)
 
     def __init__(self, *, batch_export_id: str, backfill: bool | str = False, **kwargs: Any) -> None:
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.backfill = backfill
-        check_unless_template(check_bool, "backfill", backfill)
+        self.check_literal_fields()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        export_id = self._export_id()
-        backfill = check_bool("backfill", self.backfill)
+        values = self.checked_fields()
+        export_id = self._link_export(values)
+        backfill = values["backfill"]
         self.log.info("Unpausing PostHog batch export %s (backfill=%s).", export_id, backfill)
         unpaused_at = format_timestamp(datetime.now(timezone.utc))
-        result = self.hook.unpause_batch_export(
-            export_id, backfill=backfill, project_id=self.rendered_project_id()
-        )
+        result = self.hook.unpause_batch_export(export_id, backfill=backfill, project_id=values["project_id"])
         if context.get("ti") is not None:
             # Runs started by this unpause log after this moment: a sensor waiting for them uses it
             # as its ``since``, so a quick run is not missed when the sensor starts late.
@@ -112,6 +128,12 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "batch_export", "steps")
     template_fields_renderers: ClassVar[dict[str, str]] = {"batch_export": "json"}
+    field_checks = extend(
+        PostHogBaseOperator.field_checks,
+        batch_export_id=optional(check_uuid),
+        batch_export=optional(lambda _name, payload: check_batch_export_payload(payload)),
+        steps=optional(check_steps),
+    )
 
     def __init__(
         self,
@@ -128,24 +150,22 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
             raise ValueError(
                 "Give exactly one of batch_export_id (an existing export) or batch_export (a payload)."
             )
-        if isinstance(batch_export, dict):
-            check_batch_export_payload(batch_export)
-        if steps is not None and not is_template(steps):
-            _check_steps(steps)
+        self.check_literal_fields()
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        project_id = self.rendered_project_id()
-        if self.batch_export_id is not None:
-            export_id = self._export_id()
+        values = self.checked_fields()
+        project_id = values["project_id"]
+        if values["batch_export_id"] is not None:
+            export_id = self._link_export(values)
             payload = payload_from_export(self.hook.get_batch_export(export_id, project_id=project_id))
             what = f"batch export {export_id}"
         else:
             export_id = None
-            payload = check_batch_export_payload(self.batch_export)
+            payload = values["batch_export"]
             what = f"new batch export {payload['name']!r}"
         destination_type = payload["destination"].get("type")
         available = self.hook.get_batch_export_test_steps(destination_type, project_id=project_id)["steps"]
-        selected = _select_steps(available, _check_steps(self.steps) if self.steps is not None else None)
+        selected = _select_steps(available, values["steps"])
         self.log.info("Testing the %s destination of %s: %d step(s).", destination_type, what, len(selected))
         results = []
         for index in selected:
@@ -175,15 +195,6 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
                     f"{outcome['message']}"
                 )
         return results
-
-
-def _check_steps(steps: Any) -> list[int | str]:
-    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
-        raise ValueError(f"Invalid steps {steps!r}: expected a non-empty list of step indexes or names.")
-    for step in steps:
-        if isinstance(step, bool) or not isinstance(step, (int, str)) or (isinstance(step, int) and step < 0):
-            raise ValueError(f"Invalid step {step!r}: expected a step index (0, 1, ...) or a step name.")
-    return list(steps)
 
 
 def _select_steps(available: list[dict[str, Any]], wanted: list[int | str] | None) -> list[int]:

@@ -10,17 +10,12 @@ from airflow_provider_phenv.errors import (
     PostHogError,
     PostHogWriteOutcomeUnknownError,
 )
+from airflow_provider_phenv.field_checks import extend, is_known, one_of
 from airflow_provider_phenv.hooks.posthog import dashboard_payload
 from airflow_provider_phenv.links import PostHogDashboardLink
-from airflow_provider_phenv.operators._base import PostHogBaseOperator, check_unless_template
+from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.task_state import read_state, write_state
-from airflow_provider_phenv.validation import (
-    COLLABORATOR_LEVELS,
-    check_choice,
-    check_positive_int,
-    check_uuid,
-    is_template,
-)
+from airflow_provider_phenv.validation import COLLABORATOR_LEVELS, check_positive_int, check_uuid
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -71,7 +66,18 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         "fields",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
+    field_checks = extend(PostHogBaseOperator.field_checks, if_exists=one_of(IF_EXISTS_CHOICES))
     operator_extra_links = (PostHogDashboardLink(),)
+    # The dashboard's own fields, checked together by ``dashboard_payload``.
+    payload_fields = (
+        "name",
+        "description",
+        "pinned",
+        "tags",
+        "restriction_level",
+        "use_template",
+        "use_dashboard",
+    )
 
     def __init__(
         self,
@@ -95,27 +101,22 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         self.restriction_level = restriction_level
         self.use_template = use_template
         self.use_dashboard = use_dashboard
-        self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_CHOICES)
+        self.if_exists = if_exists
         self.fields = fields or {}
         self.dashboard_url: str | None = None
-        if not any(is_template(value) for value in (name, description, use_template, use_dashboard)):
-            self._payload()
+        self.check_literal_fields()
 
-    def _payload(self) -> dict[str, Any]:
-        return dashboard_payload(
-            name=self.name,
-            description=self.description,
-            pinned=self.pinned,
-            tags=self.tags,
-            restriction_level=self.restriction_level,
-            use_template=self.use_template,
-            use_dashboard=self.use_dashboard,
-            **self.fields,
-        )
+    def check_combination(self, values: dict[str, Any]) -> None:
+        """The dashboard's fields are checked as one payload, once every one of them is known."""
+        if all(is_known(getattr(self, name)) for name in ("fields", *self.payload_fields)):
+            values["payload"] = dashboard_payload(
+                **{name: getattr(self, name) for name in self.payload_fields}, **self.fields
+            )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        payload = self._payload()
-        project_id = self.rendered_project_id()
+        values = self.checked_fields()
+        payload = values["payload"]
+        project_id = values["project_id"]
         name = payload["name"]
         # Looked up in every mode: "create" needs the ids that existed before, to recognise its
         # own dashboard if PostHog's answer to the create is lost.
@@ -210,6 +211,12 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
         "user_uuid",
         "level",
     )
+    field_checks = extend(
+        PostHogBaseOperator.field_checks,
+        dashboard_id=check_positive_int,
+        user_uuid=check_uuid,
+        level=one_of(COLLABORATOR_LEVELS),
+    )
     operator_extra_links = (PostHogDashboardLink(),)
 
     def __init__(
@@ -219,16 +226,13 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
         self.dashboard_id = dashboard_id
         self.user_uuid = user_uuid
         self.level = level
-        check_unless_template(check_positive_int, "dashboard_id", dashboard_id)
-        check_unless_template(check_uuid, "user_uuid", user_uuid)
-        check_unless_template(check_choice, "level", level, COLLABORATOR_LEVELS)
         self.dashboard_url: str | None = None
+        self.check_literal_fields()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        dashboard_id = check_positive_int("dashboard_id", self.dashboard_id)
-        user_uuid = check_uuid("user_uuid", self.user_uuid)
-        level = check_choice("level", self.level, COLLABORATOR_LEVELS)
-        project_id = self.rendered_project_id()
+        values = self.checked_fields()
+        dashboard_id, user_uuid, level = values["dashboard_id"], values["user_uuid"], values["level"]
+        project_id = values["project_id"]
         self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
         self.log.info("Adding user %s to PostHog dashboard %s at level %s.", user_uuid, dashboard_id, level)
         try:

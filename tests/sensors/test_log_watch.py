@@ -7,10 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.log_watch import (
-    FAILED,
-    MATCHED,
     MAX_MESSAGE_CHARS,
-    WAITING,
     LogCursor,
     LogWatch,
     compact_entry,
@@ -19,6 +16,7 @@ from airflow_provider_phenv.log_watch import (
     merge_streams,
 )
 from airflow_provider_phenv.validation import format_timestamp
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
 
@@ -50,7 +48,7 @@ def test_first_deciding_entry_in_time_order_wins():
 
     match_first = newest_first(at(1, message="finished with 3 records"), at(2, "ERROR", "boom"))
     outcome = WATCH.evaluate(match_first, LogCursor.start(T0))
-    assert (outcome.status, outcome.entry["message"]) == (MATCHED, "finished with 3 records")
+    assert (outcome.status, outcome.entry["message"]) == (SUCCESS, "finished with 3 records")
     # The cursor stops at the deciding entry, not at the newest entry fetched.
     assert outcome.cursor.after == T0 + timedelta(seconds=1)
     assert outcome.cursor.count == 1
@@ -61,7 +59,7 @@ def test_entries_at_or_before_since_never_count():
         at(-5, "ERROR", "old"), at(0, "ERROR", "at since"), at(0.5, message="finished with 1 records")
     )
     outcome = WATCH.evaluate(entries, LogCursor.start(T0), since=T0)
-    assert outcome.status == MATCHED
+    assert outcome.status == SUCCESS
     assert outcome.cursor.count == 1
 
 
@@ -76,7 +74,7 @@ def test_equal_timestamps_at_the_cursor_are_judged_once():
     # A third entry stamped the same microsecond becomes visible later: it counts, a and b do not.
     late = at(1, message="finished with 9 records")
     second = WATCH.evaluate([late, b, a], first.cursor)
-    assert second.status == MATCHED
+    assert second.status == SUCCESS
     assert second.new == 1
     assert second.cursor.count == 3
     assert len(second.cursor.seen) == 3
@@ -124,7 +122,7 @@ def test_failure_pattern_levels_search_and_instance():
     assert watch.judge(at(1, "INFO", "export finished", "run-1")) is None  # another run
     assert watch.judge(at(1, "DEBUG", "export finished", "run-2")) is None  # level
     assert watch.judge(at(1, "WARNING", "export done", "run-2")) is None  # search
-    assert watch.judge(at(1, "WARNING", "export Finished", "run-2")) == (MATCHED, None)
+    assert watch.judge(at(1, "WARNING", "export Finished", "run-2")) == (SUCCESS, None)
     assert watch.judge(at(1, "ERROR", "oops", "run-2")) is None  # fail_on_levels=()
     verdict = watch.judge(at(1, "INFO", "failed with non-retryable error", "run-2"))
     assert verdict == (FAILED, "message matches failure_pattern 'non-retryable'")

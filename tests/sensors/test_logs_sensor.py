@@ -9,13 +9,12 @@ from datetime import timedelta
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from airflow_provider_phenv.log_watch import entry_digest
-from airflow_provider_phenv.sensors._state import STATE_KEY
+from airflow_provider_phenv.log_watch import STATE_KEY, entry_digest
+from airflow_provider_phenv.sensors.base import TaskDeferralTimeout
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportLogError,
     PostHogBatchExportLogsSensor,
     PostHogBatchExportLogsWatchError,
-    TaskDeferralTimeout,
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
@@ -146,7 +145,7 @@ def test_burst_of_1200_entries_between_two_polls_is_read_completely(posthog_conn
     start = utcnow() - timedelta(minutes=5)
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern=FINISHED)
-    sensor._begin()
+    sensor.begin()
     assert sensor.poke(context) is False
 
     # 1,200 entries land between two polls, pairs sharing a microsecond, then the match.
@@ -179,7 +178,7 @@ def test_poll_without_news_is_one_small_request_whatever_the_history(posthog_con
     posthog_conn.state.add_log_entries(EXPORT_ID, history)
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern=FINISHED)
-    sensor._begin()
+    sensor.begin()
     assert sensor.poke(context) is False  # reads the 700 new lines once
     posthog_conn.clear_requests()
 
@@ -200,7 +199,7 @@ def test_equal_timestamps_at_the_cursor_over_http(posthog_conn):
     posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "a"), entry(moment, "INFO", "b")])
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern="^c$")
-    sensor._begin()
+    sensor.begin()
     assert sensor.poke(context) is False
     # "c" carries the same microsecond but shows up after the first poll.
     posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "c")])
@@ -246,7 +245,7 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
     posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(first_start, 1), "INFO", "step 1")])
 
     first = fresh(sensor)
-    first._begin()
+    first.begin()
     assert first.poke(make_context(FakeTI(first_start), store)) is False
     saved = store.get(STATE_KEY)
     assert saved["cursor"]["count"] == 1
@@ -257,7 +256,7 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
     )
     posthog_conn.clear_requests()
     retry = fresh(sensor)
-    retry._begin()
+    retry.begin()
     done = retry.poke(make_context(FakeTI(utcnow() + timedelta(hours=1), try_number=2), store))
     assert done.xcom_value["cursor"]["count"] == 2
     assert store.get(STATE_KEY)["since"] == saved["since"]
@@ -286,10 +285,10 @@ def test_changed_criteria_restart_the_cursor_at_since(posthog_conn):
     store = FakeStateStore()
     posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "needle")])
     sensor = sensor_for_mode("poke", message_pattern="haystack")
-    sensor._begin()
+    sensor.begin()
     assert sensor.poke(make_context(FakeTI(start), store)) is False
     edited = sensor_for_mode("poke", message_pattern="needle")
-    edited._begin()
+    edited.begin()
     assert edited.poke(make_context(FakeTI(utcnow()), store)).xcom_value["entry"]["message"] == "needle"
 
 

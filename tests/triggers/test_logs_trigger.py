@@ -26,11 +26,18 @@ from tests.support import api_requests
 FINISHED = r"finished with \d+ records exported"
 
 
+CRITERIA = ("level", "message_pattern", "search", "instance_id", "failure_pattern", "fail_on_levels")
+
+
 def make_trigger(since, **kwargs) -> PostHogBatchExportLogsTrigger:
-    kwargs.setdefault("message_pattern", FINISHED)
+    """A trigger as the sensor builds it: the criteria travel as one object."""
+    criteria = {name: kwargs.pop(name) for name in CRITERIA if name in kwargs}
+    criteria.setdefault("message_pattern", FINISHED)
     kwargs.setdefault("poll_interval", 0.05)
     kwargs.setdefault("hook_params", FAST_HOOK)
-    return PostHogBatchExportLogsTrigger(batch_export_id=EXPORT_ID, since=since.isoformat(), **kwargs)
+    return PostHogBatchExportLogsTrigger(
+        batch_export_id=EXPORT_ID, since=since.isoformat(), criteria=criteria, **kwargs
+    )
 
 
 def rebuild(serialized: tuple[str, dict]) -> PostHogBatchExportLogsTrigger:

@@ -1,34 +1,24 @@
-"""What every PostHog operator shares: the connection, the project, the hook and input checks."""
+"""The base of every PostHog operator: the connection, the project, the hook and the input checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from airflow_provider_phenv.validation import check_project_id, is_template
-
-T = TypeVar("T")
 
 
-def check_unless_template(check: Callable[..., T], *args: Any) -> None:
-    """
-    Run ``check`` now unless its value (the last argument) is a Jinja template or ``None``.
-
-    Literal mistakes then fail when the DAG is parsed; templated values are checked in
-    ``execute`` after rendering, still before any request.
-    """
-    value = args[-1]
-    if value is not None and not is_template(value):
-        check(*args)
-
-
-class PostHogBaseOperator(BaseOperator):
+class PostHogBaseOperator(CheckedFields, BaseOperator):
     """
     Base of the PostHog operators.
+
+    Subclasses declare their inputs' checks in ``field_checks`` (see
+    :mod:`airflow_provider_phenv.field_checks`): literal values are checked when the DAG is parsed,
+    rendered ones by :meth:`checked_fields` at the start of ``execute``.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project (environment) id; default: the connection's extra
@@ -51,16 +41,8 @@ class PostHogBaseOperator(BaseOperator):
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
         self.hook_params = hook_params or {}
-        if project_id not in (None, ""):
-            check_unless_template(check_project_id, project_id)
 
     @cached_property
     def hook(self) -> PostHogHook:
         """The hook, created on first use so that ``__init__`` (DAG parsing) does no I/O."""
         return PostHogHook(self.posthog_conn_id, **self.hook_params)
-
-    def rendered_project_id(self) -> str | None:
-        """The project id after rendering, checked; ``None`` means the connection's default."""
-        if self.project_id in (None, ""):
-            return None
-        return check_project_id(self.project_id)
