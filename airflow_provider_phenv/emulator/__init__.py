@@ -11,8 +11,8 @@ Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
 Behaviour follows PostHog's source as summarised in the project's ``posthog-api.md``.
 """
 
-from .request_log import RecordedRequest
-from .seed import SEED, Seed
-from .server import PostHogEmulator
+from .store.seed import SEED, Seed
+from .web.request_log import RecordedRequest
+from .web.server import PostHogEmulator
 
 __all__ = ["SEED", "PostHogEmulator", "RecordedRequest", "Seed"]

@@ -74,4 +74,6 @@ def test_the_graph_sees_relative_imports():
 
 def test_no_import_circles():
     prefix = f"{package.__name__}."
-    assert [" -> ".join(name.removeprefix(prefix) for name in circle) for circle in circles(import_graph())] == []
+    assert [
+        " -> ".join(name.removeprefix(prefix) for name in circle) for circle in circles(import_graph())
+    ] == []

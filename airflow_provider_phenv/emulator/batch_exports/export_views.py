@@ -10,10 +10,10 @@ import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..web.calls import Call, Response, limit_offset_page
+from ..web.errors import not_found, permission_denied, server_error, validation_error
+from ..web.fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
 from . import destinations
-from .calls import Call, Response, limit_offset_page
-from .errors import not_found, permission_denied, server_error, validation_error
-from .fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
 from .runs import serialize_run
 
 INTERVALS = {

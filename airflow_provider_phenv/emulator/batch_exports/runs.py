@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..store.log_store import LogEntry, LogStore
+from ..web.fields import iso
 from .destinations import DESTINATIONS
-from .fields import iso
-from .log_store import LogEntry, LogStore
 
 RUN_STATUSES = (
     "Cancelled",

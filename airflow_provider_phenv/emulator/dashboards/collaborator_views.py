@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .calls import Call, Response
-from .dashboards import (
+from ..web.calls import Call, Response
+from ..web.errors import not_found, permission_denied, validation_error
+from ..web.fields import iso, parse_choice, parse_uuid, required
+from .dashboard_views import (
     EVERYONE_CAN_EDIT,
     NO_EDIT_PERMISSION,
     ONLY_COLLABORATORS_CAN_EDIT,
@@ -19,8 +21,6 @@ from .dashboards import (
     get_dashboard,
     user_basic,
 )
-from .errors import not_found, permission_denied, validation_error
-from .fields import iso, parse_choice, parse_uuid, required
 
 DASHBOARD_NOT_FOUND = "Dashboard not found."
 

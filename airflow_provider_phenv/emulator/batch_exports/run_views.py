@@ -6,11 +6,11 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from .batch_exports import create_backfill, get_export
-from .calls import Call, Response, cursor_page, limit_offset_page
-from .errors import not_found, validation_error
-from .fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
-from .log_store import LogQuery
+from ..store.log_store import LogQuery
+from ..web.calls import Call, Response, cursor_page, limit_offset_page
+from ..web.errors import not_found, validation_error
+from ..web.fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
+from .export_views import create_backfill, get_export
 from .runs import (
     ACTIVE_STATUSES,
     RUN_STATUSES,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .calls import Call, Response, limit_offset_page
-from .errors import not_found, permission_denied, validation_error
-from .fields import iso, parse_bool, parse_choice, parse_int, parse_str
+from ..web.calls import Call, Response, limit_offset_page
+from ..web.errors import not_found, permission_denied, validation_error
+from ..web.fields import iso, parse_bool, parse_choice, parse_int, parse_str
 
 EVERYONE_CAN_EDIT = 21  # RestrictionLevel.EVERYONE_IN_PROJECT_CAN_EDIT, also PrivilegeLevel.CAN_VIEW
 ONLY_COLLABORATORS_CAN_EDIT = 37  # RestrictionLevel.ONLY_COLLABORATORS_CAN_EDIT, also PrivilegeLevel.CAN_EDIT

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ApiError, permission_denied, server_error, validation_error
+from ..web.errors import ApiError, permission_denied, server_error, validation_error
 
 FAILING_MARKER = "missing"
 NOT_CONFIGURED = "The test step cannot run as it's not configured."
