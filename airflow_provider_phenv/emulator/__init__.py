@@ -8,7 +8,7 @@
         emu.state.set_run_outcome(SEED.s3_export_id, "failed", duration=0.5)
 
 Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
-Behaviour follows PostHog's source as summarised in the project's ``posthog-api.md``.
+Behaviour follows PostHog's source as summarised in the project's ``docs/posthog-api.md``.
 """
 
 from .store.seed import SEED, Seed

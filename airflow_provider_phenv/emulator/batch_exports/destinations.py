@@ -1,6 +1,6 @@
 """Batch export destinations: config schemas, validation, secret stripping and destination tests.
 
-Schemas follow the newest ``service.py`` dataclasses (posthog-api.md §5, §12.1): S3-family,
+Schemas follow the newest ``service.py`` dataclasses (docs/posthog-api.md §5, §12.1): S3-family,
 BigQuery, Snowflake and Databricks exports need an ``integration`` and reject inline credentials.
 
 Destination tests are simulated deterministically. A step passes unless the config value it

@@ -1,6 +1,6 @@
 """Batch export endpoints: list/create/retrieve/update/delete, pause/unpause and destination tests.
 
-Behaviour follows posthog-api.md §5-§6 (the newest ``BatchExportViewSet``).
+Behaviour follows docs/posthog-api.md §5-§6 (the newest ``BatchExportViewSet``).
 """
 
 from __future__ import annotations

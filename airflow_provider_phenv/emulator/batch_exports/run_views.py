@@ -1,4 +1,4 @@
-"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (posthog-api.md §6.3, §6.9)."""
+"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (docs/posthog-api.md §6.3, §6.9)."""
 
 from __future__ import annotations
 

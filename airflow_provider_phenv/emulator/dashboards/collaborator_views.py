@@ -1,4 +1,4 @@
-"""Dashboard collaborator endpoints (posthog-api.md §7.3, ``ee/api/dashboard_collaborator.py``).
+"""Dashboard collaborator endpoints (docs/posthog-api.md §7.3, ``ee/api/dashboard_collaborator.py``).
 
 The list is a bare array. Adding a collaborator runs PostHog's checks in PostHog's order: the
 permission class (edit rights) first, then field validation, then the serializer's ``validate``.

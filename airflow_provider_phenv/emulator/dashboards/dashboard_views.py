@@ -1,4 +1,4 @@
-"""Dashboard endpoints (posthog-api.md §7.1-7.2) and the access rules collaborators share.
+"""Dashboard endpoints (docs/posthog-api.md §7.1-7.2) and the access rules collaborators share.
 
 Dashboards are project-wide: any environment of a project lists and reads them all.
 """
