@@ -6,32 +6,32 @@ from ..web.routing import detail_route, route
 from . import export_views as exports
 from . import run_views as runs
 
-_SCOPE = "batch_export"
+SCOPE = "batch_export"
 _EXPORT = r"batch_exports/(?P<export_id>[^/]+)"
 _RUN = rf"{_EXPORT}/runs/(?P<run_id>[^/]+)"
 _BACKFILL = rf"{_EXPORT}/backfills/(?P<backfill_id>[^/]+)"
 
 ROUTES = (
-    route(_SCOPE, "batch_exports", GET=exports.list_batch_exports, POST=exports.create_batch_export),
-    route(_SCOPE, "batch_exports/test", GET=exports.destination_test_steps),
-    route(_SCOPE, "batch_exports/run_test_step_new", POST=exports.run_test_step_new),
+    route(SCOPE, "batch_exports", GET=exports.list_batch_exports, POST=exports.create_batch_export),
+    route(SCOPE, "batch_exports/test", GET=exports.destination_test_steps),
+    route(SCOPE, "batch_exports/run_test_step_new", POST=exports.run_test_step_new),
     detail_route(
-        _SCOPE,
+        SCOPE,
         _EXPORT,
-        retrieve=exports.retrieve_batch_export,
-        update=exports.update_batch_export,
-        destroy=exports.delete_batch_export,
+        exports.retrieve_batch_export,
+        exports.update_batch_export,
+        exports.delete_batch_export,
     ),
-    route(_SCOPE, f"{_EXPORT}/pause", POST=exports.pause_batch_export),
-    route(_SCOPE, f"{_EXPORT}/unpause", POST=exports.unpause_batch_export),
-    route(_SCOPE, f"{_EXPORT}/run_test_step", POST=exports.run_test_step),
-    route(_SCOPE, f"{_EXPORT}/logs", GET=runs.export_logs),
-    route(_SCOPE, f"{_EXPORT}/runs", GET=runs.list_runs),
-    route(_SCOPE, _RUN, GET=runs.retrieve_run),
-    route(_SCOPE, f"{_RUN}/cancel", POST=runs.cancel_export_run),
-    route(_SCOPE, f"{_RUN}/retry", POST=runs.retry_run),
-    route(_SCOPE, f"{_RUN}/logs", GET=runs.run_logs),
-    route(_SCOPE, f"{_EXPORT}/backfills", GET=runs.list_backfills, POST=runs.create_export_backfill),
-    route(_SCOPE, _BACKFILL, GET=runs.retrieve_backfill),
-    route(_SCOPE, f"{_BACKFILL}/cancel", POST=runs.cancel_backfill),
+    route(SCOPE, f"{_EXPORT}/pause", POST=exports.pause_batch_export),
+    route(SCOPE, f"{_EXPORT}/unpause", POST=exports.unpause_batch_export),
+    route(SCOPE, f"{_EXPORT}/run_test_step", POST=exports.run_test_step),
+    route(SCOPE, f"{_EXPORT}/logs", GET=runs.export_logs),
+    route(SCOPE, f"{_EXPORT}/runs", GET=runs.list_runs),
+    route(SCOPE, _RUN, GET=runs.retrieve_run),
+    route(SCOPE, f"{_RUN}/cancel", POST=runs.cancel_export_run),
+    route(SCOPE, f"{_RUN}/retry", POST=runs.retry_run),
+    route(SCOPE, f"{_RUN}/logs", GET=runs.run_logs),
+    route(SCOPE, f"{_EXPORT}/backfills", GET=runs.list_backfills, POST=runs.create_export_backfill),
+    route(SCOPE, _BACKFILL, GET=runs.retrieve_backfill),
+    route(SCOPE, f"{_BACKFILL}/cancel", POST=runs.cancel_backfill),
 )

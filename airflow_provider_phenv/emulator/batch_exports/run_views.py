@@ -22,13 +22,8 @@ from .runs import (
 )
 
 _RELATIVE_RE = re.compile(r"^-(\d+)([hdwmy])$")
-_RELATIVE_UNITS = {
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-    "m": timedelta(days=30),
-    "y": timedelta(days=365),
-}
+# Hours per unit of a relative datetime (a month counts 30 days, a year 365).
+_RELATIVE_HOURS = {"h": 1, "d": 24, "w": 7 * 24, "m": 30 * 24, "y": 365 * 24}
 _RUN_ORDERINGS = ("-created_at", "created_at", "-data_interval_start", "data_interval_start")
 
 
@@ -79,7 +74,7 @@ def _moment(value: str | None, attr: str, now: datetime) -> datetime:
     assert value is not None
     match = _RELATIVE_RE.match(value.strip())
     if match:
-        return now - int(match.group(1)) * _RELATIVE_UNITS[match.group(2)]
+        return now - timedelta(hours=int(match.group(1)) * _RELATIVE_HOURS[match.group(2)])
     if not value.strip():
         raise validation_error(DATETIME_FORMAT_ERROR, code="invalid", attr=attr)
     return parse_datetime(value, attr)

@@ -6,25 +6,25 @@ from ..web.routing import detail_route, route
 from . import collaborator_views as collaborators
 from . import dashboard_views as dashboards
 
-_SCOPE = "dashboard"
+SCOPE = "dashboard"
 _DASHBOARD = r"dashboards/(?P<dashboard_id>[^/]+)"
 
 ROUTES = (
-    route(_SCOPE, "dashboards", GET=dashboards.list_dashboards, POST=dashboards.create_dashboard),
+    route(SCOPE, "dashboards", GET=dashboards.list_dashboards, POST=dashboards.create_dashboard),
     detail_route(
-        _SCOPE,
+        SCOPE,
         _DASHBOARD,
-        retrieve=dashboards.retrieve_dashboard,
-        update=dashboards.update_dashboard,
-        destroy=dashboards.destroy_dashboard,
+        dashboards.retrieve_dashboard,
+        dashboards.update_dashboard,
+        dashboards.destroy_dashboard,
     ),
     route(
-        _SCOPE,
+        SCOPE,
         f"{_DASHBOARD}/collaborators",
         GET=collaborators.list_collaborators,
         POST=collaborators.add_collaborator,
     ),
     route(
-        _SCOPE, f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)", DELETE=collaborators.remove_collaborator
+        SCOPE, f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)", DELETE=collaborators.remove_collaborator
     ),
 )

@@ -34,7 +34,7 @@ def route(scope_object: str, pattern: str, **methods: Handler) -> Route:
 
 
 def detail_route(
-    scope_object: str, pattern: str, *, retrieve: Handler, update: Handler, destroy: Handler
+    scope_object: str, pattern: str, retrieve: Handler, update: Handler, destroy: Handler
 ) -> Route:
     """A DRF detail route: GET retrieves, PATCH and PUT update (one handler for both), DELETE destroys."""
     return route(scope_object, pattern, GET=retrieve, PATCH=update, PUT=update, DELETE=destroy)
