@@ -53,15 +53,24 @@ def _s3_key(config: dict[str, Any], interval: str) -> str:
     return f"{prefix}/{interval}.{extension}" if prefix else f"{interval}.{extension}"
 
 
-_S3_FIELDS: dict[str, type] = {
-    "bucket_name": str,
-    "region": str,
-    "prefix": str,
-    "compression": str,
-    "file_format": str,
-    "max_file_size_mb": int,
-    "legacy_parquet_extension": bool,
-}
+def _s3_destination(**extra_fields: type) -> Destination:
+    """AwsS3 and S3Compatible: a bucket reached through an integration."""
+    return Destination(
+        fields={
+            "bucket_name": str,
+            "region": str,
+            "prefix": str,
+            "compression": str,
+            "file_format": str,
+            "max_file_size_mb": int,
+            "legacy_parquet_extension": bool,
+            **extra_fields,
+        },
+        required=("bucket_name", "region", "prefix"),
+        log_name="S3",
+        log_target=_s3_key,
+        needs_integration=True,
+    )
 
 
 def _sql_destination(log_name: str, **extra_fields: type) -> Destination:
@@ -85,20 +94,8 @@ def _sql_destination(log_name: str, **extra_fields: type) -> Destination:
 
 
 DESTINATIONS: dict[str, Destination] = {
-    "AwsS3": Destination(
-        fields={**_S3_FIELDS, "encryption": str, "kms_key_id": str},
-        required=("bucket_name", "region", "prefix"),
-        log_name="S3",
-        log_target=_s3_key,
-        needs_integration=True,
-    ),
-    "S3Compatible": Destination(
-        fields={**_S3_FIELDS, "endpoint_url": str, "use_virtual_style_addressing": bool},
-        required=("bucket_name", "region", "prefix"),
-        log_name="S3",
-        log_target=_s3_key,
-        needs_integration=True,
-    ),
+    "AwsS3": _s3_destination(encryption=str, kms_key_id=str),
+    "S3Compatible": _s3_destination(endpoint_url=str, use_virtual_style_addressing=bool),
     "Snowflake": Destination(
         fields={"database": str, "warehouse": str, "schema": str, "table_name": str, "role": str},
         required=("database", "warehouse", "schema"),
