@@ -53,16 +53,22 @@ def _s3_key(config: dict[str, Any], interval: str) -> str:
     return f"{prefix}/{interval}.{extension}" if prefix else f"{interval}.{extension}"
 
 
+# The options of the destinations that write files: S3, S3-compatible storage and Azure Blob Storage.
+_FILE_FIELDS: dict[str, type] = {
+    "prefix": str,
+    "compression": str,
+    "file_format": str,
+    "max_file_size_mb": int,
+}
+
+
 def _s3_destination(**extra_fields: type) -> Destination:
     """AwsS3 and S3Compatible: a bucket reached through an integration."""
     return Destination(
         fields={
             "bucket_name": str,
             "region": str,
-            "prefix": str,
-            "compression": str,
-            "file_format": str,
-            "max_file_size_mb": int,
+            **_FILE_FIELDS,
             "legacy_parquet_extension": bool,
             **extra_fields,
         },
@@ -127,13 +133,7 @@ DESTINATIONS: dict[str, Destination] = {
         needs_integration=True,
     ),
     "AzureBlob": Destination(
-        fields={
-            "container_name": str,
-            "prefix": str,
-            "compression": str,
-            "file_format": str,
-            "max_file_size_mb": int,
-        },
+        fields={"container_name": str, **_FILE_FIELDS},
         required=("container_name",),
         log_name="Azure Blob Storage",
         log_target=_dotted(("container_name", "")),
