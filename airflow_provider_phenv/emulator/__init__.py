@@ -8,11 +8,16 @@
         emu.state.set_run_outcome(SEED.s3_export_id, "failed", duration=0.5)
 
 Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
-Behaviour follows PostHog's source as summarised in the project's ``posthog-api.md``.
+Behaviour follows PostHog's source as summarised in the project's ``docs/posthog-api.md``.
+
+Layout: ``web/`` serves HTTP (server, routing and auth, errors, faults, throttles, ``/_emulator/``
+control); ``store/`` holds the data and its seed; ``batch_exports/`` and ``dashboards/`` hold each
+resource's endpoints and declare its routes, which ``web.api`` puts together. No module imports
+back into one that imports it (``tests/emulator/test_import_graph.py``).
 """
 
-from .request_log import RecordedRequest
-from .seed import SEED, Seed
-from .server import PostHogEmulator
+from .store.seed import SEED, Seed
+from .web.request_log import RecordedRequest
+from .web.server import PostHogEmulator
 
 __all__ = ["SEED", "PostHogEmulator", "RecordedRequest", "Seed"]

@@ -10,8 +10,8 @@ import argparse
 import signal
 import threading
 
-from .seed import SEED
-from .server import PostHogEmulator
+from .store.seed import SEED
+from .web.server import PostHogEmulator
 
 
 def main(argv: list[str] | None = None) -> None:

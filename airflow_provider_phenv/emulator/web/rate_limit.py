@@ -1,4 +1,4 @@
-"""PostHog's personal-API-key throttles (posthog-api.md §3): 480/minute burst and 4800/hour
+"""PostHog's personal-API-key throttles (docs/posthog-api.md §3): 480/minute burst and 4800/hour
 sustained, counted per key. Off by default, like a self-hosted instance with
 ``RATE_LIMIT_ENABLED=false``."""
 

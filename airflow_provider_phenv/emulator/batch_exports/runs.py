@@ -2,7 +2,7 @@
 
 A run's status is a function of elapsed time: Starting, then Running, then Completed or Failed
 after its duration. When a run starts, its whole log timeline is written with future timestamps
-(see :mod:`.log_store`), so no background thread is needed.
+(see :mod:`..store.log_store`), so no background thread is needed.
 
 Log wording is PostHog's own, from its batch export workflows
 (``products/batch_exports/backend/temporal/``):
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..store.log_store import LogEntry, LogStore
+from ..web.fields import iso
 from .destinations import DESTINATIONS
-from .fields import iso
-from .log_store import LogEntry, LogStore
 
 RUN_STATUSES = (
     "Cancelled",

@@ -14,6 +14,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..store.seed import SEED
+from ..store.state import EmulatorState
 from .api import ApiRequest, handle_api
 from .calls import Response
 from .control import PREFIX as CONTROL_PREFIX
@@ -21,8 +23,6 @@ from .control import handle_control
 from .faults import FaultInjector
 from .rate_limit import RateLimiter
 from .request_log import RecordedRequest, RequestLog, redact
-from .seed import SEED
-from .state import EmulatorState
 
 
 class _Server(ThreadingHTTPServer):

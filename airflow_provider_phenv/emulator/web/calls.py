@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from .errors import not_found, validation_error
 
 if TYPE_CHECKING:
-    from .state import EmulatorState
+    from ..store.state import EmulatorState
 
 
 @dataclass

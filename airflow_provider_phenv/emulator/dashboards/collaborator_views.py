@@ -1,4 +1,4 @@
-"""Dashboard collaborator endpoints (posthog-api.md §7.3, ``ee/api/dashboard_collaborator.py``).
+"""Dashboard collaborator endpoints (docs/posthog-api.md §7.3, ``ee/api/dashboard_collaborator.py``).
 
 The list is a bare array. Adding a collaborator runs PostHog's checks in PostHog's order: the
 permission class (edit rights) first, then field validation, then the serializer's ``validate``.
@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .calls import Call, Response
-from .dashboards import (
+from ..web.calls import Call, Response
+from ..web.errors import not_found, validation_error
+from ..web.fields import iso, parse_choice, parse_uuid, required
+from .access import (
     EVERYONE_CAN_EDIT,
-    NO_EDIT_PERMISSION,
     ONLY_COLLABORATORS_CAN_EDIT,
-    can_edit,
     can_restrict,
     effective_restriction_level,
     get_dashboard,
+    get_editable_dashboard,
     user_basic,
 )
-from .errors import not_found, permission_denied, validation_error
-from .fields import iso, parse_choice, parse_uuid, required
 
 DASHBOARD_NOT_FOUND = "Dashboard not found."
 
@@ -40,13 +39,6 @@ def _records(call: Call, dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return [record for record in call.state.collaborators if record["dashboard_id"] == dashboard["id"]]
 
 
-def _editable_dashboard(call: Call) -> dict[str, Any]:
-    dashboard = get_dashboard(call, DASHBOARD_NOT_FOUND)
-    if not can_edit(call, dashboard):
-        raise permission_denied(NO_EDIT_PERMISSION)
-    return dashboard
-
-
 def list_collaborators(call: Call) -> Response:
     """GET ``collaborators/``: every explicit privilege (levels 21 and 37), oldest first."""
     dashboard = get_dashboard(call, DASHBOARD_NOT_FOUND)
@@ -56,7 +48,7 @@ def list_collaborators(call: Call) -> Response:
 
 def add_collaborator(call: Call) -> Response:
     """POST ``collaborators/`` ``{"user_uuid", "level"}``: 201 with the new collaborator."""
-    dashboard = _editable_dashboard(call)
+    dashboard = get_editable_dashboard(call, DASHBOARD_NOT_FOUND)
     data = call.data()
     # Field validation, in the serializer's field order (level is declared before user_uuid).
     if "level" not in data:
@@ -86,7 +78,7 @@ def add_collaborator(call: Call) -> Response:
 
 def remove_collaborator(call: Call) -> Response:
     """DELETE ``collaborators/{user_uuid}/``: 204; the collaborator is looked up before the level check."""
-    dashboard = _editable_dashboard(call)
+    dashboard = get_editable_dashboard(call, DASHBOARD_NOT_FOUND)
     user_uuid = call.params["user_uuid"].lower()
     record = next((r for r in _records(call, dashboard) if r["user_uuid"] == user_uuid), None)
     if record is None:

@@ -1,72 +1,18 @@
-"""The fixed seed data: ids tests can rely on, and the records :meth:`EmulatorState.reset` loads.
-
-Layout:
-
-- Organization ``SEED.organization_id`` (paid access control ON) with project 1, whose environments
-  are team 1 (primary, same id as the project) and team 3. Team 2 is in another organization.
-- Users: the key owner (organization admin, so a project admin; creator of the seeded dashboards;
-  current team 1), ``alice`` and ``bob`` (plain members), ``carol`` (member of the other
-  organization only).
-- Personal API key ``SEED.api_key`` (scopes ``["*"]``, owned by the key owner).
-- Batch exports in team 1: AwsS3 (hourly), BigQuery (hourly), Postgres (hourly, every run fails),
-  Snowflake (daily, paused), and a Workflows export that the list hides. Each has a few past runs
-  with their log lines.
-- Dashboards: three in team 1 (one restricted to collaborators, with alice as editor), one in
-  team 3, and one in team 2 (another organization).
-"""
+"""The records :meth:`.state.EmulatorState.reset` loads: what :mod:`.seed` describes, with its ids."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from .runs import RunOutcome
+from ..batch_exports.runs import RunOutcome
+from .records import Records
+from .seed import ADMIN, MEMBER, SEED
 
-if TYPE_CHECKING:
-    from .state import EmulatorState
-
-DEFAULT_API_KEY = "phx_emulator0000000000000000000000000000000000000"
-# PostHog's OrganizationMembership levels (owners, 15, count as admins too).
-MEMBER, ADMIN = 1, 8
-
-
-@dataclass(frozen=True)
-class Seed:
-    """Fixed ids of the seed data (see the module docstring for how they relate)."""
-
-    api_key: str = DEFAULT_API_KEY
-    organization_id: str = "01900000-0000-7000-8000-000000000001"
-    other_organization_id: str = "01900000-0000-7000-8000-000000000002"
-    project_id: int = 1
-    team_id: int = 1
-    second_environment_id: int = 3
-    other_team_id: int = 2
-    owner_uuid: str = "01900000-0000-7000-8000-0000000000a1"
-    alice_uuid: str = "01900000-0000-7000-8000-0000000000a2"
-    bob_uuid: str = "01900000-0000-7000-8000-0000000000a3"
-    carol_uuid: str = "01900000-0000-7000-8000-0000000000a4"
-    s3_export_id: str = "01900000-0000-7000-8000-0000000000e1"
-    bigquery_export_id: str = "01900000-0000-7000-8000-0000000000e2"
-    postgres_export_id: str = "01900000-0000-7000-8000-0000000000e3"
-    paused_export_id: str = "01900000-0000-7000-8000-0000000000e4"
-    workflows_export_id: str = "01900000-0000-7000-8000-0000000000e5"
-    s3_integration_id: int = 101
-    bigquery_integration_id: int = 102
-    snowflake_integration_id: int = 103
-    web_dashboard_id: int = 1
-    product_dashboard_id: int = 2
-    restricted_dashboard_id: int = 3
-    second_environment_dashboard_id: int = 4
-    other_organization_dashboard_id: int = 5
-
-
-SEED = Seed()
 _RUN_NAMESPACE = uuid.UUID(SEED.organization_id)
 
 
-def populate(state: EmulatorState, now: datetime) -> None:
+def populate(state: Records, now: datetime) -> None:
     """Load the seed records into an empty ``state``.
 
     :param state: the store to fill.
@@ -137,7 +83,7 @@ def populate(state: EmulatorState, now: datetime) -> None:
     _seed_dashboards(state, hour)
 
 
-def _seed_batch_exports(state: EmulatorState, hour: datetime) -> None:
+def _seed_batch_exports(state: Records, hour: datetime) -> None:
     created = hour - timedelta(days=30)
     state.add_batch_export(
         "S3 events export",
@@ -227,7 +173,7 @@ def _intervals_before(end: datetime, length: timedelta, count: int) -> list[tupl
     return [(end - length * (k + 1), end - length * k) for k in reversed(range(count))]
 
 
-def _seed_dashboards(state: EmulatorState, hour: datetime) -> None:
+def _seed_dashboards(state: Records, hour: datetime) -> None:
     created = hour - timedelta(days=10)
     for dashboard_id, team_id, name, pinned, restriction_level, insights in (
         (SEED.web_dashboard_id, SEED.team_id, "Web analytics", True, 21, ["Pageviews", "Visitors"]),

@@ -1,4 +1,4 @@
-"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (posthog-api.md §6.3, §6.9)."""
+"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (docs/posthog-api.md §6.3, §6.9)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from .batch_exports import create_backfill, get_export
-from .calls import Call, Response, cursor_page, limit_offset_page
-from .errors import not_found, validation_error
-from .fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
-from .log_store import LogQuery
+from ..store.log_store import LogQuery
+from ..web.calls import Call, Response, cursor_page, limit_offset_page
+from ..web.errors import not_found, validation_error
+from ..web.fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
+from .export_views import create_backfill, get_export
 from .runs import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -22,13 +22,8 @@ from .runs import (
 )
 
 _RELATIVE_RE = re.compile(r"^-(\d+)([hdwmy])$")
-_RELATIVE_UNITS = {
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-    "m": timedelta(days=30),
-    "y": timedelta(days=365),
-}
+# Hours per unit of a relative datetime (a month counts 30 days, a year 365).
+_RELATIVE_HOURS = {"h": 1, "d": 24, "w": 7 * 24, "m": 30 * 24, "y": 365 * 24}
 _RUN_ORDERINGS = ("-created_at", "created_at", "-data_interval_start", "data_interval_start")
 
 
@@ -79,7 +74,7 @@ def _moment(value: str | None, attr: str, now: datetime) -> datetime:
     assert value is not None
     match = _RELATIVE_RE.match(value.strip())
     if match:
-        return now - int(match.group(1)) * _RELATIVE_UNITS[match.group(2)]
+        return now - timedelta(hours=int(match.group(1)) * _RELATIVE_HOURS[match.group(2)])
     if not value.strip():
         raise validation_error(DATETIME_FORMAT_ERROR, code="invalid", attr=attr)
     return parse_datetime(value, attr)

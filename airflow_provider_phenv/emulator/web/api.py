@@ -3,19 +3,21 @@
 route match (404), authentication (401), project (404/403), method (405), scope (403), throttle
 (429), then the handler. ``/api/environments/`` is served in place (never redirected) and its
 responses carry the deprecation headers of PostHog's ``EnvironmentsRewriteMiddleware``.
+
+Each resource package declares its routes (``batch_exports.routes``, ``dashboards.routes``); this
+module only puts them together.
 """
 
 from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import batch_export_runs as runs
-from . import batch_exports as exports
-from . import collaborators, dashboards
+from ..batch_exports import routes as batch_export_routes
+from ..dashboards import routes as dashboard_routes
+from ..store.state import EmulatorState
 from .calls import Call, Response
 from .errors import (
     ApiError,
@@ -27,82 +29,10 @@ from .errors import (
     unauthenticated,
 )
 from .rate_limit import RateLimiter
-from .state import EmulatorState
+from .routing import Route
 
-Handler = Callable[[Call], Response]
 _API_PATH = re.compile(r"^/api/(?P<prefix>environments|projects)/(?P<team>[^/]+)/(?P<rest>.*?)/?$")
-_EXPORT = r"batch_exports/(?P<export_id>[^/]+)"
-_DASHBOARD = r"dashboards/(?P<dashboard_id>[^/]+)"
-BE_READ, BE_WRITE = "batch_export:read", "batch_export:write"
-DASH_READ, DASH_WRITE = "dashboard:read", "dashboard:write"
-
-
-@dataclass(frozen=True)
-class Route:
-    """A path below the team (no slashes at the ends) and its methods: ``method -> (handler, scope)``."""
-
-    pattern: re.Pattern[str]
-    methods: dict[str, tuple[Handler, str]]
-
-
-def _route(pattern: str, **methods: tuple[Handler, str]) -> Route:
-    return Route(re.compile(f"^{pattern}$"), methods)
-
-
-# Fixed segments (``test``, ``run_test_step_new``) come before ``{id}``, as in DRF's router.
-ROUTES = (
-    _route(
-        "batch_exports",
-        GET=(exports.list_batch_exports, BE_READ),
-        POST=(exports.create_batch_export, BE_WRITE),
-    ),
-    _route("batch_exports/test", GET=(exports.destination_test_steps, BE_READ)),
-    _route("batch_exports/run_test_step_new", POST=(exports.run_test_step_new, BE_WRITE)),
-    _route(
-        _EXPORT,
-        GET=(exports.retrieve_batch_export, BE_READ),
-        PATCH=(exports.update_batch_export, BE_WRITE),
-        PUT=(exports.update_batch_export, BE_WRITE),
-        DELETE=(exports.delete_batch_export, BE_WRITE),
-    ),
-    _route(f"{_EXPORT}/pause", POST=(exports.pause_batch_export, BE_WRITE)),
-    _route(f"{_EXPORT}/unpause", POST=(exports.unpause_batch_export, BE_WRITE)),
-    _route(f"{_EXPORT}/run_test_step", POST=(exports.run_test_step, BE_WRITE)),
-    _route(f"{_EXPORT}/logs", GET=(runs.export_logs, BE_READ)),
-    _route(f"{_EXPORT}/runs", GET=(runs.list_runs, BE_READ)),
-    _route(f"{_EXPORT}/runs/(?P<run_id>[^/]+)", GET=(runs.retrieve_run, BE_READ)),
-    _route(f"{_EXPORT}/runs/(?P<run_id>[^/]+)/cancel", POST=(runs.cancel_export_run, BE_WRITE)),
-    _route(f"{_EXPORT}/runs/(?P<run_id>[^/]+)/retry", POST=(runs.retry_run, BE_WRITE)),
-    _route(f"{_EXPORT}/runs/(?P<run_id>[^/]+)/logs", GET=(runs.run_logs, BE_READ)),
-    _route(
-        f"{_EXPORT}/backfills",
-        GET=(runs.list_backfills, BE_READ),
-        POST=(runs.create_export_backfill, BE_WRITE),
-    ),
-    _route(f"{_EXPORT}/backfills/(?P<backfill_id>[^/]+)", GET=(runs.retrieve_backfill, BE_READ)),
-    _route(f"{_EXPORT}/backfills/(?P<backfill_id>[^/]+)/cancel", POST=(runs.cancel_backfill, BE_WRITE)),
-    _route(
-        "dashboards",
-        GET=(dashboards.list_dashboards, DASH_READ),
-        POST=(dashboards.create_dashboard, DASH_WRITE),
-    ),
-    _route(
-        _DASHBOARD,
-        GET=(dashboards.retrieve_dashboard, DASH_READ),
-        PATCH=(dashboards.update_dashboard, DASH_WRITE),
-        PUT=(dashboards.update_dashboard, DASH_WRITE),
-        DELETE=(dashboards.destroy_dashboard, DASH_WRITE),
-    ),
-    _route(
-        f"{_DASHBOARD}/collaborators",
-        GET=(collaborators.list_collaborators, DASH_READ),
-        POST=(collaborators.add_collaborator, DASH_WRITE),
-    ),
-    _route(
-        f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)",
-        DELETE=(collaborators.remove_collaborator, DASH_WRITE),
-    ),
-)
+ROUTES = (*batch_export_routes.ROUTES, *dashboard_routes.ROUTES)
 
 
 @dataclass(frozen=True)
@@ -179,7 +109,7 @@ def _dispatch(
         method = "GET" if request.method == "HEAD" else request.method
         if method not in route.methods:
             raise method_not_allowed(request.method)
-        handler, scope = route.methods[method]
+        scope = route.scope(method)
         if not _has_scope(key_record["scopes"], scope):
             raise permission_denied(f"API key missing required scope '{scope}'")
         limiter.check(key)
@@ -197,7 +127,7 @@ def _dispatch(
             user=user,
             params=params,
         )
-        return handler(call)
+        return route.methods[method](call)
 
 
 def _authenticate(request: ApiRequest, state: EmulatorState) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Batch export endpoints: list/create/retrieve/update/delete, pause/unpause and destination tests.
 
-Behaviour follows posthog-api.md §5-§6 (the newest ``BatchExportViewSet``).
+Behaviour follows docs/posthog-api.md §5-§6 (the newest ``BatchExportViewSet``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import destinations
-from .calls import Call, Response, limit_offset_page
-from .errors import not_found, permission_denied, server_error, validation_error
-from .fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
+from ..web.calls import Call, Response, limit_offset_page
+from ..web.errors import not_found, permission_denied, server_error, validation_error
+from ..web.fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
+from . import destination_tests, destinations
 from .runs import serialize_run
 
 INTERVALS = {
@@ -246,7 +246,7 @@ def destination_test_steps(call: Call) -> Response:
     kind = call.arg("destination")
     if not kind:
         return Response(400)
-    steps = destinations.describe_test_steps(kind)
+    steps = destination_tests.describe_test_steps(kind)
     if not steps:
         return Response(404)
     return Response(200, {"steps": steps})
@@ -261,7 +261,7 @@ def run_test_step(call: Call) -> Response:
         # PostHog reads request.data["destination"] unguarded: a KeyError, so a 500.
         raise server_error()
     values = _validate(call, data, existing=export, partial=False)
-    return Response(200, destinations.run_test_step(values["destination"], step))
+    return Response(200, destination_tests.run_test_step(values["destination"], step))
 
 
 def run_test_step_new(call: Call) -> Response:
@@ -269,4 +269,4 @@ def run_test_step_new(call: Call) -> Response:
     data = call.data()
     step = parse_int(data.get("step", 0), "step")
     values = _validate(call, data, existing=None, partial=False)
-    return Response(200, destinations.run_test_step(values["destination"], step))
+    return Response(200, destination_tests.run_test_step(values["destination"], step))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .fields import iso
+from ..web.fields import iso
 
 
 @dataclass(frozen=True)

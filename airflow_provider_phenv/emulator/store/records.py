@@ -1,6 +1,6 @@
-"""The emulator's in-memory store, plus the helpers tests use to arrange data.
+"""The emulator's in-memory records, plus the helpers tests use to arrange data.
 
-Every request handler runs while holding :attr:`EmulatorState.lock`, and so do the public helpers,
+Every request handler runs while holding :attr:`Records.lock`, and so do the public helpers,
 so tests may call them while the server is serving. Records are plain dicts; the attributes below
 are documented so tests can read them directly (hold the lock when mutating them by hand).
 """
@@ -15,14 +15,14 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from .fields import iso, to_datetime
+from ..batch_exports.runs import RunOutcome, start_run
+from ..web.fields import to_datetime
 from .log_store import LogEntry, LogStore
-from .runs import RunOutcome, run_status, start_run
-from .seed import ADMIN, SEED, populate
+from .seed import ADMIN, SEED
 
 
-class EmulatorState:
-    """All emulated PostHog data.
+class Records:
+    """All emulated PostHog data (:class:`~.state.EmulatorState` starts it from the seed).
 
     Attributes (all keyed as noted):
 
@@ -46,10 +46,10 @@ class EmulatorState:
     def __init__(self, api_key: str | None = None) -> None:
         self.lock = threading.RLock()
         self.default_api_key = api_key or SEED.api_key
-        self.reset()
+        self.clear()
 
-    def reset(self) -> None:
-        """Drop everything and load the seed data again."""
+    def clear(self) -> None:
+        """Drop every record."""
         with self.lock:
             self.organizations: dict[str, dict[str, Any]] = {}
             self.teams: dict[int, dict[str, Any]] = {}
@@ -64,7 +64,6 @@ class EmulatorState:
             self.logs = LogStore()
             self.dashboards: dict[int, dict[str, Any]] = {}
             self.collaborators: list[dict[str, Any]] = []
-            populate(self, self.now())
 
     @staticmethod
     def now() -> datetime:
@@ -333,51 +332,6 @@ class EmulatorState:
         """Simulate a missing Temporal schedule: pause/unpause of this export then answer 400."""
         with self.lock:
             self.batch_exports[batch_export_id]["schedule_missing"] = True
-
-    def summary(self) -> dict[str, Any]:
-        """A compact JSON view of exports, dashboards and collaborators (``GET /_emulator/state``)."""
-        with self.lock:
-            now = self.now()
-            return {
-                "project_id": SEED.project_id,
-                "batch_exports": [
-                    {
-                        "id": export["id"],
-                        "team_id": export["team_id"],
-                        "name": export["name"],
-                        "type": export["destination"]["type"],
-                        "paused": export["paused"],
-                        "deleted": export["deleted"],
-                        "last_paused_at": iso(export["last_paused_at"]),
-                        "last_updated_at": iso(export["last_updated_at"]),
-                        "log_entries": self.logs.count(export["id"]),
-                        "runs": [
-                            {"id": run["id"], "status": run_status(run, now)}
-                            for run in self.runs_of(export["id"])
-                        ],
-                    }
-                    for export in self.batch_exports.values()
-                ],
-                "dashboards": [
-                    {
-                        "id": dashboard["id"],
-                        "team_id": dashboard["team_id"],
-                        "name": dashboard["name"],
-                        "pinned": dashboard["pinned"],
-                        "restriction_level": dashboard["restriction_level"],
-                        "deleted": dashboard["deleted"],
-                    }
-                    for dashboard in self.dashboards.values()
-                ],
-                "collaborators": [
-                    {
-                        "dashboard_id": record["dashboard_id"],
-                        "user_uuid": record["user_uuid"],
-                        "level": record["level"],
-                    }
-                    for record in self.collaborators
-                ],
-            }
 
     # -- lookups used by the handlers --------------------------------------------------------
 

@@ -1,14 +1,7 @@
-"""Batch export destinations: config schemas, validation, secret stripping and destination tests.
+"""Batch export destinations: config schemas, validation and secret stripping.
 
-Schemas follow the newest ``service.py`` dataclasses (posthog-api.md §5, §12.1): S3-family,
+Schemas follow the newest ``service.py`` dataclasses (docs/posthog-api.md §5, §12.1): S3-family,
 BigQuery, Snowflake and Databricks exports need an ``integration`` and reject inline credentials.
-
-Destination tests are simulated deterministically. A step passes unless the config value it
-checks contains the word ``missing`` (case-insensitive), e.g. ``bucket_name="my-missing-bucket"``
-fails "Check S3 bucket exists" with PostHog's own message. Steps PostHog skips for
-integration-backed credentials (BigQuery impersonation) report ``Skipped``. Step names and
-messages are PostHog's own for S3, BigQuery and Snowflake; the Databricks and Azure Blob ones
-follow the same pattern (only "Verify Databricks catalog" was confirmed).
 
 Integration-backed types keep their credentials in the integration, and inline keys are rejected
 as unknown config fields, so only Postgres, Redshift and HTTP have secret config keys to strip.
@@ -17,31 +10,10 @@ as unknown config fields, so only Postgres, Redshift and HTTP have secret config
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ApiError, permission_denied, server_error, validation_error
-
-FAILING_MARKER = "missing"
-NOT_CONFIGURED = "The test step cannot run as it's not configured."
-
-
-@dataclass(frozen=True)
-class DestinationTestStep:
-    """One destination test step.
-
-    :param name: PostHog's step name.
-    :param description: PostHog's step description.
-    :param checks: the config key whose value decides the outcome; None means always passes.
-    :param failure: the failure message; ``{value}`` is the checked value.
-    :param skipped: when set, the step always reports ``Skipped`` with this message.
-    """
-
-    name: str
-    description: str
-    checks: str | None = None
-    failure: str = ""
-    skipped: str | None = None
+from ..web.errors import ApiError, permission_denied, validation_error
 
 
 @dataclass(frozen=True)
@@ -55,7 +27,6 @@ class Destination:
     :param log_name: the name PostHog's run logs use ("Batch exporting range ... to <log_name>: ...").
     :param log_target: builds the "<where>" part of that log line from the config and the run's
         ``"<start>-<end>"`` interval text.
-    :param test_steps: the steps of ``batch_exports/test``; empty when the type has no test.
     """
 
     fields: dict[str, type]
@@ -64,7 +35,6 @@ class Destination:
     log_target: Callable[[dict[str, Any], str], str]
     secrets: frozenset[str] = frozenset()
     needs_integration: bool = False
-    test_steps: tuple[DestinationTestStep, ...] = field(default=())
 
 
 def _dotted(*keys_with_defaults: tuple[str, str]) -> Callable[[dict[str, Any], str], str]:
@@ -83,156 +53,70 @@ def _s3_key(config: dict[str, Any], interval: str) -> str:
     return f"{prefix}/{interval}.{extension}" if prefix else f"{interval}.{extension}"
 
 
-_BUCKET_STEP = DestinationTestStep(
-    "Check S3 bucket exists",
-    "Ensure the configured S3 bucket exists and that we have the required permissions to access it.",
-    checks="bucket_name",
-    failure="Bucket '{value}' does not exist or we don't have permissions to use it",
-)
-_S3_FIELDS: dict[str, type] = {
-    "bucket_name": str,
-    "region": str,
+# The options of the destinations that write files: S3, S3-compatible storage and Azure Blob Storage.
+_FILE_FIELDS: dict[str, type] = {
     "prefix": str,
     "compression": str,
     "file_format": str,
     "max_file_size_mb": int,
-    "legacy_parquet_extension": bool,
 }
 
 
-def _snowflake_step(thing: str) -> DestinationTestStep:
-    return DestinationTestStep(
-        f"Verify Snowflake {thing}",
-        f"Verify the configured Snowflake {thing} exists and we have the necessary permissions to use it.",
-        checks=thing,
-        failure=f"The configured {thing} '{{value}}' does not exist or we are missing 'USAGE' permissions "
-        "on it.",
+def _s3_destination(**extra_fields: type) -> Destination:
+    """AwsS3 and S3Compatible: a bucket reached through an integration."""
+    return Destination(
+        fields={
+            "bucket_name": str,
+            "region": str,
+            **_FILE_FIELDS,
+            "legacy_parquet_extension": bool,
+            **extra_fields,
+        },
+        required=("bucket_name", "region", "prefix"),
+        log_name="S3",
+        log_target=_s3_key,
+        needs_integration=True,
     )
 
 
-def _bigquery_step(thing: str, key: str) -> DestinationTestStep:
-    return DestinationTestStep(
-        f"Verify BigQuery {thing}",
-        f"Ensure the configured BigQuery {thing} exists and that we have the required permissions to "
-        "access it.",
-        checks=key,
-        failure=f"{thing.capitalize()} '{{value}}' could not be found because it doesn't exist or we "
-        "don't have permissions to use it",
-    )
-
-
-def _databricks_step(thing: str) -> DestinationTestStep:
-    # Only "Verify Databricks catalog" was confirmed in PostHog's source; the others follow its pattern.
-    return DestinationTestStep(
-        f"Verify Databricks {thing}",
-        f"Verify the configured Databricks {thing} exists and we have the necessary permissions to use it.",
-        checks=thing,
-        failure=f"The configured {thing} '{{value}}' does not exist or we are missing permissions on it.",
+def _sql_destination(log_name: str, **extra_fields: type) -> Destination:
+    """Postgres and Redshift: a table reached with a user and password, which are secret."""
+    return Destination(
+        fields={
+            "database": str,
+            "schema": str,
+            "table_name": str,
+            "user": str,
+            "host": str,
+            "port": int,
+            "password": str,
+            **extra_fields,
+        },
+        required=("database",),
+        log_name=log_name,
+        log_target=_dotted(("database", ""), ("schema", "public"), ("table_name", "events")),
+        secrets=frozenset({"user", "password"}),
     )
 
 
 DESTINATIONS: dict[str, Destination] = {
-    "AwsS3": Destination(
-        fields={**_S3_FIELDS, "encryption": str, "kms_key_id": str},
-        required=("bucket_name", "region", "prefix"),
-        log_name="S3",
-        log_target=_s3_key,
-        needs_integration=True,
-        test_steps=(
-            DestinationTestStep(
-                "Ensure we can assume provided AWS role",
-                "Ensure the configured AWS role ARN exists and that we have the required trust relationship "
-                "to assume it.",
-            ),
-            _BUCKET_STEP,
-        ),
-    ),
-    "S3Compatible": Destination(
-        fields={**_S3_FIELDS, "endpoint_url": str, "use_virtual_style_addressing": bool},
-        required=("bucket_name", "region", "prefix"),
-        log_name="S3",
-        log_target=_s3_key,
-        needs_integration=True,
-        test_steps=(_BUCKET_STEP,),
-    ),
+    "AwsS3": _s3_destination(encryption=str, kms_key_id=str),
+    "S3Compatible": _s3_destination(endpoint_url=str, use_virtual_style_addressing=bool),
     "Snowflake": Destination(
         fields={"database": str, "warehouse": str, "schema": str, "table_name": str, "role": str},
         required=("database", "warehouse", "schema"),
         log_name="Snowflake",
         log_target=_dotted(("database", ""), ("schema", ""), ("table_name", "events")),
         needs_integration=True,
-        test_steps=(
-            DestinationTestStep(
-                "Establish connection to Snowflake",
-                "Attempt to establish a Snowflake connection with the provided configuration values.",
-            ),
-            _snowflake_step("warehouse"),
-            _snowflake_step("database"),
-            _snowflake_step("schema"),
-        ),
     ),
-    "Postgres": Destination(
-        fields={
-            "database": str,
-            "schema": str,
-            "table_name": str,
-            "user": str,
-            "host": str,
-            "port": int,
-            "password": str,
-            "has_self_signed_cert": bool,
-        },
-        required=("database",),
-        log_name="PostgreSQL",
-        log_target=_dotted(("database", ""), ("schema", "public"), ("table_name", "events")),
-        secrets=frozenset({"user", "password"}),
-    ),
-    "Redshift": Destination(
-        fields={
-            "database": str,
-            "user": str,
-            "password": str,
-            "host": str,
-            "schema": str,
-            "table_name": str,
-            "port": int,
-            "properties_data_type": str,
-            "mode": str,
-            "copy_inputs": dict,
-        },
-        required=("database",),
-        log_name="Redshift",
-        log_target=_dotted(("database", ""), ("schema", "public"), ("table_name", "events")),
-        secrets=frozenset({"user", "password"}),
-    ),
+    "Postgres": _sql_destination("PostgreSQL", has_self_signed_cert=bool),
+    "Redshift": _sql_destination("Redshift", properties_data_type=str, mode=str, copy_inputs=dict),
     "BigQuery": Destination(
         fields={"dataset_id": str, "table_id": str, "project_id": str, "use_json_type": bool},
         required=("dataset_id",),
         log_name="BigQuery",
         log_target=_dotted(("project_id", ""), ("dataset_id", ""), ("table_id", "events")),
         needs_integration=True,
-        test_steps=(
-            DestinationTestStep(
-                "Impersonate BigQuery service account",
-                "Confirm we can impersonate a BigQuery service account.",
-                skipped="Using credentials without impersonation, skipping test",
-            ),
-            DestinationTestStep(
-                "Verify BigQuery service account ownership",
-                "Confirm that the current PostHog organization owns a BigQuery service account by ensuring "
-                "its "
-                "organization ID is set as part of the service account description.",
-                skipped="Using credentials without impersonation, ownership is assumed",
-            ),
-            _bigquery_step("project", "project_id"),
-            _bigquery_step("dataset", "dataset_id"),
-            DestinationTestStep(
-                "Verify BigQuery table",
-                "Ensure the configured BigQuery table already exists or that we have the required "
-                "permissions "
-                "to create it. Additionally, when creating a table, we will attempt to delete it.",
-            ),
-        ),
     ),
     "Databricks": Destination(
         fields={
@@ -247,28 +131,12 @@ DESTINATIONS: dict[str, Destination] = {
         log_name="Databricks",
         log_target=_dotted(("catalog", ""), ("schema", ""), ("table_name", "")),
         needs_integration=True,
-        test_steps=(_databricks_step("catalog"), _databricks_step("schema")),
     ),
     "AzureBlob": Destination(
-        fields={
-            "container_name": str,
-            "prefix": str,
-            "compression": str,
-            "file_format": str,
-            "max_file_size_mb": int,
-        },
+        fields={"container_name": str, **_FILE_FIELDS},
         required=("container_name",),
         log_name="Azure Blob Storage",
         log_target=_dotted(("container_name", "")),
-        test_steps=(
-            DestinationTestStep(
-                "Verify Azure Blob Storage container",
-                "Ensure the configured container exists and that we have the required permissions to "
-                "access it.",
-                checks="container_name",
-                failure="Container '{value}' does not exist or we don't have permissions to use it",
-            ),
-        ),
     ),
     "HTTP": Destination(
         fields={"url": str, "token": str},
@@ -410,35 +278,3 @@ def public_destination(destination: dict[str, Any]) -> dict[str, Any]:
         "config": {key: value for key, value in destination["config"].items() if key not in secrets},
         "integration": destination.get("integration"),
     }
-
-
-def describe_test_steps(kind: str) -> list[dict[str, Any]]:
-    """The ``steps`` of ``batch_exports/test`` for a type (empty when the type has no test)."""
-    spec = DESTINATIONS.get(kind)
-    steps = spec.test_steps if spec else ()
-    return [{"name": step.name, "description": step.description, "result": None} for step in steps]
-
-
-def run_test_step(destination: dict[str, Any], step: int) -> dict[str, Any]:
-    """Run one simulated test step against a validated destination.
-
-    :param destination: the stored form returned by :func:`validate_destination`.
-    :param step: the step index.
-    :raises ApiError: 500 when the type has no test or the step does not exist (PostHog raises
-        ValueError / IndexError there, which surface as unhandled 500s).
-    """
-    steps = DESTINATIONS[destination["type"]].test_steps
-    if not 0 <= step < len(steps):
-        raise server_error()
-    test = steps[step]
-    value = destination["config"].get(test.checks) if test.checks else None
-    result: dict[str, str | None]
-    if test.skipped is not None:
-        result = {"status": "Skipped", "message": test.skipped}
-    elif test.checks and value in (None, ""):
-        result = {"status": "Failed", "message": NOT_CONFIGURED}
-    elif test.checks and FAILING_MARKER in str(value).lower():
-        result = {"status": "Failed", "message": test.failure.format(value=value)}
-    else:
-        result = {"status": "Passed", "message": None}
-    return {"name": test.name, "description": test.description, "result": result}

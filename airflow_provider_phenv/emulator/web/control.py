@@ -13,19 +13,36 @@ No authentication, no faults, not recorded in the request log. PostHog never use
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..batch_exports.runs import run_status
+from ..store.seed import SEED
+from ..store.state import EmulatorState
 from .calls import Response
 from .errors import ApiError, method_not_allowed, not_found, parse_error, validation_error
-
-if TYPE_CHECKING:
-    from .server import PostHogEmulator
+from .faults import FaultInjector
+from .fields import iso
+from .request_log import RecordedRequest
 
 PREFIX = "/_emulator/"
 
 
+class Controlled(Protocol):
+    """What the control endpoints drive: :class:`~.server.PostHogEmulator`."""
+
+    state: EmulatorState
+    faults: FaultInjector
+
+    @property
+    def requests(self) -> list[RecordedRequest]: ...
+
+    def clear_requests(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 def handle_control(
-    emulator: PostHogEmulator, method: str, path: str, body: Any, body_error: str | None
+    emulator: Controlled, method: str, path: str, body: Any, body_error: str | None
 ) -> Response:
     """Answer one control request.
 
@@ -46,7 +63,7 @@ def handle_control(
         return Response(400, validation_error(f"{type(error).__name__}: {error}").body())
 
 
-def _dispatch(emulator: PostHogEmulator, method: str, parts: list[str], body: Any) -> Response:
+def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) -> Response:
     resource, argument = parts[0], "/".join(parts[1:])
     if resource == "requests" and not argument:
         if method == "GET":
@@ -69,7 +86,7 @@ def _dispatch(emulator: PostHogEmulator, method: str, parts: list[str], body: An
         return Response(204)
     if resource == "state" and not argument:
         _require(method, "GET")
-        return Response(200, {**emulator.state.summary(), "faults": emulator.faults.pending()})
+        return Response(200, {**_summary(emulator.state), "faults": emulator.faults.pending()})
     if resource == "log_entries" and argument:
         _require(method, "POST")
         if not isinstance(body, list):
@@ -90,6 +107,52 @@ def _require(method: str, expected: str) -> None:
         raise method_not_allowed(method)
 
 
-def _known_export(emulator: PostHogEmulator, batch_export_id: str) -> None:
+def _known_export(emulator: Controlled, batch_export_id: str) -> None:
     if batch_export_id not in emulator.state.batch_exports:
         raise not_found(f"Unknown batch export {batch_export_id}.")
+
+
+def _summary(state: EmulatorState) -> dict[str, Any]:
+    """A compact JSON view of exports, dashboards and collaborators."""
+    with state.lock:
+        now = state.now()
+        return {
+            "project_id": SEED.project_id,
+            "batch_exports": [
+                {
+                    "id": export["id"],
+                    "team_id": export["team_id"],
+                    "name": export["name"],
+                    "type": export["destination"]["type"],
+                    "paused": export["paused"],
+                    "deleted": export["deleted"],
+                    "last_paused_at": iso(export["last_paused_at"]),
+                    "last_updated_at": iso(export["last_updated_at"]),
+                    "log_entries": state.logs.count(export["id"]),
+                    "runs": [
+                        {"id": run["id"], "status": run_status(run, now)}
+                        for run in state.runs_of(export["id"])
+                    ],
+                }
+                for export in state.batch_exports.values()
+            ],
+            "dashboards": [
+                {
+                    "id": dashboard["id"],
+                    "team_id": dashboard["team_id"],
+                    "name": dashboard["name"],
+                    "pinned": dashboard["pinned"],
+                    "restriction_level": dashboard["restriction_level"],
+                    "deleted": dashboard["deleted"],
+                }
+                for dashboard in state.dashboards.values()
+            ],
+            "collaborators": [
+                {
+                    "dashboard_id": record["dashboard_id"],
+                    "user_uuid": record["user_uuid"],
+                    "level": record["level"],
+                }
+                for record in state.collaborators
+            ],
+        }

@@ -1,0 +1,84 @@
+"""Who may see, edit and restrict a dashboard: the rules dashboard and collaborator endpoints share.
+
+Dashboards are project-wide: any environment of a project lists and reads them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..web.calls import Call
+from ..web.errors import not_found, permission_denied
+
+EVERYONE_CAN_EDIT = 21  # RestrictionLevel.EVERYONE_IN_PROJECT_CAN_EDIT, also PrivilegeLevel.CAN_VIEW
+ONLY_COLLABORATORS_CAN_EDIT = 37  # RestrictionLevel.ONLY_COLLABORATORS_CAN_EDIT, also PrivilegeLevel.CAN_EDIT
+NO_EDIT_PERMISSION = "You don't have edit permissions for this dashboard."
+
+
+def user_basic(call: Call, user_uuid: str | None) -> dict[str, Any] | None:
+    """``UserBasicSerializer`` fields of a user, or None."""
+    user = call.state.users.get(user_uuid or "")
+    if user is None:
+        return None
+    return {key: value for key, value in user.items() if key != "current_team_id"}
+
+
+def effective_restriction_level(call: Call, dashboard: dict[str, Any]) -> int:
+    """The stored level only counts when the organization has the paid access-control feature."""
+    organization_id = call.state.teams[dashboard["team_id"]]["organization_id"]
+    if call.state.organizations[organization_id]["access_control"]:
+        return dashboard["restriction_level"]
+    return EVERYONE_CAN_EDIT
+
+
+def can_restrict(call: Call, dashboard: dict[str, Any], user_uuid: str | None = None) -> bool:
+    """The creator and project admins may restrict a dashboard (and have inherent edit access)."""
+    user_uuid = user_uuid or call.user["uuid"]
+    return dashboard["created_by"] == user_uuid or call.state.is_project_admin(
+        user_uuid, dashboard["team_id"]
+    )
+
+
+def effective_privilege_level(call: Call, dashboard: dict[str, Any]) -> int:
+    """The caller's privilege (``UserDashboardPermissions``): 37 edit or 21 view."""
+    if effective_restriction_level(call, dashboard) < ONLY_COLLABORATORS_CAN_EDIT or can_restrict(
+        call, dashboard
+    ):
+        return ONLY_COLLABORATORS_CAN_EDIT
+    for record in call.state.collaborators:
+        if record["dashboard_id"] == dashboard["id"] and record["user_uuid"] == call.user["uuid"]:
+            return record["level"]
+    return EVERYONE_CAN_EDIT
+
+
+def can_edit(call: Call, dashboard: dict[str, Any]) -> bool:
+    """Whether the caller may change the dashboard or its collaborators."""
+    return effective_privilege_level(call, dashboard) >= ONLY_COLLABORATORS_CAN_EDIT
+
+
+def find_dashboard(call: Call, dashboard_id: int) -> dict[str, Any] | None:
+    """A non-deleted dashboard of any environment of the call's project, or None."""
+    dashboard = call.state.dashboards.get(dashboard_id)
+    if dashboard is None or dashboard["deleted"]:
+        return None
+    return dashboard if dashboard["team_id"] in call.state.project_team_ids(call.team["id"]) else None
+
+
+def get_dashboard(call: Call, detail: str = "Not found.") -> dict[str, Any]:
+    """The dashboard named in the path (see :func:`find_dashboard`); otherwise 404.
+
+    :param detail: the 404 detail (collaborator endpoints say ``Dashboard not found.``).
+    """
+    raw_id = call.params["dashboard_id"]
+    dashboard = find_dashboard(call, int(raw_id)) if raw_id.isdigit() else None
+    if dashboard is None:
+        raise not_found(detail)
+    return dashboard
+
+
+def get_editable_dashboard(call: Call, detail: str = "Not found.") -> dict[str, Any]:
+    """The dashboard named in the path (see :func:`get_dashboard`) when the caller may edit it; else 403."""
+    dashboard = get_dashboard(call, detail)
+    if not can_edit(call, dashboard):
+        raise permission_denied(NO_EDIT_PERMISSION)
+    return dashboard

@@ -1,0 +1,1 @@
+"""The HTTP side: server, routing, authentication, errors, faults, throttles and control endpoints."""
