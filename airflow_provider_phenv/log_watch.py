@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_phenv.field_checks import Check, optional
@@ -44,7 +44,9 @@ from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 # Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
 # carry whole tracebacks, and XCom/trigger payloads live in the metadata database.
 MAX_MESSAGE_CHARS = 2000
-_ONE_MICROSECOND = timedelta(microseconds=1)
+#: How long PostHog may take to reveal a log entry after a newer one (posthog-api.md §13.3): entries
+#: arrive through Kafka and a sharded ClickHouse table, out of timestamp order by seconds or more.
+DEFAULT_SETTLE = 300.0
 
 
 def entry_digest(entry: dict[str, Any]) -> str:
@@ -76,17 +78,20 @@ def compact_entry(entry: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LogCursor:
     """
-    How far the log has been read. JSON form: ``{"after": iso, "seen": [digests], "count": n}``.
+    How far the log has been judged.
 
-    :param after: timestamp of the newest entry judged, or the ``since`` bound before any entry.
-    :param seen: digests of the entries judged at exactly ``after``. Empty means ``after`` is an
-        exclusive bound (nothing stamped ``after`` counts), which is how a fresh cursor at ``since``
-        reads.
+    JSON form: ``{"after": iso, "seen": {iso: [digest, ...]}, "count": n}``.
+
+    :param after: the settled mark: entries stamped at or before it are final and never read
+        again. It starts at ``since`` and trails the clock by the watch's ``settle`` time.
+    :param seen: ``(timestamp, digest)`` of each entry judged after ``after``, oldest first. Such
+        entries are read again by every poll (PostHog may still reveal older entries among them)
+        and recognised here, so each is judged once.
     :param count: entries judged since ``since``; each entry is counted once.
     """
 
     after: datetime
-    seen: tuple[str, ...] = ()
+    seen: tuple[tuple[str, str], ...] = ()
     count: int = 0
 
     @classmethod
@@ -94,26 +99,40 @@ class LogCursor:
         """A cursor that counts only entries strictly after ``since``."""
         return cls(after=since)
 
-    def fetch_after(self) -> datetime:
-        """The ``after`` to send: one microsecond early when entries at ``after`` may still come."""
-        return self.after - _ONE_MICROSECOND if self.seen else self.after
+    def settled(self, mark: datetime) -> LogCursor:
+        """This cursor with ``after`` moved up to ``mark`` (never back) and older digests dropped."""
+        if mark <= self.after:
+            return self
+        bound = format_timestamp(mark)
+        return LogCursor(mark, tuple(item for item in self.seen if item[0] > bound), self.count)
 
     def to_json(self) -> dict[str, Any]:
         """Plain values, for XCom, trigger kwargs, events and the task state store."""
-        return {"after": format_timestamp(self.after), "seen": list(self.seen), "count": self.count}
+        seen: dict[str, list[str]] = {}
+        for stamp, digest in self.seen:
+            seen.setdefault(stamp, []).append(digest)
+        return {"after": format_timestamp(self.after), "seen": seen, "count": self.count}
 
     @classmethod
     def from_json(cls, data: Any) -> LogCursor:
         """Rebuild a cursor from :meth:`to_json` output, naming the problem if it is malformed."""
         if not isinstance(data, dict) or "after" not in data:
             raise ValueError(f"Invalid cursor {data!r}: expected a dict with 'after', 'seen' and 'count'.")
-        seen = data.get("seen") or []
+        seen = data.get("seen") or {}
         count = data.get("count", 0)
-        if not isinstance(seen, list) or not all(isinstance(item, str) for item in seen):
-            raise ValueError(f"Invalid cursor seen {seen!r}: expected a list of digests.")
+        if not isinstance(seen, dict) or not all(
+            isinstance(digests, list) and all(isinstance(digest, str) for digest in digests)
+            for digests in seen.values()
+        ):
+            raise ValueError(f"Invalid cursor seen {seen!r}: expected digests by timestamp.")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"Invalid cursor count {count!r}: expected a non-negative integer.")
-        return cls(after=parse_timestamp("cursor after", data["after"]), seen=tuple(seen), count=count)
+        pairs = sorted(
+            (format_timestamp(parse_timestamp("cursor seen", stamp)), digest)
+            for stamp, digests in seen.items()
+            for digest in digests
+        )
+        return cls(after=parse_timestamp("cursor after", data["after"]), seen=tuple(pairs), count=count)
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,17 @@ def _fail_levels(name: str, value: Any) -> tuple[str, ...]:
     return () if not value else check_log_levels(name, value)
 
 
+def check_settle(name: str, value: Any) -> float:
+    """A settle time: seconds (a number or digit string) or a ``timedelta``, at least 0."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    elif isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 86_400:
+        raise ValueError(f"Invalid {name} {value!r}: expected seconds from 0 to 86400, or a timedelta.")
+    return float(value)
+
+
 #: The check of each criterion, by the sensor parameter's name (see :mod:`.field_checks`).
 CRITERIA_CHECKS: dict[str, Check] = {
     "level": optional(check_log_levels),
@@ -148,13 +178,15 @@ CRITERIA_CHECKS: dict[str, Check] = {
     "instance_id": optional(check_non_empty_str),
     "failure_pattern": optional(check_regex),
     "fail_on_levels": _fail_levels,
+    "settle": check_settle,
 }
 
 
 @dataclass(frozen=True)
 class LogWatch:
     """
-    What counts as a match and what counts as a failure, built by :meth:`from_params`.
+    What counts as a match and what counts as a failure, built by :meth:`from_params`, and how
+    long to keep looking back for entries PostHog reveals late (``settle``, in seconds).
 
     An entry that is both a match and a failure fails: a failure is never reported as success.
     """
@@ -165,6 +197,7 @@ class LogWatch:
     instance_id: str | None = None
     fail_levels: tuple[str, ...] = ("ERROR",)
     failure_regex: re.Pattern[str] | None = field(default=None)
+    settle: float = DEFAULT_SETTLE
 
     @classmethod
     def from_params(
@@ -176,6 +209,7 @@ class LogWatch:
         instance_id: str | None = None,
         failure_pattern: str | None = None,
         fail_on_levels: str | Sequence[str] | None = ("ERROR",),
+        settle: float | timedelta = DEFAULT_SETTLE,
     ) -> LogWatch:
         """
         Validate the sensor's criteria; every error names the parameter and the bad value.
@@ -186,6 +220,7 @@ class LogWatch:
         :param instance_id: only entries of this run count, for matches and failures.
         :param failure_pattern: regular expression; a message containing it fails the task.
         :param fail_on_levels: levels that fail the task; empty to fail on none.
+        :param settle: seconds an entry may show up after newer ones and still be judged.
         """
         params = {
             "level": level,
@@ -194,6 +229,7 @@ class LogWatch:
             "instance_id": instance_id,
             "failure_pattern": failure_pattern,
             "fail_on_levels": fail_on_levels,
+            "settle": settle,
         }
         return cls.from_checked({name: check(name, params[name]) for name, check in CRITERIA_CHECKS.items()})
 
@@ -219,6 +255,7 @@ class LogWatch:
             instance_id=values.get("instance_id"),
             fail_levels=fail_levels,
             failure_regex=values.get("failure_pattern"),
+            settle=values.get("settle", DEFAULT_SETTLE),
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -230,6 +267,7 @@ class LogWatch:
             "instance_id": self.instance_id,
             "failure_pattern": None if self.failure_regex is None else self.failure_regex.pattern,
             "fail_on_levels": list(self.fail_levels),
+            "settle": self.settle,
         }
 
     def fingerprint(self, *scope: Any) -> str:
@@ -268,11 +306,6 @@ class LogWatch:
             ]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
 
-    def requests(self, cursor: LogCursor) -> list[dict[str, Any]]:
-        """Keyword arguments for ``iter_batch_export_logs``, one dict per request of the next poll."""
-        after = cursor.fetch_after()
-        return [{"after": after, **filters} for filters in self.server_filters()]
-
     # -- judging entries -----------------------------------------------------------------------
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
@@ -293,44 +326,53 @@ class LogWatch:
             return None
         return SUCCESS, None
 
+    def requests(self, cursor: LogCursor) -> list[dict[str, Any]]:
+        """Keyword arguments for ``iter_batch_export_logs``, one dict per request of the next poll."""
+        return [{"after": cursor.after, **filters} for filters in self.server_filters()]
+
     def evaluate(
-        self, entries: Iterable[dict[str, Any]], cursor: LogCursor, since: datetime | None = None
+        self,
+        entries: Iterable[dict[str, Any]],
+        cursor: LogCursor,
+        since: datetime | None = None,
+        polled_at: datetime | None = None,
     ) -> LogOutcome:
         """
         Judge the entries not judged before, oldest first; the first deciding entry wins.
 
-        :param entries: entries as PostHog returns them (newest first), possibly overlapping
-            entries judged by earlier polls.
+        :param entries: entries as PostHog returns them (newest first), including entries judged
+            by earlier polls (every poll reads the settle window again).
         :param cursor: the cursor after the previous poll.
         :param since: entries at or before this moment never count.
+        :param polled_at: when the entries were requested (default: now). Entries stamped more
+            than ``settle`` seconds before it are final from then on.
         :return: the outcome and the cursor to use next.
         """
-        already = Counter(cursor.seen)
-        after, seen, count, new = cursor.after, list(cursor.seen), cursor.count, 0
+        already = Counter(digest for _stamp, digest in cursor.seen)
+        seen, count, new = list(cursor.seen), cursor.count, 0
         for entry in chronological(entries):
             moment = entry_time(entry)
-            if moment < cursor.after or (since is not None and moment <= since):
+            if moment <= cursor.after or (since is not None and moment <= since):
                 continue
             digest = entry_digest(entry)
-            if moment == cursor.after:
-                if not cursor.seen:
-                    continue  # a fresh cursor: ``after`` is the exclusive ``since`` bound
-                if already[digest] > 0:
-                    already[digest] -= 1
-                    continue
-            if moment > after:
-                after, seen = moment, [digest]
-            else:
-                seen.append(digest)
+            if already[digest] > 0:
+                already[digest] -= 1
+                continue
+            seen.append((format_timestamp(moment), digest))
             count += 1
             new += 1
             verdict = self.judge(entry)
             if verdict is not None:
                 status, reason = verdict
-                return LogOutcome(
-                    status, LogCursor(after, tuple(seen), count), compact_entry(entry), reason, new
-                )
-        return LogOutcome(WAITING, LogCursor(after, tuple(seen), count), new=new)
+                # The wait ends here: the cursor stops at the deciding entry (keeping any newer
+                # entry already judged), so the same timeline gives the same cursor however it was
+                # polled.
+                stamp = format_timestamp(moment)
+                decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
+                return LogOutcome(status, decided, compact_entry(entry), reason, new)
+        polled_at = polled_at or datetime.now(timezone.utc)
+        mark = polled_at - timedelta(seconds=self.settle)
+        return LogOutcome(WAITING, LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark), new=new)
 
 
 def chronological(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

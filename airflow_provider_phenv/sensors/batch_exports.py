@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import PokeReturnValue
@@ -12,6 +12,7 @@ from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import extend, unless_empty
 from airflow_provider_phenv.log_watch import (
     CRITERIA_CHECKS,
+    DEFAULT_SETTLE,
     LogOutcome,
     LogWatch,
     WatchState,
@@ -55,6 +56,10 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     :param failure_pattern: regular expression; an entry whose message contains it fails the task.
         (templated)
     :param fail_on_levels: levels whose entries fail the task; ``()`` for none. (templated)
+    :param settle: how long (seconds or a ``timedelta``) PostHog may take to reveal an entry after
+        newer ones. PostHog's log pipeline does not keep timestamp order, so every poll reads this
+        window behind the clock again and judges each entry once, whenever it shows up; an entry
+        revealed later than this is missed. Default 5 minutes. (templated)
     :param kwargs: ``posthog_conn_id``, ``project_id``, ``deferrable``, ``poll_interval`` and
         ``hook_params`` as for :class:`~airflow_provider_phenv.sensors.base.PostHogWaitSensor`,
         and every ``BaseSensorOperator`` argument.
@@ -86,6 +91,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         since: datetime | str | None = None,
         failure_pattern: str | None = None,
         fail_on_levels: str | Sequence[str] | None = ("ERROR",),
+        settle: timedelta | float = DEFAULT_SETTLE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +103,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.since = since
         self.failure_pattern = failure_pattern
         self.fail_on_levels = fail_on_levels
+        self.settle = settle
         self._state: WatchState | None = None
         # Literal values are checked now so a typo fails when the DAG is parsed; templated ones are
         # checked after rendering, still before any request. No I/O here.

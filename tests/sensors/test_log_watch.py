@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from airflow_provider_phenv.hooks._logs import entry_time
 from airflow_provider_phenv.log_watch import (
     MAX_MESSAGE_CHARS,
     LogCursor,
@@ -50,7 +52,7 @@ def test_first_deciding_entry_in_time_order_wins():
     outcome = WATCH.evaluate(match_first, LogCursor.start(T0))
     assert (outcome.status, outcome.entry["message"]) == (SUCCESS, "finished with 3 records")
     # The cursor stops at the deciding entry, not at the newest entry fetched.
-    assert outcome.cursor.after == T0 + timedelta(seconds=1)
+    assert (outcome.cursor.after, outcome.cursor.seen) == (T0 + timedelta(seconds=1), ())
     assert outcome.cursor.count == 1
 
 
@@ -63,34 +65,100 @@ def test_entries_at_or_before_since_never_count():
     assert outcome.cursor.count == 1
 
 
-def test_equal_timestamps_at_the_cursor_are_judged_once():
+# Polls in these tests happen "right after" T0: nothing is settled yet unless a test says so.
+SOON = T0 + timedelta(seconds=10)
+
+
+def digests(cursor: LogCursor) -> list[str]:
+    return sorted(digest for _stamp, digest in cursor.seen)
+
+
+def test_equal_timestamps_are_judged_once():
     a, b = at(1, message="a"), at(1, message="b")
-    first = WATCH.evaluate(newest_first(a, b), LogCursor.start(T0))
+    first = WATCH.evaluate(newest_first(a, b), LogCursor.start(T0), polled_at=SOON)
     assert first.status == WAITING
-    assert first.cursor.after == T0 + timedelta(seconds=1)
-    assert sorted(first.cursor.seen) == sorted([entry_digest(a), entry_digest(b)])
-    assert first.cursor.fetch_after() == T0 + timedelta(seconds=1) - timedelta(microseconds=1)
+    assert first.cursor.after == T0  # nothing settled yet: the next poll reads from since again
+    assert digests(first.cursor) == sorted([entry_digest(a), entry_digest(b)])
 
     # A third entry stamped the same microsecond becomes visible later: it counts, a and b do not.
     late = at(1, message="finished with 9 records")
-    second = WATCH.evaluate([late, b, a], first.cursor)
+    second = WATCH.evaluate([late, b, a], first.cursor, polled_at=SOON)
     assert second.status == SUCCESS
     assert second.new == 1
     assert second.cursor.count == 3
-    assert len(second.cursor.seen) == 3
+
+
+def test_an_older_entry_revealed_after_a_newer_one_is_judged_once():
+    newer, older = at(5, message="newer"), at(2, "ERROR", "older, revealed late")
+    first = WATCH.evaluate([newer], LogCursor.start(T0), polled_at=SOON)
+    assert first.status == WAITING
+    second = WATCH.evaluate([newer, older], first.cursor, polled_at=SOON)
+    assert (second.status, second.entry["message"], second.new) == (FAILED, "older, revealed late", 1)
+
+
+def test_the_cursor_settles_behind_the_clock_and_forgets_settled_entries():
+    watch = LogWatch.from_params(message_pattern="never", settle=60)
+    first = watch.evaluate([at(1), at(2)], LogCursor.start(T0), polled_at=T0 + timedelta(seconds=30))
+    assert (first.cursor.after, len(first.cursor.seen)) == (T0, 2)  # both still in the window
+    # 62 s later the entries at 1 s and 2 s are settled: the state holds nothing of them.
+    later = T0 + timedelta(seconds=62)
+    second = watch.evaluate([at(1), at(2)], first.cursor, polled_at=later)
+    assert (second.new, second.cursor.after, second.cursor.seen) == (0, later - timedelta(seconds=60), ())
+    assert second.cursor.count == 2
+    # An entry older than the settled mark that shows up now is too late: it is not judged.
+    assert watch.evaluate([at(1.5, "ERROR", "too late")], second.cursor, polled_at=later).status == WAITING
+    assert watch.requests(second.cursor) == [{"after": later - timedelta(seconds=60)}]
+
+
+def test_an_entry_stamped_in_the_future_hides_nothing_after_it():
+    future = at(86_400 * 365, message="clock gone wrong")
+    first = WATCH.evaluate([future], LogCursor.start(T0), polled_at=SOON)
+    later = T0 + timedelta(hours=1)
+    second = WATCH.evaluate([future], first.cursor, polled_at=later)
+    assert second.new == 0  # recognised, not judged twice
+    third = WATCH.evaluate(
+        [future, at(3601, message="finished with 5 records")], second.cursor, polled_at=later
+    )
+    assert (third.status, third.new) == (SUCCESS, 1)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_every_entry_is_judged_exactly_once_whatever_the_visibility_order(seed):
+    """Entries become visible in a random order, each within the settle time of its stamp."""
+    rng = random.Random(seed)
+    watch = LogWatch.from_params(message_pattern="never", fail_on_levels=(), settle=30)
+    entries = [at(index * rng.uniform(0.0, 0.5), message=f"line {index}") for index in range(60)]
+    entries += [dict(entries[3]), dict(entries[7])]  # identical twins count as often as they occur
+    reveal = {id(entry): entry_time(entry) + timedelta(seconds=rng.uniform(0, 20)) for entry in entries}
+    judged: list[dict] = []
+    real_judge = watch.judge
+    object.__setattr__(watch, "judge", lambda entry: judged.append(entry) or real_judge(entry))
+
+    cursor, clock = LogCursor.start(T0 - timedelta(seconds=1)), T0
+    while clock < T0 + timedelta(seconds=90):
+        visible = [
+            entry for entry in entries if reveal[id(entry)] <= clock and entry_time(entry) > cursor.after
+        ]
+        outcome = watch.evaluate(newest_first(*visible), cursor, polled_at=clock)
+        cursor = outcome.cursor
+        clock += timedelta(seconds=rng.uniform(0.5, 4))
+
+    assert sorted(entry["message"] for entry in judged) == sorted(entry["message"] for entry in entries)
+    assert cursor.count == len(entries)
+    assert cursor.seen == ()  # all settled: the state is back to its minimum
 
 
 def test_identical_entries_are_counted_as_often_as_they_occur():
     twin = at(1, message="same line")
-    first = WATCH.evaluate([twin], LogCursor.start(T0))
-    second = WATCH.evaluate([twin, dict(twin), at(2)], first.cursor)
+    first = WATCH.evaluate([twin], LogCursor.start(T0), polled_at=SOON)
+    second = WATCH.evaluate([twin, dict(twin), at(2)], first.cursor, polled_at=SOON)
     assert second.new == 2  # the second twin and the entry at 2 s
     assert second.cursor.count == 3
 
 
 def test_no_news_changes_nothing():
-    first = WATCH.evaluate([at(1)], LogCursor.start(T0))
-    again = WATCH.evaluate([at(1)], first.cursor)
+    first = WATCH.evaluate([at(1)], LogCursor.start(T0), polled_at=SOON)
+    again = WATCH.evaluate([at(1)], first.cursor, polled_at=SOON)
     assert again.status == WAITING
     assert again.new == 0
     assert again.cursor == first.cursor
@@ -98,15 +166,27 @@ def test_no_news_changes_nothing():
 
 def test_fresh_cursor_treats_after_as_exclusive():
     cursor = LogCursor.start(T0)
-    assert cursor.fetch_after() == T0
+    assert WATCH.requests(cursor) == [{"after": T0}]
     assert WATCH.evaluate([at(0, "ERROR", "exactly at since")], cursor).status == WAITING
 
 
 def test_cursor_json_round_trip_and_errors():
-    cursor = LogCursor(T0, ("abc",), 4)
+    stamp = format_timestamp(T0 + timedelta(seconds=1))
+    cursor = LogCursor(T0, ((stamp, "abc"), (stamp, "abd")), 4)
     assert LogCursor.from_json(cursor.to_json()) == cursor
-    assert cursor.to_json() == {"after": "2026-01-31T12:00:00.000000Z", "seen": ["abc"], "count": 4}
-    for bad in (None, {"seen": []}, {"after": "nope"}, {"after": "2026-01-31T12:00:00Z", "count": -1}):
+    assert cursor.to_json() == {
+        "after": "2026-01-31T12:00:00.000000Z",
+        "seen": {stamp: ["abc", "abd"]},
+        "count": 4,
+    }
+    for bad in (
+        None,
+        {"seen": {}},
+        {"after": "nope"},
+        {"after": "2026-01-31T12:00:00Z", "count": -1},
+        {"after": "2026-01-31T12:00:00Z", "seen": ["abc"]},
+        {"after": "2026-01-31T12:00:00Z", "seen": {"yesterday": ["abc"]}},
+    ):
         with pytest.raises(ValueError, match="Invalid"):
             LogCursor.from_json(bad)
 
@@ -152,11 +232,9 @@ def test_server_filters_never_hide_a_failure(params, filters):
     assert LogWatch.from_params(**params).server_filters() == filters
 
 
-def test_requests_carry_the_cursor():
-    cursor = LogCursor(T0, ("x",), 1)
-    assert LogWatch.from_params(level="INFO").requests(cursor) == [
-        {"after": T0 - timedelta(microseconds=1), "level": ("INFO", "ERROR")}
-    ]
+def test_requests_carry_the_settled_mark():
+    cursor = LogCursor(T0, ((format_timestamp(T0 + timedelta(seconds=1)), "x"),), 1)
+    assert LogWatch.from_params(level="INFO").requests(cursor) == [{"after": T0, "level": ("INFO", "ERROR")}]
 
 
 def test_merge_streams_keeps_each_entry_once():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from airflow_provider_phenv.log_watch import STATE_KEY, entry_digest
+from airflow_provider_phenv.log_watch import STATE_KEY
 from airflow_provider_phenv.sensors.base import TaskDeferralTimeout
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportLogError,
@@ -91,7 +92,7 @@ def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, s
                 "message": decisive["message"],
                 "instance_id": "run-1",
             },
-            "cursor": {"after": stamp, "seen": [entry_digest({**decisive, "timestamp": stamp})], "count": 3},
+            "cursor": {"after": stamp, "seen": {}, "count": 3},
         }
         assert len(json.dumps(result)) < 600
     else:
@@ -109,6 +110,25 @@ def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, s
     if mode == "deferrable":
         (event,) = context["test_run"]["events"]
         assert event["status"] == {"matched": "success", "failed": "failed"}[expected]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(posthog_conn, mode):
+    """PostHog's log pipeline can reveal an entry seconds after newer ones (docs/posthog-api.md §13.3)."""
+    start = utcnow()
+    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.3), "INFO", "newer line")])
+    context = make_context(FakeTI(start), FakeStateStore())
+    sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.1)
+    # The ERROR line is stamped before "newer line" but only becomes visible a second later,
+    # when every mode has already read "newer line".
+    late = entry(seconds_after(start, 0.1), "ERROR", "Batch export failed: revealed late")
+    reveal = threading.Timer(1.0, posthog_conn.state.add_log_entries, (EXPORT_ID, [late]))
+    reveal.start()
+    try:
+        with pytest.raises(PostHogBatchExportLogError, match="revealed late"):
+            MODES[mode](sensor, context)
+    finally:
+        reveal.cancel()
 
 
 def test_failure_pattern_fails_on_any_level(posthog_conn):
@@ -184,8 +204,8 @@ def test_poll_without_news_is_one_small_request_whatever_the_history(posthog_con
 
     assert sensor.poke(context) is False
     (poll,) = api_requests(posthog_conn)
-    assert poll.response_bytes < 400  # only the newest entry, re-read for equal timestamps
-    assert poll.query["after"] == [format_timestamp(history[-1]["timestamp"] - timedelta(microseconds=1))]
+    assert poll.response_bytes < 400  # the whole history is older than the settle window: no entry
+    assert poll.query["after"][0] > format_timestamp(history[-1]["timestamp"])
 
     # A rescheduled poke (new instance, same task state store) asks for news only as well.
     posthog_conn.clear_requests()
@@ -260,7 +280,8 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
     done = retry.poke(make_context(FakeTI(utcnow() + timedelta(hours=1), try_number=2), store))
     assert done.xcom_value["cursor"]["count"] == 2
     assert store.get(STATE_KEY)["since"] == saved["since"]
-    assert api_requests(posthog_conn)[0].query["after"][0] < saved["cursor"]["after"]  # 1 µs overlap
+    # The retry reads the settle window again from the saved mark, recognising "step 1".
+    assert api_requests(posthog_conn)[0].query["after"] == [saved["cursor"]["after"]]
 
 
 def test_without_task_state_store_reschedule_counts_from_the_first_poke(posthog_conn):
@@ -352,7 +373,7 @@ def test_error_event_fails_and_is_never_success(posthog_conn):
 
 def test_silent_fail_keeps_waiting_after_an_error_event(posthog_conn):
     sensor = sensor_for_mode("deferrable", silent_fail=True)
-    cursor = {"after": "2026-01-01T00:00:00.000000Z", "seen": [], "count": 0}
+    cursor = {"after": "2026-01-01T00:00:00.000000Z", "seen": {}, "count": 0}
     event = {"status": "error", "since": cursor["after"], "cursor": cursor, "message": "HTTP 503"}
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute_complete(make_context(FakeTI(utcnow())), event=event, deadline=time.time() + 10)

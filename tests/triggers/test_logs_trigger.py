@@ -57,7 +57,11 @@ def test_serialize_round_trip_holds_plain_values_only():
         project_id=1,
         end_time=time.time() + 60,
         first_poll_at=time.time() + 5,
-        cursor={"after": "2026-01-01T00:00:00Z", "seen": ["0123456789abcdef"], "count": 7},
+        cursor={
+            "after": "2026-01-01T00:00:00Z",
+            "seen": {"2026-01-01T00:00:01Z": ["0123456789abcdef"]},
+            "count": 7,
+        },
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportLogsTrigger"
@@ -65,7 +69,7 @@ def test_serialize_round_trip_holds_plain_values_only():
     assert rebuild((classpath, kwargs)).serialize() == (classpath, kwargs)
     assert kwargs["cursor"] == {
         "after": "2026-01-01T00:00:00.000000Z",
-        "seen": ["0123456789abcdef"],
+        "seen": {"2026-01-01T00:00:01.000000Z": ["0123456789abcdef"]},
         "count": 7,
     }
     serde = pytest.importorskip("airflow.sdk.serde", reason="Airflow < 3.2 stores trigger kwargs as JSON")
@@ -231,7 +235,7 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
 
     mid_wait = asyncio.run(run_then_stop())
     assert mid_wait[1]["cursor"]["count"] == 3
-    assert mid_wait[1]["cursor"]["after"] == format_timestamp(last)
+    assert mid_wait[1]["cursor"]["after"] == format_timestamp(start)  # all three still in the window
 
     # While no triggerer runs: a late entry sharing the cursor's microsecond, then the match.
     posthog_conn.state.add_log_entries(
@@ -246,7 +250,7 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
     assert resumed["status"] == "success"
     assert resumed["cursor"]["count"] == 5  # 3 before the restart + 2 after: none missed, none twice
     (first_request,) = api_requests(posthog_conn)[:1]
-    assert first_request.query["after"] == [format_timestamp(last - timedelta(microseconds=1))]
+    assert first_request.query["after"] == [format_timestamp(start)]
 
     # Airflow rebuilds the trigger from the kwargs stored at defer time: same outcome, same cursor.
     assert run_trigger(rebuild(stored_at_defer)).payload == resumed
