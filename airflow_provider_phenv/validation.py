@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-# PostHog's BatchExportDestination.Destination choices (posthog-api.md §5).
+# PostHog's BatchExportDestination.Destination choices (docs/posthog-api.md §5).
 DESTINATION_TYPES = (
     "S3",
     "AwsS3",
@@ -40,6 +40,7 @@ TESTABLE_DESTINATION_TYPES = (
     "Databricks",
     "AzureBlob",
 )
+BATCH_EXPORT_INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 RESTRICTION_LEVELS = (21, 37)
 COLLABORATOR_LEVELS = (21, 37)
 LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
