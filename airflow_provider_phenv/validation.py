@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -152,6 +152,18 @@ def check_log_levels(name: str, value: Any) -> tuple[str, ...]:
             raise _fail(name, item, "one of " + ", ".join(LOG_LEVELS))
         levels.append(level)
     return tuple(dict.fromkeys(levels))
+
+
+def check_filter_names(kind: str, filters: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """
+    Refuse a filter keyword that is not one of ``allowed``, as Python refuses a misspelt argument.
+
+    Hook methods take their filters as ``**filters`` typed by a ``TypedDict``; mypy checks the names
+    in typed code, this check does it at run time for the rest (DAG files, rendered dicts).
+    """
+    unknown = sorted(set(filters) - set(allowed))
+    if unknown:
+        raise TypeError(f"Unknown {kind} filter {', '.join(unknown)}: expected {', '.join(allowed)}.")
 
 
 def parse_timestamp(name: str, value: Any) -> datetime:

@@ -20,6 +20,7 @@ from airflow_provider_phenv.hooks._base import ApiCall, export_call
 from airflow_provider_phenv.validation import (
     MAX_LOGS_LIMIT,
     check_choice,
+    check_filter_names,
     check_log_levels,
     check_non_empty_str,
     format_timestamp,
@@ -61,11 +62,7 @@ def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) ->
     :raises TypeError: for a filter name that is not one of :class:`LogFilters`, as a misspelt
         keyword argument would.
     """
-    unknown = sorted(set(filters) - LogFilters.__optional_keys__)
-    if unknown:
-        raise TypeError(
-            f"Unknown log filter {', '.join(unknown)}: expected {', '.join(LogFilters.__annotations__)}."
-        )
+    check_filter_names("log", filters, LogFilters.__annotations__)
     params: dict[str, Any] = {"limit": check_choice("limit", limit, range(1, MAX_LOGS_LIMIT + 1))}
     for bound in ("after", "before"):
         moment = filters.get(bound)
