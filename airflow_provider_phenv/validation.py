@@ -44,6 +44,19 @@ BATCH_EXPORT_INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 mi
 RESTRICTION_LEVELS = (21, 37)
 COLLABORATOR_LEVELS = (21, 37)
 LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
+# PostHog's BatchExportRun.Status choices, accepted by the runs list's ``status`` filter.
+RUN_STATUSES = (
+    "Cancelled",
+    "Completed",
+    "ContinuedAsNew",
+    "Failed",
+    "FailedRetryable",
+    "FailedBilling",
+    "Terminated",
+    "TimedOut",
+    "Starting",
+    "Running",
+)
 MAX_LOGS_LIMIT = 500
 
 _TEMPLATE_MARKERS = ("{{", "{%")
@@ -166,8 +179,13 @@ def check_filter_names(kind: str, filters: Mapping[str, Any], allowed: Collectio
         raise TypeError(f"Unknown {kind} filter {', '.join(unknown)}: expected {', '.join(allowed)}.")
 
 
-def parse_timestamp(name: str, value: Any) -> datetime:
-    """Return an aware UTC datetime from a datetime or an ISO 8601 string (naive means UTC)."""
+def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime:
+    """
+    Return an aware UTC datetime from a datetime or an ISO 8601 string.
+
+    :param naive_ok: take a value without a timezone as UTC; when false, refuse it, for filters
+        where a guessed timezone would silently shift the answer by hours.
+    """
     if isinstance(value, str):
         text = value.strip()
         # datetime.fromisoformat only understands a trailing "Z" from Python 3.11 on.
@@ -180,6 +198,8 @@ def parse_timestamp(name: str, value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise _fail(name, value, "a datetime or an ISO 8601 timestamp")
     if value.tzinfo is None:
+        if not naive_ok:
+            raise _fail(name, value, "a timestamp with a timezone, such as '2026-01-31T12:00:00Z'")
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -30,7 +32,20 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks._retry import AMBIGUOUS_STATUSES, parse_retry_after, retry_kwargs
 from airflow_provider_phenv.hooks._settings import PostHogSettings, settings_from_connection
-from airflow_provider_phenv.validation import check_positive_int, check_project_id, check_uuid
+from airflow_provider_phenv.validation import (
+    RUN_STATUSES,
+    check_choice,
+    check_filter_names,
+    check_positive_int,
+    check_project_id,
+    check_uuid,
+    format_timestamp,
+    parse_timestamp,
+)
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+; typing_extensions comes with Airflow and is needed only by mypy.
+    from typing_extensions import Unpack
 
 USER_AGENT = f"airflow-provider-phenv/{__version__}"
 
@@ -83,6 +98,48 @@ def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
     """
     export_id = check_uuid("batch_export_id", batch_export_id)
     return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
+
+
+class RunFilters(TypedDict, total=False):
+    """
+    The filters of a batch export runs list, passed as keyword arguments; each is optional.
+
+    :param status: only runs in this status, or in any of several, from
+        :data:`~airflow_provider_phenv.validation.RUN_STATUSES` (``Failed``, ``Running``...).
+    :param after: only runs created at or after this moment; it must carry a timezone. PostHog's
+        default is 7 days ago.
+    :param before: only runs created at or before this moment; it must carry a timezone.
+    """
+
+    status: str | Sequence[str] | None
+    after: datetime | str | None
+    before: datetime | str | None
+
+
+def runs_call(
+    batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+) -> ApiCall:
+    """
+    The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param filters: see :class:`RunFilters`.
+    """
+    check_filter_names("run", filters, RunFilters.__annotations__)
+    params: dict[str, Any] = {}
+    status = filters.get("status")
+    if status is not None:
+        # An empty list is checked as one value, so it is refused rather than meaning "any status".
+        several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
+        statuses = status if several else [status]
+        # A list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
+        params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
+    for bound in ("after", "before"):
+        moment = filters.get(bound)
+        if moment is not None:
+            params[bound] = format_timestamp(parse_timestamp(bound, moment, naive_ok=False))
+    return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
 
 
 def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> ApiCall:

@@ -35,9 +35,11 @@ from airflow_provider_phenv.errors import (
 from airflow_provider_phenv.hooks._base import (
     ApiCall,
     PostHogHookBase,
+    RunFilters,
     dashboard_call,
     export_call,
     first_line,
+    runs_call,
     shared_ssl_context,
 )
 from airflow_provider_phenv.hooks._logs import LogFilters, LogsPager, logs_call
@@ -77,6 +79,7 @@ __all__ = [
     "PostHogServerError",
     "PostHogTransportError",
     "PostHogWriteOutcomeUnknownError",
+    "RunFilters",
     # Moved to airflow_provider_phenv.payloads; still importable from here for existing callers.
     "check_batch_export_payload",
     "dashboard_payload",
@@ -329,6 +332,32 @@ class PostHogHook(PostHogHookBase):
         while pager.call is not None:
             yield from pager.take(self._call(pager.call))
 
+    def get_batch_export_run(
+        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """
+        Return one run of a batch export.
+
+        :param batch_export_id: the batch export's UUID.
+        :param run_id: the run's UUID.
+        :param project_id: project/environment id; default from the connection.
+        """
+        tail = f"runs/{check_uuid('run_id', run_id)}/"
+        return self._call(export_call(batch_export_id, tail, project_id=project_id))
+
+    def list_batch_export_runs(
+        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+    ) -> list[dict[str, Any]]:
+        """
+        Return the runs of a batch export, newest first, across all pages.
+
+        :param batch_export_id: the batch export's UUID.
+        :param project_id: project/environment id; default from the connection.
+        :param filters: ``status``, ``after``, ``before``: see
+            :class:`~airflow_provider_phenv.hooks._base.RunFilters`.
+        """
+        return list(self._paginate(runs_call(batch_export_id, project_id=project_id, **filters)))
+
     # -- dashboards ------------------------------------------------------------------------------
 
     def list_dashboards(
@@ -577,6 +606,15 @@ class PostHogAsyncHook(PostHogHookBase):
             raise self._error(settings, call, path, response.status_code, response.headers, response.content)
         return self._decode(call, path, response.status_code, response.content)
 
+    async def _paginate(self, call: ApiCall) -> AsyncIterator[dict[str, Any]]:
+        """Async :meth:`PostHogHook._paginate`."""
+        page_call: ApiCall | None = call
+        while page_call is not None:
+            page = await self._call(page_call)
+            for result in page.get("results", []):
+                yield result
+            page_call = page_call.next_page(page)
+
     async def get_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
@@ -607,3 +645,18 @@ class PostHogAsyncHook(PostHogHookBase):
         while pager.call is not None:
             for entry in pager.take(await self._call(pager.call)):
                 yield entry
+
+    async def get_batch_export_run(
+        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """Async :meth:`PostHogHook.get_batch_export_run`."""
+        tail = f"runs/{check_uuid('run_id', run_id)}/"
+        return await self._call(export_call(batch_export_id, tail, project_id=project_id))
+
+    async def list_batch_export_runs(
+        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+    ) -> list[dict[str, Any]]:
+        """Async :meth:`PostHogHook.list_batch_export_runs`."""
+        return [
+            run async for run in self._paginate(runs_call(batch_export_id, project_id=project_id, **filters))
+        ]
