@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-# PostHog's BatchExportDestination.Destination choices (posthog-api.md §5).
+# PostHog's BatchExportDestination.Destination choices (docs/posthog-api.md §5).
 DESTINATION_TYPES = (
     "S3",
     "AwsS3",
@@ -40,9 +40,23 @@ TESTABLE_DESTINATION_TYPES = (
     "Databricks",
     "AzureBlob",
 )
+BATCH_EXPORT_INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 RESTRICTION_LEVELS = (21, 37)
 COLLABORATOR_LEVELS = (21, 37)
 LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
+# PostHog's BatchExportRun.Status choices, accepted by the runs list's ``status`` filter.
+RUN_STATUSES = (
+    "Cancelled",
+    "Completed",
+    "ContinuedAsNew",
+    "Failed",
+    "FailedRetryable",
+    "FailedBilling",
+    "Terminated",
+    "TimedOut",
+    "Starting",
+    "Running",
+)
 MAX_LOGS_LIMIT = 500
 
 _TEMPLATE_MARKERS = ("{{", "{%")
@@ -153,8 +167,25 @@ def check_log_levels(name: str, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(levels))
 
 
-def parse_timestamp(name: str, value: Any) -> datetime:
-    """Return an aware UTC datetime from a datetime or an ISO 8601 string (naive means UTC)."""
+def check_filter_names(kind: str, filters: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """
+    Refuse a filter keyword that is not one of ``allowed``, as Python refuses a misspelt argument.
+
+    Hook methods take their filters as ``**filters`` typed by a ``TypedDict``; mypy checks the names
+    in typed code, this check does it at run time for the rest (DAG files, rendered dicts).
+    """
+    unknown = sorted(set(filters) - set(allowed))
+    if unknown:
+        raise TypeError(f"Unknown {kind} filter {', '.join(unknown)}: expected {', '.join(allowed)}.")
+
+
+def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime:
+    """
+    Return an aware UTC datetime from a datetime or an ISO 8601 string.
+
+    :param naive_ok: take a value without a timezone as UTC; when false, refuse it, for filters
+        where a guessed timezone would silently shift the answer by hours.
+    """
     if isinstance(value, str):
         text = value.strip()
         # datetime.fromisoformat only understands a trailing "Z" from Python 3.11 on.
@@ -167,6 +198,8 @@ def parse_timestamp(name: str, value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise _fail(name, value, "a datetime or an ISO 8601 timestamp")
     if value.tzinfo is None:
+        if not naive_ok:
+            raise _fail(name, value, "a timestamp with a timezone, such as '2026-01-31T12:00:00Z'")
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
 

@@ -12,44 +12,90 @@ entry of that moment on the next page. No entry is skipped and none is read twic
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from airflow_provider_phenv.hooks._base import ApiCall, export_call
 from airflow_provider_phenv.validation import (
     MAX_LOGS_LIMIT,
     check_choice,
+    check_filter_names,
     check_log_levels,
     check_non_empty_str,
     format_timestamp,
     parse_timestamp,
 )
 
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+; typing_extensions comes with Airflow and is needed only by mypy.
+    from typing_extensions import Unpack
+
 log = logging.getLogger(__name__)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-def logs_query(
-    *,
-    after: datetime | str | None = None,
-    before: datetime | str | None = None,
-    level: str | list[str] | tuple[str, ...] | None = None,
-    search: str | None = None,
-    instance_id: str | None = None,
-    limit: int = MAX_LOGS_LIMIT,
-) -> dict[str, Any]:
-    """Validate log filters and turn them into PostHog's query parameters."""
+class LogFilters(TypedDict, total=False):
+    """
+    The filters of a batch export logs query, passed as keyword arguments; each is optional.
+
+    :param after: only entries strictly after this moment (a datetime or an ISO 8601 string).
+    :param before: only entries strictly before this moment.
+    :param level: one level (``ERROR``), a comma list, or several (``["ERROR", "WARNING"]``).
+    :param search: case-insensitive substring of the message.
+    :param instance_id: only entries of this run.
+    """
+
+    after: datetime | str | None
+    before: datetime | str | None
+    level: str | list[str] | tuple[str, ...] | None
+    search: str | None
+    instance_id: str | None
+
+
+def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) -> dict[str, Any]:
+    """
+    Validate log filters and turn them into PostHog's query parameters.
+
+    :param limit: entries per page (1 to 500).
+    :param filters: see :class:`LogFilters`; ``None`` means no such filter.
+    :raises TypeError: for a filter name that is not one of :class:`LogFilters`, as a misspelt
+        keyword argument would.
+    """
+    check_filter_names("log", filters, LogFilters.__annotations__)
     params: dict[str, Any] = {"limit": check_choice("limit", limit, range(1, MAX_LOGS_LIMIT + 1))}
-    if after is not None:
-        params["after"] = format_timestamp(parse_timestamp("after", after))
-    if before is not None:
-        params["before"] = format_timestamp(parse_timestamp("before", before))
+    for bound in ("after", "before"):
+        moment = filters.get(bound)
+        if moment is not None:
+            params[bound] = format_timestamp(parse_timestamp(bound, moment))
+    level = filters.get("level")
     if level is not None:
         params["level"] = ",".join(check_log_levels("level", level))
-    if search is not None:
-        params["search"] = check_non_empty_str("search", search)
-    if instance_id is not None:
-        params["instance_id"] = check_non_empty_str("instance_id", instance_id)
+    for name in ("search", "instance_id"):
+        text = filters.get(name)
+        if text is not None:
+            params[name] = check_non_empty_str(name, text)
     return params
+
+
+def logs_call(
+    batch_export_id: str,
+    *,
+    project_id: int | str | None = None,
+    limit: int = MAX_LOGS_LIMIT,
+    **filters: Unpack[LogFilters],
+) -> ApiCall:
+    """
+    The request for one page of a batch export's logs, newest first.
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param limit: entries per page (1 to 500).
+    :param filters: see :class:`LogFilters`.
+    """
+    return export_call(
+        batch_export_id, "logs/", params=logs_query(limit=limit, **filters), project_id=project_id
+    )
 
 
 def entry_time(entry: dict[str, Any]) -> datetime:
@@ -61,21 +107,21 @@ class LogsPager:
     """
     Walks the pages of one logs query backwards in time.
 
-    Use it as: ``while pager.params is not None: entries = pager.take(fetch(pager.params))``.
+    Use it as: ``while pager.call is not None: entries = pager.take(send(pager.call))``.
 
-    :param params: the first page's query parameters, from :func:`logs_query`.
+    :param call: the first page's request, from :func:`logs_call`.
     """
 
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params: dict[str, Any] | None = dict(params)
+    def __init__(self, call: ApiCall) -> None:
+        self.call: ApiCall | None = call
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """Return the entries of ``page`` to hand out (newest first) and set up the next request."""
-        assert self.params is not None, "take() called after the last page"
+        assert self.call is not None and self.call.params is not None, "take() called after the last page"
         entries = page.get("results") or []
-        limit = self.params["limit"]
+        limit = self.call.params["limit"]
         if len(entries) < limit:
-            self.params = None
+            self.call = None
             return entries
         oldest = entry_time(entries[-1])
         newer = [entry for entry in entries if entry_time(entry) > oldest]
@@ -83,7 +129,11 @@ class LogsPager:
             # A whole page shares one microsecond: the rest of that moment cannot be reached
             # through this API, so hand the page out and move on rather than loop forever.
             log.warning("More than %d log entries share timestamp %s; some may be skipped.", limit, oldest)
-            self.params = {**self.params, "before": format_timestamp(oldest)}
+            self._read_before(oldest)
             return entries
-        self.params = {**self.params, "before": format_timestamp(oldest + _ONE_MICROSECOND)}
+        self._read_before(oldest + _ONE_MICROSECOND)
         return newer
+
+    def _read_before(self, moment: datetime) -> None:
+        assert self.call is not None and self.call.params is not None
+        self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})

@@ -41,6 +41,11 @@ class PostHogSettings:
     max_retries: int
 
     @property
+    def connect_timeout(self) -> float:
+        """Seconds to wait for a connection: a dead host fails fast even with a long read timeout."""
+        return min(DEFAULT_CONNECT_TIMEOUT, self.timeout)
+
+    @property
     def host_label(self) -> str:
         """The host for messages: scheme and host, without any path."""
         parts = urlsplit(self.base_url)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import extend, optional
-from airflow_provider_phenv.hooks.posthog import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.links import PostHogBatchExportLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
+from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, is_known, one_of
-from airflow_provider_phenv.hooks.posthog import dashboard_payload
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
+from airflow_provider_phenv.payloads import dashboard_payload
 from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import COLLABORATOR_LEVELS, check_positive_int, check_uuid
 

@@ -1,0 +1,347 @@
+"""
+What the sync and the async PostHog hook share: request descriptions, URLs, headers and errors.
+
+A request is an :class:`ApiCall`, described without any HTTP client and without settings: its
+project is resolved from the connection only when a hook sends it, so one small builder serves both
+hooks. The hooks in :mod:`airflow_provider_phenv.hooks.posthog` add the transport (``requests`` or
+``httpx``) and one short method per endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from airflow.sdk import BaseHook
+
+from airflow_provider_phenv import __version__
+from airflow_provider_phenv.errors import (
+    PostHogAPIError,
+    PostHogConnectionConfigError,
+    PostHogRateLimitError,
+    PostHogWriteOutcomeUnknownError,
+    error_class_for_status,
+    parse_error_body,
+)
+from airflow_provider_phenv.hooks._retry import AMBIGUOUS_STATUSES, parse_retry_after, retry_kwargs
+from airflow_provider_phenv.hooks._settings import PostHogSettings, settings_from_connection
+from airflow_provider_phenv.validation import (
+    RUN_STATUSES,
+    check_choice,
+    check_filter_names,
+    check_positive_int,
+    check_project_id,
+    check_uuid,
+    format_timestamp,
+    parse_timestamp,
+)
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+; typing_extensions comes with Airflow and is needed only by mypy.
+    from typing_extensions import Unpack
+
+USER_AGENT = f"airflow-provider-phenv/{__version__}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiCall:
+    """
+    One request to PostHog, described independently of the HTTP client that sends it.
+
+    Build it after validating every id, so bad input fails before anything is sent.
+
+    :param path: path below ``/api/<prefix>/<project_id>/``.
+    :param resource: what the call is about, for error messages (``batch export <id>``); the
+        project is added by :attr:`subject`.
+    :param method: HTTP method.
+    :param params: query parameters; a list value is sent as a repeated parameter.
+    :param body: JSON body, or ``None`` for none.
+    :param repeatable: whether sending it twice is harmless; creates are not.
+    :param project_id: project/environment id; ``None`` means the connection's, resolved by the hook.
+    :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
+    """
+
+    path: str
+    resource: str
+    method: str = "GET"
+    params: dict[str, Any] | None = None
+    body: Any = None
+    repeatable: bool = True
+    project_id: int | str | None = None
+    next_url: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the call is about, with its project: ``batch export <id> in project 1``."""
+        return f"{self.resource} in project {self.project_id}"
+
+    def next_page(self, page: dict[str, Any]) -> ApiCall | None:
+        """The call for the page after ``page`` of a paginated list, or ``None`` after the last one."""
+        link = page.get("next")
+        # The link already carries every query parameter of the first request.
+        return replace(self, params=None, next_url=link) if link else None
+
+
+def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one batch export, or below it (``tail`` such as ``"logs/"``).
+
+    :param batch_export_id: the export's UUID, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    export_id = check_uuid("batch_export_id", batch_export_id)
+    return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
+
+
+class RunFilters(TypedDict, total=False):
+    """
+    The filters of a batch export runs list, passed as keyword arguments; each is optional.
+
+    :param status: only runs in this status, or in any of several, from
+        :data:`~airflow_provider_phenv.validation.RUN_STATUSES` (``Failed``, ``Running``...).
+    :param after: only runs created at or after this moment; it must carry a timezone. PostHog's
+        default is 7 days ago.
+    :param before: only runs created at or before this moment; it must carry a timezone.
+    """
+
+    status: str | Sequence[str] | None
+    after: datetime | str | None
+    before: datetime | str | None
+
+
+def runs_call(
+    batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+) -> ApiCall:
+    """
+    The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param filters: see :class:`RunFilters`.
+    """
+    check_filter_names("run", filters, RunFilters.__annotations__)
+    params: dict[str, Any] = {}
+    status = filters.get("status")
+    if status is not None:
+        # An empty list is checked as one value, so it is refused rather than meaning "any status".
+        several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
+        statuses = status if several else [status]
+        # A list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
+        params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
+    for bound in ("after", "before"):
+        moment = filters.get(bound)
+        if moment is not None:
+            params[bound] = format_timestamp(parse_timestamp(bound, moment, naive_ok=False))
+    return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
+
+
+def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one dashboard, or below it (``tail`` such as ``"collaborators/"``).
+
+    :param dashboard_id: the dashboard's integer id, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    dashboard = check_positive_int("dashboard_id", dashboard_id)
+    return ApiCall(path=f"dashboards/{dashboard}/{tail}", resource=f"dashboard {dashboard}", **kwargs)
+
+
+class PostHogHookBase(BaseHook):
+    """What the sync and async hooks share: connection settings, URLs and response handling."""
+
+    conn_name_attr = "posthog_conn_id"
+    default_conn_name = "posthog_default"
+    conn_type = "posthog"
+    hook_name = "PostHog"
+
+    def __init__(
+        self,
+        posthog_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        """
+        :param posthog_conn_id: Airflow connection id of type ``posthog``.
+        :param timeout: seconds to wait for PostHog to answer a request (default: the connection's
+            extra ``timeout``, else 30). Connecting waits at most 10 seconds.
+        :param max_retries: retries after a failed attempt (default: the connection's extra
+            ``max_retries``, else 5).
+        :param backoff: first wait in seconds between retries when PostHog sent no ``Retry-After``.
+        :param backoff_max: longest wait in seconds between retries.
+        """
+        super().__init__()
+        if max_retries is not None and (isinstance(max_retries, bool) or int(max_retries) < 0):
+            raise ValueError(f"Invalid max_retries {max_retries!r}: expected a non-negative integer.")
+        if timeout is not None and float(timeout) <= 0:
+            raise ValueError(f"Invalid timeout {timeout!r}: expected a positive number of seconds.")
+        self.posthog_conn_id = posthog_conn_id
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """
+        The connection form's relabelled and hidden fields, for Airflow < 3.2 with the FAB provider.
+
+        Airflow 3.2+ reads the same metadata from ``get_provider_info()`` and never calls this.
+        """
+        from airflow_provider_phenv import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(posthog_conn_id={self.posthog_conn_id!r})"
+
+    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> PostHogSettings:
+        return settings_from_connection(conn, extra, timeout=self._timeout, max_retries=self._max_retries)
+
+    def _retry_kwargs(self, settings: PostHogSettings) -> dict[str, Any]:
+        return retry_kwargs(
+            max_retries=settings.max_retries,
+            backoff=self._backoff,
+            backoff_max=self._backoff_max,
+            logger=self.log,
+        )
+
+    @staticmethod
+    def _project(settings: PostHogSettings, project_id: int | str | None) -> str:
+        if project_id not in (None, ""):
+            return check_project_id(project_id)
+        if settings.project_id is None:
+            raise PostHogConnectionConfigError(
+                f"No project_id given, and connection {settings.conn_id!r} has no extra 'project_id'."
+            )
+        return settings.project_id
+
+    def _prepare(self, settings: PostHogSettings, call: ApiCall) -> tuple[ApiCall, str]:
+        """
+        The call with its project resolved (still before any request), and the URL to send it to.
+
+        Resolving here rather than in each endpoint is what lets one call description serve both
+        hooks, although only the async hook has to await its settings.
+        """
+        call = replace(call, project_id=self._project(settings, call.project_id))
+        if call.next_url is not None:
+            return call, self._same_origin_url(settings, call.next_url)
+        return call, f"{settings.base_url}/api/{settings.api_prefix}/{call.project_id}/{call.path}"
+
+    @staticmethod
+    def _same_origin_url(settings: PostHogSettings, url: str) -> str:
+        """
+        A pagination ``next`` link, re-pointed at the configured host.
+
+        PostHog builds ``next`` from the Host header it saw; behind a proxy that may be an internal
+        name. Keeping the configured scheme and host also means the key never goes anywhere else.
+        """
+        base = urlsplit(settings.base_url)
+        link = urlsplit(url)
+        return urlunsplit((base.scheme, base.netloc, link.path, link.query, ""))
+
+    def _error(
+        self,
+        settings: PostHogSettings,
+        call: ApiCall,
+        path: str,
+        status: int,
+        headers: Any,
+        body: bytes,
+    ) -> PostHogAPIError:
+        envelope = parse_error_body(body, headers.get("content-type"))
+        if not envelope.get("detail"):
+            envelope["detail"] = "empty response body"
+        kwargs: dict[str, Any] = {
+            "status_code": status,
+            "method": call.method,
+            "path": path,
+            "resource": call.subject,
+            "hint": self._hint(settings, call, status, envelope),
+            **envelope,
+        }
+        error_class = error_class_for_status(status)
+        if error_class is PostHogRateLimitError:
+            kwargs["retry_after"] = parse_retry_after(headers.get("retry-after"))
+        error = error_class(**kwargs)
+        if not call.repeatable and status in AMBIGUOUS_STATUSES:
+            return self._outcome_unknown(call, path, status, str(error))
+        return error
+
+    @staticmethod
+    def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
+        detail = (envelope.get("detail") or "").lower()
+        if status == 401:
+            return (
+                f"{settings.host_label} rejected the personal API key of connection {settings.conn_id!r}: "
+                "check the key, and that the host is your PostHog region (https://us.posthog.com or "
+                "https://eu.posthog.com) or your self-hosted URL."
+            )
+        if status == 403 and "scope" in detail:
+            return "Add that scope to the personal API key in PostHog (Settings > Personal API keys)."
+        if status == 403 and "project" in detail:
+            return (
+                f"Check project_id {call.project_id} and that the key of connection "
+                f"{settings.conn_id!r} may use that project."
+            )
+        return None
+
+    @staticmethod
+    def _outcome_unknown(
+        call: ApiCall, path: str, status: int | None, cause: str
+    ) -> PostHogWriteOutcomeUnknownError:
+        return PostHogWriteOutcomeUnknownError(
+            status_code=status,
+            method=call.method,
+            path=path,
+            resource=call.subject,
+            detail=f"the request may or may not have been carried out ({cause})",
+            hint="It was not sent again, to avoid a duplicate; look up whether it exists before retrying.",
+        )
+
+    @staticmethod
+    def _decode(call: ApiCall, path: str, status: int, body: bytes) -> Any:
+        if not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise PostHogAPIError(
+                status_code=status,
+                method=call.method,
+                path=path,
+                resource=call.subject,
+                detail=parse_error_body(body, None).get("detail", "response is not JSON"),
+            ) from None
+
+    @staticmethod
+    def _headers(settings: PostHogSettings) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {settings.api_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS context of every async hook in this process."""
+    # httpx loads the CA bundle for every client it builds (about 20 ms of CPU and 0.8 MB each, even
+    # for http:// URLs); a triggerer running a thousand triggers must pay that once, not per trigger.
+    return httpx.create_ssl_context()
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error detail."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
