@@ -20,7 +20,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 
 import pytest  # noqa: E402
 
-from tests.support import connection_json  # noqa: E402
+from tests.helpers.emulator import connection_json  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_phenv.emulator import SEED
 from tests.conftest import ROOT
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 pytestmark = pytest.mark.e2e
 

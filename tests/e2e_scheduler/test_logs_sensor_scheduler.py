@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.processes import Processes, airflow_api_client, free_port, wait_for
+from tests.helpers.processes import Processes, airflow_api_client, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

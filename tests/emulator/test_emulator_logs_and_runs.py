@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.processes import wait_for
+from tests.helpers.processes import wait_for
 
 EXPORT = SEED.s3_export_id
 LOGS = f"batch_exports/{EXPORT}/logs/"

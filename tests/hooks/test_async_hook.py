@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 
 def run(coroutine):

@@ -11,7 +11,7 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogTestBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 

@@ -12,7 +12,7 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogCreateDashboardOperator,
     PostHogDashboardExistsError,
 )
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 

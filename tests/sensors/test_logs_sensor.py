@@ -19,7 +19,8 @@ from airflow_provider_phenv.sensors.batch_exports import (
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from tests.sensors.logs_helpers import (
+from tests.helpers.emulator import api_requests
+from tests.helpers.sensor_modes import (
     EXPORT_ID,
     FAST_HOOK,
     MODES,
@@ -33,7 +34,6 @@ from tests.sensors.logs_helpers import (
     sensor_for_mode,
     utcnow,
 )
-from tests.support import api_requests
 
 FINISHED = r"finished with \d+ records exported"
 ERROR_TEXT = (

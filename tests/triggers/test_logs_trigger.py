@@ -12,7 +12,8 @@ import pytest
 
 from airflow_provider_phenv.triggers.batch_exports import EVENT_STATUSES, PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from tests.sensors.logs_helpers import (
+from tests.helpers.emulator import api_requests
+from tests.helpers.sensor_modes import (
     EXPORT_ID,
     FAST_HOOK,
     entry,
@@ -21,7 +22,6 @@ from tests.sensors.logs_helpers import (
     seconds_after,
     utcnow,
 )
-from tests.support import api_requests
 
 FINISHED = r"finished with \d+ records exported"
 
