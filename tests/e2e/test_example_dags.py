@@ -17,8 +17,6 @@ import pytest
 from airflow_provider_phenv.emulator import SEED
 from tests.helpers.emulator import api_requests, connection_json
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="session")
 def airflow_db():
