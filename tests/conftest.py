@@ -129,10 +129,10 @@ def emulator(emulator_server):
 
 
 @pytest.fixture
-def posthog_conn(emulator, monkeypatch):
-    """Point ``posthog_default`` at the emulator; returns the emulator."""
+def posthog_conn(emulator, monkeypatch) -> None:
+    """Point ``posthog_default`` at the (reset) emulator. Tests that use the emulator itself ask
+    for ``emulator`` as well: one name per thing."""
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
-    return emulator
 
 
 @pytest.fixture
