@@ -1,4 +1,4 @@
-"""Logs, runs written over time, and backfills (posthog-api.md §11 items 26-29, 35-38)."""
+"""Logs, runs written over time, and backfills (docs/posthog-api.md §11 items 26-29, 35-38)."""
 
 from __future__ import annotations
 
