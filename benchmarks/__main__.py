@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # `python -m benchmarks` puts the work tree first on sys.path, which would import the provider from
 # its sources; move it last so the installed copy is measured, while `benchmarks` and the tests'
-# sensor drivers (`tests.sensors.logs_helpers`) still come from the work tree.
+# sensor drivers (`tests.helpers.sensor_modes`) still come from the work tree.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="phenv-bench-home-"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

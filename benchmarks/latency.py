@@ -1,7 +1,7 @@
 """
 Item 5: time from a matching log entry's arrival to sensor success, per mode, at one poke interval.
 
-A waiter thread runs the sensor, driven as the tests drive it (``tests/sensors/logs_helpers.py``);
+A waiter thread runs the sensor, driven as the tests drive it (``tests/helpers/sensor_modes.py``);
 the main thread writes the matching line one poll interval plus a phase after the sensor started,
 and notes the moment.
 Latency is the time from that write to the sensor's return. The phases are spread evenly over the
@@ -28,7 +28,7 @@ from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsS
 from airflow_provider_phenv.validation import format_timestamp
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, utcnow
 from benchmarks.sensor_polls import EXPORT, http_check
-from tests.sensors.logs_helpers import MODES, FakeStateStore, FakeTI, make_context
+from tests.helpers.sensor_modes import MODES, FakeStateStore, FakeTI, make_context
 
 MESSAGE = "Batch export for range 11:00 - 12:00 finished with 1000 records exported"
 

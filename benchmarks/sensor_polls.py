@@ -22,7 +22,7 @@ from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsS
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, traffic, utcnow
-from tests.sensors.logs_helpers import FakeStateStore, FakeTI, first_event, make_context
+from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 
 EXPORT = SEED.bigquery_export_id
 PATTERN = r"finished with \d+ records exported"

@@ -86,7 +86,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import httpx
 
-    from tests.processes import Processes, free_port, wait_for
+    from tests.helpers.processes import Processes, free_port, wait_for
 
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="phenv-screenshot-airflow-"))

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The test command: create the virtual environment if needed, lint and type-check, run every test.
-# Arguments go to pytest, e.g. scripts/test.sh -k retries
-#   AIRFLOW_VERSION=3.1.8 VENV=.venv-3.1 scripts/test.sh    # against another Airflow release
+# The test command: create the virtual environment if needed, lint and type-check, run the tests.
+#   scripts/test.sh                  # fast tier (~30 s): ruff, mypy, every test not marked slow
+#   scripts/test.sh --all            # every tier (~3-4 min): adds the e2e DAG runs, the scheduler/
+#                                    # triggerer run, packaging, the connection-form UI checks, the
+#                                    # benchmark smoke run and the single slow tests
+# Other arguments go to pytest: scripts/test.sh -k retries, scripts/test.sh --all -k demo.
+# The tiers are pytest markers (e2e, packaging, ui, bench, slow; see tests/conftest.py), so plain
+# pytest behaves the same, and naming a slow test file on the command line runs it.
+#   AIRFLOW_VERSION=3.1.8 VENV=.venv-3.1 scripts/test.sh --all    # against another Airflow release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
 VENV=${VENV:-.venv}
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"
+# pytest exits 5 when no test was collected or all were deselected, so "nothing ran" fails too.
 exec "$VENV/bin/python" -m pytest "$@"

@@ -1,8 +1,22 @@
 """
-Shared test setup: an isolated Airflow home, the PostHog emulator on a free port, and a
-``posthog_default`` connection pointing at it.
+Shared test setup: an isolated Airflow home, the PostHog emulator on a free port, a
+``posthog_default`` connection pointing at it, and the two test tiers.
 
 The environment is set before anything imports Airflow, so no test touches ~/airflow.
+
+Tiers. A test is *slow* when it carries one of ``SLOW_MARKERS``: the directories in
+``DIRECTORY_MARKERS`` mark every test in them, and single slow tests elsewhere carry
+``@pytest.mark.slow``. Plain ``pytest`` (and ``scripts/test.sh``) deselects slow tests; they run
+when any of these holds:
+
+- ``--all`` is given (``scripts/test.sh --all``, what CI runs);
+- ``-m`` is given: the marker expression decides alone (``pytest -m e2e``, ``pytest -m "not ui"``);
+- the command line names the test's file, or a node in it (``pytest tests/e2e/test_demo.py``,
+  ``pytest tests/test_provider_info.py::test_x``), or a directory inside a slow directory
+  (``pytest tests/e2e``): naming a slow test is asking for it.
+
+Naming a directory that only contains some slow tests (``pytest tests``) still leaves those out;
+the summary line says how many were deselected.
 """
 
 from __future__ import annotations
@@ -20,7 +34,81 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 
 import pytest  # noqa: E402
 
-from tests.support import connection_json  # noqa: E402
+from tests.helpers.emulator import connection_json  # noqa: E402
+
+# Every test under these directories (relative to tests/) gets the marker.
+DIRECTORY_MARKERS = {
+    "e2e": "e2e",
+    "e2e_scheduler": "e2e",
+    "packaging": "packaging",
+    "ui": "ui",
+    "benchmarks": "bench",
+}
+SLOW_MARKERS = frozenset({"e2e", "packaging", "ui", "bench", "slow"})
+TESTS = Path(__file__).resolve().parent
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_configure(config):
+    # e2e and packaging are declared in pyproject.toml; the other tiers here, next to their rule.
+    for line in (
+        "ui: starts Airflow's api-server or CLI to check the connection form (tests/ui)",
+        "bench: runs the benchmarks at their smoke size (tests/benchmarks)",
+        "slow: a single test elsewhere that takes about a second or more (a subprocess importing Airflow)",
+    ):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all",
+        action="store_true",
+        dest="phenv_all",
+        help="run every tier, including the slow tests (markers: " + ", ".join(sorted(SLOW_MARKERS)) + ")",
+    )
+
+
+def _named_on_command_line(config) -> tuple[set[Path], list[Path]]:
+    """The files named on the command line, and the named directories inside a slow directory."""
+    files: set[Path] = set()
+    slow_dirs: list[Path] = []
+    slow_roots = [TESTS / name for name in DIRECTORY_MARKERS]
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        if path.is_file():
+            files.add(path)
+        elif path.is_dir() and any(path == root or root in path.parents for root in slow_roots):
+            slow_dirs.append(path)
+    return files, slow_dirs
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path.resolve()
+        if TESTS in path.parents and path.relative_to(TESTS).parts[0] in DIRECTORY_MARKERS:
+            item.add_marker(DIRECTORY_MARKERS[path.relative_to(TESTS).parts[0]])
+    if config.getoption("phenv_all") or config.getoption("markexpr"):
+        return
+    files, slow_dirs = _named_on_command_line(config)
+    keep, slow = [], []
+    for item in items:
+        path = item.path.resolve()
+        named = path in files or any(folder in path.parents for folder in slow_dirs)
+        is_slow = any(item.get_closest_marker(name) for name in SLOW_MARKERS)
+        (slow if is_slow and not named else keep).append(item)
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = keep
+        config.stash[_DESELECTED] = len(slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    count = config.stash.get(_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} slow tests deselected (e2e, packaging, ui, bench, slow): "
+            "scripts/test.sh --all (or pytest --all) runs them"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +129,10 @@ def emulator(emulator_server):
 
 
 @pytest.fixture
-def posthog_conn(emulator, monkeypatch):
-    """Point ``posthog_default`` at the emulator; returns the emulator."""
+def posthog_conn(emulator, monkeypatch) -> None:
+    """Point ``posthog_default`` at the (reset) emulator. Tests that use the emulator itself ask
+    for ``emulator`` as well: one name per thing."""
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
-    return emulator
 
 
 @pytest.fixture

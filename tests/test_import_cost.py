@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+# A fresh interpreter importing Airflow: about 1.4 s, so it runs in the --all tier.
+pytestmark = pytest.mark.slow
+
 PROBE = """
 import json, sys
 import airflow.sdk

@@ -41,6 +41,9 @@ def test_every_listed_module_and_class_imports():
         assert getattr(importlib.import_module(module), name)
 
 
+# The two ProvidersManager checks start a fresh interpreter (about 1.3 s each): --all tier. The
+# packaging tests check discovery again from an installed wheel and sdist.
+@pytest.mark.slow
 def test_providers_manager_discovers_the_package_and_connection_type():
     # A fresh interpreter: ProvidersManager caches what it found, and the test must see what an
     # installed Airflow sees through the entry point, not what this process imported.
@@ -61,6 +64,7 @@ print("RESULT", hook.hook_class_name, hook.connection_id_attribute_name, hook.ho
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     AIRFLOW_VERSION < (3, 2), reason="Airflow < 3.2 reads no form metadata from provider info"
 )

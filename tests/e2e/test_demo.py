@@ -9,13 +9,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from airflow_provider_phenv.emulator import SEED
 from tests.conftest import ROOT
-from tests.support import api_requests
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.emulator import api_requests
 
 UNKNOWN_USER = "01900000-0000-7000-8000-00000000dead"
 

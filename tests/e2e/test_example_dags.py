@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.support import api_requests, connection_json
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.emulator import api_requests, connection_json
 
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.processes import Processes, airflow_api_client, free_port, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.processes import Processes, airflow_api_client, free_port, wait_for
 
 DAGS = Path(__file__).parent / "dags"
 DAG_ID = "phenv_logs_sensor_e2e"

@@ -1,8 +1,10 @@
-"""One emulator for the whole emulator test session, reset before every test."""
+"""
+Clients for the emulator's own tests. The emulator is the session-wide one of tests/conftest.py,
+reset before every test through the ``emulator`` fixture (which ``api`` and ``make_api`` use).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,17 +47,6 @@ def _expect_error(
 ) -> None:
     assert response.status_code == status, response.text
     assert response.json() == {"type": type_, "code": code, "detail": detail, "attr": attr}
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[PostHogEmulator]:
-    with PostHogEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture(autouse=True)
-def _fresh_emulator(emulator: PostHogEmulator) -> None:
-    emulator.reset()
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Batch export CRUD, pause/unpause and destination tests (posthog-api.md §11 items 8, 14-25, 30-34, 39)."""
+"""
+Batch export CRUD, pause/unpause and destination tests (docs/posthog-api.md §11 items 8, 14-25,
+30-34, 39).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dashboards and collaborators (posthog-api.md §11 items 40-56)."""
+"""Dashboards and collaborators (docs/posthog-api.md §11 items 40-56)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logs, runs written over time, and backfills (posthog-api.md §11 items 26-29, 35-38)."""
+"""Logs, runs written over time, and backfills (docs/posthog-api.md §11 items 26-29, 35-38)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.processes import wait_for
+from tests.helpers.processes import wait_for
 
 EXPORT = SEED.s3_export_id
 LOGS = f"batch_exports/{EXPORT}/logs/"

@@ -1,4 +1,7 @@
-"""URL forms, authentication, scopes, project access, 405s and throttling (posthog-api.md §11 items 1-13)."""
+"""
+URL forms, authentication, scopes, project access, 405s and throttling (docs/posthog-api.md §11
+items 1-13).
+"""
 
 from __future__ import annotations
 

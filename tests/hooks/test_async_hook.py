@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 
 def run(coroutine):
@@ -30,9 +30,9 @@ def test_reads_an_export(posthog_conn):
     assert run(main())["id"] == SEED.s3_export_id
 
 
-def test_iterates_1200_log_entries_on_one_connection(posthog_conn):
+def test_iterates_1200_log_entries_on_one_connection(emulator, posthog_conn):
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)  # long before the seeded history
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         SEED.s3_export_id,
         [
             {"timestamp": start + timedelta(milliseconds=n), "level": "INFO", "message": f"e{n}"}
@@ -43,17 +43,17 @@ def test_iterates_1200_log_entries_on_one_connection(posthog_conn):
         _collect(PostHogAsyncHook(), after=start - timedelta(seconds=1), before=start + timedelta(days=1))
     )
     assert sorted(entry["message"] for entry in entries) == sorted(f"e{n}" for n in range(1200))
-    sent = api_requests(posthog_conn)
+    sent = api_requests(emulator)
     assert len(sent) == 3 and len({r.connection_id for r in sent}) == 1
     assert all(r.method == "GET" for r in sent)
 
 
-def test_retries_server_errors_and_throttling(posthog_conn):
-    posthog_conn.faults.add("status", status=503, times=1)
-    posthog_conn.faults.add("status", status=429, retry_after=0, times=1)
-    posthog_conn.faults.add("drop", times=1)
+def test_retries_server_errors_and_throttling(emulator, posthog_conn):
+    emulator.faults.add("status", status=503, times=1)
+    emulator.faults.add("status", status=429, retry_after=0, times=1)
+    emulator.faults.add("drop", times=1)
     run(_collect(PostHogAsyncHook(backoff=0.01)))
-    assert [r.status for r in api_requests(posthog_conn)] == [503, 429, None, 200]
+    assert [r.status for r in api_requests(emulator)] == [503, 429, None, 200]
 
 
 def test_errors_match_the_sync_hook(posthog_conn):
@@ -65,10 +65,10 @@ def test_errors_match_the_sync_hook(posthog_conn):
         run(main())
 
 
-def test_bad_input_fails_before_any_request(posthog_conn):
+def test_bad_input_fails_before_any_request(emulator, posthog_conn):
     with pytest.raises(ValueError, match="Invalid batch_export_id 'nope'"):
         run(_collect_for("nope"))
-    assert api_requests(posthog_conn) == []
+    assert api_requests(emulator) == []
 
 
 async def _collect_for(batch_export_id):
@@ -77,7 +77,7 @@ async def _collect_for(batch_export_id):
 
 
 @pytest.mark.parametrize(("keepalive", "connections"), [(0.1, 2), (60.0, 1)])
-def test_idle_connection_is_kept_for_keepalive_seconds(posthog_conn, keepalive, connections):
+def test_idle_connection_is_kept_for_keepalive_seconds(emulator, posthog_conn, keepalive, connections):
     async def main():
         async with PostHogAsyncHook(keepalive=keepalive) as hook:
             await hook.get_batch_export(SEED.s3_export_id)
@@ -85,7 +85,7 @@ def test_idle_connection_is_kept_for_keepalive_seconds(posthog_conn, keepalive, 
             await hook.get_batch_export(SEED.s3_export_id)
 
     run(main())
-    assert len({r.connection_id for r in api_requests(posthog_conn)}) == connections
+    assert len({r.connection_id for r in api_requests(emulator)}) == connections
 
 
 def test_clients_share_one_tls_context(posthog_conn):

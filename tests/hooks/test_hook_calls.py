@@ -14,7 +14,7 @@ from airflow_provider_phenv.errors import (
     PostHogNotFoundError,
 )
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from tests.support import api_requests, connection_json
+from tests.helpers.emulator import api_requests, connection_json
 
 UNKNOWN_EXPORT = "01900000-0000-7000-8000-00000000dead"
 

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)  # long before the seeded history
 END = START + timedelta(days=1)

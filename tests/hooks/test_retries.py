@@ -16,7 +16,7 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 
 @pytest.fixture

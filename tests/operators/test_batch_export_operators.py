@@ -11,28 +11,28 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogTestBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 
 
-def test_pause_returns_small_xcom_and_sets_link(posthog_conn):
+def test_pause_returns_small_xcom_and_sets_link(emulator, posthog_conn):
     op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id)
     assert op.execute({}) == {"batch_export_id": SEED.s3_export_id, "paused": True}
-    assert posthog_conn.state.get_batch_export(SEED.s3_export_id)["paused"] is True
-    assert op.batch_export_url == f"{posthog_conn.url}/project/1/batch_exports/{SEED.s3_export_id}"
-    assert len(api_requests(posthog_conn)) == 1
+    assert emulator.state.get_batch_export(SEED.s3_export_id)["paused"] is True
+    assert op.batch_export_url == f"{emulator.url}/project/1/batch_exports/{SEED.s3_export_id}"
+    assert len(api_requests(emulator)) == 1
 
 
-def test_pause_twice_is_a_no_op(posthog_conn):
+def test_pause_twice_is_a_no_op(emulator, posthog_conn):
     op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id)
     op.execute({})
-    stamp = posthog_conn.state.get_batch_export(SEED.s3_export_id)["last_updated_at"]
+    stamp = emulator.state.get_batch_export(SEED.s3_export_id)["last_updated_at"]
     assert op.execute({})["paused"] is True
-    assert posthog_conn.state.get_batch_export(SEED.s3_export_id)["last_updated_at"] == stamp
+    assert emulator.state.get_batch_export(SEED.s3_export_id)["last_updated_at"] == stamp
 
 
-def test_unpause_with_templated_backfill(posthog_conn):
+def test_unpause_with_templated_backfill(emulator, posthog_conn):
     op = PostHogUnpauseBatchExportOperator(
         task_id="unpause",
         batch_export_id="{{ params.export }}",
@@ -42,24 +42,24 @@ def test_unpause_with_templated_backfill(posthog_conn):
     op.render_template_fields({"params": {"export": SEED.paused_export_id, "backfill": True, "project": 1}})
     result = op.execute({})
     assert result == {"batch_export_id": SEED.paused_export_id, "paused": False}
-    assert posthog_conn.state.get_batch_export(SEED.paused_export_id)["paused"] is False
-    assert api_requests(posthog_conn)[0].body == {"backfill": True}
+    assert emulator.state.get_batch_export(SEED.paused_export_id)["paused"] is False
+    assert api_requests(emulator)[0].body == {"backfill": True}
 
 
-def test_pause_retries_a_lost_response(posthog_conn):
-    posthog_conn.faults.add("lost_response", path="/pause", times=1)
+def test_pause_retries_a_lost_response(emulator, posthog_conn):
+    emulator.faults.add("lost_response", path="/pause", times=1)
     op = PostHogPauseBatchExportOperator(task_id="pause", batch_export_id=SEED.s3_export_id, **FAST)
     assert op.execute({})["paused"] is True
-    assert [r.status for r in api_requests(posthog_conn)] == [None, 200]
+    assert [r.status for r in api_requests(emulator)] == [None, 200]
 
 
-def test_test_operator_runs_every_step_of_an_existing_export(posthog_conn):
+def test_test_operator_runs_every_step_of_an_existing_export(emulator, posthog_conn):
     op = PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id)
     results = op.execute({})
     assert [(r["step"], r["status"]) for r in results] == [(0, "Passed"), (1, "Passed")]
     assert all(r["name"] for r in results)
     # GET the export, GET its steps, then one POST per step: the least the API allows.
-    assert [(r.method, r.path.rsplit("/", 2)[-2]) for r in api_requests(posthog_conn)] == [
+    assert [(r.method, r.path.rsplit("/", 2)[-2]) for r in api_requests(emulator)] == [
         ("GET", SEED.s3_export_id),
         ("GET", "test"),
         ("POST", "run_test_step"),
@@ -87,10 +87,10 @@ def _payload(bucket: str) -> dict:
     }
 
 
-def test_test_operator_for_a_payload_before_creating(posthog_conn):
+def test_test_operator_for_a_payload_before_creating(emulator, posthog_conn):
     op = PostHogTestBatchExportOperator(task_id="test", batch_export=_payload("good-bucket"))
     assert [r["status"] for r in op.execute({})] == ["Passed", "Passed"]
-    assert {r.path.split("/")[-2] for r in api_requests(posthog_conn) if r.method == "POST"} == {
+    assert {r.path.split("/")[-2] for r in api_requests(emulator) if r.method == "POST"} == {
         "run_test_step_new"
     }
 
@@ -154,9 +154,9 @@ def test_literal_bad_input_fails_when_the_dag_is_parsed(make, message):
         make()
 
 
-def test_templated_bad_input_fails_before_any_request(posthog_conn):
+def test_templated_bad_input_fails_before_any_request(emulator, posthog_conn):
     op = PostHogPauseBatchExportOperator(task_id="t", batch_export_id="{{ params.export }}")
     op.render_template_fields({"params": {"export": "not-a-uuid"}})
     with pytest.raises(ValueError, match="Invalid batch_export_id 'not-a-uuid'"):
         op.execute({})
-    assert api_requests(posthog_conn) == []
+    assert api_requests(emulator) == []

@@ -12,7 +12,7 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogCreateDashboardOperator,
     PostHogDashboardExistsError,
 )
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 
@@ -21,63 +21,63 @@ def _named(emulator, name):
     return [d for d in emulator.state.dashboards.values() if d["name"] == name and not d.get("deleted")]
 
 
-def test_create_then_reuse(posthog_conn):
+def test_create_then_reuse(emulator, posthog_conn):
     op = PostHogCreateDashboardOperator(task_id="create", name="Pipeline health", restriction_level=37)
     first = op.execute({})
     assert first["created"] is True and first["name"] == "Pipeline health"
-    assert first["url"] == f"{posthog_conn.url}/project/1/dashboard/{first['id']}"
+    assert first["url"] == f"{emulator.url}/project/1/dashboard/{first['id']}"
     assert op.dashboard_url == first["url"]
-    assert len(api_requests(posthog_conn)) == 2  # look up, create
-    posthog_conn.clear_requests()
+    assert len(api_requests(emulator)) == 2  # look up, create
+    emulator.clear_requests()
     again = op.execute({})
     assert again == {**first, "created": False}
-    assert len(api_requests(posthog_conn)) == 1
-    assert len(_named(posthog_conn, "Pipeline health")) == 1
+    assert len(api_requests(emulator)) == 1
+    assert len(_named(emulator, "Pipeline health")) == 1
 
 
-def test_if_exists_fail(posthog_conn):
-    posthog_conn.state.add_dashboard("Taken")
+def test_if_exists_fail(emulator, posthog_conn):
+    emulator.state.add_dashboard("Taken")
     op = PostHogCreateDashboardOperator(task_id="create", name="Taken", if_exists="fail")
     with pytest.raises(PostHogDashboardExistsError, match="'Taken' already exists"):
         op.execute({})
 
 
-def test_if_exists_create_makes_another(posthog_conn):
-    posthog_conn.state.add_dashboard("Twice")
+def test_if_exists_create_makes_another(emulator, posthog_conn):
+    emulator.state.add_dashboard("Twice")
     result = PostHogCreateDashboardOperator(task_id="create", name="Twice", if_exists="create").execute({})
     assert result["created"] is True
-    assert len(_named(posthog_conn, "Twice")) == 2
+    assert len(_named(emulator, "Twice")) == 2
 
 
-def test_a_deleted_dashboard_is_not_reused(posthog_conn):
-    posthog_conn.state.add_dashboard("Gone", deleted=True)
+def test_a_deleted_dashboard_is_not_reused(emulator, posthog_conn):
+    emulator.state.add_dashboard("Gone", deleted=True)
     assert PostHogCreateDashboardOperator(task_id="create", name="Gone").execute({})["created"] is True
 
 
-def test_similar_names_are_not_reused(posthog_conn):
-    posthog_conn.state.add_dashboard("Pipeline health (old)")
+def test_similar_names_are_not_reused(emulator, posthog_conn):
+    emulator.state.add_dashboard("Pipeline health (old)")
     assert PostHogCreateDashboardOperator(task_id="c", name="Pipeline health").execute({})["created"] is True
 
 
 @pytest.mark.parametrize("if_exists", ["reuse", "create"])
-def test_lost_create_response_leaves_exactly_one_dashboard(posthog_conn, if_exists):
-    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+def test_lost_create_response_leaves_exactly_one_dashboard(emulator, posthog_conn, if_exists):
+    emulator.faults.add("lost_response", method="POST", path="/dashboards", times=1)
     op = PostHogCreateDashboardOperator(task_id="create", name="Exactly once", if_exists=if_exists, **FAST)
     result = op.execute({})
     assert result["created"] is True
-    assert [d["id"] for d in _named(posthog_conn, "Exactly once")] == [result["id"]]
-    assert sum(r.method == "POST" for r in api_requests(posthog_conn)) == 1
+    assert [d["id"] for d in _named(emulator, "Exactly once")] == [result["id"]]
+    assert sum(r.method == "POST" for r in api_requests(emulator)) == 1
 
 
-def test_next_airflow_try_after_a_lost_response_reuses(posthog_conn):
+def test_next_airflow_try_after_a_lost_response_reuses(emulator, posthog_conn):
     # The first try's create reached PostHog but its answer was lost and the worker went away
     # (the hook's own request stands in for it); the next try must find it, not create another.
-    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+    emulator.faults.add("lost_response", method="POST", path="/dashboards", times=1)
     with pytest.raises(PostHogWriteOutcomeUnknownError):
         PostHogHook().create_dashboard(name="Retried")
     result = PostHogCreateDashboardOperator(task_id="create", name="Retried").execute({})
     assert result["created"] is False
-    assert [d["id"] for d in _named(posthog_conn, "Retried")] == [result["id"]]
+    assert [d["id"] for d in _named(emulator, "Retried")] == [result["id"]]
 
 
 class _StateStore(dict):
@@ -88,11 +88,11 @@ class _StateStore(dict):
 
 
 @pytest.mark.parametrize("if_exists", ["create", "reuse"])
-def test_retry_of_a_try_that_died_after_posting_creates_nothing(posthog_conn, mocker, if_exists):
-    posthog_conn.state.add_dashboard("Weekly")  # an unrelated one with the same name
+def test_retry_of_a_try_that_died_after_posting_creates_nothing(emulator, posthog_conn, mocker, if_exists):
+    emulator.state.add_dashboard("Weekly")  # an unrelated one with the same name
     store = _StateStore()
     context = {"task_state_store": store}
-    posthog_conn.faults.add("lost_response", method="POST", path="/dashboards", times=1)
+    emulator.faults.add("lost_response", method="POST", path="/dashboards", times=1)
     first_try = PostHogCreateDashboardOperator(task_id="create", name="Weekly", if_exists="create")
     looked_up = first_try._find_by_name
     # The worker dies right after PostHog's answer to the create is lost: its second look-up
@@ -100,19 +100,19 @@ def test_retry_of_a_try_that_died_after_posting_creates_nothing(posthog_conn, mo
     mocker.patch.object(first_try, "_find_by_name", side_effect=[looked_up("Weekly", None), SystemExit(1)])
     with pytest.raises(SystemExit):
         first_try.execute(context)
-    assert len(_named(posthog_conn, "Weekly")) == 2
+    assert len(_named(emulator, "Weekly")) == 2
 
     retry = PostHogCreateDashboardOperator(task_id="create", name="Weekly", if_exists=if_exists)
     result = retry.execute(context)
-    assert len(_named(posthog_conn, "Weekly")) == 2  # the unrelated one and exactly one of ours
+    assert len(_named(emulator, "Weekly")) == 2  # the unrelated one and exactly one of ours
     assert result["created"] is True
-    assert result["id"] == max(d["id"] for d in _named(posthog_conn, "Weekly"))
+    assert result["id"] == max(d["id"] for d in _named(emulator, "Weekly"))
     assert store["posthog_create_dashboard"]["known_ids"] == [
-        min(d["id"] for d in _named(posthog_conn, "Weekly"))
+        min(d["id"] for d in _named(emulator, "Weekly"))
     ]
 
 
-def test_templated_fields_render(posthog_conn):
+def test_templated_fields_render(emulator, posthog_conn):
     op = PostHogCreateDashboardOperator(
         task_id="create",
         name="{{ params.name }}",
@@ -121,7 +121,7 @@ def test_templated_fields_render(posthog_conn):
     )
     op.render_template_fields({"params": {"name": "Rendered"}, "ds": "2026-11-26"})
     result = op.execute({})
-    stored = posthog_conn.state.dashboards[result["id"]]
+    stored = emulator.state.dashboards[result["id"]]
     assert (stored["name"], stored["description"], stored["filters"]) == (
         "Rendered",
         "for 2026-11-26",
@@ -129,13 +129,13 @@ def test_templated_fields_render(posthog_conn):
     )
 
 
-def test_add_collaborator(posthog_conn):
+def test_add_collaborator(emulator, posthog_conn):
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid
     )
     record = op.execute({})
     assert record["user"]["uuid"] == SEED.bob_uuid and record["level"] == 37
-    assert len(api_requests(posthog_conn)) == 1
+    assert len(api_requests(emulator)) == 1
 
 
 def test_already_a_collaborator_is_success(posthog_conn):
@@ -181,13 +181,13 @@ def test_other_refusals_fail_with_posthogs_message(posthog_conn, dashboard_id, u
         op.execute({})
 
 
-def test_lost_collaborator_response_is_looked_up(posthog_conn):
-    posthog_conn.faults.add("lost_response", method="POST", path="/collaborators", times=1)
+def test_lost_collaborator_response_is_looked_up(emulator, posthog_conn):
+    emulator.faults.add("lost_response", method="POST", path="/collaborators", times=1)
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
     )
     assert op.execute({})["user"]["uuid"] == SEED.bob_uuid
-    assert [r.method for r in api_requests(posthog_conn)] == ["POST", "GET"]
+    assert [r.method for r in api_requests(emulator)] == ["POST", "GET"]
 
 
 @pytest.mark.parametrize(
@@ -220,11 +220,11 @@ def test_add_collaborator_bad_input(kwargs, message):
         PostHogAddDashboardCollaboratorOperator(task_id="t", **kwargs)
 
 
-def test_templated_collaborator_input_checked_before_any_request(posthog_conn):
+def test_templated_collaborator_input_checked_before_any_request(emulator, posthog_conn):
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="t", dashboard_id="{{ params.d }}", user_uuid=SEED.bob_uuid
     )
     op.render_template_fields({"params": {"d": "0"}})
     with pytest.raises(ValueError, match="Invalid dashboard_id '0'"):
         op.execute({})
-    assert api_requests(posthog_conn) == []
+    assert api_requests(emulator) == []

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -19,7 +19,8 @@ from airflow_provider_phenv.sensors.batch_exports import (
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from tests.sensors.logs_helpers import (
+from tests.helpers.emulator import api_requests
+from tests.helpers.sensor_modes import (
     EXPORT_ID,
     FAST_HOOK,
     MODES,
@@ -33,7 +34,6 @@ from tests.sensors.logs_helpers import (
     sensor_for_mode,
     utcnow,
 )
-from tests.support import api_requests
 
 FINISHED = r"finished with \d+ records exported"
 ERROR_TEXT = (
@@ -72,9 +72,9 @@ def _lay_out(emulator, timeline, start):
     ("expected", "store"),
     [("matched", "task_state_store"), ("failed", "task_state_store"), ("matched", "airflow<3.3")],
 )
-def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, store):
+def test_same_timeline_same_result_in_every_mode(emulator, posthog_conn, mode, expected, store):
     start = utcnow()
-    entries = _lay_out(posthog_conn, TIMELINES[expected], start)
+    entries = _lay_out(emulator, TIMELINES[expected], start)
     context = make_context(FakeTI(start), FakeStateStore() if store == "task_state_store" else None)
     sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.1)
 
@@ -103,7 +103,7 @@ def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, s
             f"Batch export {EXPORT_ID} logged a failure at {stamp}, run run-1 "
             f"(level ERROR is in fail_on_levels): [ERROR] {ERROR_TEXT}"
         )
-    assert {record.method for record in api_requests(posthog_conn)} == {"GET"}
+    assert {record.method for record in api_requests(emulator)} == {"GET"}
     # Each mode really waited its own way: rescheduled pokes, or a trigger that fired once.
     if mode == "reschedule":
         assert context["test_run"]["reschedules"] >= 1
@@ -113,16 +113,16 @@ def test_same_timeline_same_result_in_every_mode(posthog_conn, mode, expected, s
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(posthog_conn, mode):
+def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(emulator, posthog_conn, mode):
     """PostHog's log pipeline can reveal an entry seconds after newer ones (docs/posthog-api.md §13.3)."""
     start = utcnow()
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.3), "INFO", "newer line")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.3), "INFO", "newer line")])
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.1)
     # The ERROR line is stamped before "newer line" but only becomes visible a second later,
     # when every mode has already read "newer line".
     late = entry(seconds_after(start, 0.1), "ERROR", "Batch export failed: revealed late")
-    reveal = threading.Timer(1.0, posthog_conn.state.add_log_entries, (EXPORT_ID, [late]))
+    reveal = threading.Timer(1.0, emulator.state.add_log_entries, (EXPORT_ID, [late]))
     reveal.start()
     try:
         with pytest.raises(PostHogBatchExportLogError, match="revealed late"):
@@ -131,9 +131,9 @@ def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(posthog_con
         reveal.cancel()
 
 
-def test_failure_pattern_fails_on_any_level(posthog_conn):
+def test_failure_pattern_fails_on_any_level(emulator, posthog_conn):
     start = utcnow() - timedelta(seconds=5)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, 1), "WARNING", "Destination quota exceeded, giving up")]
     )
     sensor = sensor_for_mode("poke", failure_pattern="quota exceeded", since=start)
@@ -143,9 +143,9 @@ def test_failure_pattern_fails_on_any_level(posthog_conn):
         sensor.execute(make_context(FakeTI(utcnow())))
 
 
-def test_explicit_since_and_already_true_condition_never_defers(posthog_conn):
+def test_explicit_since_and_already_true_condition_never_defers(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=10)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(seconds_after(start, -1), "ERROR", "before since: ignored"),
@@ -161,7 +161,7 @@ def test_explicit_since_and_already_true_condition_never_defers(posthog_conn):
     assert result["cursor"]["count"] == 1
 
 
-def test_burst_of_1200_entries_between_two_polls_is_read_completely(posthog_conn):
+def test_burst_of_1200_entries_between_two_polls_is_read_completely(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=5)
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern=FINISHED)
@@ -176,18 +176,18 @@ def test_burst_of_1200_entries_between_two_polls_is_read_completely(posthog_conn
     burst.append(
         entry(seconds_after(start, 2), "INFO", "Batch export for range y finished with 1200 records exported")
     )
-    posthog_conn.state.add_log_entries(EXPORT_ID, burst)
-    posthog_conn.clear_requests()
+    emulator.state.add_log_entries(EXPORT_ID, burst)
+    emulator.clear_requests()
 
     done = sensor.poke(context)
     assert done.xcom_value["cursor"]["count"] == 1201  # every entry counted, none twice
-    pages = api_requests(posthog_conn)
+    pages = api_requests(emulator)
     assert len(pages) == 3  # 500 + 500 + the rest, paging backwards with before=
     assert all(record.query["limit"] == ["500"] for record in pages)
     assert "before" in pages[1].query and "before" in pages[2].query
 
 
-def test_poll_without_news_is_one_small_request_whatever_the_history(posthog_conn):
+def test_poll_without_news_is_one_small_request_whatever_the_history(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=30)
     history = [
         entry(seconds_after(start, -600 + index / 10), "INFO", f"old line {index}") for index in range(3000)
@@ -195,55 +195,55 @@ def test_poll_without_news_is_one_small_request_whatever_the_history(posthog_con
     history += [
         entry(seconds_after(start, 1 + index / 10), "INFO", f"new line {index}") for index in range(700)
     ]
-    posthog_conn.state.add_log_entries(EXPORT_ID, history)
+    emulator.state.add_log_entries(EXPORT_ID, history)
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern=FINISHED)
     sensor.begin()
     assert sensor.poke(context) is False  # reads the 700 new lines once
-    posthog_conn.clear_requests()
+    emulator.clear_requests()
 
     assert sensor.poke(context) is False
-    (poll,) = api_requests(posthog_conn)
+    (poll,) = api_requests(emulator)
     assert poll.response_bytes < 400  # the whole history is older than the settle window: no entry
     assert poll.query["after"][0] > format_timestamp(history[-1]["timestamp"])
 
     # A rescheduled poke (new instance, same task state store) asks for news only as well.
-    posthog_conn.clear_requests()
+    emulator.clear_requests()
     assert fresh(sensor).poke(context) is False
-    assert len(api_requests(posthog_conn)) == 1
+    assert len(api_requests(emulator)) == 1
 
 
-def test_equal_timestamps_at_the_cursor_over_http(posthog_conn):
+def test_equal_timestamps_at_the_cursor_over_http(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
     moment = seconds_after(start, 1)
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "a"), entry(moment, "INFO", "b")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "a"), entry(moment, "INFO", "b")])
     context = make_context(FakeTI(start), FakeStateStore())
     sensor = sensor_for_mode("poke", message_pattern="^c$")
     sensor.begin()
     assert sensor.poke(context) is False
     # "c" carries the same microsecond but shows up after the first poll.
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "c")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(moment, "INFO", "c")])
     done = fresh(sensor).poke(context)
     assert done.xcom_value["entry"]["message"] == "c"
     assert done.xcom_value["cursor"]["count"] == 3
 
 
-def test_search_is_sent_and_a_failure_without_the_word_still_fails(posthog_conn):
+def test_search_is_sent_and_a_failure_without_the_word_still_fails(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, 1), "ERROR", "Destination unreachable")]
     )
     sensor = sensor_for_mode("poke", search="finished", since=start)
     with pytest.raises(PostHogBatchExportLogError, match="Destination unreachable"):
         sensor.execute(make_context(FakeTI(start)))
-    queries = [record.query for record in api_requests(posthog_conn)]
+    queries = [record.query for record in api_requests(emulator)]
     assert {"search": ["finished"]}.items() <= queries[0].items()
     assert queries[1]["level"] == ["ERROR"]
 
 
-def test_instance_id_is_sent_and_scopes_failures(posthog_conn):
+def test_instance_id_is_sent_and_scopes_failures(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(seconds_after(start, 1), "ERROR", "another run failed", instance_id="run-other"),
@@ -252,17 +252,17 @@ def test_instance_id_is_sent_and_scopes_failures(posthog_conn):
     )
     sensor = sensor_for_mode("poke", instance_id="run-7", message_pattern=FINISHED, since=start)
     assert sensor.execute(make_context(FakeTI(start)))["entry"]["instance_id"] == "run-7"
-    assert api_requests(posthog_conn)[0].query["instance_id"] == ["run-7"]
+    assert api_requests(emulator)[0].query["instance_id"] == ["run-7"]
 
 
 # -- since and the cursor across reschedules, retries and Airflow versions ------------------------
 
 
-def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(posthog_conn):
+def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(emulator, posthog_conn):
     first_start = utcnow() - timedelta(minutes=2)
     store = FakeStateStore()
     sensor = sensor_for_mode("reschedule", message_pattern=FINISHED)
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(first_start, 1), "INFO", "step 1")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(first_start, 1), "INFO", "step 1")])
 
     first = fresh(sensor)
     first.begin()
@@ -271,23 +271,23 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
     assert saved["cursor"]["count"] == 1
 
     # A retry starts an hour later; since stays the first start and the cursor carries on.
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(first_start, 2), "INFO", "finished with 2 records exported")]
     )
-    posthog_conn.clear_requests()
+    emulator.clear_requests()
     retry = fresh(sensor)
     retry.begin()
     done = retry.poke(make_context(FakeTI(utcnow() + timedelta(hours=1), try_number=2), store))
     assert done.xcom_value["cursor"]["count"] == 2
     assert store.get(STATE_KEY)["since"] == saved["since"]
     # The retry reads the settle window again from the saved mark, recognising "step 1".
-    assert api_requests(posthog_conn)[0].query["after"] == [saved["cursor"]["after"]]
+    assert api_requests(emulator)[0].query["after"] == [saved["cursor"]["after"]]
 
 
-def test_without_task_state_store_reschedule_counts_from_the_first_poke(posthog_conn):
+def test_without_task_state_store_reschedule_counts_from_the_first_poke(emulator, posthog_conn):
     """Airflow < 3.3: since comes from the first reschedule date; each poke reads from since."""
     first_poke = utcnow() - timedelta(minutes=3)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(seconds_after(first_poke, -1), "INFO", "finished with 1 records exported"),
@@ -301,10 +301,10 @@ def test_without_task_state_store_reschedule_counts_from_the_first_poke(posthog_
     assert result["entry"]["message"] == "finished with 2 records exported"
 
 
-def test_changed_criteria_restart_the_cursor_at_since(posthog_conn):
+def test_changed_criteria_restart_the_cursor_at_since(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
     store = FakeStateStore()
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "needle")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "needle")])
     sensor = sensor_for_mode("poke", message_pattern="haystack")
     sensor.begin()
     assert sensor.poke(make_context(FakeTI(start), store)) is False
@@ -355,8 +355,8 @@ def test_execute_complete_rejects_malformed_events(posthog_conn):
         )
 
 
-def test_error_event_fails_and_is_never_success(posthog_conn):
-    posthog_conn.faults.add("status", status=503, path="/logs", times=10)
+def test_error_event_fails_and_is_never_success(emulator, posthog_conn):
+    emulator.faults.add("status", status=503, path="/logs", times=10)
     trigger = PostHogBatchExportLogsTrigger(
         batch_export_id=EXPORT_ID,
         since=utcnow().isoformat(),
@@ -365,7 +365,7 @@ def test_error_event_fails_and_is_never_success(posthog_conn):
     )
     event = run_trigger(trigger)
     assert event.payload["status"] == "error"
-    assert [record.status for record in api_requests(posthog_conn)] == [503, 503]  # the hook retried once
+    assert [record.status for record in api_requests(emulator)] == [503, 503]  # the hook retried once
     sensor = sensor_for_mode("deferrable", soft_fail=True)
     with pytest.raises(PostHogBatchExportLogsWatchError, match=r"Could not read the log.*HTTP 503"):
         sensor.resume_execution("execute_complete", {"event": event.payload}, make_context(FakeTI(utcnow())))
@@ -402,9 +402,9 @@ def test_framework_deferral_timeout_maps_like_poke_mode(posthog_conn):
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
-def test_soft_fail_does_not_hide_a_failing_entry(posthog_conn, mode):
+def test_soft_fail_does_not_hide_a_failing_entry(emulator, posthog_conn, mode):
     start = utcnow()
-    posthog_conn.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.2), "ERROR", "boom")])
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.2), "ERROR", "boom")])
     sensor = sensor_for_mode(mode, soft_fail=True, poke_interval=0.1)
     with pytest.raises(PostHogBatchExportLogError, match="boom"):
         MODES[mode](sensor, make_context(FakeTI(start)))
@@ -431,12 +431,12 @@ def test_literal_inputs_are_checked_when_the_dag_is_parsed(kwargs, message):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_rendered_inputs_are_checked_before_any_request(posthog_conn, mode):
+def test_rendered_inputs_are_checked_before_any_request(emulator, posthog_conn, mode):
     sensor = sensor_for_mode(mode, level="{{ params.level }}", since="{{ params.since }}")
     sensor.render_template_fields({"params": {"level": "LOUD", "since": "2026-01-01"}})
     with pytest.raises(ValueError, match="Invalid level 'LOUD'"):
         MODES[mode](sensor, make_context(FakeTI(utcnow())))
-    assert api_requests(posthog_conn) == []
+    assert api_requests(emulator) == []
 
 
 def test_templates_render_and_poll_interval_is_an_alias():

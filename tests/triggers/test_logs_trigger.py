@@ -12,7 +12,8 @@ import pytest
 
 from airflow_provider_phenv.triggers.batch_exports import EVENT_STATUSES, PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from tests.sensors.logs_helpers import (
+from tests.helpers.emulator import api_requests
+from tests.helpers.sensor_modes import (
     EXPORT_ID,
     FAST_HOOK,
     entry,
@@ -21,7 +22,6 @@ from tests.sensors.logs_helpers import (
     seconds_after,
     utcnow,
 )
-from tests.support import api_requests
 
 FINISHED = r"finished with \d+ records exported"
 
@@ -85,9 +85,9 @@ def test_bad_kwargs_fail_at_construction():
         make_trigger(utcnow(), hook_params={"backoff": "fast"})
 
 
-def test_success_event_with_entry_and_cursor(posthog_conn):
+def test_success_event_with_entry_and_cursor(emulator, posthog_conn):
     start = utcnow()
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(seconds_after(start, -1), "INFO", "finished with 1 records exported"),  # before since
@@ -102,12 +102,12 @@ def test_success_event_with_entry_and_cursor(posthog_conn):
     assert payload["cursor"]["count"] == 2
     assert payload["batch_export_id"] == EXPORT_ID
     assert len(json.dumps(payload)) < 600  # an event, like XCom, carries one entry and the cursor
-    assert {record.method for record in api_requests(posthog_conn)} == {"GET"}
+    assert {record.method for record in api_requests(emulator)} == {"GET"}
 
 
-def test_failed_event_names_the_reason(posthog_conn):
+def test_failed_event_names_the_reason(emulator, posthog_conn):
     start = utcnow()
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [entry(seconds_after(start, 0.1), "ERROR", "Batch export failed with non-retryable error: x")],
     )
@@ -117,9 +117,9 @@ def test_failed_event_names_the_reason(posthog_conn):
     assert payload["entry"]["level"] == "ERROR"
 
 
-def test_timeout_event_at_end_time_carries_the_cursor(posthog_conn):
+def test_timeout_event_at_end_time_carries_the_cursor(emulator, posthog_conn):
     start = utcnow()
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")]
     )
     began = time.monotonic()
@@ -130,27 +130,27 @@ def test_timeout_event_at_end_time_carries_the_cursor(posthog_conn):
     assert "timed out" in payload["message"]
 
 
-def test_first_poll_waits_for_first_poll_at(posthog_conn):
+def test_first_poll_waits_for_first_poll_at(emulator, posthog_conn):
     start = utcnow()
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, -0.5), "INFO", "finished with 1 records exported")]
     )
     began = time.time()
     payload = run_trigger(make_trigger(seconds_after(start, -1), first_poll_at=began + 0.5)).payload
     assert payload["status"] == "success"
-    [request] = api_requests(posthog_conn)
+    [request] = api_requests(emulator)
     assert request.started_at >= began + 0.5
 
 
-def test_first_poll_at_never_delays_past_the_deadline(posthog_conn):
+def test_first_poll_at_never_delays_past_the_deadline(emulator, posthog_conn):
     began = time.monotonic()
     trigger = make_trigger(utcnow(), first_poll_at=time.time() + 60, end_time=time.time() + 0.3)
     assert run_trigger(trigger).payload["status"] == "timeout"
     assert time.monotonic() - began < 3
-    assert len(api_requests(posthog_conn)) == 1  # one last look at the deadline
+    assert len(api_requests(emulator)) == 1  # one last look at the deadline
 
 
-def test_persistent_error_is_an_error_event_not_success(posthog_conn):
+def test_persistent_error_is_an_error_event_not_success(emulator, posthog_conn):
     unknown = "01900000-0000-7000-8000-0000000000ff"
     trigger = PostHogBatchExportLogsTrigger(
         batch_export_id=unknown, since=utcnow().isoformat(), poll_interval=0.05
@@ -158,35 +158,35 @@ def test_persistent_error_is_an_error_event_not_success(posthog_conn):
     payload = run_trigger(trigger).payload
     assert payload["status"] == "error"
     assert "HTTP 404" in payload["message"]
-    assert len(api_requests(posthog_conn)) == 1  # a 404 is not retried
+    assert len(api_requests(emulator)) == 1  # a 404 is not retried
 
 
-def test_503_is_retried_inside_the_trigger(posthog_conn):
+def test_503_is_retried_inside_the_trigger(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished with 3 records exported")]
     )
-    posthog_conn.faults.add("status", status=503, path="/logs", times=2)
+    emulator.faults.add("status", status=503, path="/logs", times=2)
     payload = run_trigger(make_trigger(start)).payload
     assert payload["status"] == "success"
-    assert [record.status for record in api_requests(posthog_conn)] == [503, 503, 200]
+    assert [record.status for record in api_requests(emulator)] == [503, 503, 200]
 
 
-def test_429_is_retried_after_retry_after(posthog_conn):
+def test_429_is_retried_after_retry_after(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished with 3 records exported")]
     )
-    posthog_conn.faults.add("status", status=429, retry_after=1, path="/logs", times=1)
+    emulator.faults.add("status", status=429, retry_after=1, path="/logs", times=1)
     payload = run_trigger(make_trigger(start)).payload
     assert payload["status"] == "success"
-    throttled, retried = api_requests(posthog_conn)
+    throttled, retried = api_requests(emulator)
     assert (throttled.status, retried.status) == (429, 200)
     # The backoff would be 10 ms; the 1 s wait is PostHog's Retry-After.
     assert retried.started_at - throttled.started_at >= 0.95
 
 
-def test_burst_of_1200_entries_between_two_polls(posthog_conn):
+def test_burst_of_1200_entries_between_two_polls(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=5)
     burst = [
         entry(seconds_after(start, 1 + (index // 3) / 1000), "INFO", f"part {index}") for index in range(1200)
@@ -197,20 +197,20 @@ def test_burst_of_1200_entries_between_two_polls(posthog_conn):
         waiting = asyncio.create_task(first_event(make_trigger(start)))
         await asyncio.sleep(0.2)  # a few empty polls
         assert not waiting.done()
-        posthog_conn.state.add_log_entries(EXPORT_ID, burst)
+        emulator.state.add_log_entries(EXPORT_ID, burst)
         return await waiting
 
     payload = asyncio.run(scenario()).payload
     assert payload["status"] == "success"
     assert payload["cursor"]["count"] == 1201  # all read, each once
-    pages = [record for record in api_requests(posthog_conn) if "before" in record.query]
+    pages = [record for record in api_requests(emulator) if "before" in record.query]
     assert len(pages) == 2  # the burst took 3 requests: the newest 500, then two pages back
 
 
-def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice(posthog_conn):
+def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=2)
     last = seconds_after(start, 3)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(seconds_after(start, 1), "INFO", "Starting batch export"),
@@ -225,7 +225,7 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
         waiting = asyncio.create_task(first_event(original))
         # Two polls, nothing decisive: the first one's entries are judged before the second is sent.
         deadline = time.monotonic() + 10
-        while len(api_requests(posthog_conn)) < 2 and time.monotonic() < deadline:
+        while len(api_requests(emulator)) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert not waiting.done()
         waiting.cancel()  # the triggerer stops
@@ -238,27 +238,27 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
     assert mid_wait[1]["cursor"]["after"] == format_timestamp(start)  # all three still in the window
 
     # While no triggerer runs: a late entry sharing the cursor's microsecond, then the match.
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [
             entry(last, "INFO", "Late line, same microsecond"),
             entry(seconds_after(start, 4), "INFO", "finished with 9 records exported"),
         ],
     )
-    posthog_conn.clear_requests()
+    emulator.clear_requests()
     resumed = run_trigger(rebuild(mid_wait)).payload
     assert resumed["status"] == "success"
     assert resumed["cursor"]["count"] == 5  # 3 before the restart + 2 after: none missed, none twice
-    (first_request,) = api_requests(posthog_conn)[:1]
+    (first_request,) = api_requests(emulator)[:1]
     assert first_request.query["after"] == [format_timestamp(start)]
 
     # Airflow rebuilds the trigger from the kwargs stored at defer time: same outcome, same cursor.
     assert run_trigger(rebuild(stored_at_defer)).payload == resumed
 
 
-def test_trigger_never_blocks_the_event_loop(posthog_conn):
+def test_trigger_never_blocks_the_event_loop(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
-    posthog_conn.state.add_log_entries(
+    emulator.state.add_log_entries(
         EXPORT_ID,
         [entry(seconds_after(start, 1 + index / 1000), "INFO", f"line {index}") for index in range(1000)]
         + [entry(seconds_after(start, 2), "INFO", "finished with 1000 records exported")],

@@ -12,10 +12,9 @@ import subprocess
 import airflow
 import pytest
 
-from tests.processes import Processes, airflow_api_client, free_port
-from tests.support import connection_json
+from tests.helpers.emulator import connection_json
+from tests.helpers.processes import Processes, airflow_api_client, free_port
 
-pytestmark = pytest.mark.e2e
 AIRFLOW_VERSION = tuple(int(part) for part in airflow.__version__.split(".")[:2])
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules."""
+"""Tests against the emulator: a connection pointing at it, and its request log."""
 
 from __future__ import annotations
 
