@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
-from tests.support import api_requests
+from tests.helpers.emulator import api_requests
 
 UNKNOWN_RUN = "01900000-0000-7000-8000-0000000000ff"
 
@@ -107,9 +107,9 @@ def test_bad_run_id_fails_before_any_request(hook, emulator):
     assert api_requests(emulator) == []
 
 
-def test_async_hook_lists_every_page_and_gets_a_run(posthog_conn):
-    _add_runs(posthog_conn, 120, newest=datetime.now(timezone.utc) - timedelta(hours=2))
-    posthog_conn.clear_requests()
+def test_async_hook_lists_every_page_and_gets_a_run(emulator, posthog_conn):
+    _add_runs(emulator, 120, newest=datetime.now(timezone.utc) - timedelta(hours=2))
+    emulator.clear_requests()
 
     async def main():
         async with PostHogAsyncHook() as hook:
@@ -118,7 +118,7 @@ def test_async_hook_lists_every_page_and_gets_a_run(posthog_conn):
 
     runs, last = asyncio.run(main())
     assert len(runs) == 123 and last == runs[-1]
-    sent = api_requests(posthog_conn)
+    sent = api_requests(emulator)
     assert [r.method for r in sent] == ["GET"] * 3
     assert len({r.connection_id for r in sent}) == 1
 
