@@ -24,7 +24,7 @@ IF_EXISTS_CHOICES = ("reuse", "fail", "create")
 _STATE_KEY = "posthog_create_dashboard"
 # PostHog's search filter takes at most 200 characters; longer names are matched client-side.
 _MAX_SEARCH = 200
-# PostHog's 400 details for a collaborator who needs no adding (posthog-api.md §7.3).
+# PostHog's 400 details for a collaborator who needs no adding (docs/posthog-api.md §7.3).
 ALREADY_COLLABORATOR = "User already is a collaborator."
 INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
 
