@@ -49,7 +49,7 @@ def http_check(response: Any) -> bool:
 def trigger_polls(bench: Bench, since: str, polls: int, interval: float) -> list[list[Any]]:
     """Run the trigger for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
     trigger = PostHogBatchExportLogsTrigger(
-        batch_export_id=EXPORT, since=since, message_pattern=PATTERN, poll_interval=interval
+        batch_export_id=EXPORT, since=since, criteria={"message_pattern": PATTERN}, poll_interval=interval
     )
 
     async def run() -> None:

@@ -158,7 +158,7 @@ def _report(before: dict, after: dict) -> None:
     for dashboard in after["dashboards"]:
         state = "existed before" if dashboard["id"] in old_ids else "created"
         print(f"    dashboard {dashboard['id']} {dashboard['name']!r} ({state}): {dashboard['url']}")
-        print(f"      collaborators: {', '.join(after['collaborators'][dashboard['id']]) or 'none'}")
+        print(f"      collaborators: {', '.join(sorted(after['collaborators'][dashboard['id']])) or 'none'}")
 
 
 def _step(title: str, detail: object) -> None:
