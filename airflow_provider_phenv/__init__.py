@@ -92,6 +92,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [
+            "airflow_provider_phenv.links.PostHogBackfillLink",
             "airflow_provider_phenv.links.PostHogBatchExportLink",
             "airflow_provider_phenv.links.PostHogDashboardLink",
         ],

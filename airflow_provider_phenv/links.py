@@ -36,3 +36,15 @@ class PostHogDashboardLink(_PostHogLink):
 
     name = "PostHog dashboard"
     url_attribute = "dashboard_url"
+
+
+def backfill_ui_path(batch_export_id: str) -> str:
+    """Where PostHog's web app lists a batch export's backfills and runs, below ``/project/<id>/``."""
+    return f"batch_exports/{batch_export_id}#backfills"
+
+
+class PostHogBackfillLink(_PostHogLink):
+    """Opens the batch export's backfills and runs, where the task's backfill is listed."""
+
+    name = "PostHog backfill"
+    url_attribute = "backfill_url"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 # PostHog's BatchExportDestination.Destination choices (docs/posthog-api.md §5).
@@ -207,3 +207,66 @@ def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime
 def format_timestamp(value: datetime) -> str:
     """Format a UTC datetime the way PostHog writes log timestamps (microseconds, ``Z``)."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+#: Export intervals whose backfills PostHog takes as dates, not datetimes (docs/posthog-api.md §6.9).
+DATE_ONLY_INTERVALS = ("day", "week")
+
+
+def backfill_bound(name: str, value: Any) -> datetime | date:
+    """A backfill bound: a date, an aware datetime, or ISO 8601 text of either."""
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10:
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                pass
+        value = parse_timestamp(name, text, naive_ok=False)
+    if isinstance(value, datetime):
+        return parse_timestamp(name, value, naive_ok=False)
+    if isinstance(value, date):
+        return value
+    raise _fail(name, value, "a date, a datetime with a timezone, or ISO 8601 text of either")
+
+
+def _as_datetime(moment: datetime | date) -> datetime:
+    if isinstance(moment, datetime):
+        return moment
+    return datetime(moment.year, moment.month, moment.day, tzinfo=timezone.utc)
+
+
+def check_backfill_range(
+    start_at: Any, end_at: Any, *, interval: str | None = None, now: datetime | None = None
+) -> tuple[str, str]:
+    """
+    The bounds of a backfill over ``[start_at, end_at)``, formatted for PostHog.
+
+    :param start_at: first moment to export: a date, an aware datetime, or ISO 8601 text.
+    :param end_at: the moment after the last one to export; not in the future.
+    :param interval: the export's interval, when known: ``day`` and ``week`` exports take dates
+        only (a datetime at midnight UTC is turned into its date; any other time is refused), the
+        others take datetimes (a date means its midnight UTC).
+    :param now: the current moment (default: the clock), for the "not in the future" check.
+    :return: ``(start_at, end_at)`` as PostHog expects them.
+    """
+    start, end = backfill_bound("start_at", start_at), backfill_bound("end_at", end_at)
+    if _as_datetime(start) >= _as_datetime(end):
+        raise ValueError(
+            f"Invalid backfill range {start_at!r} to {end_at!r}: start_at must be before end_at."
+        )
+    if _as_datetime(end) > (now or datetime.now(timezone.utc)):
+        raise ValueError(f"Invalid end_at {end_at!r}: it is in the future; PostHog only backfills the past.")
+    if interval in DATE_ONLY_INTERVALS:
+        bounds = []
+        for name, value, moment in (("start_at", start_at, start), ("end_at", end_at, end)):
+            if isinstance(moment, datetime):
+                if moment.time() != datetime.min.time():
+                    raise ValueError(
+                        f"Invalid {name} {value!r}: this batch export runs every {interval}, so PostHog "
+                        f"backfills whole days; give a date such as {moment.date().isoformat()!r}."
+                    )
+                moment = moment.date()
+            bounds.append(moment.isoformat())
+        return bounds[0], bounds[1]
+    return format_timestamp(_as_datetime(start)), format_timestamp(_as_datetime(end))

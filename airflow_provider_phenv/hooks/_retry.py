@@ -19,7 +19,15 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+)
 
 from airflow_provider_phenv.errors import (
     PostHogRateLimitError,
@@ -33,10 +41,15 @@ AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 MAX_RETRY_AFTER = 120.0
 
 
+#: PostHog's 429 code when an export already runs as many backfills as it may (docs §13.16, §13.18).
+TOO_MANY_BACKFILLS = "too_many_concurrent_backfills"
+
+
 def is_retryable(error: BaseException) -> bool:
     """Whether a failed attempt is worth another one (the caller already ruled out unsafe repeats)."""
     if isinstance(error, PostHogRateLimitError):
-        return True
+        # Not throttling: a wait for a free backfill slot, which the backfill create does itself.
+        return error.code != TOO_MANY_BACKFILLS
     if isinstance(error, PostHogServerError):
         return error.status_code in RETRYABLE_STATUSES
     return isinstance(error, PostHogTransportError)
@@ -104,3 +117,31 @@ def parse_retry_after(value: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def is_backfill_slot_busy(error: BaseException) -> bool:
+    """Whether PostHog refused a backfill because too many run already."""
+    return isinstance(error, PostHogRateLimitError) and error.code == TOO_MANY_BACKFILLS
+
+
+def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | Any) -> dict[str, Any]:
+    """
+    Keyword arguments for ``tenacity.Retrying``: try again every ``interval`` seconds while PostHog
+    has no free backfill slot, for at most ``timeout`` seconds, saying so in the log.
+    """
+
+    def log_wait(retry_state: RetryCallState) -> None:
+        logger.warning(
+            "PostHog runs as many backfills as it allows; trying again in %.0f s (waited %.0f s of %.0f s).",
+            interval,
+            retry_state.seconds_since_start or 0.0,
+            timeout,
+        )
+
+    return {
+        "retry": retry_if_exception(is_backfill_slot_busy),
+        "stop": stop_after_delay(timeout),
+        "wait": wait_fixed(interval),
+        "before_sleep": log_wait,
+        "reraise": True,
+    }

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_phenv.errors import PostHogError
+from airflow.providers.common.compat.sdk import conf
+
+from airflow_provider_phenv.errors import PostHogError, PostHogWriteOutcomeUnknownError
 from airflow_provider_phenv.field_checks import extend, optional
-from airflow_provider_phenv.links import PostHogBatchExportLink
+from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
+from airflow_provider_phenv.operators._backfill_wait import BackfillWait, check_seconds
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
-from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp
+from airflow_provider_phenv.run_watch import (
+    ACTIVE_STATUSES,
+    FAILED_RUN_STATUSES,
+    backfill_value,
+    find_backfill,
+)
+from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
+from airflow_provider_phenv.validation import (
+    backfill_bound,
+    check_backfill_range,
+    check_bool,
+    check_uuid,
+    format_timestamp,
+)
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
+
+
+# Task state store keys: what an earlier try did, so a retry does not do it twice.
+_UNPAUSE_KEY = "posthog_unpause_with_backfill"
+_BACKFILL_KEY = "posthog_backfill"
 
 
 class PostHogDestinationTestError(PostHogError):
@@ -36,7 +57,7 @@ class _BatchExportOperator(PostHogBaseOperator):
 
     template_fields: Sequence[str] = (*PostHogBaseOperator.template_fields, "batch_export_id")
     field_checks = extend(PostHogBaseOperator.field_checks, batch_export_id=check_uuid)
-    operator_extra_links = (PostHogBatchExportLink(),)
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (PostHogBatchExportLink(),)
 
     def __init__(self, *, batch_export_id: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -74,40 +95,255 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
         return {"batch_export_id": export_id, "paused": bool(result.get("paused", True))}
 
 
-class PostHogUnpauseBatchExportOperator(_BatchExportOperator):
+class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
     """
     Unpause a PostHog batch export, optionally backfilling the time it was paused.
 
     Unpausing an active export is a no-op (and starts no backfill), so the task is safe to retry.
+    With ``backfill=True`` PostHog starts a backfill of the pause: one run per whole export
+    interval, so none for a pause shorter than one interval. Its answer carries no id, so the
+    operator finds the backfill in the export's list and pushes its id to XCom as ``backfill_id``
+    (``None`` when PostHog started none). With ``wait_for_backfill=True`` it then waits like
+    :class:`PostHogBackfillBatchExportOperator`.
+
+    An unpause with a backfill is never sent twice blindly: PostHog saves ``paused=False`` before
+    it starts the backfill, so a repeat after a lost answer would start nothing. The operator reads
+    the export and its backfills to learn what happened, and says what it found in the log.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param backfill: also export the data from the pause until now. (templated)
+    :param wait_for_backfill: wait until that backfill ends, failing unless it and all its runs
+        completed.
+    :param poll_interval: seconds between two looks at the backfill while waiting.
+    :param timeout: longest wait for the backfill (seconds or timedelta); then it is cancelled.
+        Default: no limit but the task's ``execution_timeout``.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :return: ``{"batch_export_id": ..., "paused": false}``; the moment of the request is also pushed
-        to XCom as ``unpaused_at``, for a downstream logs sensor's ``since``.
+    :return: ``{"batch_export_id": ..., "paused": false}``; XCom keys ``unpaused_at`` (the moment
+        of the request, for a downstream logs sensor's ``since``) and ``backfill_id``.
     """
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "backfill")
     field_checks = extend(_BatchExportOperator.field_checks, backfill=check_bool)
+    operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
 
-    def __init__(self, *, batch_export_id: str, backfill: bool | str = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        backfill: bool | str = False,
+        wait_for_backfill: bool = False,
+        poll_interval: float | timedelta = 60.0,
+        timeout: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.backfill = backfill
+        self.wait_for_backfill_completion = check_bool("wait_for_backfill", wait_for_backfill)
+        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
+        self.wait_timeout = check_seconds("timeout", timeout)
+        self.deferrable = deferrable
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        self.backfill_url: str | None = None
         self.check_literal_fields()
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Any:
         values = self.checked_fields()
-        export_id = self._link_export(values)
-        backfill = values["backfill"]
-        self.log.info("Unpausing PostHog batch export %s (backfill=%s).", export_id, backfill)
-        unpaused_at = format_timestamp(datetime.now(timezone.utc))
-        result = self.hook.unpause_batch_export(export_id, backfill=backfill, project_id=values["project_id"])
-        if context.get("ti") is not None:
+        export_id, project_id = self._link_export(values), values["project_id"]
+        unpaused_at = datetime.now(timezone.utc)
+        if not values["backfill"]:
+            self.log.info("Unpausing PostHog batch export %s.", export_id)
+            result = self.hook.unpause_batch_export(export_id, project_id=project_id)
+            self._push(context, unpaused_at, None)
+            return {"batch_export_id": export_id, "paused": bool(result.get("paused", False))}
+        backfill_id = self._unpause_with_backfill(context, export_id, project_id, unpaused_at)
+        self._push(context, unpaused_at, backfill_id)
+        if backfill_id is not None:
+            self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
+            if self.wait_for_backfill_completion:
+                return self.wait_for_backfill(context, export_id, backfill_id, project_id)
+        return {"batch_export_id": export_id, "paused": False}
+
+    def backfill_result(self, context: Context, value: dict[str, Any]) -> Any:
+        return {"batch_export_id": value["batch_export_id"], "paused": False}
+
+    def _unpause_with_backfill(
+        self, context: Context, export_id: str, project_id: str | None, unpaused_at: datetime
+    ) -> str | None:
+        """Unpause with a backfill (once), and return the id of the backfill PostHog started."""
+        earlier = read_state(context, _UNPAUSE_KEY, self.log)
+        export = self.hook.get_batch_export(export_id, project_id=project_id)
+        if not export.get("paused"):
+            if earlier and earlier.get("batch_export_id") == export_id:
+                self.log.info(
+                    "An earlier try unpaused batch export %s; its backfill is %s.",
+                    export_id,
+                    earlier.get("backfill_id"),
+                )
+                return earlier.get("backfill_id")
+            self.log.info("Batch export %s is not paused: PostHog starts no backfill.", export_id)
+            return None
+        self.log.info("Unpausing PostHog batch export %s with a backfill of the pause.", export_id)
+        try:
+            self.hook.unpause_batch_export(export_id, backfill=True, project_id=project_id)
+        except PostHogWriteOutcomeUnknownError:
+            if self.hook.get_batch_export(export_id, project_id=project_id).get("paused"):
+                self.log.warning("PostHog's answer was lost and the export is still paused: unpausing again.")
+                self.hook.unpause_batch_export(export_id, backfill=True, project_id=project_id)
+            else:
+                self.log.warning(
+                    "PostHog's answer was lost, but the export is unpaused: not sending it again."
+                )
+        backfill = find_backfill(
+            self.hook.list_batch_export_backfills(export_id, project_id=project_id), None, unpaused_at
+        )
+        backfill_id = None if backfill is None else str(backfill["id"])
+        if backfill is None:
+            self.log.warning("PostHog started no backfill for batch export %s.", export_id)
+        else:
+            self.log.info(
+                "PostHog started backfill %s of batch export %s for %s - %s.",
+                backfill_id,
+                export_id,
+                backfill.get("start_at"),
+                backfill.get("end_at"),
+            )
+        write_state(
+            context, _UNPAUSE_KEY, {"batch_export_id": export_id, "backfill_id": backfill_id}, self.log
+        )
+        return backfill_id
+
+    @staticmethod
+    def _push(context: Context, unpaused_at: datetime, backfill_id: str | None) -> None:
+        ti = context.get("ti")
+        if ti is not None:
             # Runs started by this unpause log after this moment: a sensor waiting for them uses it
             # as its ``since``, so a quick run is not missed when the sensor starts late.
-            context["ti"].xcom_push(key="unpaused_at", value=unpaused_at)
-        return {"batch_export_id": export_id, "paused": bool(result.get("paused", False))}
+            ti.xcom_push(key="unpaused_at", value=format_timestamp(unpaused_at))
+            ti.xcom_push(key="backfill_id", value=backfill_id)
+
+
+class PostHogBackfillBatchExportOperator(BackfillWait, _BatchExportOperator):
+    """
+    Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
+
+    PostHog makes one run per whole export interval and runs them one after another; the task
+    logs the progress (finished runs of total) and fails unless the backfill ends Completed with
+    every run Completed, quoting each failed run's error (PostHog goes on after a failed run and
+    can still call the backfill Completed). When the task is killed or its ``timeout`` passes,
+    the backfill is cancelled in PostHog. A retry of the task attaches to the backfill its earlier
+    try started, if that one is still running or completed: through the task state store on
+    Airflow >= 3.3, else by finding a running backfill over the same range.
+
+    :param batch_export_id: UUID of the batch export. (templated)
+    :param start_at: first moment to export: a date (daily and weekly exports take whole days
+        only), a datetime with a timezone, or ISO 8601 text. (templated)
+    :param end_at: the moment after the last one to export; not in the future. (templated)
+    :param wait_for_completion: wait until the backfill ends; else return once it started.
+    :param poll_interval: seconds between two looks at the backfill while waiting.
+    :param timeout: longest wait (seconds or timedelta); then the backfill is cancelled. Default:
+        no limit but the task's ``execution_timeout``.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project id; default: the connection's. (templated)
+    :return: ``{"batch_export_id", "backfill_id", "status", "total_runs", "finished_runs",
+        "records_completed"}``
+    """
+
+    template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "start_at", "end_at")
+    field_checks = extend(_BatchExportOperator.field_checks, start_at=backfill_bound, end_at=backfill_bound)
+    operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
+
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        start_at: datetime | date | str,
+        end_at: datetime | date | str,
+        wait_for_completion: bool = True,
+        poll_interval: float | timedelta = 60.0,
+        timeout: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(batch_export_id=batch_export_id, **kwargs)
+        self.start_at = start_at
+        self.end_at = end_at
+        self.wait_for_completion = check_bool("wait_for_completion", wait_for_completion)
+        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
+        self.wait_timeout = check_seconds("timeout", timeout)
+        self.deferrable = deferrable
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        self.backfill_url: str | None = None
+        self.check_literal_fields()
+
+    def check_combination(self, values: dict[str, Any]) -> None:
+        if "start_at" in values and "end_at" in values:
+            check_backfill_range(values["start_at"], values["end_at"])
+
+    def execute(self, context: Context) -> Any:
+        values = self.checked_fields()
+        export_id, project_id = self._link_export(values), values["project_id"]
+        export = self.hook.get_batch_export(export_id, project_id=project_id)
+        start, end = check_backfill_range(
+            values["start_at"], values["end_at"], interval=export.get("interval")
+        )
+        backfill_id = self._earlier_backfill(context, export_id, (start, end), project_id)
+        if backfill_id is None:
+            self.log.info("Backfilling batch export %s over %s - %s.", export_id, start, end)
+            created = self.hook.create_batch_export_backfill(
+                export_id, start_at=start, end_at=end, project_id=project_id
+            )
+            backfill_id = check_uuid("backfill_id", created.get("backfill_id"))
+            write_state(
+                context,
+                _BACKFILL_KEY,
+                {"batch_export_id": export_id, "range": [start, end], "id": backfill_id},
+                self.log,
+            )
+            self.log.info("Started backfill %s of batch export %s.", backfill_id, export_id)
+        self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
+        if self.wait_for_completion:
+            return self.wait_for_backfill(context, export_id, backfill_id, project_id)
+        backfill = self.hook.get_batch_export_backfill(export_id, backfill_id, project_id=project_id)
+        return backfill_value(export_id, backfill, [])
+
+    def _earlier_backfill(
+        self, context: Context, export_id: str, bounds: tuple[str, str], project_id: str | None
+    ) -> str | None:
+        """The backfill an earlier try of this task started over ``bounds``, if it is worth attaching to."""
+        saved = read_state(context, _BACKFILL_KEY, self.log)
+        if saved is not None:
+            if saved.get("batch_export_id") != export_id or tuple(saved.get("range") or ()) != bounds:
+                return None
+            backfill = self.hook.get_batch_export_backfill(export_id, saved["id"], project_id=project_id)
+            if backfill.get("status") in FAILED_RUN_STATUSES:
+                self.log.info(
+                    "An earlier try's backfill %s ended %s: starting a new one.",
+                    saved["id"],
+                    backfill["status"],
+                )
+                return None
+            self.log.info("Attaching to backfill %s, which an earlier try started.", saved["id"])
+            return str(saved["id"])
+        if task_state_store(context) is not None:
+            return None  # the store would know of an earlier try's backfill
+        running = [
+            backfill
+            for backfill in self.hook.list_batch_export_backfills(export_id, project_id=project_id)
+            if backfill.get("status") in ACTIVE_STATUSES
+            and find_backfill([backfill], bounds, None) is not None
+        ]
+        if not running:
+            return None
+        self.log.info("Attaching to running backfill %s over the same range.", running[0]["id"])
+        return str(running[0]["id"])
 
 
 class PostHogTestBatchExportOperator(_BatchExportOperator):

@@ -20,6 +20,7 @@ from airflow_provider_phenv.log_watch import (
     merge_streams,
     outcome_from_event,
 )
+from airflow_provider_phenv.run_watch import INTERVAL_SECONDS, RunsOutcome, RunsWait
 from airflow_provider_phenv.sensors.base import PostHogWaitSensor
 from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import FAILED, SUCCESS, PostHogWaitError
@@ -35,6 +36,15 @@ class PostHogBatchExportLogError(PostHogError):
 
 class PostHogBatchExportLogsWatchError(PostHogWaitError):
     """The deferred wait could not read the log (PostHog kept failing) or got an invalid event."""
+
+
+class PostHogBatchExportRunWaitError(PostHogWaitError):
+    """The deferred wait could not read the runs (PostHog kept failing) or got an invalid event."""
+
+
+def aware_timestamp(name: str, value: Any) -> datetime:
+    """A moment with a timezone: a naive one would be read in a guessed timezone, hours off."""
+    return parse_timestamp(name, value, naive_ok=False)
 
 
 class PostHogBatchExportLogsSensor(PostHogWaitSensor):
@@ -210,6 +220,138 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             ) from None
         self._state = WatchState(since=since, cursor=self._outcome.cursor, fingerprint=self._fingerprint())
         self._state.save(context, log=self.log)
+
+    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
+        assert self._outcome is not None  # resume_from_event ran first
+        concluded = self._conclude(self._outcome)
+        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
+        return concluded.xcom_value
+
+
+class PostHogBatchExportRunError(PostHogError):
+    """A run that PostHog will not complete covers data the sensor waits for; the message quotes it."""
+
+
+class PostHogBatchExportRunSensor(PostHogWaitSensor):
+    """
+    Wait until PostHog has exported a batch export's data up to ``until``.
+
+    It succeeds when completed runs cover every moment of ``[since, until)`` — a failed interval
+    that PostHog retried successfully counts — and fails at once, quoting PostHog's
+    ``latest_error``, when a run over that range ended Failed, FailedBilling, Cancelled, Terminated
+    or TimedOut and no completed or still-active run covers it. Each poll is one small request:
+    the runs created since ``since``.
+
+    :param batch_export_id: UUID of the batch export. (templated)
+    :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``;
+        a datetime or ISO 8601 text with a timezone. (templated)
+    :param since: start of the range; default: one export interval before ``until`` (one request
+        to read the export's interval). (templated)
+    :param kwargs: ``posthog_conn_id``, ``project_id``, ``deferrable``, ``poll_interval`` and
+        ``hook_params`` as for :class:`~airflow_provider_phenv.sensors.base.PostHogWaitSensor`,
+        and every ``BaseSensorOperator`` argument.
+    :return: ``{"batch_export_id", "runs": [{"id", "status", "data_interval_start",
+        "data_interval_end", "records_completed"}], "records_completed"}``.
+    """
+
+    template_fields: Sequence[str] = ("batch_export_id", "until", "since", *PostHogWaitSensor.template_fields)
+    field_checks = extend(
+        PostHogWaitSensor.field_checks,
+        batch_export_id=check_uuid,
+        until=aware_timestamp,
+        since=unless_empty(aware_timestamp),
+    )
+    wait_error = PostHogBatchExportRunWaitError
+
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        until: datetime | str,
+        since: datetime | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.until = until
+        self.since = since
+        self.check_literal_fields()
+
+    def check_combination(self, values: dict[str, Any]) -> None:
+        since, until = values.get("since"), values.get("until")
+        if since is not None and until is not None and since >= until:
+            raise ValueError(f"Invalid since {self.since!r}: it must be before until {self.until!r}.")
+
+    def about(self) -> str:
+        return f"the runs of batch export {self.inputs['batch_export_id']}"
+
+    def start_wait(self) -> None:
+        self._wait: RunsWait | None = None
+        self._outcome: RunsOutcome | None = None
+        self._progress = ""
+
+    def _runs_wait(self) -> RunsWait:
+        """The range to wait for; the default ``since`` costs one read of the export's interval."""
+        if self._wait is None:
+            export_id, until, since = (
+                self.inputs["batch_export_id"],
+                self.inputs["until"],
+                self.inputs["since"],
+            )
+            if since is None:
+                export = self.hook.get_batch_export(export_id, project_id=self.inputs["project_id"])
+                seconds = INTERVAL_SECONDS.get(str(export.get("interval")), 3600)
+                since = until - timedelta(seconds=seconds)
+                self.log.info(
+                    "Batch export %s runs every %s: waiting for %s onwards.",
+                    export_id,
+                    export.get("interval"),
+                    since,
+                )
+            self._wait = RunsWait(export_id, since=since, until=until)
+        return self._wait
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if not self.inputs:
+            self.begin()
+        return self._conclude(self._runs_wait().poll(self.hook, self.inputs["project_id"]))
+
+    def _conclude(self, outcome: RunsOutcome) -> bool | PokeReturnValue:
+        """Turn an outcome into the sensor's result: same XCom and same error text in every mode."""
+        if outcome.message != self._progress:
+            self._progress = outcome.message
+            self.log.info("%s", outcome.message)
+        if outcome.status == FAILED:
+            raise PostHogBatchExportRunError(outcome.message)
+        if outcome.status == SUCCESS:
+            return PokeReturnValue(True, outcome.value)
+        return False
+
+    def make_trigger(self, context: Context, *, end_time: float, first_poll_at: float) -> BaseTrigger:
+        from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
+
+        wait = self._runs_wait()
+        assert wait.since is not None and wait.until is not None
+        return PostHogBatchExportRunTrigger(
+            batch_export_id=wait.batch_export_id,
+            since=format_timestamp(wait.since),
+            until=format_timestamp(wait.until),
+            posthog_conn_id=self.posthog_conn_id,
+            project_id=self.inputs["project_id"],
+            poll_interval=self.poke_interval,
+            end_time=end_time,
+            first_poll_at=first_poll_at,
+            hook_params=self.hook_params,
+        )
+
+    def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
+        if event["status"] in (SUCCESS, FAILED):
+            try:
+                self._outcome = RunsOutcome.from_event(event)
+            except ValueError as error:
+                raise PostHogBatchExportRunWaitError(
+                    f"Malformed {event['status']!r} trigger event for {self.about()}: {error}"
+                ) from None
 
     def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
         assert self._outcome is not None  # resume_from_event ran first

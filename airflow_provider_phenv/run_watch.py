@@ -1,0 +1,366 @@
+"""
+Judging batch export runs and backfills: the logic the run sensor, the backfill waits and their
+trigger share.
+
+Nothing here talks to PostHog. The worker (sync hook) and the triggerer (async hook) fetch the
+backfill and the runs their own way and hand them to :func:`judge_backfill` or
+:func:`judge_interval`, so the same state in PostHog gives the same outcome, value and error text
+whether the task waited in the worker or deferred.
+
+Facts relied on (docs/posthog-api.md §6.9, §13.5, §13.16, §13.18): a backfill makes one run per
+whole export interval (none for a range shorter than one interval); it goes on after a failed run
+and can end ``Completed`` anyway, so a backfill is judged by its runs too (each run names its
+``backfill``); a failed interval can be retried, which makes a new run for the same interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+
+#: Final statuses of a run that did not export its interval.
+FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
+#: Statuses of a backfill (or run) that may still change.
+ACTIVE_STATUSES = frozenset({"Starting", "Running", "ContinuedAsNew", "FailedRetryable"})
+# A run's latest_error is quoted in errors and events; PostHog's can carry whole tracebacks.
+_MAX_ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class RunsOutcome:
+    """
+    What PostHog's runs say about a wait.
+
+    :param status: ``waiting``, ``success`` or ``failed`` (see :mod:`airflow_provider_phenv.waits`).
+    :param value: the task's XCom value (also while waiting: the progress so far).
+    :param message: why the wait failed, quoting PostHog; or the progress line while waiting.
+    """
+
+    status: str
+    value: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_event(self) -> dict[str, Any]:
+        """The fields a trigger event carries for this outcome."""
+        return {"value": self.value, "message": self.message}
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> RunsOutcome:
+        """Rebuild the outcome a trigger event reports; ``ValueError`` names what is missing."""
+        value, message = event.get("value"), event.get("message")
+        if not isinstance(value, dict) or not isinstance(message, str):
+            raise ValueError("no value or message")
+        return cls(event["status"], value, message)
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a run worth keeping in XCom and events."""
+    return {
+        "id": run.get("id"),
+        "status": run.get("status"),
+        "data_interval_start": run.get("data_interval_start"),
+        "data_interval_end": run.get("data_interval_end"),
+        "records_completed": run.get("records_completed"),
+    }
+
+
+def _records(runs: list[dict[str, Any]]) -> int:
+    return sum(run.get("records_completed") or 0 for run in runs if run.get("status") == "Completed")
+
+
+def _describe_failures(runs: list[dict[str, Any]]) -> str:
+    lines = []
+    for run in runs:
+        error = str(run.get("latest_error") or "no error message")
+        if len(error) > _MAX_ERROR_CHARS:
+            error = error[: _MAX_ERROR_CHARS - 1] + "…"
+        lines.append(
+            f"run {run.get('id')} for {run.get('data_interval_start')} - {run.get('data_interval_end')} "
+            f"ended {run.get('status')}: {error}"
+        )
+    return "; ".join(lines)
+
+
+# -- backfills -------------------------------------------------------------------------------------
+
+
+def backfill_value(
+    batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The backfill operator's XCom value: ids, status, progress and records."""
+    progress = backfill.get("progress") or {}
+    finished = [run for run in runs if run.get("status") not in ACTIVE_STATUSES]
+    return {
+        "batch_export_id": batch_export_id,
+        "backfill_id": backfill.get("id"),
+        "status": backfill.get("status"),
+        # PostHog drops progress once a backfill failed or was cancelled: count the runs then.
+        "total_runs": progress.get("total_runs", len(runs)),
+        "finished_runs": progress.get("finished_runs", len(finished)),
+        "records_completed": _records(runs),
+    }
+
+
+def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]) -> RunsOutcome:
+    """
+    Whether a backfill is done, and done well.
+
+    :param batch_export_id: the export's UUID, for messages.
+    :param backfill: the backfill as PostHog returns it.
+    :param runs: runs of the export (any; only those of this backfill count).
+    """
+    backfill_id = backfill.get("id")
+    own = [run for run in runs if run.get("backfill") == backfill_id]
+    value = backfill_value(batch_export_id, backfill, own)
+    status = backfill.get("status")
+    progress = f"{value['finished_runs']}/{value['total_runs']} runs finished"
+    if status in ACTIVE_STATUSES:
+        return RunsOutcome(
+            WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
+        )
+    failed = [run for run in own if run.get("status") in FAILED_RUN_STATUSES]
+    if status == "Completed" and not failed:
+        return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.")
+    why = f"; {_describe_failures(failed)}" if failed else ""
+    return RunsOutcome(
+        FAILED,
+        value,
+        f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
+    )
+
+
+def find_backfill(
+    backfills: list[dict[str, Any]],
+    bounds: tuple[Any, Any] | None,
+    since: datetime | None,
+    skew: float = 60.0,
+) -> dict[str, Any] | None:
+    """
+    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
+
+    :param backfills: the export's backfills as PostHog lists them.
+    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
+        datetimes); ``None`` for any range.
+    :param since: when the request that may have made it was sent; ``None`` for any time.
+    :param skew: seconds of clock difference between this machine and PostHog to allow.
+    """
+    wanted = None if bounds is None else tuple(_moment(bound) for bound in bounds)
+    earliest = None if since is None else since.timestamp() - skew
+    matches = [
+        backfill
+        for backfill in backfills
+        if (wanted is None or (_moment(backfill.get("start_at")), _moment(backfill.get("end_at"))) == wanted)
+        and (earliest is None or (_moment(backfill.get("created_at")) or 0.0) >= earliest)
+    ]
+    return max(matches, key=lambda backfill: _moment(backfill.get("created_at")) or 0.0, default=None)
+
+
+def _moment(value: Any) -> float | None:
+    """A date, datetime or ISO text as a UNIX time (a date is its midnight UTC); None if unreadable."""
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        if len(text) == 10:
+            text += "T00:00:00Z"
+        return parse_timestamp("moment", text).timestamp()
+    except ValueError:
+        return None
+
+
+# -- data intervals --------------------------------------------------------------------------------
+
+
+def _interval(run: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    try:
+        return (
+            parse_timestamp("data_interval_start", run["data_interval_start"]),
+            parse_timestamp("data_interval_end", run["data_interval_end"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _uncovered(
+    since: datetime, until: datetime, spans: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    """The parts of ``[since, until)`` that no span covers."""
+    gaps, position = [], since
+    for start, end in sorted(spans):
+        if start > position:
+            gaps.append((position, min(start, until)))
+        position = max(position, end)
+        if position >= until:
+            break
+    if position < until:
+        gaps.append((position, until))
+    return [(start, end) for start, end in gaps if start < end]
+
+
+def judge_interval(
+    batch_export_id: str, runs: list[dict[str, Any]], since: datetime, until: datetime
+) -> RunsOutcome:
+    """
+    Whether PostHog has exported ``[since, until)``: completed runs cover all of it.
+
+    A failed run counts against it only while no completed run (a retry) covers its interval and
+    no run that may still complete is working on it.
+
+    :param batch_export_id: the export's UUID, for messages.
+    :param runs: runs of the export (any; only those overlapping the range count).
+    :param since: start of the range.
+    :param until: end of the range.
+    """
+    relevant = []
+    for run in runs:
+        span = _interval(run)
+        if span is not None and span[0] < until and span[1] > since:
+            relevant.append((span, run))
+    completed = [run for _span, run in relevant if run.get("status") == "Completed"]
+    value = {
+        "batch_export_id": batch_export_id,
+        "runs": [run_summary(run) for run in completed],
+        "records_completed": _records(completed),
+    }
+    completed_spans = [span for span, run in relevant if run.get("status") == "Completed"]
+    gaps = _uncovered(since, until, completed_spans)
+    where = f"{format_timestamp(since)} - {format_timestamp(until)}"
+    if not gaps:
+        return RunsOutcome(SUCCESS, value, f"Batch export {batch_export_id} has exported {where}.")
+    working = [span for span, run in relevant if run.get("status") in ACTIVE_STATUSES]
+    failed = [
+        run
+        for span, run in relevant
+        if run.get("status") in FAILED_RUN_STATUSES
+        and _uncovered(max(span[0], since), min(span[1], until), completed_spans)
+        and not any(start < span[1] and end > span[0] for start, end in working)
+    ]
+    if failed:
+        return RunsOutcome(
+            FAILED,
+            value,
+            f"Batch export {batch_export_id} could not export {where}: {_describe_failures(failed)}",
+        )
+    missing = ", ".join(f"{format_timestamp(start)} - {format_timestamp(end)}" for start, end in gaps)
+    return RunsOutcome(WAITING, value, f"Batch export {batch_export_id}: waiting for {missing}.")
+
+
+def runs_wait(
+    batch_export_id: Any, *, backfill_id: Any = None, since: Any = None, until: Any = None
+) -> RunsWait:
+    """
+    A :class:`RunsWait` from user or serialized values, checked: either a backfill id, or an
+    aware ``until`` (and optional ``since``, before it); every error names the value.
+    """
+    export_id = check_uuid("batch_export_id", batch_export_id)
+    if backfill_id is not None:
+        return RunsWait(export_id, backfill_id=check_uuid("backfill_id", backfill_id))
+    if until is None or since is None:
+        raise ValueError("Invalid wait: give backfill_id, or both since and until.")
+    start = parse_timestamp("since", since, naive_ok=False)
+    end = parse_timestamp("until", until, naive_ok=False)
+    if start >= end:
+        raise ValueError(f"Invalid since {since!r}: it must be before until {until!r}.")
+    return RunsWait(export_id, since=start, until=end)
+
+
+# -- one poll, from a worker or from the triggerer ---------------------------------------------------
+
+#: Seconds of each export interval (docs/posthog-api.md §5), for the run sensor's default ``since``.
+INTERVAL_SECONDS = {
+    "every 5 minutes": 300,
+    "every 15 minutes": 900,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+}
+# Runs are filtered by creation time; PostHog's clock may differ a little from this machine's.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class RunsWait:
+    """
+    What a wait on runs asks PostHog each poll, and how it judges the answer.
+
+    Either ``backfill_id`` (wait for a backfill) or ``since`` and ``until`` (wait until a range is
+    exported). A poll costs one request: the backfill while it runs (its ``progress`` says how far
+    it is), then once the runs of the backfill to judge them; or the runs created since ``since``
+    (a run is created when its interval has ended, so older runs cannot cover the range).
+
+    :param batch_export_id: the export's UUID.
+    :param backfill_id: the backfill's UUID.
+    :param since: start of the range.
+    :param until: end of the range.
+    """
+
+    batch_export_id: str
+    backfill_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def runs_after(self, backfill: dict[str, Any] | None) -> datetime:
+        """The ``after`` filter (creation time) of the runs request."""
+        if backfill is not None:
+            created = backfill.get("created_at")
+            start = parse_timestamp("backfill created_at", created) if created else datetime.now(timezone.utc)
+        else:
+            assert self.since is not None
+            start = self.since
+        return start - _CLOCK_SKEW
+
+    def judge(self, backfill: dict[str, Any] | None, runs: list[dict[str, Any]]) -> RunsOutcome:
+        """The outcome of one poll's answers."""
+        if backfill is not None:
+            return judge_backfill(self.batch_export_id, backfill, runs)
+        assert self.since is not None and self.until is not None
+        return judge_interval(self.batch_export_id, runs, self.since, self.until)
+
+    def _requests(self, project_id: str | None) -> Generator[tuple[str, dict[str, Any]], Any, RunsOutcome]:
+        """
+        The poll as hook calls: yields ``(method name, keyword arguments)``, receives each answer,
+        returns the outcome. One description serves the sync and the async hook.
+        """
+        backfill = None
+        if self.backfill_id is not None:
+            backfill = yield (
+                "get_batch_export_backfill",
+                {
+                    "batch_export_id": self.batch_export_id,
+                    "backfill_id": self.backfill_id,
+                    "project_id": project_id,
+                },
+            )
+            if backfill.get("status") in ACTIVE_STATUSES:
+                return self.judge(backfill, [])
+        after = self.runs_after(backfill)
+        runs = yield (
+            "list_batch_export_runs",
+            {"batch_export_id": self.batch_export_id, "after": after, "project_id": project_id},
+        )
+        return self.judge(backfill, runs)
+
+    def poll(self, hook: Any, project_id: str | None) -> RunsOutcome:
+        """One poll with the sync hook."""
+        requests, answer = self._requests(project_id), None
+        try:
+            while True:
+                method, kwargs = requests.send(answer)
+                answer = getattr(hook, method)(**kwargs)
+        except StopIteration as done:
+            return done.value
+
+    async def poll_async(self, hook: Any, project_id: str | None) -> RunsOutcome:
+        """One poll with the async hook: the same requests as :meth:`poll`."""
+        requests, answer = self._requests(project_id), None
+        try:
+            while True:
+                method, kwargs = requests.send(answer)
+                answer = await getattr(hook, method)(**kwargs)
+        except StopIteration as done:
+            return done.value
