@@ -177,7 +177,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
         assert any("Pausing task as DEFERRED" in event for event in events)
         assert any("ended with success" in event for event in events)
         # The workers of the deferrable task never saw the line: only the trigger did.
-        assert not any("1 new log entries, matched" in event for event in events)
+        assert not any("1 new log entries, success" in event for event in events)
         requests = httpx.get(f"{emulator_url}/_emulator/requests").json()
         assert {request["method"] for request in requests} == {"GET"}
 
@@ -190,7 +190,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
         latency = {}
         for task, records in noticed_in.items():
             (noticed,) = [
-                r for r in records if f"Batch export {EXPORT_ID}: 1 new log entries, matched" in r["event"]
+                r for r in records if f"Batch export {EXPORT_ID}: 1 new log entries, success" in r["event"]
             ]
             finished = datetime.fromisoformat(final[task]["end_date"].replace("Z", "+00:00"))
             latency[task] = {
