@@ -2,8 +2,9 @@
 Maintenance window for a PostHog batch export's destination.
 
 Pause the export, check that PostHog can still reach the destination, unpause it with a backfill
-of the paused time, and wait until the export's logs say the backfill run finished (failing at
-once, with PostHog's message, if they report an error).
+of the paused time, and wait until that backfill ended with every one of its runs completed
+(failing with PostHog's error otherwise). PostHog makes one run per whole export interval, so a
+pause shorter than one interval backfills nothing, and the wait ends at once.
 
 The defaults match the seed data of the bundled emulator
 (``python -m airflow_provider_phenv.emulator``); pass your own ``batch_export_id`` in the run's
@@ -21,7 +22,6 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogTestBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
-from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 
 # [START howto_posthog_batch_export_maintenance]
 with DAG(
@@ -48,16 +48,12 @@ with DAG(
         task_id="unpause_export",
         batch_export_id="{{ params.batch_export_id }}",
         backfill="{{ params.backfill }}",
-    )
-    wait_for_backfill = PostHogBatchExportLogsSensor(
-        task_id="wait_for_backfill",
-        batch_export_id="{{ params.batch_export_id }}",
-        # PostHog's last line of a successful run; an ERROR line fails the task at once.
-        message_pattern=r"finished with \d+ records exported",
-        since="{{ ti.xcom_pull(task_ids='unpause_export', key='unpaused_at') }}",
+        # Wait for the backfill of the pause by its status, in the triggerer; cancel it in PostHog
+        # if it takes longer than two hours.
+        wait_for_backfill=True,
         poll_interval=5,
         timeout=timedelta(hours=2),
         deferrable=True,
     )
-    pause >> test_destination >> unpause >> wait_for_backfill
+    pause >> test_destination >> unpause
 # [END howto_posthog_batch_export_maintenance]

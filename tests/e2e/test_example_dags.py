@@ -76,16 +76,42 @@ def test_batch_export_maintenance(run_dag, emulator, capfd):
         "batch_export_id": SEED.s3_export_id,
         "paused": False,
     }
-    # The sensor saw the backfill run that the unpause started finish, not an older one.
-    finished = xcoms[("wait_for_backfill", -1, "return_value")]["entry"]
-    assert "finished with" in finished["message"]
-    assert finished["timestamp"] > xcoms[("unpause_export", -1, "unpaused_at")]
-    backfill_runs = {run["id"] for run in emulator.state.runs_of(SEED.s3_export_id) if run["backfill_id"]}
-    assert finished["instance_id"] in backfill_runs
+    # The unpause found the backfill PostHog started for the pause and waited for it by status.
+    backfill_id = xcoms[("unpause_export", -1, "backfill_id")]
+    assert backfill_id in emulator.state.backfills
+    backfill_runs = [
+        run for run in emulator.state.runs_of(SEED.s3_export_id) if run["backfill_id"] == backfill_id
+    ]
+    assert all(
+        run["created_at"] + run["duration"] <= emulator.state.now() for run in backfill_runs
+    )  # all ended
     assert xcoms[("pause_export", -1, "_link_PostHogBatchExportLink")].endswith(
         f"/project/1/batch_exports/{SEED.s3_export_id}"
     )
     _assert_key_nowhere(emulator, capfd, xcoms)
+
+
+def test_backfill_waits_for_every_run(run_dag, emulator, capfd):
+    emulator.state.set_run_outcome(SEED.s3_export_id, "completed", duration=0.5)
+    dag_run, states, xcoms = run_dag("posthog_backfill")
+    assert dag_run.state == "success", states
+    result = xcoms[("backfill_export", -1, "return_value")]
+    assert result["status"] == "Completed" and result["total_runs"] == result["finished_runs"] >= 1
+    (post,) = [r for r in api_requests(emulator) if r.method == "POST"]
+    assert post.path.endswith("/backfills/")
+    _assert_key_nowhere(emulator, capfd, xcoms)
+
+
+def test_export_downstream_waits_for_the_interval(run_dag, emulator, capfd, dag_bag):
+    from datetime import datetime, timedelta, timezone
+
+    # An hour the seeded runs already exported: the run sensor's first poll in the worker decides.
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    dag_run = dag_bag.dags["posthog_export_downstream"].test(logical_date=hour)
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", states
+    out, err = capfd.readouterr()
+    assert "PostHog exported 1000 records in 1 run(s)." in out + err + _task_logs()
 
 
 def test_dashboard_provisioning_is_idempotent(run_dag, emulator, capfd):
