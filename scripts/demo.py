@@ -1,5 +1,5 @@
 """
-Run both example DAGs end to end with ``airflow dags test`` and show what changed in PostHog.
+Run the example DAGs end to end with ``airflow dags test`` and show what changed in PostHog.
 
 Without settings it starts the bundled PostHog emulator, so no account is needed. With
 ``POSTHOG_HOST``, ``POSTHOG_API_KEY``, ``POSTHOG_PROJECT_ID`` and ``POSTHOG_BATCH_EXPORT_ID`` set,
@@ -23,7 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DAGS = ("posthog_batch_export_maintenance", "posthog_dashboard_provisioning")
+DAGS = (
+    "posthog_batch_export_maintenance",
+    "posthog_backfill",
+    "posthog_export_downstream",
+    "posthog_dashboard_provisioning",
+)
 DAG_TIMEOUT = 300
 
 
@@ -57,8 +62,12 @@ def main() -> int:
         failed = []
         for dag_id in DAGS:
             _step("Running DAG", dag_id)
-            conf = json.dumps(target["conf"][dag_id])
-            code = _run([str(BIN / "airflow"), "dags", "test", dag_id, "-c", conf], env, timeout=DAG_TIMEOUT)
+            conf = json.dumps(target["conf"].get(dag_id, {}))
+            command = [str(BIN / "airflow"), "dags", "test", dag_id]
+            if dag_id == "posthog_export_downstream":
+                command.append(_two_hours_ago())  # an hourly interval PostHog has exported by now
+            command += ["-c", conf]
+            code = _run(command, env, timeout=DAG_TIMEOUT)
             print(f"    {dag_id}: {'success' if code == 0 else f'FAILED (exit code {code})'}")
             if code != 0:
                 failed.append(dag_id)
@@ -85,6 +94,8 @@ def _real_posthog() -> dict:
         "batch_export_id": os.environ["POSTHOG_BATCH_EXPORT_ID"],
         "conf": {
             "posthog_batch_export_maintenance": {"batch_export_id": os.environ["POSTHOG_BATCH_EXPORT_ID"]},
+            "posthog_backfill": {"batch_export_id": os.environ["POSTHOG_BATCH_EXPORT_ID"]},
+            "posthog_export_downstream": {"batch_export_id": os.environ["POSTHOG_BATCH_EXPORT_ID"]},
             "posthog_dashboard_provisioning": {
                 "dashboard_name": os.environ.get("POSTHOG_DASHBOARD_NAME", "Pipeline health"),
                 "collaborators": [uuid for uuid in collaborators if uuid],
@@ -125,10 +136,7 @@ def _snapshot(target: dict) -> dict:
     name = target["conf"]["posthog_dashboard_provisioning"].get("dashboard_name", "Pipeline health")
     with PostHogHook() as hook:
         export = hook.get_batch_export(target["batch_export_id"])
-        # The run the maintenance DAG's sensor waited for: the newest "finished" line since the pause.
-        finished = export.get("last_paused_at") and hook.get_batch_export_logs(
-            target["batch_export_id"], after=export["last_paused_at"], search="finished", limit=1
-        )["results"]
+        backfills = hook.list_batch_export_backfills(target["batch_export_id"])
         dashboards = [d for d in hook.list_dashboards(search=name) if d["name"] == name]
         collaborators = {
             d["id"]: [c["user"]["email"] for c in hook.list_dashboard_collaborators(d["id"])]
@@ -136,7 +144,10 @@ def _snapshot(target: dict) -> dict:
         }
         return {
             "export": {key: export.get(key) for key in ("id", "name", "paused", "last_paused_at")},
-            "finished": finished[0] if finished else None,
+            "backfills": [
+                {key: backfill.get(key) for key in ("id", "status", "start_at", "end_at", "progress")}
+                for backfill in backfills
+            ],
             "dashboards": [
                 {"id": d["id"], "name": d["name"], "url": hook.ui_url(None, f"dashboard/{d['id']}")}
                 for d in dashboards
@@ -151,14 +162,26 @@ def _report(before: dict, after: dict) -> None:
     print(f"    batch export {export['id']} ({export['name']}):")
     print(f"      paused: {before['export']['paused']} -> {export['paused']}")
     print(f"      last paused at: {before['export']['last_paused_at']} -> {export['last_paused_at']}")
-    if after["finished"] and after["finished"] != before["finished"]:
-        entry = after["finished"]
-        print(f"      backfill run logged at {entry['timestamp']}: {entry['message']}")
+    old_backfills = {backfill["id"] for backfill in before["backfills"]}
+    for backfill in after["backfills"]:
+        if backfill["id"] not in old_backfills:
+            runs = (backfill["progress"] or {}).get("total_runs", "?")
+            print(
+                f"      backfill {backfill['id']} {backfill['start_at']} - {backfill['end_at']}: "
+                f"{backfill['status']}, {runs} run(s)"
+            )
     old_ids = {d["id"] for d in before["dashboards"]}
     for dashboard in after["dashboards"]:
         state = "existed before" if dashboard["id"] in old_ids else "created"
         print(f"    dashboard {dashboard['id']} {dashboard['name']!r} ({state}): {dashboard['url']}")
         print(f"      collaborators: {', '.join(sorted(after['collaborators'][dashboard['id']])) or 'none'}")
+
+
+def _two_hours_ago() -> str:
+    from datetime import datetime, timedelta, timezone
+
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    return hour.isoformat()
 
 
 def _step(title: str, detail: object) -> None:

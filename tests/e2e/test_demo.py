@@ -34,7 +34,8 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     out = done.stdout
     assert "posthog_batch_export_maintenance: success" in out
     assert "posthog_dashboard_provisioning: success" in out
-    assert "backfill run logged at" in out and "finished with" in out
+    assert "posthog_backfill: success" in out and "posthog_export_downstream: success" in out
+    assert ": Completed, " in out  # the backfills the DAGs started, by status
     assert "'Pipeline health' (created)" in out
     assert "collaborators: alice@example.com, bob@example.com" in out
 
