@@ -22,11 +22,13 @@ from airflow_provider_phenv.run_watch import (
 )
 from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (
+    DATE_ONLY_INTERVALS,
     backfill_bound,
     check_backfill_range,
     check_bool,
     check_uuid,
     format_timestamp,
+    parse_timestamp,
 )
 
 if TYPE_CHECKING:
@@ -188,6 +190,7 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
             self.log.info("Batch export %s is not paused: PostHog starts no backfill.", export_id)
             return None
         self.log.info("Unpausing PostHog batch export %s with a backfill of the pause.", export_id)
+        answer_lost = False
         try:
             self.hook.unpause_batch_export(export_id, backfill=True, project_id=project_id)
         except PostHogWriteOutcomeUnknownError:
@@ -195,12 +198,17 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
                 self.log.warning("PostHog's answer was lost and the export is still paused: unpausing again.")
                 self.hook.unpause_batch_export(export_id, backfill=True, project_id=project_id)
             else:
+                answer_lost = True
                 self.log.warning(
                     "PostHog's answer was lost, but the export is unpaused: not sending it again."
                 )
         backfill = find_backfill(
             self.hook.list_batch_export_backfills(export_id, project_id=project_id), None, unpaused_at
         )
+        if backfill is None and answer_lost:
+            # PostHog saves the unpause before it starts the backfill: a failure in between leaves
+            # the pause without a backfill, which only this task can still start.
+            backfill = self._backfill_the_pause(export, unpaused_at, project_id)
         backfill_id = None if backfill is None else str(backfill["id"])
         if backfill is None:
             self.log.warning("PostHog started no backfill for batch export %s.", export_id)
@@ -216,6 +224,29 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
             context, _UNPAUSE_KEY, {"batch_export_id": export_id, "backfill_id": backfill_id}, self.log
         )
         return backfill_id
+
+    def _backfill_the_pause(
+        self, export: dict[str, Any], unpaused_at: datetime, project_id: str | None
+    ) -> dict[str, Any] | None:
+        """Start the backfill of ``[last_paused_at, unpaused_at)`` that PostHog did not start."""
+        export_id, interval = str(export["id"]), export.get("interval")
+        if not export.get("last_paused_at"):
+            self.log.warning("Batch export %s has no last_paused_at: nothing to backfill.", export_id)
+            return None
+        paused_at = parse_timestamp("last_paused_at", export["last_paused_at"])
+        # Daily and weekly exports backfill whole days: the days the pause began and ended on.
+        whole_days = interval in DATE_ONLY_INTERVALS
+        start = paused_at.date() if whole_days else paused_at
+        end = unpaused_at.date() if whole_days else unpaused_at
+        if start >= end:
+            self.log.info("The pause of batch export %s was too short to backfill.", export_id)
+            return None
+        bounds = check_backfill_range(start, end, interval=interval)
+        self.log.warning("Starting the backfill of the pause PostHog did not start: %s - %s.", *bounds)
+        created = self.hook.create_batch_export_backfill(
+            export_id, start_at=bounds[0], end_at=bounds[1], project_id=project_id
+        )
+        return {"id": created["backfill_id"], "start_at": bounds[0], "end_at": bounds[1]}
 
     @staticmethod
     def _push(context: Context, unpaused_at: datetime, backfill_id: str | None) -> None:
