@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_phenv.errors import PostHogConnectionConfigError
+from airflow_provider_phenv.hooks._budget import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
 from airflow_provider_phenv.validation import check_project_id
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class PostHogSettings:
     api_prefix: str
     timeout: float
     max_retries: int
+    #: The shared budget of every trigger using this host and key in one triggerer (see ``_budget``).
+    requests_per_minute: float = DEFAULT_PER_MINUTE
+    requests_per_hour: float = DEFAULT_PER_HOUR
 
     @property
     def connect_timeout(self) -> float:
@@ -103,6 +107,13 @@ def _extra_number(extra: dict[str, Any], name: str, conn_id: str, kind: type) ->
             f"Connection {conn_id!r}: extra {name!r} must be a non-negative number, got {value!r}."
         )
     return number
+
+
+def _budget(extra: dict[str, Any], name: str, conn_id: str, default: float) -> float:
+    value = _extra_number(extra, name, conn_id, float)
+    if value == 0:
+        raise PostHogConnectionConfigError(f"Connection {conn_id!r}: extra {name!r} must be positive, got 0.")
+    return default if value is None else float(value)
 
 
 def _extra_flag(extra: dict[str, Any], name: str) -> bool:
@@ -171,4 +182,6 @@ def settings_from_connection(
         api_prefix=api_prefix,
         timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
         max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+        requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE),
+        requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR),
     )

@@ -12,6 +12,7 @@ for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks._
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from functools import cached_property
@@ -43,6 +44,7 @@ from airflow_provider_phenv.hooks._base import (
     runs_call,
     shared_ssl_context,
 )
+from airflow_provider_phenv.hooks._budget import request_budget
 from airflow_provider_phenv.hooks._logs import LogFilters, LogsPager, logs_call
 from airflow_provider_phenv.hooks._retry import slot_wait_kwargs
 from airflow_provider_phenv.hooks._settings import PostHogSettings
@@ -743,9 +745,14 @@ class PostHogAsyncHook(PostHogHookBase):
     async def _call(self, call: ApiCall) -> Any:
         settings = await self.get_settings()
         call, url = self._prepare(settings, call)
+        budget = request_budget(
+            settings.base_url, settings.api_key, settings.requests_per_minute, settings.requests_per_hour
+        )
+        # Identical reads in flight at the same moment are sent once; writes never are.
+        same = (url, json.dumps(call.params, sort_keys=True, default=str)) if call.method == "GET" else None
         async for attempt in AsyncRetrying(**self._retry_kwargs(settings)):
             with attempt:
-                return await self._send_once(settings, call, url)
+                return await budget.send(same, lambda: self._send_once(settings, call, url))
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:

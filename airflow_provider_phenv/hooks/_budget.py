@@ -1,0 +1,169 @@
+"""
+One request budget per PostHog key in a process: what keeps a triggerer full of waits under
+PostHog's rate limit.
+
+PostHog allows a personal API key 480 requests a minute and 4,800 an hour (docs/posthog-api.md §3).
+A thousand deferred waits polling every few seconds would ask for far more, and each would spend
+its retries on 429s. So every async hook in one event loop (the triggerer's) that uses the same
+host and key shares one :class:`RequestBudget`:
+
+* requests take a token from a per-minute and a per-hour bucket, first come first served, so when
+  the budget is short every wait's polls stretch alike (and the budget says so in the log);
+* identical GETs in flight at the same moment (two waits on the same backfill, say) are sent once
+  and share the answer;
+* a 429 that still happens pauses every request on that key for ``Retry-After`` (or a backoff), not
+  only the one that got it.
+
+Budgets are kept per event loop, since asyncio primitives belong to one loop, and are keyed by a
+digest of the host and key: the key itself is never kept here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from airflow_provider_phenv.errors import PostHogRateLimitError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Defaults a little under PostHog's personal-API-key limits (480/minute, 4,800/hour), leaving
+#: room for the workers' own requests with the same key.
+DEFAULT_PER_MINUTE = 400
+DEFAULT_PER_HOUR = 4000
+# A 429 without Retry-After pauses the key this long.
+_DEFAULT_PAUSE = 30.0
+# Say at most this often that the budget is short.
+_REPORT_EVERY = 60.0
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` tokens, refilled evenly over ``period`` seconds."""
+
+    def __init__(self, capacity: float, period: float) -> None:
+        self.capacity = float(capacity)
+        self.rate = self.capacity / period
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until a token is free (0 when one is), after refilling up to ``now``."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+class RequestBudget:
+    """
+    The shared budget of one host and key in one event loop.
+
+    :param per_minute: requests a minute at most.
+    :param per_hour: requests an hour at most.
+    :param label: how the budget is named in the log (host only, never the key).
+    """
+
+    def __init__(self, per_minute: float, per_hour: float, label: str) -> None:
+        self.buckets = (_Bucket(per_minute, 60.0), _Bucket(per_hour, 3600.0))
+        self.label = label
+        self.paused_until = 0.0
+        self.waiting = 0
+        self.sent = 0
+        self.coalesced = 0
+        self._turn = asyncio.Lock()
+        self._in_flight: dict[Any, asyncio.Future[Any]] = {}
+        self._reported = 0.0
+
+    async def acquire(self) -> None:
+        """Wait for a token, in arrival order; a pause after a 429 holds everyone."""
+        self.waiting += 1
+        started = time.monotonic()
+        try:
+            async with self._turn:
+                while True:
+                    now = time.monotonic()
+                    delay = max(
+                        [self.paused_until - now, *(bucket.wait_time(now) for bucket in self.buckets)]
+                    )
+                    if delay <= 0:
+                        break
+                    await asyncio.sleep(delay)
+                for bucket in self.buckets:
+                    bucket.tokens -= 1
+        finally:
+            self.waiting -= 1
+        self._report(time.monotonic() - started)
+
+    def _report(self, waited: float) -> None:
+        now = time.monotonic()
+        if waited >= 1.0 and now - self._reported >= _REPORT_EVERY:
+            self._reported = now
+            log.warning(
+                "The request budget for %s is short: polls are stretched (this request waited %.1f s, "
+                "%d more waiting). Poll less often or raise the connection's request budget.",
+                self.label,
+                waited,
+                self.waiting,
+            )
+
+    def pause(self, seconds: float | None) -> None:
+        """After a 429: hold every request on this key for ``seconds`` (or a default)."""
+        until = time.monotonic() + (_DEFAULT_PAUSE if seconds is None else seconds)
+        if until > self.paused_until:
+            self.paused_until = until
+            log.warning(
+                "PostHog throttled the key for %s: every request on it waits %.0f s.",
+                self.label,
+                until - time.monotonic(),
+            )
+
+    async def send(self, coalesce_key: Any, send: Callable[[], Awaitable[T]]) -> T:
+        """
+        Send one request within the budget; ``coalesce_key`` (None for none) shares an identical
+        request already in flight instead of sending it again.
+        """
+        if coalesce_key is not None and coalesce_key in self._in_flight:
+            self.coalesced += 1
+            return await asyncio.shield(self._in_flight[coalesce_key])
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if coalesce_key is not None:
+            self._in_flight[coalesce_key] = future
+        try:
+            await self.acquire()
+            self.sent += 1
+            result = await send()
+        except BaseException as error:
+            if isinstance(error, PostHogRateLimitError):
+                self.pause(error.retry_after)
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: a lone request's failure is not "never retrieved"
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if coalesce_key is not None:
+                self._in_flight.pop(coalesce_key, None)
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def request_budget(host: str, api_key: str, per_minute: float, per_hour: float) -> RequestBudget:
+    """The budget shared by every async hook of this event loop that uses ``host`` and ``api_key``."""
+    loop = asyncio.get_running_loop()
+    digest = hashlib.blake2b(f"{host}\x1f{api_key}".encode(), digest_size=8).hexdigest()
+    budgets = _budgets.setdefault(loop, {})
+    budget = budgets.get(digest)
+    if budget is None:
+        budget = budgets[digest] = RequestBudget(per_minute, per_hour, label=host)
+    return budget

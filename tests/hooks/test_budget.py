@@ -1,0 +1,87 @@
+"""The request budget that every async hook of one triggerer shares per PostHog key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.hooks._budget import RequestBudget
+from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+from tests.helpers.emulator import api_requests, connection_json
+
+FAST = {"backoff": 0.01, "backoff_max": 0.02}
+
+
+def test_requests_beyond_the_budget_wait_in_arrival_order():
+    async def main() -> list[float]:
+        budget = RequestBudget(per_minute=30, per_hour=1000, label="test")
+        started = time.monotonic()
+        moments: list[float] = []
+
+        async def one() -> None:
+            await budget.acquire()
+            moments.append(time.monotonic() - started)
+
+        await asyncio.gather(*(one() for _ in range(31)))
+        return moments
+
+    moments = asyncio.run(main())
+    assert max(moments[:30]) < 0.5  # the minute's burst
+    assert 1.5 < moments[30] < 3.5  # then one token every 2 s
+
+
+def test_identical_reads_in_flight_are_sent_once(emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
+
+    async def main() -> list[dict]:
+        hooks = [PostHogAsyncHook(**FAST) for _ in range(5)]
+        try:
+            return await asyncio.gather(*(hook.get_batch_export(SEED.s3_export_id) for hook in hooks))
+        finally:
+            await asyncio.gather(*(hook.aclose() for hook in hooks))
+
+    answers = asyncio.run(main())
+    assert len(api_requests(emulator)) == 1
+    assert all(answer["id"] == SEED.s3_export_id for answer in answers)
+
+
+def test_a_429_slows_every_wait_on_the_key_not_only_the_one_that_got_it(emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    emulator.faults.add("status", status=429, retry_after=1, times=1)
+
+    async def main() -> None:
+        hooks = [PostHogAsyncHook(**FAST) for _ in range(3)]
+        exports = [SEED.s3_export_id, SEED.bigquery_export_id, SEED.postgres_export_id]
+        try:
+            first = asyncio.create_task(hooks[0].get_batch_export(exports[0]))
+            while not api_requests(emulator):  # until PostHog has throttled the first wait
+                await asyncio.sleep(0.01)
+            others = [
+                hook.get_batch_export(export) for hook, export in zip(hooks[1:], exports[1:], strict=True)
+            ]
+            await asyncio.gather(first, *others)
+        finally:
+            await asyncio.gather(*(hook.aclose() for hook in hooks))
+
+    asyncio.run(main())
+    sent = api_requests(emulator)
+    assert [record.status for record in sent] == [429, 200, 200, 200]
+    throttled_at = sent[0].started_at
+    assert all(record.started_at - throttled_at >= 0.9 for record in sent[1:])
+
+
+def test_the_budget_is_a_connection_setting(emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, requests_per_minute="60"))
+
+    async def main() -> float:
+        async with PostHogAsyncHook(**FAST) as hook:
+            return (await hook.get_settings()).requests_per_minute
+
+    assert asyncio.run(main()) == 60.0
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, requests_per_hour="0"))
+    with pytest.raises(Exception, match="requests_per_hour"):
+        asyncio.run(main())
