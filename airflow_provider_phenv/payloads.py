@@ -19,14 +19,34 @@ from airflow_provider_phenv.validation import (
     check_positive_int,
 )
 
+#: The writable fields of a batch export that PostHog validates again in ``run_test_step``: it runs
+#: the merged payload through the whole serializer, so a hogql-model export without its
+#: ``hogql_query`` is refused for every step (docs/posthog-api.md §13.7).
+EXPORT_FIELDS = (
+    "name",
+    "model",
+    "interval",
+    "start_at",
+    "end_at",
+    "hogql_query",
+    "hogql_modifiers",
+    "primary_key",
+    "version_key",
+    "incremental_mode",
+    "filters",
+    "timezone",
+    "offset_day",
+    "offset_hour",
+)
+
 
 def payload_from_export(export: dict[str, Any]) -> dict[str, Any]:
-    """The fields of an existing export that PostHog's ``run_test_step`` validates."""
+    """Every non-null field of an existing export that PostHog's ``run_test_step`` validates."""
     destination = export.get("destination") or {}
     payload_destination = {
         key: destination[key] for key in ("type", "config", "integration") if key in destination
     }
-    payload = {key: export[key] for key in ("name", "interval", "model") if export.get(key) is not None}
+    payload = {key: export[key] for key in EXPORT_FIELDS if export.get(key) is not None}
     return {**payload, "destination": payload_destination}
 
 

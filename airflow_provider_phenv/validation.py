@@ -30,11 +30,11 @@ DESTINATION_TYPES = (
     "NoOp",
     "FileDownload",
 )
-# Destinations for which PostHog offers test steps (GET batch_exports/test/).
+# Destinations for which PostHog offers test steps (GET batch_exports/test/). The legacy type
+# ``S3`` has none: its test endpoint answers an empty 404 and run_test_step a 500 (docs §13.8).
 TESTABLE_DESTINATION_TYPES = (
     "AwsS3",
     "S3Compatible",
-    "S3",
     "BigQuery",
     "Snowflake",
     "Databricks",

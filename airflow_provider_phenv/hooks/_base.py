@@ -26,6 +26,7 @@ from airflow_provider_phenv.errors import (
     PostHogAPIError,
     PostHogConnectionConfigError,
     PostHogRateLimitError,
+    PostHogServerError,
     PostHogWriteOutcomeUnknownError,
     error_class_for_status,
     parse_error_body,
@@ -66,6 +67,8 @@ class ApiCall:
     :param repeatable: whether sending it twice is harmless; creates are not.
     :param project_id: project/environment id; ``None`` means the connection's, resolved by the hook.
     :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
+    :param retry_server_errors: whether a 5xx may be worth another try; not for endpoints whose
+        500 is deterministic (a destination test PostHog cannot run).
     """
 
     path: str
@@ -76,6 +79,7 @@ class ApiCall:
     repeatable: bool = True
     project_id: int | str | None = None
     next_url: str | None = None
+    retry_server_errors: bool = True
 
     @property
     def subject(self) -> str:
@@ -271,6 +275,8 @@ class PostHogHookBase(BaseHook):
             **envelope,
         }
         error_class = error_class_for_status(status)
+        if error_class is PostHogServerError and not call.retry_server_errors:
+            error_class = PostHogAPIError  # not a PostHogServerError: never retried
         if error_class is PostHogRateLimitError:
             kwargs["retry_after"] = parse_retry_after(headers.get("retry-after"))
         error = error_class(**kwargs)

@@ -23,6 +23,7 @@ from airflow_provider_phenv.run_watch import (
 from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (
     DATE_ONLY_INTERVALS,
+    TESTABLE_DESTINATION_TYPES,
     backfill_bound,
     check_backfill_range,
     check_bool,
@@ -431,6 +432,11 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
             payload = values["batch_export"]
             what = f"new batch export {payload['name']!r}"
         destination_type = payload["destination"].get("type")
+        if destination_type not in TESTABLE_DESTINATION_TYPES:
+            raise ValueError(
+                f"The destination of {what} is of type {destination_type!r}, which PostHog cannot test; "
+                f"it tests {', '.join(TESTABLE_DESTINATION_TYPES)}."
+            )
         available = self.hook.get_batch_export_test_steps(destination_type, project_id=project_id)["steps"]
         selected = _select_steps(available, values["steps"])
         self.log.info("Testing the %s destination of %s: %d step(s).", destination_type, what, len(selected))

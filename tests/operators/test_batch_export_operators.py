@@ -160,3 +160,50 @@ def test_templated_bad_input_fails_before_any_request(emulator, posthog_conn):
     with pytest.raises(ValueError, match="Invalid batch_export_id 'not-a-uuid'"):
         op.execute({})
     assert api_requests(emulator) == []
+
+
+# -- what PostHog's destination tests really accept (docs/posthog-api.md §13.7, §13.8) -------------
+
+
+def test_an_existing_export_is_tested_with_every_field_posthog_validates(emulator, posthog_conn):
+    emulator.state.set_feature_flag("hogql-batch-exports")
+    export = emulator.state.add_batch_export(
+        "hogql export",
+        emulator.state.get_batch_export(SEED.s3_export_id)["destination"],
+        interval="day",
+        model="hogql",
+        hogql_query="SELECT event FROM events",
+        timezone="Europe/Berlin",
+        offset_hour=2,
+    )
+    PostHogTestBatchExportOperator(task_id="test", batch_export_id=export["id"]).execute({})
+    sent, *_ = [r.body for r in api_requests(emulator) if r.path.endswith("/run_test_step/")]
+    assert {key: sent[key] for key in ("model", "hogql_query", "timezone", "offset_hour", "step")} == {
+        "model": "hogql",
+        "hogql_query": "SELECT event FROM events",
+        "timezone": "Europe/Berlin",
+        "offset_hour": 2,
+        "step": 0,
+    }
+    assert "offset_day" not in sent  # null fields are left out
+
+
+def test_the_legacy_s3_type_is_refused_when_the_dag_is_parsed():
+    payload = {**_payload("bucket"), "destination": {"type": "S3", "config": {"bucket_name": "b"}}}
+    with pytest.raises(ValueError, match="Invalid destination type 'S3'"):
+        PostHogTestBatchExportOperator(task_id="test", batch_export=payload)
+
+
+def test_an_unknown_step_index_is_refused_before_any_step_runs(emulator, posthog_conn):
+    with pytest.raises(ValueError, match=r"Invalid step 7: this destination has the steps"):
+        PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id, steps=[7]).execute(
+            {}
+        )
+    assert not [r for r in api_requests(emulator) if r.method == "POST"]
+
+
+def test_a_500_from_a_test_step_is_not_retried(emulator, posthog_conn):
+    emulator.faults.add("status", status=500, path="/run_test_step/", times=3)
+    with pytest.raises(Exception, match="HTTP 500"):
+        PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id, **FAST).execute({})
+    assert len([r for r in api_requests(emulator) if r.path.endswith("/run_test_step/")]) == 1
