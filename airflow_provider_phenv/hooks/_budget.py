@@ -7,8 +7,9 @@ A thousand deferred waits polling every few seconds would ask for far more, and 
 its retries on 429s. So every async hook in one event loop (the triggerer's) that uses the same
 host and key shares one :class:`RequestBudget`:
 
-* requests take a token from a per-minute and a per-hour bucket, first come first served, so when
-  the budget is short every wait's polls stretch alike (and the budget says so in the log);
+* at most so many requests go out in any minute and any hour (PostHog counts sliding windows too),
+  first come first served, so when the budget is short every wait's polls stretch alike (and the
+  budget says so in the log);
 * identical GETs in flight at the same moment (two waits on the same backfill, say) are sent once
   and share the answer;
 * a 429 that still happens pauses every request on that key for ``Retry-After`` (or a backoff), not
@@ -25,6 +26,7 @@ import hashlib
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -44,20 +46,19 @@ _DEFAULT_PAUSE = 30.0
 _REPORT_EVERY = 60.0
 
 
-class _Bucket:
-    """A token bucket: ``capacity`` tokens, refilled evenly over ``period`` seconds."""
+class _Window:
+    """At most ``limit`` requests in any ``seconds``-long window, the way PostHog counts them."""
 
-    def __init__(self, capacity: float, period: float) -> None:
-        self.capacity = float(capacity)
-        self.rate = self.capacity / period
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
+    def __init__(self, limit: float, seconds: float) -> None:
+        self.limit = int(limit)
+        self.seconds = seconds
+        self.sent: deque[float] = deque()
 
     def wait_time(self, now: float) -> float:
-        """Seconds until a token is free (0 when one is), after refilling up to ``now``."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        """Seconds until one more request fits (0 when it does)."""
+        while self.sent and now - self.sent[0] >= self.seconds:
+            self.sent.popleft()
+        return 0.0 if len(self.sent) < self.limit else self.sent[0] + self.seconds - now
 
 
 class RequestBudget:
@@ -70,7 +71,7 @@ class RequestBudget:
     """
 
     def __init__(self, per_minute: float, per_hour: float, label: str) -> None:
-        self.buckets = (_Bucket(per_minute, 60.0), _Bucket(per_hour, 3600.0))
+        self.windows = (_Window(per_minute, 60.0), _Window(per_hour, 3600.0))
         self.label = label
         self.paused_until = 0.0
         self.waiting = 0
@@ -89,13 +90,13 @@ class RequestBudget:
                 while True:
                     now = time.monotonic()
                     delay = max(
-                        [self.paused_until - now, *(bucket.wait_time(now) for bucket in self.buckets)]
+                        [self.paused_until - now, *(window.wait_time(now) for window in self.windows)]
                     )
                     if delay <= 0:
                         break
                     await asyncio.sleep(delay)
-                for bucket in self.buckets:
-                    bucket.tokens -= 1
+                for window in self.windows:
+                    window.sent.append(now)
         finally:
             self.waiting -= 1
         self._report(time.monotonic() - started)

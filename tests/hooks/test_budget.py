@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from airflow_provider_phenv.hooks._budget import RequestBudget
+from airflow_provider_phenv.hooks._budget import RequestBudget, _Window
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from tests.helpers.emulator import api_requests, connection_json
 
@@ -16,21 +16,26 @@ FAST = {"backoff": 0.01, "backoff_max": 0.02}
 
 
 def test_requests_beyond_the_budget_wait_in_arrival_order():
-    async def main() -> list[float]:
-        budget = RequestBudget(per_minute=30, per_hour=1000, label="test")
+    async def main() -> list[tuple[int, float]]:
+        budget = RequestBudget(per_minute=400, per_hour=4000, label="test")
+        budget.windows = (_Window(3, 0.5),)  # 3 a half-second, for a quick test
         started = time.monotonic()
-        moments: list[float] = []
+        moments: list[tuple[int, float]] = []
 
-        async def one() -> None:
+        async def one(number: int) -> None:
             await budget.acquire()
-            moments.append(time.monotonic() - started)
+            moments.append((number, time.monotonic() - started))
 
-        await asyncio.gather(*(one() for _ in range(31)))
+        await asyncio.gather(*(one(number) for number in range(7)))
         return moments
 
     moments = asyncio.run(main())
-    assert max(moments[:30]) < 0.5  # the minute's burst
-    assert 1.5 < moments[30] < 3.5  # then one token every 2 s
+    assert [number for number, _ in moments] == list(range(7))  # first come, first served
+    times = [moment for _, moment in moments]
+    assert max(times[:3]) < 0.2
+    assert 0.45 < times[3] < 0.8 and 0.95 < times[6] < 1.4
+    # Never more than 3 in any half-second window.
+    assert all(later - earlier >= 0.49 for earlier, later in zip(times, times[3:], strict=False))
 
 
 def test_identical_reads_in_flight_are_sent_once(emulator, monkeypatch):
