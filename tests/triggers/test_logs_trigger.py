@@ -117,11 +117,9 @@ def test_failed_event_names_the_reason(emulator, posthog_conn):
     assert payload["entry"]["level"] == "ERROR"
 
 
-def test_timeout_event_at_end_time_carries_the_cursor(emulator, posthog_conn):
+def test_timeout_event_at_end_time_carries_the_cursor(in_order_logs, emulator, posthog_conn):
     start = utcnow()
-    emulator.state.add_log_entries(
-        EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")]
-    )
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")])
     began = time.monotonic()
     payload = run_trigger(make_trigger(start, end_time=time.time() + 0.4)).payload
     assert 0.35 < time.monotonic() - began < 3
@@ -130,7 +128,7 @@ def test_timeout_event_at_end_time_carries_the_cursor(emulator, posthog_conn):
     assert "timed out" in payload["message"]
 
 
-def test_first_poll_waits_for_first_poll_at(emulator, posthog_conn):
+def test_first_poll_waits_for_first_poll_at(in_order_logs, emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
         EXPORT_ID, [entry(seconds_after(start, -0.5), "INFO", "finished with 1 records exported")]
