@@ -391,10 +391,10 @@ def test_unpause_with_backfill_of_a_never_paused_export_fails_after_saving(api, 
 def test_control_api_shapes_runs_and_pauses(api, emulator):
     control = f"{emulator.url}/_emulator"
     assert requests.post(
-        f"{control}/run_outcome/{EXPORT}", json={"outcome": "hang", "times": 1}, timeout=5
+        f"{control}/run_outcome/{EXPORT}", json={"outcome": "hang", "duration": 0.1, "times": 1}, timeout=5
     ).ok
     [run] = runs_of(api, backfill(api))
-    time.sleep(2.1)
+    time.sleep(0.2)
     assert api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/").json()["status"] == "Running"
     assert (
         requests.post(f"{control}/run_outcome/{EXPORT}", json={"outcome": "explode"}, timeout=5).status_code

@@ -18,18 +18,18 @@ import pytest
 
 TODAY = "today"
 
-#: Switches the provider does not handle yet, with the reason; their params are xfail(strict=False).
-NOT_YET: dict[str, str] = {
-    "environments-redirect": (
-        "the hooks do not follow the 307 from /api/environments/ to /api/projects/ yet "
-        "(a separate change makes them follow same-origin 307/308)"
-    ),
-}
+#: Why the async hook (the deferred sensor's trigger) fails on the ``environments-redirect`` build;
+#: the sync hook's ``requests`` follows a same-host 307 with its Authorization header already.
+ASYNC_REDIRECT = (
+    "the async hook (httpx) does not follow the 307 from /api/environments/ to /api/projects/ yet "
+    "(a separate change makes the hooks follow same-origin 307/308)"
+)
 
 
 def builds(*switches: str, not_yet: dict[str, str] | None = None) -> list[Any]:
-    """``pytest.param`` for today's PostHog and each switch; ``not_yet`` adds xfail reasons."""
-    reasons = {**NOT_YET, **(not_yet or {})}
+    """``pytest.param`` for today's PostHog and each switch; ``not_yet`` marks some xfail(strict=False),
+    with the reason: what the provider does not handle yet on that build."""
+    reasons = not_yet or {}
     params = [pytest.param(TODAY, id=TODAY)]
     for switch in switches:
         marks = [pytest.mark.xfail(reason=reasons[switch], strict=False)] if switch in reasons else []
