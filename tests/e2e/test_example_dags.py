@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.helpers.builds import ASYNC_REDIRECT, builds
+from tests.helpers.builds import ASYNC_REDIRECT, COLLABORATOR_BUILDS, builds
 from tests.helpers.emulator import api_requests, connection_json
 
 
@@ -138,18 +138,7 @@ def test_export_downstream_waits_for_the_interval(run_dag, emulator, capfd, dag_
 
 
 # Collaborators under /api/environments/ (the hook's default prefix) are what these builds lack.
-@pytest.mark.parametrize(
-    "build",
-    builds(
-        "projects-only-collaborators",
-        "environments-redirect",
-        not_yet={
-            "projects-only-collaborators": "the hook's default prefix is /api/environments/, where these "
-            "builds have no collaborator routes (api_prefix='projects' in the connection works)"
-        },
-    ),
-    indirect=True,
-)
+@pytest.mark.parametrize("build", COLLABORATOR_BUILDS, indirect=True)
 def test_dashboard_provisioning_is_idempotent(build, run_dag, emulator, capfd):
     dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
     assert dag_run.state == "success", states

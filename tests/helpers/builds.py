@@ -35,3 +35,15 @@ def builds(*switches: str, not_yet: dict[str, str] | None = None) -> list[Any]:
         marks = [pytest.mark.xfail(reason=reasons[switch], strict=False)] if switch in reasons else []
         params.append(pytest.param(switch, id=switch, marks=marks))
     return params
+
+
+#: The builds that change where collaborators answer: the hook's default prefix is
+#: /api/environments/, where some builds have no collaborator routes (§13.6).
+COLLABORATOR_BUILDS = builds(
+    "projects-only-collaborators",
+    "environments-redirect",
+    not_yet={
+        "projects-only-collaborators": "the hook's default prefix is /api/environments/, where these "
+        "builds have no collaborator routes (api_prefix='projects' in the connection works)"
+    },
+)

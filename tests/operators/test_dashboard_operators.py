@@ -12,7 +12,7 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogCreateDashboardOperator,
     PostHogDashboardExistsError,
 )
-from tests.helpers.builds import builds
+from tests.helpers.builds import COLLABORATOR_BUILDS
 from tests.helpers.emulator import api_requests, connection_json
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
@@ -234,18 +234,7 @@ def test_templated_collaborator_input_checked_before_any_request(emulator, posth
 # -- older PostHog builds (tests/helpers/builds.py) ----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "build",
-    builds(
-        "projects-only-collaborators",
-        "environments-redirect",
-        not_yet={
-            "projects-only-collaborators": "the hook's default prefix is /api/environments/, where these "
-            "builds have no collaborator routes (api_prefix='projects' works: see the next test)"
-        },
-    ),
-    indirect=True,
-)
+@pytest.mark.parametrize("build", COLLABORATOR_BUILDS, indirect=True)
 def test_create_and_add_collaborator_on_each_build(build, emulator, posthog_conn):
     created = PostHogCreateDashboardOperator(task_id="c", name="Per build", restriction_level=37, **FAST)
     dashboard_id = created.execute({})["id"]
