@@ -114,8 +114,15 @@ def test_batch_export_maintenance(build, paused_for, run_dag, emulator, capfd):
     _assert_key_nowhere(emulator, capfd, xcoms)
 
 
-def test_backfill_waits_for_every_run(run_dag, emulator, capfd):
+@pytest.mark.parametrize(
+    "build",
+    builds("no-retry-after", "environments-redirect", not_yet={"environments-redirect": ASYNC_REDIRECT}),
+    indirect=True,
+)
+def test_backfill_waits_for_every_run(build, run_dag, emulator, capfd):
     emulator.state.set_run_outcome(SEED.s3_export_id, "completed", duration=0.5)
+    if build == "no-retry-after":  # the wait's first read is throttled
+        emulator.faults.add("status", status=429, retry_after=0, method="GET", path="/backfills/", times=1)
     dag_run, states, xcoms = run_dag("posthog_backfill")
     assert dag_run.state == "success", states
     result = xcoms[("backfill_export", -1, "return_value")]
