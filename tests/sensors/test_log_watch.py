@@ -200,7 +200,7 @@ def test_failure_pattern_levels_search_and_instance():
         level=["info", "WARNING"],
         search="FINISHED",
         instance_id="run-2",
-        failure_pattern="non-retryable",
+        failure_pattern="non-recoverable",
         fail_on_levels=(),
     )
     assert watch.judge(at(1, "INFO", "export finished", "run-1")) is None  # another run
@@ -208,8 +208,8 @@ def test_failure_pattern_levels_search_and_instance():
     assert watch.judge(at(1, "WARNING", "export done", "run-2")) is None  # search
     assert watch.judge(at(1, "WARNING", "export Finished", "run-2")) == (SUCCESS, None)
     assert watch.judge(at(1, "ERROR", "oops", "run-2")) is None  # fail_on_levels=()
-    verdict = watch.judge(at(1, "INFO", "failed with non-retryable error", "run-2"))
-    assert verdict == (FAILED, "message matches failure_pattern 'non-retryable'")
+    verdict = watch.judge(at(1, "INFO", "failed with a non-recoverable error", "run-2"))
+    assert verdict == (FAILED, "message matches failure_pattern 'non-recoverable'")
 
 
 def test_an_entry_that_matches_and_fails_fails():

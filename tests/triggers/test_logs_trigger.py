@@ -53,7 +53,7 @@ def test_serialize_round_trip_holds_plain_values_only():
         level=["INFO"],
         search="finished",
         instance_id="run-1",
-        failure_pattern="non-retryable",
+        failure_pattern="non-recoverable",
         project_id=1,
         end_time=time.time() + 60,
         first_poll_at=time.time() + 5,
@@ -93,7 +93,7 @@ def test_success_event_with_entry_and_cursor(emulator, posthog_conn):
             entry(
                 seconds_after(start, -1), "INFO", "finished successfully with 1 records exported"
             ),  # before since
-            entry(seconds_after(start, 0.1), "INFO", "Starting batch export"),
+            entry(seconds_after(start, 0.1), "INFO", "Batch exporting range"),
             entry(seconds_after(start, 0.3), "INFO", "finished successfully with 2 records exported"),
         ],
     )
@@ -111,7 +111,13 @@ def test_failed_event_names_the_reason(emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
         EXPORT_ID,
-        [entry(seconds_after(start, 0.1), "ERROR", "Batch export failed with non-retryable error: x")],
+        [
+            entry(
+                seconds_after(start, 0.1),
+                "ERROR",
+                "Batch export for range x failed with a non-recoverable error: x",
+            )
+        ],
     )
     payload = run_trigger(make_trigger(start)).payload
     assert payload["status"] == "failed"
@@ -214,8 +220,8 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
     emulator.state.add_log_entries(
         EXPORT_ID,
         [
-            entry(seconds_after(start, 1), "INFO", "Starting batch export"),
-            entry(seconds_after(start, 2), "INFO", "Batch exporting range"),
+            entry(seconds_after(start, 1), "INFO", "Batch exporting range"),
+            entry(seconds_after(start, 2), "INFO", "Still exporting, half way"),
             entry(last, "INFO", "Still exporting"),
         ],
     )
