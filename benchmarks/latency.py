@@ -30,7 +30,10 @@ from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, utcnow
 from benchmarks.sensor_polls import EXPORT, http_check
 from tests.helpers.sensor_modes import MODES, FakeStateStore, FakeTI, make_context
 
-MESSAGE = "Batch export for range 11:00 - 12:00 finished with 1000 records exported"
+MESSAGE = (
+    "Batch export for range 2026-11-28 11:00:00+00:00 - 2026-11-28 12:00:00+00:00 "
+    "finished successfully with 1000 records exported"
+)
 
 
 def _sensor(kind: str, mode: str, bench: Bench, interval: float, start: datetime) -> Any:
@@ -51,7 +54,7 @@ def _sensor(kind: str, mode: str, bench: Bench, interval: float, start: datetime
     return PostHogBatchExportLogsSensor(
         task_id=f"ours_{mode}",
         batch_export_id=EXPORT,
-        message_pattern=r"finished with \d+ records exported",
+        message_pattern=r"finished (successfully )?with (\d+|no) records exported",
         deferrable=mode == "deferrable",
         **common,
     )

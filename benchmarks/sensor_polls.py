@@ -25,7 +25,7 @@ from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 
 EXPORT = SEED.bigquery_export_id
-PATTERN = r"finished with \d+ records exported"
+PATTERN = r"finished (successfully )?with (\d+|no) records exported"
 
 
 def old_log(count: int, before: Any) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ async def main(count: int, duration: float, interval: float, stagger: float, fre
         trigger = PostHogBatchExportLogsTrigger(
             batch_export_id=EXPORTS[number % len(EXPORTS)],
             since=format_timestamp(datetime.now(timezone.utc)),
-            criteria={"message_pattern": r"finished with \d+ records exported"},
+            criteria={"message_pattern": r"finished (successfully )?with (\d+|no) records exported"},
             poll_interval=interval,
             end_time=time.time() + duration,
         )

@@ -129,6 +129,28 @@ def emulator(emulator_server):
 
 
 @pytest.fixture
+def in_order_logs(emulator):
+    """The emulator with log entries visible exactly at their timestamps.
+
+    Today's PostHog (and so the emulator by default) reveals entries a few seconds late and out of
+    order (docs/posthog-api.md §13.3); a test whose expectation depends on the order asks for this.
+    """
+    emulator.state.set_switches(log_delay=0)
+    return emulator
+
+
+@pytest.fixture
+def build(request, emulator) -> str:
+    """The emulator playing one PostHog build: ``"today"`` or an older-build switch's name.
+
+    Parametrize it indirectly with ``tests.helpers.builds.builds(...)``; unparametrized it is today's.
+    """
+    name = getattr(request, "param", "today")
+    emulator.state.set_switches([] if name == "today" else [name])
+    return name
+
+
+@pytest.fixture
 def posthog_conn(emulator, monkeypatch) -> None:
     """Point ``posthog_default`` at the (reset) emulator. Tests that use the emulator itself ask
     for ``emulator`` as well: one name per thing."""

@@ -8,7 +8,14 @@
         emu.state.set_run_outcome(SEED.s3_export_id, "failed", duration=0.5)
 
 Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
-Behaviour follows PostHog's source as summarised in the project's ``docs/posthog-api.md``.
+Behaviour follows PostHog's source as summarised in the project's ``docs/posthog-api.md``: today's
+PostHog by default (log lines visible a few seconds late and out of order, backfills of whole
+intervals, current log wording), and older builds one switch at a time::
+
+    PostHogEmulator(builds=["level-list"], log_delay=0)      # or --old-build level-list --log-delay 0
+    emu.state.set_switches(["no-retry-after"])                # or POST /_emulator/switches
+
+The switches are listed in ``store/switches.py``.
 
 Layout: ``web/`` serves HTTP (server, routing and auth, errors, faults, throttles, ``/_emulator/``
 control); ``store/`` holds the data and its seed; ``batch_exports/`` and ``dashboards/`` hold each

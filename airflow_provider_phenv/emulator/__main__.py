@@ -11,6 +11,7 @@ import signal
 import threading
 
 from .store.seed import SEED
+from .store.switches import DEFAULT_LOG_DELAY, DEFAULT_MAX_CONCURRENT_BACKFILLS, OLD_BUILDS
 from .web.server import PostHogEmulator
 
 
@@ -32,6 +33,37 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-limit", action="store_true", help="apply PostHog's 480/min and 4800/h throttles"
     )
     parser.add_argument("--log-requests", action="store_true", help="print an access log line per request")
+    parser.add_argument(
+        "--old-build",
+        action="append",
+        default=[],
+        choices=sorted(OLD_BUILDS),
+        metavar="SWITCH",
+        help="play an older PostHog build in one respect (repeatable): "
+        + "; ".join(f"{name}: {what}" for name, what in OLD_BUILDS.items()),
+    )
+    parser.add_argument(
+        "--log-delay",
+        type=float,
+        default=DEFAULT_LOG_DELAY,
+        help="log entries become visible up to this many seconds late, out of order "
+        f"(default {DEFAULT_LOG_DELAY:g}; 0 for in-order)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the log delays (default 0)")
+    parser.add_argument(
+        "--max-concurrent-backfills",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT_BACKFILLS,
+        help=f"running backfills per team before a 429 (default {DEFAULT_MAX_CONCURRENT_BACKFILLS})",
+    )
+    parser.add_argument(
+        "--backdate-pauses",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="record every pause this much earlier, so unpausing with a backfill after a short pause "
+        "still backfills whole intervals (e.g. 7200 for two hourly runs)",
+    )
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -43,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         rate_limit=args.rate_limit,
         log_requests=args.log_requests,
+        builds=args.old_build,
+        log_delay=args.log_delay,
+        seed=args.seed,
+        max_concurrent_backfills=args.max_concurrent_backfills,
+        backdate_pauses=args.backdate_pauses,
     ).start()
     print(
         f"PostHog emulator listening on {emulator.url}  api_key={emulator.api_key}  "

@@ -70,12 +70,27 @@ def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) ->
             params[bound] = format_timestamp(parse_timestamp(bound, moment))
     level = filters.get("level")
     if level is not None:
-        params["level"] = ",".join(check_log_levels("level", level))
+        params["level"] = level_param(check_log_levels("level", level))
     for name in ("search", "instance_id"):
         text = filters.get(name)
         if text is not None:
             params[name] = check_non_empty_str(name, text)
     return params
+
+
+def level_param(levels: tuple[str, ...]) -> str | list[str]:
+    """
+    The ``level`` query value that every PostHog build reads as ``levels``.
+
+    Newer builds split one value on commas; older ones read ``level`` as a list field, where
+    ``INFO,ERROR`` is one level matching nothing (docs/posthog-api.md §6.3, §13.4). Several levels
+    are therefore sent as ``level=INFO&level=ERROR&level=INFO,ERROR``: Django hands a plain field
+    the last value (the comma list), a list field all of them (the single levels match, the comma
+    list matches nothing). One level is sent once, which both read alike.
+    """
+    if len(levels) == 1:
+        return levels[0]
+    return [*levels, ",".join(levels)]
 
 
 def logs_call(

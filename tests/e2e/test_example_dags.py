@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
+from tests.helpers.builds import ASYNC_REDIRECT, COLLABORATOR_BUILDS, builds
 from tests.helpers.emulator import api_requests, connection_json
 
 
@@ -40,6 +41,11 @@ def dag_bag():
 @pytest.fixture
 def run_dag(airflow_db, dag_bag, emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    # A healthy run's wait is done in seconds; a broken one must fail the test, not wait 2 hours.
+    for dag in dag_bag.dags.values():
+        for task in dag.tasks:
+            if hasattr(task, "timeout"):
+                monkeypatch.setattr(task, "timeout", 45)
 
     def run(dag_id: str, conf: dict | None = None):
         from airflow.models.xcom import XComModel
@@ -62,7 +68,23 @@ def _task_logs() -> str:
     return "\n".join(path.read_text(errors="replace") for path in logs.rglob("*.log"))
 
 
-def test_batch_export_maintenance(run_dag, emulator, capfd):
+# The older builds whose switches touch this DAG's requests (429s, the environments prefix).
+@pytest.mark.parametrize(
+    "build",
+    builds(
+        "no-retry-after",
+        "environments-redirect",
+        not_yet={"environments-redirect": ASYNC_REDIRECT},  # the deferred wait's trigger
+    ),
+    indirect=True,
+)
+@pytest.mark.parametrize("paused_for", [0, 3600], ids=["short-pause", "hour-pause"])
+def test_batch_export_maintenance(build, paused_for, run_dag, emulator, capfd):
+    # PostHog backfills whole intervals only: a pause of seconds backfills nothing, a pause
+    # recorded an hour early backfills one hourly run, which the unpause waits for.
+    emulator.state.backdate_pauses(paused_for)
+    if build == "no-retry-after":
+        emulator.faults.add("status", status=429, retry_after=0, path="/backfills/", times=1)
     dag_run, states, xcoms = run_dag("posthog_batch_export_maintenance")
     assert dag_run.state == "success", states
     assert set(states.values()) == {"success"}
@@ -82,6 +104,7 @@ def test_batch_export_maintenance(run_dag, emulator, capfd):
     backfill_runs = [
         run for run in emulator.state.runs_of(SEED.s3_export_id) if run["backfill_id"] == backfill_id
     ]
+    assert len(backfill_runs) == paused_for // 3600
     assert all(
         run["created_at"] + run["duration"] <= emulator.state.now() for run in backfill_runs
     )  # all ended
@@ -91,8 +114,15 @@ def test_batch_export_maintenance(run_dag, emulator, capfd):
     _assert_key_nowhere(emulator, capfd, xcoms)
 
 
-def test_backfill_waits_for_every_run(run_dag, emulator, capfd):
+@pytest.mark.parametrize(
+    "build",
+    builds("no-retry-after", "environments-redirect", not_yet={"environments-redirect": ASYNC_REDIRECT}),
+    indirect=True,
+)
+def test_backfill_waits_for_every_run(build, run_dag, emulator, capfd):
     emulator.state.set_run_outcome(SEED.s3_export_id, "completed", duration=0.5)
+    if build == "no-retry-after":  # the wait's first read is throttled
+        emulator.faults.add("status", status=429, retry_after=0, method="GET", path="/backfills/", times=1)
     dag_run, states, xcoms = run_dag("posthog_backfill")
     assert dag_run.state == "success", states
     result = xcoms[("backfill_export", -1, "return_value")]
@@ -114,7 +144,9 @@ def test_export_downstream_waits_for_the_interval(run_dag, emulator, capfd, dag_
     assert "PostHog exported 1000 records in 1 run(s)." in out + err + _task_logs()
 
 
-def test_dashboard_provisioning_is_idempotent(run_dag, emulator, capfd):
+# Collaborators under /api/environments/ (the hook's default prefix) are what these builds lack.
+@pytest.mark.parametrize("build", COLLABORATOR_BUILDS, indirect=True)
+def test_dashboard_provisioning_is_idempotent(build, run_dag, emulator, capfd):
     dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
     assert dag_run.state == "success", states
     dashboards = [d for d in emulator.state.dashboards.values() if d["name"] == "Pipeline health"]

@@ -91,8 +91,9 @@ def test_run_test_step_new(hook):
             "config": {"bucket_name": "my-bucket", "region": "us-east-1", "prefix": "events/"},
         },
     }
-    result = hook.run_batch_export_test_step_new(payload, 0)
-    assert result["result"]["status"] == "Passed"
+    # Step 0 assumes the integration's AWS role: without a role ARN PostHog skips it (§13.9).
+    assert hook.run_batch_export_test_step_new(payload, 0)["result"]["status"] == "Skipped"
+    assert hook.run_batch_export_test_step_new(payload, 1)["result"] == {"status": "Passed", "message": None}
 
 
 def test_logs_page_and_filters(hook, emulator):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogDestinationTestError,
     PostHogPauseBatchExportOperator,
     PostHogTestBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
+from tests.helpers.builds import builds
 from tests.helpers.emulator import api_requests
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
@@ -56,7 +58,8 @@ def test_pause_retries_a_lost_response(emulator, posthog_conn):
 def test_test_operator_runs_every_step_of_an_existing_export(emulator, posthog_conn):
     op = PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id)
     results = op.execute({})
-    assert [(r["step"], r["status"]) for r in results] == [(0, "Passed"), (1, "Passed")]
+    # Step 0 (assume role) is Skipped without a role ARN (§13.9), which does not fail the task.
+    assert [(r["step"], r["status"]) for r in results] == [(0, "Skipped"), (1, "Passed")]
     assert all(r["name"] for r in results)
     # GET the export, GET its steps, then one POST per step: the least the API allows.
     assert [(r.method, r.path.rsplit("/", 2)[-2]) for r in api_requests(emulator)] == [
@@ -89,7 +92,7 @@ def _payload(bucket: str) -> dict:
 
 def test_test_operator_for_a_payload_before_creating(emulator, posthog_conn):
     op = PostHogTestBatchExportOperator(task_id="test", batch_export=_payload("good-bucket"))
-    assert [r["status"] for r in op.execute({})] == ["Passed", "Passed"]
+    assert [r["status"] for r in op.execute({})] == ["Skipped", "Passed"]
     assert {r.path.split("/")[-2] for r in api_requests(emulator) if r.method == "POST"} == {
         "run_test_step_new"
     }
@@ -207,3 +210,28 @@ def test_a_500_from_a_test_step_is_not_retried(emulator, posthog_conn):
     with pytest.raises(Exception, match="HTTP 500"):
         PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id, **FAST).execute({})
     assert len([r for r in api_requests(emulator) if r.path.endswith("/run_test_step/")]) == 1
+
+
+# -- older PostHog builds (tests/helpers/builds.py) ----------------------------------------------
+
+
+@pytest.mark.parametrize("build", builds("no-retry-after", "environments-redirect"), indirect=True)
+def test_pause_test_unpause_on_each_build(build, emulator, posthog_conn):
+    # Each build throttles the first request once; older ones send no Retry-After (§13.14).
+    emulator.faults.add("status", status=429, retry_after=0, times=1)
+    export = SEED.s3_export_id
+    assert PostHogPauseBatchExportOperator(task_id="p", batch_export_id=export, **FAST).execute({})["paused"]
+    steps = PostHogTestBatchExportOperator(task_id="t", batch_export_id=export, **FAST).execute({})
+    assert [step["status"] for step in steps] == ["Skipped", "Passed"]
+    unpause = PostHogUnpauseBatchExportOperator(task_id="u", batch_export_id=export, backfill=True, **FAST)
+    assert unpause.execute({})["paused"] is False
+    assert emulator.state.get_batch_export(export)["paused"] is False
+
+
+@pytest.mark.parametrize("build", ["internal-test-scope"], indirect=True)
+def test_destination_tests_need_internal_scope_on_older_builds(build, emulator, posthog_conn):
+    # No personal API key holds INTERNAL (§13.13): the task fails with PostHog's reason, at once.
+    op = PostHogTestBatchExportOperator(task_id="t", batch_export_id=SEED.s3_export_id, **FAST)
+    with pytest.raises(PostHogError, match="INTERNAL"):
+        op.execute({})
+    assert len(api_requests(emulator)) == 2  # the export, then one refused request: no retries

@@ -12,7 +12,8 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogCreateDashboardOperator,
     PostHogDashboardExistsError,
 )
-from tests.helpers.emulator import api_requests
+from tests.helpers.builds import COLLABORATOR_BUILDS
+from tests.helpers.emulator import api_requests, connection_json
 
 FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 
@@ -228,3 +229,35 @@ def test_templated_collaborator_input_checked_before_any_request(emulator, posth
     with pytest.raises(ValueError, match="Invalid dashboard_id '0'"):
         op.execute({})
     assert api_requests(emulator) == []
+
+
+# -- older PostHog builds (tests/helpers/builds.py) ----------------------------------------------
+
+
+@pytest.mark.parametrize("build", COLLABORATOR_BUILDS, indirect=True)
+def test_create_and_add_collaborator_on_each_build(build, emulator, posthog_conn):
+    created = PostHogCreateDashboardOperator(task_id="c", name="Per build", restriction_level=37, **FAST)
+    dashboard_id = created.execute({})["id"]
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="a", dashboard_id=dashboard_id, user_uuid=SEED.bob_uuid, **FAST
+    )
+    assert op.execute({})["level"] == 37
+
+
+@pytest.mark.parametrize("build", ["projects-only-collaborators"], indirect=True)
+def test_collaborators_through_the_projects_prefix(build, emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, api_prefix="projects"))
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="a", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
+    )
+    assert op.execute({})["level"] == 37
+
+
+@pytest.mark.parametrize("build", ["no-access-control"], indirect=True)
+def test_collaborators_need_access_control(build, emulator, posthog_conn):
+    # Without the paid feature every dashboard is effectively level 21 (§13.12): PostHog's refusal.
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="a", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
+    )
+    with pytest.raises(PostHogBadRequestError, match="lowest restriction level"):
+        op.execute({})

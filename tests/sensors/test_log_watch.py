@@ -36,11 +36,13 @@ def newest_first(*entries: dict) -> list[dict]:
     return sorted(entries, key=lambda entry: entry["timestamp"], reverse=True)
 
 
-WATCH = LogWatch.from_params(message_pattern=r"finished with \d+ records")
+WATCH = LogWatch.from_params(message_pattern=r"finished (successfully )?with (\d+|no) records")
 
 
 def test_first_deciding_entry_in_time_order_wins():
-    failure_first = newest_first(at(1, "ERROR", "boom"), at(2, message="finished with 3 records"))
+    failure_first = newest_first(
+        at(1, "ERROR", "boom"), at(2, message="finished successfully with 3 records")
+    )
     outcome = WATCH.evaluate(failure_first, LogCursor.start(T0))
     assert (outcome.status, outcome.entry["message"], outcome.reason) == (
         FAILED,
@@ -48,9 +50,9 @@ def test_first_deciding_entry_in_time_order_wins():
         "level ERROR is in fail_on_levels",
     )
 
-    match_first = newest_first(at(1, message="finished with 3 records"), at(2, "ERROR", "boom"))
+    match_first = newest_first(at(1, message="finished successfully with 3 records"), at(2, "ERROR", "boom"))
     outcome = WATCH.evaluate(match_first, LogCursor.start(T0))
-    assert (outcome.status, outcome.entry["message"]) == (SUCCESS, "finished with 3 records")
+    assert (outcome.status, outcome.entry["message"]) == (SUCCESS, "finished successfully with 3 records")
     # The cursor stops at the deciding entry, not at the newest entry fetched.
     assert (outcome.cursor.after, outcome.cursor.seen) == (T0 + timedelta(seconds=1), ())
     assert outcome.cursor.count == 1
@@ -58,7 +60,9 @@ def test_first_deciding_entry_in_time_order_wins():
 
 def test_entries_at_or_before_since_never_count():
     entries = newest_first(
-        at(-5, "ERROR", "old"), at(0, "ERROR", "at since"), at(0.5, message="finished with 1 records")
+        at(-5, "ERROR", "old"),
+        at(0, "ERROR", "at since"),
+        at(0.5, message="finished successfully with 1 records"),
     )
     outcome = WATCH.evaluate(entries, LogCursor.start(T0), since=T0)
     assert outcome.status == SUCCESS
@@ -81,7 +85,7 @@ def test_equal_timestamps_are_judged_once():
     assert digests(first.cursor) == sorted([entry_digest(a), entry_digest(b)])
 
     # A third entry stamped the same microsecond becomes visible later: it counts, a and b do not.
-    late = at(1, message="finished with 9 records")
+    late = at(1, message="finished successfully with 9 records")
     second = WATCH.evaluate([late, b, a], first.cursor, polled_at=SOON)
     assert second.status == SUCCESS
     assert second.new == 1
@@ -117,7 +121,7 @@ def test_an_entry_stamped_in_the_future_hides_nothing_after_it():
     second = WATCH.evaluate([future], first.cursor, polled_at=later)
     assert second.new == 0  # recognised, not judged twice
     third = WATCH.evaluate(
-        [future, at(3601, message="finished with 5 records")], second.cursor, polled_at=later
+        [future, at(3601, message="finished successfully with 5 records")], second.cursor, polled_at=later
     )
     assert (third.status, third.new) == (SUCCESS, 1)
 
@@ -196,7 +200,7 @@ def test_failure_pattern_levels_search_and_instance():
         level=["info", "WARNING"],
         search="FINISHED",
         instance_id="run-2",
-        failure_pattern="non-retryable",
+        failure_pattern="non-recoverable",
         fail_on_levels=(),
     )
     assert watch.judge(at(1, "INFO", "export finished", "run-1")) is None  # another run
@@ -204,8 +208,8 @@ def test_failure_pattern_levels_search_and_instance():
     assert watch.judge(at(1, "WARNING", "export done", "run-2")) is None  # search
     assert watch.judge(at(1, "WARNING", "export Finished", "run-2")) == (SUCCESS, None)
     assert watch.judge(at(1, "ERROR", "oops", "run-2")) is None  # fail_on_levels=()
-    verdict = watch.judge(at(1, "INFO", "failed with non-retryable error", "run-2"))
-    assert verdict == (FAILED, "message matches failure_pattern 'non-retryable'")
+    verdict = watch.judge(at(1, "INFO", "failed with a non-recoverable error", "run-2"))
+    assert verdict == (FAILED, "message matches failure_pattern 'non-recoverable'")
 
 
 def test_an_entry_that_matches_and_fails_fails():

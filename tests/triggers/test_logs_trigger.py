@@ -23,7 +23,7 @@ from tests.helpers.sensor_modes import (
     utcnow,
 )
 
-FINISHED = r"finished with \d+ records exported"
+FINISHED = r"finished (successfully )?with (\d+|no) records exported"
 
 
 CRITERIA = ("level", "message_pattern", "search", "instance_id", "failure_pattern", "fail_on_levels")
@@ -53,7 +53,7 @@ def test_serialize_round_trip_holds_plain_values_only():
         level=["INFO"],
         search="finished",
         instance_id="run-1",
-        failure_pattern="non-retryable",
+        failure_pattern="non-recoverable",
         project_id=1,
         end_time=time.time() + 60,
         first_poll_at=time.time() + 5,
@@ -90,15 +90,17 @@ def test_success_event_with_entry_and_cursor(emulator, posthog_conn):
     emulator.state.add_log_entries(
         EXPORT_ID,
         [
-            entry(seconds_after(start, -1), "INFO", "finished with 1 records exported"),  # before since
-            entry(seconds_after(start, 0.1), "INFO", "Starting batch export"),
-            entry(seconds_after(start, 0.3), "INFO", "finished with 2 records exported"),
+            entry(
+                seconds_after(start, -1), "INFO", "finished successfully with 1 records exported"
+            ),  # before since
+            entry(seconds_after(start, 0.1), "INFO", "Batch exporting range"),
+            entry(seconds_after(start, 0.3), "INFO", "finished successfully with 2 records exported"),
         ],
     )
     event = run_trigger(make_trigger(start))
     payload = event.payload
     assert payload["status"] == "success" and payload["status"] in EVENT_STATUSES
-    assert payload["entry"]["message"] == "finished with 2 records exported"
+    assert payload["entry"]["message"] == "finished successfully with 2 records exported"
     assert payload["cursor"]["count"] == 2
     assert payload["batch_export_id"] == EXPORT_ID
     assert len(json.dumps(payload)) < 600  # an event, like XCom, carries one entry and the cursor
@@ -109,7 +111,13 @@ def test_failed_event_names_the_reason(emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
         EXPORT_ID,
-        [entry(seconds_after(start, 0.1), "ERROR", "Batch export failed with non-retryable error: x")],
+        [
+            entry(
+                seconds_after(start, 0.1),
+                "ERROR",
+                "Batch export for range x failed with a non-recoverable error: x",
+            )
+        ],
     )
     payload = run_trigger(make_trigger(start)).payload
     assert payload["status"] == "failed"
@@ -117,11 +125,9 @@ def test_failed_event_names_the_reason(emulator, posthog_conn):
     assert payload["entry"]["level"] == "ERROR"
 
 
-def test_timeout_event_at_end_time_carries_the_cursor(emulator, posthog_conn):
+def test_timeout_event_at_end_time_carries_the_cursor(in_order_logs, emulator, posthog_conn):
     start = utcnow()
-    emulator.state.add_log_entries(
-        EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")]
-    )
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")])
     began = time.monotonic()
     payload = run_trigger(make_trigger(start, end_time=time.time() + 0.4)).payload
     assert 0.35 < time.monotonic() - began < 3
@@ -130,10 +136,11 @@ def test_timeout_event_at_end_time_carries_the_cursor(emulator, posthog_conn):
     assert "timed out" in payload["message"]
 
 
-def test_first_poll_waits_for_first_poll_at(emulator, posthog_conn):
+def test_first_poll_waits_for_first_poll_at(in_order_logs, emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
-        EXPORT_ID, [entry(seconds_after(start, -0.5), "INFO", "finished with 1 records exported")]
+        EXPORT_ID,
+        [entry(seconds_after(start, -0.5), "INFO", "finished successfully with 1 records exported")],
     )
     began = time.time()
     payload = run_trigger(make_trigger(seconds_after(start, -1), first_poll_at=began + 0.5)).payload
@@ -164,7 +171,7 @@ def test_persistent_error_is_an_error_event_not_success(emulator, posthog_conn):
 def test_503_is_retried_inside_the_trigger(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
     emulator.state.add_log_entries(
-        EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished with 3 records exported")]
+        EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished successfully with 3 records exported")]
     )
     emulator.faults.add("status", status=503, path="/logs", times=2)
     payload = run_trigger(make_trigger(start)).payload
@@ -175,7 +182,7 @@ def test_503_is_retried_inside_the_trigger(emulator, posthog_conn):
 def test_429_is_retried_after_retry_after(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
     emulator.state.add_log_entries(
-        EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished with 3 records exported")]
+        EXPORT_ID, [entry(seconds_after(start, 1), "INFO", "finished successfully with 3 records exported")]
     )
     emulator.faults.add("status", status=429, retry_after=1, path="/logs", times=1)
     payload = run_trigger(make_trigger(start)).payload
@@ -191,7 +198,7 @@ def test_burst_of_1200_entries_between_two_polls(emulator, posthog_conn):
     burst = [
         entry(seconds_after(start, 1 + (index // 3) / 1000), "INFO", f"part {index}") for index in range(1200)
     ]
-    burst.append(entry(seconds_after(start, 3), "INFO", "finished with 1200 records exported"))
+    burst.append(entry(seconds_after(start, 3), "INFO", "finished successfully with 1200 records exported"))
 
     async def scenario():
         waiting = asyncio.create_task(first_event(make_trigger(start)))
@@ -213,8 +220,8 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
     emulator.state.add_log_entries(
         EXPORT_ID,
         [
-            entry(seconds_after(start, 1), "INFO", "Starting batch export"),
-            entry(seconds_after(start, 2), "INFO", "Batch exporting range"),
+            entry(seconds_after(start, 1), "INFO", "Batch exporting range"),
+            entry(seconds_after(start, 2), "INFO", "Still exporting, half way"),
             entry(last, "INFO", "Still exporting"),
         ],
     )
@@ -242,7 +249,7 @@ def test_restart_from_serialize_mid_wait_misses_nothing_and_counts_nothing_twice
         EXPORT_ID,
         [
             entry(last, "INFO", "Late line, same microsecond"),
-            entry(seconds_after(start, 4), "INFO", "finished with 9 records exported"),
+            entry(seconds_after(start, 4), "INFO", "finished successfully with 9 records exported"),
         ],
     )
     emulator.clear_requests()
@@ -261,7 +268,7 @@ def test_trigger_never_blocks_the_event_loop(emulator, posthog_conn):
     emulator.state.add_log_entries(
         EXPORT_ID,
         [entry(seconds_after(start, 1 + index / 1000), "INFO", f"line {index}") for index in range(1000)]
-        + [entry(seconds_after(start, 2), "INFO", "finished with 1000 records exported")],
+        + [entry(seconds_after(start, 2), "INFO", "finished successfully with 1000 records exported")],
     )
 
     async def scenario() -> float:

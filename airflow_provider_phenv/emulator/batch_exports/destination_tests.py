@@ -2,7 +2,9 @@
 
 A step passes unless the config value it checks contains the word ``missing`` (case-insensitive),
 e.g. ``bucket_name="my-missing-bucket"`` fails "Check S3 bucket exists" with PostHog's own message.
-Steps PostHog skips for integration-backed credentials (BigQuery impersonation) report ``Skipped``.
+Steps PostHog skips for integration-backed credentials (BigQuery impersonation) report ``Skipped``,
+and so does AwsS3's "assume role" step when the export's integration has no role ARN (§13.9; that
+message is not confirmed from PostHog's source).
 Step names and messages are PostHog's own for S3, BigQuery and Snowflake; the Databricks and Azure
 Blob ones follow the same pattern (only "Verify Databricks catalog" was confirmed).
 """
@@ -16,6 +18,7 @@ from ..web.errors import server_error
 
 FAILING_MARKER = "missing"
 NOT_CONFIGURED = "The test step cannot run as it's not configured."
+NO_ROLE = "No AWS role ARN provided, skipping test"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class DestinationTestStep:
     :param checks: the config key whose value decides the outcome; None means always passes.
     :param failure: the failure message; ``{value}`` is the checked value.
     :param skipped: when set, the step always reports ``Skipped`` with this message.
+    :param needs_role: the step reports ``Skipped`` (:data:`NO_ROLE`) without a role ARN.
     """
 
     name: str
@@ -34,6 +38,7 @@ class DestinationTestStep:
     checks: str | None = None
     failure: str = ""
     skipped: str | None = None
+    needs_role: bool = False
 
 
 _BUCKET_STEP = DestinationTestStep(
@@ -82,6 +87,7 @@ TEST_STEPS: dict[str, tuple[DestinationTestStep, ...]] = {
             "Ensure we can assume provided AWS role",
             "Ensure the configured AWS role ARN exists and that we have the required trust relationship "
             "to assume it.",
+            needs_role=True,
         ),
         _BUCKET_STEP,
     ),
@@ -133,11 +139,12 @@ def describe_test_steps(kind: str) -> list[dict[str, Any]]:
     return [{"name": step.name, "description": step.description, "result": None} for step in steps]
 
 
-def run_test_step(destination: dict[str, Any], step: int) -> dict[str, Any]:
+def run_test_step(destination: dict[str, Any], step: int, role_arn: str | None = None) -> dict[str, Any]:
     """Run one simulated test step against a validated destination.
 
     :param destination: the stored form returned by ``destinations.validate_destination``.
     :param step: the step index.
+    :param role_arn: the AWS role ARN of the destination's integration, if any.
     :raises ApiError: 500 when the type has no test or the step does not exist (PostHog raises
         ValueError / IndexError there, which surface as unhandled 500s).
     """
@@ -149,6 +156,8 @@ def run_test_step(destination: dict[str, Any], step: int) -> dict[str, Any]:
     result: dict[str, str | None]
     if test.skipped is not None:
         result = {"status": "Skipped", "message": test.skipped}
+    elif test.needs_role and not role_arn:
+        result = {"status": "Skipped", "message": NO_ROLE}
     elif test.checks and value in (None, ""):
         result = {"status": "Failed", "message": NOT_CONFIGURED}
     elif test.checks and FAILING_MARKER in str(value).lower():

@@ -5,24 +5,17 @@ Behaviour follows docs/posthog-api.md §5-§6 (the newest ``BatchExportViewSet``
 
 from __future__ import annotations
 
-import uuid
 import zoneinfo
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..web.calls import Call, Response, limit_offset_page
-from ..web.errors import not_found, permission_denied, server_error, validation_error
+from ..web.errors import ApiError, not_found, permission_denied, server_error, validation_error
 from ..web.fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
 from . import destination_tests, destinations
+from .backfills import INTERVALS, is_active
 from .runs import serialize_run
 
-INTERVALS = {
-    "hour": timedelta(hours=1),
-    "day": timedelta(days=1),
-    "week": timedelta(weeks=1),
-    "every 5 minutes": timedelta(minutes=5),
-    "every 15 minutes": timedelta(minutes=15),
-}
 HIGH_FREQUENCY = ("every 5 minutes", "every 15 minutes")
 MODELS = ("events", "persons", "sessions", "hogql")
 
@@ -201,15 +194,20 @@ def pause_batch_export(call: Call) -> Response:
         if export["schedule_missing"]:
             raise validation_error("Invalid request to pause a BatchExport could not be carried out")
         now = call.state.now()
-        export.update(paused=True, last_paused_at=now, last_updated_at=now)
+        export.update(
+            paused=True, last_paused_at=call.state.paused_at(export["id"], now), last_updated_at=now
+        )
     return Response(200, {"paused": True})
 
 
 def unpause_batch_export(call: Call) -> Response:
     """POST ``unpause/`` with optional ``{"backfill": bool}``: 200 ``{"paused": false}``.
 
-    With ``backfill`` true, the time missed while paused (``last_paused_at`` until now) is backfilled,
-    which starts a run that writes log lines over the next seconds.
+    With ``backfill`` true, the time missed while paused (``last_paused_at`` until now) is backfilled:
+    one run per whole interval, so a pause shorter than one interval backfills nothing (§13.5).
+    ``paused=False`` is saved first: a retry after a lost answer is a no-op and starts nothing, and
+    a failure to start the backfill (a 429, or the 500 of a never-paused export) comes after it.
+    The answer carries no backfill id.
     """
     export = get_export(call)
     backfill = parse_bool(call.data().get("backfill", False), "backfill")
@@ -219,26 +217,38 @@ def unpause_batch_export(call: Call) -> Response:
         now = call.state.now()
         export.update(paused=False, last_updated_at=now)
         if backfill:
-            start = export["last_paused_at"] or now - INTERVALS[export["interval"]]
-            create_backfill(call, export, start, now)
+            if export["last_paused_at"] is None:
+                raise server_error()  # one build's TypeError after the commit (§6.5)
+            create_backfill(call, export, export["last_paused_at"], now)
     return Response(200, {"paused": False})
 
 
+def too_many_backfills() -> ApiError:
+    """PostHog's ``TooManyConcurrentBackfills``: a 429 of type ``server_error``, no ``Retry-After``.
+
+    The detail text is not confirmed from PostHog's source.
+    """
+    return ApiError(
+        429,
+        "server_error",
+        "too_many_concurrent_backfills",
+        "There are too many backfills running for this team; wait for one to finish.",
+    )
+
+
 def create_backfill(call: Call, export: dict[str, Any], start: datetime, end: datetime) -> str:
-    """Store a backfill of ``[start, end)`` with one run over that range; returns the backfill id."""
+    """Start a backfill of ``[start, end)``; 429 when the team already runs too many. Returns its id."""
     state = call.state
     now = state.now()
-    backfill = {
-        "id": str(uuid.uuid4()),
-        "team_id": export["team_id"],
-        "batch_export_id": export["id"],
-        "start_at": start,
-        "end_at": end,
-        "created_at": now,
-    }
-    state.backfills[backfill["id"]] = backfill
-    state.start_run(export["id"], start, end, created_at=now, backfill_id=backfill["id"])
-    return backfill["id"]
+    running = [
+        backfill
+        for backfill in state.backfills.values()
+        if backfill["team_id"] == export["team_id"]
+        and is_active(backfill, state.backfill_runs(backfill["id"]), now)
+    ]
+    if len(running) >= state.switches.max_concurrent_backfills:
+        raise too_many_backfills()
+    return str(state.start_backfill(export["id"], start, end)["id"])
 
 
 def destination_test_steps(call: Call) -> Response:
@@ -261,7 +271,7 @@ def run_test_step(call: Call) -> Response:
         # PostHog reads request.data["destination"] unguarded: a KeyError, so a 500.
         raise server_error()
     values = _validate(call, data, existing=export, partial=False)
-    return Response(200, destination_tests.run_test_step(values["destination"], step))
+    return Response(200, _run_step(call, values["destination"], step))
 
 
 def run_test_step_new(call: Call) -> Response:
@@ -269,4 +279,9 @@ def run_test_step_new(call: Call) -> Response:
     data = call.data()
     step = parse_int(data.get("step", 0), "step")
     values = _validate(call, data, existing=None, partial=False)
-    return Response(200, destination_tests.run_test_step(values["destination"], step))
+    return Response(200, _run_step(call, values["destination"], step))
+
+
+def _run_step(call: Call, destination: dict[str, Any], step: int) -> dict[str, Any]:
+    integration = call.state.integrations.get(destination.get("integration") or -1) or {}
+    return destination_tests.run_test_step(destination, step, role_arn=integration.get("role_arn"))

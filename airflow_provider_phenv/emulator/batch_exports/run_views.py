@@ -10,54 +10,65 @@ from ..store.log_store import LogQuery
 from ..web.calls import Call, Response, cursor_page, limit_offset_page
 from ..web.errors import not_found, validation_error
 from ..web.fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
+from .backfills import backfill_status, serialize_backfill
 from .export_views import create_backfill, get_export
-from .runs import (
-    ACTIVE_STATUSES,
-    RUN_STATUSES,
-    backfill_status,
-    cancel_run,
-    run_status,
-    serialize_backfill,
-    serialize_run,
-)
+from .runs import ACTIVE_STATUSES, RUN_STATUSES, cancel_run, run_status, serialize_run
 
 _RELATIVE_RE = re.compile(r"^-(\d+)([hdwmy])$")
 # Hours per unit of a relative datetime (a month counts 30 days, a year 365).
 _RELATIVE_HOURS = {"h": 1, "d": 24, "w": 7 * 24, "m": 30 * 24, "y": 365 * 24}
 _RUN_ORDERINGS = ("-created_at", "created_at", "-data_interval_start", "data_interval_start")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def export_logs(call: Call) -> Response:
     """GET ``batch_exports/{id}/logs/``: newest first, at most ``limit`` (1-500, default 50).
 
     The export is looked up before the query is validated, as PostHog does. ``after`` and ``before``
-    are exclusive; ``level`` is a comma list; ``search`` is a case-insensitive substring.
+    are exclusive; ``level`` is a comma list (a list field with ``level-list``: repeat it);
+    ``search`` is a case-insensitive substring; ``instance_id`` a workflow run id (§13.1).
     """
     export = get_export(call)
     return Response(200, _logs_page(call, export["id"], call.arg("instance_id")))
 
 
 def run_logs(call: Call) -> Response:
-    """GET ``batch_exports/{id}/runs/{run_id}/logs/``: the export's logs of one run."""
+    """GET ``batch_exports/{id}/runs/{run_id}/logs/``: an empty page.
+
+    PostHog's view filters on a ``run_id`` parent lookup that does not exist, and entries carry
+    the workflow run id anyway (§6.3, §13.1): nothing comes back for a run id.
+    """
     export = get_export(call)
-    run = _get_run(call, export)
-    return Response(200, _logs_page(call, export["id"], run["id"]))
+    _get_run(call, export)
+    return Response(200, _logs_page(call, export["id"], "", validate_only=True))
 
 
-def _logs_page(call: Call, export_id: str, instance_id: str | None) -> dict[str, Any]:
+def _levels(call: Call) -> frozenset[str] | None:
+    """Newer builds split one value on commas; older ones (``level-list``) take each value whole."""
+    if "level-list" in call.state.switches:
+        values = [value.strip().upper() for value in call.query.get("level", [])]
+    else:
+        values = [level.strip().upper() for level in (call.arg("level") or "").split(",")]
+    return frozenset(value for value in values if value) or None
+
+
+def _logs_page(
+    call: Call, export_id: str, instance_id: str | None, validate_only: bool = False
+) -> dict[str, Any]:
     limit_arg = call.arg("limit")
     limit = 50 if limit_arg is None else parse_int(limit_arg, "limit", min_value=1, max_value=500)
     bounds = {key: parse_datetime(call.arg(key), key) for key in ("after", "before") if call.arg(key)}
-    levels = {level.strip().upper() for level in (call.arg("level") or "").split(",") if level.strip()}
+    levels = _levels(call)
     query = LogQuery(
         limit=limit,
         after=bounds.get("after"),
         before=bounds.get("before"),
-        levels=frozenset(levels) if levels else None,
+        levels=levels,
         search=call.arg("search") or None,
         instance_id=instance_id or None,
     )
-    entries = [entry.as_json() for entry in call.state.logs.query(export_id, query, call.state.now())]
+    found = [] if validate_only else call.state.visible_logs(export_id, query)
+    entries = [entry.as_json() for entry in found]
     # The page size is read from the same ``limit`` parameter, so ``next`` is always null.
     return limit_offset_page(call, entries)
 
@@ -139,7 +150,7 @@ def retry_run(call: Call) -> Response:
 
 
 def _backfill_runs(call: Call, backfill_id: str) -> list[dict[str, Any]]:
-    return [run for run in call.state.runs.values() if run["backfill_id"] == backfill_id]
+    return call.state.backfill_runs(backfill_id)
 
 
 def _get_backfill(call: Call, export: dict[str, Any]) -> dict[str, Any]:
@@ -166,27 +177,41 @@ def retrieve_backfill(call: Call) -> Response:
     return Response(200, serialize_backfill(backfill, _backfill_runs(call, backfill["id"]), call.state.now()))
 
 
-def _aware(value: Any, attr: str) -> datetime:
-    """Backfill bounds must carry a timezone (PostHog: ``Input X is naive.``)."""
-    parsed = parse_datetime(value, attr)
+def _aware(value: Any, attr: str, dates_only: bool) -> datetime:
+    """Backfill bounds carry a timezone (``Input X is naive.``); daily and weekly exports take dates.
+
+    A bare date (``2024-01-01``) is midnight UTC. The wording of the dates-only error is not
+    confirmed from PostHog's source.
+    """
     text = str(value).strip()
+    if dates_only and _DATE_RE.match(text):
+        return parse_datetime(f"{text}T00:00:00+00:00", attr)
+    parsed = parse_datetime(value, attr)
+    if dates_only and (parsed.hour, parsed.minute, parsed.second, parsed.microsecond) != (0, 0, 0, 0):
+        raise validation_error(
+            f"Backfills of daily and weekly batch exports take dates only: '{attr}' is {value}."
+        )
     if not (text.endswith(("Z", "z")) or re.search(r"[+-]\d{2}:?\d{2}$", text)):
         raise validation_error(f"Input {value} is naive.")
     return parsed
 
 
 def create_export_backfill(call: Call) -> Response:
-    """POST ``backfills/`` ``{"start_at", "end_at"}``: 201 ``{"backfill_id"}``; starts a run."""
+    """POST ``backfills/`` ``{"start_at", "end_at"}``: 201 ``{"backfill_id"}``; one run per interval.
+
+    Too many running backfills in the team → 429 ``too_many_concurrent_backfills``.
+    """
     export = get_export(call)
     data = call.data()
     now = call.state.now()
-    end_at = _aware(data["end_at"], "end_at") if data.get("end_at") is not None else now
+    dates_only = export["interval"] in ("day", "week")
+    end_at = _aware(data["end_at"], "end_at", dates_only) if data.get("end_at") is not None else now
     if data.get("start_at") is None:
         if "batch-export-earliest-backfill" not in call.team["flags"]:
             raise validation_error("Backfilling from the beginning of time is not enabled for this team.")
         start_at = export["created_at"]
     else:
-        start_at = _aware(data["start_at"], "start_at")
+        start_at = _aware(data["start_at"], "start_at", dates_only)
     if start_at >= end_at:
         raise validation_error("The initial backfill datetime 'start_at' must be before 'end_at'")
     if end_at > now:
@@ -195,13 +220,15 @@ def create_export_backfill(call: Call) -> Response:
 
 
 def cancel_backfill(call: Call) -> Response:
-    """POST ``backfills/{backfill_id}/cancel/``: cancels its active runs, like a run cancel."""
+    """POST ``backfills/{backfill_id}/cancel/``: only a Starting or Running backfill; no more runs start."""
     backfill = _get_backfill(call, get_export(call))
     now = call.state.now()
     runs = _backfill_runs(call, backfill["id"])
-    active = [run for run in runs if run_status(run, now) in ACTIVE_STATUSES]
-    if not active:
-        raise validation_error(f"Cannot cancel a backfill that is in '{backfill_status(runs, now)}' status")
-    for run in active:
-        cancel_run(run, call.state.logs, now)
+    status = backfill_status(backfill, runs, now)
+    if status not in ACTIVE_STATUSES:
+        raise validation_error(f"Cannot cancel a backfill that is in '{status}' status")
+    for run in runs:
+        if run_status(run, now) in ACTIVE_STATUSES:
+            cancel_run(run, call.state.logs, now)
+    backfill["cancelled_at"] = now
     return Response(200, {"cancelled": True})

@@ -1,16 +1,22 @@
-"""Batch export runs and backfills, and the log lines a run writes.
+"""Batch export runs and the log lines a run writes.
 
-A run's status is a function of elapsed time: Starting, then Running, then Completed or Failed
-after its duration. When a run starts, its whole log timeline is written with future timestamps
-(see :mod:`..store.log_store`), so no background thread is needed.
+A run's status is a function of elapsed time: Starting, then Running, then its final status
+(Completed, Failed, FailedRetryable) after its duration; a hanging run never finishes. When a run
+starts, its whole log timeline is written with future timestamps (see :mod:`..store.log_store`),
+so no background thread is needed.
 
-Log wording is PostHog's own, from its batch export workflows
-(``products/batch_exports/backend/temporal/``):
+Log entries carry the run's Temporal workflow run id as ``instance_id``, a UUID of its own that
+nothing in the API links to the run's id (docs/posthog-api.md §13.1). Wording is today's
+``finish_batch_export_run`` (§6.3, §13.2), ranges printed as Python datetimes
+(``2026-11-28 10:00:00+00:00``); ``Starting batch export ...`` is not visible in current builds:
 
-- ``Starting batch export for range %s - %s`` (``start_batch_export_run``),
-- ``Batch exporting range %s - %s to <Destination>: <target>`` (each ``insert_into_*`` activity),
-- ``Batch export for range %s - %s finished with %d records exported`` (the insert activities),
-- ``Batch export failed with non-retryable error: %s`` (``finish_batch_export_run``, ERROR).
+- INFO ``Batch exporting range <start> - <end> to <Destination>: <target>`` (the insert activity),
+- INFO ``Batch export for range <start> - <end> finished successfully with <N> records exported``
+  (``no`` when the count is zero or unknown),
+- ERROR ``Batch export for range <start> - <end> failed with a non-recoverable error: <error>``,
+  then INFO ``Failure notification email for run '<run id>' has been sent``,
+- ERROR ``Batch export for range <start> - <end> failed with an error that can be retried: <error>``,
+- WARNING ``Batch export for range <start> - <end> was cancelled`` (when cancelled).
 """
 
 from __future__ import annotations
@@ -37,34 +43,51 @@ RUN_STATUSES = (
     "Starting",
 )
 ACTIVE_STATUSES = ("Starting", "Running")
-# Fractions of the run's duration at which each phase begins.
+FAILED_STATUSES = ("Failed", "FailedRetryable")
+#: Outcomes a run can be given, and the final status each ends in (a hanging run has none).
+FINAL_STATUS = {"completed": "Completed", "failed": "Failed", "failed_retryable": "FailedRetryable"}
+OUTCOMES = (*FINAL_STATUS, "hang")
+# Fraction of the run's duration after which it is Running and logs its export line.
 _RUNNING_AT = 0.4
-_STARTING_LOG_AT = 0.05
+# The failure notification follows the error line.
+_NOTIFICATION_AFTER = timedelta(milliseconds=1)
 DEFAULT_ERROR = (
     'OperationalError: connection to server at "db.internal.example" (10.0.0.12), port 5432 failed: '
     "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
 )
 RECORDS_PER_HOUR = 1000
+_WORKFLOW_NAMESPACE = uuid.UUID("01900000-0000-7000-8000-00000000cafe")
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How the runs of one export end.
+    """How a run ends.
 
-    :param outcome: ``"completed"`` or ``"failed"``.
-    :param duration: seconds from start to the final status and last log line.
+    :param outcome: ``"completed"``, ``"failed"`` (non-recoverable), ``"failed_retryable"`` or
+        ``"hang"`` (Running for ever, until cancelled).
+    :param duration: seconds from start to the final status and last log line (for ``hang``: the
+        Running status comes after 40 % of it).
     :param error_message: the error of a failed run (a realistic Postgres error by default).
+    :param records: records exported; None: 1000 per hour of data. 0 logs ``no records``.
+    :param times: apply to the next ``times`` runs only (then the standing outcome applies);
+        None makes it the export's standing outcome.
     """
 
     outcome: str = "completed"
     duration: float = 2.0
     error_message: str | None = None
+    records: int | None = None
+    times: int | None = None
 
     def __post_init__(self) -> None:
-        if self.outcome not in ("completed", "failed"):
-            raise ValueError(f"outcome must be 'completed' or 'failed', not {self.outcome!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {self.outcome!r}")
         if self.duration < 0:
             raise ValueError("duration must not be negative")
+        if self.records is not None and self.records < 0:
+            raise ValueError("records must not be negative")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1")
 
 
 def start_run(
@@ -87,18 +110,23 @@ def start_run(
     :param outcome: how and when the run ends.
     :param created_at: when the run starts (may be in the past for seeded history).
     :param backfill_id: the backfill this run belongs to, if any.
-    :param run_id: a fixed id (seed data); a random UUID otherwise.
+    :param run_id: a fixed id (seed data; its workflow run id is then fixed too); random otherwise.
     :returns: the stored run record.
     """
     hours = max((end - start).total_seconds() / 3600, 1 / 60)
+    duration = timedelta(seconds=outcome.duration)
+    run_id = run_id or str(uuid.uuid4())
+    failed = outcome.outcome in ("failed", "failed_retryable")
     run = {
-        "id": run_id or str(uuid.uuid4()),
+        "id": run_id,
         "batch_export_id": export["id"],
+        "workflow_run_id": str(uuid.uuid5(_WORKFLOW_NAMESPACE, run_id)),
         "created_at": created_at,
-        "duration": timedelta(seconds=outcome.duration),
-        "failed": outcome.outcome == "failed",
-        "error": (outcome.error_message or DEFAULT_ERROR) if outcome.outcome == "failed" else None,
-        "records": round(hours * RECORDS_PER_HOUR),
+        "running_after": duration * _RUNNING_AT,
+        "duration": None if outcome.outcome == "hang" else duration,
+        "outcome": outcome.outcome,
+        "error": (outcome.error_message or DEFAULT_ERROR) if failed else None,
+        "records": round(hours * RECORDS_PER_HOUR) if outcome.records is None else outcome.records,
         "data_interval_start": start,
         "data_interval_end": end,
         "backfill_id": backfill_id,
@@ -108,30 +136,55 @@ def start_run(
     return run
 
 
+def _range(run: dict[str, Any]) -> str:
+    """``<start> - <end>`` as PostHog's logger prints datetimes (``str()``)."""
+    return f"{run['data_interval_start']} - {run['data_interval_end']}"
+
+
+def _entry(run: dict[str, Any], at: datetime, level: str, message: str) -> LogEntry:
+    return LogEntry(run["batch_export_id"], run["workflow_run_id"], at, level, message)
+
+
 def _timeline(run: dict[str, Any], export: dict[str, Any]) -> list[LogEntry]:
     destination = export["destination"]
     spec = DESTINATIONS[destination["type"]]
     start, end = run["data_interval_start"].isoformat(), run["data_interval_end"].isoformat()
     target = spec.log_target(destination["config"], f"{start}-{end}")
-    exporting = f"Batch exporting range {start} - {end} to {spec.log_name}"
-    lines = [
-        (_STARTING_LOG_AT, "INFO", f"Starting batch export for range {start} - {end}"),
-        (_RUNNING_AT, "INFO", f"{exporting}: {target}" if target else exporting),
+    exporting = f"Batch exporting range {_range(run)} to {spec.log_name}"
+    entries = [
+        _entry(
+            run,
+            run["created_at"] + run["running_after"],
+            "INFO",
+            f"{exporting}: {target}" if target else exporting,
+        )
     ]
-    if run["failed"]:
-        lines.append((1.0, "ERROR", f"Batch export failed with non-retryable error: {run['error']}"))
-    else:
-        lines.append(
-            (
-                1.0,
+    if run["duration"] is None:
+        return entries
+    done = run["created_at"] + run["duration"]
+    prefix = f"Batch export for range {_range(run)}"
+    if run["outcome"] == "failed":
+        entries.append(
+            _entry(run, done, "ERROR", f"{prefix} failed with a non-recoverable error: {run['error']}")
+        )
+        entries.append(
+            _entry(
+                run,
+                done + _NOTIFICATION_AFTER,
                 "INFO",
-                f"Batch export for range {start} - {end} finished with {run['records']} records exported",
+                f"Failure notification email for run '{run['id']}' has been sent",
             )
         )
-    return [
-        LogEntry(export["id"], run["id"], run["created_at"] + run["duration"] * fraction, level, message)
-        for fraction, level, message in lines
-    ]
+    elif run["outcome"] == "failed_retryable":
+        entries.append(
+            _entry(run, done, "ERROR", f"{prefix} failed with an error that can be retried: {run['error']}")
+        )
+    else:
+        count = run["records"] or "no"
+        entries.append(
+            _entry(run, done, "INFO", f"{prefix} finished successfully with {count} records exported")
+        )
+    return entries
 
 
 def run_status(run: dict[str, Any], now: datetime) -> str:
@@ -139,23 +192,26 @@ def run_status(run: dict[str, Any], now: datetime) -> str:
     if run["cancelled_at"] is not None:
         return "Cancelled"
     elapsed = now - run["created_at"]
-    if elapsed >= run["duration"]:
-        return "Failed" if run["failed"] else "Completed"
-    return "Running" if elapsed >= run["duration"] * _RUNNING_AT else "Starting"
+    if run["duration"] is not None and elapsed >= run["duration"]:
+        return FINAL_STATUS[run["outcome"]]
+    return "Running" if elapsed >= run["running_after"] else "Starting"
 
 
 def finished_at(run: dict[str, Any], now: datetime) -> datetime | None:
     """When the run reached a final status, or None while it is active."""
     if run["cancelled_at"] is not None:
         return run["cancelled_at"]
+    if run["duration"] is None:
+        return None
     done = run["created_at"] + run["duration"]
     return done if done <= now else None
 
 
 def cancel_run(run: dict[str, Any], logs: LogStore, now: datetime) -> None:
-    """Cancel an active run: its status becomes Cancelled and its remaining log lines are dropped."""
+    """Cancel an active run: Cancelled, its remaining lines dropped, a WARNING line written."""
     run["cancelled_at"] = now
-    logs.discard_after(run["batch_export_id"], run["id"], now)
+    logs.discard_after(run["batch_export_id"], run["workflow_run_id"], now)
+    logs.add([_entry(run, now, "WARNING", f"Batch export for range {_range(run)} was cancelled")])
 
 
 def serialize_run(run: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -168,7 +224,7 @@ def serialize_run(run: dict[str, Any], now: datetime) -> dict[str, Any]:
         "status": status,
         "records_completed": run["records"] if completed else None,
         "records_failed": None,
-        "latest_error": run["error"] if status == "Failed" else None,
+        "latest_error": run["error"] if status in FAILED_STATUSES else None,
         "data_interval_start": iso(run["data_interval_start"]),
         "data_interval_end": iso(run["data_interval_end"]),
         "cursor": None,
@@ -180,38 +236,4 @@ def serialize_run(run: dict[str, Any], now: datetime) -> dict[str, Any]:
         "batch_export": run["batch_export_id"],
         "batch_export_on_demand": None,
         "backfill": run["backfill_id"],
-    }
-
-
-def backfill_status(runs: list[dict[str, Any]], now: datetime) -> str:
-    """A backfill's status from its runs (the run statuses without FailedBilling)."""
-    statuses = [run_status(run, now) for run in runs]
-    for status in ("Running", "Starting", "Failed", "Cancelled"):
-        if status in statuses:
-            return "Running" if status == "Starting" else status
-    return "Completed"
-
-
-def serialize_backfill(backfill: dict[str, Any], runs: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """The backfill as the API returns it, with ``progress``."""
-    status = backfill_status(runs, now)
-    finished = [run for run in runs if run_status(run, now) not in ACTIVE_STATUSES]
-    ends = [end for end in (finished_at(run, now) for run in finished) if end is not None]
-    done = max(ends) if status not in ACTIVE_STATUSES and ends and len(ends) == len(finished) else None
-    return {
-        "id": backfill["id"],
-        "status": status,
-        "start_at": iso(backfill["start_at"]),
-        "end_at": iso(backfill["end_at"]),
-        "created_at": iso(backfill["created_at"]),
-        "finished_at": iso(done),
-        "last_updated_at": iso(done or backfill["created_at"]),
-        "total_records_count": sum(run["records"] for run in runs),
-        "team": backfill["team_id"],
-        "batch_export": backfill["batch_export_id"],
-        "progress": {
-            "total_runs": len(runs),
-            "finished_runs": len(finished),
-            "progress": len(finished) / len(runs) if runs else 1.0,
-        },
     }

@@ -20,13 +20,21 @@ from .access import (
     user_basic,
 )
 
-# Built-in template keys (posthog/helpers/dashboard_templates.py) and the tiles they create.
+# Built-in template keys (posthog/helpers/dashboard_templates.py): name, description, filters and
+# the tiles they create. A template's description and filters replace the request's (§13.11).
 TEMPLATES = {
     "DEFAULT_APP": (
         "Product analytics",
+        "",
+        {"date_from": "-30d"},
         ("Daily active users (DAUs)", "Weekly active users (WAUs)", "Retention"),
     ),
-    "WEBSITE_TRAFFIC": ("Website traffic", ("Website unique users", "Page views", "Top referrers")),
+    "WEBSITE_TRAFFIC": (
+        "Website traffic",
+        "",
+        {"date_from": "-30d"},
+        ("Website unique users", "Page views", "Top referrers"),
+    ),
 }
 
 
@@ -75,10 +83,10 @@ def serialize_full(call: Call, dashboard: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_dashboards(call: Call) -> Response:
-    """GET ``dashboards/``: project-wide, pinned first then by name; hides deleted and unlisted."""
-    search = call.arg("search")
-    if search is not None:
-        parse_str(search, "search", max_length=200)
+    """GET ``dashboards/``: project-wide, pinned first then by name; hides deleted and unlisted.
+
+    There is no ``search`` filter (§13.10): ``search=`` is ignored and every dashboard comes back.
+    """
     tags = set(call.query.get("tags", []))
     creation_mode = call.arg("creation_mode")
     team_ids = call.state.project_team_ids(call.team["id"])
@@ -88,7 +96,6 @@ def list_dashboards(call: Call) -> Response:
         if dashboard["team_id"] in team_ids
         and not dashboard["deleted"]
         and dashboard["creation_mode"] != "unlisted"
-        and (not search or _matches(dashboard, search))
         and (not tags or tags & set(dashboard["tags"]))
         and (creation_mode is None or dashboard["creation_mode"] == creation_mode)
     ]
@@ -97,11 +104,6 @@ def list_dashboards(call: Call) -> Response:
     page = limit_offset_page(call, found)
     page["results"] = [serialize_basic(call, dashboard) for dashboard in page["results"]]
     return Response(200, page)
-
-
-def _matches(dashboard: dict[str, Any], search: str) -> bool:
-    needle = search.lower()
-    return needle in (dashboard["name"] or "").lower() or needle in (dashboard["description"] or "").lower()
 
 
 def _filters(value: Any) -> dict[str, Any]:
@@ -156,8 +158,12 @@ def create_dashboard(call: Call) -> Response:
     if use_template:
         if use_template not in TEMPLATES:
             raise validation_error(f"Invalid template provided: {use_template}", attr="use_template")
-        template_name, insights = TEMPLATES[use_template]
+        template_name, description, filters, insights = TEMPLATES[use_template]
         origin.update(creation_mode="template", name=template_name, tiles=call.state.new_tiles(insights))
+        # The template's description and filters win over the request's (§13.11).
+        values.pop("description", None)
+        values.pop("filters", None)
+        origin.update(description=description, filters=copy.deepcopy(filters))
     elif use_dashboard is not None:
         source = find_dashboard(call, use_dashboard)
         if source is None:

@@ -21,10 +21,14 @@ ROUTES = (
     route(
         SCOPE,
         f"{_DASHBOARD}/collaborators",
+        "collaborators",
         GET=collaborators.list_collaborators,
         POST=collaborators.add_collaborator,
     ),
     route(
-        SCOPE, f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)", DELETE=collaborators.remove_collaborator
+        SCOPE,
+        f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)",
+        "collaborators",
+        DELETE=collaborators.remove_collaborator,
     ),
 )

@@ -3,18 +3,20 @@
 Entries may carry future timestamps: a run writes its whole timeline when it starts, and each
 entry becomes visible once its moment has passed. That keeps the emulator free of background
 threads and makes "logs appear over time" deterministic.
+
+Visibility is not in timestamp order (docs/posthog-api.md §13.3): a query passes a ``delay``
+function, and an entry shows up ``delay(entry)`` seconds after its timestamp (or at its own
+``visible_at``), so a newer entry can be visible before an older one.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
-
-from ..web.fields import iso
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,15 @@ class LogEntry:
     timestamp: datetime
     level: str
     message: str
+    #: When the entry becomes visible; None: decided by the query's ``delay``.
+    visible_at: datetime | None = field(default=None, compare=False)
 
     def as_json(self) -> dict[str, Any]:
-        """The API representation (timestamp in ISO UTC with microseconds and ``Z``)."""
+        """The API representation: DRF's ``isoformat()`` with ``Z``, no fraction when it is zero."""
         return {
             "log_source_id": self.log_source_id,
             "instance_id": self.instance_id,
-            "timestamp": iso(self.timestamp),
+            "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
             "level": self.level,
             "message": self.message,
         }
@@ -78,12 +82,21 @@ class LogStore:
         rows = self._rows.get(log_source_id, [])
         rows[:] = [row for row in rows if not (row[2].instance_id == instance_id and row[0] > moment)]
 
-    def query(self, log_source_id: str, query: LogQuery, now: datetime) -> list[LogEntry]:
+    def query(
+        self,
+        log_source_id: str,
+        query: LogQuery,
+        now: datetime,
+        delay: Callable[[LogEntry], float] | None = None,
+        max_delay: float = 0.0,
+    ) -> list[LogEntry]:
         """Visible entries matching ``query``, newest first, at most ``query.limit``.
 
         :param log_source_id: the batch export id.
         :param query: the filters.
         :param now: entries stamped after this moment are not written yet.
+        :param delay: seconds after its timestamp an entry without ``visible_at`` becomes visible.
+        :param max_delay: the largest value ``delay`` returns (older entries skip the check).
         """
         rows = self._rows.get(log_source_id, [])
         low = 0 if query.after is None else bisect.bisect_right(rows, query.after, key=_timestamp)
@@ -94,8 +107,11 @@ class LogStore:
             high = bisect.bisect_right(rows, now, key=_timestamp)
         search = query.search.lower() if query.search else None
         found: list[LogEntry] = []
+        settled = now - timedelta(seconds=max_delay)
         for index in range(high - 1, low - 1, -1):
             entry = rows[index][2]
+            if not _visible(entry, now, settled, delay):
+                continue
             if query.levels is not None and entry.level not in query.levels:
                 continue
             if query.instance_id is not None and entry.instance_id != query.instance_id:
@@ -110,6 +126,16 @@ class LogStore:
     def count(self, log_source_id: str) -> int:
         """How many entries an export has, including those not visible yet."""
         return len(self._rows.get(log_source_id, []))
+
+
+def _visible(
+    entry: LogEntry, now: datetime, settled: datetime, delay: Callable[[LogEntry], float] | None
+) -> bool:
+    if entry.visible_at is not None:
+        return max(entry.visible_at, entry.timestamp) <= now
+    if delay is None or entry.timestamp <= settled:
+        return True
+    return entry.timestamp + timedelta(seconds=delay(entry)) <= now
 
 
 def _timestamp(row: tuple[datetime, int, LogEntry]) -> datetime:

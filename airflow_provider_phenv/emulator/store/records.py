@@ -8,17 +8,21 @@ are documented so tests can read them directly (hold the lock when mutating them
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import secrets
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..batch_exports import backfills
 from ..batch_exports.runs import RunOutcome, start_run
 from ..web.fields import to_datetime
-from .log_store import LogEntry, LogStore
+from .log_store import LogEntry, LogQuery, LogStore
 from .seed import ADMIN, SEED
+from .switches import Switches
 
 
 class Records:
@@ -34,18 +38,25 @@ class Records:
     - ``api_keys`` — key → ``{scopes, user_uuid, scoped_teams}``.
     - ``integrations`` — integration id → ``{id, kind, team_id}``.
     - ``batch_exports`` — export id → stored export (secrets included, ``deleted`` flag).
-    - ``runs`` / ``backfills`` — id → stored run / backfill.
-    - ``run_outcomes`` — export id → :class:`RunOutcome` for its next runs.
+    - ``runs`` / ``backfills`` — id → stored run / backfill (a run's ``workflow_run_id`` is the
+      ``instance_id`` of its log entries; the API never shows it).
+    - ``run_outcomes`` — export id → the standing :class:`RunOutcome` of its next runs;
+      ``run_outcome_queue`` — export id → outcomes for the very next runs, used first.
+    - ``pause_backdates`` — export id (None: every export) → seconds a pause is recorded earlier.
     - ``logs`` — the :class:`LogStore` of batch export log entries.
     - ``dashboards`` — dashboard id → stored dashboard (``tiles`` included, ``deleted`` flag).
     - ``collaborators`` — list of ``{id, dashboard_id, user_uuid, level, added_at, updated_at}``.
+    - ``switches`` — the :class:`~.switches.Switches` in force (older builds, log visibility,
+      backfill limit); kept by :meth:`clear`.
 
     :param api_key: the full-access personal API key to seed (``SEED.api_key`` by default).
+    :param switches: the switches to start with (today's PostHog by default).
     """
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, switches: Switches | None = None) -> None:
         self.lock = threading.RLock()
         self.default_api_key = api_key or SEED.api_key
+        self.switches = switches or Switches()
         self.clear()
 
     def clear(self) -> None:
@@ -61,6 +72,8 @@ class Records:
             self.runs: dict[str, dict[str, Any]] = {}
             self.backfills: dict[str, dict[str, Any]] = {}
             self.run_outcomes: dict[str, RunOutcome] = {}
+            self.run_outcome_queue: dict[str, list[RunOutcome]] = {}
+            self.pause_backdates: dict[str | None, float] = {}
             self.logs = LogStore()
             self.dashboards: dict[int, dict[str, Any]] = {}
             self.collaborators: list[dict[str, Any]] = []
@@ -73,21 +86,37 @@ class Records:
     # -- helpers for tests -------------------------------------------------------------------
 
     def add_api_key(
-        self, scopes: list[str], user_uuid: str | None = None, scoped_teams: list[int] | None = None
+        self,
+        scopes: list[str],
+        user_uuid: str | None = None,
+        scoped_teams: list[int] | None = None,
+        *,
+        label: str = "Airflow",
+        key: str | None = None,
     ) -> str:
         """Create a personal API key.
 
         :param scopes: e.g. ``["batch_export:read"]``, ``["dashboard:write"]`` or ``["*"]``.
         :param user_uuid: the owner (default: the seeded key owner).
         :param scoped_teams: restrict the key to these team ids (None = all the user's teams).
+        :param label: the key's label, shown by ``personal_api_keys/@current/``.
+        :param key: the secret (default: a random ``phx_`` key).
         :returns: the new key.
         """
-        key = "phx_" + secrets.token_hex(20)
+        key = key or "phx_" + secrets.token_hex(20)
         with self.lock:
             owner = user_uuid or SEED.owner_uuid
             if owner not in self.users:
                 raise KeyError(f"unknown user {owner}")
-            self.api_keys[key] = {"scopes": list(scopes), "user_uuid": owner, "scoped_teams": scoped_teams}
+            self.api_keys[key] = {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+                "label": label,
+                "created_at": self.now(),
+                "scopes": list(scopes),
+                "user_uuid": owner,
+                "scoped_teams": scoped_teams,
+                "scoped_organizations": None,
+            }
         return key
 
     def add_dashboard(
@@ -232,7 +261,8 @@ class Records:
         :param batch_export_id: the export (KeyError if unknown).
         :param entries: dicts with ``timestamp`` (datetime or ISO string; naive = UTC; may be in the
             future, then it shows up once that moment passes), ``level``, ``message`` and optional
-            ``instance_id`` (the run id).
+            ``instance_id`` (a workflow run id), and optional ``visible_at`` (when it becomes
+            visible; default: its timestamp plus the seeded delay of :attr:`switches`).
         """
         with self.lock:
             if batch_export_id not in self.batch_exports:
@@ -244,6 +274,7 @@ class Records:
                     timestamp=to_datetime(entry["timestamp"]),
                     level=str(entry["level"]).upper(),
                     message=str(entry["message"]),
+                    visible_at=to_datetime(entry["visible_at"]) if entry.get("visible_at") else None,
                 )
                 for entry in entries
             )
@@ -259,18 +290,42 @@ class Records:
         outcome: str = "completed",
         duration: float = 2.0,
         error_message: str | None = None,
+        records: int | None = None,
+        times: int | None = None,
     ) -> None:
-        """Decide how the export's next runs end.
+        """Decide how the export's next runs end (runs already started keep their outcome).
 
         :param batch_export_id: the export (KeyError if unknown).
-        :param outcome: ``"completed"`` or ``"failed"``.
-        :param duration: seconds from run start to its final status and last log line.
+        :param outcome: ``"completed"``, ``"failed"`` (non-recoverable), ``"failed_retryable"`` or
+            ``"hang"`` (never finishes until cancelled).
+        :param duration: seconds from run start to its final status and last log line (longer
+            makes runs take longer).
         :param error_message: the error text of a failed run (a Postgres connection error by default).
+        :param records: records a completed run exports (default 1000 per hour; 0 logs ``no``).
+        :param times: only the next ``times`` runs end so, then the standing outcome applies again;
+            None (default) makes this the standing outcome.
         """
         with self.lock:
             if batch_export_id not in self.batch_exports:
                 raise KeyError(f"unknown batch export {batch_export_id}")
-            self.run_outcomes[batch_export_id] = RunOutcome(outcome, duration, error_message)
+            chosen = RunOutcome(outcome, duration, error_message, records, times)
+            if times is None:
+                self.run_outcomes[batch_export_id] = chosen
+            else:
+                self.run_outcome_queue.setdefault(batch_export_id, []).append(chosen)
+
+    def _next_outcome(self, batch_export_id: str) -> RunOutcome:
+        queue = self.run_outcome_queue.get(batch_export_id)
+        if queue:
+            first = queue[0]
+            if first.times == 1:
+                queue.pop(0)
+            else:
+                queue[0] = RunOutcome(
+                    first.outcome, first.duration, first.error_message, first.records, (first.times or 2) - 1
+                )
+            return first
+        return self.run_outcomes.get(batch_export_id, RunOutcome())
 
     def start_run(
         self,
@@ -300,13 +355,121 @@ class Records:
                 self.batch_exports[batch_export_id],
                 start=start,
                 end=end,
-                outcome=self.run_outcomes.get(batch_export_id, RunOutcome()),
+                outcome=self._next_outcome(batch_export_id),
                 created_at=created_at or self.now(),
                 backfill_id=backfill_id,
                 run_id=run_id,
             )
             self.runs[run["id"]] = run
             return run
+
+    def start_backfill(self, batch_export_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """Store a backfill of ``[start, end)`` (one run per whole interval) and start its first run.
+
+        No validation and no concurrency limit: the API's checks are in its handler.
+        """
+        with self.lock:
+            export = self.batch_exports[batch_export_id]
+            length = backfills.INTERVALS[export["interval"]]
+            backfill = backfills.new_backfill(export, start, end, length, self.now())
+            self.backfills[backfill["id"]] = backfill
+            self.advance()
+            return backfill
+
+    def advance(self, now: datetime | None = None) -> None:
+        """Start the backfill runs whose turn has come and end finished backfills (called before reads)."""
+        with self.lock:
+            now = now or self.now()
+            stop_on_failure = "backfill-fails" in self.switches
+            for backfill in self.backfills.values():
+                if backfill["final_status"] is None and backfill["cancelled_at"] is None:
+                    backfills.advance(
+                        backfill,
+                        self.runs,
+                        now,
+                        functools.partial(self._start_backfill_run, backfill),
+                        stop_on_failure,
+                    )
+
+    def _start_backfill_run(
+        self, backfill: dict[str, Any], start: datetime, end: datetime, at: datetime
+    ) -> dict[str, Any]:
+        return self.start_run(
+            backfill["batch_export_id"], start, end, created_at=at, backfill_id=backfill["id"]
+        )
+
+    def backfill_runs(self, backfill_id: str) -> list[dict[str, Any]]:
+        """The backfill's runs, oldest first."""
+        with self.lock:
+            return [self.runs[run_id] for run_id in self.backfills[backfill_id]["run_ids"]]
+
+    def visible_logs(self, batch_export_id: str, query: LogQuery) -> list[LogEntry]:
+        """The export's log entries matching ``query`` that are visible now, newest first."""
+        with self.lock:
+            self.advance()
+            delay = self.switches.log_delay
+            return self.logs.query(
+                batch_export_id, query, self.now(), self._log_delay if delay else None, delay
+            )
+
+    def _log_delay(self, entry: LogEntry) -> float:
+        """A reproducible delay in ``[0, log_delay]`` seconds from the seed and the entry."""
+        key = f"{self.switches.seed}|{entry.log_source_id}|{entry.instance_id}|{entry.timestamp.isoformat()}"
+        digest = hashlib.blake2b(f"{key}|{entry.message}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64 * self.switches.log_delay
+
+    def set_switches(
+        self,
+        old_builds: Iterable[str] | None = None,
+        *,
+        log_delay: float | None = None,
+        seed: int | None = None,
+        max_concurrent_backfills: int | None = None,
+    ) -> None:
+        """Change the switches; None leaves a setting as it is (:meth:`reset` restores the start's).
+
+        :param old_builds: exactly these older-build switches on (names in ``switches.OLD_BUILDS``).
+        :param log_delay: entries become visible up to this many seconds late; 0 for in-order.
+        :param seed: the seed of those delays.
+        :param max_concurrent_backfills: Starting/Running backfills per team before a 429.
+        """
+        with self.lock:
+            current = self.switches
+            self.switches = Switches(
+                current.old_builds if old_builds is None else old_builds,
+                log_delay=current.log_delay if log_delay is None else log_delay,
+                seed=current.seed if seed is None else seed,
+                max_concurrent_backfills=(
+                    current.max_concurrent_backfills
+                    if max_concurrent_backfills is None
+                    else max_concurrent_backfills
+                ),
+            )
+
+    def shift_last_paused_at(self, batch_export_id: str, seconds: float) -> None:
+        """Move a paused export's ``last_paused_at`` back by ``seconds``, so a short pause unpaused
+        with a backfill covers whole intervals (KeyError if unknown, ValueError if never paused)."""
+        with self.lock:
+            export = self.batch_exports[batch_export_id]
+            if export["last_paused_at"] is None:
+                raise ValueError(f"batch export {batch_export_id} has never been paused")
+            export["last_paused_at"] -= timedelta(seconds=seconds)
+
+    def backdate_pauses(self, seconds: float, batch_export_id: str | None = None) -> None:
+        """Record every later pause (of one export, or of all) ``seconds`` before it happens.
+
+        :param seconds: how far back; 0 stops backdating.
+        :param batch_export_id: the export; None for every export.
+        """
+        with self.lock:
+            if batch_export_id is not None and batch_export_id not in self.batch_exports:
+                raise KeyError(f"unknown batch export {batch_export_id}")
+            self.pause_backdates[batch_export_id] = float(seconds)
+
+    def paused_at(self, batch_export_id: str, now: datetime) -> datetime:
+        """The ``last_paused_at`` a pause at ``now`` records (see :meth:`backdate_pauses`)."""
+        seconds = self.pause_backdates.get(batch_export_id, self.pause_backdates.get(None, 0.0))
+        return now - timedelta(seconds=seconds)
 
     def set_feature_flag(self, flag: str, enabled: bool = True, team_id: int = SEED.team_id) -> None:
         """Turn a team feature flag on or off.
@@ -337,8 +500,10 @@ class Records:
 
     def runs_of(self, batch_export_id: str) -> list[dict[str, Any]]:
         """The export's runs, newest first."""
-        runs = [run for run in self.runs.values() if run["batch_export_id"] == batch_export_id]
-        return sorted(runs, key=lambda run: run["created_at"], reverse=True)
+        with self.lock:
+            self.advance()
+            runs = [run for run in self.runs.values() if run["batch_export_id"] == batch_export_id]
+            return sorted(runs, key=lambda run: run["created_at"], reverse=True)
 
     def membership_level(self, user_uuid: str, team_id: int) -> int | None:
         """The user's level in the team's organization, or None when not a member."""

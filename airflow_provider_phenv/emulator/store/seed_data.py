@@ -68,11 +68,7 @@ def populate(state: Records, now: datetime) -> None:
             "current_team_id": current_team_id,
         }
         state.memberships[(organization_id, user_uuid)] = level
-    state.api_keys[state.default_api_key] = {
-        "scopes": ["*"],
-        "user_uuid": SEED.owner_uuid,
-        "scoped_teams": None,
-    }
+    state.add_api_key(["*"], SEED.owner_uuid, label="Emulator (all access)", key=state.default_api_key)
     for integration_id, kind in (
         (SEED.s3_integration_id, "aws-s3"),
         (SEED.bigquery_integration_id, "google-cloud-service-account"),

@@ -2,7 +2,9 @@
 
 route match (404), authentication (401), project (404/403), method (405), scope (403), throttle
 (429), then the handler. ``/api/environments/`` is served in place (never redirected) and its
-responses carry the deprecation headers of PostHog's ``EnvironmentsRewriteMiddleware``.
+responses carry the deprecation headers of PostHog's ``EnvironmentsRewriteMiddleware``; the
+older-build switches of :mod:`..store.switches` change that, a few scopes and ``Retry-After``.
+``/api/personal_api_keys/@current/`` lets a key read itself (§13.17).
 
 Each resource package declares its routes (``batch_exports.routes``, ``dashboards.routes``); this
 module only puts them together.
@@ -28,10 +30,13 @@ from .errors import (
     server_error,
     unauthenticated,
 )
+from .fields import iso
 from .rate_limit import RateLimiter
 from .routing import Route
 
 _API_PATH = re.compile(r"^/api/(?P<prefix>environments|projects)/(?P<team>[^/]+)/(?P<rest>.*?)/?$")
+_KEY_PATH = re.compile(r"^/api/personal_api_keys/(?P<key_id>[^/]+)/?$")
+NO_KEY_ACCESS = "This action does not support Personal API Key access"
 ROUTES = (*batch_export_routes.ROUTES, *dashboard_routes.ROUTES)
 
 
@@ -67,11 +72,29 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     :param limiter: the per-key throttle.
     """
     path_match = _API_PATH.match(request.path)
+    if path_match and path_match["prefix"] == "environments" and "environments-redirect" in state.switches:
+        # One build's middleware behind the flag ``api-environments-redirect`` (§13.6).
+        location = "/api/projects/" + request.path.removeprefix("/api/environments/")
+        return Response(
+            307, headers={"Location": location + (f"?{request.raw_query}" if request.raw_query else "")}
+        )
     found = _find_route(path_match["rest"]) if path_match else None
+    if (
+        found
+        and path_match
+        and path_match["prefix"] == "environments"
+        and found[0].kind == "collaborators"
+        and "projects-only-collaborators" in state.switches
+    ):
+        found = None  # some builds registered collaborators only under /api/projects/ (§13.6)
+    key_match = _KEY_PATH.match(request.path)
     try:
-        if path_match is None or found is None:
+        if key_match is not None:
+            response = _personal_api_key(request, key_match["key_id"], state)
+        elif path_match is None or found is None:
             raise not_found()
-        response = _dispatch(request, path_match["team"], *found, state, limiter)
+        else:
+            response = _dispatch(request, path_match["team"], *found, state, limiter)
     except ApiError as error:
         response = Response(error.status, error.body(), headers=dict(error.headers))
     except Exception:
@@ -84,6 +107,41 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
             successor += f"?{request.raw_query}"
         response.headers.update({"Deprecation": "true", "Link": f'<{successor}>; rel="successor-version"'})
     return response
+
+
+def without_retry_after(response: Response, state: EmulatorState) -> Response:
+    """Older drf-exceptions-hog sends a throttled 429 without ``Retry-After`` (§13.14)."""
+    throttled = isinstance(response.body, dict) and response.body.get("type") == "throttled_error"
+    if response.status == 429 and throttled and "no-retry-after" in state.switches:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def _personal_api_key(request: ApiRequest, key_id: str, state: EmulatorState) -> Response:
+    """GET ``/api/personal_api_keys/@current/``: the key's own label and scopes, never its secret.
+
+    Reading a key by id with a personal API key is refused (§2.1, §13.17).
+    """
+    if request.method not in ("GET", "HEAD"):
+        raise method_not_allowed(request.method)
+    with state.lock:
+        _key, record = _authenticate(request, state)
+        if key_id != "@current":
+            raise permission_denied(NO_KEY_ACCESS)
+        return Response(
+            200,
+            {
+                "id": record["id"],
+                "label": record["label"],
+                "mask_value": None,
+                "created_at": iso(record["created_at"]),
+                "last_used_at": None,
+                "user_id": state.users[record["user_uuid"]]["id"],
+                "scopes": list(record["scopes"]),
+                "scoped_teams": list(record["scoped_teams"] or []),
+                "scoped_organizations": list(record.get("scoped_organizations") or []),
+            },
+        )
 
 
 def _find_route(rest: str) -> tuple[Route, dict[str, str]] | None:
@@ -103,6 +161,7 @@ def _dispatch(
     limiter: RateLimiter,
 ) -> Response:
     with state.lock:
+        state.advance()
         key, key_record = _authenticate(request, state)
         user = state.users[key_record["user_uuid"]]
         team = _resolve_team(raw_team, user, key_record, state)
@@ -110,7 +169,11 @@ def _dispatch(
         if method not in route.methods:
             raise method_not_allowed(request.method)
         scope = route.scope(method)
-        if not _has_scope(key_record["scopes"], scope):
+        if route.kind == "test_steps" and "internal-test-scope" in state.switches:
+            scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2, §13.13)
+        if route.kind == "logs" and "logs-no-key-scope" in state.switches:
+            raise permission_denied(NO_KEY_ACCESS)
+        if scope == "INTERNAL" or not _has_scope(key_record["scopes"], scope):
             raise permission_denied(f"API key missing required scope '{scope}'")
         limiter.check(key)
         # DRF parses the body lazily, when the view first reads it: after auth and permissions.

@@ -53,9 +53,9 @@ class Call:
     params: dict[str, str]
 
     def arg(self, name: str) -> str | None:
-        """The first value of a query parameter, or None."""
+        """The last value of a query parameter, or None (Django's ``QueryDict`` reads the last one)."""
         values = self.query.get(name)
-        return values[0] if values else None
+        return values[-1] if values else None
 
     def data(self) -> dict[str, Any]:
         """The JSON body as a dict (an absent body is ``{}``), else DRF's non-dict error."""

@@ -7,7 +7,12 @@ No authentication, no faults, not recorded in the request log. PostHog never use
 - ``POST /_emulator/reset`` — back to the seed state, no faults, empty request log.
 - ``GET /_emulator/state`` — exports (paused flags, runs), dashboards, collaborators, pending faults.
 - ``POST /_emulator/log_entries/{batch_export_id}`` — body: a list of log entries to add.
-- ``POST /_emulator/run_outcome/{batch_export_id}`` — body with the arguments of ``set_run_outcome``.
+- ``POST /_emulator/run_outcome/{batch_export_id}`` — body with the arguments of ``set_run_outcome``
+  (fail, hang, take longer, for the next ``times`` runs or from now on).
+- ``GET /_emulator/switches`` — the older-build switches on, the log delay and seed, the backfill
+  limit, and every switch available; ``POST`` — body with the arguments of ``state.set_switches``.
+- ``POST /_emulator/shift_last_paused_at/{batch_export_id}`` — body ``{"seconds": n}``.
+- ``POST /_emulator/backdate_pauses`` — body ``{"seconds": n, "batch_export_id": id or null}``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 from ..batch_exports.runs import run_status
 from ..store.seed import SEED
 from ..store.state import EmulatorState
+from ..store.switches import OLD_BUILDS
 from .calls import Response
 from .errors import ApiError, method_not_allowed, not_found, parse_error, validation_error
 from .faults import FaultInjector
@@ -98,6 +104,21 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
         _require(method, "POST")
         _known_export(emulator, argument)
         emulator.state.set_run_outcome(argument, **(body or {}))
+        return Response(204)
+    if resource == "switches" and not argument:
+        if method == "POST":
+            emulator.state.set_switches(**(body or {}))
+        elif method != "GET":
+            raise method_not_allowed(method)
+        return Response(200, {**emulator.state.switches.as_json(), "available": OLD_BUILDS})
+    if resource == "shift_last_paused_at" and argument:
+        _require(method, "POST")
+        _known_export(emulator, argument)
+        emulator.state.shift_last_paused_at(argument, float((body or {})["seconds"]))
+        return Response(204)
+    if resource == "backdate_pauses" and not argument:
+        _require(method, "POST")
+        emulator.state.backdate_pauses(**(body or {}))
         return Response(204)
     raise not_found()
 

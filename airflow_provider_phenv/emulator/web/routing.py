@@ -22,15 +22,17 @@ class Route:
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
     scope_object: str
+    #: What older builds treat differently: ``logs``, ``test_steps``, ``collaborators``.
+    kind: str | None = None
 
     def scope(self, method: str) -> str:
         """The scope a request with this method needs."""
         return f"{self.scope_object}:{'read' if method == 'GET' else 'write'}"
 
 
-def route(scope_object: str, pattern: str, **methods: Handler) -> Route:
+def route(scope_object: str, pattern: str, kind: str | None = None, **methods: Handler) -> Route:
     """A route of ``pattern`` (a regular expression with named groups for the path's ids)."""
-    return Route(re.compile(f"^{pattern}$"), methods, scope_object)
+    return Route(re.compile(f"^{pattern}$"), methods, scope_object, kind)
 
 
 def detail_route(

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..store.seed import SEED
 from ..store.state import EmulatorState
-from .api import ApiRequest, handle_api
+from ..store.switches import DEFAULT_LOG_DELAY, DEFAULT_MAX_CONCURRENT_BACKFILLS, Switches
+from .api import ApiRequest, handle_api, without_retry_after
 from .calls import Response
 from .control import PREFIX as CONTROL_PREFIX
 from .control import handle_control
@@ -121,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             return None  # before handling: nothing is committed
         if fault is not None and kind in ("status", "html"):
-            return fault.response()
+            return without_retry_after(fault.response(), emulator.state)
         if fault is not None and kind == "slow":
             time.sleep(fault.delay or 0.0)
         request = ApiRequest(
@@ -134,7 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers=self.headers,
             base_url=f"http://{self.headers.get('Host') or self._bound_address()}",
         )
-        response = handle_api(request, emulator.state, emulator.rate_limiter)
+        response = without_retry_after(
+            handle_api(request, emulator.state, emulator.rate_limiter), emulator.state
+        )
         return None if kind == "lost_response" else response  # lost: handled and committed, never sent
 
     def _bound_address(self) -> str:
@@ -184,6 +187,16 @@ class PostHogEmulator:
     :param api_key: the seeded full-access personal API key (``SEED.api_key`` by default).
     :param rate_limit: apply PostHog's per-key throttles (480/minute, 4800/hour).
     :param log_requests: also print an access log line per request to stderr.
+    :param builds: older-build switches to turn on (names of ``store.switches.OLD_BUILDS``, e.g.
+        ``["level-list"]``); none plays today's PostHog.
+    :param log_delay: log entries become visible up to this many seconds after their timestamp,
+        not in timestamp order (§13.3); 0 for in-order visibility.
+    :param seed: seed of those delays (reproducible).
+    :param max_concurrent_backfills: Starting/Running backfills a team may have before a 429.
+    :param backdate_pauses: record every pause this many seconds earlier than it happens, so a
+        pause of seconds unpaused with a backfill covers whole intervals (the demo uses it).
+
+    :meth:`reset` (and ``POST /_emulator/reset``) restores these settings as given here.
     """
 
     def __init__(
@@ -193,11 +206,20 @@ class PostHogEmulator:
         api_key: str | None = None,
         rate_limit: bool = False,
         log_requests: bool = False,
+        *,
+        builds: list[str] | tuple[str, ...] = (),
+        log_delay: float = DEFAULT_LOG_DELAY,
+        seed: int = 0,
+        max_concurrent_backfills: int = DEFAULT_MAX_CONCURRENT_BACKFILLS,
+        backdate_pauses: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.log_requests = log_requests
-        self.state = EmulatorState(api_key)
+        switches = Switches(
+            builds, log_delay=log_delay, seed=seed, max_concurrent_backfills=max_concurrent_backfills
+        )
+        self.state = EmulatorState(api_key, switches, backdate_pauses=backdate_pauses)
         self.faults = FaultInjector()
         self.rate_limiter = RateLimiter(enabled=rate_limit)
         self.request_log = RequestLog()

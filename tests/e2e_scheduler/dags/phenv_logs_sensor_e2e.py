@@ -25,7 +25,7 @@ with DAG(dag_id="phenv_logs_sensor_e2e", schedule=None, catchup=False, tags=["ph
             batch_export_id=os.environ.get(
                 "PHENV_E2E_BATCH_EXPORT_ID", "01900000-0000-7000-8000-0000000000e1"
             ),
-            message_pattern=r"finished with \d+ records exported",
+            message_pattern=r"finished (successfully )?with (\d+|no) records exported",
             poll_interval=float(os.environ.get("PHENV_E2E_POLL_INTERVAL", "1")),
             timeout=120,
             hook_params={"backoff": 0.2, "backoff_max": 1.0},

@@ -1,0 +1,104 @@
+"""Older-build switches and the other knobs that choose *which* PostHog the emulator plays.
+
+By default the emulator plays today's PostHog (docs/posthog-api.md §13). Self-hosted users run
+older builds, so each switch below brings back one older behaviour, independently of the others:
+
+- ``level-list`` (§13.4): the logs ``level`` parameter is a list field: ``?level=INFO,ERROR`` is
+  one value matching nothing, repeated ``level=`` parameters work.
+- ``no-retry-after`` (§13.14): 429 throttled answers carry no ``Retry-After`` header.
+- ``projects-only-collaborators`` (§13.6): collaborator endpoints exist only under
+  ``/api/projects/``; under ``/api/environments/`` they are 404.
+- ``environments-redirect`` (§13.6): ``/api/environments/*`` answers 307 to ``/api/projects/*``.
+- ``internal-test-scope`` (§13.13): ``test``, ``run_test_step`` and ``run_test_step_new`` need the
+  ``INTERNAL`` scope, which no personal API key has (403).
+- ``logs-no-key-scope`` (§13.13): ``logs`` derives no key scope (403 for every key).
+- ``no-access-control`` (§13.12): the organization lacks the paid access-control feature, so the
+  effective restriction is always 21 and every collaborator add is 400.
+- ``backfill-fails`` (§13.18): a backfill stops at its first failed run and ends Failed (today's
+  workflow goes on and can end Completed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+OLD_BUILDS: dict[str, str] = {
+    "level-list": "logs 'level' is a list field: repeat level=, a comma list matches nothing (§13.4)",
+    "no-retry-after": "429 throttled answers without Retry-After (§13.14)",
+    "projects-only-collaborators": "collaborators only under /api/projects/ (§13.6)",
+    "environments-redirect": "307 from /api/environments/* to /api/projects/* (§13.6)",
+    "internal-test-scope": "destination test endpoints need the INTERNAL scope: 403 for every key (§13.13)",
+    "logs-no-key-scope": "logs refuse personal API keys: 403 (§13.13)",
+    "no-access-control": "no paid access control: effective restriction always 21 (§13.12)",
+    "backfill-fails": "a backfill stops at its first failed run and ends Failed (§13.18)",
+}
+#: Default seconds an entry may become visible after its timestamp (out-of-order visibility, §13.3).
+DEFAULT_LOG_DELAY = 3.0
+#: Default number of Starting/Running backfills a team may have (429 beyond it, §3).
+DEFAULT_MAX_CONCURRENT_BACKFILLS = 3
+
+
+def check_old_builds(names: Iterable[str]) -> frozenset[str]:
+    """The names as a set; ValueError naming the unknown ones and the known ones."""
+    if isinstance(names, str):
+        names = [names]
+    chosen = frozenset(names)
+    unknown = sorted(chosen - set(OLD_BUILDS))
+    if unknown:
+        raise ValueError(f"unknown old-build switch(es) {unknown}; expected some of {sorted(OLD_BUILDS)}")
+    return chosen
+
+
+class Switches:
+    """The older-build switches that are on, plus the log-visibility and backfill knobs.
+
+    :param old_builds: switch names from :data:`OLD_BUILDS` to turn on.
+    :param log_delay: entries become visible 0 to ``log_delay`` seconds after their timestamp
+        (a seeded, reproducible spread); 0 makes visibility follow timestamps exactly.
+    :param seed: the seed of that spread.
+    :param max_concurrent_backfills: Starting/Running backfills a team may have.
+    """
+
+    def __init__(
+        self,
+        old_builds: Iterable[str] = (),
+        *,
+        log_delay: float = DEFAULT_LOG_DELAY,
+        seed: int = 0,
+        max_concurrent_backfills: int = DEFAULT_MAX_CONCURRENT_BACKFILLS,
+    ) -> None:
+        self.old_builds = check_old_builds(old_builds)
+        self.log_delay = _non_negative("log_delay", log_delay)
+        self.seed = int(seed)
+        self.max_concurrent_backfills = int(
+            _non_negative("max_concurrent_backfills", max_concurrent_backfills)
+        )
+
+    def __contains__(self, name: object) -> bool:
+        if name not in OLD_BUILDS:
+            raise ValueError(f"unknown old-build switch {name!r}")
+        return name in self.old_builds
+
+    def copy(self) -> Switches:
+        """An independent copy."""
+        return Switches(
+            self.old_builds,
+            log_delay=self.log_delay,
+            seed=self.seed,
+            max_concurrent_backfills=self.max_concurrent_backfills,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        """The settings as the control API shows them."""
+        return {
+            "old_builds": sorted(self.old_builds),
+            "log_delay": self.log_delay,
+            "seed": self.seed,
+            "max_concurrent_backfills": self.max_concurrent_backfills,
+        }
+
+
+def _non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+    return float(value)

@@ -1,0 +1,466 @@
+"""
+What the emulator does by default, as today's PostHog (docs/posthog-api.md §13): run log wording,
+workflow run ids, out-of-order visibility, backfills of whole intervals, the control calls that
+shape runs and pauses, and the smaller corrections (§13.9-§13.11, §13.17).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from airflow_provider_phenv.emulator import SEED
+from tests.helpers.processes import wait_for
+
+EXPORT = SEED.s3_export_id  # hourly
+DAILY = SEED.paused_export_id
+LOGS = f"batch_exports/{EXPORT}/logs/"
+BACKFILLS = f"batch_exports/{EXPORT}/backfills/"
+RANGE = "2024-01-01 00:00:00+00:00 - 2024-01-01 01:00:00+00:00"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def backfill(api, hours: int = 1, start: str = "2024-01-01T00:00:00Z") -> str:
+    begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    body = {"start_at": start, "end_at": (begin + timedelta(hours=hours)).isoformat()}
+    response = api.post(BACKFILLS, body)
+    assert response.status_code == 201, response.text
+    return response.json()["backfill_id"]
+
+
+def get_backfill(api, backfill_id: str) -> dict:
+    return api.get(f"{BACKFILLS}{backfill_id}/").json()
+
+
+def runs_of(api, backfill_id: str) -> list[dict]:
+    runs = api.get(f"batch_exports/{EXPORT}/runs/", params={"after": "-1000d"}).json()["results"]
+    return sorted((run for run in runs if run["backfill"] == backfill_id), key=lambda run: run["created_at"])
+
+
+def until(what, check, timeout: float = 10):
+    return wait_for(what, check, timeout=timeout, interval=0.05)
+
+
+def messages(api, **params) -> list[str]:
+    return [entry["message"] for entry in api.get(LOGS, params={"limit": 500, **params}).json()["results"]]
+
+
+@pytest.fixture
+def in_order(emulator):
+    emulator.state.set_switches(log_delay=0)
+
+
+# -- run log wording and instance ids (§13.1, §13.2) --------------------------------------------
+
+
+@pytest.mark.usefixtures("in_order")
+@pytest.mark.parametrize(
+    ("outcome", "level", "text"),
+    [
+        (
+            {"records": 42},
+            "INFO",
+            f"Batch export for range {RANGE} finished successfully with 42 records exported",
+        ),
+        (
+            {"records": 0},
+            "INFO",
+            f"Batch export for range {RANGE} finished successfully with no records exported",
+        ),
+        (
+            {"outcome": "failed", "error_message": "NoSuchBucket"},
+            "ERROR",
+            f"Batch export for range {RANGE} failed with a non-recoverable error: NoSuchBucket",
+        ),
+        (
+            {"outcome": "failed_retryable", "error_message": "Timeout"},
+            "ERROR",
+            f"Batch export for range {RANGE} failed with an error that can be retried: Timeout",
+        ),
+    ],
+)
+def test_run_log_wording(api, emulator, outcome, level, text):  # §13.2
+    emulator.state.set_run_outcome(EXPORT, duration=0, **outcome)
+    [run] = runs_of(api, backfill(api))
+    lines = [e for e in api.get(LOGS, params={"limit": 500}).json()["results"] if RANGE in e["message"]]
+    final = next(entry for entry in lines if not entry["message"].startswith("Batch exporting"))
+    assert (final["level"], final["message"]) == (level, text)
+    assert not [m for m in messages(api) if m.startswith("Starting batch export")]  # write-only logger
+    exporting = [e["message"] for e in lines if e["message"].startswith("Batch exporting")]
+    assert exporting == [
+        f"Batch exporting range {RANGE} to S3: posthog/events/2024-01-01T00:00:00+00:00-"
+        "2024-01-01T01:00:00+00:00.jsonl.gz"
+    ]
+    notification = f"Failure notification email for run '{run['id']}' has been sent"
+    assert (notification in messages(api)) == (outcome.get("outcome") == "failed")
+
+
+@pytest.mark.usefixtures("in_order")
+def test_log_instance_id_is_a_workflow_run_id_nothing_links_to_the_run(api, emulator):  # §13.1
+    emulator.state.set_run_outcome(EXPORT, duration=0)
+    [run] = runs_of(api, backfill(api))
+    entries = [e for e in api.get(LOGS).json()["results"] if RANGE in e["message"]]
+    assert len(entries) == 2
+    [instance_id] = {entry["instance_id"] for entry in entries}
+    assert re.fullmatch(r"[0-9a-f-]{36}", instance_id) and instance_id != run["id"]
+    assert instance_id not in str(run)
+    assert api.get(LOGS, params={"instance_id": run["id"]}).json()["results"] == []
+    assert len(api.get(LOGS, params={"instance_id": instance_id}).json()["results"]) == 2
+    assert emulator.state.runs[run["id"]]["workflow_run_id"] == instance_id  # only tests can link them
+
+
+@pytest.mark.usefixtures("in_order")
+def test_cancelled_run_logs_a_warning_and_nothing_more(api, emulator):  # §13.2, §11.37
+    emulator.state.set_run_outcome(EXPORT, "hang", duration=0.1)
+    [run] = runs_of(api, backfill(api))
+    until(
+        "Running", lambda: api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/").json()["status"] == "Running"
+    )
+    assert api.post(f"batch_exports/{EXPORT}/runs/{run['id']}/cancel/").json() == {"cancelled": True}
+    newest = api.get(LOGS, params={"limit": 1}).json()["results"][0]
+    assert (newest["level"], newest["message"]) == (
+        "WARNING",
+        f"Batch export for range {RANGE} was cancelled",
+    )
+    assert api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/").json()["status"] == "Cancelled"
+
+
+# -- visibility (§13.3) --------------------------------------------------------------------------
+
+
+def _spread(emulator, count: int = 40) -> list[dict]:
+    base = utcnow() - timedelta(minutes=30)
+    entries = [
+        {"timestamp": base + timedelta(seconds=k), "level": "INFO", "message": f"line {k}"}
+        for k in range(count)
+    ]
+    emulator.state.add_log_entries(EXPORT, entries)
+    return entries
+
+
+def _visible(api, entries) -> list[str]:
+    after = (entries[0]["timestamp"] - timedelta(seconds=1)).isoformat()
+    return [e["message"] for e in api.get(LOGS, params={"after": after, "search": "line "}).json()["results"]]
+
+
+def test_entries_become_visible_late_and_out_of_order_reproducibly(api, emulator):  # §13.3
+    # An hour-long delay stretches the default 0-3 s: entries stamped 30 minutes ago are visible or
+    # not by their seeded delay, so a newer entry shows while an older one is still hidden.
+    emulator.state.set_switches(log_delay=3600, seed=7)
+    entries = _spread(emulator)
+    shown = _visible(api, entries)
+    assert 0 < len(shown) < len(entries)
+    numbers = [int(message.split()[1]) for message in shown]
+    hidden = set(range(len(entries))) - set(numbers)
+    assert min(hidden) < max(numbers)  # out of order: an older entry is still missing
+    assert _visible(api, entries) == shown  # the same seed gives the same answer
+    emulator.state.set_switches(seed=8)
+    assert _visible(api, entries) != shown
+    emulator.state.set_switches(log_delay=0)
+    assert len(_visible(api, entries)) == len(entries)
+
+
+def test_default_delay_is_at_most_three_seconds(api, emulator):  # §13.3
+    assert emulator.state.switches.log_delay == 3.0
+    now = utcnow()
+    emulator.state.add_log_entries(EXPORT, [{"timestamp": now, "level": "INFO", "message": "line 0"}])
+    until("the entry", lambda: messages(api, after=(now - timedelta(seconds=1)).isoformat()), timeout=4)
+
+
+def test_an_entry_can_be_made_visible_at_a_given_moment(api, emulator):
+    now = utcnow() - timedelta(seconds=5)
+    emulator.state.set_switches(log_delay=0)
+    emulator.state.add_log_entries(
+        EXPORT,
+        [
+            {
+                "timestamp": now,
+                "level": "ERROR",
+                "message": "older, late",
+                "visible_at": utcnow() + timedelta(seconds=0.5),
+            },
+            {"timestamp": now + timedelta(seconds=1), "level": "INFO", "message": "newer"},
+        ],
+    )
+    since = (now - timedelta(seconds=1)).isoformat()
+    assert messages(api, after=since) == ["newer"]
+    until("the late entry", lambda: messages(api, after=since) == ["newer", "older, late"])
+
+
+@pytest.mark.usefixtures("in_order")
+def test_timestamps_without_a_zero_fraction(api, emulator):  # §13.3
+    emulator.state.add_log_entries(
+        EXPORT,
+        [
+            {"timestamp": "2024-02-01T00:00:00Z", "level": "INFO", "message": "whole"},
+            {"timestamp": "2024-02-01T00:00:00.250000Z", "level": "INFO", "message": "fraction"},
+        ],
+    )
+    found = api.get(LOGS, params={"after": "2024-01-31T00:00:00Z", "before": "2024-02-02T00:00:00Z"}).json()
+    assert [e["timestamp"] for e in found["results"]] == [
+        "2024-02-01T00:00:00.250000Z",
+        "2024-02-01T00:00:00Z",
+    ]
+
+
+# -- backfills (§6.9, §13.5, §13.16, §13.18) -----------------------------------------------------
+
+
+def test_a_range_shorter_than_one_interval_makes_no_run(api):  # §13.5
+    backfill_id = api.post(
+        BACKFILLS, {"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-01T00:59:00Z"}
+    ).json()["backfill_id"]
+    assert runs_of(api, backfill_id) == []
+    found = get_backfill(api, backfill_id)
+    assert found["status"] == "Completed"
+    assert found["progress"] == {"total_runs": 0, "finished_runs": 0, "progress": 1.0}
+
+
+def test_one_run_per_interval_one_after_another(api, emulator):  # §13.5, §13.16
+    emulator.state.set_run_outcome(EXPORT, duration=0.3)
+    backfill_id = backfill(api, hours=3, start="2024-01-01T00:00:30Z")
+    first = get_backfill(api, backfill_id)
+    assert first["status"] == "Starting"
+    assert first["progress"] == {"total_runs": 3, "finished_runs": 0, "progress": 0.0}
+    [run] = runs_of(api, backfill_id)
+    assert run["status"] == "Starting" and run["backfill"] == backfill_id
+    until("Running", lambda: get_backfill(api, backfill_id)["status"] == "Running")
+    done = until(
+        "Completed",
+        lambda: get_backfill(api, backfill_id)["status"] == "Completed" and get_backfill(api, backfill_id),
+    )
+    assert done["progress"] == {"total_runs": 3, "finished_runs": 3, "progress": 1.0}
+    runs = runs_of(api, backfill_id)
+    assert [r["data_interval_start"] for r in runs] == [f"2024-01-01T0{h}:00:30.000000Z" for h in range(3)]
+    for previous, following in itertools.pairwise(runs):
+        assert previous["finished_at"] <= following["created_at"]  # one after another
+    assert all(r["status"] == "Completed" and r["records_completed"] == 1000 for r in runs)
+    assert done["finished_at"] == runs[-1]["finished_at"]
+
+
+def test_a_backfill_goes_on_after_a_failed_run_and_ends_completed(api, emulator):  # §13.18
+    emulator.state.set_run_outcome(EXPORT, duration=0.05)
+    emulator.state.set_run_outcome(EXPORT, "failed", duration=0.05, error_message="boom", times=1)
+    backfill_id = backfill(api, hours=2)
+    done = until(
+        "the end",
+        lambda: get_backfill(api, backfill_id)["status"] == "Completed" and get_backfill(api, backfill_id),
+    )
+    assert done["progress"] == {"total_runs": 2, "finished_runs": 2, "progress": 1.0}
+    failed, completed = runs_of(api, backfill_id)
+    assert (failed["status"], failed["latest_error"], failed["records_completed"]) == ("Failed", "boom", None)
+    assert (completed["status"], completed["latest_error"]) == ("Completed", None)
+
+
+def test_cancel_a_backfill(api, emulator, expect_error):  # §6.9
+    emulator.state.set_run_outcome(EXPORT, "hang", duration=0.05)
+    backfill_id = backfill(api, hours=3)
+    until("Running", lambda: get_backfill(api, backfill_id)["status"] == "Running")
+    assert api.post(f"{BACKFILLS}{backfill_id}/cancel/").json() == {"cancelled": True}
+    found = get_backfill(api, backfill_id)
+    assert (found["status"], found["progress"]) == ("Cancelled", None)
+    assert [run["status"] for run in runs_of(api, backfill_id)] == ["Cancelled"]  # no later run starts
+    expect_error(
+        api.post(f"{BACKFILLS}{backfill_id}/cancel/"),
+        400,
+        "validation_error",
+        "invalid_input",
+        "Cannot cancel a backfill that is in 'Cancelled' status",
+    )
+
+
+def test_a_hanging_run_never_finishes_and_slow_runs_take_longer(api, emulator):
+    emulator.state.set_run_outcome(EXPORT, "hang", duration=0.05, times=1)
+    emulator.state.set_run_outcome(EXPORT, duration=5)
+    hanging = runs_of(api, backfill(api))[0]
+    slow = runs_of(api, backfill(api, start="2024-02-01T00:00:00Z"))[0]
+    time.sleep(0.3)
+    assert api.get(f"batch_exports/{EXPORT}/runs/{hanging['id']}/").json()["status"] == "Running"
+    assert api.get(f"batch_exports/{EXPORT}/runs/{slow['id']}/").json()["status"] == "Starting"
+
+
+def test_retry_of_a_run_is_a_backfill_of_its_interval(api, emulator):  # §13.16
+    emulator.state.set_run_outcome(EXPORT, duration=0)
+    [run] = runs_of(api, backfill(api))
+    retried = api.post(f"batch_exports/{EXPORT}/runs/{run['id']}/retry/")
+    assert retried.status_code == 201 and set(retried.json()) == {"backfill_id"}
+    [again] = runs_of(api, retried.json()["backfill_id"])
+    assert (again["data_interval_start"], again["data_interval_end"]) == (
+        run["data_interval_start"],
+        run["data_interval_end"],
+    )
+
+
+def test_too_many_concurrent_backfills_is_a_429_without_retry_after(api, emulator, expect_error):  # §3
+    assert emulator.state.switches.max_concurrent_backfills == 3
+    emulator.state.set_switches(max_concurrent_backfills=2)
+    emulator.state.set_run_outcome(EXPORT, "hang")
+    backfill(api)
+    backfill(api, start="2024-02-01T00:00:00Z")
+    refused = api.post(BACKFILLS, {"start_at": "2024-03-01T00:00:00Z", "end_at": "2024-03-01T01:00:00Z"})
+    expect_error(
+        refused,
+        429,
+        "server_error",
+        "too_many_concurrent_backfills",
+        "There are too many backfills running for this team; wait for one to finish.",
+    )
+    assert "Retry-After" not in refused.headers
+    # Another export of the same team counts against the same limit.
+    other = api.post(
+        f"batch_exports/{SEED.bigquery_export_id}/backfills/",
+        {"start_at": "2024-03-01T00:00:00Z", "end_at": "2024-03-01T01:00:00Z"},
+    )
+    assert other.status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"start_at": "2024-01-01", "end_at": "2024-01-03"}, 201),
+        ({"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-03T00:00:00+00:00"}, 201),
+        ({"start_at": "2024-01-01T05:00:00Z", "end_at": "2024-01-03T00:00:00Z"}, 400),
+    ],
+)
+def test_daily_exports_take_dates_only(api, body, status):  # §6.9
+    response = api.post(f"batch_exports/{DAILY}/backfills/", body)
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["detail"] == (
+            "Backfills of daily and weekly batch exports take dates only: 'start_at' is 2024-01-01T05:00:00Z."
+        )
+    else:
+        backfill_id = response.json()["backfill_id"]
+        progress = api.get(f"batch_exports/{DAILY}/backfills/{backfill_id}/").json()["progress"]
+        assert progress["total_runs"] == 2
+
+
+# -- unpause with a backfill and the pause controls (§6.5, §13.5) -------------------------------
+
+
+def test_unpause_saves_first_so_a_retry_starts_nothing(api, emulator):  # §13.5
+    assert api.post(f"batch_exports/{EXPORT}/pause/").status_code == 200
+    emulator.state.shift_last_paused_at(EXPORT, 2 * 3600 + 60)
+    emulator.faults.add("lost_response", path="/unpause")
+    with pytest.raises(requests.ConnectionError):
+        api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True})
+    assert api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True}).json() == {"paused": False}
+    [only] = api.get(BACKFILLS).json()["results"]
+    assert only["progress"]["total_runs"] == 2
+
+
+def test_a_short_pause_backfills_nothing(api, emulator):  # §13.5
+    api.post(f"batch_exports/{EXPORT}/pause/")
+    api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True})
+    [only] = api.get(BACKFILLS).json()["results"]
+    assert (only["status"], only["progress"]["total_runs"]) == ("Completed", 0)
+
+
+def test_backdated_pauses_give_a_short_pause_whole_intervals(api, emulator):
+    emulator.state.backdate_pauses(3 * 3600)
+    before = utcnow()
+    api.post(f"batch_exports/{EXPORT}/pause/")
+    paused_at = datetime.fromisoformat(
+        api.get(f"batch_exports/{EXPORT}/").json()["last_paused_at"].replace("Z", "+00:00")
+    )
+    assert (
+        before - timedelta(hours=3, seconds=1)
+        < paused_at
+        < before - timedelta(hours=3) + timedelta(seconds=1)
+    )
+    api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True})
+    [only] = api.get(BACKFILLS).json()["results"]
+    assert only["progress"]["total_runs"] == 3
+
+
+def test_unpause_with_backfill_of_a_never_paused_export_fails_after_saving(api, emulator):  # §6.5
+    emulator.state.batch_exports[EXPORT]["paused"] = True
+    assert api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True}).status_code == 500
+    assert emulator.state.get_batch_export(EXPORT)["paused"] is False
+    assert api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True}).json() == {"paused": False}
+
+
+def test_control_api_shapes_runs_and_pauses(api, emulator):
+    control = f"{emulator.url}/_emulator"
+    assert requests.post(
+        f"{control}/run_outcome/{EXPORT}", json={"outcome": "hang", "duration": 0.1, "times": 1}, timeout=5
+    ).ok
+    [run] = runs_of(api, backfill(api))
+    time.sleep(0.2)
+    assert api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/").json()["status"] == "Running"
+    assert (
+        requests.post(f"{control}/run_outcome/{EXPORT}", json={"outcome": "explode"}, timeout=5).status_code
+        == 400
+    )
+    api.post(f"batch_exports/{EXPORT}/pause/")
+    assert requests.post(f"{control}/shift_last_paused_at/{EXPORT}", json={"seconds": 7200}, timeout=5).ok
+    assert requests.post(f"{control}/backdate_pauses", json={"seconds": 60}, timeout=5).ok
+    assert emulator.state.pause_backdates == {None: 60.0}
+    api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True})
+    newest = api.get(BACKFILLS).json()["results"][0]
+    assert newest["progress"]["total_runs"] == 2
+
+
+# -- dashboards, destination tests, personal API keys (§13.9-§13.11, §13.17) ---------------------
+
+
+def test_use_template_overwrites_description_and_filters(api):  # §13.11
+    created = api.post(
+        "dashboards/",
+        {
+            "use_template": "DEFAULT_APP",
+            "name": "Mine",
+            "description": "ours",
+            "filters": {"date_from": "-7d"},
+        },
+    ).json()
+    assert (created["name"], created["creation_mode"]) == ("Mine", "template")
+    assert (created["description"], created["filters"]) == ("", {"date_from": "-30d"})
+
+
+def test_awss3_assume_role_step_is_skipped_without_a_role_arn(api, emulator):  # §13.9
+    step0 = api.post(f"batch_exports/{EXPORT}/run_test_step/", {**_export_payload(api), "step": 0}).json()
+    assert step0["result"] == {"status": "Skipped", "message": "No AWS role ARN provided, skipping test"}
+    emulator.state.integrations[SEED.s3_integration_id]["role_arn"] = "arn:aws:iam::123456789012:role/posthog"
+    step0 = api.post(f"batch_exports/{EXPORT}/run_test_step/", {**_export_payload(api), "step": 0}).json()
+    assert step0["result"] == {"status": "Passed", "message": None}
+
+
+def _export_payload(api) -> dict:
+    export = api.get(f"batch_exports/{EXPORT}/").json()
+    return {key: export[key] for key in ("name", "interval", "destination")}
+
+
+def test_a_key_reads_its_own_label_and_scopes(emulator, expect_error):  # §13.17
+    key = emulator.state.add_api_key(["batch_export:read"], scoped_teams=[SEED.team_id], label="airflow")
+    url = f"{emulator.url}/api/personal_api_keys/"
+    me = requests.get(url + "@current/", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    assert me.status_code == 200
+    body = me.json()
+    assert (body["label"], body["scopes"], body["scoped_teams"], body["scoped_organizations"]) == (
+        "airflow",
+        ["batch_export:read"],
+        [SEED.team_id],
+        [],
+    )
+    assert key not in me.text
+    by_id = requests.get(url + body["id"] + "/", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    expect_error(
+        by_id,
+        403,
+        "authentication_error",
+        "permission_denied",
+        "This action does not support Personal API Key access",
+    )
+    assert (
+        requests.get(url + "@current", headers={"Authorization": "Bearer phx_nope"}, timeout=5).status_code
+        == 401
+    )
