@@ -65,7 +65,7 @@ def test_uri_connection_with_string_extras(monkeypatch):
     settings = PostHogHook().settings
     assert settings.base_url == "https://eu.posthog.com"
     assert (settings.project_id, settings.timeout, settings.max_retries) == ("42", 7.0, 1)
-    assert settings.api_prefix == "environments"
+    assert settings.api_prefix == "projects"  # PostHog's canonical prefix, the default
 
 
 def test_uri_connection_with_http_scheme_and_port(monkeypatch):
