@@ -259,7 +259,9 @@ class PostHogHook(PostHogHookBase):
         """
         settings = self.settings
         call = replace(call, project_id=self._project(settings, call.project_id))
-        pager = ListPager(call, settings.max_pages, lambda page_call: self._prepare(settings, page_call)[1])
+        pager = ListPager(
+            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
+        )
         while pager.call is not None:
             yield from pager.take(self._call(pager.call))
 
@@ -908,7 +910,9 @@ class PostHogAsyncHook(PostHogHookBase):
         """Async :meth:`PostHogHook._paginate`."""
         settings = await self.get_settings()
         call = replace(call, project_id=self._project(settings, call.project_id))
-        pager = ListPager(call, settings.max_pages, lambda page_call: self._prepare(settings, page_call)[1])
+        pager = ListPager(
+            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
+        )
         while pager.call is not None:
             for result in pager.take(await self._call(pager.call)):
                 yield result
