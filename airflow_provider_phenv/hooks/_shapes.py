@@ -135,3 +135,4 @@ TEST_STEPS: Shape = _test_steps
 TEST_STEP_RESULT = json_object(result=(dict, None))
 DASHBOARD = json_object(id=(..., int))
 COLLABORATORS = list_of_objects(json_object(user=(dict, None)))
+COLLABORATOR = json_object(user=(..., dict))

@@ -726,7 +726,13 @@ class PostHogHook(PostHogHookBase):
             "level": check_choice("level", level, COLLABORATOR_LEVELS),
         }
         call = dashboard_call(
-            dashboard_id, "collaborators/", method="POST", body=body, repeatable=False, project_id=project_id
+            dashboard_id,
+            "collaborators/",
+            method="POST",
+            body=body,
+            repeatable=False,
+            project_id=project_id,
+            expect=shapes.COLLABORATOR,
         )
         return self._call(call)
 

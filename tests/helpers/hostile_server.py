@@ -337,6 +337,7 @@ def _read_request(reader: Any, connection: int) -> Request | None:
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 512  # hundreds of clients connect at once in the load cases
     hostile: HostileServer
 
 
