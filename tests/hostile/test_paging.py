@@ -208,3 +208,37 @@ def test_pages_of_the_wrong_shape_name_the_request(hostile, page):
     ):
         hook.list_dashboards()
     assert "GET /api/projects/1/dashboards/" in str(raised.value)
+
+
+def test_trigger_keeps_its_end_time_during_a_long_listing(hostile):
+    # An endless history served one slow page at a time: no single request breaks a limit, yet
+    # the trigger still reports its timeout at end_time instead of reading on.
+    from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
+    from airflow_provider_phenv.validation import parse_timestamp
+    from tests.helpers.hostile_server import sequence
+    from tests.helpers.sensor_modes import run_trigger
+
+    def older_page(request):
+        time.sleep(0.05)
+        before = request.query.get("before", [None])[0]
+        top = parse_timestamp("before", before) if before else utcnow()
+        results = [
+            {"timestamp": (top - timedelta(microseconds=n + 1)).isoformat(), "level": "INFO", "message": "x"}
+            for n in range(500)
+        ]
+        return {"next": None, "results": results}
+
+    hostile.on(sequence(json_reply(older_page)))
+    trigger = PostHogBatchExportLogsTrigger(
+        batch_export_id=EXPORT_ID,
+        since=(utcnow() - timedelta(days=1)).isoformat(),
+        criteria={"message_pattern": "never"},
+        poll_interval=0.05,
+        end_time=time.time() + 1,
+        hook_params=FAST,
+    )
+    trigger.poll_grace = 0.5
+    started = time.monotonic()
+    event = run_trigger(trigger).payload
+    assert event["status"] == "timeout"
+    assert time.monotonic() - started < 1 + 0.5 + 1
