@@ -487,6 +487,14 @@ class PostHogHookBase(BaseHook):
         error naming the status and the target, never a success: the key goes nowhere else, and
         a 301/302/303 would turn a POST into a GET.
         """
+        if status == 304:
+            raise self._unexpected(
+                settings,
+                call,
+                path,
+                status,
+                "HTTP 304 Not Modified answers a conditional request, and none was sent",
+            )
         location = headers.get("location")
         target = urljoin(url, location.strip()) if location else None
         shown = settings.scrub(without_userinfo(target))[:200] if target else "no Location header"

@@ -173,12 +173,16 @@ def hang(seconds: float) -> Action:
     return act
 
 
-@functools.cache
 def gzip_of_zeros(decoded_bytes: int, encoding: str = "gzip") -> bytes:
     """
     A gzip (or zlib ``deflate``) body that inflates to ``decoded_bytes`` zero bytes: 1 GiB packs
     to about 1 MB. Cached: making 1 GiB takes about 3 s, so call it once before a timed request.
     """
+    return _compressed_zeros(decoded_bytes, encoding)
+
+
+@functools.cache
+def _compressed_zeros(decoded_bytes: int, encoding: str) -> bytes:
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
     block = b"\0" * (1 << 20)
