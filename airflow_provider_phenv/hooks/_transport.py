@@ -28,6 +28,9 @@ from typing import Any
 
 #: Bytes asked from the transport per read.
 CHUNK_BYTES = 64 * 1024
+#: Most bytes inflated per step: the decoded body grows by this much at a time, never by a whole
+#: cap's worth in one call (a 64 KB gzip chunk can inflate to 64 MB).
+DECODE_STEP = 256 * 1024
 #: The encodings this provider asks for (``Accept-Encoding``) and can decode under a cap.
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -96,7 +99,7 @@ class BodyDecoder:
         while data:
             try:
                 # At most one byte past the room left: the cap is seen without inflating further.
-                out = self._decoder.decompress(data, self.limit - len(self._body) + 1)
+                out = self._decoder.decompress(data, min(DECODE_STEP, self.limit - len(self._body) + 1))
             except zlib.error as error:
                 if self._encoding == "deflate" and not self._started:
                     self._decoder = self._new_decoder(raw_deflate=True)
