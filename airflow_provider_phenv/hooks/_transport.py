@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -237,6 +238,16 @@ class _Reaper:
 
 
 _REAPER = _Reaper()
+
+
+def _reset_after_fork() -> None:
+    # A forked task process inherits neither the thread nor a usable lock: start afresh.
+    global _REAPER
+    _REAPER = _Reaper()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _watched_adapter_class() -> type:
