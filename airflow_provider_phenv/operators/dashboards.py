@@ -279,7 +279,17 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
             existing = self._existing(dashboard_id, user_uuid, project_id)
             if existing:
                 return existing
-            return self.hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+            try:
+                return self.hook.add_dashboard_collaborator(
+                    dashboard_id, user_uuid, level, project_id=project_id
+                )
+            except PostHogBadRequestError as error:
+                if error.detail != ALREADY_COLLABORATOR:
+                    raise
+                # The lost add committed after the look-up: it is this task's own collaborator.
+                self.log.info("The lost add of %s to dashboard %s was carried out.", user_uuid, dashboard_id)
+                found = self._existing(dashboard_id, user_uuid, project_id)
+                return found or _inherent(dashboard_id, user_uuid)
 
     def _existing(self, dashboard_id: int, user_uuid: str, project_id: str | None) -> dict[str, Any] | None:
         for collaborator in self.hook.list_dashboard_collaborators(dashboard_id, project_id=project_id):

@@ -109,3 +109,17 @@ def test_one_collaborator_whatever_follows_the_commit(fronted, emulator, fault):
     ]
     assert len(mine) == 1
     assert len(_creates(fronted)) == 1
+
+
+def test_a_lost_add_found_late_counts_as_success(fronted, emulator):
+    # The add commits but its answer is lost; the look-up reads a stale (empty) list, so the add is
+    # sent again and PostHog answers "already a collaborator": that is the lost add, a success.
+    fronted.on(forward(then=close()), method="POST", path="/collaborators", times=1)
+    fronted.on(json_reply([]), method="GET", path="/collaborators", times=1)
+    operator = PostHogAddDashboardCollaboratorOperator(
+        task_id="a", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, hook_params=HOOK
+    )
+    assert operator.execute({})["user"]["uuid"] == SEED.bob_uuid
+    mine = [c for c in emulator.state.collaborators if c["user_uuid"] == SEED.bob_uuid]
+    assert len(mine) == 1
+    assert len(_creates(fronted)) == 2
