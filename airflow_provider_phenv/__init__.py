@@ -58,7 +58,7 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://us.posthog.com or https://eu.posthog.com or your own",
                         "password": "phx_...",
                         "project_id": "12345",
-                        "api_prefix": "environments",
+                        "api_prefix": "projects",
                         "timeout": "30",
                         "max_retries": "5",
                     },
@@ -71,11 +71,12 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "api_prefix": {
                         "label": "API prefix",
-                        "description": "environments (default) or projects, PostHog's successor path.",
+                        "description": "projects (default, PostHog's canonical path) or environments "
+                        "(deprecated, still served).",
                         "schema": {
                             "type": "string",
                             "enum": ["environments", "projects"],
-                            "default": "environments",
+                            "default": "projects",
                         },
                     },
                     "timeout": {

@@ -17,6 +17,10 @@ from airflow.sdk.exceptions import AirflowException
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[^>]+>")
 _MAX_DETAIL = 300
+# PostHog's own ``detail`` is kept longer than a proxy page's text, but never unbounded: errors
+# end up in task logs, XCom-free trigger events and the metadata database (a 5 MB detail would too).
+MAX_DETAIL_CHARS = 1000
+_MAX_TAG_CHARS = 100
 
 
 class PostHogError(AirflowException):
@@ -58,12 +62,12 @@ class PostHogAPIError(PostHogError):
         # AirflowException declares status_code for its REST API errors; here it is PostHog's.
         self.status_code = status_code  # type: ignore[assignment]
         self.method = method
-        self.path = path
+        self.path = clip(path, 300)
         self.resource = resource
-        self.type = type
-        self.code = code
-        self.detail = detail
-        self.attr = attr
+        self.type = clip(type, _MAX_TAG_CHARS)
+        self.code = clip(code, _MAX_TAG_CHARS)
+        self.detail = clip(detail, MAX_DETAIL_CHARS)
+        self.attr = clip(attr, _MAX_TAG_CHARS)
         self.hint = hint
         super().__init__(self._message())
 
@@ -138,6 +142,43 @@ class PostHogWriteOutcomeUnknownError(PostHogAPIError):
     """
 
 
+class PostHogDeadlineError(PostHogTransportError):
+    """
+    No complete answer within the request deadline (connect, redirects, headers and body together).
+
+    Per-read timeouts alone never fire against a server that sends a byte every few seconds.
+    Retried like a timeout for requests that are safe to repeat.
+    """
+
+
+class PostHogUnexpectedResponseError(PostHogAPIError):
+    """
+    PostHog (or whatever answered in its place) sent something this provider cannot trust: a 2xx
+    body that is not JSON or not of the expected shape, a redirect it does not follow, or a
+    response over a limit. Never retried.
+    """
+
+
+class PostHogRedirectError(PostHogUnexpectedResponseError):
+    """
+    A 3xx answer that is not followed: to another host, a method-changing 301/302/303, a 304, or
+    too many hops. ``location`` holds the target (without any userinfo).
+    """
+
+    def __init__(self, *, location: str | None = None, **kwargs: Any) -> None:
+        self.location = location
+        super().__init__(**kwargs)
+
+
+class PostHogResponseTooLargeError(PostHogUnexpectedResponseError):
+    """A response body (decoded) over the hook's ``max_body_bytes``."""
+
+
+class PostHogPaginationError(PostHogUnexpectedResponseError):
+    """A listing that does not end: ``next`` back to a page already read, ``before=`` ignored, or
+    more pages than the hook's ``max_pages``."""
+
+
 def error_class_for_status(status_code: int) -> type[PostHogAPIError]:
     """Pick the :class:`PostHogAPIError` subclass callers branch on for an HTTP status."""
     if status_code == 400:
@@ -167,13 +208,18 @@ def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, A
     if "json" in (content_type or "") or text.startswith("{"):
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
             fields = {key: data.get(key) for key in ("type", "code", "detail", "attr")}
             if fields["detail"] is None and data:
-                fields["detail"] = _shorten(str(data))
-            return {key: str(value) if value is not None else None for key, value in fields.items()}
+                fields["detail"] = _shorten(str(data)[: _MAX_DETAIL * 20])
+            limits = {"detail": MAX_DETAIL_CHARS}
+            return {
+                key: clip(str(value), limits.get(key, _MAX_TAG_CHARS)) if value is not None else None
+                for key, value in fields.items()
+            }
+    text = text[:100_000]  # enough for a title or a readable start; regexes stay cheap
     title = _HTML_TITLE.search(text)
     readable = title.group(1) if title else _HTML_TAG.sub(" ", text)
     kind = "HTML" if "<" in text else "text"
@@ -181,5 +227,12 @@ def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, A
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text[: _MAX_DETAIL * 20].split())
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters (marked with ``...`` and the length cut), or None."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text) - limit + 40:,} more characters)"

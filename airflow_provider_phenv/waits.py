@@ -26,7 +26,9 @@ ERROR = "error"
 #: Every status a trigger event can carry; anything else is rejected when the task resumes.
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
-HOOK_PARAMS = frozenset({"timeout", "max_retries", "backoff", "backoff_max"})
+HOOK_PARAMS = frozenset(
+    {"timeout", "max_retries", "backoff", "backoff_max", "max_body_bytes", "request_deadline", "max_pages"}
+)
 
 
 class PostHogWaitError(PostHogError):
@@ -41,6 +43,10 @@ def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"Invalid hook_params key {name!r}: expected one of {sorted(HOOK_PARAMS)}.")
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"Invalid hook_params {name} {value!r}: expected a number.")
+        # The hook's own check (finite, in range), so a bad value fails when the DAG is parsed.
+        from airflow_provider_phenv.hooks._settings import check_hook_option
+
+        check_hook_option(name, value)
     return params
 
 

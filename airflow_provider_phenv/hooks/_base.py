@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import httpx
 from airflow.sdk import BaseHook
@@ -25,14 +25,27 @@ from airflow_provider_phenv import __version__
 from airflow_provider_phenv.errors import (
     PostHogAPIError,
     PostHogConnectionConfigError,
+    PostHogDeadlineError,
+    PostHogPaginationError,
     PostHogRateLimitError,
+    PostHogRedirectError,
+    PostHogResponseTooLargeError,
     PostHogServerError,
+    PostHogUnexpectedResponseError,
     PostHogWriteOutcomeUnknownError,
     error_class_for_status,
     parse_error_body,
 )
 from airflow_provider_phenv.hooks._retry import AMBIGUOUS_STATUSES, parse_retry_after, retry_kwargs
-from airflow_provider_phenv.hooks._settings import PostHogSettings, settings_from_connection
+from airflow_provider_phenv.hooks._settings import (
+    PostHogSettings,
+    check_hook_option,
+    origin_of,
+    settings_from_connection,
+    without_userinfo,
+)
+from airflow_provider_phenv.hooks._shapes import Shape, json_object, page
+from airflow_provider_phenv.hooks._transport import ACCEPT_ENCODING, BodyTooLarge, ResponseProblem
 from airflow_provider_phenv.validation import (
     RUN_STATUSES,
     check_choice,
@@ -49,6 +62,10 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 USER_AGENT = f"airflow-provider-phenv/{__version__}"
+#: Redirects followed within one attempt (307/308 to the same origin only).
+MAX_REDIRECTS = 5
+#: What a call expects when it names nothing else: a JSON object.
+OBJECT = json_object()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +86,8 @@ class ApiCall:
     :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
     :param retry_server_errors: whether a 5xx may be worth another try; not for endpoints whose
         500 is deterministic (a destination test PostHog cannot run).
+    :param expect: the shape a successful answer must have (see :mod:`.hooks._shapes`); an
+        answer of another shape raises :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
     """
 
     path: str
@@ -80,6 +99,7 @@ class ApiCall:
     project_id: int | str | None = None
     next_url: str | None = None
     retry_server_errors: bool = True
+    expect: Shape = OBJECT
 
     @property
     def subject(self) -> str:
@@ -91,6 +111,67 @@ class ApiCall:
         link = page.get("next")
         # The link already carries every query parameter of the first request.
         return replace(self, params=None, next_url=link) if link else None
+
+
+def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Which page a URL and its parameters name, whatever the parameter order or trailing slash."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in (params or {}).items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            query.append((name, str(item)))
+    return parts.path.rstrip("/"), tuple(sorted(query))
+
+
+class ListPager:
+    """
+    Follows the ``next`` links of a paginated list, and refuses a list that never ends: a link back
+    to a page already read, or more than ``max_pages`` pages.
+
+    Use it as: ``while pager.call is not None: results = pager.take(send(pager.call))``; each page
+    is checked to be ``{"results": [objects], "next": ...}`` by the call's ``expect``.
+
+    :param call: the first page's request.
+    :param max_pages: most pages read.
+    :param url_of: the URL a call is sent to (the hook's ``_prepare``), to recognise a page.
+    """
+
+    def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
+        self.call: ApiCall | None = replace(call, expect=page())
+        self.max_pages = max_pages
+        self.pages = 0
+        self._url_of = url_of
+        self._seen = {self._key(self.call)}
+
+    def _key(self, call: ApiCall) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return page_key(self._url_of(call), call.params)
+
+    def take(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The results of ``body``, the page just read; sets :attr:`call` to the next page or None."""
+        assert self.call is not None, "take() called after the last page"
+        self.pages += 1
+        link = body.get("next")
+        if not link:
+            self.call = None
+            return body["results"]
+        following = replace(self.call, params=None, next_url=link)
+        key = self._key(following)
+        if key in self._seen:
+            raise self._error(following, "its next link points back at a page already read")
+        if self.pages >= self.max_pages:
+            raise self._error(following, f"it has more than max_pages={self.max_pages:,} pages")
+        self._seen.add(key)
+        self.call = following
+        return body["results"]
+
+    def _error(self, following: ApiCall, why: str) -> PostHogPaginationError:
+        return PostHogPaginationError(
+            status_code=None,
+            method=following.method,
+            path=urlsplit(self._url_of(following)).path,
+            resource=following.subject,
+            detail=f"stopped reading the list after {self.pages:,} pages: {why}",
+        )
 
 
 def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
@@ -173,6 +254,9 @@ class PostHogHookBase(BaseHook):
         max_retries: int | None = None,
         backoff: float = 1.0,
         backoff_max: float = 30.0,
+        max_body_bytes: int | None = None,
+        request_deadline: float | None = None,
+        max_pages: int | None = None,
     ) -> None:
         """
         :param posthog_conn_id: Airflow connection id of type ``posthog``.
@@ -182,17 +266,30 @@ class PostHogHookBase(BaseHook):
             ``max_retries``, else 5).
         :param backoff: first wait in seconds between retries when PostHog sent no ``Retry-After``.
         :param backoff_max: longest wait in seconds between retries.
+        :param max_body_bytes: largest response body read, decoded (default: the connection's extra
+            ``max_body_bytes``, else 32 MiB).
+        :param request_deadline: seconds one HTTP attempt may take in all, body included (default:
+            the connection's extra ``request_deadline``, else twice the timeout).
+        :param max_pages: most pages read for one listing (default: the connection's extra
+            ``max_pages``, else 10,000).
         """
         super().__init__()
-        if max_retries is not None and (isinstance(max_retries, bool) or int(max_retries) < 0):
-            raise ValueError(f"Invalid max_retries {max_retries!r}: expected a non-negative integer.")
-        if timeout is not None and float(timeout) <= 0:
-            raise ValueError(f"Invalid timeout {timeout!r}: expected a positive number of seconds.")
+        options = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "backoff": backoff,
+            "backoff_max": backoff_max,
+            "max_body_bytes": max_body_bytes,
+            "request_deadline": request_deadline,
+            "max_pages": max_pages,
+        }
+        checked = {name: check_hook_option(name, value) for name, value in options.items()}
         self.posthog_conn_id = posthog_conn_id
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self._backoff = backoff
-        self._backoff_max = backoff_max
+        self._timeout = checked["timeout"]
+        self._max_retries = checked["max_retries"]
+        self._backoff = checked["backoff"]
+        self._backoff_max = checked["backoff_max"]
+        self._limits = {name: checked[name] for name in ("max_body_bytes", "request_deadline", "max_pages")}
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -210,7 +307,9 @@ class PostHogHookBase(BaseHook):
         return f"{type(self).__name__}(posthog_conn_id={self.posthog_conn_id!r})"
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> PostHogSettings:
-        return settings_from_connection(conn, extra, timeout=self._timeout, max_retries=self._max_retries)
+        return settings_from_connection(
+            conn, extra, timeout=self._timeout, max_retries=self._max_retries, **self._limits
+        )
 
     def _retry_kwargs(self, settings: PostHogSettings) -> dict[str, Any]:
         return retry_kwargs(
@@ -264,6 +363,8 @@ class PostHogHookBase(BaseHook):
         body: bytes,
     ) -> PostHogAPIError:
         envelope = parse_error_body(body, headers.get("content-type"))
+        # Whatever answered may echo the request (the key included): never let it into a message.
+        envelope = {key: None if value is None else settings.scrub(value) for key, value in envelope.items()}
         if not envelope.get("detail"):
             envelope["detail"] = "empty response body"
         kwargs: dict[str, Any] = {
@@ -316,25 +417,150 @@ class PostHogHookBase(BaseHook):
         )
 
     @staticmethod
-    def _decode(call: ApiCall, path: str, status: int, body: bytes) -> Any:
+    def _path(settings: PostHogSettings, url: str) -> str:
+        """The path of a URL for messages: no host, no query, never the key."""
+        return settings.scrub(urlsplit(url).path)
+
+    def _unexpected(
+        self,
+        settings: PostHogSettings,
+        call: ApiCall,
+        path: str,
+        status: int | None,
+        detail: str,
+        error_class: type[PostHogUnexpectedResponseError] = PostHogUnexpectedResponseError,
+        **kwargs: Any,
+    ) -> PostHogAPIError:
+        """
+        An answer that cannot be trusted. For a call that is not safe to repeat (a create) the
+        server may have carried it out all the same, so the outcome is unknown and callers look up.
+        """
+        error = error_class(
+            status_code=status,
+            method=call.method,
+            path=path,
+            resource=call.subject,
+            detail=settings.scrub(detail),
+            **kwargs,
+        )
+        if not call.repeatable:
+            return self._outcome_unknown(call, path, status, str(error))
+        return error
+
+    def _problem(
+        self,
+        settings: PostHogSettings,
+        call: ApiCall,
+        path: str,
+        status: int | None,
+        problem: ResponseProblem,
+    ) -> PostHogAPIError:
+        """A body that could not be read within the limits."""
+        if isinstance(problem, BodyTooLarge):
+            return self._unexpected(settings, call, path, status, str(problem), PostHogResponseTooLargeError)
+        return self._unexpected(settings, call, path, status, str(problem))
+
+    def _deadline_error(self, settings: PostHogSettings, call: ApiCall, path: str) -> PostHogAPIError:
+        cause = (
+            f"no complete answer within request_deadline={settings.request_deadline:g} s "
+            f"(connect, redirects, headers and body together)"
+        )
+        if not call.repeatable:
+            return self._outcome_unknown(call, path, None, cause)
+        return PostHogDeadlineError(
+            request_sent=True, method=call.method, path=path, resource=call.subject, detail=cause
+        )
+
+    def _redirect_target(
+        self,
+        settings: PostHogSettings,
+        call: ApiCall,
+        path: str,
+        url: str,
+        status: int,
+        headers: Any,
+        hops: int,
+    ) -> str:
+        """
+        Where a 3xx answer leads, if it is followed: 307 or 308 (method and body kept) to the
+        configured origin, at most :data:`MAX_REDIRECTS` times per attempt. Anything else is an
+        error naming the status and the target, never a success: the key goes nowhere else, and
+        a 301/302/303 would turn a POST into a GET.
+        """
+        if status == 304:
+            raise self._unexpected(
+                settings,
+                call,
+                path,
+                status,
+                "HTTP 304 Not Modified answers a conditional request, and none was sent",
+            )
+        location = headers.get("location")
+        target = urljoin(url, location.strip()) if location else None
+        shown = settings.scrub(without_userinfo(target))[:200] if target else "no Location header"
+        why = None
+        if status not in (307, 308):
+            why = f"HTTP {status} redirects are not followed (only 307/308 to {settings.host_label})"
+        elif target is None:
+            why = "the redirect has no Location header"
+        elif origin_of(target) != settings.origin:
+            why = f"the redirect leaves {settings.host_label}, and the API key is sent nowhere else"
+        elif hops >= MAX_REDIRECTS:
+            why = f"more than {MAX_REDIRECTS} redirects"
+        if why is None:
+            assert target is not None
+            return target
+        return self._raise_redirect(settings, call, path, status, shown, why)
+
+    def _raise_redirect(
+        self, settings: PostHogSettings, call: ApiCall, path: str, status: int, shown: str, why: str
+    ) -> Any:
+        raise self._unexpected(
+            settings,
+            call,
+            path,
+            status,
+            f"redirect to {shown} not followed: {why}",
+            PostHogRedirectError,
+            location=shown,
+        )
+
+    def _result(
+        self, settings: PostHogSettings, call: ApiCall, path: str, status: int, headers: Any, body: bytes
+    ) -> Any:
+        """The parsed answer of a final (non-redirect) response, or its error."""
+        if status >= 400:
+            raise self._error(settings, call, path, status, headers, body)
+        if not 200 <= status < 300:
+            raise self._unexpected(settings, call, path, status, f"unexpected HTTP status {status}")
+        return self._decode(settings, call, path, status, body)
+
+    def _decode(self, settings: PostHogSettings, call: ApiCall, path: str, status: int, body: bytes) -> Any:
+        """The JSON of a 2xx body, checked against the call's expected shape."""
         if not body.strip():
-            return {}
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise PostHogAPIError(
-                status_code=status,
-                method=call.method,
-                path=path,
-                resource=call.subject,
-                detail=parse_error_body(body, None).get("detail", "response is not JSON"),
-            ) from None
+            value: Any = None
+            problem: str | None = (call.expect(value) or "").replace("got null", "got an empty body")
+        else:
+            try:
+                value = json.loads(body)
+            except (ValueError, RecursionError) as error:
+                detail = parse_error_body(body, None).get("detail") or "response is not JSON"
+                if isinstance(error, RecursionError):
+                    detail = "the JSON is nested too deeply to read"
+                elif not detail.startswith("non-JSON"):
+                    detail = f"response is not JSON: {detail}"
+                raise self._unexpected(settings, call, path, status, detail) from None
+            problem = call.expect(value)
+        if problem:
+            raise self._unexpected(settings, call, path, status, f"unexpected answer: {problem}")
+        return value
 
     @staticmethod
     def _headers(settings: PostHogSettings) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {settings.api_key}",
             "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
 

@@ -16,7 +16,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from airflow_provider_phenv.errors import PostHogPaginationError, PostHogUnexpectedResponseError
 from airflow_provider_phenv.hooks._base import ApiCall, export_call
+from airflow_provider_phenv.hooks._settings import DEFAULT_MAX_PAGES
+from airflow_provider_phenv.hooks._shapes import page
 from airflow_provider_phenv.validation import (
     MAX_LOGS_LIMIT,
     check_choice,
@@ -109,7 +112,11 @@ def logs_call(
     :param filters: see :class:`LogFilters`.
     """
     return export_call(
-        batch_export_id, "logs/", params=logs_query(limit=limit, **filters), project_id=project_id
+        batch_export_id,
+        "logs/",
+        params=logs_query(limit=limit, **filters),
+        project_id=project_id,
+        expect=page(),
     )
 
 
@@ -124,22 +131,33 @@ class LogsPager:
 
     Use it as: ``while pager.call is not None: entries = pager.take(send(pager.call))``.
 
+    A server that ignores ``before=`` (and so repeats a full page) would be read for ever: each
+    page's ``before`` must be earlier than the last one, and at most ``max_pages`` pages are read;
+    otherwise :class:`~airflow_provider_phenv.errors.PostHogPaginationError` names the request.
+
     :param call: the first page's request, from :func:`logs_call`.
+    :param max_pages: most pages read.
+    :param path: the URL path of the request, for messages (default: the call's own path).
     """
 
-    def __init__(self, call: ApiCall) -> None:
+    def __init__(self, call: ApiCall, max_pages: int = DEFAULT_MAX_PAGES, path: str | None = None) -> None:
         self.call: ApiCall | None = call
+        self.max_pages = max_pages
+        self.pages = 0
+        self.path = path or call.path
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """Return the entries of ``page`` to hand out (newest first) and set up the next request."""
         assert self.call is not None and self.call.params is not None, "take() called after the last page"
+        self.pages += 1
         entries = page.get("results") or []
+        times = [self._time(index, entry) for index, entry in enumerate(entries)]
         limit = self.call.params["limit"]
         if len(entries) < limit:
             self.call = None
             return entries
-        oldest = entry_time(entries[-1])
-        newer = [entry for entry in entries if entry_time(entry) > oldest]
+        oldest = min(times)
+        newer = [entry for entry, moment in zip(entries, times, strict=True) if moment > oldest]
         if not newer:
             # A whole page shares one microsecond: the rest of that moment cannot be reached
             # through this API, so hand the page out and move on rather than loop forever.
@@ -149,6 +167,39 @@ class LogsPager:
         self._read_before(oldest + _ONE_MICROSECOND)
         return newer
 
+    def _time(self, index: int, entry: Any) -> datetime:
+        try:
+            return entry_time(entry)
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._error(
+                PostHogUnexpectedResponseError,
+                f"unexpected answer: results item {index} has no valid timestamp ({type(error).__name__})",
+            ) from None
+
     def _read_before(self, moment: datetime) -> None:
         assert self.call is not None and self.call.params is not None
+        previous = self.call.params.get("before")
+        if previous is not None and moment >= parse_timestamp("before", previous):
+            raise self._error(
+                PostHogPaginationError,
+                f"stopped reading after {self.pages:,} pages: the server ignored before={previous} "
+                "(the page repeats entries at or after it)",
+            )
+        if self.pages >= self.max_pages:
+            raise self._error(
+                PostHogPaginationError,
+                f"stopped reading after {self.pages:,} pages: more than max_pages={self.max_pages:,}",
+            )
         self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})
+
+    def _error(
+        self, kind: type[PostHogUnexpectedResponseError], detail: str
+    ) -> PostHogUnexpectedResponseError:
+        assert self.call is not None
+        return kind(
+            status_code=None,
+            method=self.call.method,
+            path=self.path,
+            resource=self.call.subject,
+            detail=detail,
+        )

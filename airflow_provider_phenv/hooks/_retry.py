@@ -8,7 +8,8 @@ Errors are raised inside the attempt, so tenacity sees the real PostHog error an
   (capped), else exponential backoff with jitter.
 * 500, 502, 503, 504 and transport errors, for requests that are safe to repeat.
 * For requests that are not (creates), only what certainly did not reach PostHog: a connection
-  that could not be opened, and 503. Anything else ambiguous becomes
+  that could not be opened. Anything else ambiguous (any 5xx, 503 and Cloudflare's 520/524
+  included, as each can come after the create committed; a lost or unreadable answer) becomes
   :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError` in the hook.
 """
 
@@ -36,8 +37,10 @@ from airflow_provider_phenv.errors import (
 )
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-# Statuses after which a non-repeatable request may or may not have been carried out.
-AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
+
+# Statuses after which a non-repeatable request may or may not have been carried out: every 5xx.
+# A 503 or a proxy's 520/524 can come after the create committed, as a 500/502/504 can.
+AMBIGUOUS_STATUSES = frozenset(range(500, 600))
 MAX_RETRY_AFTER = 120.0
 
 

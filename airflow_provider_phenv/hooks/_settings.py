@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,9 +22,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://us.posthog.com"
 API_PREFIXES = ("environments", "projects")
+# PostHog's canonical prefix (docs/posthog-api.md §13.6); environments is deprecated but served.
+DEFAULT_API_PREFIX = "projects"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 5
+#: Largest response body read, decoded (after gzip/deflate): far above any PostHog answer, and low
+#: enough that a hostile server cannot grow a worker or the triggerer by more than this.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The whole of one HTTP attempt (connect, redirects, headers, body) takes at most this many
+#: timeouts: per-read timeouts alone let a server that sends a byte now and then hold a task forever.
+DEADLINE_PER_TIMEOUT = 2.0
+#: Most pages read for one listing; a ``next`` link or ``before=`` that never ends stops here.
+DEFAULT_MAX_PAGES = 10_000
 # PostHog's ingestion hosts (us.i.posthog.com) do not serve the private API; a connection pointing
 # there fails with confusing 404s, so the hook rewrites it to the API host of the same region.
 _INGESTION_SUFFIX = ".i.posthog.com"
@@ -43,6 +54,9 @@ class PostHogSettings:
     #: The shared budget of every trigger using this host and key in one triggerer (see ``_budget``).
     requests_per_minute: float = DEFAULT_PER_MINUTE
     requests_per_hour: float = DEFAULT_PER_HOUR
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_deadline: float = DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT
+    max_pages: int = DEFAULT_MAX_PAGES
 
     @property
     def connect_timeout(self) -> float:
@@ -55,13 +69,54 @@ class PostHogSettings:
         parts = urlsplit(self.base_url)
         return f"{parts.scheme}://{parts.netloc}"
 
+    @property
+    def origin(self) -> tuple[str, str]:
+        """Scheme and ``host:port`` of the base URL: the only place the key is ever sent."""
+        return origin_of(self.base_url)
+
+    @property
+    def use_env_proxies(self) -> bool:
+        """
+        Whether ``HTTP_PROXY``/``ALL_PROXY`` may be used: never for plain http, where the proxy
+        would read the key in clear text (and a loopback host needs no proxy anyway).
+        """
+        return urlsplit(self.base_url).scheme == "https"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every occurrence of the key replaced by ``***``, for any message."""
+        if self.api_key and self.api_key in text:
+            text = text.replace(self.api_key, "***")
+        return text
+
+
+def origin_of(url: str) -> tuple[str, str]:
+    """Scheme and lower-cased ``host:port`` (default port filled in) of a URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if scheme == "https" else 80)
+    return scheme, f"{(parts.hostname or '').lower()}:{port}"
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages and links."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
 
 def normalize_host(host: str | None, port: int | None = None) -> str:
     """
     Turn the connection's host into a base URL.
 
     No host means US cloud; no scheme means https; a trailing slash is dropped; the connection's
-    ``port`` is used when the host names none.
+    ``port`` is used when the host names none. A host with ``user:password@`` is refused without
+    repeating the credentials: the key goes in the password field, and userinfo would end up in
+    messages and links.
     """
     text = (host or "").strip().rstrip("/")
     if not text:
@@ -69,6 +124,18 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
     if "://" not in text:
         text = "https://" + text
     parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise PostHogConnectionConfigError(
+            f"Invalid PostHog host {without_userinfo(text)!r} (given with a user name or password "
+            "before '@', not repeated here): remove it; the personal API key goes in the "
+            "connection's password field."
+        )
+    try:
+        parts.port  # noqa: B018 - a non-numeric port raises here
+    except ValueError:
+        raise PostHogConnectionConfigError(
+            f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostHogConnectionConfigError(
             f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
@@ -100,9 +167,9 @@ def _extra_number(extra: dict[str, Any], name: str, conn_id: str, kind: type) ->
         return None
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = None
-    if number is None or isinstance(value, bool) or number < 0:
+    if number is None or isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise PostHogConnectionConfigError(
             f"Connection {conn_id!r}: extra {name!r} must be a non-negative number, got {value!r}."
         )
@@ -116,6 +183,76 @@ def _budget(extra: dict[str, Any], name: str, conn_id: str, default: float) -> f
     return default if value is None else float(value)
 
 
+def check_hook_option(name: str, value: Any) -> Any:
+    """
+    Check one hook keyword argument (``timeout``, ``backoff``...); ``None`` means the default.
+
+    Raises ``ValueError`` naming the argument, so a bad value fails when the hook (or the sensor
+    that passes it on) is built, not with a raw error on the first retry.
+
+    :param name: one of :data:`HOOK_OPTIONS`.
+    :param value: the value given.
+    """
+    if value is None:
+        return None
+    kind, low, inclusive = HOOK_OPTIONS[name]
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if ok and kind is int:
+        ok = float(value).is_integer()
+    if ok:
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+    if not ok:
+        what = "integer" if kind is int else "number"
+        bound = f">= {low}" if inclusive else f"> {low}"
+        raise ValueError(f"Invalid {name} {value!r}: expected a finite {what} {bound}.")
+    return kind(value)
+
+
+#: The hook keyword arguments that are plain numbers: (type, lower bound, bound allowed).
+HOOK_OPTIONS: dict[str, tuple[type, float, bool]] = {
+    "timeout": (float, 0, False),
+    "max_retries": (int, 0, True),
+    "backoff": (float, 0, True),
+    "backoff_max": (float, 0, True),
+    "max_body_bytes": (int, 1, True),
+    "request_deadline": (float, 0, False),
+    "max_pages": (int, 1, True),
+}
+
+
+def _clean_api_key(conn_id: str, password: str | None) -> str:
+    """
+    The key without surrounding whitespace (a pasted key often ends in a line break).
+
+    A key with a control character, space or non-ASCII character inside cannot go into an HTTP
+    header: refused here, without repeating it, before anything is sent.
+    """
+    key = (password or "").strip()
+    if not key:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
+        )
+    if not all("!" <= char <= "~" for char in key):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: the personal API key contains a line break, space, control or "
+            "non-ASCII character inside it (the key itself is not repeated here); paste the key "
+            "again as PostHog shows it (phx_ followed by letters and digits)."
+        )
+    return key
+
+
+def _mask(key: str) -> None:
+    """Register the cleaned key with Airflow's secrets masker (it only knows the stored form)."""
+    if len(key) < 5:  # the masker ignores (and warns about) values this short: no real key is
+        return
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(key)
+    except Exception:  # pragma: no cover - masking is a safety net, never a reason to fail
+        log.debug("Could not register the API key with the secrets masker.")
+
+
 def _extra_flag(extra: dict[str, Any], name: str) -> bool:
     value = extra.get(name, False)
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
@@ -127,6 +264,9 @@ def settings_from_connection(
     *,
     timeout: float | None = None,
     max_retries: int | None = None,
+    max_body_bytes: int | None = None,
+    request_deadline: float | None = None,
+    max_pages: int | None = None,
 ) -> PostHogSettings:
     """
     Build :class:`PostHogSettings` from an Airflow connection.
@@ -135,12 +275,13 @@ def settings_from_connection(
     :param extra: the connection's extra as a dict (read by the caller, sync or async).
     :param timeout: request timeout in seconds; overrides the connection's extra ``timeout``.
     :param max_retries: retries after the first attempt; overrides the extra ``max_retries``.
+    :param max_body_bytes: largest decoded response body; overrides the extra ``max_body_bytes``.
+    :param request_deadline: seconds one HTTP attempt may take in all; overrides the extra
+        ``request_deadline`` (default: twice the timeout).
+    :param max_pages: most pages read for one listing; overrides the extra ``max_pages``.
     """
     conn_id = conn.conn_id
-    if not conn.password:
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
-        )
+    api_key = _clean_api_key(conn_id, conn.password)
     base_url = normalize_host(conn.host, conn.port)
     parts = urlsplit(base_url)
     if (
@@ -152,7 +293,7 @@ def settings_from_connection(
             f"Connection {conn_id!r}: refusing to send the API key over plain http to {parts.hostname}. "
             "Use https, or set extra allow_insecure_http=true if this network is trusted."
         )
-    api_prefix = str(extra.get("api_prefix") or "environments").strip().strip("/")
+    api_prefix = str(extra.get("api_prefix") or DEFAULT_API_PREFIX).strip().strip("/")
     if api_prefix not in API_PREFIXES:
         raise PostHogConnectionConfigError(
             f"Connection {conn_id!r}: extra api_prefix must be one of {', '.join(API_PREFIXES)}, "
@@ -174,14 +315,28 @@ def settings_from_connection(
         raise PostHogConnectionConfigError(
             f"Connection {conn_id!r}: timeout must be positive, got {timeout!r}."
         )
+    limits = {"max_body_bytes": max_body_bytes, "request_deadline": request_deadline, "max_pages": max_pages}
+    for name, kind in (("max_body_bytes", int), ("request_deadline", float), ("max_pages", int)):
+        if limits[name] is None:
+            value = _extra_number(extra, name, conn_id, kind)
+            if value is not None and value <= 0:
+                raise PostHogConnectionConfigError(
+                    f"Connection {conn_id!r}: extra {name!r} must be positive, got {extra.get(name)!r}."
+                )
+            limits[name] = value
+    timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+    _mask(api_key)
     return PostHogSettings(
         conn_id=conn_id,
         base_url=base_url,
-        api_key=conn.password,
+        api_key=api_key,
         project_id=project_id,
         api_prefix=api_prefix,
-        timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
+        timeout=timeout,
         max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
         requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE),
         requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR),
+        max_body_bytes=int(limits["max_body_bytes"] or DEFAULT_MAX_BODY_BYTES),
+        request_deadline=float(limits["request_deadline"] or timeout * DEADLINE_PER_TIMEOUT),
+        max_pages=int(limits["max_pages"] or DEFAULT_MAX_PAGES),
     )

@@ -12,12 +12,13 @@ for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks._
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, Retrying
@@ -34,8 +35,10 @@ from airflow_provider_phenv.errors import (
     PostHogTransportError,
     PostHogWriteOutcomeUnknownError,
 )
+from airflow_provider_phenv.hooks import _shapes as shapes
 from airflow_provider_phenv.hooks._base import (
     ApiCall,
+    ListPager,
     PostHogHookBase,
     RunFilters,
     dashboard_call,
@@ -48,6 +51,13 @@ from airflow_provider_phenv.hooks._budget import request_budget
 from airflow_provider_phenv.hooks._logs import LogFilters, LogsPager, logs_call
 from airflow_provider_phenv.hooks._retry import slot_wait_kwargs
 from airflow_provider_phenv.hooks._settings import PostHogSettings
+from airflow_provider_phenv.hooks._transport import (
+    CHUNK_BYTES,
+    BodyDecoder,
+    Deadline,
+    ResponseProblem,
+    watched_adapter,
+)
 from airflow_provider_phenv.payloads import (
     check_batch_export_payload,
     dashboard_payload,
@@ -119,6 +129,12 @@ class PostHogHook(PostHogHookBase):
         import requests
 
         session = requests.Session()
+        # Redirects are followed by the hook itself (same origin only); reads obey the deadline.
+        adapter = watched_adapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        # No HTTP_PROXY/ALL_PROXY for plain http: the proxy would read the key in clear text.
+        session.trust_env = self.settings.use_env_proxies
         session.headers.update(self._headers(self.settings))
         return session
 
@@ -149,28 +165,79 @@ class PostHogHook(PostHogHookBase):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
+        """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
 
-        path = urlsplit(url).path
+        path = self._path(settings, url)
         self.log.debug("PostHog request %s %s", call.method, path)
-        try:
+        with Deadline(settings.request_deadline) as deadline:
+            try:
+                return self._exchange(settings, call, url, deadline)
+            except (requests.RequestException, Urllib3Error, OSError) as error:
+                deadline.check()
+                if deadline.fired:
+                    raise self._deadline_error(settings, call, path) from None
+                raise self._transport_error(settings, call, path, error) from None
+
+    def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str, deadline: Deadline) -> Any:
+        params, hops = call.params, 0
+        while True:
+            path = self._path(settings, url)
             response = self.session.request(
                 call.method,
                 url,
-                params=call.params,
+                params=params,
                 json=call.body,
                 timeout=(settings.connect_timeout, settings.timeout),
+                allow_redirects=False,
+                stream=True,
             )
-        except requests.RequestException as error:
-            raise self._transport_error(call, path, error) from None
-        if response.status_code >= 400:
-            raise self._error(settings, call, path, response.status_code, response.headers, response.content)
-        return self._decode(call, path, response.status_code, response.content)
+            try:
+                status, headers = response.status_code, response.headers
+                if 300 <= status < 400:
+                    # The Location carries its own query string.
+                    url, params, hops = (
+                        self._redirect_target(settings, call, path, url, status, headers, hops),
+                        None,
+                        hops + 1,
+                    )
+                    continue
+                try:
+                    decoder = BodyDecoder(
+                        headers.get("content-encoding"),
+                        settings.max_body_bytes,
+                        headers.get("content-length"),
+                    )
+                    for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+                        decoder.feed(chunk)
+                        deadline.check()
+                    body = decoder.finish()
+                except ResponseProblem as problem:
+                    raise self._problem(settings, call, path, status, problem) from None
+                if deadline.fired:
+                    raise self._deadline_error(settings, call, path)
+            finally:
+                response.close()
+            return self._result(settings, call, path, status, headers, body)
 
-    def _transport_error(self, call: ApiCall, path: str, error: requests.RequestException) -> PostHogAPIError:
+    def _transport_error(
+        self, settings: PostHogSettings, call: ApiCall, path: str, error: BaseException
+    ) -> PostHogAPIError:
         import requests
         from urllib3.exceptions import NewConnectionError
 
+        if isinstance(
+            error, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError)
+        ) and not isinstance(error, requests.exceptions.ChunkedEncodingError):
+            # Refused by the client before sending. Its text may quote a header (the key): not kept.
+            return PostHogAPIError(
+                status_code=None,
+                method=call.method,
+                path=path,
+                resource=call.subject,
+                detail=f"the request could not be built ({type(error).__name__}); nothing was sent",
+            )
         # Only a connection that was never opened proves the request did not reach PostHog: a
         # connect timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
         reason = error.args[0] if error.args else None
@@ -178,7 +245,7 @@ class PostHogHook(PostHogHookBase):
             getattr(reason, "reason", reason), NewConnectionError
         )
         sent = not isinstance(error, requests.ConnectTimeout) and not refused
-        cause = f"{type(error).__name__}: {first_line(error)}"
+        cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
         if sent and not call.repeatable:
             return self._outcome_unknown(call, path, None, cause)
         return PostHogTransportError(
@@ -186,12 +253,17 @@ class PostHogHook(PostHogHookBase):
         )
 
     def _paginate(self, call: ApiCall) -> Iterator[dict[str, Any]]:
-        """Yield every result of a paginated list (limit/offset or cursor), following ``next`` links."""
-        page_call: ApiCall | None = call
-        while page_call is not None:
-            page = self._call(page_call)
-            yield from page.get("results", [])
-            page_call = page_call.next_page(page)
+        """
+        Yield every result of a paginated list (limit/offset or cursor), following ``next`` links;
+        a link back to a page already read, or more than ``max_pages`` pages, is an error.
+        """
+        settings = self.settings
+        call = replace(call, project_id=self._project(settings, call.project_id))
+        pager = ListPager(
+            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
+        )
+        while pager.call is not None:
+            yield from pager.take(self._call(pager.call))
 
     # -- batch exports ---------------------------------------------------------------------------
 
@@ -204,7 +276,7 @@ class PostHogHook(PostHogHookBase):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(export_call(batch_export_id, project_id=project_id))
+        return self._call(export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT))
 
     def pause_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
@@ -215,7 +287,10 @@ class PostHogHook(PostHogHookBase):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(export_call(batch_export_id, "pause/", method="POST", project_id=project_id))
+        call = export_call(
+            batch_export_id, "pause/", method="POST", project_id=project_id, expect=shapes.paused_is(True)
+        )
+        return self._call(call)
 
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | str | None = None
@@ -239,6 +314,7 @@ class PostHogHook(PostHogHookBase):
             body=body,
             repeatable=not body["backfill"],
             project_id=project_id,
+            expect=shapes.paused_is(False),
         )
         return self._call(call)
 
@@ -257,6 +333,7 @@ class PostHogHook(PostHogHookBase):
             params={"destination": destination},
             resource=f"{destination} destination tests",
             project_id=project_id,
+            expect=shapes.TEST_STEPS,
         )
         return self._call(call)
 
@@ -292,6 +369,7 @@ class PostHogHook(PostHogHookBase):
             body=body,
             retry_server_errors=False,
             project_id=project_id,
+            expect=shapes.TEST_STEP_RESULT,
         )
         return self._call(call)
 
@@ -314,6 +392,7 @@ class PostHogHook(PostHogHookBase):
             body={**payload, "step": step},
             resource=f"test of a new {payload['destination']['type']} batch export",
             project_id=project_id,
+            expect=shapes.TEST_STEP_RESULT,
         )
         return self._call(call)
 
@@ -351,7 +430,11 @@ class PostHogHook(PostHogHookBase):
         Parameters are those of :meth:`get_batch_export_logs`; ``page_size`` is the ``limit`` of
         each request.
         """
-        pager = LogsPager(logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters))
+        settings = self.settings
+        call, url = self._prepare(
+            settings, logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
+        )
+        pager = LogsPager(call, max_pages=settings.max_pages, path=self._path(settings, url))
         while pager.call is not None:
             yield from pager.take(self._call(pager.call))
 
@@ -605,6 +688,7 @@ class PostHogHook(PostHogHookBase):
             repeatable=False,
             resource=f"dashboard {name!r}",
             project_id=project_id,
+            expect=shapes.DASHBOARD,
         )
         return self._call(call)
 
@@ -617,7 +701,9 @@ class PostHogHook(PostHogHookBase):
         :param dashboard_id: the dashboard's integer id.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(dashboard_call(dashboard_id, "collaborators/", project_id=project_id))
+        return self._call(
+            dashboard_call(dashboard_id, "collaborators/", project_id=project_id, expect=shapes.COLLABORATORS)
+        )
 
     def add_dashboard_collaborator(
         self,
@@ -640,7 +726,13 @@ class PostHogHook(PostHogHookBase):
             "level": check_choice("level", level, COLLABORATOR_LEVELS),
         }
         call = dashboard_call(
-            dashboard_id, "collaborators/", method="POST", body=body, repeatable=False, project_id=project_id
+            dashboard_id,
+            "collaborators/",
+            method="POST",
+            body=body,
+            repeatable=False,
+            project_id=project_id,
+            expect=shapes.COLLABORATOR,
         )
         return self._call(call)
 
@@ -666,7 +758,11 @@ class PostHogHook(PostHogHookBase):
             project = settings.project_id or "@current"
             self._call(
                 ApiCall(
-                    path="batch_exports/", params={"limit": 1}, resource="batch exports", project_id=project
+                    path="batch_exports/",
+                    params={"limit": 1},
+                    resource="batch exports",
+                    project_id=project,
+                    expect=shapes.page(),
                 )
             )
         except Exception as error:
@@ -697,11 +793,14 @@ class PostHogAsyncHook(PostHogHookBase):
         backoff: float = 1.0,
         backoff_max: float = 30.0,
         keepalive: float = 120.0,
+        max_body_bytes: int | None = None,
+        request_deadline: float | None = None,
+        max_pages: int | None = None,
     ) -> None:
         """
         :param posthog_conn_id: Airflow connection id of type ``posthog``.
-        :param timeout: as for :class:`PostHogHook`; so are ``max_retries``, ``backoff`` and
-            ``backoff_max``.
+        :param timeout: as for :class:`PostHogHook`; so are ``max_retries``, ``backoff``,
+            ``backoff_max``, ``max_body_bytes``, ``request_deadline`` and ``max_pages``.
         :param keepalive: seconds an idle connection is kept open. Keep it longer than the poll
             interval, or every poll pays a new TCP (and TLS) handshake.
         """
@@ -711,6 +810,9 @@ class PostHogAsyncHook(PostHogHookBase):
             max_retries=max_retries,
             backoff=backoff,
             backoff_max=backoff_max,
+            max_body_bytes=max_body_bytes,
+            request_deadline=request_deadline,
+            max_pages=max_pages,
         )
         self._keepalive = keepalive
 
@@ -734,6 +836,10 @@ class PostHogAsyncHook(PostHogHookBase):
                 timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
                 verify=shared_ssl_context(),
                 limits=httpx.Limits(keepalive_expiry=self._keepalive),
+                # Redirects are followed by the hook itself (same origin only).
+                follow_redirects=False,
+                # No HTTP_PROXY/ALL_PROXY for plain http: the proxy would read the key in clear text.
+                trust_env=settings.use_env_proxies,
             )
         return self._client
 
@@ -763,36 +869,67 @@ class PostHogAsyncHook(PostHogHookBase):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
-        client = await self._get_client()
-        path = urlsplit(url).path
+        """One attempt, cancelled when the request deadline passes (body and redirects included)."""
         try:
-            response = await client.request(call.method, url, params=call.params)
-        except httpx.TransportError as error:
-            raise PostHogTransportError(
-                request_sent=not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)),
-                method=call.method,
-                path=path,
-                resource=call.subject,
-                detail=f"{type(error).__name__}: {first_line(error)}",
-            ) from None
-        if response.status_code >= 400:
-            raise self._error(settings, call, path, response.status_code, response.headers, response.content)
-        return self._decode(call, path, response.status_code, response.content)
+            return await asyncio.wait_for(self._exchange(settings, call, url), settings.request_deadline)
+        except asyncio.TimeoutError:
+            raise self._deadline_error(settings, call, self._path(settings, url)) from None
+
+    async def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
+        client = await self._get_client()
+        params, hops = call.params, 0
+        while True:
+            path = self._path(settings, url)
+            try:
+                async with client.stream(call.method, url, params=params, json=call.body) as response:
+                    status, headers = response.status_code, response.headers
+                    if 300 <= status < 400:
+                        # The Location carries its own query string.
+                        url, params, hops = (
+                            self._redirect_target(settings, call, path, url, status, headers, hops),
+                            None,
+                            hops + 1,
+                        )
+                        continue
+                    try:
+                        decoder = BodyDecoder(
+                            headers.get("content-encoding"),
+                            settings.max_body_bytes,
+                            headers.get("content-length"),
+                        )
+                        async for chunk in response.aiter_raw(CHUNK_BYTES):
+                            decoder.feed(chunk)
+                        body = decoder.finish()
+                    except ResponseProblem as problem:
+                        raise self._problem(settings, call, path, status, problem) from None
+            except httpx.TransportError as error:
+                sent = not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
+                cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
+                if sent and not call.repeatable:
+                    raise self._outcome_unknown(call, path, None, cause) from None
+                raise PostHogTransportError(
+                    request_sent=sent, method=call.method, path=path, resource=call.subject, detail=cause
+                ) from None
+            return self._result(settings, call, path, status, headers, body)
 
     async def _paginate(self, call: ApiCall) -> AsyncIterator[dict[str, Any]]:
         """Async :meth:`PostHogHook._paginate`."""
-        page_call: ApiCall | None = call
-        while page_call is not None:
-            page = await self._call(page_call)
-            for result in page.get("results", []):
+        settings = await self.get_settings()
+        call = replace(call, project_id=self._project(settings, call.project_id))
+        pager = ListPager(
+            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
+        )
+        while pager.call is not None:
+            for result in pager.take(await self._call(pager.call)):
                 yield result
-            page_call = page_call.next_page(page)
 
     async def get_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
         """Async :meth:`PostHogHook.get_batch_export`."""
-        return await self._call(export_call(batch_export_id, project_id=project_id))
+        return await self._call(
+            export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT)
+        )
 
     async def get_batch_export_logs(
         self,
@@ -814,7 +951,11 @@ class PostHogAsyncHook(PostHogHookBase):
         **filters: Unpack[LogFilters],
     ) -> AsyncIterator[dict[str, Any]]:
         """Async :meth:`PostHogHook.iter_batch_export_logs`."""
-        pager = LogsPager(logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters))
+        settings = await self.get_settings()
+        call, url = self._prepare(
+            settings, logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
+        )
+        pager = LogsPager(call, max_pages=settings.max_pages, path=self._path(settings, url))
         while pager.call is not None:
             for entry in pager.take(await self._call(pager.call)):
                 yield entry

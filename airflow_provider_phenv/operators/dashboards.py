@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,6 +69,9 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
     field_checks = extend(PostHogBaseOperator.field_checks, if_exists=one_of(IF_EXISTS_CHOICES))
     operator_extra_links = (PostHogDashboardLink(),)
+    #: Seconds to wait before each further look-up of a create whose answer was lost (3 look-ups,
+    #: ~10 s in all): a create may commit after the client's read timeout.
+    lost_create_waits: ClassVar[tuple[float, ...]] = (3.0, 7.0)
     # The dashboard's own fields, checked together by ``dashboard_payload``.
     payload_fields = (
         "name",
@@ -139,7 +143,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
             dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
         except PostHogWriteOutcomeUnknownError:
             self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
-            created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
+            created = self._find_lost_create(name, project_id, known_ids)
             if not created:
                 self.log.info("Dashboard %r was not created; creating it.", name)
                 dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
@@ -166,6 +170,23 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
             return next((d for d in existing if d["id"] == saved["id"]), None)
         before = set(saved.get("known_ids") or [])
         return next((d for d in existing if d["id"] not in before), None)
+
+    def _find_lost_create(
+        self, name: str, project_id: str | None, known_ids: set[int]
+    ) -> list[dict[str, Any]]:
+        """
+        The dashboards named ``name`` created since ``known_ids`` were listed, looked up after a
+        create whose answer was lost. A create can commit after the client gave up waiting, so an
+        empty answer is asked again after each of :attr:`lost_create_waits` before it is believed.
+        """
+        for wait in (0.0, *self.lost_create_waits):
+            if wait:
+                self.log.info("Dashboard %r not found yet; looking again in %.0f s.", name, wait)
+                time.sleep(wait)
+            created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
+            if created:
+                return created
+        return []
 
     def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
         """Non-deleted dashboards named exactly ``name``, oldest first."""
@@ -258,7 +279,17 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
             existing = self._existing(dashboard_id, user_uuid, project_id)
             if existing:
                 return existing
-            return self.hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+            try:
+                return self.hook.add_dashboard_collaborator(
+                    dashboard_id, user_uuid, level, project_id=project_id
+                )
+            except PostHogBadRequestError as error:
+                if error.detail != ALREADY_COLLABORATOR:
+                    raise
+                # The lost add committed after the look-up: it is this task's own collaborator.
+                self.log.info("The lost add of %s to dashboard %s was carried out.", user_uuid, dashboard_id)
+                found = self._existing(dashboard_id, user_uuid, project_id)
+                return found or _inherent(dashboard_id, user_uuid)
 
     def _existing(self, dashboard_id: int, user_uuid: str, project_id: str | None) -> dict[str, Any] | None:
         for collaborator in self.hook.list_dashboard_collaborators(dashboard_id, project_id=project_id):

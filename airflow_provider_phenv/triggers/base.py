@@ -36,6 +36,9 @@ class PostHogPollTrigger(BaseTrigger):
     :param hook_params: keyword arguments for :class:`PostHogAsyncHook` (numbers only).
     """
 
+    #: Seconds a poll may run past ``end_time`` before the trigger reports its timeout anyway.
+    poll_grace = 5.0
+
     def __init__(
         self,
         *,
@@ -106,7 +109,7 @@ class PostHogPollTrigger(BaseTrigger):
             async with PostHogAsyncHook(self.posthog_conn_id, keepalive=idle, **self.hook_params) as hook:
                 await self._sleep_until(self.first_poll_at)
                 while True:
-                    event = await self.poll(hook)
+                    event = await self._poll_until_deadline(hook)
                     if event is not None:
                         return event
                     if self.end_time is not None and time.time() >= self.end_time:
@@ -119,6 +122,17 @@ class PostHogPollTrigger(BaseTrigger):
         except Exception as error:
             self.log.exception("Unexpected error while waiting on %s", self.about())
             return self.event(ERROR, message=f"{type(error).__name__}: {error}")
+
+    async def _poll_until_deadline(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
+        """One poll, cut short at the deadline: a slow or endless listing cannot outlast ``end_time``."""
+        if self.end_time is None:
+            return await self.poll(hook)
+        try:
+            # The last poll starts at the deadline: every poll gets ``poll_grace`` beyond it.
+            remaining = max(self.end_time - time.time(), 0.0) + self.poll_grace
+            return await asyncio.wait_for(self.poll(hook), remaining)
+        except asyncio.TimeoutError:
+            return self.event(TIMEOUT, message=self.timeout_message())
 
     async def _sleep_until(self, moment: float | None) -> None:
         """Sleep until ``moment``, but never past the deadline (the last poll happens at it)."""

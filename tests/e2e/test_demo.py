@@ -57,5 +57,5 @@ def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):
     sent = {(record.method, record.path) for record in api_requests(emulator)}
     assert (
         "POST",
-        f"/api/environments/{emulator.project_id}/batch_exports/{SEED.s3_export_id}/pause/",
+        f"/api/projects/{emulator.project_id}/batch_exports/{SEED.s3_export_id}/pause/",
     ) in sent

@@ -32,8 +32,8 @@ def test_pause_and_unpause_change_the_export(hook, emulator):
     assert emulator.state.get_batch_export(SEED.s3_export_id)["paused"] is False
     sent = api_requests(emulator)
     assert [(r.method, r.path) for r in sent] == [
-        ("POST", f"/api/environments/1/batch_exports/{SEED.s3_export_id}/pause/"),
-        ("POST", f"/api/environments/1/batch_exports/{SEED.s3_export_id}/unpause/"),
+        ("POST", f"/api/projects/1/batch_exports/{SEED.s3_export_id}/pause/"),
+        ("POST", f"/api/projects/1/batch_exports/{SEED.s3_export_id}/unpause/"),
     ]
     assert sent[1].body == {"backfill": True}
     assert all(r.user_agent.startswith("airflow-provider-phenv/") for r in sent)
@@ -48,13 +48,19 @@ def test_get_batch_export(hook):
 def test_project_id_argument_overrides_connection(hook, emulator):
     with pytest.raises(PostHogNotFoundError, match="Project not found"):
         hook.get_batch_export(SEED.s3_export_id, project_id=999)
-    assert api_requests(emulator)[0].path.startswith("/api/environments/999/")
+    assert api_requests(emulator)[0].path.startswith("/api/projects/999/")
 
 
-def test_api_prefix_projects(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, api_prefix="projects"))
-    PostHogHook().get_batch_export(SEED.s3_export_id)
-    assert api_requests(emulator)[0].path == f"/api/projects/1/batch_exports/{SEED.s3_export_id}/"
+@pytest.mark.parametrize("prefix", ["projects", "environments"])
+def test_api_prefix_is_projects_unless_set(emulator, monkeypatch, prefix):
+    # projects is PostHog's canonical prefix (docs/posthog-api.md §13.6); environments still works.
+    extra = {} if prefix == "projects" else {"api_prefix": prefix}
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, **extra))
+    with PostHogHook() as hook:
+        hook.get_batch_export(SEED.s3_export_id)
+        hook.pause_batch_export(SEED.s3_export_id)
+        hook.list_dashboards()
+    assert {r.path.split("/")[2] for r in api_requests(emulator)} == {prefix}
 
 
 def test_uri_connection_against_emulator(emulator, monkeypatch):

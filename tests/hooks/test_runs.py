@@ -35,7 +35,7 @@ def test_lists_runs_newest_first(hook, emulator):
     assert {run["batch_export"] for run in runs} == {SEED.s3_export_id}
     sent = api_requests(emulator)
     assert [(r.method, r.path) for r in sent] == [
-        ("GET", f"/api/environments/1/batch_exports/{SEED.s3_export_id}/runs/")
+        ("GET", f"/api/projects/1/batch_exports/{SEED.s3_export_id}/runs/")
     ]
 
 
@@ -95,7 +95,7 @@ def test_gets_one_run(hook, emulator):
     run = hook.get_batch_export_run(SEED.s3_export_id, listed["id"])
     assert run == listed
     assert api_requests(emulator)[-1].path == (
-        f"/api/environments/1/batch_exports/{SEED.s3_export_id}/runs/{listed['id']}/"
+        f"/api/projects/1/batch_exports/{SEED.s3_export_id}/runs/{listed['id']}/"
     )
     with pytest.raises(PostHogNotFoundError, match=f"batch export {SEED.s3_export_id} in project 1"):
         hook.get_batch_export_run(SEED.s3_export_id, UNKNOWN_RUN)

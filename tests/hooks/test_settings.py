@@ -65,7 +65,7 @@ def test_uri_connection_with_string_extras(monkeypatch):
     settings = PostHogHook().settings
     assert settings.base_url == "https://eu.posthog.com"
     assert (settings.project_id, settings.timeout, settings.max_retries) == ("42", 7.0, 1)
-    assert settings.api_prefix == "environments"
+    assert settings.api_prefix == "projects"  # PostHog's canonical prefix, the default
 
 
 def test_uri_connection_with_http_scheme_and_port(monkeypatch):
@@ -132,3 +132,12 @@ def test_key_is_not_in_reprs(monkeypatch):
 def test_bad_hook_arguments(kwargs):
     with pytest.raises(ValueError, match="Invalid"):
         PostHogHook(**kwargs)
+
+
+def test_connection_form_default_prefix_is_the_hooks_default():
+    from airflow_provider_phenv import get_provider_info
+    from airflow_provider_phenv.hooks._settings import DEFAULT_API_PREFIX
+
+    form = get_provider_info()["connection-types"][0]
+    assert form["conn-fields"]["api_prefix"]["schema"]["default"] == DEFAULT_API_PREFIX == "projects"
+    assert form["ui-field-behaviour"]["placeholders"]["api_prefix"] == "projects"

@@ -62,7 +62,7 @@ def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli):
     assert extra["timeout"]["value"] == 30
     # A select with the two prefixes, the default chosen (no "null" option to pick by mistake).
     assert extra["api_prefix"]["schema"]["enum"] == ["environments", "projects"]
-    assert extra["api_prefix"]["value"] == "environments"
+    assert extra["api_prefix"]["value"] == "projects"
 
 
 @pytest.mark.parametrize("key_is_right", [True, False])
