@@ -608,6 +608,28 @@ class PostHogHook(PostHogHookBase):
         )
         return self._call(call)
 
+    def update_dashboard(
+        self, dashboard_id: int | str, *, project_id: int | str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """
+        Change some fields of a dashboard (PATCH): only the fields given are sent.
+
+        :param dashboard_id: the dashboard's integer id.
+        :param project_id: project/environment id; default from the connection.
+        :param fields: the fields to change: ``name``, ``description``, ``pinned``, ``tags``,
+            ``restriction_level`` (21 or 37), ``filters``... (``{"deleted": True}`` deletes it).
+        :return: the whole dashboard as PostHog now has it.
+        """
+        if not fields:
+            raise ValueError("update_dashboard needs at least one field to change.")
+        if "use_template" in fields or "use_dashboard" in fields:
+            raise ValueError("use_template and use_dashboard only apply when a dashboard is created.")
+        name = fields.pop("name", None)
+        body = dashboard_payload(name=name if name is not None else "-", **fields)
+        if name is None:
+            del body["name"]
+        return self._call(dashboard_call(dashboard_id, method="PATCH", body=body, project_id=project_id))
+
     def list_dashboard_collaborators(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
