@@ -19,6 +19,8 @@ from ..batch_exports import routes as batch_export_routes
 from ..dashboards import routes as dashboard_routes
 from ..store.state import EmulatorState
 from .calls import Call, Response
+from .current_key import PATH as CURRENT_KEY_PATH
+from .current_key import handle_current_key
 from .errors import (
     ApiError,
     method_not_allowed,
@@ -66,6 +68,8 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     :param state: the store (locked while the request is handled).
     :param limiter: the per-key throttle.
     """
+    if CURRENT_KEY_PATH.match(request.path):
+        return handle_current_key(request, state, _authenticate)
     path_match = _API_PATH.match(request.path)
     found = _find_route(path_match["rest"]) if path_match else None
     try:
