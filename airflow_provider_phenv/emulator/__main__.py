@@ -2,8 +2,8 @@
 
 The first output line is ``PostHog emulator listening on <url>  api_key=<key>  project_id=<id>``;
 the second lists the seeded batch export ids. A guide follows: the users and their access to the
-project, the dashboards, the keys, the control endpoints, and a line to paste into a shell,
-``export AIRFLOW_CONN_POSTHOG_DEFAULT='...'``.
+project, the dashboards, the keys, the control endpoints, and lines to paste into a shell:
+``export POSTHOG_EMULATOR_URL=...`` and, last, ``export AIRFLOW_CONN_POSTHOG_DEFAULT='...'``.
 
 ``--key phx_readonly=batch_export:read,dashboard:read`` (repeatable) adds a personal API key with
 those scopes, kept across ``POST /_emulator/reset``.
@@ -160,6 +160,7 @@ def guide(emulator: PostHogEmulator, extra_keys: dict[str, list[str]]) -> str:
         f"  control: GET {control}/state | GET, DELETE {control}/requests | POST {control}/reset",
         f'           POST {control}/faults (e.g. {{"kind": "status", "status": 429}})',
         "Point Airflow at it (paste into the shell that runs Airflow):",
+        f"export POSTHOG_EMULATOR_URL={emulator.url}",
         f"export AIRFLOW_CONN_POSTHOG_DEFAULT='{connection_json(emulator)}'",
     ]
     return "\n".join(lines)
