@@ -939,6 +939,7 @@ class PostHogAsyncHook(PostHogHookBase):
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
         return await self._call(export_call(batch_export_id, tail, project_id=project_id))
 
+
 def _grants(scopes: list[str], required: str) -> bool:
     """PostHog's rule: ``*`` grants every scope, ``<object>:write`` also grants ``<object>:read``."""
     obj, _, action = required.partition(":")
