@@ -6,8 +6,10 @@ shows a 404 ending a task with ``retries=3`` after one try).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,14 +66,22 @@ def _blocks(marker: str, language: str) -> list[tuple[str, str]]:
 
 def test_readme_walkthrough_works_in_a_fresh_shell(tmp_path):
     [(_, script)] = _blocks("walkthrough", "bash")
-    done = subprocess.run(
+    # Its own process group, so an emulator left behind by a failing step is stopped too.
+    shell = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
         env=_fresh_env(tmp_path),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = shell.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGTERM)
+    done = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:] + _tail(tmp_path / "my_pause.log")
     assert "export AIRFLOW_CONN_POSTHOG_DEFAULT=" in done.stdout
