@@ -35,10 +35,10 @@ DAG_TIMEOUT = 300
 # What each DAG does and how long it usually takes against the emulator on a 2-core machine.
 DAG_STEPS = {
     "posthog_batch_export_maintenance": "pause, test the destination, unpause with a backfill and wait "
-    "for it; ~15 s",
-    "posthog_backfill": "backfill three hours and wait for the backfill; ~10 s",
-    "posthog_export_downstream": "wait for the export of an hourly interval, then load it; ~10 s",
-    "posthog_dashboard_provisioning": "create the dashboard (or make it match), add two collaborators; ~10 s",
+    "for it; ~15-20 s",
+    "posthog_backfill": "backfill three hours and wait for the backfill; ~10-15 s",
+    "posthog_export_downstream": "wait for the export of an hourly interval, then load it; ~10-15 s",
+    "posthog_dashboard_provisioning": "create the dashboard or make it match, add 2 collaborators; ~10-15 s",
 }
 # The demo reads PostHog through its own connection without extras: Airflow masks every extra
 # value of a connection it reads, and warns about a value too short to mask, such as project id 1.
