@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+# common-compat resolves AirflowFailException to the Task SDK or to Airflow 3.1's core module.
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk.exceptions import AirflowException
 
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -96,16 +98,24 @@ def _rebuild(cls: type[PostHogAPIError], state: dict[str, Any]) -> PostHogAPIErr
     return error
 
 
-class PostHogBadRequestError(PostHogAPIError):
-    """400: PostHog rejected the request body or parameters (``detail`` says why)."""
+# 400, 401, 403 and 404 cannot succeed on a retry: they are also AirflowFailException, so a task
+# that raises one fails at once instead of being retried by Airflow (``retries``). Ambiguous
+# outcomes, transport errors, 429 and 5xx stay plain AirflowExceptions and are retried.
 
 
-class PostHogAuthError(PostHogAPIError):
-    """401, or 403 for a key problem: invalid key, wrong region host, missing scope, no project access."""
+class PostHogBadRequestError(PostHogAPIError, AirflowFailException):
+    """400: PostHog rejected the request body or parameters (``detail`` says why). Not retried."""
 
 
-class PostHogNotFoundError(PostHogAPIError):
-    """404: the project or the object does not exist (or belongs to another project)."""
+class PostHogAuthError(PostHogAPIError, AirflowFailException):
+    """
+    401, or 403 for a key problem: invalid key, wrong region host, missing scope, no project
+    access. Not retried.
+    """
+
+
+class PostHogNotFoundError(PostHogAPIError, AirflowFailException):
+    """404: the project or the object does not exist (or belongs to another project). Not retried."""
 
 
 class PostHogRateLimitError(PostHogAPIError):

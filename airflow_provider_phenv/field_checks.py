@@ -82,6 +82,13 @@ class CheckedFields:
 
     def check_literal_fields(self) -> dict[str, Any]:
         """Check the values known at DAG parsing time; call at the end of ``__init__``. No I/O."""
+        # Rendering replaces a template with its value; keep the template, so an error about the
+        # rendered value can say where it came from.
+        self._template_sources = {
+            name: value
+            for name in getattr(self, "template_fields", ())
+            if isinstance(value := getattr(self, name, None), str) and is_template(value)
+        }
         values = {
             name: check(name, getattr(self, name))
             for name, check in self.field_checks.items()
@@ -92,9 +99,36 @@ class CheckedFields:
 
     def checked_fields(self) -> dict[str, Any]:
         """Check every (rendered) value; call at the start of ``execute``, before any request."""
-        values = {name: check(name, getattr(self, name)) for name, check in self.field_checks.items()}
-        self.check_combination(values)
+        values = {}
+        for name, check in self.field_checks.items():
+            try:
+                values[name] = check(name, getattr(self, name))
+            except ValueError as error:
+                raise self._from_template(error, [name]) from None
+        try:
+            self.check_combination(values)
+        except ValueError as error:
+            raise self._from_template(error, list(getattr(self, "_template_sources", {}))) from None
         return values
+
+    def _from_template(self, error: ValueError, names: list[str]) -> ValueError:
+        """``error``, naming the template each field it is about was rendered from."""
+        message = str(error)
+        notes = []
+        for name in names:
+            template = getattr(self, "_template_sources", {}).get(name)
+            value = getattr(self, name, None)
+            if template is None or value == template:
+                continue
+            if len(names) > 1 and name not in message and repr(value) not in message:
+                continue  # a check across fields: only the fields the message is about
+            note = f"{name} was rendered from template {template!r}"
+            if value in (None, "None", "") or "xcom_pull" in template:
+                note += "; an xcom_pull that found nothing renders as 'None'"
+            notes.append(note)
+        if not notes:
+            return error
+        return ValueError(f"{message} ({'; '.join(notes)})")
 
     def check_combination(self, values: dict[str, Any]) -> None:
         """

@@ -10,6 +10,7 @@ dates for daily and weekly exports) in the run's config for another range.
 
 from __future__ import annotations
 
+# [START howto_posthog_backfill]
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
@@ -18,7 +19,6 @@ from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchE
 
 HOUR = "%Y-%m-%dT%H:00:00Z"
 
-# [START howto_posthog_backfill]
 with DAG(
     dag_id="posthog_backfill",
     schedule=None,

@@ -13,6 +13,7 @@ config to use it against PostHog.
 
 from __future__ import annotations
 
+# [START howto_posthog_batch_export_maintenance]
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
@@ -23,7 +24,6 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogUnpauseBatchExportOperator,
 )
 
-# [START howto_posthog_batch_export_maintenance]
 with DAG(
     dag_id="posthog_batch_export_maintenance",
     schedule=None,

@@ -1,7 +1,7 @@
 """
 Provision a PostHog dashboard and its collaborators as code.
 
-The dashboard is created once and reused on every later run (``if_exists="reuse"``); each
+The dashboard is created once and made to match on every later run (``if_exists="update"``); each
 collaborator is added by its own mapped task, and one who already has access counts as success.
 Re-running the DAG therefore changes nothing that is already in place.
 
@@ -11,6 +11,7 @@ UUIDs) in the run's config to use it against PostHog.
 
 from __future__ import annotations
 
+# [START howto_posthog_dashboard_provisioning]
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
@@ -20,7 +21,6 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogCreateDashboardOperator,
 )
 
-# [START howto_posthog_dashboard_provisioning]
 with DAG(
     dag_id="posthog_dashboard_provisioning",
     schedule=None,
@@ -40,8 +40,8 @@ with DAG(
         task_id="create_dashboard",
         name="{{ params.dashboard_name }}",
         description="Provisioned by Airflow.",
-        restriction_level=37,  # only collaborators can edit
-        if_exists="reuse",
+        restriction_level=37,  # only collaborators can edit: needed to add collaborators
+        if_exists="update",  # an existing dashboard with this name is made to match
     )
 
     @task

@@ -9,13 +9,13 @@ export with ``batch_export_id``.
 
 from __future__ import annotations
 
+# [START howto_posthog_export_downstream]
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportRunSensor
 
-# [START howto_posthog_export_downstream]
 with DAG(
     dag_id="posthog_export_downstream",
     schedule="@hourly",

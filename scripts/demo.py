@@ -16,9 +16,11 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,17 +32,30 @@ DAGS = (
     "posthog_dashboard_provisioning",
 )
 DAG_TIMEOUT = 300
+# What each DAG does and how long it usually takes against the emulator on a 2-core machine.
+DAG_STEPS = {
+    "posthog_batch_export_maintenance": "pause, test the destination, unpause with a backfill and wait "
+    "for it; ~15-20 s",
+    "posthog_backfill": "backfill three hours and wait for the backfill; ~10-15 s",
+    "posthog_export_downstream": "wait for the export of an hourly interval, then load it; ~10-15 s",
+    "posthog_dashboard_provisioning": "create the dashboard or make it match, add 2 collaborators; ~10-15 s",
+}
+# The demo reads PostHog through its own connection without extras: Airflow masks every extra
+# value of a connection it reads, and warns about a value too short to mask, such as project id 1.
+DEMO_CONN_ID = "posthog_demo_reader"
 
 
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="phenv-demo-airflow-"))
-    env = {
-        **os.environ,
+    settings = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
+    # This process reads PostHog through the provider's hook too: same throw-away home, never ~/airflow.
+    os.environ.update(settings)
+    env = {**os.environ, **settings}
     emulator = None
     try:
         if os.environ.get("POSTHOG_API_KEY"):
@@ -55,23 +70,31 @@ def main() -> int:
                 "extra": {"project_id": target["project_id"]},
             }
         )
-        os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = env["AIRFLOW_CONN_POSTHOG_DEFAULT"]
-        _step("Preparing a throw-away Airflow home with SQLite", home)
-        _run([str(BIN / "airflow"), "db", "migrate"], env, quiet=True)
+        os.environ[f"AIRFLOW_CONN_{DEMO_CONN_ID.upper()}"] = json.dumps(
+            {"conn_type": "posthog", "host": target["host"], "password": target["api_key"]}
+        )
+        _step("Preparing a throw-away Airflow home with SQLite (airflow db migrate, ~5-10 s):", home)
+        started = time.monotonic()
+        code = _run([str(BIN / "airflow"), "db", "migrate"], env, quiet=True)
+        if code != 0:
+            sys.exit(f"airflow db migrate failed (exit code {code}).")
+        print(f"    done in {time.monotonic() - started:.0f} s")
         before = _snapshot(target)
         failed = []
         for dag_id in DAGS:
-            _step("Running DAG", dag_id)
+            _step(f"Running DAG {dag_id} ({DAG_STEPS[dag_id]})", "")
             conf = json.dumps(target["conf"].get(dag_id, {}))
             command = [str(BIN / "airflow"), "dags", "test", dag_id]
             if dag_id == "posthog_export_downstream":
                 command.append(_two_hours_ago())  # an hourly interval PostHog has exported by now
             command += ["-c", conf]
+            started = time.monotonic()
             code = _run(command, env, timeout=DAG_TIMEOUT)
-            print(f"    {dag_id}: {'success' if code == 0 else f'FAILED (exit code {code})'}")
+            outcome = "success" if code == 0 else f"FAILED (exit code {code})"
+            print(f"    {dag_id}: {outcome} in {time.monotonic() - started:.0f} s")
             if code != 0:
                 failed.append(dag_id)
-        _report(before, _snapshot(target))
+        _report(before, _snapshot(target), _destination_test(home))
         return 1 if failed else 0
     finally:
         if emulator is not None:
@@ -107,7 +130,7 @@ def _real_posthog() -> dict:
 def _start_emulator() -> tuple[subprocess.Popen, dict]:
     from airflow_provider_phenv.emulator import SEED
 
-    _step("Starting the bundled PostHog emulator", "(no account needed)")
+    _step("Starting the bundled PostHog emulator", "(no account needed, ~1 s)")
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -134,12 +157,16 @@ def _snapshot(target: dict) -> dict:
     from airflow_provider_phenv.hooks.posthog import PostHogHook
 
     name = target["conf"]["posthog_dashboard_provisioning"].get("dashboard_name", "Pipeline health")
-    with PostHogHook() as hook:
-        export = hook.get_batch_export(target["batch_export_id"])
-        backfills = hook.list_batch_export_backfills(target["batch_export_id"])
-        dashboards = [d for d in hook.list_dashboards(search=name) if d["name"] == name]
+    project = target["project_id"]
+    export_id = target["batch_export_id"]
+    with PostHogHook(DEMO_CONN_ID) as hook:
+        export = hook.get_batch_export(export_id, project_id=project)
+        backfills = hook.list_batch_export_backfills(export_id, project_id=project)
+        dashboards = [d for d in hook.list_dashboards(search=name, project_id=project) if d["name"] == name]
         collaborators = {
-            d["id"]: [c["user"]["email"] for c in hook.list_dashboard_collaborators(d["id"])]
+            d["id"]: [
+                c["user"]["email"] for c in hook.list_dashboard_collaborators(d["id"], project_id=project)
+            ]
             for d in dashboards
         }
         return {
@@ -149,19 +176,53 @@ def _snapshot(target: dict) -> dict:
                 for backfill in backfills
             ],
             "dashboards": [
-                {"id": d["id"], "name": d["name"], "url": hook.ui_url(None, f"dashboard/{d['id']}")}
+                {
+                    "id": d["id"],
+                    "name": d["name"],
+                    "restriction_level": d.get("restriction_level"),
+                    "url": hook.ui_url(project, f"dashboard/{d['id']}"),
+                }
                 for d in dashboards
             ],
             "collaborators": collaborators,
         }
 
 
-def _report(before: dict, after: dict) -> None:
-    _step("What changed in PostHog", "")
-    export = after["export"]
+def _destination_test(home: Path) -> list[dict] | None:
+    """The steps the maintenance DAG's destination test returned (its XCom), if it ran."""
+    try:
+        with sqlite3.connect(home / "airflow.db") as db:
+            row = db.execute(
+                "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value' "
+                "ORDER BY timestamp DESC LIMIT 1",
+                ("posthog_batch_export_maintenance", "test_destination"),
+            ).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+    return value if isinstance(value, list) else None
+
+
+def _report(before: dict, after: dict, steps: list[dict] | None) -> None:
+    _step("What changed in PostHog (before -> after)", "")
+    export, old = after["export"], before["export"]
     print(f"    batch export {export['id']} ({export['name']}):")
-    print(f"      paused: {before['export']['paused']} -> {export['paused']}")
-    print(f"      last paused at: {before['export']['last_paused_at']} -> {export['last_paused_at']}")
+    if export["last_paused_at"] != old["last_paused_at"]:
+        now = "paused" if export["paused"] else "running again"
+        print(
+            f"      paused at {export['last_paused_at']}, then unpaused with a backfill: "
+            f"{'paused' if old['paused'] else 'running'} before -> {now} after"
+        )
+    else:
+        print(f"      not paused by this run (paused: {old['paused']} -> {export['paused']})")
+    if steps is not None:
+        passed = sum(1 for step in steps if step.get("status") in ("Passed", "Skipped"))
+        print(f"      destination test: {passed} of {len(steps)} steps passed or skipped")
+        for step in steps:
+            message = f": {step['message']}" if step.get("message") else ""
+            print(f"        step {step.get('step')} {step.get('name')!r}: {step.get('status')}{message}")
     old_backfills = {backfill["id"] for backfill in before["backfills"]}
     for backfill in after["backfills"]:
         if backfill["id"] not in old_backfills:
@@ -174,7 +235,13 @@ def _report(before: dict, after: dict) -> None:
     for dashboard in after["dashboards"]:
         state = "existed before" if dashboard["id"] in old_ids else "created"
         print(f"    dashboard {dashboard['id']} {dashboard['name']!r} ({state}): {dashboard['url']}")
-        print(f"      collaborators: {', '.join(sorted(after['collaborators'][dashboard['id']])) or 'none'}")
+        previous = set(before["collaborators"].get(dashboard["id"], []))
+        current = sorted(after["collaborators"][dashboard["id"]])
+        added = [email for email in current if email not in previous]
+        print(
+            f"      restriction level {dashboard['restriction_level']}; collaborators: "
+            f"{', '.join(current) or 'none'}" + (f" (added: {', '.join(added)})" if added else "")
+        )
 
 
 def _two_hours_ago() -> str:

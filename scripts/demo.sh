@@ -4,5 +4,6 @@
 # and print what changed in PostHog. Creates the virtual environment on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "==> Checking the virtual environment .venv (the first run creates it: ~15-60 s)"
 scripts/venv.sh
 exec .venv/bin/python scripts/demo.py "$@"

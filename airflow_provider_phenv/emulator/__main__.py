@@ -1,18 +1,29 @@
 """``python -m airflow_provider_phenv.emulator --port 8010``: serve until SIGTERM or SIGINT.
 
 The first output line is ``PostHog emulator listening on <url>  api_key=<key>  project_id=<id>``;
-the second lists the seeded batch export ids.
+the second lists the seeded batch export ids. A guide follows: the users and their access to the
+project, the dashboards, the keys, the control endpoints, and lines to paste into a shell:
+``export POSTHOG_EMULATOR_URL=...`` and, last, ``export AIRFLOW_CONN_POSTHOG_DEFAULT='...'``.
+
+``--key phx_readonly=batch_export:read,dashboard:read`` (repeatable) adds a personal API key with
+those scopes, kept across ``POST /_emulator/reset``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import signal
 import threading
+from typing import Any
 
 from .store.seed import SEED
 from .store.switches import DEFAULT_LOG_DELAY, DEFAULT_MAX_CONCURRENT_BACKFILLS, OLD_BUILDS
+from .web.control import users_summary
 from .web.server import PostHogEmulator
+
+_SCOPE = re.compile(r"^(\*|[a-z_]+:(read|write))$")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,12 +75,15 @@ def main(argv: list[str] | None = None) -> None:
         help="record every pause this much earlier, so unpausing with a backfill after a short pause "
         "still backfills whole intervals (e.g. 7200 for two hourly runs)",
     )
+    add_key_arguments(parser)
     args = parser.parse_args(argv)
+    extra_keys = parse_keys(parser, args.key)
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    emulator = PostHogEmulator(
+    emulator = _KeepingKeys(
+        extra_keys,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
@@ -91,10 +105,114 @@ def main(argv: list[str] | None = None) -> None:
         f"postgres_failing={SEED.postgres_export_id} paused={SEED.paused_export_id}",
         flush=True,
     )
+    print(guide(emulator, extra_keys), flush=True)
     try:
         stopping.wait()
     finally:
         emulator.stop()
+
+
+def add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--key KEY=SCOPES``: extra personal API keys, e.g. to see what a read-only key gets."""
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY=SCOPES",
+        help="add a personal API key with comma-separated scopes, owned by the seeded admin, e.g. "
+        "--key phx_readonly=batch_export:read,dashboard:read (repeatable; '*' means every scope)",
+    )
+
+
+def parse_keys(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, list[str]]:
+    """``KEY=SCOPES`` arguments as ``{key: [scopes]}``; a malformed one stops with a usage error."""
+    keys: dict[str, list[str]] = {}
+    for value in values:
+        key, _, scopes_text = value.partition("=")
+        scopes = [scope.strip() for scope in scopes_text.split(",") if scope.strip()]
+        if not key.startswith("phx_") or len(key) < 8:
+            parser.error(
+                f"--key {value!r}: the key must start with phx_ and have at least 4 more characters."
+            )
+        if not scopes or not all(_SCOPE.match(scope) for scope in scopes):
+            parser.error(
+                f"--key {value!r}: expected KEY=SCOPES with scopes such as batch_export:read, "
+                "dashboard:write or *, separated by commas."
+            )
+        keys[key] = scopes
+    return keys
+
+
+class _KeepingKeys(PostHogEmulator):
+    """The emulator with the ``--key`` keys, added again after every reset."""
+
+    def __init__(self, extra_keys: dict[str, list[str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.extra_keys = extra_keys
+        self._add_keys()
+
+    def reset(self) -> None:
+        super().reset()
+        self._add_keys()
+
+    def _add_keys(self) -> None:
+        with self.state.lock:
+            for key, scopes in self.extra_keys.items():
+                self.state.api_keys[key] = {
+                    "scopes": scopes,
+                    "user_uuid": SEED.owner_uuid,
+                    "scoped_teams": None,
+                }
+
+
+def guide(emulator: PostHogEmulator, extra_keys: dict[str, list[str]]) -> str:
+    """What there is to explore, and the line that points Airflow at this emulator."""
+    state = emulator.state
+    lines = [f"  users (project {emulator.project_id} = {state.teams[SEED.team_id]['name']}):"]
+    for user in users_summary(state):
+        access = user["project_access"] or "no access (another organization)"
+        lines.append(f"    {user['uuid']}  {user['email']:<18} {access}")
+    with state.lock:
+        project_teams = state.project_team_ids(SEED.team_id)
+        emails = {uuid: user["email"] for uuid, user in state.users.items()}
+        lines.append("  dashboards (id, restriction level, collaborators):")
+        for dashboard in state.dashboards.values():
+            if dashboard["deleted"] or dashboard["team_id"] not in project_teams:
+                continue
+            editors = [
+                emails.get(c["user_uuid"], c["user_uuid"])
+                for c in state.collaborators
+                if c["dashboard_id"] == dashboard["id"]
+            ]
+            lines.append(
+                f"    {dashboard['id']:>3}  {dashboard['name']!r:<20} level {dashboard['restriction_level']}"
+                + (f"  collaborators: {', '.join(editors)}" if editors else "")
+            )
+    lines.append("  personal API keys:")
+    lines.append(f"    {emulator.api_key}  *")
+    for key, scopes in extra_keys.items():
+        lines.append(f"    {key}  {','.join(scopes)}")
+    control = f"{emulator.url}/_emulator"
+    lines += [
+        f"  control: GET {control}/state | GET, DELETE {control}/requests | POST {control}/reset",
+        f'           POST {control}/faults (e.g. {{"kind": "status", "status": 429}})',
+        "Point Airflow at it (paste into the shell that runs Airflow):",
+        f"export POSTHOG_EMULATOR_URL={emulator.url}",
+        f"export AIRFLOW_CONN_POSTHOG_DEFAULT='{connection_json(emulator)}'",
+    ]
+    return "\n".join(lines)
+
+
+def connection_json(emulator: PostHogEmulator, api_key: str | None = None) -> str:
+    """The ``AIRFLOW_CONN_POSTHOG_DEFAULT`` value (JSON form) for this emulator."""
+    return json.dumps(
+        {
+            "conn_type": "posthog",
+            "host": emulator.url,
+            "password": api_key or emulator.api_key,
+            "extra": {"project_id": str(emulator.project_id)},
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -388,12 +388,28 @@ class PostHogHookBase(BaseHook):
     @staticmethod
     def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
         detail = (envelope.get("detail") or "").lower()
+        user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
         if status == 401:
             return (
                 f"{settings.host_label} rejected the personal API key of connection {settings.conn_id!r}: "
                 "check the key, and that the host is your PostHog region (https://us.posthog.com or "
                 "https://eu.posthog.com) or your self-hosted URL."
             )
+        if status == 403 and "'internal'" in detail:
+            # Older builds gave the destination test endpoints an INTERNAL scope no key can hold.
+            return (
+                "This PostHog build does not let personal API keys run destination tests (they need "
+                "its INTERNAL scope, which no key can have); upgrade PostHog or skip the test "
+                "(leave PostHogTestBatchExportOperator out of the DAG)."
+            )
+        if status == 403 and "does not support personal api key access" in detail:
+            if call.path.endswith("logs/"):
+                return (
+                    "This PostHog build does not let personal API keys read batch export logs (its "
+                    "logs endpoint had no key scope); upgrade PostHog, or wait on the export's runs "
+                    "instead of its logs."
+                )
+            return "This PostHog build does not accept personal API keys on this endpoint; upgrade PostHog."
         if status == 403 and "scope" in detail:
             return "Add that scope to the personal API key in PostHog (Settings > Personal API keys)."
         if status == 403 and "project" in detail:
@@ -401,6 +417,20 @@ class PostHogHookBase(BaseHook):
                 f"Check project_id {call.project_id} and that the key of connection "
                 f"{settings.conn_id!r} may use that project."
             )
+        if status == 400 and "lowest restriction level" in detail:
+            return (
+                "Collaborators need restriction_level=37 on the dashboard and PostHog's paid "
+                "access-control feature in the organization (without it every dashboard acts as 21)."
+            )
+        if status == 400 and "no access to the project" in detail:
+            return (
+                f"User {user} is not a member of project {call.project_id}: invite them in PostHog "
+                "(Settings > Members), or check the UUID."
+            )
+        if status == 400 and "user does not exist" in detail:
+            return f"No active PostHog user has UUID {user}: check it in PostHog (Settings > Members)."
+        if status == 404:
+            return _not_found_hint(settings, call, detail)
         return None
 
     @staticmethod
@@ -563,6 +593,29 @@ class PostHogHookBase(BaseHook):
             "Accept-Encoding": ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
+
+
+def _not_found_hint(settings: PostHogSettings, call: ApiCall, detail: str) -> str:
+    """What was not found, and where to look it up."""
+    project = call.project_id
+    owner = f"and that project_id {project} is the project that owns it"
+    if "project not found" in detail:
+        return (
+            f"Project {project} does not exist on {settings.host_label}: check the connection's "
+            "project_id (the number after /project/ in PostHog's URLs) and that the host is the "
+            "region (US or EU) that holds it."
+        )
+    if call.resource.startswith("batch export "):
+        return (
+            f"PostHog has no {call.resource} in project {project}: check the id in PostHog under "
+            f"Data pipelines > Destinations (it is in the export's URL), {owner}."
+        )
+    if call.resource.startswith("dashboard "):
+        return (
+            f"PostHog has no {call.resource} in project {project}: check the id in PostHog under "
+            f"Dashboards (the number in the dashboard's URL), {owner}."
+        )
+    return f"PostHog has no {call.resource} in project {project}: check the id, {owner}."
 
 
 @functools.cache

@@ -76,6 +76,11 @@ from airflow_provider_phenv.validation import (
     check_uuid,
 )
 
+#: What the operators and sensors need from a personal API key.
+REQUIRED_SCOPES = ("batch_export:read", "batch_export:write", "dashboard:read", "dashboard:write")
+#: Seconds the connection test waits to connect and for each answer.
+TEST_CONNECTION_TIMEOUT = 5.0
+
 if TYPE_CHECKING:
     # requests costs ~30 ms to import; DAG files that only build operators never need it.
     import requests
@@ -692,6 +697,28 @@ class PostHogHook(PostHogHookBase):
         )
         return self._call(call)
 
+    def update_dashboard(
+        self, dashboard_id: int | str, *, project_id: int | str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """
+        Change some fields of a dashboard (PATCH): only the fields given are sent.
+
+        :param dashboard_id: the dashboard's integer id.
+        :param project_id: project/environment id; default from the connection.
+        :param fields: the fields to change: ``name``, ``description``, ``pinned``, ``tags``,
+            ``restriction_level`` (21 or 37), ``filters``... (``{"deleted": True}`` deletes it).
+        :return: the whole dashboard as PostHog now has it.
+        """
+        if not fields:
+            raise ValueError("update_dashboard needs at least one field to change.")
+        if "use_template" in fields or "use_dashboard" in fields:
+            raise ValueError("use_template and use_dashboard only apply when a dashboard is created.")
+        name = fields.pop("name", None)
+        body = dashboard_payload(name=name if name is not None else "-", **fields)
+        if name is None:
+            del body["name"]
+        return self._call(dashboard_call(dashboard_id, method="PATCH", body=body, project_id=project_id))
+
     def list_dashboard_collaborators(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
@@ -752,24 +779,94 @@ class PostHogHook(PostHogHookBase):
     # -- connection check ------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Make one cheap authenticated request; used by Airflow's connection test button."""
+        """
+        Check what the operators need; used by Airflow's connection test button and CLI.
+
+        It reads the key's own record (its scopes must cover batch exports and dashboards), then
+        makes one project-scoped GET (the connection's ``project_id`` must be set and readable).
+        It neither retries nor waits long, so an unreachable host is reported in seconds.
+
+        :return: ``(ok, message)``; the message names every missing piece.
+        """
         try:
             settings = self.settings
-            project = settings.project_id or "@current"
-            self._call(
-                ApiCall(
-                    path="batch_exports/",
-                    params={"limit": 1},
-                    resource="batch exports",
-                    project_id=project,
-                    expect=shapes.page(),
-                )
+            # A button press must answer quickly: no retries, and a short wait for connecting.
+            self.__dict__["settings"] = replace(
+                settings, max_retries=0, timeout=min(settings.timeout, TEST_CONNECTION_TIMEOUT)
+            )
+            return self._test_connection(settings)
+        except PostHogTransportError as error:
+            return False, (
+                f"Could not reach PostHog at {settings.host_label} within {TEST_CONNECTION_TIMEOUT:g} s: "
+                f"{error.detail}. Check the connection's host and port, and that this machine can reach it."
             )
         except Exception as error:
             return False, str(error)
         finally:
             self.close()
-        return True, f"Connected to PostHog at {settings.host_label} (project {project})."
+            self.__dict__.pop("settings", None)
+
+    def _test_connection(self, settings: PostHogSettings) -> tuple[bool, str]:
+        where = f"PostHog at {settings.host_label}"
+        problems: list[str] = []
+        key = self._read_own_key(settings)  # raises on an unreachable host or a rejected key
+        scopes = key.get("scopes") if key else None
+        if isinstance(scopes, list):
+            missing = [scope for scope in REQUIRED_SCOPES if not _grants(scopes, scope)]
+            if missing:
+                problems.append(
+                    f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)} (it has {', '.join(scopes) or 'none'}): the operators need "
+                    f"{', '.join(REQUIRED_SCOPES)}; edit the key in PostHog (Settings > Personal API keys)"
+                )
+        project = settings.project_id
+        if project is None:
+            problems.append(
+                f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
+                "(environment) id, the number after /project/ in PostHog's URLs"
+            )
+        else:
+            readable = (
+                None if not isinstance(scopes, list) else [s for s in REQUIRED_SCOPES if _grants(scopes, s)]
+            )
+            # Read something the key may read, so a missing scope is not reported twice.
+            if readable is None or "batch_export:read" in readable:
+                check = ApiCall(
+                    path="batch_exports/", params={"limit": 1}, resource="batch exports", expect=shapes.page()
+                )
+            elif "dashboard:read" in readable:
+                check = ApiCall(
+                    path="dashboards/", params={"limit": 1}, resource="dashboards", expect=shapes.page()
+                )
+            else:
+                check = None
+            if check is not None:
+                try:
+                    self._call(replace(check, project_id=project))
+                except (PostHogAuthError, PostHogNotFoundError) as error:
+                    problems.append(f"project {project} cannot be read: {error}")
+        if problems:
+            return False, f"{where}: " + "; ".join(problems) + "."
+        label = f" with key {key['label']!r}" if key and key.get("label") else ""
+        scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
+        return True, (
+            f"Connected to {where}{label}: project {project} is readable and {scope_note} "
+            f"{', '.join(REQUIRED_SCOPES)}."
+        )
+
+    def _read_own_key(self, settings: PostHogSettings) -> dict[str, Any] | None:
+        """The key's own record (label, scopes), or ``None`` on a PostHog that cannot show it."""
+        url = f"{settings.base_url}/api/personal_api_keys/@current/"
+        # Not project-scoped: sent as a "next page" link, which the hook sends as it is.
+        call = ApiCall(path="", resource="the personal API key", project_id="@current", next_url=url)
+        try:
+            return self._call(call)
+        except PostHogNotFoundError:
+            return None  # an older PostHog without this endpoint
+        except PostHogAuthError as error:
+            if error.status_code == 403 and "personal api key access" in (error.detail or "").lower():
+                return None
+            raise
 
 
 class PostHogAsyncHook(PostHogHookBase):
@@ -981,3 +1078,9 @@ class PostHogAsyncHook(PostHogHookBase):
         """Async :meth:`PostHogHook.get_batch_export_backfill`."""
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
         return await self._call(export_call(batch_export_id, tail, project_id=project_id))
+
+
+def _grants(scopes: list[str], required: str) -> bool:
+    """PostHog's rule: ``*`` grants every scope, ``<object>:write`` also grants ``<object>:read``."""
+    obj, _, action = required.partition(":")
+    return "*" in scopes or required in scopes or (action == "read" and f"{obj}:write" in scopes)

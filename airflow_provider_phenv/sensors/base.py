@@ -34,6 +34,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import TaskDeferralTimeout  # type: ignore[attr-defined,no-redef]
 
+from airflow_provider_phenv.errors import PostHogAPIError
 from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.waits import ERROR, TIMEOUT, PostHogWaitError, check_event, check_hook_params
@@ -130,10 +131,22 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         self.begin()
         try:
             if not self.deferrable:
-                return super().execute(context)
+                return self._poke_mode(context)
             return self._poke_then_defer(context)
         finally:
             self._close_hook()
+
+    def _poke_mode(self, context: Context) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSkipException as skip:
+            # PostHog's 400/401/403/404 are AirflowFailException (so Airflow does not retry them),
+            # which Airflow's poke loop turns into a skip under soft_fail. soft_fail skips only on
+            # timeouts here, as in deferrable mode: a refused request still fails the task.
+            refused = skip.__cause__
+            if isinstance(refused, PostHogAPIError) and self.soft_fail and not self.never_fail:
+                raise refused from None
+            raise
 
     def _poke_then_defer(self, context: Context) -> Any:
         started = time.monotonic()
@@ -223,7 +236,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """The skip poke mode would raise instead of ``error`` (soft_fail, never_fail), if any."""
         if isinstance(error, AirflowSkipException):
             return None
-        if isinstance(error, _DECIDED):
+        if isinstance(error, _DECIDED) and not isinstance(error, PostHogAPIError):
             if self.soft_fail or self.never_fail:
                 return AirflowSkipException("Skipping due to soft_fail or never_fail is set to True.")
             return None

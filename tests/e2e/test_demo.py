@@ -6,6 +6,7 @@ environment exists): both example DAGs through ``airflow dags test`` in a throw-
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,16 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     assert ": Completed, " in out  # the backfills the DAGs started, by status
     assert "'Pipeline health' (created)" in out
     assert "collaborators: alice@example.com, bob@example.com" in out
+    # Each slow step says how long it takes; the summary says what happened, test results included.
+    slow = [line for line in out.splitlines() if line.startswith(("==> Running", "==> Preparing"))]
+    assert len(slow) == 5 and all(re.search(r"~\d+(-\d+)? s", line) for line in slow)
+    assert re.search(r"paused at \S+, then unpaused with a backfill: running before -> running again", out)
+    assert "destination test: 2 of 2 steps passed or skipped" in out
+    assert "'Check S3 bucket exists': Passed" in out
+    assert "restriction level 37" in out
+    # No spurious warnings (Airflow warns once when a connection extra is too short to mask).
+    assert "Skipping masking" not in out + done.stderr
+    assert "warning" not in (out + done.stderr).lower(), out + done.stderr
 
 
 def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):

@@ -5,7 +5,11 @@ No authentication, no faults, not recorded in the request log. PostHog never use
 - ``GET /_emulator/requests`` — the request log as a JSON list; ``DELETE`` clears it.
 - ``POST /_emulator/faults`` — body with the arguments of ``faults.add``; ``DELETE`` clears them.
 - ``POST /_emulator/reset`` — back to the seed state, no faults, empty request log.
-- ``GET /_emulator/state`` — exports (paused flags, runs), dashboards, collaborators, pending faults.
+- ``GET /_emulator/state`` — exports (paused flags, runs), dashboards, collaborators, users (with
+  their access to the seeded project), pending faults.
+
+A body that does not fit (not an object, an unknown or missing field, a wrong type) is answered
+with 400 ``validation_error`` naming the field, as PostHog would, never with a Python error.
 - ``POST /_emulator/log_entries/{batch_export_id}`` — body: a list of log entries to add.
 - ``POST /_emulator/run_outcome/{batch_export_id}`` — body with the arguments of ``set_run_outcome``
   (fail, hang, take longer, for the next ``times`` runs or from now on).
@@ -17,6 +21,8 @@ No authentication, no faults, not recorded in the request log. PostHog never use
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -66,7 +72,8 @@ def handle_control(
     except ApiError as error:
         return Response(error.status, error.body())
     except (ValueError, TypeError, KeyError) as error:
-        return Response(400, validation_error(f"{type(error).__name__}: {error}").body())
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        return Response(400, validation_error(f"Invalid control request: {text}").body())
 
 
 def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) -> Response:
@@ -80,7 +87,7 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
         raise method_not_allowed(method)
     if resource == "faults" and not argument:
         if method == "POST":
-            fault = emulator.faults.add(**(body or {}))
+            fault = emulator.faults.add(**_arguments(body, emulator.faults.add, "a fault"))
             return Response(201, asdict(fault))
         if method == "DELETE":
             emulator.faults.clear()
@@ -103,7 +110,9 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
     if resource == "run_outcome" and argument:
         _require(method, "POST")
         _known_export(emulator, argument)
-        emulator.state.set_run_outcome(argument, **(body or {}))
+        emulator.state.set_run_outcome(
+            argument, **_arguments(body, emulator.state.set_run_outcome, "a run outcome", skip=1)
+        )
         return Response(204)
     if resource == "switches" and not argument:
         if method == "POST":
@@ -121,6 +130,57 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
         emulator.state.backdate_pauses(**(body or {}))
         return Response(204)
     raise not_found()
+
+
+def _arguments(body: Any, function: Callable[..., Any], what: str, *, skip: int = 0) -> dict[str, Any]:
+    """
+    The keyword arguments a control body gives ``function``, checked against its signature.
+
+    :param body: the parsed JSON body (``None`` for none).
+    :param function: what the arguments are for (``faults.add``...).
+    :param what: how messages name the body.
+    :param skip: leading parameters the URL provides, not the body.
+    """
+    parameters = list(inspect.signature(function).parameters.values())[skip:]
+    names = [parameter.name for parameter in parameters]
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise validation_error(
+            f"Expected a JSON object with the fields of {what} ({', '.join(names)}), "
+            f"got {type(body).__name__}."
+        )
+    unknown = sorted(set(body) - set(names))
+    if unknown:
+        raise validation_error(
+            f"Unknown field {unknown[0]!r} for {what}; expected: {', '.join(names)}.", attr=unknown[0]
+        )
+    for parameter in parameters:
+        if parameter.default is inspect.Parameter.empty and parameter.name not in body:
+            raise validation_error(
+                f"Field {parameter.name!r} is required for {what}.", code="required", attr=parameter.name
+            )
+    for name, value in body.items():
+        expected = _NUMBER_FIELDS.get(name)
+        if (
+            expected is not None
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, expected))
+        ):
+            raise validation_error(f"Field {name!r} of {what} must be a number, got {value!r}.", attr=name)
+        if name in _TEXT_FIELDS and value is not None and not isinstance(value, str):
+            raise validation_error(f"Field {name!r} of {what} must be a string, got {value!r}.", attr=name)
+    return body
+
+
+_NUMBER_FIELDS: dict[str, tuple[type, ...]] = {
+    "times": (int,),
+    "status": (int,),
+    "retry_after": (int, float),
+    "delay": (int, float),
+    "duration": (int, float),
+}
+_TEXT_FIELDS = frozenset({"kind", "method", "path", "outcome", "error_message"})
 
 
 def _require(method: str, expected: str) -> None:
@@ -176,4 +236,20 @@ def _summary(state: EmulatorState) -> dict[str, Any]:
                 }
                 for record in state.collaborators
             ],
+            "users": users_summary(state),
         }
+
+
+def users_summary(state: EmulatorState) -> list[dict[str, Any]]:
+    """Each user with their email and their access to the seeded project (``None``: no access)."""
+    with state.lock:
+        users = []
+        for user in state.users.values():
+            level = state.membership_level(user["uuid"], SEED.team_id)
+            access = (
+                None
+                if level is None
+                else ("admin" if state.is_project_admin(user["uuid"], SEED.team_id) else "member")
+            )
+            users.append({"uuid": user["uuid"], "email": user["email"], "project_access": access})
+        return users
