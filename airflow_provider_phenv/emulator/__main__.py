@@ -156,13 +156,8 @@ class _KeepingKeys(PostHogEmulator):
         self._add_keys()
 
     def _add_keys(self) -> None:
-        with self.state.lock:
-            for key, scopes in self.extra_keys.items():
-                self.state.api_keys[key] = {
-                    "scopes": scopes,
-                    "user_uuid": SEED.owner_uuid,
-                    "scoped_teams": None,
-                }
+        for key, scopes in self.extra_keys.items():
+            self.state.add_api_key(scopes, key=key, label=f"--key {key[:8]}…")
 
 
 def guide(emulator: PostHogEmulator, extra_keys: dict[str, list[str]]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from tests.helpers.builds import ASYNC_REDIRECT, COLLABORATOR_BUILDS, builds
+from tests.helpers.builds import COLLABORATOR_BUILDS, builds
 from tests.helpers.emulator import api_requests, connection_json
 
 
@@ -71,11 +71,7 @@ def _task_logs() -> str:
 # The older builds whose switches touch this DAG's requests (429s, the environments prefix).
 @pytest.mark.parametrize(
     "build",
-    builds(
-        "no-retry-after",
-        "environments-redirect",
-        not_yet={"environments-redirect": ASYNC_REDIRECT},  # the deferred wait's trigger
-    ),
+    builds("no-retry-after", "environments-redirect"),
     indirect=True,
 )
 @pytest.mark.parametrize("paused_for", [0, 3600], ids=["short-pause", "hour-pause"])
@@ -116,7 +112,7 @@ def test_batch_export_maintenance(build, paused_for, run_dag, emulator, capfd):
 
 @pytest.mark.parametrize(
     "build",
-    builds("no-retry-after", "environments-redirect", not_yet={"environments-redirect": ASYNC_REDIRECT}),
+    builds("no-retry-after", "environments-redirect"),
     indirect=True,
 )
 def test_backfill_waits_for_every_run(build, run_dag, emulator, capfd):

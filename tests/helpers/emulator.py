@@ -7,7 +7,14 @@ from typing import Any
 
 
 def connection_json(emulator: Any, **extra: object) -> str:
-    """An ``AIRFLOW_CONN_*`` value in JSON form pointing at the emulator."""
+    """
+    An ``AIRFLOW_CONN_*`` value in JSON form pointing at the emulator.
+
+    When the emulator plays the build that redirects ``/api/environments/`` (307 to
+    ``/api/projects/``), the connection uses the environments path, so the redirect is exercised.
+    """
+    if "environments-redirect" in getattr(emulator.state, "switches", ()):
+        extra.setdefault("api_prefix", "environments")
     return json.dumps(
         {
             "conn_type": "posthog",

@@ -34,7 +34,7 @@ def test_a_complete_connection_passes(emulator, monkeypatch):
     assert ok, message
     assert "project 1 is readable" in message and "dashboard:write" in message
     paths = [record.path for record in api_requests(emulator)]
-    assert paths == ["/api/personal_api_keys/@current/", "/api/environments/1/batch_exports/"]
+    assert paths == ["/api/personal_api_keys/@current/", "/api/projects/1/batch_exports/"]
 
 
 def test_no_project_id_fails_and_says_so(emulator, monkeypatch):

@@ -18,7 +18,7 @@ from tests.helpers.emulator import api_requests
 
 
 def _calls(emulator):
-    return [(r.method, r.path.split("/api/environments/1/")[-1], r.body) for r in api_requests(emulator)]
+    return [(r.method, r.path.split("/api/projects/1/")[-1], r.body) for r in api_requests(emulator)]
 
 
 def test_update_makes_an_existing_dashboard_match_patching_only_what_differs(emulator, posthog_conn, capfd):

@@ -20,7 +20,6 @@ from airflow_provider_phenv.sensors.batch_exports import (
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from tests.helpers.builds import ASYNC_REDIRECT
 from tests.helpers.emulator import api_requests
 from tests.helpers.sensor_modes import (
     EXPORT_ID,
@@ -489,13 +488,11 @@ LEVEL_CASES = [
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize(("build", "expected"), LEVEL_CASES, indirect=["build"])
-def test_level_filter_on_each_build(build, in_order_logs, emulator, posthog_conn, mode, expected, request):
+def test_level_filter_on_each_build(build, in_order_logs, emulator, posthog_conn, mode, expected):
     """``level`` plus the failure levels go as several levels, which every build must read (§13.4).
 
     The lines appear after the first poke, so the deferrable mode's trigger reads them.
     """
-    if build == "environments-redirect" and mode == "deferrable":
-        request.applymarker(pytest.mark.xfail(reason=ASYNC_REDIRECT, strict=False))
     if build == "no-retry-after":
         emulator.faults.add("status", status=429, retry_after=0, path="/logs", times=1)
     start = utcnow()

@@ -85,7 +85,7 @@ def test_bad_kwargs_fail_at_construction():
         make_trigger(utcnow(), hook_params={"backoff": "fast"})
 
 
-def test_success_event_with_entry_and_cursor(emulator, posthog_conn):
+def test_success_event_with_entry_and_cursor(in_order_logs, emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
         EXPORT_ID,

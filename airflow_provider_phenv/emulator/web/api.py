@@ -21,8 +21,6 @@ from ..batch_exports import routes as batch_export_routes
 from ..dashboards import routes as dashboard_routes
 from ..store.state import EmulatorState
 from .calls import Call, Response
-from .current_key import PATH as CURRENT_KEY_PATH
-from .current_key import handle_current_key
 from .errors import (
     ApiError,
     method_not_allowed,
@@ -73,8 +71,6 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     :param state: the store (locked while the request is handled).
     :param limiter: the per-key throttle.
     """
-    if CURRENT_KEY_PATH.match(request.path):
-        return handle_current_key(request, state, _authenticate)
     path_match = _API_PATH.match(request.path)
     if path_match and path_match["prefix"] == "environments" and "environments-redirect" in state.switches:
         # One build's middleware behind the flag ``api-environments-redirect`` (§13.6).
