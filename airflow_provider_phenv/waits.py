@@ -9,7 +9,10 @@ result. Importable without Airflow's trigger machinery, so DAG parsing stays che
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
+
+# common-compat resolves AirflowFailException to the Task SDK or to Airflow 3.1's core module.
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import PostHogError
 
@@ -33,6 +36,22 @@ HOOK_PARAMS = frozenset(
 
 class PostHogWaitError(PostHogError):
     """A deferred wait could not read PostHog (it kept failing) or resumed with an invalid event."""
+
+
+class PostHogWaitRefusedError(PostHogWaitError, AirflowFailException):
+    """
+    A deferred wait got an answer no retry can change (PostHog's 400, 401, 403 or 404): the task
+    fails without Airflow retries, as it does when the same answer comes in the worker.
+    """
+
+
+def raise_wait_error(
+    event: dict[str, Any], message: str, error: type[PostHogWaitError] = PostHogWaitError
+) -> NoReturn:
+    """Raise the error an ``error`` event stands for; ``final`` events end the task without retries."""
+    if event.get("final"):
+        raise PostHogWaitRefusedError(message)
+    raise error(message)
 
 
 def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
@@ -60,7 +79,6 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
     """
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
         raise error(
-            f"Unexpected trigger event for {about}: {event!r}; "
-            f"expected a status in {sorted(EVENT_STATUSES)}."
+            f"Unexpected trigger event for {about}: {event!r}; expected a status in {sorted(EVENT_STATUSES)}."
         )
     return event

@@ -20,7 +20,15 @@ from airflow.providers.common.compat.sdk import AirflowTaskTimeout
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.run_watch import RunsOutcome, RunsWait
 from airflow_provider_phenv.validation import check_uuid
-from airflow_provider_phenv.waits import ERROR, FAILED, TIMEOUT, WAITING, PostHogWaitError, check_event
+from airflow_provider_phenv.waits import (
+    ERROR,
+    FAILED,
+    TIMEOUT,
+    WAITING,
+    PostHogWaitError,
+    check_event,
+    raise_wait_error,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -141,7 +149,7 @@ class BackfillWait:
         if status == TIMEOUT:
             self._time_out(export_id, backfill_id, project_id)
         if status == ERROR:
-            raise PostHogWaitError(f"Could not read backfill {backfill_id}: {event.get('message')}")
+            raise_wait_error(event, f"Could not read backfill {backfill_id}: {event.get('message')}")
         try:
             outcome = RunsOutcome.from_event(event)
         except ValueError as error:

@@ -37,7 +37,14 @@ except ImportError:  # pragma: no cover - Airflow 3.1
 from airflow_provider_phenv.errors import PostHogAPIError
 from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from airflow_provider_phenv.waits import ERROR, TIMEOUT, PostHogWaitError, check_event, check_hook_params
+from airflow_provider_phenv.waits import (
+    ERROR,
+    TIMEOUT,
+    PostHogWaitError,
+    check_event,
+    check_hook_params,
+    raise_wait_error,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -203,8 +210,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             raise AirflowSensorTimeout(event.get("message") or "Sensor has timed out.")
         if status == ERROR:
             message = f"Could not read {self.about()}: {event.get('message')}"
-            if not self.silent_fail:
-                raise self.wait_error(message)
+            if not self.silent_fail or event.get("final"):
+                raise_wait_error(event, message, self.wait_error)
             # silent_fail keeps poking after an error in poke mode; keep waiting here too.
             self.log.error("%s (silent_fail: waiting on)", message)
             if deadline is not None and time.time() >= deadline:

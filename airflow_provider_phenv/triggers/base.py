@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_phenv.errors import PostHogError
@@ -118,7 +119,8 @@ class PostHogPollTrigger(BaseTrigger):
         except PostHogError as error:
             # The hook already retried what is worth retrying (429, 5xx, dropped connections).
             self.log.error("Giving up waiting on %s: %s", self.about(), error)
-            return self.event(ERROR, message=str(error))
+            # ``final``: PostHog's answer cannot change on a retry (400, 401, 403, 404).
+            return self.event(ERROR, message=str(error), final=isinstance(error, AirflowFailException))
         except Exception as error:
             self.log.exception("Unexpected error while waiting on %s", self.about())
             return self.event(ERROR, message=f"{type(error).__name__}: {error}")

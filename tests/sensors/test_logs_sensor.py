@@ -8,7 +8,12 @@ import time
 from datetime import timedelta
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.log_watch import STATE_KEY
@@ -524,3 +529,16 @@ def test_logs_refused_to_keys_on_older_builds(build, emulator, posthog_conn):
     start = utcnow()
     with pytest.raises(PostHogError, match="does not support Personal API Key access"):
         sensor_for_mode("poke", message_pattern=FINISHED).execute(make_context(FakeTI(start)))
+
+
+def test_a_refusal_in_the_triggerer_ends_the_task_without_retries(emulator, posthog_conn):
+    """A 404 read by the trigger fails the task at once, as the same 404 in the worker does."""
+    unknown = "01900000-0000-7000-8000-0000000000ff"
+    trigger = PostHogBatchExportLogsTrigger(
+        batch_export_id=unknown, since=utcnow().isoformat(), poll_interval=0.05, hook_params=FAST_HOOK
+    )
+    payload = run_trigger(trigger).payload
+    assert (payload["status"], payload["final"]) == ("error", True)
+    sensor = sensor_for_mode("deferrable", batch_export_id=unknown, silent_fail=True)
+    with pytest.raises(AirflowFailException, match="HTTP 404"):
+        sensor.resume_execution("execute_complete", {"event": payload}, make_context(FakeTI(utcnow())))
