@@ -88,7 +88,8 @@ def test_batch_export_maintenance(build, paused_for, run_dag, emulator, capfd):
     assert export["paused"] is False and export["last_paused_at"] is not None
     paths = [(r.method, r.path.split("/")[-2]) for r in api_requests(emulator) if r.method == "POST"]
     assert paths[0] == ("POST", "pause") and paths[-1] == ("POST", "unpause")
-    unpause = [r for r in api_requests(emulator) if r.path.endswith("/unpause/")]
+    # (On the build that redirects /api/environments/, the 307 hop carries out nothing.)
+    unpause = [r for r in api_requests(emulator) if r.path.endswith("/unpause/") and r.status != 307]
     assert [r.body for r in unpause] == [{"backfill": True}]
     assert json.loads(json.dumps(xcoms[("unpause_export", -1, "return_value")])) == {
         "batch_export_id": SEED.s3_export_id,
@@ -123,7 +124,7 @@ def test_backfill_waits_for_every_run(build, run_dag, emulator, capfd):
     assert dag_run.state == "success", states
     result = xcoms[("backfill_export", -1, "return_value")]
     assert result["status"] == "Completed" and result["total_runs"] == result["finished_runs"] >= 1
-    (post,) = [r for r in api_requests(emulator) if r.method == "POST"]
+    (post,) = [r for r in api_requests(emulator) if r.method == "POST" and r.status != 307]
     assert post.path.endswith("/backfills/")
     _assert_key_nowhere(emulator, capfd, xcoms)
 
