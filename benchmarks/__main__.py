@@ -41,6 +41,9 @@ class Sizes:
     trigger_seconds: float = 60.0
     trigger_interval: float = 5.0
     retry_repeats: int = 5
+    run_history: int = 168
+    run_interval: float = 1.0
+    run_repeats: int = 6
 
 
 SMOKE = Sizes(
@@ -55,6 +58,9 @@ SMOKE = Sizes(
     trigger_seconds=2.0,
     trigger_interval=1.0,
     retry_repeats=1,
+    run_history=24,
+    run_interval=0.2,
+    run_repeats=2,
 )
 
 
@@ -78,7 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from airflow_provider_phenv.emulator import PostHogEmulator
-    from benchmarks import deferral, imports, latency, operations, report, retry_after, sensor_polls
+    from benchmarks import (
+        deferral,
+        imports,
+        latency,
+        operations,
+        report,
+        retry_after,
+        run_waits,
+        sensor_polls,
+    )
     from benchmarks.harness import Bench, quiet_logs
 
     quiet_logs()
@@ -99,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                 sizes.triggers, sizes.trigger_seconds, sizes.trigger_interval, task_rss_mb
             ),
             7: lambda: retry_after.run(bench, sizes.retry_repeats),
+            8: lambda: run_waits.run(
+                bench, sizes.run_history, sizes.polls, sizes.run_interval, sizes.run_repeats
+            ),
         }
         for item, run in items.items():
             if args.only and item not in args.only:
