@@ -5,6 +5,13 @@ The export's log holds ``old_entries`` lines written before the task started, no
 the awaited one. Ours: the sensor's ``poke`` (poke and reschedule mode poll this way) and the
 trigger's polls (deferrable mode). HTTP provider: HttpSensor on the same logs endpoint with
 PostHog's default limit and a ``response_check`` looking for the same message.
+
+The settle window (``settle``, default 300 s): PostHog reveals log entries out of timestamp order,
+so every poll reads again the entries of the last ``settle`` seconds after ``since``. Two more
+cases measure what that costs an idle poll: (a) ``old_entries`` lines after ``since`` but all
+older than the window (after the first poke, which reads them once, a poll should stay one small
+request), and (b) N lines logged in the last 5 minutes, re-read by every poll while they are
+younger than ``settle``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 from airflow.providers.http.sensors.http import HttpSensor
 
 from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.log_watch import DEFAULT_SETTLE, STATE_KEY
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
@@ -26,18 +34,32 @@ from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make
 
 EXPORT = SEED.bigquery_export_id
 PATTERN = r"finished (successfully )?with (\d+|no) records exported"
+#: The N of case (b), and the settle times it is measured with.
+RECENT_COUNTS = (10, 100, 500)
+SETTLES = (DEFAULT_SETTLE, 60.0)
+RECENT_SPAN = 290.0  # seconds: case (b)'s lines are spread over the last 5 minutes, all younger than 300 s
+
+
+def progress_line(number: int, at: Any) -> dict[str, Any]:
+    """A realistic log line that does not match PATTERN."""
+    return {
+        "timestamp": at,
+        "level": "INFO",
+        "message": f"Batch exporting range 2025-01-01 {number % 24:02d}:00 - {number % 24:02d}:59 "
+        f"to BigQuery: hedgebox-analytics.posthog.events (part {number})",
+        "instance_id": f"run-{number // 50}",
+    }
 
 
 def old_log(count: int, before: Any) -> list[dict[str, Any]]:
     """``count`` realistic log lines, one per second, all before ``before``; none matches PATTERN."""
+    return [progress_line(number, before - timedelta(seconds=count - number)) for number in range(count)]
+
+
+def recent_log(count: int, now: Any) -> list[dict[str, Any]]:
+    """``count`` such lines spread evenly over the ``RECENT_SPAN`` seconds before ``now``."""
     return [
-        {
-            "timestamp": before - timedelta(seconds=count - number),
-            "level": "INFO",
-            "message": f"Batch exporting range 2025-01-01 {number % 24:02d}:00 - {number % 24:02d}:59 "
-            f"to BigQuery: hedgebox-analytics.posthog.events (part {number})",
-            "instance_id": f"run-{number // 50}",
-        }
+        progress_line(number, now - timedelta(seconds=RECENT_SPAN * (count - number - 0.5) / count))
         for number in range(count)
     ]
 
@@ -46,10 +68,15 @@ def http_check(response: Any) -> bool:
     return any(re.search(PATTERN, entry["message"]) for entry in response.json()["results"])
 
 
-def trigger_polls(bench: Bench, since: str, polls: int, interval: float) -> list[list[Any]]:
+def trigger_polls(
+    bench: Bench, since: str, polls: int, interval: float, settle: float = DEFAULT_SETTLE
+) -> list[list[Any]]:
     """Run the trigger for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
     trigger = PostHogBatchExportLogsTrigger(
-        batch_export_id=EXPORT, since=since, criteria={"message_pattern": PATTERN}, poll_interval=interval
+        batch_export_id=EXPORT,
+        since=since,
+        criteria={"message_pattern": PATTERN, "settle": settle},
+        poll_interval=interval,
     )
 
     async def run() -> None:
@@ -67,7 +94,9 @@ def trigger_polls(bench: Bench, since: str, polls: int, interval: float) -> list
     return groups
 
 
-def run(bench: Bench, old_entries: int, polls: int) -> tuple[list[Figure], dict[str, Any]]:
+def run(
+    bench: Bench, old_entries: int, polls: int, recent_counts: tuple[int, ...] = RECENT_COUNTS
+) -> tuple[list[Figure], dict[str, Any]]:
     bench.reset()
     start = utcnow()
     bench.emulator.state.add_log_entries(EXPORT, old_log(old_entries, start))
@@ -136,6 +165,7 @@ def run(bench: Bench, old_entries: int, polls: int) -> tuple[list[Figure], dict[
             round(http_bytes),
             "<= 1024",
             bytes_per_poll <= 1024,
+            "entries before since are never read again; "
             "HttpSensor reads PostHog's default page of 50 entries each poke",
         ),
         Figure(
@@ -157,4 +187,113 @@ def run(bench: Bench, old_entries: int, polls: int) -> tuple[list[Figure], dict[
             note="HttpSensor with the default limit and no after= sees old runs' lines",
         ),
     ]
-    return figures, details
+    settle_figures, details["settle"] = settle_cost(bench, http_sensor, old_entries, polls, recent_counts)
+    return figures + settle_figures, details
+
+
+def idle_cost(
+    bench: Bench,
+    http_sensor: HttpSensor,
+    entries: list[dict[str, Any]],
+    since: Any,
+    settle: float,
+    polls: int,
+) -> dict[str, Any]:
+    """A sensor with an explicit ``since`` on a log of ``entries``: its first poke, then idle pokes."""
+    bench.reset()
+    bench.emulator.state.add_log_entries(EXPORT, entries)
+    store = FakeStateStore()
+    context = make_context(FakeTI(utcnow()), store)
+    sensor = PostHogBatchExportLogsSensor(
+        task_id="wait",
+        batch_export_id=EXPORT,
+        message_pattern=PATTERN,
+        since=since,
+        settle=settle,
+        poke_interval=1,
+    )
+    first = bench.measure(lambda: sensor.poke(context))
+    writes = store.writes
+    steady = bench.measure(lambda: [sensor.poke(context) for _ in range(polls)])
+    writes = store.writes - writes
+    sensor.hook.close()
+    # Entries still in the window at the last poll: what each idle poll read again.
+    mark = utcnow() - timedelta(seconds=settle)
+    http = bench.measure(lambda: [http_sensor.poke(context) for _ in range(polls)])
+    return {
+        "entries": len(entries),
+        "settle": settle,
+        "first_poke": first.to_json(),
+        "steady_pokes": steady.to_json(),
+        "reread_per_poll": sum(1 for entry in entries if entry["timestamp"] > mark),
+        "cursor_bytes": len(store.data.get(STATE_KEY, "")),
+        "state_writes_per_poll": writes / polls,
+        "http_sensor_pokes": http.to_json(),
+    }
+
+
+def settle_cost(
+    bench: Bench, http_sensor: HttpSensor, old_entries: int, polls: int, counts: tuple[int, ...]
+) -> tuple[list[Figure], dict[str, Any]]:
+    """Idle polls with a history older than the settle window (a), and with N recent entries (b)."""
+    now = utcnow()
+    # (a) ``old_entries`` lines after ``since``, the newest a minute older than the window.
+    history = old_log(old_entries, now - timedelta(seconds=DEFAULT_SETTLE + 60))
+    since = history[0]["timestamp"] - timedelta(seconds=1)
+    old = idle_cost(bench, http_sensor, history, since, DEFAULT_SETTLE, polls)
+    steady = old["steady_pokes"]
+    requests, size = steady["requests"] / polls, steady["response_bytes"] / polls
+    figures = [
+        Figure(
+            4,
+            f"idle poll, {old_entries} entries after since, all older than the settle window: "
+            "requests / bytes per poll",
+            f"{requests:g} / {size:.0f}",
+            "requests / bytes",
+            None,
+            "<= 1 / <= 1024",
+            requests <= 1 and size <= 1024,
+            f"settle {DEFAULT_SETTLE:g} s; the first poke read them once: {old['first_poke']['requests']} "
+            f"request(s), {old['first_poke']['response_bytes'] / 1e6:.2f} MB; HttpSensor "
+            f"{old['http_sensor_pokes']['response_bytes'] / polls:,.0f} bytes per poke",
+        )
+    ]
+    recent: list[dict[str, Any]] = []
+    for settle in SETTLES:
+        for count in counts:
+            now = utcnow()
+            since = now - timedelta(minutes=10)
+            # (b) ``count`` lines of the last 5 minutes, after a ``since`` 10 minutes ago.
+            case = idle_cost(bench, http_sensor, recent_log(count, now), since, settle, polls)
+            if settle == DEFAULT_SETTLE and count == max(counts):
+                groups = trigger_polls(bench, format_timestamp(since), polls, 0.2, settle)
+                case["trigger_polls"] = [traffic(group).to_json() for group in groups]
+            recent.append(case)
+            figures.append(_recent_figure(case, polls, count == min(counts)))
+    return figures, {"older_than_window": old, "recent": recent}
+
+
+def _recent_figure(case: dict[str, Any], polls: int, first: bool) -> Figure:
+    steady = case["steady_pokes"]
+    note = (
+        f"{steady['requests'] / polls:g} request(s) per poll, {case['reread_per_poll']} entries read "
+        f"again each time; cursor in the task state store {case['cursor_bytes'] / 1024:.1f} KB, "
+        f"written by {case['state_writes_per_poll']:.0%} of the polls"
+    )
+    trigger = case.get("trigger_polls", [])[1:]  # after the first poll, which reads them all
+    if trigger:
+        note += (
+            f"; trigger the same: {max(t['requests'] for t in trigger)} request(s), "
+            f"{max(t['response_bytes'] for t in trigger):,} bytes per idle poll"
+        )
+    if first:
+        note += "; HttpSensor reads the newest 50 entries"
+    return Figure(
+        4,
+        f"idle poll, {case['entries']} entries in the last 5 min, settle {case['settle']:g} s: "
+        "response bytes per poll",
+        round(steady["response_bytes"] / polls),
+        "bytes",
+        round(case["http_sensor_pokes"]["response_bytes"] / polls),
+        note=note,
+    )
