@@ -23,7 +23,6 @@ as PostHog keeps them), then:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import statistics
 import time
@@ -48,6 +47,7 @@ from airflow_provider_phenv.run_watch import RunsWait
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportRunSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 from airflow_provider_phenv.validation import format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import WAITING
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, Traffic, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 
@@ -113,8 +113,11 @@ def trigger_traffic(bench: Bench, trigger: Any, polls: int, interval: float) -> 
     """Run ``trigger`` for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
 
     async def run() -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await first_event(trigger, timeout=interval * (polls - 0.5))
+        try:
+            event = await first_event(trigger, timeout=interval * (polls - 0.5))
+        except asyncio.TimeoutError:
+            return  # idle all along, as it should be
+        raise RuntimeError(f"the trigger fired {event.payload}: its polls were not idle")
 
     bench.emulator.clear_requests()
     asyncio.run(run())
@@ -141,7 +144,8 @@ def idle_polls(bench: Bench, history: int, polls: int) -> dict[str, Any]:
     with PostHogHook() as hook:
         backfill_id = hook.create_batch_export_backfill(EXPORT, start_at=start, end_at=end)["backfill_id"]
         wait = RunsWait(EXPORT, backfill_id=backfill_id)
-        backfill_worker = bench.measure(lambda: [wait.poll(hook, None) for _ in range(polls)])
+        outcomes: list[Any] = []
+        backfill_worker = bench.measure(lambda: outcomes.extend(wait.poll(hook, None) for _ in range(polls)))
     backfill_trigger = trigger_traffic(
         bench,
         PostHogBatchExportRunTrigger(batch_export_id=EXPORT, backfill_id=backfill_id, poll_interval=interval),
@@ -160,8 +164,11 @@ def idle_polls(bench: Bench, history: int, polls: int) -> dict[str, Any]:
     run_sensor = PostHogBatchExportRunSensor(
         task_id="exported", batch_export_id=EXPORT, since=since, until=until, poke_interval=1
     )
-    run_first = bench.measure(lambda: run_sensor.poke(context))
-    run_poke = bench.measure(lambda: [run_sensor.poke(context) for _ in range(polls)])
+    pokes: list[Any] = []
+    run_first = bench.measure(lambda: pokes.append(run_sensor.poke(context)))
+    run_poke = bench.measure(lambda: pokes.extend(run_sensor.poke(context) for _ in range(polls)))
+    if any(pokes) or any(outcome.status != WAITING for outcome in outcomes):
+        raise RuntimeError("a wait ended: these polls were not idle")
     runs_answer = run_sensor.hook.list_batch_export_runs(EXPORT, after=since - timedelta(minutes=5))
     run_sensor.hook.close()
     run_trigger = trigger_traffic(

@@ -17,7 +17,6 @@ younger than ``settle``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 from airflow.providers.http.sensors.http import HttpSensor
 
 from airflow_provider_phenv.emulator import SEED
+from airflow_provider_phenv.hooks._logs import entry_time
+from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.log_watch import DEFAULT_SETTLE, STATE_KEY
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
@@ -80,8 +81,11 @@ def trigger_polls(
     )
 
     async def run() -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await first_event(trigger, timeout=interval * (polls - 0.5))
+        try:
+            event = await first_event(trigger, timeout=interval * (polls - 0.5))
+        except asyncio.TimeoutError:
+            return  # idle all along, as it should be
+        raise RuntimeError(f"the trigger fired {event.payload}: its polls were not idle")
 
     bench.emulator.clear_requests()
     asyncio.run(run())
@@ -212,10 +216,13 @@ def idle_cost(
         settle=settle,
         poke_interval=1,
     )
-    first = bench.measure(lambda: sensor.poke(context))
+    done: list[Any] = []
+    first = bench.measure(lambda: done.append(sensor.poke(context)))
     writes = store.writes
-    steady = bench.measure(lambda: [sensor.poke(context) for _ in range(polls)])
+    steady = bench.measure(lambda: done.extend(sensor.poke(context) for _ in range(polls)))
     writes = store.writes - writes
+    if any(done):
+        raise RuntimeError("the sensor matched an entry: these polls were not idle")
     sensor.hook.close()
     # Entries still in the window at the last poll: what each idle poll read again.
     mark = utcnow() - timedelta(seconds=settle)
@@ -236,10 +243,18 @@ def settle_cost(
     bench: Bench, http_sensor: HttpSensor, old_entries: int, polls: int, counts: tuple[int, ...]
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Idle polls with a history older than the settle window (a), and with N recent entries (b)."""
+    # (a) ``old_entries`` lines after ``since``, the newest a minute older than the window. ``since``
+    # is after the seed's own lines, which include runs' success lines the sensor would match.
+    bench.reset()
+    with PostHogHook() as hook:
+        seeded = hook.get_batch_export_logs(EXPORT, limit=1)["results"]
     now = utcnow()
-    # (a) ``old_entries`` lines after ``since``, the newest a minute older than the window.
-    history = old_log(old_entries, now - timedelta(seconds=DEFAULT_SETTLE + 60))
-    since = history[0]["timestamp"] - timedelta(seconds=1)
+    since = max([now - timedelta(minutes=55)] + [entry_time(entry) for entry in seeded])
+    newest = now - timedelta(seconds=DEFAULT_SETTLE + 60)
+    if since >= newest:
+        raise RuntimeError(f"the seeded log reaches {since}: no room for a history older than the window")
+    step = (newest - since) / old_entries
+    history = [progress_line(number, since + step * (number + 1)) for number in range(old_entries)]
     old = idle_cost(bench, http_sensor, history, since, DEFAULT_SETTLE, polls)
     steady = old["steady_pokes"]
     requests, size = steady["requests"] / polls, steady["response_bytes"] / polls
