@@ -44,6 +44,9 @@ class Sizes:
     run_history: int = 168
     run_interval: float = 1.0
     run_repeats: int = 6
+    budget_waits: int = 1000
+    budget_interval: float = 5.0
+    budget_reveal: float = 20.0
 
 
 SMOKE = Sizes(
@@ -61,6 +64,9 @@ SMOKE = Sizes(
     run_history=24,
     run_interval=0.2,
     run_repeats=2,
+    budget_waits=20,
+    budget_interval=0.5,
+    budget_reveal=1.0,
 )
 
 
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow_provider_phenv.emulator import PostHogEmulator
     from benchmarks import (
+        budget_load,
         deferral,
         imports,
         latency,
@@ -116,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             7: lambda: retry_after.run(bench, sizes.retry_repeats),
             8: lambda: run_waits.run(
                 bench, sizes.run_history, sizes.polls, sizes.run_interval, sizes.run_repeats
+            ),
+            9: lambda: budget_load.run(
+                sizes.budget_waits, sizes.budget_interval, sizes.budget_reveal, max_seconds=600
             ),
         }
         for item, run in items.items():

@@ -109,6 +109,7 @@ def _busiest_minute(moments: list[float]) -> int:
 def run(
     waits: int, poll_interval: float, reveal: float, max_seconds: float
 ) -> tuple[list[Figure], dict[str, Any]]:
+    saved_connection = os.environ.get("AIRFLOW_CONN_POSTHOG_DEFAULT")
     with PostHogEmulator(port=0, rate_limit=True) as emulator:
         os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = json.dumps(
             {
@@ -124,6 +125,10 @@ def run(
         triggers = _triggers(waits, starts, since, poll_interval, end=time.time() + max_seconds)
         results = asyncio.run(_run_all(triggers, poll_interval))
         records = [record for record in emulator.requests if record.path.startswith("/api/")]
+    if saved_connection is None:
+        os.environ.pop("AIRFLOW_CONN_POSTHOG_DEFAULT", None)
+    else:
+        os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = saved_connection
     statuses = [payload["status"] for _moment, payload in results]
     noticed = [moment - revealed_at for moment, payload in results if payload["status"] == "success"]
     throttled = sum(record.status == 429 for record in records)

@@ -172,7 +172,11 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         ]
         outcome = watch.evaluate(merge_streams(streams), state.cursor, state.since)
         state.cursor = outcome.cursor
-        state.save(context, log=self.log)
+        # The settled mark moves with the clock on every poll; the store is written only for news
+        # (or the first time). A saved older mark is still consistent: the entries it re-reads are
+        # all in its digests, since nothing was judged after it was saved.
+        if outcome.new or state.saved is None:
+            state.save(context, log=self.log)
         self.log.info("Batch export %s: %d new log entries, %s.", export_id, outcome.new, outcome.status)
         return self._conclude(outcome)
 

@@ -542,3 +542,19 @@ def test_a_refusal_in_the_triggerer_ends_the_task_without_retries(emulator, post
     sensor = sensor_for_mode("deferrable", batch_export_id=unknown, silent_fail=True)
     with pytest.raises(AirflowFailException, match="HTTP 404"):
         sensor.resume_execution("execute_complete", {"event": payload}, make_context(FakeTI(utcnow())))
+
+
+def test_idle_polls_do_not_write_the_task_state_store(in_order_logs, emulator, posthog_conn):
+    """The settled mark follows the clock; only news is worth a write to the metadata database."""
+    store = FakeStateStore()
+    context = make_context(FakeTI(utcnow() - timedelta(minutes=10)), store)
+    sensor = sensor_for_mode("poke", message_pattern=FINISHED)
+    sensor.begin()
+    for _ in range(3):
+        assert sensor.poke(context) is False
+    assert store.writes == 1  # since and the first cursor
+    emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(utcnow(), -1), "INFO", "news")])
+    assert sensor.poke(context) is False
+    assert store.writes == 2
+    assert fresh(sensor).poke(context) is False  # a rescheduled poke carries on from the store
+    assert store.get(STATE_KEY)["cursor"]["count"] == 1
