@@ -168,6 +168,7 @@ def test_entries_become_visible_late_and_out_of_order_reproducibly(api, emulator
     assert len(_visible(api, entries)) == len(entries)
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_default_delay_is_at_most_three_seconds(api, emulator):  # §13.3
     assert emulator.state.switches.log_delay == 3.0
     now = utcnow()

@@ -18,6 +18,7 @@ import pytest
 
 TODAY = "today"
 
+
 def builds(*switches: str) -> list[Any]:
     """``pytest.param`` for today's PostHog and each switch."""
     return [pytest.param(TODAY, id=TODAY), *(pytest.param(switch, id=switch) for switch in switches)]

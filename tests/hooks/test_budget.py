@@ -63,7 +63,9 @@ def test_a_429_slows_every_wait_on_the_key_not_only_the_one_that_got_it(emulator
         exports = [SEED.s3_export_id, SEED.bigquery_export_id, SEED.postgres_export_id]
         try:
             first = asyncio.create_task(hooks[0].get_batch_export(exports[0]))
+            deadline = time.monotonic() + 10
             while not api_requests(emulator):  # until PostHog has throttled the first wait
+                assert time.monotonic() < deadline, "the first request never reached the emulator"
                 await asyncio.sleep(0.01)
             others = [
                 hook.get_batch_export(export) for hook, export in zip(hooks[1:], exports[1:], strict=True)

@@ -57,6 +57,7 @@ def test_one_dashboard_whatever_follows_the_commit(fronted, emulator, fault, if_
 
 
 @pytest.mark.parametrize("if_exists", ["reuse", "create"])
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_one_dashboard_when_the_commit_lands_after_the_read_timeout(fronted, emulator, if_exists):
     # The proxy holds the create for 1 s: the client's attempt ends at its 0.8 s deadline, the
     # first look-up finds nothing, and the commit lands before the look-ups are done.

@@ -210,6 +210,7 @@ def test_pages_of_the_wrong_shape_name_the_request(hostile, page):
     assert "GET /api/projects/1/dashboards/" in str(raised.value)
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_trigger_keeps_its_end_time_during_a_long_listing(hostile):
     # An endless history served one slow page at a time: no single request breaks a limit, yet
     # the trigger still reports its timeout at end_time instead of reading on.

@@ -45,6 +45,7 @@ def backfill_posts(emulator) -> list:
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_backfill_and_wait_returns_the_same_value_in_the_worker_and_deferred(quick_runs, deferrable):
     op = backfill_op(deferrable=deferrable)
     result = run_op(op, task_context())
@@ -115,6 +116,7 @@ def test_a_retry_attaches_to_the_backfill_its_earlier_try_started(quick_runs, mo
     assert len(backfill_posts(quick_runs)) == 1
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_without_a_state_store_a_retry_finds_the_running_backfill_over_the_same_range(quick_runs, mocker):
     quick_runs.state.set_run_outcome(HOURLY, "completed", duration=1.5)
     first = backfill_op()
@@ -178,6 +180,7 @@ def paused_hourly(emulator, hours: int = 3) -> None:
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_unpause_finds_the_backfill_posthog_started_and_waits_for_it(quick_runs, deferrable):
     paused_hourly(quick_runs)
     context = task_context()

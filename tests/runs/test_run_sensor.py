@@ -35,6 +35,7 @@ def backfill(start, end) -> str:
 
 
 @pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_waits_until_the_range_is_exported_with_the_same_value_in_every_mode(quick_runs, mode):
     since, until = hours_ago(9), hours_ago(7)
     backfill(since, until)

@@ -58,6 +58,7 @@ def test_bad_kwargs_fail_when_the_task_defers(kwargs, message):
         make_trigger(**kwargs)
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_restarted_trigger_resumes_the_wait_without_writing_anything(quick_runs):
     quick_runs.state.set_run_outcome(HOURLY, "completed", duration=1.5)
     backfill_id = start_backfill()

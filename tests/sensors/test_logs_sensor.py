@@ -123,6 +123,7 @@ def test_same_timeline_same_result_in_every_mode(
 
 
 @pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(emulator, posthog_conn, mode):
     """PostHog's log pipeline can reveal an entry seconds after newer ones (docs/posthog-api.md §13.3)."""
     start = utcnow()
@@ -424,6 +425,7 @@ def test_framework_deferral_timeout_maps_like_poke_mode(posthog_conn):
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_soft_fail_does_not_hide_a_failing_entry(emulator, posthog_conn, mode):
     start = utcnow()
     emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.2), "ERROR", "boom")])

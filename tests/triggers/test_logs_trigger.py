@@ -107,6 +107,7 @@ def test_success_event_with_entry_and_cursor(in_order_logs, emulator, posthog_co
     assert {record.method for record in api_requests(emulator)} == {"GET"}
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_failed_event_names_the_reason(emulator, posthog_conn):
     start = utcnow()
     emulator.state.add_log_entries(
