@@ -49,6 +49,7 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     # No spurious warnings (Airflow warns once when a connection extra is too short to mask).
     assert "Skipping masking" not in out + done.stderr
     assert "warning" not in (out + done.stderr).lower(), out + done.stderr
+    assert "posthog_export_events: 2 DAG runs for 2 finished runs" in out
 
 
 def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):
