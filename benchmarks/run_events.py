@@ -150,7 +150,9 @@ async def measure(
     await asyncio.to_thread(clear_requests, url)
     lags.clear()
     await asyncio.sleep(interval * intervals)
-    steady = len(await asyncio.to_thread(api_requests, url))
+    sent = await asyncio.to_thread(api_requests, url)
+    steady = len(sent)
+    steady_bytes = sum(r.get("response_bytes") or 0 for r in sent)
     steady_lags = sorted(lags)
     stop.set()
     for task in tasks:
@@ -165,6 +167,7 @@ async def measure(
         "startup_requests": startup,
         "started_in_s": round(started_in, 2),
         "requests_per_interval": round(steady / intervals, 1),
+        "response_kb_per_interval": round(steady_bytes / intervals / 1024, 1),
         "rss_baseline_mb": round(baseline, 1),
         "rss_peak_mb": round(peak[0], 1),
         "rss_added_mb": round(peak[0] - baseline, 1),
@@ -239,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         results["latency_s"] = e2e_latency()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
-    print("| watchers | mode | requests / poll interval | to start | RSS added | loop lag p50 / p99 / max |")
-    print("|---:|---|---:|---:|---:|---|")
+    print("| watchers | mode | requests / poll | KB / poll | to start | RSS added | loop lag p50/p99/max |")
+    print("|---:|---|---:|---:|---:|---:|---|")
     for row in results["runs"]:
         print(
             f"| {row['watchers']} | {row['mode']} | {row['requests_per_interval']} | "
+            f"{row['response_kb_per_interval']} | "
             f"{row['startup_requests']} | {row['rss_added_mb']} MB | "
             f"{row['loop_lag_p50_ms']} / {row['loop_lag_p99_ms']} / {row['loop_lag_max_ms']} ms |"
         )

@@ -202,7 +202,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
 #   kwargs, so ``serialize()`` must return the same kwargs for the same watcher at every parse: the
 #   watch's progress lives in the state store, never in the kwargs.
 
-_EXPORTS_PAGE = 1000  # PostHog sets no maximum page size (docs/posthog-api.md §4): one request
+# PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
+_EXPORTS_PAGE = 10_000
 
 
 class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
