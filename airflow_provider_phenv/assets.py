@@ -126,6 +126,7 @@ def batch_export_asset(
     statuses: str | Sequence[str] = ("Completed",),
     poll_interval: float = 60,
     posthog_conn_id: str = "posthog_default",
+    shared_poll: bool = True,
     name: str | None = None,
     group: str = "posthog",
     extra: dict[str, Any] | None = None,
@@ -144,6 +145,7 @@ def batch_export_asset(
     :param statuses: run statuses that update the asset.
     :param poll_interval: seconds between polls of PostHog.
     :param posthog_conn_id: the connection the watcher uses.
+    :param shared_poll: on Airflow 3.3, share one poll with sibling watchers (see the trigger).
     :param name: the asset name; default: its URI.
     :param group: the asset group.
     :param extra: the asset's own extra.
@@ -159,6 +161,7 @@ def batch_export_asset(
         poll_interval=poll_interval,
         posthog_conn_id=posthog_conn_id,
         project_id=project_id,
+        shared_poll=shared_poll,
     )
     watcher = AssetWatcher(
         name=f"posthog_runs_{'_'.join(trigger.statuses).lower()}_{trigger.batch_export_id}",

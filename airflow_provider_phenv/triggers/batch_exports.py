@@ -24,6 +24,7 @@ from airflow_provider_phenv.triggers._run_events import (
 )
 from airflow_provider_phenv.triggers.base import PostHogPollTrigger
 from airflow_provider_phenv.validation import (
+    check_bool,
     check_non_empty_str,
     check_project_id,
     check_uuid,
@@ -235,6 +236,10 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         at 60 s cost N requests a minute of that budget.
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
+    :param shared_poll: on Airflow 3.3, share one poll of the exports list with sibling watchers
+        (default). That list holds every export of the project with its 10 latest runs (about
+        600 KB for 1,000 exports): for a few watchers in a project with many exports, ``False``
+        reads less, one small runs list per watcher.
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         poll_interval: float = 60,
         posthog_conn_id: str = PostHogAsyncHook.default_conn_name,
         project_id: int | str | None = None,
+        shared_poll: bool = True,
     ) -> None:
         super().__init__()
         self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
@@ -259,6 +265,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
         self.posthog_conn_id = check_non_empty_str("posthog_conn_id", posthog_conn_id)
         self.project_id = None if project_id in (None, "") else check_project_id(project_id)
+        self.shared_poll = check_bool("shared_poll", shared_poll)
         self._watch: RunWatch | None = None
         self._hook: PostHogAsyncHook | None = None
 
@@ -272,6 +279,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                 "poll_interval": self.poll_interval,
                 "posthog_conn_id": self.posthog_conn_id,
                 "project_id": self.project_id,
+                "shared_poll": self.shared_poll,
             },
         )
 
@@ -283,6 +291,8 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
 
     def shared_stream_key(self) -> Hashable | None:
         """Watchers reading the same project with the same connection and interval share one poll."""
+        if not self.shared_poll:
+            return None
         return ("phenv-batch-export-runs", self.posthog_conn_id, self.project_id, self.poll_interval)
 
     @classmethod

@@ -92,6 +92,7 @@ def test_batch_export_asset_carries_its_watcher():
         "poll_interval": 30.0,
         "posthog_conn_id": "posthog_default",
         "project_id": "12345",
+        "shared_poll": True,
     }
     # The same watcher at every parse: Airflow matches watcher triggers by this hash.
     again = batch_export_asset(

@@ -128,6 +128,7 @@ def test_serialize_holds_plain_values_and_round_trips():
         "poll_interval": POLL,
         "posthog_conn_id": "posthog_eu",
         "project_id": "1",
+        "shared_poll": True,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert rebuild(trigger).serialize() == (classpath, kwargs)
@@ -141,6 +142,7 @@ def test_defaults_and_contract_signature():
         "poll_interval": 60.0,
         "posthog_conn_id": "posthog_default",
         "project_id": None,
+        "shared_poll": True,
     }
     from airflow.triggers.base import BaseEventTrigger
 
@@ -157,6 +159,7 @@ def test_defaults_and_contract_signature():
         ({"poll_interval": True}, "poll_interval"),
         ({"project_id": "abc"}, "project_id"),
         ({"posthog_conn_id": ""}, "posthog_conn_id"),
+        ({"shared_poll": "maybe"}, "shared_poll"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
@@ -361,8 +364,9 @@ def test_watchers_on_one_project_share_one_request_per_poll(emulator, posthog_co
     exports = [EXPORT_ID, OTHER_ID, SEED.postgres_export_id]
     triggers = [make(batch_export_id=export_id, poll_interval=0.1) for export_id in exports]
     assert len({trigger.shared_stream_key() for trigger in triggers}) == 1
-    # A watcher on another connection or interval polls apart.
+    # A watcher on another connection or interval polls apart; one told not to share, alone.
     assert make(poll_interval=0.2).shared_stream_key() != triggers[0].shared_stream_key()
+    assert make(shared_poll=False).shared_stream_key() is None
 
     async def scenario() -> tuple[list[list[str]], dict[str, str]]:
         manager = streams_module.SharedStreamManager()
