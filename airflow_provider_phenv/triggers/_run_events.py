@@ -87,7 +87,7 @@ def _when(value: str) -> datetime:
 
 
 @dataclass
-class RunWatch:
+class RunEventWatch:
     """
     What one watched export has seen so far. ``to_json()`` is what goes to the state store.
 
@@ -120,7 +120,7 @@ class RunWatch:
         }
 
     @classmethod
-    def from_json(cls, statuses: Iterable[str], value: Any) -> RunWatch:
+    def from_json(cls, statuses: Iterable[str], value: Any) -> RunEventWatch:
         """A watch restored from :meth:`to_json`; a fresh one when ``value`` is not such a state."""
         watch = cls(frozenset(statuses))
         if isinstance(value, dict) and value.get("version") == 1 and isinstance(value.get("since"), str):

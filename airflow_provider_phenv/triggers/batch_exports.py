@@ -17,7 +17,7 @@ from airflow_provider_phenv.triggers._run_events import (
     ACTIVE_STATUSES,
     LATEST_RUNS,
     SETTLE,
-    RunWatch,
+    RunEventWatch,
     check_statuses,
     run_event,
     utcnow,
@@ -266,7 +266,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self.posthog_conn_id = check_non_empty_str("posthog_conn_id", posthog_conn_id)
         self.project_id = None if project_id in (None, "") else check_project_id(project_id)
         self.shared_poll = check_bool("shared_poll", shared_poll)
-        self._watch: RunWatch | None = None
+        self._watch: RunEventWatch | None = None
         self._hook: PostHogAsyncHook | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -360,7 +360,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                 await self._hook.aclose()
                 self._hook = None
 
-    async def _poll(self, watch: RunWatch, latest: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    async def _poll(self, watch: RunEventWatch, latest: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """One poll: start the watch or judge new runs; the state is saved before anything fires."""
         now = utcnow()
         if not watch.started:
@@ -387,7 +387,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     async def _starting_runs(
         self, now: datetime, latest: list[dict[str, Any]] | None
     ) -> list[dict[str, Any]]:
-        """The runs active now and those created in the last minutes (what ``RunWatch.start`` needs)."""
+        """The runs active now and those created in the last minutes (what ``RunEventWatch.start`` needs)."""
         if latest is not None and len(latest) < LATEST_RUNS:
             return latest  # every run of the export
         active = await self._runs(status=list(ACTIVE_STATUSES))
@@ -415,14 +415,14 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         found = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
         return found or [store]
 
-    async def _load(self) -> RunWatch:
+    async def _load(self) -> RunEventWatch:
         for accessor in self._state_accessors():
             try:
                 value = await accessor.aget(self.state_key())
             except Exception as error:
                 self.log.warning("Could not read the asset state store: %s", error)
                 continue
-            watch = RunWatch.from_json(self.statuses, value)
+            watch = RunEventWatch.from_json(self.statuses, value)
             if watch.started:
                 self.log.info(
                     "Batch export %s: carrying on from the asset state store (watching since %s).",
@@ -430,9 +430,9 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                     watch.since,
                 )
                 return watch
-        return RunWatch(frozenset(self.statuses))
+        return RunEventWatch(frozenset(self.statuses))
 
-    async def _save(self, watch: RunWatch) -> None:
+    async def _save(self, watch: RunEventWatch) -> None:
         state = watch.to_json()
         for accessor in self._state_accessors():
             try:

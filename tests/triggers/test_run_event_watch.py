@@ -1,4 +1,4 @@
-"""How runs are judged, without HTTP: RunWatch over run dicts shaped like PostHog's."""
+"""How runs are judged, without HTTP: RunEventWatch over run dicts shaped like PostHog's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from airflow_provider_phenv.triggers._run_events import (
     MAX_TRACKED,
     SETTLE,
-    RunWatch,
+    RunEventWatch,
     run_event,
 )
 from airflow_provider_phenv.validation import format_timestamp
@@ -28,8 +28,8 @@ def run(number: int, status: str, minutes: float = 0.0) -> dict:
     }
 
 
-def started(*runs: dict, statuses=("Completed",)) -> RunWatch:
-    watch = RunWatch(frozenset(statuses))
+def started(*runs: dict, statuses=("Completed",)) -> RunEventWatch:
+    watch = RunEventWatch(frozenset(statuses))
     watch.start(T0, runs)
     return watch
 
@@ -60,11 +60,11 @@ def test_the_state_is_plain_json_and_restores():
     watch = started(run(1, "Running", -5))
     watch.judge([run(2, "Completed", 1)], T0)
     state = json.loads(json.dumps(watch.to_json()))
-    again = RunWatch.from_json(["Completed"], state)
+    again = RunEventWatch.from_json(["Completed"], state)
     assert again.to_json() == watch.to_json()
     assert ids(again.judge([run(1, "Completed", -5), run(2, "Completed", 1)], T0)) == ["run-1"]
-    assert not RunWatch.from_json(["Completed"], None).started
-    assert not RunWatch.from_json(["Completed"], {"version": 99}).started
+    assert not RunEventWatch.from_json(["Completed"], None).started
+    assert not RunEventWatch.from_json(["Completed"], {"version": 99}).started
 
 
 def test_the_query_reaches_back_to_the_oldest_unfinished_run():
