@@ -22,11 +22,11 @@ import httpx
 from airflow_provider_phenv.emulator import SEED
 from tests.helpers.airflow_stack import (
     EVENTS_DAG,
-    ROOT,
     airflow_env,
     backfill_runs,
     consumer_runs,
     elapsed,
+    events_dags,
     finish_a_run,
     start_airflow,
     start_emulator,
@@ -49,7 +49,7 @@ def test_the_event_dag_runs_once_per_finished_run(tmp_path, airflow_cli):
     timings: dict[str, float] = {}
     try:
         emulator = start_emulator(processes)
-        processes.env = airflow_env(home, ROOT / "example_dags", emulator, SEED.api_key, SEED.project_id)
+        processes.env = airflow_env(home, events_dags(home), emulator, SEED.api_key, SEED.project_id)
         processes.env["POSTHOG_BATCH_EXPORT_ID"] = EXPORT_ID
         client = start_airflow(processes, airflow_cli)
         wait_for(

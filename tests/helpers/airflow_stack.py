@@ -26,6 +26,16 @@ EVENTS_DAG = "posthog_export_events"
 EVENTS_TASK = "load_exported_runs"
 
 
+def events_dags(home: Path) -> Path:
+    """A DAGs folder holding only the run events example (other examples would take executor slots)."""
+    folder = home / "dags"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "posthog_export_events.py"
+    if not link.exists():
+        link.symlink_to(ROOT / "example_dags" / "posthog_export_events.py")
+    return folder
+
+
 def airflow_env(
     home: Path, dags: Path, emulator_url: str, api_key: str, project_id: int | str
 ) -> dict[str, str]:
