@@ -14,6 +14,7 @@ URI; the watcher itself reads PostHog through the ``posthog_default`` connection
 
 from __future__ import annotations
 
+# [START howto_posthog_export_events]
 import os
 from datetime import datetime
 
@@ -21,7 +22,6 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_phenv.assets import batch_export_asset
 
-# [START howto_posthog_export_events]
 exported_events = batch_export_asset(
     os.environ.get("POSTHOG_BATCH_EXPORT_ID", "01900000-0000-7000-8000-0000000000e1"),
     project_id=os.environ.get("POSTHOG_PROJECT_ID", "1"),
