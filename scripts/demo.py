@@ -1,5 +1,8 @@
 """
 Run the example DAGs end to end with ``airflow dags test`` and show what changed in PostHog.
+Then (against the emulator) start a real scheduler, triggerer, dag-processor and api-server and
+show ``posthog_export_events`` running once for each batch export run the emulator finishes
+(about 35 s more; ``DEMO_EVENTS=0`` skips it).
 
 Without settings it starts the bundled PostHog emulator, so no account is needed. With
 ``POSTHOG_HOST``, ``POSTHOG_API_KEY``, ``POSTHOG_PROJECT_ID`` and ``POSTHOG_BATCH_EXPORT_ID`` set,
@@ -95,6 +98,9 @@ def main() -> int:
             if code != 0:
                 failed.append(dag_id)
         _report(before, _snapshot(target), _destination_test(home))
+        events = emulator is not None and os.environ.get("DEMO_EVENTS", "1") != "0"
+        if events and not _events_demo(home / "events", target):
+            failed.append("posthog_export_events")
         return 1 if failed else 0
     finally:
         if emulator is not None:
@@ -150,6 +156,79 @@ def _start_emulator() -> tuple[subprocess.Popen, dict]:
         "batch_export_id": SEED.s3_export_id,
         "conf": {"posthog_batch_export_maintenance": {}, "posthog_dashboard_provisioning": {}},
     }
+
+
+def _events_demo(home: Path, target: dict, runs: int = 2) -> bool:
+    """Data-aware scheduling: a DAG on a batch export asset runs once per run PostHog finishes."""
+    sys.path.insert(0, str(ROOT))
+    import httpx
+
+    from tests.helpers.airflow_stack import (
+        EVENTS_DAG,
+        airflow_env,
+        backfill_runs,
+        events_dags,
+        finish_a_run,
+        start_airflow,
+        wait_done,
+        watcher_polls,
+    )
+    from tests.helpers.processes import Processes, wait_for
+
+    _step(
+        f"Running DAG {EVENTS_DAG} (scheduled on a batch export asset, under a real scheduler and "
+        "triggerer: once per run the emulator finishes; ~35-45 s)",
+        "",
+    )
+    started = time.monotonic()
+    url, key, project, export_id = (
+        target["host"],
+        target["api_key"],
+        target["project_id"],
+        target["batch_export_id"],
+    )
+    # A home of its own: the DAG runs above registered every example DAG, paused.
+    logs = home / "components"
+    logs.mkdir(parents=True)
+    processes = Processes(logs, airflow_env(home, events_dags(home), url, key, project))
+    processes.env["POSTHOG_BATCH_EXPORT_ID"] = export_id
+    try:
+        # The DAGs above read runs too: only the watcher's reads may count from here on.
+        httpx.delete(f"{url}/_emulator/requests").raise_for_status()
+        client = start_airflow(processes, str(BIN / "airflow"))
+        wait_for("the DAG", lambda: client.get(f"/api/v2/dags/{EVENTS_DAG}").status_code == 200, 120)
+        wait_for("the watcher", lambda: watcher_polls(url, export_id) >= 2, 120)
+        print(f"    watching batch export {export_id}: runs that finished before now do not count")
+        for number in range(1, runs + 1):
+            backfill = finish_a_run(url, key, project, export_id, hours_ago=number + 1)
+            run = wait_for(
+                "the run to finish",
+                lambda backfill=backfill: next(
+                    (
+                        r
+                        for r in backfill_runs(url, key, project, export_id, backfill)
+                        if r["status"] == "Completed"
+                    ),
+                    None,
+                ),
+                60,
+            )
+            print(f"    PostHog finished run {run['id']} ({run['records_completed']} records)")
+            dag_run = wait_done(client, number)[-1]
+            payloads = ", ".join(p["run_id"] for p in dag_run["payloads"] or [])
+            print(
+                f"      -> {EVENTS_DAG} run {dag_run['dag_run_id']}: {dag_run['state']}, read run {payloads}"
+            )
+        took = time.monotonic() - started
+        print(f"    {EVENTS_DAG}: {runs} DAG runs for {runs} finished runs in {took:.0f} s")
+        return True
+    except (AssertionError, RuntimeError) as error:
+        print(f"    {EVENTS_DAG}: FAILED ({error})")
+        for name in ("scheduler", "triggerer"):
+            print(processes.output(name)[-3000:])
+        return False
+    finally:
+        processes.stop_all()
 
 
 def _snapshot(target: dict) -> dict:

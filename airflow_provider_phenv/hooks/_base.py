@@ -185,6 +185,19 @@ def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
     return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
 
 
+def exports_list_call(*, project_id: int | str | None = None, page_size: int = 100) -> ApiCall:
+    """
+    The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum).
+
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param page_size: exports per page.
+    """
+    limit = check_positive_int("page_size", page_size)
+    return ApiCall(
+        path="batch_exports/", resource="batch exports", params={"limit": limit}, project_id=project_id
+    )
+
+
 class RunFilters(TypedDict, total=False):
     """
     The filters of a batch export runs list, passed as keyword arguments; each is optional.

@@ -34,6 +34,7 @@ from airflow_provider_phenv.hooks._base import (
     RunFilters,
     dashboard_call,
     export_call,
+    exports_list_call,
     runs_call,
 )
 from airflow_provider_phenv.hooks._connection_test import check_connection
@@ -107,6 +108,17 @@ class PostHogHook(RunsAndBackfills):
         :param project_id: project/environment id; default from the connection.
         """
         return self._call(export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT))
+
+    def list_batch_exports(
+        self, *, project_id: int | str | None = None, page_size: int = 100
+    ) -> list[dict[str, Any]]:
+        """
+        Return every batch export of the project (each with its ``latest_runs``), across all pages.
+
+        :param project_id: project/environment id; default from the connection.
+        :param page_size: exports per page (``limit``); PostHog sets no maximum.
+        """
+        return list(self._paginate(exports_list_call(project_id=project_id, page_size=page_size)))
 
     def pause_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
@@ -461,6 +473,15 @@ class PostHogAsyncHook(AsyncClient):
         return await self._call(
             export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT)
         )
+
+    async def list_batch_exports(
+        self, *, project_id: int | str | None = None, page_size: int = 100
+    ) -> list[dict[str, Any]]:
+        """Async :meth:`PostHogHook.list_batch_exports`."""
+        return [
+            export
+            async for export in self._paginate(exports_list_call(project_id=project_id, page_size=page_size))
+        ]
 
     async def get_batch_export_logs(
         self,

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Hashable, Sequence
+from datetime import datetime
 from typing import Any
 
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
 from airflow_provider_phenv.run_watch import runs_wait
+from airflow_provider_phenv.triggers._run_events import (
+    ACTIVE_STATUSES,
+    LATEST_RUNS,
+    SETTLE,
+    RunEventWatch,
+    check_statuses,
+    run_event,
+    utcnow,
+)
 from airflow_provider_phenv.triggers.base import PostHogPollTrigger
-from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
+from airflow_provider_phenv.validation import (
+    check_bool,
+    check_non_empty_str,
+    check_project_id,
+    check_uuid,
+    format_timestamp,
+    parse_timestamp,
+)
 from airflow_provider_phenv.waits import EVENT_STATUSES, WAITING
 
-__all__ = ["EVENT_STATUSES", "PostHogBatchExportLogsTrigger", "PostHogBatchExportRunTrigger"]
+__all__ = [
+    "EVENT_STATUSES",
+    "PostHogBatchExportLogsTrigger",
+    "PostHogBatchExportRunEventTrigger",
+    "PostHogBatchExportRunTrigger",
+]
 
 
 class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
@@ -155,3 +182,260 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         if outcome.status == WAITING:
             return None
         return self.event(outcome.status, **outcome.to_event())
+
+
+# -- runs as asset events ------------------------------------------------------------------------
+#
+# What Airflow 3.3.2 offers an event trigger (read in its source, airflow/triggers/base.py,
+# airflow/triggers/shared_stream.py and airflow/jobs/triggerer_job_runner.py):
+#
+# - A BaseEventTrigger that watches assets gets ``self.asset_state_store`` from the triggerer before
+#   ``run()`` starts (one accessor per watched asset, async ``aget``/``aset``, values stored in the
+#   metadata database and kept across triggerer restarts). On 3.1 and 3.2 the attribute does not
+#   exist: the watch then starts afresh whenever the trigger (re)starts.
+# - Shared streams: event triggers whose ``shared_stream_key()`` compare equal get one poll loop
+#   (the classmethod ``open_shared_stream(kwargs)``, run once per group with one member's kwargs),
+#   whose raw items are broadcast to every member's ``filter_shared_stream()``; ``run()`` is then not
+#   called. A group ends when its last member leaves. Members that join late only see later items.
+# - Each event a watcher yields becomes one asset event per watched asset, with the extra
+#   ``{"from_trigger": True, "payload": <event payload>}`` (models/trigger.py ``submit_event``).
+# - Watcher triggers are matched to the DAG's watchers by a hash of classpath and ``serialize()``
+#   kwargs, so ``serialize()`` must return the same kwargs for the same watcher at every parse: the
+#   watch's progress lives in the state store, never in the kwargs.
+
+# PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
+_EXPORTS_PAGE = 10_000
+
+
+class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
+    """
+    Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
+
+    Each event's payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
+    "data_interval_end", "records_completed", "latest_error"}``. Runs that had already finished when
+    the trigger first started never fire, and no run fires twice (see
+    :mod:`airflow_provider_phenv.triggers._run_events` for how runs are judged).
+
+    - **Airflow 3.3**: the watch's progress is kept in the asset state store of the watched asset
+      (key :meth:`state_key`), so a restarted triggerer carries on where it stopped: a run that
+      finished while it was down fires once. Watchers on the same connection, project and
+      ``poll_interval`` share one poll of ``GET batch_exports/``, whose ``latest_runs`` (the 10
+      newest runs of each export) usually tells every watcher what it needs; a watcher whose export
+      may have started more runs than that list shows reads its runs list itself, that once.
+    - **Airflow 3.1 and 3.2**: each watcher polls its own runs list, and the watch starts again from
+      the moment the trigger (re)starts: runs that finish while the triggerer is down do not fire.
+    - Idle cost: one GET per ``poll_interval`` (``runs/?after=`` the oldest run not finished), a
+      shared one on 3.3. Only GETs; errors are logged and the next poll tries again (an event
+      trigger never fires on an error, since every event schedules DAG runs).
+
+    :param batch_export_id: UUID of the batch export.
+    :param statuses: run statuses that fire (default ``("Completed",)``); e.g. ``("Failed",
+        "FailedBilling", "TimedOut")`` to react to failures.
+    :param poll_interval: seconds between polls (default 60). PostHog allows 480 requests a
+        minute and 4,800 an hour per personal API key (docs §3): without shared streams, N watchers
+        at 60 s cost N requests a minute of that budget.
+    :param posthog_conn_id: Airflow connection id of type ``posthog``.
+    :param project_id: PostHog project id; default: the connection's.
+    :param shared_poll: on Airflow 3.3, share one poll of the exports list with sibling watchers
+        (default). That list holds every export of the project with its 10 latest runs (about
+        600 KB for 1,000 exports): for a few watchers in a project with many exports, ``False``
+        reads less, one small runs list per watcher.
+    """
+
+    def __init__(
+        self,
+        batch_export_id: str,
+        statuses: str | Sequence[str] = ("Completed",),
+        poll_interval: float = 60,
+        posthog_conn_id: str = PostHogAsyncHook.default_conn_name,
+        project_id: int | str | None = None,
+        shared_poll: bool = True,
+    ) -> None:
+        super().__init__()
+        self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
+        self.statuses = check_statuses(statuses)
+        if (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, (int, float))
+            or poll_interval <= 0
+        ):
+            raise ValueError(
+                f"Invalid poll_interval {poll_interval!r}: expected a positive number of seconds."
+            )
+        self.poll_interval = float(poll_interval)
+        self.posthog_conn_id = check_non_empty_str("posthog_conn_id", posthog_conn_id)
+        self.project_id = None if project_id in (None, "") else check_project_id(project_id)
+        self.shared_poll = check_bool("shared_poll", shared_poll)
+        self._watch: RunEventWatch | None = None
+        self._hook: PostHogAsyncHook | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # Only the watcher's own arguments: see the note above the class.
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "batch_export_id": self.batch_export_id,
+                "statuses": list(self.statuses),
+                "poll_interval": self.poll_interval,
+                "posthog_conn_id": self.posthog_conn_id,
+                "project_id": self.project_id,
+                "shared_poll": self.shared_poll,
+            },
+        )
+
+    def state_key(self) -> str:
+        """The asset state store key of this watch (one asset may have several watchers)."""
+        return f"phenv.run_events.{self.batch_export_id}.{'+'.join(sorted(self.statuses))}"
+
+    # -- Airflow 3.3 shared streams ----------------------------------------------------------------
+
+    def shared_stream_key(self) -> Hashable | None:
+        """Watchers reading the same project with the same connection and interval share one poll."""
+        if not self.shared_poll:
+            return None
+        return ("phenv-batch-export-runs", self.posthog_conn_id, self.project_id, self.poll_interval)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """
+        One ``GET batch_exports/`` (every page) per interval for the whole group; each item maps
+        export ids to their ``latest_runs``. Only the kwargs in the key are used.
+        """
+        interval = float(kwargs["poll_interval"])
+        async with PostHogAsyncHook(kwargs["posthog_conn_id"], keepalive=interval + 30) as hook:
+            while True:
+                try:
+                    exports = await hook.list_batch_exports(
+                        project_id=kwargs.get("project_id"), page_size=_EXPORTS_PAGE
+                    )
+                    yield {"exports": {export["id"]: export.get("latest_runs") or [] for export in exports}}
+                except PostHogError as error:
+                    # The hook already retried; members wait for the next poll rather than fall back
+                    # to one request each against an API that is failing.
+                    yield {"error": str(error)}
+                await asyncio.sleep(interval)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        async for event in self._events(shared_stream):
+            yield event
+
+    # -- one watcher on its own (Airflow 3.1, 3.2; and without a triggerer) ------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for event in self._events(self._ticks()):
+            yield event
+
+    async def _ticks(self) -> AsyncIterator[Any]:
+        while True:
+            yield None
+            await asyncio.sleep(self.poll_interval)
+
+    # -- the watch -------------------------------------------------------------------------------
+
+    async def _events(self, ticks: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """For each poll (a shared snapshot, or None to read the runs list), the runs that fire."""
+        try:
+            watch = self._watch = await self._load()
+            async for tick in ticks:
+                if isinstance(tick, dict) and tick.get("error"):
+                    self.log.warning(
+                        "Batch export %s: PostHog could not be read: %s", self.batch_export_id, tick["error"]
+                    )
+                    continue
+                latest = tick["exports"].get(self.batch_export_id) if isinstance(tick, dict) else None
+                try:
+                    fired = await self._poll(watch, latest)
+                except PostHogError as error:
+                    self.log.warning(
+                        "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
+                    )
+                    continue
+                for run in fired:
+                    self.log.info(
+                        "Batch export %s: run %s is %s.", self.batch_export_id, run["id"], run["status"]
+                    )
+                    yield TriggerEvent(run_event(self.batch_export_id, run))
+        finally:
+            if self._hook is not None:
+                await self._hook.aclose()
+                self._hook = None
+
+    async def _poll(self, watch: RunEventWatch, latest: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """One poll: start the watch or judge new runs; the state is saved before anything fires."""
+        now = utcnow()
+        if not watch.started:
+            watch.start(now, await self._starting_runs(now, latest))
+            self.log.info(
+                "Watching batch export %s for runs reaching %s; %d runs still active.",
+                self.batch_export_id,
+                "/".join(self.statuses),
+                len(watch.tracked),
+            )
+            await self._save(watch)
+            return []
+        if latest is not None and watch.covers(latest):
+            runs = latest
+        else:
+            runs = await self._runs(after=watch.lower_bound())
+        before = watch.to_json()
+        fired = watch.judge(runs, now)
+        if watch.to_json() != before:
+            # Saved first: a crash after this can lose an event, never repeat one.
+            await self._save(watch)
+        return fired
+
+    async def _starting_runs(
+        self, now: datetime, latest: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        """The runs active now and those created in the last minutes (what ``RunEventWatch.start`` needs)."""
+        if latest is not None and len(latest) < LATEST_RUNS:
+            return latest  # every run of the export
+        active = await self._runs(status=list(ACTIVE_STATUSES))
+        if latest is not None and any(
+            parse_timestamp("created_at", run["created_at"]) < now - SETTLE for run in latest
+        ):
+            return [*active, *latest]
+        return [*active, *await self._runs(after=now - SETTLE)]
+
+    async def _runs(self, **filters: Any) -> list[dict[str, Any]]:
+        if self._hook is None:
+            self._hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
+        return await self._hook.list_batch_export_runs(
+            self.batch_export_id, project_id=self.project_id, **filters
+        )
+
+    # -- the asset state store (Airflow 3.3) -----------------------------------------------------
+
+    def _state_accessors(self) -> list[Any]:
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            return []
+        # One accessor per watched asset (the same trigger can watch several); the mapping keeps
+        # them by name and by URI. Anything else offering aget/aset is used as it is.
+        found = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
+        return found or [store]
+
+    async def _load(self) -> RunEventWatch:
+        for accessor in self._state_accessors():
+            try:
+                value = await accessor.aget(self.state_key())
+            except Exception as error:
+                self.log.warning("Could not read the asset state store: %s", error)
+                continue
+            watch = RunEventWatch.from_json(self.statuses, value)
+            if watch.started:
+                self.log.info(
+                    "Batch export %s: carrying on from the asset state store (watching since %s).",
+                    self.batch_export_id,
+                    watch.since,
+                )
+                return watch
+        return RunEventWatch(frozenset(self.statuses))
+
+    async def _save(self, watch: RunEventWatch) -> None:
+        state = watch.to_json()
+        for accessor in self._state_accessors():
+            try:
+                await accessor.aset(self.state_key(), state)
+            except Exception as error:
+                self.log.warning("Could not write the asset state store: %s", error)

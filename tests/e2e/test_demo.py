@@ -41,7 +41,7 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     assert "collaborators: alice@example.com, bob@example.com" in out
     # Each slow step says how long it takes; the summary says what happened, test results included.
     slow = [line for line in out.splitlines() if line.startswith(("==> Running", "==> Preparing"))]
-    assert len(slow) == 5 and all(re.search(r"~\d+(-\d+)? s", line) for line in slow)
+    assert len(slow) == 6 and all(re.search(r"~\d+(-\d+)? s", line) for line in slow)
     assert re.search(r"paused at \S+, then unpaused with a backfill: running before -> running again", out)
     assert "destination test: 2 of 2 steps passed or skipped" in out
     assert "'Check S3 bucket exists': Passed" in out
@@ -49,6 +49,7 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     # No spurious warnings (Airflow warns once when a connection extra is too short to mask).
     assert "Skipping masking" not in out + done.stderr
     assert "warning" not in (out + done.stderr).lower(), out + done.stderr
+    assert re.search(r"posthog_export_events: 2 DAG runs for 2 finished runs in \d+ s", out)
 
 
 def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):

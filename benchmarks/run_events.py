@@ -1,0 +1,273 @@
+"""
+Run event watchers (``PostHogBatchExportRunEventTrigger``): what watching many exports costs.
+
+``python -m benchmarks.run_events [--smoke] [--e2e] [--out FILE]`` (from the work tree, with
+``.venv``). A script, not a timed test. It measures, against the emulator in a subprocess:
+
+1. **Requests per poll interval** with 1, 100 and 1,000 watched exports in one project, in both
+   modes: Airflow 3.3's shared stream (the watchers subscribe through Airflow's own
+   ``SharedStreamManager``, as the 3.3 triggerer does) and one poll per watcher (Airflow 3.1/3.2).
+   Also the requests the watchers made to start.
+2. **RSS and event-loop lag** of the process running the 1,000 watchers (what a triggerer adds).
+3. With ``--e2e``: **time from a run finishing to the DAG run being queued**, from the e2e test
+   with a real scheduler and triggerer (``tests/e2e_scheduler/test_run_events_scheduler.py``).
+
+It prints a table and writes the figures as JSON (default ``benchmarks/run_events.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="phenv-bench-home-"))
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+TICK = 0.01
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def start_emulator() -> tuple[subprocess.Popen, str, str, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(r"(http://\S+)\s+api_key=(\S+)\s+project_id=(\S+)", line)
+    if not match:
+        process.terminate()
+        raise RuntimeError(f"the emulator did not start: {line!r}")
+    url, key, project = match.groups()
+    return process, url, key, project
+
+
+def create_exports(url: str, key: str, project: str, count: int) -> list[str]:
+    import httpx
+
+    ids = []
+    with httpx.Client(
+        base_url=f"{url}/api/environments/{project}/", headers={"Authorization": f"Bearer {key}"}
+    ) as api:
+        for number in range(count):
+            answer = api.post(
+                "batch_exports/",
+                json={
+                    "name": f"bench export {number}",
+                    "interval": "hour",
+                    "destination": {
+                        "type": "Postgres",
+                        "config": {"database": "d", "host": "db", "port": 5432},
+                    },
+                },
+            )
+            answer.raise_for_status()
+            ids.append(answer.json()["id"])
+    return ids
+
+
+def api_requests(url: str) -> list[dict[str, Any]]:
+    import httpx
+
+    return [
+        r for r in httpx.get(f"{url}/_emulator/requests", timeout=60).json() if r["path"].startswith("/api/")
+    ]
+
+
+def clear_requests(url: str) -> None:
+    import httpx
+
+    httpx.delete(f"{url}/_emulator/requests")
+
+
+async def measure(
+    url: str, exports: list[str], *, shared: bool, interval: float, intervals: int
+) -> dict[str, Any]:
+    """Run one watcher per export for a while; count requests per poll, RSS and loop lag."""
+    from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunEventTrigger
+
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    baseline = rss_mb()
+    clear_requests(url)
+    lags: list[float] = []
+    peak = [baseline]
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(TICK)
+            lags.append(loop.time() - before - TICK)
+            peak[0] = max(peak[0], rss_mb())
+
+    triggers = [PostHogBatchExportRunEventTrigger(export_id, poll_interval=interval) for export_id in exports]
+    manager = None
+    if shared:
+        from airflow.triggers.shared_stream import SharedStreamManager
+
+        manager = SharedStreamManager()
+        streams = [
+            t.filter_shared_stream(manager.subscribe(trigger_id=n, trigger=t, key=t.shared_stream_key()))
+            for n, t in enumerate(triggers)
+        ]
+    else:
+        streams = [t.run() for t in triggers]
+
+    async def consume(stream: Any) -> None:
+        async for _ in stream:
+            pass
+
+    began = time.monotonic()
+    tasks = [asyncio.create_task(consume(stream)) for stream in streams]
+    watch = asyncio.create_task(ticker())
+    while not all(t._watch is not None and t._watch.started for t in triggers):
+        await asyncio.sleep(0.05)
+        if time.monotonic() - began > 900:
+            raise RuntimeError("the watchers did not start within 900 s")
+    started_in = time.monotonic() - began
+    await asyncio.sleep(interval / 2)
+    startup = len(await asyncio.to_thread(api_requests, url))
+    await asyncio.to_thread(clear_requests, url)
+    lags.clear()
+    await asyncio.sleep(interval * intervals)
+    sent = await asyncio.to_thread(api_requests, url)
+    steady = len(sent)
+    steady_bytes = sum(r.get("response_bytes") or 0 for r in sent)
+    steady_lags = sorted(lags)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, watch, return_exceptions=True)
+    if manager is not None:
+        await manager.stop_all()
+    return {
+        "mode": "shared stream (3.3)" if shared else "one poll per watcher (3.1/3.2)",
+        "watchers": len(exports),
+        "poll_interval_s": interval,
+        "startup_requests": startup,
+        "started_in_s": round(started_in, 2),
+        "requests_per_interval": round(steady / intervals, 1),
+        "response_kb_per_interval": round(steady_bytes / intervals / 1024, 1),
+        "rss_baseline_mb": round(baseline, 1),
+        "rss_peak_mb": round(peak[0], 1),
+        "rss_added_mb": round(peak[0] - baseline, 1),
+        "loop_lag_p50_ms": round(1000 * statistics.median(steady_lags), 1) if steady_lags else None,
+        "loop_lag_p99_ms": round(1000 * steady_lags[int(0.99 * (len(steady_lags) - 1))], 1)
+        if steady_lags
+        else None,
+        "loop_lag_max_ms": round(1000 * steady_lags[-1], 1) if steady_lags else None,
+    }
+
+
+def child(url: str, listing: str, count: str, mode: str, timing: str) -> int:
+    import logging
+
+    logging.disable(logging.WARNING)
+    interval, intervals = timing.split(":")
+    exports = json.loads(Path(listing).read_text())[: int(count)]
+    row = asyncio.run(
+        measure(url, exports, shared=mode == "shared", interval=float(interval), intervals=int(intervals))
+    )
+    print(json.dumps(row))
+    return 0
+
+
+def e2e_latency() -> dict[str, Any]:
+    """Run the scheduler e2e test and read its 'run finished -> DAG run queued' line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "tests/e2e_scheduler/test_run_events_scheduler.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    match = re.search(r"run finished -> event DAG run queued \(s\), poll interval 1 s: (\{.*\})", done.stdout)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])
+    return json.loads(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_events")
+    parser.add_argument("--smoke", action="store_true", help="1 and 10 watchers, short intervals")
+    parser.add_argument("--e2e", action="store_true", help="also run the scheduler e2e test for latency")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "run_events.json")
+    parser.add_argument("--sizes", type=int, nargs="+", help="numbers of watched exports (1 100 1000)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)  # url exports-file count mode interval
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(*args.child)
+    sizes, interval, intervals = ((1, 10), 0.5, 2) if args.smoke else ((1, 100, 1000), 5.0, 3)
+    sizes = tuple(args.sizes or sizes)
+
+    import logging
+
+    logging.disable(logging.WARNING)
+    process, url, key, project = start_emulator()
+    # Stopped like an interrupt, so the emulator subprocess is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = json.dumps(
+        {"conn_type": "posthog", "host": url, "password": key, "extra": {"project_id": project}}
+    )
+    results: dict[str, Any] = {"runs": [], "latency_s": None}
+    try:
+        exports = create_exports(url, key, project, max(sizes))
+        listing = Path(tempfile.mkdtemp(prefix="phenv-bench-")) / "exports.json"
+        listing.write_text(json.dumps(exports))
+        for count in sizes:
+            for mode in ("shared", "own"):
+                # A fresh process per size and mode, so RSS is that of these watchers alone.
+                command = [sys.executable, "-m", "benchmarks.run_events", "--child", url, str(listing)]
+                command += [str(count), mode, f"{interval}:{intervals}"]
+                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                if done.returncode != 0:
+                    raise RuntimeError(done.stderr[-3000:])
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                results["runs"].append(row)
+                print(json.dumps(row), flush=True)
+                args.out.write_text(json.dumps(results, indent=2) + "\n")  # what is done so far
+    finally:
+        process.terminate()
+        process.wait(10)
+    if args.e2e:
+        results["latency_s"] = e2e_latency()
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print("| watchers | mode | requests / poll | KB / poll | to start | RSS added | loop lag p50/p99/max |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    for row in results["runs"]:
+        print(
+            f"| {row['watchers']} | {row['mode']} | {row['requests_per_interval']} | "
+            f"{row['response_kb_per_interval']} | "
+            f"{row['startup_requests']} | {row['rss_added_mb']} MB | "
+            f"{row['loop_lag_p50_ms']} / {row['loop_lag_p99_ms']} / {row['loop_lag_max_ms']} ms |"
+        )
+    if results["latency_s"]:
+        print(f"\nrun finished -> event DAG run queued (s), poll interval 1 s: {results['latency_s']}")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
