@@ -44,10 +44,12 @@ class RunsOutcome:
     status: str
     value: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    #: The runs the outcome is about (:func:`run_summary` of each), for lineage and asset events.
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_event(self) -> dict[str, Any]:
         """The fields a trigger event carries for this outcome."""
-        return {"value": self.value, "message": self.message}
+        return {"value": self.value, "message": self.message, "runs": self.runs}
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> RunsOutcome:
@@ -55,7 +57,8 @@ class RunsOutcome:
         value, message = event.get("value"), event.get("message")
         if not isinstance(value, dict) or not isinstance(message, str):
             raise ValueError("no value or message")
-        return cls(event["status"], value, message)
+        runs = event.get("runs") or []
+        return cls(event["status"], value, message, [run for run in runs if isinstance(run, dict)])
 
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +128,8 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         )
     failed = [run for run in own if run.get("status") in FAILED_RUN_STATUSES]
     if status == "Completed" and not failed:
-        return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.")
+        runs = [run_summary(run) for run in own]
+        return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
     why = f"; {_describe_failures(failed)}" if failed else ""
     return RunsOutcome(
         FAILED,
@@ -222,16 +226,13 @@ def judge_interval(
         if span is not None and span[0] < until and span[1] > since:
             relevant.append((span, run))
     completed = [run for _span, run in relevant if run.get("status") == "Completed"]
-    value = {
-        "batch_export_id": batch_export_id,
-        "runs": [run_summary(run) for run in completed],
-        "records_completed": _records(completed),
-    }
+    summaries = [run_summary(run) for run in completed]
+    value = {"batch_export_id": batch_export_id, "runs": summaries, "records_completed": _records(completed)}
     completed_spans = [span for span, run in relevant if run.get("status") == "Completed"]
     gaps = _uncovered(since, until, completed_spans)
     where = f"{format_timestamp(since)} - {format_timestamp(until)}"
     if not gaps:
-        return RunsOutcome(SUCCESS, value, f"Batch export {batch_export_id} has exported {where}.")
+        return RunsOutcome(SUCCESS, value, f"Batch export {batch_export_id} has exported {where}.", summaries)
     working = [span for span, run in relevant if run.get("status") in ACTIVE_STATUSES]
     failed = [
         run

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout
 
 from airflow_provider_phenv.errors import PostHogError
+from airflow_provider_phenv.run_reports import report_runs
 from airflow_provider_phenv.run_watch import RunsOutcome, RunsWait
 from airflow_provider_phenv.validation import check_uuid
 from airflow_provider_phenv.waits import (
@@ -107,7 +108,7 @@ class BackfillWait:
             self._cancel(export_id, backfill_id, project_id, "the task's execution_timeout passed")
             raise
         self._waiting_on = None
-        return self._conclude(context, outcome)
+        return self._conclude(context, outcome, project_id)
 
     def _defer(
         self, export_id: str, backfill_id: str, project_id: str | None, deadline: float | None
@@ -156,13 +157,24 @@ class BackfillWait:
             raise PostHogWaitError(
                 f"Malformed {status!r} trigger event for backfill {backfill_id}: {error}"
             ) from None
-        return self._conclude(context, outcome)
+        return self._conclude(context, outcome, project_id)
 
-    def _conclude(self, context: Context, outcome: RunsOutcome) -> Any:
+    def _conclude(self, context: Context, outcome: RunsOutcome, project_id: str | None) -> Any:
         if outcome.status == FAILED:
             raise PostHogBackfillError(outcome.message)
         self.log.info("%s", outcome.message)
-        return self.backfill_result(context, outcome.value)
+        value = outcome.value
+        report_runs(
+            self,
+            context,
+            self.hook,
+            value["batch_export_id"],
+            project_id,
+            outcome.runs,
+            backfill_id=value["backfill_id"],
+            export=getattr(self, "_export", None),
+        )
+        return self.backfill_result(context, value)
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
         self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")

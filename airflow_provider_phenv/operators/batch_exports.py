@@ -10,6 +10,7 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phenv.errors import PostHogError, PostHogWriteOutcomeUnknownError
 from airflow_provider_phenv.field_checks import extend, optional
+from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
 from airflow_provider_phenv.operators._backfill_wait import BackfillWait, check_seconds
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
@@ -98,7 +99,7 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
         return {"batch_export_id": export_id, "paused": bool(result.get("paused", True))}
 
 
-class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
+class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _BatchExportOperator):
     """
     Unpause a PostHog batch export, optionally backfilling the time it was paused.
 
@@ -179,7 +180,7 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
     ) -> str | None:
         """Unpause with a backfill (once), and return the id of the backfill PostHog started."""
         earlier = read_state(context, _UNPAUSE_KEY, self.log)
-        export = self.hook.get_batch_export(export_id, project_id=project_id)
+        export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
         if not export.get("paused"):
             if earlier and earlier.get("batch_export_id") == export_id:
                 self.log.info(
@@ -259,7 +260,7 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, _BatchExportOperator):
             ti.xcom_push(key="backfill_id", value=backfill_id)
 
 
-class PostHogBackfillBatchExportOperator(BackfillWait, _BatchExportOperator):
+class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _BatchExportOperator):
     """
     Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
 
@@ -322,7 +323,7 @@ class PostHogBackfillBatchExportOperator(BackfillWait, _BatchExportOperator):
     def execute(self, context: Context) -> Any:
         values = self.checked_fields()
         export_id, project_id = self._link_export(values), values["project_id"]
-        export = self.hook.get_batch_export(export_id, project_id=project_id)
+        export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
         start, end = check_backfill_range(
             values["start_at"], values["end_at"], interval=export.get("interval")
         )

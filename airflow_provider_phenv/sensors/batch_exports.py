@@ -10,6 +10,7 @@ from airflow.sdk import PokeReturnValue
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import extend, unless_empty
+from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.log_watch import (
     CRITERIA_CHECKS,
     DEFAULT_SETTLE,
@@ -20,6 +21,7 @@ from airflow_provider_phenv.log_watch import (
     merge_streams,
     outcome_from_event,
 )
+from airflow_provider_phenv.run_reports import report_runs
 from airflow_provider_phenv.run_watch import INTERVAL_SECONDS, RunsOutcome, RunsWait
 from airflow_provider_phenv.sensors.base import PostHogWaitSensor
 from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
@@ -236,7 +238,7 @@ class PostHogBatchExportRunError(PostHogError):
     """A run that PostHog will not complete covers data the sensor waits for; the message quotes it."""
 
 
-class PostHogBatchExportRunSensor(PostHogWaitSensor):
+class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     """
     Wait until PostHog has exported a batch export's data up to ``until``.
 
@@ -291,6 +293,7 @@ class PostHogBatchExportRunSensor(PostHogWaitSensor):
 
     def start_wait(self) -> None:
         self._wait: RunsWait | None = None
+        self._export: dict[str, Any] | None = None
         self._outcome: RunsOutcome | None = None
         self._progress = ""
 
@@ -303,7 +306,9 @@ class PostHogBatchExportRunSensor(PostHogWaitSensor):
                 self.inputs["since"],
             )
             if since is None:
-                export = self.hook.get_batch_export(export_id, project_id=self.inputs["project_id"])
+                export = self._export = self.hook.get_batch_export(
+                    export_id, project_id=self.inputs["project_id"]
+                )
                 seconds = INTERVAL_SECONDS.get(str(export.get("interval")), 3600)
                 since = until - timedelta(seconds=seconds)
                 self.log.info(
@@ -318,9 +323,9 @@ class PostHogBatchExportRunSensor(PostHogWaitSensor):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:
             self.begin()
-        return self._conclude(self._runs_wait().poll(self.hook, self.inputs["project_id"]))
+        return self._conclude(context, self._runs_wait().poll(self.hook, self.inputs["project_id"]))
 
-    def _conclude(self, outcome: RunsOutcome) -> bool | PokeReturnValue:
+    def _conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
         """Turn an outcome into the sensor's result: same XCom and same error text in every mode."""
         if outcome.message != self._progress:
             self._progress = outcome.message
@@ -328,6 +333,9 @@ class PostHogBatchExportRunSensor(PostHogWaitSensor):
         if outcome.status == FAILED:
             raise PostHogBatchExportRunError(outcome.message)
         if outcome.status == SUCCESS:
+            inputs = self.inputs
+            export_id, project_id = inputs["batch_export_id"], inputs["project_id"]
+            report_runs(self, context, self.hook, export_id, project_id, outcome.runs, export=self._export)
             return PokeReturnValue(True, outcome.value)
         return False
 
@@ -359,6 +367,6 @@ class PostHogBatchExportRunSensor(PostHogWaitSensor):
 
     def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
         assert self._outcome is not None  # resume_from_event ran first
-        concluded = self._conclude(self._outcome)
+        concluded = self._conclude(context, self._outcome)
         assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
         return concluded.xcom_value
