@@ -106,6 +106,7 @@ def test_a_server_dripping_bytes_hits_the_request_deadline(hostile, read, phase)
     assert raised.value.request_sent is True
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_the_deadline_covers_every_retry_attempt_alike(hostile):
     hostile.on(drip(interval=0.05))
     started = time.monotonic()

@@ -221,6 +221,7 @@ def test_one_event_per_new_run_and_none_for_old_runs(emulator, posthog_conn):
             assert isinstance(run["records_completed"], int)
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_run_active_when_the_trigger_starts_fires_when_it_finishes(emulator, posthog_conn):
     running_run = start_run(emulator, duration=1.0)
     trigger = make()
@@ -258,6 +259,7 @@ def test_failed_runs_fire_when_statuses_ask_for_them(emulator, posthog_conn):
     assert "Connection refused" in event["latest_error"]
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_no_run_fires_twice_across_a_rebuild_from_serialize(emulator, posthog_conn):
     # Without a state store (Airflow 3.1/3.2) a rebuilt trigger starts a fresh watch: what fired
     # before is old to it, and a run that finished while no trigger ran does not fire either.
@@ -284,6 +286,7 @@ def test_no_run_fires_twice_across_a_rebuild_from_serialize(emulator, posthog_co
     assert while_stopped not in after
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_restart_with_the_state_store_carries_on_exactly_once(emulator, posthog_conn):
     # Airflow 3.3: the triggerer hands the watcher its asset's state store.
     store = FakeStateStore()
@@ -395,6 +398,7 @@ def test_watchers_on_one_project_share_one_request_per_poll(emulator, posthog_co
     assert 10 <= len(requests) <= 20
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_shared_watcher_reads_its_runs_when_latest_runs_may_hide_some(emulator, posthog_conn):
     streams_module = pytest.importorskip("airflow.triggers.shared_stream")
     trigger = make(poll_interval=1.0)
