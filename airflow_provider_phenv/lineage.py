@@ -49,6 +49,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_phenv.run_watch import run_summary
+
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -144,16 +146,6 @@ def destination_dataset_name(
     raise MissingLineageDetail(f"unknown destination type {kind!r}")
 
 
-def _run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": run.get("id"),
-        "status": run.get("status"),
-        "data_interval_start": run.get("data_interval_start"),
-        "data_interval_end": run.get("data_interval_end"),
-        "records_completed": run.get("records_completed"),
-    }
-
-
 def _total(runs: list[Mapping[str, Any]], key: str) -> int | None:
     values = [
         run[key] for run in runs if isinstance(run.get(key), int) and not isinstance(run.get(key), bool)
@@ -225,7 +217,7 @@ def batch_export_lineage(
         run_facets={
             "posthogBatchExportRuns": PostHogBatchExportRunsRunFacet(
                 backfillId=backfill_id,
-                runs=[_run_summary(run) for run in items],
+                runs=[run_summary(run) for run in items],
                 recordsCompleted=_total(items, "records_completed"),
             )
         },

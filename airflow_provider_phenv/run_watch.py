@@ -15,7 +15,7 @@ and can end ``Completed`` anyway, so a backfill is judged by its runs too (each 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -61,7 +61,7 @@ class RunsOutcome:
         return cls(event["status"], value, message, [run for run in runs if isinstance(run, dict)])
 
 
-def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a run worth keeping in XCom and events."""
     return {
         "id": run.get("id"),

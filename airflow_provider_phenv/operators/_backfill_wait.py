@@ -20,7 +20,7 @@ from airflow.providers.common.compat.sdk import AirflowTaskTimeout
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.run_reports import report_runs
 from airflow_provider_phenv.run_watch import RunsOutcome, RunsWait
-from airflow_provider_phenv.validation import check_uuid
+from airflow_provider_phenv.validation import check_bool, check_uuid
 from airflow_provider_phenv.waits import (
     ERROR,
     FAILED,
@@ -77,6 +77,16 @@ class BackfillWait:
     posthog_conn_id: str
     hook_params: dict[str, Any]
     _waiting_on: tuple[str, str, str | None] | None = None
+
+    def set_wait_options(
+        self, poll_interval: Any, timeout: Any, deferrable: bool, cancel_on_kill: Any
+    ) -> None:
+        """Check and keep the wait's options; call from the operator's ``__init__``."""
+        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
+        self.wait_timeout = check_seconds("timeout", timeout)
+        self.deferrable = deferrable
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        self.backfill_url: str | None = None
 
     def backfill_result(self, context: Context, value: dict[str, Any]) -> Any:
         """The task's result once the backfill completed; ``value`` is the backfill's summary."""

@@ -12,7 +12,7 @@ from airflow_provider_phenv.errors import PostHogError, PostHogWriteOutcomeUnkno
 from airflow_provider_phenv.field_checks import extend, optional
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
-from airflow_provider_phenv.operators._backfill_wait import BackfillWait, check_seconds
+from airflow_provider_phenv.operators._backfill_wait import BackfillWait
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.run_watch import (
@@ -148,11 +148,7 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.backfill = backfill
         self.wait_for_backfill_completion = check_bool("wait_for_backfill", wait_for_backfill)
-        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
-        self.wait_timeout = check_seconds("timeout", timeout)
-        self.deferrable = deferrable
-        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
-        self.backfill_url: str | None = None
+        self.set_wait_options(poll_interval, timeout, deferrable, cancel_on_kill)
         self.check_literal_fields()
 
     def execute(self, context: Context) -> Any:
@@ -309,11 +305,7 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
         self.start_at = start_at
         self.end_at = end_at
         self.wait_for_completion = check_bool("wait_for_completion", wait_for_completion)
-        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
-        self.wait_timeout = check_seconds("timeout", timeout)
-        self.deferrable = deferrable
-        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
-        self.backfill_url: str | None = None
+        self.set_wait_options(poll_interval, timeout, deferrable, cancel_on_kill)
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
