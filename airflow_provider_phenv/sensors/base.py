@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import TaskDeferralTimeout  # type: ignore[attr-defined,no-redef]
 
-from airflow_provider_phenv.errors import PostHogAPIError
+from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.waits import (
@@ -151,7 +151,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             # which Airflow's poke loop turns into a skip under soft_fail. soft_fail skips only on
             # timeouts here, as in deferrable mode: a refused request still fails the task.
             refused = skip.__cause__
-            if isinstance(refused, PostHogAPIError) and self.soft_fail and not self.never_fail:
+            if isinstance(refused, PostHogError) and self.soft_fail and not self.never_fail:
                 raise refused from None
             raise
 
@@ -243,7 +243,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """The skip poke mode would raise instead of ``error`` (soft_fail, never_fail), if any."""
         if isinstance(error, AirflowSkipException):
             return None
-        if isinstance(error, _DECIDED) and not isinstance(error, PostHogAPIError):
+        if isinstance(error, _DECIDED) and not isinstance(error, PostHogError):
             if self.soft_fail or self.never_fail:
                 return AirflowSkipException("Skipping due to soft_fail or never_fail is set to True.")
             return None

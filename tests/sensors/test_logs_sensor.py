@@ -541,7 +541,7 @@ def test_a_refusal_in_the_triggerer_ends_the_task_without_retries(emulator, post
     )
     payload = run_trigger(trigger).payload
     assert (payload["status"], payload["final"]) == ("error", True)
-    sensor = sensor_for_mode("deferrable", batch_export_id=unknown, silent_fail=True)
+    sensor = sensor_for_mode("deferrable", batch_export_id=unknown, silent_fail=True, soft_fail=True)
     with pytest.raises(AirflowFailException, match="HTTP 404"):
         sensor.resume_execution("execute_complete", {"event": payload}, make_context(FakeTI(utcnow())))
 
