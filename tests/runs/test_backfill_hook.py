@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogWriteOutcomeUnknownError
+from airflow_provider_phenv.errors import (
+    PostHogBadRequestError,
+    PostHogRateLimitError,
+    PostHogWriteOutcomeUnknownError,
+)
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from tests.helpers.emulator import api_requests
 from tests.runs.conftest import FAST, HOURLY, hours_ago
@@ -82,3 +88,31 @@ def test_bad_backfill_input_fails_before_any_request(hook, emulator, kwargs, mes
     with pytest.raises(ValueError, match="Invalid backfill_id 'b1'"):
         hook.get_batch_export_backfill(HOURLY, "b1")
     assert api_requests(emulator) == []
+
+
+def test_too_many_concurrent_backfills_waits_for_a_free_slot(hook, emulator):
+    """PostHog's 429 ``too_many_concurrent_backfills`` is a wait for a slot, not a rate-limit retry."""
+    emulator.state.set_run_outcome(HOURLY, "completed", duration=0.6)
+    for number in range(3):  # the emulator's default: three running backfills per team
+        hook.create_batch_export_backfill(
+            HOURLY, start_at=hours_ago(20 + number), end_at=hours_ago(19 + number)
+        )
+    started = time.monotonic()
+    created = hook.create_batch_export_backfill(
+        HOURLY, start_at=hours_ago(9), end_at=hours_ago(8), slot_poll_interval=0.2
+    )
+    assert created["backfill_id"] and time.monotonic() - started >= 0.2
+    posts = [r.status for r in api_requests(emulator) if r.method == "POST"]
+    assert posts[:3] == [201, 201, 201] and posts[-1] == 201 and 429 in posts[3:]
+
+
+def test_no_free_slot_in_time_is_a_clear_error(hook, emulator):
+    emulator.state.set_run_outcome(HOURLY, "completed", duration=30)
+    for number in range(3):
+        hook.create_batch_export_backfill(
+            HOURLY, start_at=hours_ago(20 + number), end_at=hours_ago(19 + number)
+        )
+    with pytest.raises(PostHogRateLimitError, match="too_many_concurrent_backfills"):
+        hook.create_batch_export_backfill(
+            HOURLY, start_at=hours_ago(9), end_at=hours_ago(8), slot_timeout=0.5, slot_poll_interval=0.2
+        )

@@ -47,7 +47,9 @@ def test_a_backfill_attaches_its_runs_to_the_outlet_and_reports_lineage(quick_ru
 
     pytest.importorskip("airflow.providers.openlineage")
     lineage = op.get_openlineage_facets_on_complete(None)
-    assert [dataset.namespace for dataset in lineage.inputs] == [quick_runs.url.replace("http://", "posthog://")]
+    assert [dataset.namespace for dataset in lineage.inputs] == [
+        quick_runs.url.replace("http://", "posthog://")
+    ]
     assert [dataset.name for dataset in lineage.inputs] == ["1.events"]
     (output,) = lineage.outputs
     assert output.namespace.startswith("s3://")
