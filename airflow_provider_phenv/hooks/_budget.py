@@ -22,12 +22,13 @@ digest of the host and key: the key itself is never kept here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from airflow_provider_phenv.errors import PostHogRateLimitError
@@ -47,18 +48,29 @@ _REPORT_EVERY = 60.0
 
 
 class _Window:
-    """At most ``limit`` requests in any ``seconds``-long window, the way PostHog counts them."""
+    """
+    At most ``limit`` requests in any ``seconds``-long window, the way PostHog counts them.
+
+    A request counts from the moment it may go until ``seconds`` after its answer arrived: PostHog
+    counts it when it arrives, somewhere in between, so no window of PostHog's can hold more.
+    """
+
+    # While every counted request is still in flight, look again this often.
+    _RECHECK = 0.05
 
     def __init__(self, limit: float, seconds: float) -> None:
         self.limit = int(limit)
         self.seconds = seconds
-        self.sent: deque[float] = deque()
+        self.in_flight = 0
+        self.answered: deque[float] = deque()
 
     def wait_time(self, now: float) -> float:
         """Seconds until one more request fits (0 when it does)."""
-        while self.sent and now - self.sent[0] >= self.seconds:
-            self.sent.popleft()
-        return 0.0 if len(self.sent) < self.limit else self.sent[0] + self.seconds - now
+        while self.answered and now - self.answered[0] >= self.seconds:
+            self.answered.popleft()
+        if self.in_flight + len(self.answered) < self.limit:
+            return 0.0
+        return self.answered[0] + self.seconds - now if self.answered else self._RECHECK
 
 
 class RequestBudget:
@@ -81,8 +93,20 @@ class RequestBudget:
         self._in_flight: dict[Any, asyncio.Future[Any]] = {}
         self._reported = 0.0
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one request's place in the budget while it is sent and answered."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            answered = time.monotonic()
+            for window in self.windows:
+                window.in_flight -= 1
+                window.answered.append(answered)
+
     async def acquire(self) -> None:
-        """Wait for a token, in arrival order; a pause after a 429 holds everyone."""
+        """Wait for a place, in arrival order (a pause after a 429 holds everyone); see :meth:`slot`."""
         self.waiting += 1
         started = time.monotonic()
         try:
@@ -96,7 +120,7 @@ class RequestBudget:
                         break
                     await asyncio.sleep(delay)
                 for window in self.windows:
-                    window.sent.append(now)
+                    window.in_flight += 1
         finally:
             self.waiting -= 1
         self._report(time.monotonic() - started)
@@ -136,9 +160,9 @@ class RequestBudget:
         if coalesce_key is not None:
             self._in_flight[coalesce_key] = future
         try:
-            await self.acquire()
-            self.sent += 1
-            result = await send()
+            async with self.slot():
+                self.sent += 1
+                result = await send()
         except BaseException as error:
             if isinstance(error, PostHogRateLimitError):
                 self.pause(error.retry_after)

@@ -23,8 +23,8 @@ def test_requests_beyond_the_budget_wait_in_arrival_order():
         moments: list[tuple[int, float]] = []
 
         async def one(number: int) -> None:
-            await budget.acquire()
-            moments.append((number, time.monotonic() - started))
+            async with budget.slot():
+                moments.append((number, time.monotonic() - started))
 
         await asyncio.gather(*(one(number) for number in range(7)))
         return moments
