@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from airflow_provider_phenv.errors import PostHogRateLimitError
+from airflow_provider_phenv.hooks._retry import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,11 @@ class RequestBudget:
             )
 
     def pause(self, seconds: float | None) -> None:
-        """After a 429: hold every request on this key for ``seconds`` (or a default)."""
-        until = time.monotonic() + (_DEFAULT_PAUSE if seconds is None else seconds)
+        """
+        After a 429: hold every request on this key for ``seconds`` (or a default), at most
+        ``MAX_RETRY_AFTER``: one answer with an absurd ``Retry-After`` must not freeze every wait.
+        """
+        until = time.monotonic() + min(_DEFAULT_PAUSE if seconds is None else seconds, MAX_RETRY_AFTER)
         if until > self.paused_until:
             self.paused_until = until
             log.warning(
