@@ -24,7 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+
+# Airflow 3.1 warns about its own deprecated imports and SQLAlchemy options while the demo reads
+# PostHog through the hook; they are not the provider's and would drown the summary.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

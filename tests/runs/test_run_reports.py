@@ -15,11 +15,11 @@ from tests.runs.conftest import FAST, HOURLY, hours_ago
 
 
 class OutletEvents(dict):
-    """Stands in for ``context["outlet_events"]``: ``events[asset].extra`` is a dict."""
+    """Stands in for ``context["outlet_events"]``: ``events[asset].extra`` is a dict, by URI (an
+    Asset is not hashable on Airflow 3.1)."""
 
-    def __missing__(self, asset: Any) -> SimpleNamespace:
-        self[asset] = SimpleNamespace(extra={})
-        return self[asset]
+    def __getitem__(self, asset: Any) -> SimpleNamespace:
+        return self.setdefault(asset.uri, SimpleNamespace(extra={}))
 
 
 def context_with_outlet(task: Any) -> tuple[dict[str, Any], Asset, OutletEvents]:
