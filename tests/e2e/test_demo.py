@@ -48,7 +48,9 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     assert "restriction level 37" in out
     # No spurious warnings (Airflow warns once when a connection extra is too short to mask).
     assert "Skipping masking" not in out + done.stderr
-    assert "warning" not in (out + done.stderr).lower(), out + done.stderr
+    # (Airflow 3.1's own deprecation warnings, printed from its site-packages, are not the demo's.)
+    ours = [line for line in (out + done.stderr).splitlines() if "site-packages" not in line]
+    assert not [line for line in ours if "warning" in line.lower()], out + done.stderr
     assert re.search(r"posthog_export_events: 2 DAG runs for 2 finished runs in \d+ s", out)
 
 
