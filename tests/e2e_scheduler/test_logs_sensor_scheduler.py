@@ -26,7 +26,7 @@ from tests.helpers.processes import Processes, airflow_api_client, free_port, wa
 
 DAGS = Path(__file__).parent / "dags"
 DAG_ID = "phenv_logs_sensor_e2e"
-# One sensor per mode, all at the same poll interval, all waiting for the same line.
+# One sensor per mode, all waiting for the same line (reschedule polls every 8 s, the others every 1 s).
 WAITING_STATES = {
     "wait_poke": "running",
     "wait_reschedule": "up_for_reschedule",
@@ -210,7 +210,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
                 "task_done_s": round((finished - written).total_seconds(), 2),
             }
         print(f"\ne2e timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
-        print(f"notice latency after the line was written, poll interval 1 s: {json.dumps(latency)}")
+        print(f"notice latency after the line was written (poll 1 s, reschedule 8 s): {json.dumps(latency)}")
         print(f"triggerer job {triggerer_job} ran {classpath}")
     finally:
         processes.stop_all()
