@@ -11,7 +11,7 @@ host and key shares one :class:`RequestBudget`:
   first come first served, so when the budget is short every wait's polls stretch alike (and the
   budget says so in the log);
 * identical GETs in flight at the same moment (two waits on the same backfill, say) are sent once
-  and share the answer;
+  and share the answer (each gets its own copy);
 * a 429 that still happens pauses every request on that key for ``Retry-After`` (or a backoff), not
   only the one that got it.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import logging
 import time
@@ -156,10 +157,18 @@ class RequestBudget:
         """
         Send one request within the budget; ``coalesce_key`` (None for none) shares an identical
         request already in flight instead of sending it again.
+
+        A wait that shares a request gets its own copy of the answer (or the same error). When the
+        wait that sent it is cancelled, the others do not inherit the cancellation: they send their
+        own request.
         """
-        if coalesce_key is not None and coalesce_key in self._in_flight:
-            self.coalesced += 1
-            return await asyncio.shield(self._in_flight[coalesce_key])
+        while coalesce_key is not None and coalesce_key in self._in_flight:
+            shared = self._in_flight[coalesce_key]
+            # asyncio.wait raises only when this wait itself is cancelled, and never cancels ``shared``.
+            await asyncio.wait({shared})
+            if not shared.cancelled():
+                self.coalesced += 1
+                return copy.deepcopy(shared.result())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if coalesce_key is not None:
             self._in_flight[coalesce_key] = future
@@ -167,12 +176,14 @@ class RequestBudget:
             async with self.slot():
                 self.sent += 1
                 result = await send()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as error:
             if isinstance(error, PostHogRateLimitError):
                 self.pause(error.retry_after)
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # retrieved: a lone request's failure is not "never retrieved"
+            future.set_exception(error)
+            future.exception()  # retrieved: a lone request's failure is not "never retrieved"
             raise
         else:
             future.set_result(result)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from airflow_provider_phenv.hooks._budget import RequestBudget, _Window
+from airflow_provider_phenv.hooks._budget import RequestBudget, _budgets, _Window
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from tests.helpers.emulator import api_requests, connection_json
 
@@ -58,14 +58,18 @@ def test_a_429_slows_every_wait_on_the_key_not_only_the_one_that_got_it(emulator
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
     emulator.faults.add("status", status=429, retry_after=1, times=1)
 
+    def paused() -> bool:
+        budgets = _budgets.get(asyncio.get_running_loop(), {}).values()
+        return any(budget.paused_until for budget in budgets)
+
     async def main() -> None:
         hooks = [PostHogAsyncHook(**FAST) for _ in range(3)]
         exports = [SEED.s3_export_id, SEED.bigquery_export_id, SEED.postgres_export_id]
         try:
             first = asyncio.create_task(hooks[0].get_batch_export(exports[0]))
             deadline = time.monotonic() + 10
-            while not api_requests(emulator):  # until PostHog has throttled the first wait
-                assert time.monotonic() < deadline, "the first request never reached the emulator"
+            while not paused():  # until PostHog has throttled the first wait, and it has read the 429
+                assert time.monotonic() < deadline, "the first wait was never throttled"
                 await asyncio.sleep(0.01)
             others = [
                 hook.get_batch_export(export) for hook, export in zip(hooks[1:], exports[1:], strict=True)
@@ -92,3 +96,50 @@ def test_the_budget_is_a_connection_setting(emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, requests_per_hour="0"))
     with pytest.raises(Exception, match="requests_per_hour"):
         asyncio.run(main())
+
+
+def test_a_cancelled_read_does_not_cancel_the_waits_that_share_it(emulator, monkeypatch):
+    # Two waits read the same export; the triggerer cancels the first (its task was cleared) while
+    # its GET is in flight. The second must still get its answer, not the first one's cancellation.
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
+
+    async def main() -> dict:
+        first_hook, second_hook = PostHogAsyncHook(**FAST), PostHogAsyncHook(**FAST)
+        try:
+            first = asyncio.create_task(first_hook.get_batch_export(SEED.s3_export_id))
+            await asyncio.sleep(0.1)  # the first read is on the wire (the emulator answers at 0.3 s)
+            second = asyncio.create_task(second_hook.get_batch_export(SEED.s3_export_id))
+            await asyncio.sleep(0.05)  # the second now shares the first's request
+            assert not first.done()
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            answer = await asyncio.wait_for(second, 10)
+            await asyncio.sleep(0.4)  # the emulator is done with the abandoned request
+            return answer
+        finally:
+            await asyncio.gather(first_hook.aclose(), second_hook.aclose())
+
+    answer = asyncio.run(main())
+    assert answer["id"] == SEED.s3_export_id
+    # The second wait sent its own read once the first was cancelled.
+    abandoned, own = sorted(api_requests(emulator), key=lambda record: record.started_at)
+    assert own.started_at - abandoned.started_at >= 0.1
+
+
+def test_waits_sharing_a_read_get_their_own_copy_of_the_answer(emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
+
+    async def main() -> list[dict]:
+        hooks = [PostHogAsyncHook(**FAST) for _ in range(2)]
+        try:
+            return await asyncio.gather(*(hook.get_batch_export(SEED.s3_export_id) for hook in hooks))
+        finally:
+            await asyncio.gather(*(hook.aclose() for hook in hooks))
+
+    first, second = asyncio.run(main())
+    assert len(api_requests(emulator)) == 1
+    first["paused"] = "changed by one wait"
+    assert second["paused"] != "changed by one wait"
