@@ -30,8 +30,10 @@ It is not loaded automatically: only the suites that ask for it get their ``AIRF
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -62,8 +64,12 @@ def prepare_airflow_home(rootdir: str | os.PathLike[str] | None = None) -> str:
             stacklevel=2,
         )
         return home
-    home = os.environ.get("PHENV_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="phenv-test-airflow-")
-    os.makedirs(home, exist_ok=True)
+    home = os.environ.get("PHENV_TEST_AIRFLOW_HOME") or ""
+    if home:
+        os.makedirs(home, exist_ok=True)
+    else:
+        home = tempfile.mkdtemp(prefix="phenv-test-airflow-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # throw-away: gone with the session
     os.environ["AIRFLOW_HOME"] = home
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.path.join(home, 'airflow.db')}"
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
