@@ -47,6 +47,12 @@ from airflow_provider_phenv.emulator import PostHogEmulator
 __all__ = ["connection_uri", "posthog_emulator", "prepare_airflow_home"]
 
 
+def remove_at_exit(path: str, owner_pid: int) -> None:
+    """Remove ``path`` when the process that made it exits (not a forked child running atexit)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def prepare_airflow_home(rootdir: str | os.PathLike[str] | None = None) -> str:
     """
     Point Airflow at a throw-away home with SQLite, unless Airflow already read its settings.
@@ -69,7 +75,7 @@ def prepare_airflow_home(rootdir: str | os.PathLike[str] | None = None) -> str:
         os.makedirs(home, exist_ok=True)
     else:
         home = tempfile.mkdtemp(prefix="phenv-test-airflow-")
-        atexit.register(shutil.rmtree, home, ignore_errors=True)  # throw-away: gone with the session
+        atexit.register(remove_at_exit, home, os.getpid())  # throw-away: gone with the session
     os.environ["AIRFLOW_HOME"] = home
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.path.join(home, 'airflow.db')}"
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

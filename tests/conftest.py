@@ -28,10 +28,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from airflow_provider_phenv.testing import remove_at_exit  # imports no Airflow: AIRFLOW_HOME is still open
+
 ROOT = Path(__file__).resolve().parent.parent
 if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="phenv-airflow-home-")
-    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
+    atexit.register(remove_at_exit, os.environ["AIRFLOW_HOME"], os.getpid())
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 
