@@ -18,14 +18,9 @@ from tenacity import AsyncRetrying
 from airflow_provider_phenv.errors import (
     PostHogTransportError,
 )
-from airflow_provider_phenv.hooks._base import (
-    ApiCall,
-    ListPager,
-    PostHogHookBase,
-    first_line,
-    shared_ssl_context,
-)
+from airflow_provider_phenv.hooks._base import PostHogHookBase, first_line, shared_ssl_context
 from airflow_provider_phenv.hooks._budget import request_budget
+from airflow_provider_phenv.hooks._calls import ApiCall, ListPager
 from airflow_provider_phenv.hooks._settings import PostHogSettings
 from airflow_provider_phenv.hooks._transport import (
     CHUNK_BYTES,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phenv.errors import PostHogAuthError, PostHogNotFoundError, PostHogTransportError
 from airflow_provider_phenv.hooks import _shapes as shapes
-from airflow_provider_phenv.hooks._base import ApiCall
+from airflow_provider_phenv.hooks._calls import ApiCall
 from airflow_provider_phenv.hooks._settings import PostHogSettings
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_phenv.errors import PostHogPaginationError, PostHogUnexpectedResponseError
-from airflow_provider_phenv.hooks._base import ApiCall, export_call
+from airflow_provider_phenv.hooks._calls import ApiCall, export_call
 from airflow_provider_phenv.hooks._settings import DEFAULT_MAX_PAGES
 from airflow_provider_phenv.hooks._shapes import page
 from airflow_provider_phenv.validation import (

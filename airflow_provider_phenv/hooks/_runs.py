@@ -16,7 +16,7 @@ from tenacity import Retrying
 from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks._base import (
+from airflow_provider_phenv.hooks._calls import (
     RunFilters,
     export_call,
     runs_call,
@@ -60,7 +60,7 @@ class RunsAndBackfills(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         :param filters: ``status``, ``after``, ``before``: see
-            :class:`~airflow_provider_phenv.hooks._base.RunFilters`.
+            :class:`~airflow_provider_phenv.hooks._calls.RunFilters`.
         """
         return list(self._paginate(runs_call(batch_export_id, project_id=project_id, **filters)))
 

@@ -3,7 +3,7 @@ What a successful answer must look like, checked before any caller touches it.
 
 A JSON body of the wrong shape (a list where an object belongs, ``results: null``, a page entry
 that is a string) would otherwise escape as ``AttributeError``/``TypeError``/``KeyError`` far from
-the request. Each :class:`~airflow_provider_phenv.hooks._base.ApiCall` names its shape; the hook
+the request. Each :class:`~airflow_provider_phenv.hooks._calls.ApiCall` names its shape; the hook
 raises :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError` naming the request
 when the body does not fit. The checks are shallow on purpose: the fields callers index into.
 

@@ -17,12 +17,8 @@ from airflow_provider_phenv.errors import (
     PostHogAPIError,
     PostHogTransportError,
 )
-from airflow_provider_phenv.hooks._base import (
-    ApiCall,
-    ListPager,
-    PostHogHookBase,
-    first_line,
-)
+from airflow_provider_phenv.hooks._base import PostHogHookBase, first_line
+from airflow_provider_phenv.hooks._calls import ApiCall, ListPager
 from airflow_provider_phenv.hooks._settings import PostHogSettings
 from airflow_provider_phenv.hooks._transport import (
     CHUNK_BYTES,

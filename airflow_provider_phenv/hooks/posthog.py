@@ -6,7 +6,7 @@ Hooks for PostHog's environments API: the only place that knows URLs, auth, retr
 async HTTP client, reading the connection without blocking the triggerer's event loop.
 
 Each endpoint is one short method: it validates its arguments, describes the request as an
-:class:`~airflow_provider_phenv.hooks._base.ApiCall` and sends it with ``_call`` (or ``_paginate``
+:class:`~airflow_provider_phenv.hooks._calls.ApiCall` and sends it with ``_call`` (or ``_paginate``
 for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks._base`.
 """
 
@@ -29,7 +29,7 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks import _shapes as shapes
 from airflow_provider_phenv.hooks._async import AsyncClient
-from airflow_provider_phenv.hooks._base import (
+from airflow_provider_phenv.hooks._calls import (
     ApiCall,
     RunFilters,
     dashboard_call,

@@ -8,7 +8,8 @@ import pytest
 
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogNotFoundError
-from airflow_provider_phenv.hooks._base import ApiCall, PostHogHookBase, export_call
+from airflow_provider_phenv.hooks._base import PostHogHookBase
+from airflow_provider_phenv.hooks._calls import ApiCall, export_call
 from airflow_provider_phenv.hooks._settings import PostHogSettings
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.batch_exports import PostHogPauseBatchExportOperator
