@@ -105,8 +105,13 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     def start_wait(self) -> None:
         """Forget what an earlier call on this instance kept; called after the inputs are checked."""
 
-    def make_trigger(self, context: Context, *, end_time: float, first_poll_at: float) -> BaseTrigger:
-        """The trigger that carries the wait on in the triggerer."""
+    def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
+        """
+        The trigger that carries the wait on in the triggerer.
+
+        :param poll: the keyword arguments every :class:`PostHogPollTrigger` takes (connection,
+            project, poll interval, end time, first poll, hook parameters), ready to pass on.
+        """
         raise NotImplementedError
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
@@ -188,11 +193,15 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """Hand the wait to the trigger until ``deadline`` (UNIX time)."""
         remaining = max(0.0, deadline - time.time())
         self.log.info("Deferring the wait on %s (%.0f s left).", self.about(), remaining)
-        trigger = self.make_trigger(
-            context,
-            end_time=deadline,
-            first_poll_at=time.time() + self.poke_interval,  # this task has just polled
-        )
+        poll = {
+            "posthog_conn_id": self.posthog_conn_id,
+            "project_id": self.inputs["project_id"],
+            "poll_interval": self.poke_interval,
+            "end_time": deadline,
+            "first_poll_at": time.time() + self.poke_interval,  # this task has just polled
+            "hook_params": self.hook_params,
+        }
+        trigger = self.make_trigger(context, poll)
         self.defer(
             trigger=trigger,
             method_name="execute_complete",

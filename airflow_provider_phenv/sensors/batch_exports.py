@@ -196,7 +196,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
 
     # -- deferrable ------------------------------------------------------------------------------
 
-    def make_trigger(self, context: Context, *, end_time: float, first_poll_at: float) -> BaseTrigger:
+    def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         state = self._watch_state(context)
         state.save(context, log=self.log)
         self.log.info("Log cursor of %s: %s.", self.about(), state.cursor.to_json())
@@ -208,12 +208,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             since=format_timestamp(state.since),
             criteria=self.inputs["watch"].to_params(),
             cursor=state.cursor.to_json(),
-            posthog_conn_id=self.posthog_conn_id,
-            project_id=self.inputs["project_id"],
-            poll_interval=self.poke_interval,
-            end_time=end_time,
-            first_poll_at=first_poll_at,
-            hook_params=self.hook_params,
+            **poll,
         )
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
@@ -339,7 +334,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
             return PokeReturnValue(True, outcome.value)
         return False
 
-    def make_trigger(self, context: Context, *, end_time: float, first_poll_at: float) -> BaseTrigger:
+    def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
         wait = self._runs_wait()
@@ -348,12 +343,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
             batch_export_id=wait.batch_export_id,
             since=format_timestamp(wait.since),
             until=format_timestamp(wait.until),
-            posthog_conn_id=self.posthog_conn_id,
-            project_id=self.inputs["project_id"],
-            poll_interval=self.poke_interval,
-            end_time=end_time,
-            first_poll_at=first_poll_at,
-            hook_params=self.hook_params,
+            **poll,
         )
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
