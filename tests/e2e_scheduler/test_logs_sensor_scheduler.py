@@ -10,7 +10,6 @@ triggerer writes. Every process is started in its own session and stopped by its
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_phenv.emulator import SEED
+from tests.helpers.airflow_stack import airflow_env
 from tests.helpers.processes import Processes, airflow_api_client, free_port, wait_for
 
 DAGS = Path(__file__).parent / "dags"
@@ -53,43 +53,12 @@ def _log_records(home: Path, task_id: str, pattern: str) -> list[dict[str, Any]]
 def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_cli):
     home = tmp_path / "airflow_home"
     home.mkdir()
-    api_port, emulator_port = free_port(), free_port()
-    api = f"http://localhost:{api_port}"
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")},
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        # Workers reach the Execution API through [api] base_url: it must name the chosen port.
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": api,
-        "AIRFLOW__API__WORKERS": "1",
-        # One secret for every component, or tokens issued by one are rejected by the other.
-        "AIRFLOW__API_AUTH__JWT_SECRET": "phenv-e2e-secret-not-for-production",
-        # Free ports for the log servers too, so a concurrent Airflow on this machine cannot clash.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
-        ),
-        "PHENV_E2E_BATCH_EXPORT_ID": EXPORT_ID,
-        "AIRFLOW_CONN_POSTHOG_DEFAULT": json.dumps(
-            {
-                "conn_type": "posthog",
-                "host": emulator_url,
-                "password": SEED.api_key,
-                "extra": {"project_id": str(SEED.project_id)},
-            }
-        ),
-    }
+    emulator_url = f"http://127.0.0.1:{free_port()}"
+    env = airflow_env(home, DAGS, emulator_url, SEED.api_key, SEED.project_id)
+    # Three sensors wait at once, each in its own worker slot or the triggerer.
+    env["AIRFLOW__CORE__PARALLELISM"] = "4"
+    env["PHENV_E2E_BATCH_EXPORT_ID"] = EXPORT_ID
+    api = env["AIRFLOW__API__BASE_URL"]
     processes = Processes(tmp_path, env)
     timings: dict[str, float] = {}
     began = time.monotonic()
@@ -102,7 +71,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
             "-m",
             "airflow_provider_phenv.emulator",
             "--port",
-            str(emulator_port),
+            emulator_url.rsplit(":", 1)[1],
             "--log-delay",
             "0",
         )

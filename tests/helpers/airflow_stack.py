@@ -50,10 +50,13 @@ def airflow_env(
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Workers reach the Execution API through [api] base_url: it must name the chosen port.
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
         "AIRFLOW__API__WORKERS": "1",
+        # One secret for every component, or tokens issued by one are rejected by the other.
         "AIRFLOW__API_AUTH__JWT_SECRET": "phenv-e2e-secret-not-for-production",
+        # Free ports for the log servers too, so a concurrent Airflow on this machine cannot clash.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
