@@ -96,6 +96,7 @@ def test_trigger_reports_a_body_over_the_cap(hostile):
 
 @pytest.mark.parametrize("read", [sync_get, async_get], ids=["sync", "async"])
 @pytest.mark.parametrize("phase", ["headers", "body"])
+@pytest.mark.slow  # four cases of nearly a second of real waiting each: the --all tier
 def test_a_server_dripping_bytes_hits_the_request_deadline(hostile, read, phase):
     # One byte every 0.05 s: no single read waits anywhere near the 0.3 s timeout.
     hostile.on(drip(interval=0.05, phase=phase))
