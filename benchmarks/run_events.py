@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.airflow_stack import spawn_emulator
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="phenv-bench-home-"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -45,21 +47,6 @@ def rss_mb(field: str = "VmRSS") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def start_emulator() -> tuple[subprocess.Popen, str, str, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"(http://\S+)\s+api_key=(\S+)\s+project_id=(\S+)", line)
-    if not match:
-        process.terminate()
-        raise RuntimeError(f"the emulator did not start: {line!r}")
-    url, key, project = match.groups()
-    return process, url, key, project
 
 
 def create_exports(url: str, key: str, project: str, count: int) -> list[str]:
@@ -224,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.disable(logging.WARNING)
-    process, url, key, project = start_emulator()
+    process, _, url, key, project = spawn_emulator()
     # Stopped like an interrupt, so the emulator subprocess is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = json.dumps(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -142,19 +141,15 @@ def _real_posthog() -> dict:
 def _start_emulator() -> tuple[subprocess.Popen, dict]:
     from airflow_provider_phenv.emulator import SEED
 
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers.airflow_stack import spawn_emulator
+
     _step("Starting the bundled PostHog emulator", "(no account needed, ~1 s)")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    match = re.search(r"(http://\S+)\s+api_key=(\S+)\s+project_id=(\S+)", line)
-    if not match:
-        process.terminate()
-        sys.exit(f"The emulator did not start: {line!r}")
-    print("    " + line.strip().split("  ")[0])
-    url, api_key, project_id = match.groups()
+    try:
+        process, banner, url, api_key, project_id = spawn_emulator()
+    except RuntimeError as error:
+        sys.exit(str(error))
+    print("    " + banner.split("  ")[0])
     return process, {
         "host": url,
         "api_key": api_key,

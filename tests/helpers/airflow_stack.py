@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,27 @@ def airflow_env(
             }
         ),
     }
+
+
+def spawn_emulator() -> tuple[subprocess.Popen, str, str, str, str]:
+    """
+    The emulator as a subprocess on a port of its choosing, read from its first output line.
+
+    :return: the process, that line, and the URL, API key and project id it announces.
+    :raises RuntimeError: the emulator did not announce itself.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    match = re.search(r"(http://\S+)\s+api_key=(\S+)\s+project_id=(\S+)", line)
+    if not match:
+        process.terminate()
+        raise RuntimeError(f"The emulator did not start: {line!r}")
+    url, api_key, project_id = match.groups()
+    return process, line.strip(), url, api_key, project_id
 
 
 def start_emulator(processes: Processes) -> str:
