@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_phenv.run_watch import FAILED_RUN_STATUSES
 from airflow_provider_phenv.validation import RUN_STATUSES, format_timestamp, parse_timestamp
 
 #: Statuses after which a run never changes (docs/posthog-api.md §5, ``BatchExportRun.Status``).
-FINAL_STATUSES = frozenset({"Cancelled", "Completed", "Failed", "FailedBilling", "Terminated", "TimedOut"})
+FINAL_STATUSES = FAILED_RUN_STATUSES | {"Completed"}
 #: Statuses of a run that may still change.
 ACTIVE_STATUSES = tuple(status for status in RUN_STATUSES if status not in FINAL_STATUSES)
 #: How many runs PostHog puts in an export's ``latest_runs`` (newest first, docs §5).
