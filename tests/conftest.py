@@ -52,6 +52,7 @@ DIRECTORY_MARKERS = {
 SLOW_MARKERS = frozenset({"e2e", "packaging", "ui", "bench", "slow"})
 TESTS = Path(__file__).resolve().parent
 _DESELECTED = pytest.StashKey[int]()
+_COLLECTED = pytest.StashKey[list]()
 
 
 def pytest_configure(config):
@@ -60,6 +61,7 @@ def pytest_configure(config):
         "ui: starts Airflow's api-server or CLI to check the connection form (tests/ui)",
         "bench: runs the benchmarks at their smoke size (tests/benchmarks)",
         "slow: a single test elsewhere that takes about a second or more (a subprocess importing Airflow)",
+        "posthog(source, endpoint): a conformance case and the PostHog test it is from (tests/conformance)",
     ):
         config.addinivalue_line("markers", line)
 
@@ -70,6 +72,11 @@ def pytest_addoption(parser):
         action="store_true",
         dest="phenv_all",
         help="run every tier, including the slow tests (markers: " + ", ".join(sorted(SLOW_MARKERS)) + ")",
+    )
+    parser.addoption(
+        "--conformance-report",
+        action="store_true",
+        help="after the run, count the collected conformance cases per endpoint and PostHog test file",
     )
 
 
@@ -92,6 +99,7 @@ def pytest_collection_modifyitems(config, items):
         path = item.path.resolve()
         if TESTS in path.parents and path.relative_to(TESTS).parts[0] in DIRECTORY_MARKERS:
             item.add_marker(DIRECTORY_MARKERS[path.relative_to(TESTS).parts[0]])
+    config.stash[_COLLECTED] = list(items)
     if config.getoption("phenv_all") or config.getoption("markexpr"):
         return
     files, slow_dirs = _named_on_command_line(config)
@@ -105,9 +113,28 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=slow)
         items[:] = keep
         config.stash[_DESELECTED] = len(slow)
+    config.stash[_COLLECTED] = list(items)
+
+
+def _conformance_report(terminalreporter, items) -> None:
+    endpoints: dict[str, int] = {}
+    files: dict[str, int] = {}
+    for item in items:
+        mark = item.get_closest_marker("posthog")
+        if mark is None:
+            continue
+        endpoints[mark.kwargs["endpoint"]] = endpoints.get(mark.kwargs["endpoint"], 0) + 1
+        source = mark.kwargs["source"].split("::")[0]
+        files[source] = files.get(source, 0) + 1
+    terminalreporter.write_sep("-", f"conformance cases: {sum(endpoints.values())}")
+    for name, counts in (("endpoint", endpoints), ("PostHog test file", files)):
+        for key, count in sorted(counts.items()):
+            terminalreporter.write_line(f"{count:4d}  {name} {key}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if config.getoption("conformance_report"):
+        _conformance_report(terminalreporter, terminalreporter.config.stash.get(_COLLECTED, []))
     count = config.stash.get(_DESELECTED, 0)
     if count:
         terminalreporter.write_line(
