@@ -152,6 +152,13 @@ class PostHogWriteOutcomeUnknownError(PostHogAPIError):
     """
 
 
+class PostHogBackfillNotVisibleError(PostHogError):
+    """
+    PostHog accepted a backfill, but it did not show in PostHog within the wait: its workflow
+    writes the backfill's row after the answer, and had not done so yet.
+    """
+
+
 class PostHogDeadlineError(PostHogTransportError):
     """
     No complete answer within the request deadline (connect, redirects, headers and body together).

@@ -15,13 +15,19 @@ and can end ``Completed`` anyway, so a backfill is judged by its runs too (each 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_phenv.errors import PostHogNotFoundError
+from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE
 from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+
+if TYPE_CHECKING:
+    from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 
 #: Final statuses of a run that did not export its interval.
 FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
@@ -95,18 +101,32 @@ def _describe_failures(runs: list[dict[str, Any]]) -> str:
 def backfill_value(
     batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The backfill operator's XCom value: ids, status, progress and records."""
+    """
+    The backfill operator's XCom value: ids, status, progress and records.
+
+    PostHog's ``progress`` is null outside Starting and Running, and while it does not know the
+    planned run count yet; its ``finished_runs`` counts Completed and Failed runs
+    (``get_progress``, docs/posthog-api.md §6.9). Without it, the runs judged count instead, or
+    None when none were read.
+    """
     progress = backfill.get("progress") or {}
-    finished = [run for run in runs if run.get("status") not in ACTIVE_STATUSES]
+    finished = [run for run in runs if run.get("status") in ("Completed", "Failed")]
+    total, done = progress.get("total_runs"), progress.get("finished_runs")
     return {
         "batch_export_id": batch_export_id,
         "backfill_id": backfill.get("id"),
         "status": backfill.get("status"),
-        # PostHog drops progress once a backfill failed or was cancelled: count the runs then.
-        "total_runs": progress.get("total_runs", len(runs)),
-        "finished_runs": progress.get("finished_runs", len(finished)),
+        "total_runs": total if isinstance(total, int) else (len(runs) if runs else None),
+        "finished_runs": done if isinstance(done, int) else (len(finished) if runs else None),
         "records_completed": _records(runs),
     }
+
+
+def _progress(value: dict[str, Any]) -> str:
+    """``3/5 runs finished``, or what is known when PostHog gives no counts."""
+    if value["total_runs"] is None or value["finished_runs"] is None:
+        return f"{value['status']}, run count not known yet"
+    return f"{value['finished_runs']}/{value['total_runs']} runs finished"
 
 
 def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]) -> RunsOutcome:
@@ -121,7 +141,7 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
     own = [run for run in runs if run.get("backfill") == backfill_id]
     value = backfill_value(batch_export_id, backfill, own)
     status = backfill.get("status")
-    progress = f"{value['finished_runs']}/{value['total_runs']} runs finished"
+    progress = _progress(value)
     if status in ACTIVE_STATUSES:
         return RunsOutcome(
             WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
@@ -136,45 +156,6 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         value,
         f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
     )
-
-
-def find_backfill(
-    backfills: list[dict[str, Any]],
-    bounds: tuple[Any, Any] | None,
-    since: datetime | None,
-    skew: float = 60.0,
-) -> dict[str, Any] | None:
-    """
-    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
-
-    :param backfills: the export's backfills as PostHog lists them.
-    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
-        datetimes); ``None`` for any range.
-    :param since: when the request that may have made it was sent; ``None`` for any time.
-    :param skew: seconds of clock difference between this machine and PostHog to allow.
-    """
-    wanted = None if bounds is None else tuple(_moment(bound) for bound in bounds)
-    earliest = None if since is None else since.timestamp() - skew
-    matches = [
-        backfill
-        for backfill in backfills
-        if (wanted is None or (_moment(backfill.get("start_at")), _moment(backfill.get("end_at"))) == wanted)
-        and (earliest is None or (_moment(backfill.get("created_at")) or 0.0) >= earliest)
-    ]
-    return max(matches, key=lambda backfill: _moment(backfill.get("created_at")) or 0.0, default=None)
-
-
-def _moment(value: Any) -> float | None:
-    """A date, datetime or ISO text as a UNIX time (a date is its midnight UTC); None if unreadable."""
-    if value is None:
-        return None
-    text = str(value)
-    try:
-        if len(text) == 10:
-            text += "T00:00:00Z"
-        return parse_timestamp("moment", text).timestamp()
-    except ValueError:
-        return None
 
 
 # -- data intervals --------------------------------------------------------------------------------
@@ -252,22 +233,30 @@ def judge_interval(
 
 
 def runs_wait(
-    batch_export_id: Any, *, backfill_id: Any = None, since: Any = None, until: Any = None
+    batch_export_id: Any,
+    *,
+    backfill_id: Any = None,
+    since: Any = None,
+    until: Any = None,
+    started_at: Any = None,
+    row_grace: float = BACKFILL_ROW_GRACE,
 ) -> RunsWait:
     """
     A :class:`RunsWait` from user or serialized values, checked: either a backfill id, or an
     aware ``until`` (and optional ``since``, before it); every error names the value.
     """
     export_id = check_uuid("batch_export_id", batch_export_id)
+    started = None if started_at is None else parse_timestamp("started_at", started_at, naive_ok=False)
     if backfill_id is not None:
-        return RunsWait(export_id, backfill_id=check_uuid("backfill_id", backfill_id))
+        backfill = check_uuid("backfill_id", backfill_id)
+        return RunsWait(export_id, backfill_id=backfill, started_at=started, row_grace=float(row_grace))
     if until is None or since is None:
         raise ValueError("Invalid wait: give backfill_id, or both since and until.")
     start = parse_timestamp("since", since, naive_ok=False)
     end = parse_timestamp("until", until, naive_ok=False)
     if start >= end:
         raise ValueError(f"Invalid since {since!r}: it must be before until {until!r}.")
-    return RunsWait(export_id, since=start, until=end)
+    return RunsWait(export_id, since=start, until=end, started_at=started)
 
 
 # -- one poll, from a worker or from the triggerer ---------------------------------------------------
@@ -282,6 +271,24 @@ INTERVAL_SECONDS = {
 }
 # Runs are filtered by creation time; PostHog's clock may differ a little from this machine's.
 _CLOCK_SKEW = timedelta(minutes=5)
+# An export carries its newest runs (docs/posthog-api.md §5): enough to judge most polls.
+_LATEST_RUNS = 10
+
+
+def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[str, bool] | None:
+    """
+    ``(description, during the wait)`` when the export is paused (PostHog pauses an export by
+    itself after repeated failures, docs/posthog-api.md §6.4), else None.
+    """
+    if not export.get("paused"):
+        return None
+    paused_at = export.get("last_paused_at")
+    try:
+        moment = parse_timestamp("last_paused_at", paused_at) if paused_at else None
+    except ValueError:
+        moment = None
+    during = started_at is None or moment is None or moment >= started_at - _CLOCK_SKEW
+    return f"batch export {export.get('id')} was paused at {paused_at or 'an unknown time'}", during
 
 
 @dataclass(frozen=True)
@@ -290,20 +297,28 @@ class RunsWait:
     What a wait on runs asks PostHog each poll, and how it judges the answer.
 
     Either ``backfill_id`` (wait for a backfill) or ``since`` and ``until`` (wait until a range is
-    exported). A poll costs one request: the backfill while it runs (its ``progress`` says how far
-    it is), then once the runs of the backfill to judge them; or the runs created since ``since``
-    (a run is created when its interval has ended, so older runs cannot cover the range).
+    exported). A backfill wait reads the backfill while it runs (its ``progress`` says how far it
+    is), then once its runs to judge them, and the export when it failed, to name a pause. A range
+    wait reads the export: its paused flag and newest runs, and the runs created since ``since``
+    only when the newest runs may not hold all of them (a run is created when its interval has
+    ended, so older runs cannot cover the range).
 
     :param batch_export_id: the export's UUID.
     :param backfill_id: the backfill's UUID.
     :param since: start of the range.
     :param until: end of the range.
+    :param started_at: when the wait began: a backfill PostHog has just accepted is 404 until its
+        workflow writes it, for up to ``row_grace`` seconds from then; a pause after it fails
+        the wait, a pause before it is waited out.
+    :param row_grace: see ``started_at``.
     """
 
     batch_export_id: str
     backfill_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    started_at: datetime | None = None
+    row_grace: float = BACKFILL_ROW_GRACE
 
     def runs_after(self, backfill: dict[str, Any] | None) -> datetime:
         """The ``after`` filter (creation time) of the runs request."""
@@ -322,46 +337,105 @@ class RunsWait:
         assert self.since is not None and self.until is not None
         return judge_interval(self.batch_export_id, runs, self.since, self.until)
 
-    def _requests(self, project_id: str | None) -> Generator[tuple[str, dict[str, Any]], Any, RunsOutcome]:
-        """
-        The poll as hook calls: yields ``(method name, keyword arguments)``, receives each answer,
-        returns the outcome. One description serves the sync and the async hook.
-        """
-        backfill = None
-        if self.backfill_id is not None:
-            backfill = yield (
-                "get_batch_export_backfill",
-                {
-                    "batch_export_id": self.batch_export_id,
-                    "backfill_id": self.backfill_id,
-                    "project_id": project_id,
-                },
-            )
-            if backfill.get("status") in ACTIVE_STATUSES:
-                return self.judge(backfill, [])
-        after = self.runs_after(backfill)
-        runs = yield (
-            "list_batch_export_runs",
-            {"batch_export_id": self.batch_export_id, "after": after, "project_id": project_id},
+    # -- the steps of a poll, shared by poll and poll_async ----------------------------------------
+
+    def _not_visible(self, error: PostHogNotFoundError) -> RunsOutcome:
+        """A backfill PostHog answers 404 for: not written yet within the grace, else gone."""
+        waited = None if self.started_at is None else time.time() - self.started_at.timestamp()
+        what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
+        if waited is None or waited > self.row_grace:
+            raise error
+        return RunsOutcome(
+            WAITING,
+            {"batch_export_id": self.batch_export_id, "backfill_id": self.backfill_id, "status": None},
+            f"{what} is not visible in PostHog yet (its workflow writes it after starting; "
+            f"{waited:.0f} s of {self.row_grace:.0f} s).",
         )
-        return self.judge(backfill, runs)
 
-    def poll(self, hook: Any, project_id: str | None) -> RunsOutcome:
+    def _latest_suffice(self, export: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The export's newest runs when they hold every run created since ``runs_after``."""
+        latest = export.get("latest_runs")
+        if not isinstance(latest, list):
+            return None
+        if len(latest) < _LATEST_RUNS:
+            return latest
+        oldest = min((str(run.get("created_at") or "") for run in latest), default="")
+        try:
+            if parse_timestamp("created_at", oldest) < self.runs_after(None):
+                return latest
+        except ValueError:
+            pass
+        return None
+
+    def _with_pause(self, outcome: RunsOutcome, export: Mapping[str, Any]) -> RunsOutcome:
+        """The outcome, told by a pause of the export: a pause during the wait fails it at once."""
+        pause = pause_of(export, self.started_at)
+        if pause is None or outcome.status == SUCCESS:
+            return outcome
+        description, during = pause
+        if outcome.status == FAILED:
+            return RunsOutcome(FAILED, outcome.value, f"{outcome.message}; {description}.")
+        if during:
+            return RunsOutcome(
+                FAILED,
+                outcome.value,
+                f"{outcome.message.rstrip('.')}, but {description} (PostHog pauses an export by itself "
+                "after repeated failures): no more runs will come until it is unpaused.",
+            )
+        return RunsOutcome(
+            WAITING,
+            outcome.value,
+            f"{outcome.message} The export is paused since before the wait: waiting for it to be unpaused.",
+        )
+
+    # -- one poll ---------------------------------------------------------------------------------
+
+    def poll(self, hook: PostHogHook, project_id: str | None) -> RunsOutcome:
         """One poll with the sync hook."""
-        requests, answer = self._requests(project_id), None
+        export_id = self.batch_export_id
+        if self.backfill_id is None:
+            export = hook.get_batch_export(export_id, project_id=project_id)
+            runs = self._latest_suffice(export)
+            if runs is None:
+                runs = hook.list_batch_export_runs(
+                    export_id, after=self.runs_after(None), project_id=project_id
+                )
+            return self._with_pause(self.judge(None, runs), export)
         try:
-            while True:
-                method, kwargs = requests.send(answer)
-                answer = getattr(hook, method)(**kwargs)
-        except StopIteration as done:
-            return done.value
+            backfill = hook.get_batch_export_backfill(export_id, self.backfill_id, project_id=project_id)
+        except PostHogNotFoundError as error:
+            return self._not_visible(error)
+        if backfill.get("status") in ACTIVE_STATUSES:
+            return self.judge(backfill, [])
+        runs = hook.list_batch_export_runs(export_id, after=self.runs_after(backfill), project_id=project_id)
+        outcome = self.judge(backfill, runs)
+        if outcome.status == FAILED:
+            outcome = self._with_pause(outcome, hook.get_batch_export(export_id, project_id=project_id))
+        return outcome
 
-    async def poll_async(self, hook: Any, project_id: str | None) -> RunsOutcome:
-        """One poll with the async hook: the same requests as :meth:`poll`."""
-        requests, answer = self._requests(project_id), None
+    async def poll_async(self, hook: PostHogAsyncHook, project_id: str | None) -> RunsOutcome:
+        """One poll with the async hook: the same requests and judgement as :meth:`poll`."""
+        export_id = self.batch_export_id
+        if self.backfill_id is None:
+            export = await hook.get_batch_export(export_id, project_id=project_id)
+            runs = self._latest_suffice(export)
+            if runs is None:
+                runs = await hook.list_batch_export_runs(
+                    export_id, after=self.runs_after(None), project_id=project_id
+                )
+            return self._with_pause(self.judge(None, runs), export)
         try:
-            while True:
-                method, kwargs = requests.send(answer)
-                answer = await getattr(hook, method)(**kwargs)
-        except StopIteration as done:
-            return done.value
+            backfill = await hook.get_batch_export_backfill(
+                export_id, self.backfill_id, project_id=project_id
+            )
+        except PostHogNotFoundError as error:
+            return self._not_visible(error)
+        if backfill.get("status") in ACTIVE_STATUSES:
+            return self.judge(backfill, [])
+        runs = await hook.list_batch_export_runs(
+            export_id, after=self.runs_after(backfill), project_id=project_id
+        )
+        outcome = self.judge(backfill, runs)
+        if outcome.status == FAILED:
+            outcome = self._with_pause(outcome, await hook.get_batch_export(export_id, project_id=project_id))
+        return outcome

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # PostHog's BatchExportDestination.Destination choices (docs/posthog-api.md §5).
 DESTINATION_TYPES = (
@@ -211,6 +213,94 @@ def format_timestamp(value: datetime) -> str:
 
 #: Export intervals whose backfills PostHog takes as dates, not datetimes (docs/posthog-api.md §6.9).
 DATE_ONLY_INTERVALS = ("day", "week")
+# PostHog's offset_day numbers its weekdays from Sunday = 0 (docs/posthog-api.md §5).
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+@dataclass(frozen=True)
+class ExportSchedule:
+    """
+    The settings of a batch export that decide how PostHog reads backfill bounds.
+
+    Daily and weekly exports take dates only; PostHog reads a date in the export's ``timezone`` at
+    its ``offset_hour``, and refuses a weekly date that is not on the export's ``offset_day``
+    (``validate_date_input``, docs/posthog-api.md §6.9).
+    """
+
+    interval: str | None = None
+    timezone: str = "UTC"
+    offset_day: int | None = None
+    offset_hour: int | None = None
+
+    @classmethod
+    def of(cls, export: Mapping[str, Any]) -> ExportSchedule:
+        """The schedule of an export as ``get_batch_export`` returns it."""
+        offset_day, offset_hour = export.get("offset_day"), export.get("offset_hour")
+        return cls(
+            interval=export.get("interval"),
+            timezone=export.get("timezone") or "UTC",
+            offset_day=offset_day if isinstance(offset_day, int) else None,
+            offset_hour=offset_hour if isinstance(offset_hour, int) else None,
+        )
+
+    @property
+    def dates_only(self) -> bool:
+        return self.interval in DATE_ONLY_INTERVALS
+
+    @property
+    def zone(self) -> tzinfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return timezone.utc  # PostHog validated the name; a zone this machine lacks reads as UTC
+
+    def start_of(self, day: date) -> datetime:
+        """The moment PostHog reads a date bound as: ``offset_hour`` on that day in the export's timezone."""
+        return datetime.combine(day, time(hour=self.offset_hour or 0)).replace(tzinfo=self.zone)
+
+    def day_at_or_before(self, moment: datetime) -> date:
+        """The latest day start PostHog reads (on the weekday, if weekly) at or before ``moment``."""
+        day = moment.astimezone(self.zone).date()
+        while self.start_of(day) > moment or (
+            self.interval == "week" and day.isoweekday() % 7 != (self.offset_day or 0)
+        ):
+            day -= timedelta(days=1)
+        return day
+
+    def describe(self) -> str:
+        """How the export's days start, for messages: ``every day at 02:00 Europe/Berlin``."""
+        at = f"at {self.offset_hour or 0:02d}:00 {self.timezone}"
+        if self.interval == "week":
+            return f"weekly on {_WEEKDAYS[self.offset_day or 0]} {at}"
+        return f"every day {at}"
+
+    def as_day(self, name: str, value: Any, moment: datetime | date) -> date:
+        """
+        A date bound of a daily or weekly export, from a date or a datetime at a day's start.
+
+        A datetime is taken when it is midnight UTC (Airflow's ``data_interval_start``) or the
+        export's own day start; any other time is refused, naming the date to give instead.
+        """
+        if isinstance(moment, datetime):
+            local = moment.astimezone(self.zone)
+            if moment.astimezone(timezone.utc).time() == time.min:
+                day = moment.astimezone(timezone.utc).date()
+            elif local.time() == time(hour=self.offset_hour or 0):
+                day = local.date()
+            else:
+                raise ValueError(
+                    f"Invalid {name} {value!r}: batch export runs {self.describe()}, so PostHog backfills "
+                    f"whole days and takes dates only; give a date such as {local.date().isoformat()!r}."
+                )
+        else:
+            day = moment
+        weekday = day.isoweekday() % 7
+        if self.interval == "week" and weekday != (self.offset_day or 0):
+            raise ValueError(
+                f"Invalid {name} {value!r}: {day.isoformat()} is a {_WEEKDAYS[weekday]}, but the batch "
+                f"export runs {self.describe()}; give a {_WEEKDAYS[self.offset_day or 0]}."
+            )
+        return day
 
 
 def backfill_bound(name: str, value: Any) -> datetime | date:
@@ -230,43 +320,47 @@ def backfill_bound(name: str, value: Any) -> datetime | date:
     raise _fail(name, value, "a date, a datetime with a timezone, or ISO 8601 text of either")
 
 
-def _as_datetime(moment: datetime | date) -> datetime:
+def backfill_moment(value: Any, schedule: ExportSchedule | None = None) -> datetime | None:
+    """
+    A backfill bound, as sent or as PostHog shows it, as the aware moment PostHog stores; a date is
+    read as PostHog reads it for ``schedule`` (midnight UTC without one). None if unreadable.
+    """
+    try:
+        moment = backfill_bound("bound", value)
+    except ValueError:
+        return None
     if isinstance(moment, datetime):
         return moment
-    return datetime(moment.year, moment.month, moment.day, tzinfo=timezone.utc)
+    return (schedule or ExportSchedule()).start_of(moment).astimezone(timezone.utc)
 
 
 def check_backfill_range(
-    start_at: Any, end_at: Any, *, interval: str | None = None, now: datetime | None = None
+    start_at: Any, end_at: Any, *, schedule: ExportSchedule | None = None, now: datetime | None = None
 ) -> tuple[str, str]:
     """
     The bounds of a backfill over ``[start_at, end_at)``, formatted for PostHog.
 
     :param start_at: first moment to export: a date, an aware datetime, or ISO 8601 text.
     :param end_at: the moment after the last one to export; not in the future.
-    :param interval: the export's interval, when known: ``day`` and ``week`` exports take dates
-        only (a datetime at midnight UTC is turned into its date; any other time is refused), the
+    :param schedule: the export's schedule, when known. Daily and weekly exports take dates only
+        (see :meth:`ExportSchedule.as_day`; a weekly date must fall on the export's weekday); the
         others take datetimes (a date means its midnight UTC).
     :param now: the current moment (default: the clock), for the "not in the future" check.
     :return: ``(start_at, end_at)`` as PostHog expects them.
     """
+    schedule = schedule or ExportSchedule()
     start, end = backfill_bound("start_at", start_at), backfill_bound("end_at", end_at)
-    if _as_datetime(start) >= _as_datetime(end):
+    if schedule.dates_only:
+        start = schedule.as_day("start_at", start_at, start)
+        end = schedule.as_day("end_at", end_at, end)
+    first, last = backfill_moment(start, schedule), backfill_moment(end, schedule)
+    assert first is not None and last is not None  # both were just parsed
+    if first >= last:
         raise ValueError(
             f"Invalid backfill range {start_at!r} to {end_at!r}: start_at must be before end_at."
         )
-    if _as_datetime(end) > (now or datetime.now(timezone.utc)):
+    if last > (now or datetime.now(timezone.utc)):
         raise ValueError(f"Invalid end_at {end_at!r}: it is in the future; PostHog only backfills the past.")
-    if interval in DATE_ONLY_INTERVALS:
-        bounds = []
-        for name, value, moment in (("start_at", start_at, start), ("end_at", end_at, end)):
-            if isinstance(moment, datetime):
-                if moment.time() != datetime.min.time():
-                    raise ValueError(
-                        f"Invalid {name} {value!r}: this batch export runs every {interval}, so PostHog "
-                        f"backfills whole days; give a date such as {moment.date().isoformat()!r}."
-                    )
-                moment = moment.date()
-            bounds.append(moment.isoformat())
-        return bounds[0], bounds[1]
-    return format_timestamp(_as_datetime(start)), format_timestamp(_as_datetime(end))
+    if schedule.dates_only:
+        return start.isoformat(), end.isoformat()
+    return format_timestamp(first), format_timestamp(last)

@@ -153,6 +153,23 @@ def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
     return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
 
 
+# PostHog looks runs up among those created in the last 7 days unless ``after`` reaches further,
+# by id too (``safely_get_queryset``, docs/posthog-api.md §6.9): any run is created after this.
+_ANY_RUN_AFTER = "2000-01-01T00:00:00Z"
+
+
+def run_call(batch_export_id: str, run_id: str, action: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one run of a batch export (``action`` such as ``"retry/"``), reaching runs of any age.
+
+    :param batch_export_id: the export's UUID, checked here.
+    :param run_id: the run's UUID, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    tail = f"runs/{check_uuid('run_id', run_id)}/{action}"
+    return export_call(batch_export_id, tail, params={"after": _ANY_RUN_AFTER}, **kwargs)
+
+
 def exports_list_call(*, project_id: int | str | None = None, page_size: int = 100) -> ApiCall:
     """
     The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum).

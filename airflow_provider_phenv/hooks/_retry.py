@@ -127,6 +127,24 @@ def is_backfill_slot_busy(error: BaseException) -> bool:
     return isinstance(error, PostHogRateLimitError) and error.code == TOO_MANY_BACKFILLS
 
 
+#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
+#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
+BACKFILL_ROW_GRACE = 300.0
+
+
+def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
+    """
+    Keyword arguments for ``tenacity.Retrying``: ask again, soon then every 5 s, while ``retry``
+    says a new backfill is not visible yet, for at most ``timeout`` seconds (one try for 0).
+    """
+    return {
+        "retry": retry,
+        "stop": stop_after_delay(timeout),
+        "wait": wait_exponential(multiplier=0.5, max=5.0),
+        "reraise": True,
+    }
+
+
 def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | Any) -> dict[str, Any]:
     """
     Keyword arguments for ``tenacity.Retrying``: try again every ``interval`` seconds while PostHog

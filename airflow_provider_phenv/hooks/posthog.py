@@ -35,6 +35,7 @@ from airflow_provider_phenv.hooks._calls import (
     dashboard_call,
     export_call,
     exports_list_call,
+    run_call,
     runs_call,
 )
 from airflow_provider_phenv.hooks._connection_test import check_connection
@@ -516,8 +517,7 @@ class PostHogAsyncHook(AsyncClient):
         self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
         """Async :meth:`PostHogHook.get_batch_export_run`."""
-        tail = f"runs/{check_uuid('run_id', run_id)}/"
-        return await self._call(export_call(batch_export_id, tail, project_id=project_id))
+        return await self._call(run_call(batch_export_id, run_id, project_id=project_id))
 
     async def list_batch_export_runs(
         self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]

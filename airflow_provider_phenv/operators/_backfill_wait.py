@@ -12,7 +12,7 @@ mode the trigger reports the deadline and the resuming task cancels (a trigger n
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout
@@ -20,7 +20,7 @@ from airflow.providers.common.compat.sdk import AirflowTaskTimeout
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.run_reports import report_runs
 from airflow_provider_phenv.run_watch import RunsOutcome, RunsWait
-from airflow_provider_phenv.validation import check_bool, check_uuid
+from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp
 from airflow_provider_phenv.waits import (
     ERROR,
     FAILED,
@@ -96,7 +96,12 @@ class BackfillWait:
         self, context: Context, export_id: str, backfill_id: str, project_id: str | None
     ) -> Any:
         """Wait in the worker, or defer after one poll, until the backfill ends; then judge it."""
-        wait = RunsWait(export_id, backfill_id=backfill_id)
+        wait = RunsWait(
+            export_id,
+            backfill_id=backfill_id,
+            started_at=datetime.now(timezone.utc),
+            row_grace=self.hook.backfill_row_grace,
+        )
         deadline = None if self.wait_timeout is None else time.time() + self.wait_timeout
         self._waiting_on = (export_id, backfill_id, project_id)
         try:
@@ -106,7 +111,7 @@ class BackfillWait:
                 if deadline is not None and time.time() >= deadline:
                     self._time_out(export_id, backfill_id, project_id)
                 if self.deferrable:
-                    self._defer(export_id, backfill_id, project_id, deadline)
+                    self._defer(wait, project_id, deadline)
                 pause = (
                     self.poll_interval
                     if deadline is None
@@ -120,19 +125,21 @@ class BackfillWait:
         self._waiting_on = None
         return self._conclude(context, outcome, project_id)
 
-    def _defer(
-        self, export_id: str, backfill_id: str, project_id: str | None, deadline: float | None
-    ) -> None:
+    def _defer(self, wait: RunsWait, project_id: str | None, deadline: float | None) -> None:
         # Imported here: Airflow's trigger machinery is only needed by a task that defers.
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
         self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
+        export_id, backfill_id = wait.batch_export_id, wait.backfill_id
+        assert wait.started_at is not None and backfill_id is not None
         trigger = PostHogBatchExportRunTrigger(
             batch_export_id=export_id,
             backfill_id=backfill_id,
             posthog_conn_id=self.posthog_conn_id,
             project_id=project_id,
             poll_interval=self.poll_interval,
+            started_at=format_timestamp(wait.started_at),
+            row_grace=wait.row_grace,
             end_time=deadline,
             first_poll_at=time.time() + self.poll_interval,  # this task has just polled
             hook_params=self.hook_params,

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_phenv.errors import PostHogError, PostHogWriteOutcomeUnknownError
+from airflow_provider_phenv.errors import (
+    PostHogBackfillNotVisibleError,
+    PostHogError,
+    PostHogWriteOutcomeUnknownError,
+)
 from airflow_provider_phenv.field_checks import extend, optional
+from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
 from airflow_provider_phenv.operators._backfill_wait import BackfillWait
@@ -19,12 +24,11 @@ from airflow_provider_phenv.run_watch import (
     ACTIVE_STATUSES,
     FAILED_RUN_STATUSES,
     backfill_value,
-    find_backfill,
 )
 from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (
-    DATE_ONLY_INTERVALS,
     TESTABLE_DESTINATION_TYPES,
+    ExportSchedule,
     backfill_bound,
     check_backfill_range,
     check_bool,
@@ -187,6 +191,14 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
                 return earlier.get("backfill_id")
             self.log.info("Batch export %s is not paused: PostHog starts no backfill.", export_id)
             return None
+        if not export.get("last_paused_at"):
+            # PostHog backfills from last_paused_at; without one it backfills all the data there is.
+            raise ValueError(
+                f"Batch export {export_id} is paused but has no last_paused_at (it was created paused, "
+                "not paused through PostHog's pause endpoint): PostHog would backfill it from the "
+                "beginning of its data. Unpause it with backfill=False and backfill the range you "
+                "need with PostHogBackfillBatchExportOperator."
+            )
         self.log.info("Unpausing PostHog batch export %s with a backfill of the pause.", export_id)
         answer_lost = False
         try:
@@ -200,17 +212,25 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
                 self.log.warning(
                     "PostHog's answer was lost, but the export is unpaused: not sending it again."
                 )
-        backfill = find_backfill(
-            self.hook.list_batch_export_backfills(export_id, project_id=project_id), None, unpaused_at
+        # PostHog's answer carries no backfill id, and the backfill's row comes a moment later.
+        self.log.info("Looking for the backfill PostHog started (it shows once its workflow runs).")
+        backfill = self.hook.find_batch_export_backfill(
+            export_id, since=unpaused_at, wait=self.hook.backfill_row_grace, project_id=project_id
         )
         if backfill is None and answer_lost:
             # PostHog saves the unpause before it starts the backfill: a failure in between leaves
             # the pause without a backfill, which only this task can still start.
             backfill = self._backfill_the_pause(export, unpaused_at, project_id)
+        elif backfill is None:
+            message = (
+                f"PostHog unpaused batch export {export_id} with a backfill, but no backfill of it "
+                f"appeared within {self.hook.backfill_row_grace:.0f} s."
+            )
+            if self.wait_for_backfill_completion:
+                raise PostHogBackfillNotVisibleError(message)
+            self.log.warning("%s", message)
         backfill_id = None if backfill is None else str(backfill["id"])
-        if backfill is None:
-            self.log.warning("PostHog started no backfill for batch export %s.", export_id)
-        else:
+        if backfill is not None:
             self.log.info(
                 "PostHog started backfill %s of batch export %s for %s - %s.",
                 backfill_id,
@@ -227,22 +247,20 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
         self, export: dict[str, Any], unpaused_at: datetime, project_id: str | None
     ) -> dict[str, Any] | None:
         """Start the backfill of ``[last_paused_at, unpaused_at)`` that PostHog did not start."""
-        export_id, interval = str(export["id"]), export.get("interval")
-        if not export.get("last_paused_at"):
-            self.log.warning("Batch export %s has no last_paused_at: nothing to backfill.", export_id)
-            return None
+        export_id, schedule = str(export["id"]), ExportSchedule.of(export)
         paused_at = parse_timestamp("last_paused_at", export["last_paused_at"])
-        # Daily and weekly exports backfill whole days: the days the pause began and ended on.
-        whole_days = interval in DATE_ONLY_INTERVALS
-        start = paused_at.date() if whole_days else paused_at
-        end = unpaused_at.date() if whole_days else unpaused_at
+        start: date | datetime = paused_at
+        end: date | datetime = unpaused_at
+        if schedule.dates_only:
+            # Daily and weekly exports backfill whole periods: from the one the pause began in.
+            start, end = schedule.day_at_or_before(paused_at), schedule.day_at_or_before(unpaused_at)
         if start >= end:
             self.log.info("The pause of batch export %s was too short to backfill.", export_id)
             return None
-        bounds = check_backfill_range(start, end, interval=interval)
+        bounds = check_backfill_range(start, end, schedule=schedule)
         self.log.warning("Starting the backfill of the pause PostHog did not start: %s - %s.", *bounds)
         created = self.hook.create_batch_export_backfill(
-            export_id, start_at=bounds[0], end_at=bounds[1], project_id=project_id
+            export_id, start_at=bounds[0], end_at=bounds[1], project_id=project_id, export=export
         )
         return {"id": created["backfill_id"], "start_at": bounds[0], "end_at": bounds[1]}
 
@@ -316,14 +334,13 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
         values = self.checked_fields()
         export_id, project_id = self._link_export(values), values["project_id"]
         export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
-        start, end = check_backfill_range(
-            values["start_at"], values["end_at"], interval=export.get("interval")
-        )
-        backfill_id = self._earlier_backfill(context, export_id, (start, end), project_id)
+        schedule = ExportSchedule.of(export)
+        start, end = check_backfill_range(values["start_at"], values["end_at"], schedule=schedule)
+        backfill_id = self._earlier_backfill(context, export_id, (start, end), schedule, project_id)
         if backfill_id is None:
             self.log.info("Backfilling batch export %s over %s - %s.", export_id, start, end)
             created = self.hook.create_batch_export_backfill(
-                export_id, start_at=start, end_at=end, project_id=project_id
+                export_id, start_at=start, end_at=end, project_id=project_id, export=export
             )
             backfill_id = check_uuid("backfill_id", created.get("backfill_id"))
             write_state(
@@ -336,18 +353,28 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
         self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         if self.wait_for_completion:
             return self.wait_for_backfill(context, export_id, backfill_id, project_id)
-        backfill = self.hook.get_batch_export_backfill(export_id, backfill_id, project_id=project_id)
+        # PostHog writes the backfill's row a moment after accepting it.
+        backfill = self.hook.get_batch_export_backfill(
+            export_id, backfill_id, project_id=project_id, row_timeout=self.hook.backfill_row_grace
+        )
         return backfill_value(export_id, backfill, [])
 
     def _earlier_backfill(
-        self, context: Context, export_id: str, bounds: tuple[str, str], project_id: str | None
+        self,
+        context: Context,
+        export_id: str,
+        bounds: tuple[str, str],
+        schedule: ExportSchedule,
+        project_id: str | None,
     ) -> str | None:
         """The backfill an earlier try of this task started over ``bounds``, if it is worth attaching to."""
         saved = read_state(context, _BACKFILL_KEY, self.log)
         if saved is not None:
             if saved.get("batch_export_id") != export_id or tuple(saved.get("range") or ()) != bounds:
                 return None
-            backfill = self.hook.get_batch_export_backfill(export_id, saved["id"], project_id=project_id)
+            backfill = self.hook.get_batch_export_backfill(
+                export_id, saved["id"], project_id=project_id, row_timeout=self.hook.backfill_row_grace
+            )
             if backfill.get("status") in FAILED_RUN_STATUSES:
                 self.log.info(
                     "An earlier try's backfill %s ended %s: starting a new one.",
@@ -363,7 +390,7 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
             backfill
             for backfill in self.hook.list_batch_export_backfills(export_id, project_id=project_id)
             if backfill.get("status") in ACTIVE_STATUSES
-            and find_backfill([backfill], bounds, None) is not None
+            and find_backfill([backfill], bounds, None, schedule=schedule) is not None
         ]
         if not running:
             return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - Airflow 3.1
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
+from airflow_provider_phenv.validation import parse_timestamp
 from airflow_provider_phenv.waits import (
     ERROR,
     TIMEOUT,
@@ -120,6 +121,16 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
         """The task's result for a ``success`` event, or its error for a ``failed`` one."""
         raise NotImplementedError
+
+    def task_started_at(self, context: Context) -> datetime:
+        """When this task first started: its first reschedule in reschedule mode, else its start."""
+        ti = context.get("ti")
+        started = None
+        if ti is not None:
+            if self.reschedule and hasattr(ti, "get_first_reschedule_date"):
+                started = ti.get_first_reschedule_date(context)
+            started = started or getattr(ti, "start_date", None)
+        return parse_timestamp("start_date", started) if started else datetime.now(timezone.utc)
 
     # -- inputs and hook -------------------------------------------------------------------------
 

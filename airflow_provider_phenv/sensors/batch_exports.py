@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import PokeReturnValue
@@ -150,13 +150,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
 
     def _default_since(self, context: Context) -> datetime:
         """When this task first started (used when no ``since`` is given and none was saved)."""
-        ti = context.get("ti")
-        started = None
-        if ti is not None:
-            if self.reschedule and hasattr(ti, "get_first_reschedule_date"):
-                started = ti.get_first_reschedule_date(context)
-            started = started or getattr(ti, "start_date", None)
-        return parse_timestamp("since", started) if started else datetime.now(timezone.utc)
+        return self.task_started_at(context)
 
     # -- one poll in the worker ------------------------------------------------------------------
 
@@ -292,7 +286,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
         self._outcome: RunsOutcome | None = None
         self._progress = ""
 
-    def _runs_wait(self) -> RunsWait:
+    def _runs_wait(self, context: Context) -> RunsWait:
         """The range to wait for; the default ``since`` costs one read of the export's interval."""
         if self._wait is None:
             export_id, until, since = (
@@ -312,13 +306,15 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
                     export.get("interval"),
                     since,
                 )
-            self._wait = RunsWait(export_id, since=since, until=until)
+            # A pause of the export after the task started fails the wait (see RunsWait).
+            started = self.task_started_at(context)
+            self._wait = RunsWait(export_id, since=since, until=until, started_at=started)
         return self._wait
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:
             self.begin()
-        return self._conclude(context, self._runs_wait().poll(self.hook, self.inputs["project_id"]))
+        return self._conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
 
     def _conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
         """Turn an outcome into the sensor's result: same XCom and same error text in every mode."""
@@ -337,12 +333,13 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
-        wait = self._runs_wait()
-        assert wait.since is not None and wait.until is not None
+        wait = self._runs_wait(context)
+        assert wait.since is not None and wait.until is not None and wait.started_at is not None
         return PostHogBatchExportRunTrigger(
             batch_export_id=wait.batch_export_id,
             since=format_timestamp(wait.since),
             until=format_timestamp(wait.until),
+            started_at=format_timestamp(wait.started_at),
             **poll,
         )
 

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_phenv.errors import PostHogError
+from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
 from airflow_provider_phenv.run_watch import runs_wait
@@ -138,6 +139,9 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param backfill_id: wait for this backfill to end.
     :param since: wait until ``[since, until)`` is exported (ISO 8601).
     :param until: see ``since``.
+    :param started_at: when the wait began (ISO 8601): see
+        :class:`~airflow_provider_phenv.run_watch.RunsWait`.
+    :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
     :param kwargs: the polling options of :class:`~airflow_provider_phenv.triggers.base.PostHogPollTrigger`.
     """
 
@@ -148,10 +152,19 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         backfill_id: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        started_at: str | None = None,
+        row_grace: float = BACKFILL_ROW_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.wait = runs_wait(batch_export_id, backfill_id=backfill_id, since=since, until=until)
+        self.wait = runs_wait(
+            batch_export_id,
+            backfill_id=backfill_id,
+            since=since,
+            until=until,
+            started_at=started_at,
+            row_grace=row_grace,
+        )
         self._progress = ""
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -163,6 +176,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
                 "backfill_id": wait.backfill_id,
                 "since": None if wait.since is None else format_timestamp(wait.since),
                 "until": None if wait.until is None else format_timestamp(wait.until),
+                "started_at": None if wait.started_at is None else format_timestamp(wait.started_at),
+                "row_grace": wait.row_grace,
                 **self.common_kwargs(),
             },
         )

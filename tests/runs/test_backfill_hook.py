@@ -51,9 +51,12 @@ def test_a_lost_answer_to_a_backfill_create_is_looked_up_not_sent_again(hook, em
 
 def test_a_lost_answer_with_nothing_made_raises_rather_than_guessing(hook, emulator):
     emulator.faults.add("drop", method="POST", path="/backfills/")  # closed before PostHog handled it
+    hook.backfill_row_grace = 1.0  # a backfill PostHog made may show this late
     with pytest.raises(PostHogWriteOutcomeUnknownError, match="not sent again"):
         hook.create_batch_export_backfill(HOURLY, start_at=hours_ago(8), end_at=hours_ago(6))
     assert len([r for r in api_requests(emulator) if r.method == "POST"]) == 1
+    # It looked for the backfill for the whole grace before giving up, not once.
+    assert len([r for r in api_requests(emulator) if r.path.endswith("/backfills/")]) > 2
 
 
 def test_retry_and_cancel_a_run(hook, emulator):

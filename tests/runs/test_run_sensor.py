@@ -77,18 +77,29 @@ def test_since_defaults_to_one_export_interval_before_until(quick_runs):
     assert [(run["data_interval_start"][:13], run["data_interval_end"][:13]) for run in result["runs"]] == [
         (hours_ago(2).isoformat()[:13], hours_ago(1).isoformat()[:13])
     ]
-    # One read of the export for its interval, then one small request per poll.
-    assert [record.path.rsplit("/", 2)[-2] for record in api_requests(quick_runs)] == [HOURLY, "runs"]
-    assert api_requests(quick_runs)[1].response_bytes < 2048
+    # One read of the export for its interval, then one request per poll: the export again, whose
+    # newest runs answer it (and whose paused flag says whether more runs can come).
+    assert [record.path.rsplit("/", 2)[-2] for record in api_requests(quick_runs)] == [HOURLY, HOURLY]
 
 
-def test_a_poll_with_nothing_new_is_one_small_request(quick_runs):
+def test_a_poll_with_nothing_new_is_one_request(quick_runs):
     sensor = run_sensor("poke", since=hours_ago(9), until=hours_ago(8))
     sensor.begin()
     assert sensor.poke(make_context(FakeTI(utcnow()))) is False
     (poll,) = api_requests(quick_runs)
-    assert poll.response_bytes < 2048
-    assert poll.query["after"][0] < hours_ago(9).isoformat()
+    assert poll.path.endswith(f"/batch_exports/{HOURLY}/")
+
+
+def test_a_poll_reads_the_runs_list_only_when_the_newest_runs_may_miss_some(quick_runs):
+    for hour in range(30, 18, -1):  # twelve runs created after since: more than an export shows
+        quick_runs.state.start_run(HOURLY, hours_ago(hour), hours_ago(hour - 1))
+    sensor = run_sensor("poke", since=hours_ago(30), until=hours_ago(18))
+    sensor.begin()
+    assert sensor.poke(make_context(FakeTI(utcnow()))) is False
+    export, runs = api_requests(quick_runs)
+    assert export.path.endswith(f"/batch_exports/{HOURLY}/")
+    assert runs.path.endswith("/runs/")
+    assert runs.query["after"][0] < hours_ago(30).isoformat()
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,14 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_phenv.run_watch import find_backfill, judge_backfill, judge_interval, runs_wait
-from airflow_provider_phenv.validation import check_backfill_range, format_timestamp
+from airflow_provider_phenv.hooks._runs import find_backfill
+from airflow_provider_phenv.run_watch import judge_backfill, judge_interval
+from airflow_provider_phenv.validation import (
+    ExportSchedule,
+    backfill_moment,
+    check_backfill_range,
+    format_timestamp,
+)
 from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
 EXPORT = "01900000-0000-7000-8000-0000000000e1"
@@ -85,8 +91,18 @@ def test_runs_of_other_backfills_do_not_count():
 def test_a_failed_or_cancelled_backfill_fails_and_counts_runs_without_progress(status):
     outcome = judge_backfill(EXPORT, backfill(status, progress=False), [run(0), run(1, "Cancelled")])
     assert outcome.status == FAILED
-    assert outcome.value["total_runs"] == 2 and outcome.value["finished_runs"] == 2
+    # PostHog's finished_runs counts Completed and Failed runs only (get_progress): so do we.
+    assert outcome.value["total_runs"] == 2 and outcome.value["finished_runs"] == 1
     assert f"ended {status}" in outcome.message
+
+
+@pytest.mark.parametrize("progress", [None, {"total_runs": None, "finished_runs": None, "progress": None}])
+def test_a_backfill_without_counts_never_reports_none_of_none(progress):
+    """PostHog's progress is null while it does not know the planned run count (get_progress)."""
+    outcome = judge_backfill(EXPORT, {**backfill("Starting"), "progress": progress}, [])
+    assert outcome.status == WAITING
+    assert "None" not in outcome.message
+    assert "Starting, run count not known yet" in outcome.message
 
 
 def test_an_interval_covered_by_completed_runs_is_exported():
@@ -126,41 +142,70 @@ def test_find_backfill_matches_bounds_and_creation_time():
     assert find_backfill([older, made], None, None)["id"] == "b1"
 
 
+DAILY = ExportSchedule(interval="day")
+BERLIN = ExportSchedule(interval="day", timezone="Europe/Berlin", offset_hour=2)
+MONDAYS = ExportSchedule(interval="week", timezone="America/New_York", offset_day=1, offset_hour=6)
+
+
 def test_backfill_range_takes_dates_for_daily_exports_and_datetimes_otherwise():
     now = T0 + timedelta(days=10)
-    assert check_backfill_range("2026-01-31", date(2026, 2, 2), interval="day", now=now) == (
+    assert check_backfill_range("2026-01-31", date(2026, 2, 2), schedule=DAILY, now=now) == (
         "2026-01-31",
         "2026-02-02",
     )
-    assert check_backfill_range(T0, T0 + timedelta(days=1), interval="week", now=now) == (
+    # Airflow's data_interval_start of a daily DAG is midnight UTC: it means that day.
+    assert check_backfill_range(T0, T0 + timedelta(days=1), schedule=BERLIN, now=now) == (
         "2026-01-31",
         "2026-02-01",
     )
-    assert check_backfill_range("2026-01-31", T0 + timedelta(hours=3), interval="hour", now=now) == (
+    # So does the export's own day start (02:00 in Berlin).
+    berlin_start = datetime(2026, 1, 31, 1, tzinfo=timezone.utc)
+    assert check_backfill_range(berlin_start, "2026-02-01", schedule=BERLIN, now=now) == (
+        "2026-01-31",
+        "2026-02-01",
+    )
+    assert check_backfill_range("2026-01-31", T0 + timedelta(hours=3), now=now) == (
         "2026-01-31T00:00:00.000000Z",
         "2026-01-31T03:00:00.000000Z",
     )
 
 
+def test_weekly_backfill_dates_must_fall_on_the_exports_weekday():
+    now = T0 + timedelta(days=30)
+    assert check_backfill_range("2026-02-02", "2026-02-09", schedule=MONDAYS, now=now) == (
+        "2026-02-02",
+        "2026-02-09",
+    )
+    with pytest.raises(ValueError, match=r"2026-01-31 is a Saturday.*weekly on Monday at 06:00 America"):
+        check_backfill_range("2026-01-31", "2026-02-09", schedule=MONDAYS, now=now)
+
+
+def test_a_date_bound_is_read_as_posthog_reads_it():
+    """validate_date_input: the date at offset_hour in the export's timezone."""
+    assert backfill_moment("2026-01-31", BERLIN) == datetime(2026, 1, 31, 1, tzinfo=timezone.utc)
+    assert backfill_moment("2026-02-02", MONDAYS) == datetime(2026, 2, 2, 11, tzinfo=timezone.utc)
+    assert backfill_moment("2026-01-31") == T0
+    assert BERLIN.day_at_or_before(datetime(2026, 1, 31, 0, 30, tzinfo=timezone.utc)) == date(2026, 1, 30)
+    assert MONDAYS.day_at_or_before(datetime(2026, 2, 4, tzinfo=timezone.utc)) == date(2026, 2, 2)
+
+
+def test_find_backfill_matches_date_bounds_as_posthog_stored_them():
+    stored = {"id": "b1", "start_at": "2026-01-31T02:00:00+01:00", "end_at": "2026-02-01T02:00:00+01:00"}
+    assert find_backfill([stored], ("2026-01-31", "2026-02-01"), None, schedule=BERLIN) == stored
+    assert find_backfill([stored], ("2026-01-31", "2026-02-01"), None) is None
+
+
 @pytest.mark.parametrize(
-    ("start", "end", "interval", "message"),
+    ("start", "end", "schedule", "message"),
     [
         (T0 + timedelta(hours=1), T0, None, "start_at must be before end_at"),
         (T0, T0 + timedelta(days=30), None, "in the future"),
         ("2026-01-31T00:00:00", T0 + timedelta(hours=1), None, "with a timezone"),
-        (T0 + timedelta(hours=6), T0 + timedelta(days=1), "day", "give a date such as '2026-01-31'"),
+        (T0 + timedelta(hours=6), T0 + timedelta(days=1), DAILY, "give a date such as '2026-01-31'"),
+        (T0 + timedelta(hours=6), T0 + timedelta(days=1), BERLIN, "every day at 02:00 Europe/Berlin"),
         ("last tuesday", T0, None, "Invalid start_at 'last tuesday'"),
     ],
 )
-def test_bad_backfill_ranges_name_the_value(start, end, interval, message):
+def test_bad_backfill_ranges_name_the_value(start, end, schedule, message):
     with pytest.raises(ValueError, match=message):
-        check_backfill_range(start, end, interval=interval, now=T0 + timedelta(days=10))
-
-
-def test_a_runs_wait_needs_a_backfill_or_a_range():
-    with pytest.raises(ValueError, match="give backfill_id, or both since and until"):
-        runs_wait(EXPORT)
-    with pytest.raises(ValueError, match="Invalid until"):
-        runs_wait(EXPORT, since=hour(0), until="2026-01-31T01:00:00")
-    with pytest.raises(ValueError, match="must be before until"):
-        runs_wait(EXPORT, since=hour(2), until=hour(1))
+        check_backfill_range(start, end, schedule=schedule, now=T0 + timedelta(days=10))
