@@ -1,4 +1,4 @@
-"""Apache Airflow provider for PostHog's environments API."""
+"""Apache Airflow provider for PostHog's project (environments) API."""
 
 from __future__ import annotations
 

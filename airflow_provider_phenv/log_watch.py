@@ -217,7 +217,8 @@ class LogWatch:
         :param level: levels an entry must have to match (one, a comma list, or a list).
         :param message_pattern: regular expression searched in the message to match.
         :param search: case-insensitive substring the message must contain to match.
-        :param instance_id: only entries of this run count, for matches and failures.
+        :param instance_id: only entries of this Temporal workflow run count (not a run id from
+            ``runs/``), for matches and failures.
         :param failure_pattern: regular expression; a message containing it fails the task.
         :param fail_on_levels: levels that fail the task; empty to fail on none.
         :param settle: seconds an entry may show up after newer ones and still be judged.

@@ -223,6 +223,13 @@ class PostHogHookBase(BaseHook):
             return "This PostHog build does not accept personal API keys on this endpoint; upgrade PostHog."
         if status == 403 and "scope" in detail:
             return "Add that scope to the personal API key in PostHog (Settings > Personal API keys)."
+        if status == 403 and "restriction" in detail:
+            # PostHog's DashboardSerializer.update: only the owner and project admins (docs §7.2).
+            return (
+                "Only the dashboard's creator and project admins may change its restriction_level: use "
+                f"a personal API key of one of them in connection {settings.conn_id!r}, or leave "
+                "restriction_level unchanged."
+            )
         if status == 403 and "project" in detail:
             return (
                 f"Check project_id {call.project_id} and that the key of connection "

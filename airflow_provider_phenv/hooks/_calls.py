@@ -97,7 +97,8 @@ class ListPager:
     to a page already read, or more than ``max_pages`` pages.
 
     Use it as: ``while pager.call is not None: results = pager.take(send(pager.call))``; each page
-    is checked to be ``{"results": [objects], "next": ...}`` by the call's ``expect``.
+    is checked to be ``{"results": [objects], "next": ...}``; a call that names its own ``expect``
+    has each result checked by it.
 
     :param call: the first page's request.
     :param max_pages: most pages read.
@@ -105,7 +106,7 @@ class ListPager:
     """
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
-        self.call: ApiCall | None = replace(call, expect=page())
+        self.call: ApiCall | None = replace(call, expect=page(None if call.expect is OBJECT else call.expect))
         self.max_pages = max_pages
         self.pages = 0
         self._url_of = url_of

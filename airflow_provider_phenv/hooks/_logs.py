@@ -46,7 +46,8 @@ class LogFilters(TypedDict, total=False):
     :param before: only entries strictly before this moment.
     :param level: one level (``ERROR``), a comma list, or several (``["ERROR", "WARNING"]``).
     :param search: case-insensitive substring of the message.
-    :param instance_id: only entries of this run.
+    :param instance_id: only entries of this Temporal workflow run (PostHog's ``instance_id``; not
+        a run id from ``runs/``, docs/posthog-api.md §6.3).
     """
 
     after: datetime | str | None

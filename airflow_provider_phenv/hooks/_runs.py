@@ -139,7 +139,13 @@ class RunsAndBackfills(SyncClient):
         row_timeout = self.backfill_row_grace if row_timeout is None else row_timeout
         requested_at = datetime.now(timezone.utc)
         call = run_call(
-            batch_export_id, run_id, "retry/", method="POST", repeatable=False, project_id=project_id
+            batch_export_id,
+            run_id,
+            "retry/",
+            method="POST",
+            repeatable=False,
+            project_id=project_id,
+            expect=shapes.BACKFILL_STARTED,
         )
         run = None
         try:
@@ -220,6 +226,7 @@ class RunsAndBackfills(SyncClient):
             body={"start_at": start, "end_at": end},
             repeatable=False,
             project_id=project_id,
+            expect=shapes.BACKFILL_STARTED,
         )
         requested_at = datetime.now(timezone.utc)
         for attempt in Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log)):
@@ -249,9 +256,8 @@ class RunsAndBackfills(SyncClient):
         :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
             just accepted (its row comes a moment after the 201).
         """
-        call = export_call(
-            batch_export_id, f"backfills/{check_uuid('backfill_id', backfill_id)}/", project_id=project_id
-        )
+        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
+        call = export_call(batch_export_id, tail, project_id=project_id, expect=shapes.BACKFILL)
         for attempt in Retrying(
             **row_wait_kwargs(row_timeout, retry_if_exception_type(PostHogNotFoundError))
         ):
@@ -268,7 +274,8 @@ class RunsAndBackfills(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        return list(self._paginate(export_call(batch_export_id, "backfills/", project_id=project_id)))
+        call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=shapes.BACKFILL)
+        return list(self._paginate(call))
 
     def find_batch_export_backfill(
         self,

@@ -134,5 +134,7 @@ def _test_steps(value: Any) -> str | None:
 TEST_STEPS: Shape = _test_steps
 TEST_STEP_RESULT = json_object(result=(dict, None))
 DASHBOARD = json_object(id=(..., int))
+BACKFILL = json_object(id=(..., str))
+BACKFILL_STARTED = json_object(backfill_id=(..., str))
 COLLABORATORS = list_of_objects(json_object(user=(dict, None)))
 COLLABORATOR = json_object(user=(..., dict))

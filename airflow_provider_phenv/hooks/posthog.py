@@ -1,5 +1,6 @@
 """
-Hooks for PostHog's environments API: the only place that knows URLs, auth, retries and paging.
+Hooks for PostHog's project API (``/api/projects/``; ``/api/environments/`` is deprecated): the only
+place that knows URLs, auth, retries and paging.
 
 :class:`PostHogHook` is the synchronous hook used by operators and poke/reschedule sensors.
 :class:`PostHogAsyncHook` serves triggers: the same requests, errors and retry policy over an
@@ -85,7 +86,8 @@ __all__ = [
 
 class PostHogHook(RunsAndBackfills):
     """
-    Talks to PostHog's environments API over one keep-alive HTTP session.
+    Talks to PostHog's project API (``api_prefix``: ``projects`` by default) over one keep-alive
+    HTTP session.
 
     Every method validates its arguments before sending anything and returns parsed JSON. Failed
     requests raise :class:`~airflow_provider_phenv.errors.PostHogAPIError` (or a subclass);
@@ -294,7 +296,8 @@ class PostHogHook(RunsAndBackfills):
         """
         Return every dashboard of the project (pinned first, then by name), across all pages.
 
-        :param search: PostHog's dashboard search (name and description).
+        :param search: sent as ``search``; today's PostHog has no such filter on this list and
+            returns every dashboard (docs/posthog-api.md §7.1): match names on the result.
         :param project_id: project/environment id; default from the connection.
         :param page_size: dashboards per request.
         :param filters: other PostHog list filters, e.g. ``tags`` or ``creation_mode``.
@@ -302,7 +305,13 @@ class PostHogHook(RunsAndBackfills):
         params: dict[str, Any] = {"limit": check_positive_int("page_size", page_size), **filters}
         if search is not None:
             params["search"] = check_non_empty_str("search", search, max_length=200)
-        call = ApiCall(path="dashboards/", params=params, resource="dashboards", project_id=project_id)
+        call = ApiCall(
+            path="dashboards/",
+            params=params,
+            resource="dashboards",
+            project_id=project_id,
+            expect=shapes.DASHBOARD,
+        )
         return list(self._paginate(call))
 
     def get_dashboard(
@@ -314,7 +323,7 @@ class PostHogHook(RunsAndBackfills):
         :param dashboard_id: the dashboard's integer id.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(dashboard_call(dashboard_id, project_id=project_id))
+        return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=shapes.DASHBOARD))
 
     def create_dashboard(
         self,
@@ -384,7 +393,10 @@ class PostHogHook(RunsAndBackfills):
         body = dashboard_payload(name=name if name is not None else "-", **fields)
         if name is None:
             del body["name"]
-        return self._call(dashboard_call(dashboard_id, method="PATCH", body=body, project_id=project_id))
+        call = dashboard_call(
+            dashboard_id, method="PATCH", body=body, project_id=project_id, expect=shapes.DASHBOARD
+        )
+        return self._call(call)
 
     def list_dashboard_collaborators(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
@@ -530,6 +542,8 @@ class PostHogAsyncHook(AsyncClient):
     async def get_batch_export_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.get_batch_export_backfill`."""
+        """Async :meth:`PostHogHook.get_batch_export_backfill` (one try: a wait polls again)."""
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
-        return await self._call(export_call(batch_export_id, tail, project_id=project_id))
+        return await self._call(
+            export_call(batch_export_id, tail, project_id=project_id, expect=shapes.BACKFILL)
+        )

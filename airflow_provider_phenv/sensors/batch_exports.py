@@ -61,7 +61,8 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     :param message_pattern: regular expression searched (``re.search``) in the message. (templated)
     :param search: case-insensitive substring the message must contain; sent to PostHog to shrink
         answers (unless it could hide a failing entry). (templated)
-    :param instance_id: only entries of this run count, for matching and failing. (templated)
+    :param instance_id: only entries of this Temporal workflow run count, for matching and failing;
+        PostHog's ``instance_id``, not a run id from ``runs/`` (docs/posthog-api.md §6.3). (templated)
     :param since: only entries strictly after this moment count (datetime or ISO 8601). Default:
         when the task first started, kept across reschedules, deferral and (Airflow >= 3.3) retries.
         (templated)
