@@ -547,3 +547,10 @@ class PostHogAsyncHook(AsyncClient):
         return await self._call(
             export_call(batch_export_id, tail, project_id=project_id, expect=shapes.BACKFILL)
         )
+
+    async def cancel_batch_export_backfill(
+        self, batch_export_id: str, backfill_id: str, *, project_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """Async :meth:`PostHogHook.cancel_batch_export_backfill`."""
+        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
+        return await self._call(export_call(batch_export_id, tail, method="POST", project_id=project_id))

@@ -140,6 +140,7 @@ class BackfillWait:
             poll_interval=self.poll_interval,
             started_at=format_timestamp(wait.started_at),
             row_grace=wait.row_grace,
+            cancel_on_kill=self.cancel_on_kill,
             end_time=deadline,
             first_poll_at=time.time() + self.poll_interval,  # this task has just polled
             hook_params=self.hook_params,

@@ -142,6 +142,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param started_at: when the wait began (ISO 8601): see
         :class:`~airflow_provider_phenv.run_watch.RunsWait`.
     :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
+    :param cancel_on_kill: cancel the backfill when a user marks the deferred task failed or
+        success, or clears it (Airflow >= 3.3 calls :meth:`on_kill` then, and only then).
     :param kwargs: the polling options of :class:`~airflow_provider_phenv.triggers.base.PostHogPollTrigger`.
     """
 
@@ -154,9 +156,11 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         until: str | None = None,
         started_at: str | None = None,
         row_grace: float = BACKFILL_ROW_GRACE,
+        cancel_on_kill: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
         self.wait = runs_wait(
             batch_export_id,
             backfill_id=backfill_id,
@@ -178,6 +182,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
                 "until": None if wait.until is None else format_timestamp(wait.until),
                 "started_at": None if wait.started_at is None else format_timestamp(wait.started_at),
                 "row_grace": wait.row_grace,
+                "cancel_on_kill": self.cancel_on_kill,
                 **self.common_kwargs(),
             },
         )
@@ -197,6 +202,21 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         if outcome.status == WAITING:
             return None
         return self.event(outcome.status, **outcome.to_event())
+
+    async def on_kill(self) -> None:
+        """Cancel the backfill: a user ended the deferred task (never called on a triggerer restart)."""
+        export_id, backfill_id = self.wait.batch_export_id, self.wait.backfill_id
+        if backfill_id is None or not self.cancel_on_kill:
+            return
+        self.log.warning(
+            "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
+        )
+        try:
+            async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
+                await hook.cancel_batch_export_backfill(export_id, backfill_id, project_id=self.project_id)
+        except PostHogError as error:
+            # A backfill that ended meanwhile cannot be cancelled.
+            self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
 
 
 # -- runs as asset events ------------------------------------------------------------------------
@@ -239,9 +259,12 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
       may have started more runs than that list shows reads its runs list itself, that once.
     - **Airflow 3.1 and 3.2**: each watcher polls its own runs list, and the watch starts again from
       the moment the trigger (re)starts: runs that finish while the triggerer is down do not fire.
-    - Idle cost: one GET per ``poll_interval`` (``runs/?after=`` the oldest run not finished), a
-      shared one on 3.3. Only GETs; errors are logged and the next poll tries again (an event
-      trigger never fires on an error, since every event schedules DAG runs).
+    - Idle cost: one GET per ``poll_interval`` (the export, whose ``latest_runs`` and ``paused``
+      answer most polls; ``runs/?after=`` the oldest run not finished when they may not), a shared
+      one on 3.3. A paused export (PostHog pauses one by itself after repeated failures) is said in
+      the log, and the watch goes on until it is unpaused. Only GETs; errors are logged and the
+      next poll tries again (an event trigger never fires on an error, since every event
+      schedules DAG runs).
 
     :param batch_export_id: UUID of the batch export.
     :param statuses: run statuses that fire (default ``("Completed",)``); e.g. ``("Failed",
@@ -283,6 +306,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self.shared_poll = check_bool("shared_poll", shared_poll)
         self._watch: RunEventWatch | None = None
         self._hook: PostHogAsyncHook | None = None
+        self._paused: bool | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # Only the watcher's own arguments: see the note above the class.
@@ -314,7 +338,8 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         """
         One ``GET batch_exports/`` (every page) per interval for the whole group; each item maps
-        export ids to their ``latest_runs``. Only the kwargs in the key are used.
+        export ids to the exports (their ``paused`` flag and ``latest_runs``). Only the kwargs in
+        the key are used.
         """
         interval = float(kwargs["poll_interval"])
         async with PostHogAsyncHook(kwargs["posthog_conn_id"], keepalive=interval + 30) as hook:
@@ -323,7 +348,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                     exports = await hook.list_batch_exports(
                         project_id=kwargs.get("project_id"), page_size=_EXPORTS_PAGE
                     )
-                    yield {"exports": {export["id"]: export.get("latest_runs") or [] for export in exports}}
+                    yield {"exports": {export["id"]: export for export in exports}}
                 except PostHogError as error:
                     # The hook already retried; members wait for the next poll rather than fall back
                     # to one request each against an API that is failing.
@@ -357,9 +382,15 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                         "Batch export %s: PostHog could not be read: %s", self.batch_export_id, tick["error"]
                     )
                     continue
-                latest = tick["exports"].get(self.batch_export_id) if isinstance(tick, dict) else None
                 try:
-                    fired = await self._poll(watch, latest)
+                    if isinstance(tick, dict):
+                        export = tick["exports"].get(self.batch_export_id)
+                    else:
+                        export = await self._hook_for_runs().get_batch_export(
+                            self.batch_export_id, project_id=self.project_id
+                        )
+                    self._note_pause(export)
+                    fired = await self._poll(watch, None if export is None else export.get("latest_runs"))
                 except PostHogError as error:
                     self.log.warning(
                         "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
@@ -412,10 +443,29 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
             return [*active, *latest]
         return [*active, *await self._runs(after=now - SETTLE)]
 
-    async def _runs(self, **filters: Any) -> list[dict[str, Any]]:
+    def _note_pause(self, export: dict[str, Any] | None) -> None:
+        """Say in the log when the export is paused, or unpaused again; the watch goes on either way."""
+        paused = None if export is None else bool(export.get("paused"))
+        if paused is None or paused == self._paused:
+            return
+        if paused:
+            self.log.warning(
+                "Batch export %s is paused (last_paused_at %s; PostHog pauses an export by itself after "
+                "repeated failures): no runs will come until it is unpaused. Still watching.",
+                self.batch_export_id,
+                export.get("last_paused_at") if export else None,
+            )
+        elif self._paused is not None:
+            self.log.info("Batch export %s is unpaused again.", self.batch_export_id)
+        self._paused = paused
+
+    def _hook_for_runs(self) -> PostHogAsyncHook:
         if self._hook is None:
             self._hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
-        return await self._hook.list_batch_export_runs(
+        return self._hook
+
+    async def _runs(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self._hook_for_runs().list_batch_export_runs(
             self.batch_export_id, project_id=self.project_id, **filters
         )
 

@@ -101,3 +101,24 @@ def test_an_idle_poll_is_one_small_request(quick_runs):
     assert len(polls) >= 3
     assert all(poll.path.endswith(f"/backfills/{backfill_id}/") for poll in polls)
     assert max(poll.response_bytes for poll in polls) < 2048
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_a_user_ending_the_deferred_task_cancels_its_backfill(emulator, posthog_conn, cancel_on_kill):
+    """Airflow >= 3.3 calls on_kill when a user marks the deferred task failed or success."""
+    emulator.state.set_run_outcome(HOURLY, "hang")
+    backfill_id = start_backfill()
+    trigger = make_trigger(backfill_id=backfill_id, cancel_on_kill=cancel_on_kill)
+    assert rebuild(trigger.serialize()).cancel_on_kill is cancel_on_kill
+    asyncio.run(trigger.on_kill())
+    with PostHogHook() as hook:
+        status = hook.get_batch_export_backfill(HOURLY, backfill_id, row_timeout=5)["status"]
+    assert (status == "Cancelled") is cancel_on_kill
+
+
+def test_on_kill_of_a_run_sensor_wait_writes_nothing(emulator, posthog_conn):
+    trigger = make_trigger(
+        since=hours_ago(2).isoformat(), until=hours_ago(1).isoformat(), cancel_on_kill=True
+    )
+    asyncio.run(trigger.on_kill())
+    assert api_requests(emulator) == []

@@ -347,8 +347,36 @@ def test_an_idle_trigger_sends_one_get_per_poll(emulator, posthog_conn):
     requests = api_requests(emulator)
     assert 8 <= len(requests) <= 12
     assert {request.method for request in requests} == {"GET"}
-    assert all(f"batch_exports/{EXPORT_ID}/runs/" in request.path for request in requests)
-    assert all("after" in request.query for request in requests)
+    # The export answers each idle poll: its newest runs hold every run the watch follows.
+    assert all(request.path.endswith(f"batch_exports/{EXPORT_ID}/") for request in requests)
+
+
+def test_a_paused_export_is_logged_and_watched_on_until_it_is_unpaused(emulator, posthog_conn, capfd):
+    trigger = make(poll_interval=0.05)
+
+    def set_paused(paused: bool) -> None:
+        with emulator.state.lock:
+            export = emulator.state.batch_exports[EXPORT_ID]
+            export.update(
+                paused=paused, last_paused_at=emulator.state.now() if paused else export["last_paused_at"]
+            )
+
+    async def scenario() -> list[str]:
+        async with watching(trigger) as running:
+            await started(trigger)
+            set_paused(True)
+            await asyncio.sleep(0.3)
+            set_paused(False)
+            run_id = start_run(emulator, duration=0.1)
+            await running.until(lambda: len(running.events) == 1)
+            assert running.run_ids() == [run_id]
+            return running.events
+
+    run_scenario(scenario())
+    messages = capfd.readouterr().out.splitlines()
+    paused = [message for message in messages if f"Batch export {EXPORT_ID} is paused" in message]
+    assert len(paused) == 1 and "Still watching" in paused[0]
+    assert any(f"Batch export {EXPORT_ID} is unpaused again" in message for message in messages)
 
 
 def test_errors_never_fire_and_the_watch_goes_on(emulator, posthog_conn, monkeypatch):
