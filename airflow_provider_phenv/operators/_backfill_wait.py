@@ -195,6 +195,15 @@ class BackfillWait:
         return self.backfill_result(context, value)
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
+        # PostHog leaves a backfill whose workflow was terminated Running for good (docs §6.9):
+        # then only this timeout ends the wait, and the log should say it may be why.
+        self.log.warning(
+            "Backfill %s of batch export %s is still not finished after %s s. If PostHog's workflow of "
+            "it was terminated, PostHog shows it Running for ever, and only this timeout ends the wait.",
+            backfill_id,
+            export_id,
+            self.wait_timeout,
+        )
         self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")
         raise PostHogBackfillTimeoutError(
             f"Backfill {backfill_id} of batch export {export_id} did not end within {self.wait_timeout} s; "
