@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_phenv.errors import PostHogNotFoundError
+from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
 from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE
 from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
@@ -343,8 +343,13 @@ class RunsWait:
         """A backfill PostHog answers 404 for: not written yet within the grace, else gone."""
         waited = None if self.started_at is None else time.time() - self.started_at.timestamp()
         what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
-        if waited is None or waited > self.row_grace:
+        if waited is None:
             raise error
+        if waited > self.row_grace:
+            raise PostHogBackfillNotVisibleError(
+                f"{what} is still not in PostHog {waited:.0f} s after it was started (PostHog answers "
+                f"404: {error.detail or error})."
+            ) from error
         return RunsOutcome(
             WAITING,
             {"batch_export_id": self.batch_export_id, "backfill_id": self.backfill_id, "status": None},

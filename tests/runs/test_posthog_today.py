@@ -134,7 +134,7 @@ def test_a_backfill_that_never_shows_fails_the_wait_after_the_grace(late_rows):
     late_rows.state.set_switches(backfill_row_delay=3600)
     op = backfill_op(batch_export_id=HOURLY, start_at=hours_ago(8), end_at=hours_ago(6))
     op.hook.backfill_row_grace = 0.5
-    with pytest.raises(Exception, match="404"):
+    with pytest.raises(PostHogBackfillNotVisibleError, match="is still not in PostHog"):
         op.execute(task_context())
 
 
