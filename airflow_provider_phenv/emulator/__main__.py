@@ -19,7 +19,14 @@ import threading
 from typing import Any
 
 from .store.seed import SEED
-from .store.switches import DEFAULT_LOG_DELAY, DEFAULT_MAX_CONCURRENT_BACKFILLS, OLD_BUILDS
+from .store.switches import (
+    AUTO_PAUSE_WINDOW,
+    DEFAULT_AUTO_PAUSE_THRESHOLD,
+    DEFAULT_BACKFILL_ROW_DELAY,
+    DEFAULT_LOG_DELAY,
+    DEFAULT_MAX_CONCURRENT_BACKFILLS,
+    OLD_BUILDS,
+)
 from .web.control import users_summary
 from .web.server import PostHogEmulator
 
@@ -68,6 +75,22 @@ def main(argv: list[str] | None = None) -> None:
         help=f"running backfills per team before a 429 (default {DEFAULT_MAX_CONCURRENT_BACKFILLS})",
     )
     parser.add_argument(
+        "--backfill-row-delay",
+        type=float,
+        default=DEFAULT_BACKFILL_ROW_DELAY,
+        metavar="SECONDS",
+        help="a started backfill's row (and first run) exists this much later, as PostHog's workflow "
+        f"creates it (default {DEFAULT_BACKFILL_ROW_DELAY:g}; 0 for at once)",
+    )
+    parser.add_argument(
+        "--auto-pause-threshold",
+        type=int,
+        default=DEFAULT_AUTO_PAUSE_THRESHOLD,
+        metavar="RUNS",
+        help=f"Failed runs among an export's last {AUTO_PAUSE_WINDOW} that pause it automatically "
+        f"(default {DEFAULT_AUTO_PAUSE_THRESHOLD}; 0 never)",
+    )
+    parser.add_argument(
         "--backdate-pauses",
         type=float,
         default=0.0,
@@ -93,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         log_delay=args.log_delay,
         seed=args.seed,
         max_concurrent_backfills=args.max_concurrent_backfills,
+        backfill_row_delay=args.backfill_row_delay,
+        auto_pause_threshold=args.auto_pause_threshold,
         backdate_pauses=args.backdate_pauses,
     ).start()
     print(
@@ -102,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"  batch exports: s3={SEED.s3_export_id} bigquery={SEED.bigquery_export_id} "
-        f"postgres_failing={SEED.postgres_export_id} paused={SEED.paused_export_id}",
+        f"postgres_failing={SEED.postgres_export_id} paused={SEED.paused_export_id} "
+        f"daily={SEED.daily_export_id} weekly={SEED.weekly_export_id}",
         flush=True,
     )
     print(guide(emulator, extra_keys), flush=True)

@@ -23,14 +23,16 @@ def payload(**overrides):
 def test_list_is_paginated_newest_first_without_workflows_or_deleted(api):  # 14
     api.delete(f"batch_exports/{SEED.bigquery_export_id}/")
     page = api.get("batch_exports/", params={"limit": 2}).json()
-    assert page["count"] == 3
+    assert page["count"] == 5
     assert [e["id"] for e in page["results"]] == [SEED.paused_export_id, SEED.postgres_export_id]
     assert page["next"].endswith("/api/projects/1/batch_exports/?limit=2&offset=2")
     assert page["previous"] is None
-    last = api.get("batch_exports/", params={"limit": 2, "offset": 2}).json()
-    assert [e["id"] for e in last["results"]] == [SEED.s3_export_id]
+    middle = api.get("batch_exports/", params={"limit": 2, "offset": 2}).json()
+    assert [e["id"] for e in middle["results"]] == [SEED.s3_export_id, SEED.weekly_export_id]
+    last = api.get("batch_exports/", params={"limit": 2, "offset": 4}).json()
+    assert [e["id"] for e in last["results"]] == [SEED.daily_export_id]
     assert last["next"] is None
-    assert last["previous"].endswith("/api/projects/1/batch_exports/?limit=2")
+    assert last["previous"].endswith("/api/projects/1/batch_exports/?limit=2&offset=2")
     # Hidden from the list, but still retrievable by id.
     assert api.get(f"batch_exports/{SEED.workflows_export_id}/").status_code == 200
 
@@ -147,15 +149,21 @@ def test_unpause_and_unpause_of_an_active_export_is_a_no_op(api, emulator):  # 2
     assert api.get(f"batch_exports/{SEED.paused_export_id}/backfills/").json()["results"] == []
 
 
-def test_unpause_with_backfill_covers_the_paused_time(api, emulator):  # 23, §13.5
+@pytest.mark.usefixtures("prompt_backfills")
+def test_unpause_with_backfill_covers_the_paused_time(api, emulator):  # 23, §13.5, §6.5
     # The seeded daily export was paused a few hours ago: less than one interval, so no run.
     paused_at = emulator.state.get_batch_export(SEED.paused_export_id)["last_paused_at"]
     answer = api.post(f"batch_exports/{SEED.paused_export_id}/unpause", {"backfill": True})
     assert answer.json() == {"paused": False}  # no backfill id in the answer
     [backfill] = api.get(f"batch_exports/{SEED.paused_export_id}/backfills/").json()["results"]
+    export = api.get(f"batch_exports/{SEED.paused_export_id}/").json()
     assert backfill["start_at"] == paused_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert backfill["end_at"] == export["last_updated_at"]
+    # Narrowed to the day's start (midnight UTC), the partial day counts as one expected run.
+    midnight = paused_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert backfill["adjusted_start_at"] == midnight.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert backfill["status"] == "Completed"
-    assert backfill["progress"] == {"total_runs": 0, "finished_runs": 0, "progress": 1.0}
+    assert backfill["progress"] == {"total_runs": 1, "finished_runs": 1, "progress": 1.0}
     runs = api.get(f"batch_exports/{SEED.paused_export_id}/runs/").json()["results"]
     assert not [run for run in runs if run["backfill"]]
 

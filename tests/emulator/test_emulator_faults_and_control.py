@@ -178,7 +178,7 @@ def test_cli_prints_its_address_and_serves_until_terminated():
             timeout=5,
         )
         assert response.status_code == 200
-        assert response.json()["count"] == 4
+        assert response.json()["count"] == 6
     finally:
         process.terminate()
         assert process.wait(timeout=5) == 0

@@ -21,6 +21,10 @@ T0 = datetime(2024, 1, 15, 10, 0, tzinfo=timezone.utc)
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 
 
+# Backfill rows at once, unless a test is about their delay (docs/posthog-api.md §6.9).
+pytestmark = pytest.mark.usefixtures("prompt_backfills")
+
+
 @pytest.fixture(autouse=True)
 def in_order(emulator):
     """Entries visible at their timestamps (no out-of-order delay)."""
@@ -222,7 +226,7 @@ def test_runs_are_cursor_paginated_and_filtered_by_status(api, emulator, expect_
         "validation_error",
         "invalid_choice",
         '"Exploded" is not a valid choice.',
-        "status",
+        "status__0",  # a ListField's error names the item
     )
 
 
@@ -259,7 +263,11 @@ def test_cancel_only_active_runs(api, emulator, expect_error):  # 37
     [active] = api.get(f"batch_exports/{EXPORT}/runs/", params={"status": ["Starting", "Running"]}).json()[
         "results"
     ]
-    assert active["backfill"] == retried.json()["backfill_id"]
+    # The retry's row has a UUID of its own; the answer is the backfill workflow's id.
+    assert retried.json()["backfill_id"].startswith(f"{EXPORT}-Backfill-")
+    [row] = api.get(f"batch_exports/{EXPORT}/backfills/").json()["results"]
+    assert active["backfill"] == row["id"]
+    assert active["data_interval_start"] == completed["data_interval_start"]
     assert api.post(f"batch_exports/{EXPORT}/runs/{active['id']}/cancel/").json() == {"cancelled": True}
     assert api.get(f"batch_exports/{EXPORT}/runs/{active['id']}").json()["status"] == "Cancelled"
 
@@ -273,7 +281,7 @@ def test_cancel_only_active_runs(api, emulator, expect_error):  # 37
         ),
         (
             {"start_at": "2024-01-01T00:00:00Z", "end_at": "2999-01-01T00:00:00Z"},
-            "The provided 'end_at' (2999-01-01T00:00:00Z) is in the future",
+            "The provided 'end_at' (2999-01-01T00:00:00+00:00) is in the future",
         ),
         (
             {"start_at": "2024-01-01T00:00:00", "end_at": "2024-01-02T00:00:00Z"},
@@ -301,3 +309,63 @@ def test_backfill_create_returns_its_id(api):  # 38
     backfill = api.get(f"batch_exports/{EXPORT}/backfills/{backfill_id}/").json()
     assert backfill["progress"]["total_runs"] == 2  # one run per hour
     assert backfill["start_at"] == "2024-01-01T00:00:00.000000Z"
+
+
+# -- the runs routes' query, on the list and on one run (§6.9) -----------------------------------
+
+
+def test_one_run_older_than_seven_days_is_404_unless_after_reaches_it(api, emulator, expect_error):
+    old = f"batch_exports/{EXPORT}/runs/{SEED.old_run_id}/"
+    for method, path in (("GET", old), ("POST", f"{old}retry/"), ("POST", f"{old}cancel/")):
+        expect_error(api.request(method, path), 404, "invalid_request", "not_found", "Not found.")
+    assert api.get(old, params={"after": "-10d"}).json()["status"] == "Completed"
+    assert api.get(old, params={"after": "-11d", "before": "-10d"}).status_code == 404
+    assert api.get(old, params={"ordering": "data_interval_start", "start": "-10d"}).status_code == 200
+    expect_error(
+        api.post(f"{old}cancel/", params={"after": "-10d"}),
+        400,
+        "validation_error",
+        "invalid_input",
+        "Cannot cancel a run that is in 'Completed' status",
+    )
+    assert api.post(f"{old}retry/", params={"after": "-10d"}).status_code == 201
+    assert SEED.old_run_id not in {
+        run["id"] for run in api.get(f"batch_exports/{EXPORT}/runs/").json()["results"]
+    }
+
+
+def test_one_run_is_filtered_by_status_too(api):
+    run = api.get(f"batch_exports/{EXPORT}/runs/").json()["results"][0]
+    path = f"batch_exports/{EXPORT}/runs/{run['id']}/"
+    assert api.get(path, params={"status": "Failed"}).status_code == 404
+    assert api.get(path, params={"status": ["Failed", "Completed"]}).status_code == 200
+    assert api.get(path, params={"status": "Nope"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("after", "count"),
+    [("-10d", 4), ("-1y", 4), ("-2w", 4), ("2000-01-01", 4), ("yesterday", 0), ("", 3), ("-1h", 0)],
+)
+def test_after_is_read_as_relative_date_parse_reads_it(api, after, count):
+    # An ISO moment, else the first relative unit found anywhere ("yesterday" has a "d": now).
+    runs = api.get(f"batch_exports/{EXPORT}/runs/", params={"after": after}).json()["results"]
+    assert len(runs) == count
+
+
+def test_the_lists_filter_on_the_path_and_the_team_not_on_the_export(api):
+    assert api.get(f"batch_exports/{SEED.owner_uuid}/runs/").json()["results"] == []
+    assert api.get(f"batch_exports/{SEED.owner_uuid}/backfills/").json()["results"] == []
+    assert api.get(f"batch_exports/{SEED.owner_uuid}/runs/{SEED.old_run_id}/").status_code == 404
+    api.delete(f"batch_exports/{EXPORT}/")
+    assert len(api.get(f"batch_exports/{EXPORT}/runs/").json()["results"]) == 3  # still listed
+    # A malformed id fails the UUID lookup of the lists, unhandled; one run is just not found.
+    assert api.get("batch_exports/nope/runs/").status_code == 500
+    assert api.get("batch_exports/nope/backfills/").status_code == 500
+    assert api.get(f"batch_exports/nope/runs/{SEED.old_run_id}/").status_code == 404
+
+
+def test_runs_ordering_drops_unknown_terms(api):
+    runs = api.get(f"batch_exports/{EXPORT}/runs/", params={"ordering": "nonsense,created_at"}).json()
+    created = [run["created_at"] for run in runs["results"]]
+    assert created == sorted(created)
+    assert api.get(f"batch_exports/{EXPORT}/runs/", params={"ordering": "nonsense"}).status_code == 200

@@ -110,7 +110,7 @@ def test_environments_redirect(emulator, make_api):  # §13.6
     answer = make_api(None, prefix="environments").get("batch_exports/", params={"limit": 1})
     assert answer.status_code == 307  # before authentication, as a middleware
     assert answer.headers["Location"] == "/api/projects/1/batch_exports/?limit=1"
-    assert make_api(prefix="environments").get("batch_exports/", allow_redirects=True).json()["count"] == 4
+    assert make_api(prefix="environments").get("batch_exports/", allow_redirects=True).json()["count"] == 6
     assert make_api(prefix="projects").get("batch_exports/").status_code == 200
 
 
@@ -156,6 +156,7 @@ def test_access_control_off(api, emulator):  # §13.12
     assert emulator.state.organizations[SEED.organization_id]["access_control"] is True  # data unchanged
 
 
+@pytest.mark.usefixtures("prompt_backfills")
 def test_backfill_fails_stops_at_the_first_failed_run(api, emulator):  # §13.18
     emulator.state.set_switches(["backfill-fails"])
     emulator.state.set_run_outcome(EXPORT, "failed", duration=0)
@@ -176,6 +177,8 @@ def test_switches_from_python_the_control_api_and_reset(emulator, make_api):
         "log_delay": 3.0,
         "seed": 0,
         "max_concurrent_backfills": 3,
+        "backfill_row_delay": 2.0,
+        "auto_pause_threshold": 10,
         "available": OLD_BUILDS,
     }
     answer = requests.post(control, json={"old_builds": ["level-list"], "log_delay": 0, "seed": 4}, timeout=5)
@@ -213,6 +216,10 @@ def test_cli_old_build_flags():
             "0",
             "--backdate-pauses",
             "7200",
+            "--backfill-row-delay",
+            "0.5",
+            "--auto-pause-threshold",
+            "3",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -221,6 +228,7 @@ def test_cli_old_build_flags():
         url = re.search(r"listening on (\S+)", process.stdout.readline()).group(1)
         switches = requests.get(f"{url}/_emulator/switches", timeout=5).json()
         assert (switches["old_builds"], switches["log_delay"]) == (["level-list", "no-retry-after"], 0)
+        assert (switches["backfill_row_delay"], switches["auto_pause_threshold"]) == (0.5, 3)
         requests.post(f"{url}/_emulator/reset", timeout=5)
         assert requests.get(f"{url}/_emulator/switches", timeout=5).json()["old_builds"] == [
             "level-list",

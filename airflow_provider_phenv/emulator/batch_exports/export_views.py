@@ -13,7 +13,7 @@ from ..web.calls import Call, Response, limit_offset_page
 from ..web.errors import ApiError, not_found, permission_denied, server_error, validation_error
 from ..web.fields import iso, parse_bool, parse_choice, parse_datetime, parse_int, parse_str, required
 from . import destination_tests, destinations
-from .backfills import INTERVALS, is_active
+from .backfills import INTERVALS, workflow_id
 from .runs import serialize_run
 
 HIGH_FREQUENCY = ("every 5 minutes", "every 15 minutes")
@@ -201,54 +201,59 @@ def pause_batch_export(call: Call) -> Response:
 
 
 def unpause_batch_export(call: Call) -> Response:
-    """POST ``unpause/`` with optional ``{"backfill": bool}``: 200 ``{"paused": false}``.
+    """POST ``unpause/`` with optional ``{"backfill": bool}``: 200 ``{"paused": false}`` (docs §6.5).
 
-    With ``backfill`` true, the time missed while paused (``last_paused_at`` until now) is backfilled:
-    one run per whole interval, so a pause shorter than one interval backfills nothing (§13.5).
-    ``paused=False`` is saved first: a retry after a lost answer is a no-op and starts nothing, and
-    a failure to start the backfill (a 429, or the 500 of a never-paused export) comes after it.
-    The answer carries no backfill id.
+    The body is validated before the export is looked up. ``paused=False`` is saved first, so a
+    retry after a lost answer is a no-op and starts nothing. With ``backfill`` true, a backfill
+    from ``last_paused_at`` to the saved ``last_updated_at`` starts then (``backfill_export``
+    directly: no concurrency limit); never paused, it backfills from the start of the data (the
+    ``unpause-null-500`` build fails with 500 instead). Its row comes late, like every backfill's;
+    the answer carries no backfill id.
     """
+    data = call.data()
+    if "backfill" in data and data["backfill"] is None:
+        raise validation_error("This field may not be null.", code="null", attr="backfill")
+    backfill = parse_bool(data.get("backfill", False), "backfill")
     export = get_export(call)
-    backfill = parse_bool(call.data().get("backfill", False), "backfill")
     if export["paused"]:
         if export["schedule_missing"]:
             raise validation_error("Invalid request to unpause a BatchExport could not be carried out")
         now = call.state.now()
         export.update(paused=False, last_updated_at=now)
         if backfill:
-            if export["last_paused_at"] is None:
-                raise server_error()  # one build's TypeError after the commit (§6.5)
+            if export["last_paused_at"] is None and "unpause-null-500" in call.state.switches:
+                raise server_error()  # that build's TypeError, after the commit
             create_backfill(call, export, export["last_paused_at"], now)
     return Response(200, {"paused": False})
 
 
-def too_many_backfills() -> ApiError:
-    """PostHog's ``TooManyConcurrentBackfills``: a 429 of type ``server_error``, no ``Retry-After``.
-
-    The detail text is not confirmed from PostHog's source.
-    """
+def too_many_backfills(limit: int) -> ApiError:
+    """PostHog's ``TooManyConcurrentBackfills``: a 429 of type ``server_error``, no ``Retry-After``."""
     return ApiError(
         429,
         "server_error",
         "too_many_concurrent_backfills",
-        "There are too many backfills running for this team; wait for one to finish.",
+        f"This team already has {limit} batch export backfills running. "
+        "Wait for some to finish or cancel them before creating more.",
     )
 
 
-def create_backfill(call: Call, export: dict[str, Any], start: datetime, end: datetime) -> str:
-    """Start a backfill of ``[start, end)``; 429 when the team already runs too many. Returns its id."""
-    state = call.state
-    now = state.now()
-    running = [
-        backfill
-        for backfill in state.backfills.values()
-        if backfill["team_id"] == export["team_id"]
-        and is_active(backfill, state.backfill_runs(backfill["id"]), now)
-    ]
-    if len(running) >= state.switches.max_concurrent_backfills:
-        raise too_many_backfills()
-    return str(state.start_backfill(export["id"], start, end)["id"])
+def create_backfill(
+    call: Call,
+    export: dict[str, Any],
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    backfill_id: str | None = None,
+) -> dict[str, Any]:
+    """``service.backfill_export``: start the backfill workflow and return the stored backfill.
+
+    Its workflow id is ``<export id>-Backfill-<start>-<end>``; while a workflow of that id is still
+    open Temporal refuses to start another, an unhandled error: 500 (docs §6.9).
+    """
+    if call.state.backfill_workflow_running(workflow_id(export["id"], start, end)):
+        raise server_error()
+    return call.state.start_backfill(export["id"], start, end, backfill_id=backfill_id)
 
 
 def destination_test_steps(call: Call) -> Response:

@@ -1,24 +1,28 @@
-"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (docs/posthog-api.md §6.3, §6.9)."""
+"""Endpoints below one batch export: ``logs``, ``runs`` and ``backfills`` (docs/posthog-api.md §6.3, §6.9).
+
+The runs and backfills viewsets filter on the export id of the path and the team, not on an
+existing, undeleted export: their lists answer an empty page for an unknown export (and keep
+showing a deleted export's rows), their detail routes 404. A malformed export id fails the UUID
+lookup in the lists and in a backfill's creation, an unhandled error: 500.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+import uuid
 from typing import Any
 
 from ..store.log_store import LogQuery
 from ..web.calls import Call, Response, cursor_page, limit_offset_page
-from ..web.errors import not_found, validation_error
-from ..web.fields import DATETIME_FORMAT_ERROR, parse_choice, parse_datetime, parse_int
-from .backfills import backfill_status, serialize_backfill
-from .export_views import create_backfill, get_export
-from .runs import ACTIVE_STATUSES, RUN_STATUSES, cancel_run, run_status, serialize_run
+from ..web.errors import not_found, server_error, validation_error
+from ..web.fields import parse_datetime, parse_int
+from . import backfills
+from .export_views import create_backfill, get_export, too_many_backfills
+from .queries import order, ordering_terms, run_query
+from .runs import ACTIVE_STATUSES, cancel_run, run_status, serialize_run
 
-_RELATIVE_RE = re.compile(r"^-(\d+)([hdwmy])$")
-# Hours per unit of a relative datetime (a month counts 30 days, a year 365).
-_RELATIVE_HOURS = {"h": 1, "d": 24, "w": 7 * 24, "m": 30 * 24, "y": 365 * 24}
-_RUN_ORDERINGS = ("-created_at", "created_at", "-data_interval_start", "data_interval_start")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_BACKFILL_ORDERING_FIELDS = ("created_at", "start_at")
+# The query that ``create_backfill`` refuses to backfill from the start of the data.
+_START_PLACEHOLDER = "{data_interval_start}"
 
 
 def export_logs(call: Call) -> Response:
@@ -39,7 +43,9 @@ def run_logs(call: Call) -> Response:
     the workflow run id anyway (§6.3, §13.1): nothing comes back for a run id.
     """
     export = get_export(call)
-    _get_run(call, export)
+    run = call.state.runs.get(call.params["run_id"])
+    if run is None or run["batch_export_id"] != export["id"]:
+        raise not_found()
     return Response(200, _logs_page(call, export["id"], "", validate_only=True))
 
 
@@ -73,66 +79,58 @@ def _logs_page(
     return limit_offset_page(call, entries)
 
 
-def _get_run(call: Call, export: dict[str, Any]) -> dict[str, Any]:
-    run = call.state.runs.get(call.params["run_id"])
-    if run is None or run["batch_export_id"] != export["id"]:
-        raise not_found()
-    return run
+def _export_id(call: Call) -> str:
+    """The export id of the path, which the runs and backfills querysets filter on."""
+    try:
+        return str(uuid.UUID(call.params["export_id"]))
+    except ValueError:
+        raise server_error() from None  # Django's ValidationError for the UUID field, unhandled
 
 
-def _moment(value: str | None, attr: str, now: datetime) -> datetime:
-    """An ISO datetime or a relative one such as ``-7d`` or ``-24h`` (callers pass a value)."""
-    assert value is not None
-    match = _RELATIVE_RE.match(value.strip())
-    if match:
-        return now - timedelta(hours=int(match.group(1)) * _RELATIVE_HOURS[match.group(2)])
-    if not value.strip():
-        raise validation_error(DATETIME_FORMAT_ERROR, code="invalid", attr=attr)
-    return parse_datetime(value, attr)
+def _team_runs(call: Call, export_id: str) -> list[dict[str, Any]]:
+    """The runs of ``export_id`` if that export is in the call's team (deleted or not)."""
+    export = call.state.batch_exports.get(export_id)
+    if export is None or export["team_id"] != call.team["id"]:
+        return []
+    return call.state.runs_of(export_id)
 
 
 def list_runs(call: Call) -> Response:
-    """GET ``runs/``: cursor pages of 100, ``status`` repeatable, last 7 days by default."""
-    export = get_export(call)
+    """GET ``runs/``: cursor pages of 100, filtered and ordered by the query (:mod:`.run_query`)."""
     now = call.state.now()
-    statuses = {parse_choice(status, RUN_STATUSES, "status") for status in call.query.get("status", [])}
-    ordering = parse_choice(call.arg("ordering") or "-created_at", _RUN_ORDERINGS, "ordering")
-    field = ordering.lstrip("-")
-    if field == "created_at":
-        low = _moment(call.arg("after") or "-7d", "after", now)
-        high = _moment(call.arg("before"), "before", now) if call.arg("before") else now
-    else:
-        # Ordered by interval: ``start``/``end`` filter the data interval and after/before are ignored.
-        low = (
-            _moment(call.arg("start"), "start", now)
-            if call.arg("start")
-            else datetime.min.replace(tzinfo=now.tzinfo)
-        )
-        high = (
-            _moment(call.arg("end"), "end", now)
-            if call.arg("end")
-            else datetime.max.replace(tzinfo=now.tzinfo)
-        )
-        field = "data_interval_start"
-    runs = [
-        run
-        for run in call.state.runs_of(export["id"])
-        if low <= run[field] <= high and (not statuses or run_status(run, now) in statuses)
-    ]
-    runs.sort(key=lambda run: run[field], reverse=ordering.startswith("-"))
+    query = run_query(call, now)
+    runs = [run for run in _team_runs(call, _export_id(call)) if query.matches(run, now)]
+    runs = order(runs, query.ordering)
     page = cursor_page(call, runs, page_size=100)
     page["results"] = [serialize_run(run, now) for run in page["results"]]
     return Response(200, page)
 
 
+def _get_run(call: Call) -> dict[str, Any]:
+    """The run of the path, if the route's query (default: created in the last 7 days) keeps it."""
+    now = call.state.now()
+    query = run_query(call, now)
+    run = call.state.runs.get(call.params["run_id"])
+    export = call.state.batch_exports.get(call.params["export_id"])
+    if (
+        run is None
+        or export is None
+        or run["batch_export_id"] != export["id"]
+        or export["team_id"] != call.team["id"]
+        or not query.matches(run, now)
+    ):
+        raise not_found()
+    return run
+
+
 def retrieve_run(call: Call) -> Response:
-    """GET ``runs/{run_id}/``."""
-    return Response(200, serialize_run(_get_run(call, get_export(call)), call.state.now()))
+    """GET ``runs/{run_id}/`` (404 outside the query's window)."""
+    return Response(200, serialize_run(_get_run(call), call.state.now()))
 
 
 def cancel_export_run(call: Call) -> Response:
     """POST ``runs/{run_id}/cancel/``: only a Starting or Running run can be cancelled."""
-    run = _get_run(call, get_export(call))
+    run = _get_run(call)
     now = call.state.now()
     status = run_status(run, now)
     if status not in ACTIVE_STATUSES:
@@ -142,93 +140,110 @@ def cancel_export_run(call: Call) -> Response:
 
 
 def retry_run(call: Call) -> Response:
-    """POST ``runs/{run_id}/retry/``: backfills the run's interval again; 201 ``{"backfill_id"}``."""
-    export = get_export(call)
-    run = _get_run(call, export)
-    backfill_id = create_backfill(call, export, run["data_interval_start"], run["data_interval_end"])
-    return Response(201, {"backfill_id": backfill_id})
+    """POST ``runs/{run_id}/retry/``: a backfill of the run's interval; 201 with its *workflow* id.
+
+    ``backfill_export`` returns ``<export id>-Backfill-<start>-<end>`` (UTC ``isoformat()``), and
+    the backfill row gets a UUID of its own when the workflow creates it. No concurrency limit
+    and no validation apply; a retry while that workflow still runs is a 500.
+    """
+    run = _get_run(call)
+    export = call.state.batch_exports[run["batch_export_id"]]
+    backfill = create_backfill(call, export, run["data_interval_start"], run["data_interval_end"])
+    return Response(201, {"backfill_id": backfill["workflow_id"]})
 
 
-def _backfill_runs(call: Call, backfill_id: str) -> list[dict[str, Any]]:
-    return call.state.backfill_runs(backfill_id)
+def _team_backfills(call: Call, export_id: str) -> list[dict[str, Any]]:
+    """The backfill rows (created by now) of ``export_id``, in the call's team."""
+    now = call.state.now()
+    return [
+        backfill
+        for backfill in call.state.backfills.values()
+        if backfill["batch_export_id"] == export_id
+        and backfill["team_id"] == call.team["id"]
+        and backfills.is_visible(backfill, now)
+    ]
 
 
-def _get_backfill(call: Call, export: dict[str, Any]) -> dict[str, Any]:
-    backfill = call.state.backfills.get(call.params["backfill_id"])
-    if backfill is None or backfill["batch_export_id"] != export["id"]:
+def _get_backfill(call: Call) -> dict[str, Any]:
+    rows = _team_backfills(call, call.params["export_id"])
+    found = [backfill for backfill in rows if backfill["id"] == call.params["backfill_id"]]
+    if not found:
         raise not_found()
-    return backfill
+    return found[0]
+
+
+def _serialize(call: Call, backfill: dict[str, Any]) -> dict[str, Any]:
+    runs = call.state.backfill_runs(backfill["id"])
+    return backfills.serialize_backfill(backfill, runs, call.state.now())
 
 
 def list_backfills(call: Call) -> Response:
-    """GET ``backfills/``: cursor pages of 50, newest first."""
-    export = get_export(call)
-    now = call.state.now()
-    backfills = [b for b in call.state.backfills.values() if b["batch_export_id"] == export["id"]]
-    backfills.sort(key=lambda backfill: backfill["created_at"], reverse=True)
-    page = cursor_page(call, backfills, page_size=50)
-    page["results"] = [serialize_backfill(b, _backfill_runs(call, b["id"]), now) for b in page["results"]]
+    """GET ``backfills/``: cursor pages of 50, ``ordering`` ``created_at`` or ``start_at`` (``-`` for
+    descending; default ``-created_at``), ties in id order (descending with a descending ordering)."""
+    terms = ordering_terms(call, _BACKFILL_ORDERING_FIELDS, "-created_at")
+    by_id = sorted(_team_backfills(call, _export_id(call)), key=lambda backfill: str(backfill["id"]))
+    rows = order(by_id[::-1] if terms[0].startswith("-") else by_id, terms)
+    page = cursor_page(call, rows, page_size=50)
+    page["results"] = [_serialize(call, backfill) for backfill in page["results"]]
     return Response(200, page)
 
 
 def retrieve_backfill(call: Call) -> Response:
-    """GET ``backfills/{backfill_id}/``."""
-    backfill = _get_backfill(call, get_export(call))
-    return Response(200, serialize_backfill(backfill, _backfill_runs(call, backfill["id"]), call.state.now()))
-
-
-def _aware(value: Any, attr: str, dates_only: bool) -> datetime:
-    """Backfill bounds carry a timezone (``Input X is naive.``); daily and weekly exports take dates.
-
-    A bare date (``2024-01-01``) is midnight UTC. The wording of the dates-only error is not
-    confirmed from PostHog's source.
-    """
-    text = str(value).strip()
-    if dates_only and _DATE_RE.match(text):
-        return parse_datetime(f"{text}T00:00:00+00:00", attr)
-    parsed = parse_datetime(value, attr)
-    if dates_only and (parsed.hour, parsed.minute, parsed.second, parsed.microsecond) != (0, 0, 0, 0):
-        raise validation_error(
-            f"Backfills of daily and weekly batch exports take dates only: '{attr}' is {value}."
-        )
-    if not (text.endswith(("Z", "z")) or re.search(r"[+-]\d{2}:?\d{2}$", text)):
-        raise validation_error(f"Input {value} is naive.")
-    return parsed
+    """GET ``backfills/{backfill_id}/``: 404 until the workflow has created the row."""
+    return Response(200, _serialize(call, _get_backfill(call)))
 
 
 def create_export_backfill(call: Call) -> Response:
-    """POST ``backfills/`` ``{"start_at", "end_at"}``: 201 ``{"backfill_id"}``; one run per interval.
+    """POST ``backfills/`` ``{"start_at", "end_at"}``: 201 ``{"backfill_id"}`` at once, the row later.
 
-    Too many running backfills in the team → 429 ``too_many_concurrent_backfills``.
+    In ``create_backfill``'s order: the earliest-data flag, the team's limit of Starting/Running
+    rows (429; rows not created yet do not count), the bounds (:func:`.backfills.parse_bound`),
+    then, with both bounds, their order and a future ``end_at``. Without ``end_at`` only open-ended
+    exports backfill; for the others ``backfill_export`` raises unhandled: 500.
     """
-    export = get_export(call)
+    state = call.state
+    export = state.batch_exports.get(_export_id(call))
+    if export is None or export["team_id"] != call.team["id"]:
+        raise not_found("BatchExport not found.")  # deleted exports are found
     data = call.data()
-    now = call.state.now()
-    dates_only = export["interval"] in ("day", "week")
-    end_at = _aware(data["end_at"], "end_at", dates_only) if data.get("end_at") is not None else now
-    if data.get("start_at") is None:
+    start_input, end_input = data.get("start_at"), data.get("end_at")
+    if start_input is None:
         if "batch-export-earliest-backfill" not in call.team["flags"]:
             raise validation_error("Backfilling from the beginning of time is not enabled for this team.")
-        start_at = export["created_at"]
-    else:
-        start_at = _aware(data["start_at"], "start_at", dates_only)
-    if start_at >= end_at:
-        raise validation_error("The initial backfill datetime 'start_at' must be before 'end_at'")
-    if end_at > now:
-        raise validation_error(f"The provided 'end_at' ({data['end_at']}) is in the future")
-    return Response(201, {"backfill_id": create_backfill(call, export, start_at, end_at)})
+        if export["model"] == "hogql" and _START_PLACEHOLDER in (export["hogql_query"] or ""):
+            raise validation_error(
+                f"This query references {_START_PLACEHOLDER}, which is unavailable when backfilling from "
+                f"the beginning of time. Provide 'start_at' or remove {_START_PLACEHOLDER} from the query."
+            )
+    limit = state.switches.max_concurrent_backfills
+    if state.active_backfills(call.team["id"]) >= limit:
+        raise too_many_backfills(limit)
+    start = None if start_input is None else backfills.parse_bound(start_input, export)
+    end = None if end_input is None else backfills.parse_bound(end_input, export)
+    if end is None and export["destination"]["type"] not in backfills.OPEN_ENDED_TYPES:
+        raise server_error()  # BatchExportWithNoEndNotAllowedError
+    if start is not None and end is not None:
+        if start >= end:
+            raise validation_error("The initial backfill datetime 'start_at' must be before 'end_at'")
+        if end > state.now():
+            raise validation_error(f"The provided 'end_at' ({end.isoformat()}) is in the future")
+    backfill_id = str(uuid.uuid4())
+    create_backfill(call, export, start, end, backfill_id=backfill_id)
+    return Response(201, {"backfill_id": backfill_id})
 
 
 def cancel_backfill(call: Call) -> Response:
-    """POST ``backfills/{backfill_id}/cancel/``: only a Starting or Running backfill; no more runs start."""
-    backfill = _get_backfill(call, get_export(call))
+    """POST ``backfills/{backfill_id}/cancel/``: only a Starting or Running row; no more runs start.
+
+    A terminated workflow cannot be cancelled: PostHog logs that and answers 200 all the same,
+    and the row stays as it was.
+    """
+    backfill = _get_backfill(call)
     now = call.state.now()
-    runs = _backfill_runs(call, backfill["id"])
-    status = backfill_status(backfill, runs, now)
+    runs = call.state.backfill_runs(backfill["id"])
+    status = backfills.backfill_status(backfill, runs, now)
     if status not in ACTIVE_STATUSES:
         raise validation_error(f"Cannot cancel a backfill that is in '{status}' status")
-    for run in runs:
-        if run_status(run, now) in ACTIVE_STATUSES:
-            cancel_run(run, call.state.logs, now)
-    backfill["cancelled_at"] = now
+    if backfills.workflow_is_running(backfill):
+        backfills.cancel(backfill, runs, call.state.logs, now)
     return Response(200, {"cancelled": True})

@@ -17,6 +17,11 @@ nothing in the API links to the run's id (docs/posthog-api.md §13.1). Wording i
   then INFO ``Failure notification email for run '<run id>' has been sent``,
 - ERROR ``Batch export for range <start> - <end> failed with an error that can be retried: <error>``,
 - WARNING ``Batch export for range <start> - <end> was cancelled`` (when cancelled).
+
+A run of an earliest-data backfill has no interval start: its range prints ``START`` and its
+record count runs from the export's ``created_at``, where the emulated data begins (§6.9).
+After a non-recoverable failure the export may be paused automatically; the two WARNING lines of
+that are :func:`auto_pause_entries` (§6.9).
 """
 
 from __future__ import annotations
@@ -49,13 +54,18 @@ FINAL_STATUS = {"completed": "Completed", "failed": "Failed", "failed_retryable"
 OUTCOMES = (*FINAL_STATUS, "hang")
 # Fraction of the run's duration after which it is Running and logs its export line.
 _RUNNING_AT = 0.4
-# The failure notification follows the error line.
-_NOTIFICATION_AFTER = timedelta(milliseconds=1)
+# A line written right after another one (the failure notification after the error line).
+LINE_AFTER = timedelta(milliseconds=1)
 DEFAULT_ERROR = (
     'OperationalError: connection to server at "db.internal.example" (10.0.0.12), port 5432 failed: '
     "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
 )
 RECORDS_PER_HOUR = 1000
+# PostHog's text, including the missing space after "retries." (§6.9).
+AUTO_PAUSED = (
+    "Batch export was automatically paused due to exceeding failure threshold and exhausting "
+    "all automated retries.The batch export can be unpaused after addressing any errors."
+)
 _WORKFLOW_NAMESPACE = uuid.UUID("01900000-0000-7000-8000-00000000cafe")
 
 
@@ -94,7 +104,7 @@ def start_run(
     logs: LogStore,
     export: dict[str, Any],
     *,
-    start: datetime,
+    start: datetime | None,
     end: datetime,
     outcome: RunOutcome,
     created_at: datetime,
@@ -105,7 +115,7 @@ def start_run(
 
     :param logs: where the run's log entries go.
     :param export: the stored batch export.
-    :param start: data interval start.
+    :param start: data interval start; None for the one run of an earliest-data backfill.
     :param end: data interval end.
     :param outcome: how and when the run ends.
     :param created_at: when the run starts (may be in the past for seeded history).
@@ -113,7 +123,7 @@ def start_run(
     :param run_id: a fixed id (seed data; its workflow run id is then fixed too); random otherwise.
     :returns: the stored run record.
     """
-    hours = max((end - start).total_seconds() / 3600, 1 / 60)
+    hours = max((end - (start or export["created_at"])).total_seconds() / 3600, 1 / 60)
     duration = timedelta(seconds=outcome.duration)
     run_id = run_id or str(uuid.uuid4())
     failed = outcome.outcome in ("failed", "failed_retryable")
@@ -137,8 +147,8 @@ def start_run(
 
 
 def _range(run: dict[str, Any]) -> str:
-    """``<start> - <end>`` as PostHog's logger prints datetimes (``str()``)."""
-    return f"{run['data_interval_start']} - {run['data_interval_end']}"
+    """``<start> - <end>`` as PostHog's logger prints datetimes (``str()``), ``START`` when open."""
+    return f"{run['data_interval_start'] or 'START'} - {run['data_interval_end']}"
 
 
 def _entry(run: dict[str, Any], at: datetime, level: str, message: str) -> LogEntry:
@@ -148,8 +158,8 @@ def _entry(run: dict[str, Any], at: datetime, level: str, message: str) -> LogEn
 def _timeline(run: dict[str, Any], export: dict[str, Any]) -> list[LogEntry]:
     destination = export["destination"]
     spec = DESTINATIONS[destination["type"]]
-    start, end = run["data_interval_start"].isoformat(), run["data_interval_end"].isoformat()
-    target = spec.log_target(destination["config"], f"{start}-{end}")
+    start = run["data_interval_start"].isoformat() if run["data_interval_start"] else "START"
+    target = spec.log_target(destination["config"], f"{start}-{run['data_interval_end'].isoformat()}")
     exporting = f"Batch exporting range {_range(run)} to {spec.log_name}"
     entries = [
         _entry(
@@ -170,7 +180,7 @@ def _timeline(run: dict[str, Any], export: dict[str, Any]) -> list[LogEntry]:
         entries.append(
             _entry(
                 run,
-                done + _NOTIFICATION_AFTER,
+                done + LINE_AFTER,
                 "INFO",
                 f"Failure notification email for run '{run['id']}' has been sent",
             )
@@ -197,14 +207,56 @@ def run_status(run: dict[str, Any], now: datetime) -> str:
     return "Running" if elapsed >= run["running_after"] else "Starting"
 
 
-def finished_at(run: dict[str, Any], now: datetime) -> datetime | None:
-    """When the run reached a final status, or None while it is active."""
+def ends_at(run: dict[str, Any]) -> datetime | None:
+    """When the run reaches (or reached) its final status; None for a run that hangs."""
     if run["cancelled_at"] is not None:
         return run["cancelled_at"]
     if run["duration"] is None:
         return None
-    done = run["created_at"] + run["duration"]
-    return done if done <= now else None
+    return run["created_at"] + run["duration"]
+
+
+def finished_at(run: dict[str, Any], now: datetime) -> datetime | None:
+    """When the run reached a final status, or None while it is active at ``now``."""
+    done = ends_at(run)
+    return done if done is not None and done <= now else None
+
+
+def last_updated_at(run: dict[str, Any], now: datetime) -> datetime:
+    """The run row's ``last_updated_at`` at ``now``: saved when it starts, runs and finishes."""
+    done = finished_at(run, now)
+    if done is not None:
+        return done
+    running = run["created_at"] + run["running_after"]
+    return running if running <= now else run["created_at"]
+
+
+def auto_pause_entries(
+    batch_export_id: str, instance_id: str, at: datetime, paused: bool, cancelled: int
+) -> list[LogEntry]:
+    """The WARNING lines of an automatic pause (``finish_batch_export_run``), wording as PostHog's.
+
+    :param paused: the export was paused now (not already paused).
+    :param cancelled: Running backfills cancelled with it; None of them, no second line.
+    """
+    entries = []
+    if paused:
+        entries.append(LogEntry(batch_export_id, instance_id, at, "WARNING", AUTO_PAUSED))
+    if cancelled:
+        plural = cancelled > 1
+        entries.append(
+            LogEntry(
+                batch_export_id,
+                instance_id,
+                at + LINE_AFTER,
+                "WARNING",
+                f"{cancelled} ongoing batch export backfill{'s' if plural else ''} "
+                f"{'were' if plural else 'was'} cancelled due to exceeding failure threshold "
+                " and exhausting all automated retries."
+                "The backfill can be triggered again after addressing any errors.",
+            )
+        )
+    return entries
 
 
 def cancel_run(run: dict[str, Any], logs: LogStore, now: datetime) -> None:
@@ -217,7 +269,6 @@ def cancel_run(run: dict[str, Any], logs: LogStore, now: datetime) -> None:
 def serialize_run(run: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The run as the API returns it (``BatchExportRunSerializer``, ``fields="__all__"``)."""
     status = run_status(run, now)
-    done = finished_at(run, now)
     completed = status == "Completed"
     return {
         "id": run["id"],
@@ -229,8 +280,8 @@ def serialize_run(run: dict[str, Any], now: datetime) -> dict[str, Any]:
         "data_interval_end": iso(run["data_interval_end"]),
         "cursor": None,
         "created_at": iso(run["created_at"]),
-        "finished_at": iso(done),
-        "last_updated_at": iso(done or run["created_at"]),
+        "finished_at": iso(finished_at(run, now)),
+        "last_updated_at": iso(last_updated_at(run, now)),
         "records_total_count": run["records"],
         "bytes_exported": run["records"] * 512 if completed else None,
         "batch_export": run["batch_export_id"],

@@ -13,16 +13,27 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..batch_exports import backfills
-from ..batch_exports.runs import RunOutcome, start_run
+from ..batch_exports.runs import (
+    LINE_AFTER,
+    RunOutcome,
+    auto_pause_entries,
+    ends_at,
+    last_updated_at,
+    run_status,
+    start_run,
+)
 from ..web.fields import to_datetime
 from .log_store import LogEntry, LogQuery, LogStore
 from .seed import ADMIN, SEED
-from .switches import Switches
+from .switches import AUTO_PAUSE_WINDOW, Switches
+
+# One replayed moment of the timeline: when, its order among same-moment events, what to do.
+_Event = tuple[datetime, int, Callable[[], None]]
 
 
 class Records:
@@ -39,7 +50,8 @@ class Records:
     - ``integrations`` — integration id → ``{id, kind, team_id}``.
     - ``batch_exports`` — export id → stored export (secrets included, ``deleted`` flag).
     - ``runs`` / ``backfills`` — id → stored run / backfill (a run's ``workflow_run_id`` is the
-      ``instance_id`` of its log entries; the API never shows it).
+      ``instance_id`` of its log entries; the API never shows it). A backfill is stored when its
+      workflow starts; its row exists from its ``created_at`` (``backfill_row_delay`` later).
     - ``run_outcomes`` — export id → the standing :class:`RunOutcome` of its next runs;
       ``run_outcome_queue`` — export id → outcomes for the very next runs, used first.
     - ``pause_backdates`` — export id (None: every export) → seconds a pause is recorded earlier.
@@ -47,7 +59,10 @@ class Records:
     - ``dashboards`` — dashboard id → stored dashboard (``tiles`` included, ``deleted`` flag).
     - ``collaborators`` — list of ``{id, dashboard_id, user_uuid, level, added_at, updated_at}``.
     - ``switches`` — the :class:`~.switches.Switches` in force (older builds, log visibility,
-      backfill limit); kept by :meth:`clear`.
+      backfill limit and row delay, auto-pause threshold); kept by :meth:`clear`.
+
+    Time-driven changes (backfill steps, the auto-pause check after a failed run) are replayed in
+    time order by :meth:`advance`, which every request calls first.
 
     :param api_key: the full-access personal API key to seed (``SEED.api_key`` by default).
     :param switches: the switches to start with (today's PostHog by default).
@@ -77,6 +92,8 @@ class Records:
             self.logs = LogStore()
             self.dashboards: dict[int, dict[str, Any]] = {}
             self.collaborators: list[dict[str, Any]] = []
+            # Runs that will fail and whose auto-pause check (at their end) is still to replay.
+            self._unsettled_failures: set[str] = set()
 
     @staticmethod
     def now() -> datetime:
@@ -330,7 +347,7 @@ class Records:
     def start_run(
         self,
         batch_export_id: str,
-        start: datetime,
+        start: datetime | None,
         end: datetime,
         *,
         created_at: datetime | None = None,
@@ -342,7 +359,7 @@ class Records:
         The run ends as :meth:`set_run_outcome` decided (completed after 2 s by default).
 
         :param batch_export_id: the export.
-        :param start: data interval start.
+        :param start: data interval start (None: the one run of an earliest-data backfill).
         :param end: data interval end.
         :param created_at: when the run starts (default: now; seeded history uses past times).
         :param backfill_id: the backfill the run belongs to.
@@ -361,42 +378,165 @@ class Records:
                 run_id=run_id,
             )
             self.runs[run["id"]] = run
+            if run["outcome"] == "failed":
+                self._unsettled_failures.add(run["id"])
             return run
 
-    def start_backfill(self, batch_export_id: str, start: datetime, end: datetime) -> dict[str, Any]:
-        """Store a backfill of ``[start, end)`` (one run per whole interval) and start its first run.
+    def start_backfill(
+        self,
+        batch_export_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        backfill_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a backfill workflow of ``[start, end)``: its row and first run come
+        ``switches.backfill_row_delay`` seconds later (docs/posthog-api.md §6.9).
 
-        No validation and no concurrency limit: the API's checks are in its handler.
+        No validation, no concurrency limit and no workflow-id check: the API's are in its handlers.
+
+        :param start: None backfills from the start of the data (one run without an interval start).
+        :param end: None (open-ended exports) backfills up to when the row appears.
+        :param backfill_id: the row's id (default: a random UUID).
+        :returns: the stored backfill (``id``, ``workflow_id``, ``created_at``...).
         """
         with self.lock:
-            export = self.batch_exports[batch_export_id]
-            length = backfills.INTERVALS[export["interval"]]
-            backfill = backfills.new_backfill(export, start, end, length, self.now())
+            backfill = backfills.new_backfill(
+                self.batch_exports[batch_export_id],
+                start,
+                end,
+                requested_at=self.now(),
+                row_delay=self.switches.backfill_row_delay,
+                backfill_id=backfill_id,
+            )
             self.backfills[backfill["id"]] = backfill
             self.advance()
             return backfill
 
+    def backfill_workflow_running(self, workflow_id: str) -> bool:
+        """Whether a backfill workflow with this id is still open (Temporal refuses to start it again)."""
+        with self.lock:
+            self.advance()
+            return any(
+                backfill["workflow_id"] == workflow_id and backfills.workflow_is_running(backfill)
+                for backfill in self.backfills.values()
+            )
+
+    def active_backfills(self, team_id: int) -> int:
+        """The team's backfill rows that are Starting or Running (rows not yet created do not count)."""
+        with self.lock:
+            self.advance()
+            now = self.now()
+            return sum(
+                backfills.is_active(backfill, self.backfill_runs(backfill["id"]), now)
+                for backfill in self.backfills.values()
+                if backfill["team_id"] == team_id
+            )
+
+    def terminate_backfill(self, backfill_id: str) -> None:
+        """Terminate a backfill's workflow now: no later run starts and its row keeps its status
+        (Starting or Running) for good; a row not created yet never appears.
+
+        :raises KeyError: unknown backfill. :raises ValueError: its workflow is already over.
+        """
+        with self.lock:
+            self.advance()
+            backfill = self.backfills[backfill_id]
+            if not backfills.workflow_is_running(backfill):
+                raise ValueError(f"the workflow of backfill {backfill_id} is already over")
+            backfills.terminate(backfill, self.now())
+
+    def auto_pause(self, batch_export_id: str) -> None:
+        """Pause the export now as the failure threshold does (docs/posthog-api.md §6.9): paused,
+        ``last_paused_at`` set, its Running backfills cancelled, and the WARNING lines written
+        (with an empty ``instance_id``: no run's workflow writes them).
+
+        :raises KeyError: unknown batch export.
+        """
+        with self.lock:
+            self.advance()
+            self._auto_pause(self.batch_exports[batch_export_id], self.now(), "")
+
     def advance(self, now: datetime | None = None) -> None:
-        """Start the backfill runs whose turn has come and end finished backfills (called before reads)."""
+        """Replay, in time order, what happened up to ``now``: backfill steps (a row appearing, the
+        next run starting, the end) and the auto-pause check after each failed run."""
         with self.lock:
             now = now or self.now()
-            stop_on_failure = "backfill-fails" in self.switches
-            for backfill in self.backfills.values():
-                if backfill["final_status"] is None and backfill["cancelled_at"] is None:
-                    backfills.advance(
-                        backfill,
-                        self.runs,
-                        now,
-                        functools.partial(self._start_backfill_run, backfill),
-                        stop_on_failure,
-                    )
+            while (event := self._next_event(now)) is not None:
+                event[2]()
+
+    def _next_event(self, now: datetime) -> _Event | None:
+        """The earliest event due by ``now``; a failure's check comes before a step at its moment,
+        as a run's workflow finishes it before the backfill workflow sees the run end."""
+        found: list[_Event] = []
+        for run_id in sorted(self._unsettled_failures):
+            run = self.runs[run_id]
+            at = ends_at(run)
+            if run["cancelled_at"] is not None or at is None:
+                self._unsettled_failures.discard(run_id)  # cancelled: it never fails
+            elif at <= now:
+                found.append((at, 0, functools.partial(self._settle_failure, run, at)))
+        for backfill in self.backfills.values():
+            runs = self.backfill_runs(backfill["id"])
+            at = backfills.due(backfill, runs)
+            if at is not None and at <= now:
+                found.append((at, 1, functools.partial(self._step_backfill, backfill, runs, at)))
+        return min(found, key=lambda event: event[:2], default=None)
+
+    def _step_backfill(self, backfill: dict[str, Any], runs: list[dict[str, Any]], at: datetime) -> None:
+        export = self.batch_exports[backfill["batch_export_id"]]
+        backfills.step(
+            backfill,
+            runs,
+            at,
+            functools.partial(self._start_backfill_run, backfill),
+            schedule_exists=not (export["schedule_missing"] or export["deleted"]),
+            stop_on_failure="backfill-fails" in self.switches,
+        )
 
     def _start_backfill_run(
-        self, backfill: dict[str, Any], start: datetime, end: datetime, at: datetime
+        self, backfill: dict[str, Any], start: datetime | None, end: datetime, at: datetime
     ) -> dict[str, Any]:
         return self.start_run(
             backfill["batch_export_id"], start, end, created_at=at, backfill_id=backfill["id"]
         )
+
+    def _settle_failure(self, run: dict[str, Any], at: datetime) -> None:
+        """``finish_batch_export_run`` of a Failed run: pause the export over the failure threshold."""
+        self._unsettled_failures.discard(run["id"])
+        threshold = self.switches.auto_pause_threshold
+        export_id = run["batch_export_id"]
+        recent = sorted(
+            (other for other in self.runs.values() if other["batch_export_id"] == export_id),
+            key=lambda other: last_updated_at(other, at),
+            reverse=True,
+        )
+        window = [other for other in recent if other["created_at"] <= at][:AUTO_PAUSE_WINDOW]
+        if threshold and sum(run_status(other, at) == "Failed" for other in window) >= threshold:
+            # After the run's error line and its failure notification.
+            self._auto_pause(self.batch_exports[export_id], at + 2 * LINE_AFTER, run["workflow_run_id"])
+
+    def _auto_pause(self, export: dict[str, Any], at: datetime, instance_id: str) -> None:
+        """Pause (unless already paused, or the schedule is gone) and cancel the Running backfills."""
+        paused = not export["paused"] and not export["schedule_missing"]
+        if paused:
+            export.update(paused=True, last_paused_at=self.paused_at(export["id"], at), last_updated_at=at)
+        running = [
+            backfill
+            for backfill in self.backfills.values()
+            if backfill["batch_export_id"] == export["id"]
+            and backfills.is_visible(backfill, at)
+            and backfills.backfill_status(backfill, self.backfill_runs(backfill["id"]), at) == "Running"
+        ]
+        cancelled = 0
+        for backfill in sorted(running, key=lambda backfill: backfill["created_at"]):
+            if not backfills.workflow_is_running(backfill):
+                # Cancelling a terminated workflow raises: the rest stay and nothing is logged.
+                cancelled = 0
+                break
+            backfills.cancel(backfill, self.backfill_runs(backfill["id"]), self.logs, at)
+            cancelled += 1
+        self.logs.add(auto_pause_entries(export["id"], instance_id, at, paused, cancelled))
 
     def backfill_runs(self, backfill_id: str) -> list[dict[str, Any]]:
         """The backfill's runs, oldest first."""
@@ -425,6 +565,8 @@ class Records:
         log_delay: float | None = None,
         seed: int | None = None,
         max_concurrent_backfills: int | None = None,
+        backfill_row_delay: float | None = None,
+        auto_pause_threshold: int | None = None,
     ) -> None:
         """Change the switches; None leaves a setting as it is (:meth:`reset` restores the start's).
 
@@ -432,18 +574,22 @@ class Records:
         :param log_delay: entries become visible up to this many seconds late; 0 for in-order.
         :param seed: the seed of those delays.
         :param max_concurrent_backfills: Starting/Running backfills per team before a 429.
+        :param backfill_row_delay: seconds until a started backfill's row exists; 0 at once.
+        :param auto_pause_threshold: Failed runs among an export's last 50 that pause it; 0 never.
         """
         with self.lock:
             current = self.switches
+
+            def keep(value: Any, name: str) -> Any:
+                return getattr(current, name) if value is None else value
+
             self.switches = Switches(
-                current.old_builds if old_builds is None else old_builds,
-                log_delay=current.log_delay if log_delay is None else log_delay,
-                seed=current.seed if seed is None else seed,
-                max_concurrent_backfills=(
-                    current.max_concurrent_backfills
-                    if max_concurrent_backfills is None
-                    else max_concurrent_backfills
-                ),
+                keep(old_builds, "old_builds"),
+                log_delay=keep(log_delay, "log_delay"),
+                seed=keep(seed, "seed"),
+                max_concurrent_backfills=keep(max_concurrent_backfills, "max_concurrent_backfills"),
+                backfill_row_delay=keep(backfill_row_delay, "backfill_row_delay"),
+                auto_pause_threshold=keep(auto_pause_threshold, "auto_pause_threshold"),
             )
 
     def shift_last_paused_at(self, batch_export_id: str, seconds: float) -> None:

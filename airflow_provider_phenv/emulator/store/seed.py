@@ -9,8 +9,10 @@ Layout:
   organization only).
 - Personal API key ``SEED.api_key`` (scopes ``["*"]``, owned by the key owner).
 - Batch exports in team 1: AwsS3 (hourly), BigQuery (hourly), Postgres (hourly, every run fails),
-  Snowflake (daily, paused), and a Workflows export that the list hides. Each has a few past runs
-  with their log lines.
+  Snowflake (daily, paused), a Workflows export that the list hides, and the two oldest: an AwsS3
+  daily export (Europe/Berlin at 02:00) and a BigQuery weekly one (Mondays at 06:00 in
+  America/New_York). Each has a few past runs with their log lines; the hourly AwsS3 export also
+  has ``old_run_id``, created 9 days ago: outside the 7-day window of the runs routes.
 - Dashboards: three in team 1 (one restricted to collaborators, with alice as editor), one in
   team 3, and one in team 2 (another organization).
 """
@@ -44,6 +46,9 @@ class Seed:
     postgres_export_id: str = "01900000-0000-7000-8000-0000000000e3"
     paused_export_id: str = "01900000-0000-7000-8000-0000000000e4"
     workflows_export_id: str = "01900000-0000-7000-8000-0000000000e5"
+    daily_export_id: str = "01900000-0000-7000-8000-0000000000e6"
+    weekly_export_id: str = "01900000-0000-7000-8000-0000000000e7"
+    old_run_id: str = "01900000-0000-7000-8000-00000000a0d1"
     s3_integration_id: int = 101
     bigquery_integration_id: int = 102
     snowflake_integration_id: int = 103

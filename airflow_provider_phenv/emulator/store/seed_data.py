@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from ..batch_exports.backfills import INTERVALS, align_to_interval
 from ..batch_exports.runs import RunOutcome
 from .records import Records
 from .seed import ADMIN, MEMBER, SEED
@@ -145,6 +146,7 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
         export_id=SEED.workflows_export_id,
         created_at=created + timedelta(hours=4),
     )
+    _seed_scheduled_exports(state, created)
     state.run_outcomes[SEED.postgres_export_id] = RunOutcome(outcome="failed")
     # A few past runs (and their log lines) per export, so logs and runs are never empty.
     history = {
@@ -153,6 +155,11 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
         SEED.postgres_export_id: _intervals_before(hour, timedelta(hours=1), 2),
         SEED.paused_export_id: _intervals_before(hour - timedelta(days=1), timedelta(days=1), 1),
     }
+    for export_id in (SEED.daily_export_id, SEED.weekly_export_id):
+        # The last whole interval of the export's own schedule (timezone, offsets).
+        export = state.batch_exports[export_id]
+        end = align_to_interval(hour, export)
+        history[export_id] = [(end - INTERVALS[export["interval"]], end)]
     for export_id, intervals in history.items():
         for number, (start, end) in enumerate(intervals):
             state.start_run(
@@ -162,6 +169,52 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
                 created_at=end + timedelta(minutes=1),
                 run_id=str(uuid.uuid5(_RUN_NAMESPACE, f"{export_id}/{number}")),
             )
+    # Older than the 7 days the runs routes look back by default.
+    old_end = hour - timedelta(days=9)
+    state.start_run(
+        SEED.s3_export_id,
+        old_end - timedelta(hours=1),
+        old_end,
+        created_at=old_end + timedelta(minutes=1),
+        run_id=SEED.old_run_id,
+    )
+
+
+def _seed_scheduled_exports(state: Records, created: datetime) -> None:
+    """The daily and weekly exports, created before the others."""
+    state.add_batch_export(
+        "S3 daily export (Berlin)",
+        {
+            "type": "AwsS3",
+            "config": {
+                "bucket_name": "hedgebox-daily",
+                "region": "eu-central-1",
+                "prefix": "posthog/daily",
+                "compression": "gzip",
+                "file_format": "JSONLines",
+            },
+            "integration": SEED.s3_integration_id,
+        },
+        interval="day",
+        export_id=SEED.daily_export_id,
+        created_at=created - timedelta(hours=2),
+        timezone="Europe/Berlin",
+        offset_hour=2,
+    )
+    state.add_batch_export(
+        "BigQuery weekly export (New York)",
+        {
+            "type": "BigQuery",
+            "config": {"project_id": "hedgebox-analytics", "dataset_id": "weekly", "table_id": "events"},
+            "integration": SEED.bigquery_integration_id,
+        },
+        interval="week",
+        export_id=SEED.weekly_export_id,
+        created_at=created - timedelta(hours=1),
+        timezone="America/New_York",
+        offset_day=1,
+        offset_hour=6,
+    )
 
 
 def _intervals_before(end: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:

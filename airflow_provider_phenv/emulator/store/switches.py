@@ -16,6 +16,9 @@ older builds, so each switch below brings back one older behaviour, independentl
   effective restriction is always 21 and every collaborator add is 400.
 - ``backfill-fails`` (§13.18): a backfill stops at its first failed run and ends Failed (today's
   workflow goes on and can end Completed).
+- ``unpause-null-500`` (§6.5): unpausing with ``backfill`` an export that was never paused (null
+  ``last_paused_at``) answers 500 after the unpause is saved (today's backfills from the start of
+  the data).
 """
 
 from __future__ import annotations
@@ -31,11 +34,18 @@ OLD_BUILDS: dict[str, str] = {
     "logs-no-key-scope": "logs refuse personal API keys: 403 (§13.13)",
     "no-access-control": "no paid access control: effective restriction always 21 (§13.12)",
     "backfill-fails": "a backfill stops at its first failed run and ends Failed (§13.18)",
+    "unpause-null-500": "unpause with backfill of a never-paused export: 500 after saving (§6.5)",
 }
 #: Default seconds an entry may become visible after its timestamp (out-of-order visibility, §13.3).
 DEFAULT_LOG_DELAY = 3.0
 #: Default number of Starting/Running backfills a team may have (429 beyond it, §3).
 DEFAULT_MAX_CONCURRENT_BACKFILLS = 3
+#: Default seconds between starting a backfill and its row (and first run) existing (§6.9).
+DEFAULT_BACKFILL_ROW_DELAY = 2.0
+#: Default number of Failed runs among an export's last :data:`AUTO_PAUSE_WINDOW` that pauses it (§6.9).
+DEFAULT_AUTO_PAUSE_THRESHOLD = 10
+#: How many of an export's most recently updated runs the auto-pause check counts (§6.9).
+AUTO_PAUSE_WINDOW = 50
 
 
 def check_old_builds(names: Iterable[str]) -> frozenset[str]:
@@ -50,13 +60,17 @@ def check_old_builds(names: Iterable[str]) -> frozenset[str]:
 
 
 class Switches:
-    """The older-build switches that are on, plus the log-visibility and backfill knobs.
+    """The older-build switches that are on, plus the log-visibility, backfill and auto-pause knobs.
 
     :param old_builds: switch names from :data:`OLD_BUILDS` to turn on.
     :param log_delay: entries become visible 0 to ``log_delay`` seconds after their timestamp
         (a seeded, reproducible spread); 0 makes visibility follow timestamps exactly.
     :param seed: the seed of that spread.
     :param max_concurrent_backfills: Starting/Running backfills a team may have.
+    :param backfill_row_delay: seconds from starting a backfill until its row exists (its first
+        run starts then); 0 makes the row visible in the same request.
+    :param auto_pause_threshold: Failed runs among an export's last 50 that pause it automatically
+        (1-50); 0 never pauses.
     """
 
     def __init__(
@@ -66,6 +80,8 @@ class Switches:
         log_delay: float = DEFAULT_LOG_DELAY,
         seed: int = 0,
         max_concurrent_backfills: int = DEFAULT_MAX_CONCURRENT_BACKFILLS,
+        backfill_row_delay: float = DEFAULT_BACKFILL_ROW_DELAY,
+        auto_pause_threshold: int = DEFAULT_AUTO_PAUSE_THRESHOLD,
     ) -> None:
         self.old_builds = check_old_builds(old_builds)
         self.log_delay = _non_negative("log_delay", log_delay)
@@ -73,6 +89,10 @@ class Switches:
         self.max_concurrent_backfills = int(
             _non_negative("max_concurrent_backfills", max_concurrent_backfills)
         )
+        self.backfill_row_delay = _non_negative("backfill_row_delay", backfill_row_delay)
+        self.auto_pause_threshold = int(_non_negative("auto_pause_threshold", auto_pause_threshold))
+        if self.auto_pause_threshold > AUTO_PAUSE_WINDOW:
+            raise ValueError(f"auto_pause_threshold must be at most {AUTO_PAUSE_WINDOW}")
 
     def __contains__(self, name: object) -> bool:
         if name not in OLD_BUILDS:
@@ -86,6 +106,8 @@ class Switches:
             log_delay=self.log_delay,
             seed=self.seed,
             max_concurrent_backfills=self.max_concurrent_backfills,
+            backfill_row_delay=self.backfill_row_delay,
+            auto_pause_threshold=self.auto_pause_threshold,
         )
 
     def as_json(self) -> dict[str, object]:
@@ -95,6 +117,8 @@ class Switches:
             "log_delay": self.log_delay,
             "seed": self.seed,
             "max_concurrent_backfills": self.max_concurrent_backfills,
+            "backfill_row_delay": self.backfill_row_delay,
+            "auto_pause_threshold": self.auto_pause_threshold,
         }
 
 

@@ -14,9 +14,14 @@ with 400 ``validation_error`` naming the field, as PostHog would, never with a P
 - ``POST /_emulator/run_outcome/{batch_export_id}`` — body with the arguments of ``set_run_outcome``
   (fail, hang, take longer, for the next ``times`` runs or from now on).
 - ``GET /_emulator/switches`` — the older-build switches on, the log delay and seed, the backfill
-  limit, and every switch available; ``POST`` — body with the arguments of ``state.set_switches``.
+  limit and row delay, the auto-pause threshold, and every switch available; ``POST`` — body with
+  the arguments of ``state.set_switches`` (e.g. ``{"backfill_row_delay": 0}``).
 - ``POST /_emulator/shift_last_paused_at/{batch_export_id}`` — body ``{"seconds": n}``.
 - ``POST /_emulator/backdate_pauses`` — body ``{"seconds": n, "batch_export_id": id or null}``.
+- ``POST /_emulator/terminate_backfill/{backfill_id}`` — no body: the backfill's workflow is
+  terminated, its row stays Starting or Running for good (``state.terminate_backfill``).
+- ``POST /_emulator/auto_pause/{batch_export_id}`` — no body: pause the export now as the failure
+  threshold does (``state.auto_pause``).
 """
 
 from __future__ import annotations
@@ -128,6 +133,17 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
     if resource == "backdate_pauses" and not argument:
         _require(method, "POST")
         emulator.state.backdate_pauses(**(body or {}))
+        return Response(204)
+    if resource == "terminate_backfill" and argument:
+        _require(method, "POST")
+        if argument not in emulator.state.backfills:
+            raise not_found(f"Unknown backfill {argument}.")
+        emulator.state.terminate_backfill(argument)
+        return Response(204)
+    if resource == "auto_pause" and argument:
+        _require(method, "POST")
+        _known_export(emulator, argument)
+        emulator.state.auto_pause(argument)
         return Response(204)
     raise not_found()
 

@@ -16,7 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..store.seed import SEED
 from ..store.state import EmulatorState
-from ..store.switches import DEFAULT_LOG_DELAY, DEFAULT_MAX_CONCURRENT_BACKFILLS, Switches
+from ..store.switches import (
+    DEFAULT_AUTO_PAUSE_THRESHOLD,
+    DEFAULT_BACKFILL_ROW_DELAY,
+    DEFAULT_LOG_DELAY,
+    DEFAULT_MAX_CONCURRENT_BACKFILLS,
+    Switches,
+)
 from .api import ApiRequest, handle_api, without_retry_after
 from .calls import Response
 from .control import PREFIX as CONTROL_PREFIX
@@ -193,6 +199,9 @@ class PostHogEmulator:
         not in timestamp order (§13.3); 0 for in-order visibility.
     :param seed: seed of those delays (reproducible).
     :param max_concurrent_backfills: Starting/Running backfills a team may have before a 429.
+    :param backfill_row_delay: seconds from starting a backfill until its row (and first run)
+        exists, as the workflow creates it (§6.9); 0 for at once.
+    :param auto_pause_threshold: Failed runs among an export's last 50 that pause it (§6.9); 0 never.
     :param backdate_pauses: record every pause this many seconds earlier than it happens, so a
         pause of seconds unpaused with a backfill covers whole intervals (the demo uses it).
 
@@ -211,13 +220,20 @@ class PostHogEmulator:
         log_delay: float = DEFAULT_LOG_DELAY,
         seed: int = 0,
         max_concurrent_backfills: int = DEFAULT_MAX_CONCURRENT_BACKFILLS,
+        backfill_row_delay: float = DEFAULT_BACKFILL_ROW_DELAY,
+        auto_pause_threshold: int = DEFAULT_AUTO_PAUSE_THRESHOLD,
         backdate_pauses: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.log_requests = log_requests
         switches = Switches(
-            builds, log_delay=log_delay, seed=seed, max_concurrent_backfills=max_concurrent_backfills
+            builds,
+            log_delay=log_delay,
+            seed=seed,
+            max_concurrent_backfills=max_concurrent_backfills,
+            backfill_row_delay=backfill_row_delay,
+            auto_pause_threshold=auto_pause_threshold,
         )
         self.state = EmulatorState(api_key, switches, backdate_pauses=backdate_pauses)
         self.faults = FaultInjector()
