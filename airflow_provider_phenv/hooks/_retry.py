@@ -134,13 +134,13 @@ BACKFILL_ROW_GRACE = 300.0
 
 def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
     """
-    Keyword arguments for ``tenacity.Retrying``: ask again, soon then every 5 s, while ``retry``
+    Keyword arguments for ``tenacity.Retrying``: ask again, soon then every 2 s, while ``retry``
     says a new backfill is not visible yet, for at most ``timeout`` seconds (one try for 0).
     """
     return {
         "retry": retry,
         "stop": stop_after_delay(timeout),
-        "wait": wait_exponential(multiplier=0.5, max=5.0),
+        "wait": wait_exponential(multiplier=0.25, max=2.0),
         "reraise": True,
     }
 

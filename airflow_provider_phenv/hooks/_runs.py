@@ -313,7 +313,12 @@ class RunsAndBackfills(SyncClient):
         )
 
     def cancel_batch_export_backfill(
-        self, batch_export_id: str, backfill_id: str, *, project_id: int | str | None = None
+        self,
+        batch_export_id: str,
+        backfill_id: str,
+        *,
+        project_id: int | str | None = None,
+        row_timeout: float = 0.0,
     ) -> dict[str, Any]:
         """
         Cancel a running backfill and its active runs.
@@ -321,9 +326,16 @@ class RunsAndBackfills(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param backfill_id: the backfill's UUID.
         :param project_id: project/environment id; default from the connection.
+        :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
+            just accepted (it cannot be cancelled before its row exists).
         """
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
-        return self._call(export_call(batch_export_id, tail, method="POST", project_id=project_id))
+        call = export_call(batch_export_id, tail, method="POST", project_id=project_id)
+        not_yet = retry_if_exception_type(PostHogNotFoundError)
+        for attempt in Retrying(**row_wait_kwargs(row_timeout, not_yet)):
+            with attempt:
+                return self._call(call)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _backfill_made_since(
         self,

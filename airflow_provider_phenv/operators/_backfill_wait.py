@@ -223,7 +223,9 @@ class BackfillWait:
             return
         self.log.warning("Cancelling backfill %s of batch export %s: %s.", backfill_id, export_id, why)
         try:
-            self.hook.cancel_batch_export_backfill(export_id, backfill_id, project_id=project_id)
+            self.hook.cancel_batch_export_backfill(
+                export_id, backfill_id, project_id=project_id, row_timeout=self.hook.backfill_row_grace
+            )
         except PostHogError as error:
             # A backfill that ended meanwhile cannot be cancelled; the task fails for its own reason.
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Hashable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from tenacity import AsyncRetrying, retry_if_exception_type
 
-from airflow_provider_phenv.errors import PostHogError
-from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE
+from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
+from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE, row_wait_kwargs
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
 from airflow_provider_phenv.run_watch import runs_wait
@@ -124,6 +125,10 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         )
 
 
+# Seconds on_kill keeps trying to cancel a backfill PostHog does not show yet, within Airflow's bound.
+_ON_KILL_ROW_WAIT = 20.0
+
+
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """
     Poll a batch export's runs until a backfill ends or a range is exported, or the deadline passes.
@@ -161,6 +166,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     ) -> None:
         super().__init__(**kwargs)
         self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        if backfill_id is not None and started_at is None:
+            started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
         self.wait = runs_wait(
             batch_export_id,
             backfill_id=backfill_id,
@@ -211,9 +218,16 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         self.log.warning(
             "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
         )
+        # Airflow gives on_kill a bounded time (``[triggerer] on_kill_timeout``, 30 s by default);
+        # a backfill PostHog does not show yet cannot be cancelled, so ask again until then.
+        not_yet = retry_if_exception_type(PostHogNotFoundError)
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
-                await hook.cancel_batch_export_backfill(export_id, backfill_id, project_id=self.project_id)
+                async for attempt in AsyncRetrying(**row_wait_kwargs(_ON_KILL_ROW_WAIT, not_yet)):
+                    with attempt:
+                        await hook.cancel_batch_export_backfill(
+                            export_id, backfill_id, project_id=self.project_id
+                        )
         except PostHogError as error:
             # A backfill that ended meanwhile cannot be cancelled.
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)

@@ -101,7 +101,9 @@ def test_killing_the_task_cancels_its_backfill(quick_runs):
         time.sleep(0.02)
     op.on_kill()
     worker.join(10)
-    assert [r.status for r in api_requests(quick_runs) if r.path.endswith("/cancel/")] == [200]
+    # A backfill killed before PostHog shows it is cancelled as soon as it shows.
+    cancels = [r.status for r in api_requests(quick_runs) if r.path.endswith("/cancel/")]
+    assert cancels[-1] == 200 and set(cancels[:-1]) <= {404}
     assert isinstance(outcome["error"], PostHogBackfillError)  # the wait sees the cancelled backfill
 
 
@@ -124,7 +126,10 @@ def test_without_a_state_store_a_retry_finds_the_running_backfill_over_the_same_
     with pytest.raises(RuntimeError):
         first.execute(task_context())
     assert backfill_op().execute(task_context())["status"] == "Completed"
-    assert len(backfill_posts(quick_runs)) == 1
+    # The first try's backfill was not visible yet when the retry looked, so the retry sent its
+    # create too; PostHog refuses a second workflow over the same range while the first runs (a
+    # 500), and the hook then finds the first one.
+    assert len([b for b in quick_runs.state.backfills.values() if b["batch_export_id"] == HOURLY]) == 1
 
 
 def test_a_lost_answer_to_the_create_leaves_exactly_one_backfill(quick_runs):

@@ -34,13 +34,11 @@ from tests.runs.test_backfill_operators import backfill_posts, run_op
 
 DAILY = SEED.daily_export_id  # Europe/Berlin, offset_hour 2
 WEEKLY = SEED.weekly_export_id  # America/New_York, Mondays at 06:00
-# A backfill's row shows this long after PostHog's 201 (PostHog: when its workflow starts).
-ROW_DELAY = 0.5
 
 
 @pytest.fixture
 def late_rows(emulator, posthog_conn):
-    emulator.state.set_switches(backfill_row_delay=ROW_DELAY)
+    """Backfill rows show ROW_DELAY seconds after PostHog's 201 (tests/runs/conftest.py)."""
     for export_id in (HOURLY, DAILY, WEEKLY):
         emulator.state.set_run_outcome(export_id, "completed", duration=0.1)
     return emulator
@@ -226,15 +224,15 @@ def test_a_backfill_cancelled_by_an_auto_pause_fails_naming_the_pause(late_rows)
     op = backfill_op(batch_export_id=HOURLY, start_at=hours_ago(8), end_at=hours_ago(6))
 
     def pause_soon() -> None:
+        # PostHog's auto-pause cancels the export's Running backfills (finish_batch_export_run).
         with PostHogHook() as other:
-            backfill = None
-            for _ in range(100):
+            for _ in range(200):
                 listed = other.list_batch_export_backfills(HOURLY)
-                if listed:
-                    backfill = listed[0]
+                if listed and listed[0]["status"] == "Running":
                     break
                 threading.Event().wait(0.05)
-            assert backfill is not None
+            else:
+                raise AssertionError("the backfill never ran")
         late_rows.state.auto_pause(HOURLY)
 
     thread = threading.Thread(target=pause_soon)
