@@ -190,9 +190,12 @@ def retrieve_dashboard(call: Call) -> Response:
 
 
 def update_dashboard(call: Call) -> Response:
-    """PATCH/PUT ``dashboards/{id}/``; ``{"deleted": true}`` soft-deletes; ``creation_mode`` is ignored."""
-    dashboard = get_editable_dashboard(call)
+    """PATCH/PUT ``dashboards/{id}/``; ``{"deleted": true}`` soft-deletes, ``{"deleted": false}``
+    restores (the only request that finds a soft-deleted dashboard, ``dangerously_get_queryset``);
+    ``creation_mode`` is ignored."""
     data = call.data()
+    restoring = data.get("deleted") is not None and not _str_to_bool(data["deleted"])
+    dashboard = get_editable_dashboard(call, include_deleted=restoring)
     values = _editable_fields(data)
     if "deleted" in data:
         values["deleted"] = parse_bool(data["deleted"], "deleted")
@@ -204,6 +207,11 @@ def update_dashboard(call: Call) -> Response:
         )
     dashboard.update(values)
     return Response(200, serialize_full(call, dashboard))
+
+
+def _str_to_bool(value: Any) -> bool:
+    """``posthog.utils.str_to_bool``."""
+    return bool(value) and str(value).lower() in ("y", "yes", "t", "true", "on", "1")
 
 
 def destroy_dashboard(call: Call) -> Response:
