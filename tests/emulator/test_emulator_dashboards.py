@@ -232,5 +232,12 @@ def test_remove_collaborator(api, emulator, expect_error):  # 55, §12.3
 
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 def test_collaborator_update_is_not_allowed(api, expect_error, method):  # 55
+    # No action is mapped to the method, so a personal API key gets APIScopePermission's 403 (§7.3).
     response = api.request(method, RESTRICTED + SEED.alice_uuid, json={"level": 21})
-    expect_error(response, 405, "invalid_request", "method_not_allowed", f'Method "{method}" not allowed.')
+    expect_error(
+        response,
+        403,
+        "authentication_error",
+        "permission_denied",
+        "This action does not support personal API key access",
+    )
