@@ -25,7 +25,7 @@ def user_basic(call: Call, user_uuid: str | None) -> dict[str, Any] | None:
 
 def effective_restriction_level(call: Call, dashboard: dict[str, Any]) -> int:
     """The stored level only counts when the organization has the paid access-control feature
-    (never with the ``no-access-control`` switch, §13.12)."""
+    (never with the ``no-access-control`` switch, §7.3)."""
     organization_id = call.state.teams[dashboard["team_id"]]["organization_id"]
     licensed = "no-access-control" not in call.state.switches
     if licensed and call.state.organizations[organization_id]["access_control"]:

@@ -79,7 +79,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     """
     path_match = _API_PATH.match(request.path)
     if path_match and path_match["prefix"] == "environments" and "environments-redirect" in state.switches:
-        # One build's middleware behind the flag ``api-environments-redirect`` (§13.6).
+        # One build's middleware behind the flag ``api-environments-redirect`` (§1).
         location = "/api/projects/" + request.path.removeprefix("/api/environments/")
         return Response(
             307, headers={"Location": location + (f"?{request.raw_query}" if request.raw_query else "")}
@@ -92,7 +92,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
         and found[0].kind == "collaborators"
         and "projects-only-collaborators" in state.switches
     ):
-        found = None  # some builds registered collaborators only under /api/projects/ (§13.6)
+        found = None  # some builds registered collaborators only under /api/projects/ (§7.3)
     key_match = _KEY_PATH.match(request.path)
     try:
         if key_match is not None:
@@ -118,7 +118,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
 
 
 def without_retry_after(response: Response, state: EmulatorState) -> Response:
-    """Older drf-exceptions-hog sends a throttled 429 without ``Retry-After`` (§13.14)."""
+    """Older drf-exceptions-hog sends a throttled 429 without ``Retry-After`` (§3)."""
     throttled = isinstance(response.body, dict) and response.body.get("type") == "throttled_error"
     if response.status == 429 and throttled and "no-retry-after" in state.switches:
         response.headers.pop("Retry-After", None)
@@ -185,7 +185,7 @@ def _dispatch(
         method = "GET" if request.method == "HEAD" else request.method
         scope = route.scope(method)
         if route.kind == "test_steps" and "internal-test-scope" in state.switches:
-            scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2, §13.13)
+            scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2)
         if route.kind == "logs" and "logs-no-key-scope" in state.switches:
             raise permission_denied(NO_KEY_ACCESS)
         if scope is None:
