@@ -42,7 +42,9 @@ def test_create_returns_201_with_defaults_and_echoes_destination(api):  # 15
     assert response.status_code == 201
     export = response.json()
     assert (export["paused"], export["model"], export["latest_runs"]) == (False, "events", [])
-    assert export["destination"] == S3_DESTINATION
+    # A new object-storage export writes the standard ".parquet" names.
+    expected = {**S3_DESTINATION, "config": {**S3_DESTINATION["config"], "legacy_parquet_extension": False}}
+    assert export["destination"] == expected
     assert api.get(f"batch_exports/{export['id']}/").json()["name"] == "My export"
 
 
@@ -99,10 +101,6 @@ def test_sub_hour_interval_needs_the_team_flag(api, emulator, expect_error):  # 
             "Configuration has invalid type: got 'str', expected 'int'",
         ),
         (
-            {"type": "AwsS3", "config": S3_DESTINATION["config"]},
-            "Integration is required for AwsS3 batch exports",
-        ),
-        (
             {"type": "S3", "config": {}},
             "The 'S3' destination type is deprecated and can no longer be used. "
             "Use 'AwsS3' for AWS S3, or 'S3Compatible' for S3-compatible storage.",
@@ -112,6 +110,21 @@ def test_sub_hour_interval_needs_the_team_flag(api, emulator, expect_error):  # 
 def test_destination_config_validation(api, expect_error, destination, detail):  # 18, §12.1
     response = api.post("batch_exports/", payload(destination=destination))
     expect_error(response, 400, "validation_error", "invalid_input", detail, "destination__non_field_errors")
+
+
+def test_a_missing_integration_is_an_error_of_the_destination(api, expect_error):  # §5
+    # Raised by BatchExportSerializer.validate_destination, so attr is the field itself.
+    response = api.post(
+        "batch_exports/", payload(destination={"type": "AwsS3", "config": S3_DESTINATION["config"]})
+    )
+    expect_error(
+        response,
+        400,
+        "validation_error",
+        "invalid_input",
+        "Integration is required for AwsS3 batch exports",
+        "destination",
+    )
 
 
 def test_secrets_never_appear_in_responses(api):  # 19
@@ -303,7 +316,7 @@ def test_run_test_step_new_validates_the_full_payload(api, expect_error):  # 33
         "validation_error",
         "invalid_input",
         "Integration is required for Databricks batch exports",
-        "destination__non_field_errors",
+        "destination",
     )
 
 
@@ -329,6 +342,7 @@ def test_run_test_step_merges_the_stored_config(api):  # 34
         "integration": SEED.s3_integration_id,
     }
     assert api.post(path, {**body, "destination": failing}).json()["result"]["status"] == "Failed"
-    changed = api.post(path, {**body, "destination": {"type": "BigQuery", "config": {}}})
+    # The stored AwsS3 keys are valid S3Compatible ones, so the type change is what is refused.
+    changed = api.post(path, {**body, "destination": {"type": "S3Compatible", "config": {}}})
     assert changed.status_code == 400
     assert "Cannot change destination type" in changed.json()["detail"]

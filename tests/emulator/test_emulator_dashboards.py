@@ -22,15 +22,23 @@ def test_list_is_project_wide_pinned_first_then_by_name_without_tiles(api, make_
     assert make_api(team=SEED.second_environment_id).get("dashboards/").json() == page
 
 
-def test_list_hides_deleted_and_unlisted_and_has_no_search_filter(api, emulator):  # 40, §13.10
+def test_list_hides_deleted_and_unlisted_and_does_not_rank_a_search(api, emulator, expect_error):  # 40, §7.1
     emulator.state.add_dashboard("Old", deleted=True)
     emulator.state.add_dashboard("Hidden", creation_mode="unlisted")
     everything = names(api.get("dashboards/").json())
     assert "Old" not in everything
     assert "Hidden" not in everything
-    # ``search`` is ignored: every dashboard comes back, the client matches names itself.
+    # The emulator does not play PostHog's trigram ranking: every dashboard comes back, the client
+    # matches names itself. Only PostHog's length limit is checked.
     assert names(api.get("dashboards/", params={"search": "METRICS"}).json()) == everything
-    assert names(api.get("dashboards/", params={"search": "x" * 300}).json()) == everything
+    expect_error(
+        api.get("dashboards/", params={"search": "x" * 201}),
+        400,
+        "validation_error",
+        "invalid_input",
+        "Search query must be 200 characters or fewer.",
+        "search",
+    )
 
 
 def test_list_pagination_links(api):  # 41
@@ -232,5 +240,12 @@ def test_remove_collaborator(api, emulator, expect_error):  # 55, §12.3
 
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 def test_collaborator_update_is_not_allowed(api, expect_error, method):  # 55
+    # No action is mapped to the method, so a personal API key gets APIScopePermission's 403 (§7.3).
     response = api.request(method, RESTRICTED + SEED.alice_uuid, json={"level": 21})
-    expect_error(response, 405, "invalid_request", "method_not_allowed", f'Method "{method}" not allowed.')
+    expect_error(
+        response,
+        403,
+        "authentication_error",
+        "permission_denied",
+        "This action does not support personal API key access",
+    )

@@ -750,8 +750,13 @@ def test_a_key_reads_its_own_label_and_scopes(emulator, expect_error):  # §13.1
     )
     assert key not in me.text
     by_id = requests.get(url + body["id"] + "/", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    assert (by_id.status_code, by_id.json()) == (200, body)
+    other_key = emulator.state.add_api_key(["*"])
+    other_id = requests.get(url + "@current/", headers={"Authorization": f"Bearer {other_key}"}, timeout=5)
     expect_error(
-        by_id,
+        requests.get(
+            url + other_id.json()["id"] + "/", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        ),
         403,
         "authentication_error",
         "permission_denied",

@@ -3,7 +3,7 @@
 A step passes unless the config value it checks contains the word ``missing`` (case-insensitive),
 e.g. ``bucket_name="my-missing-bucket"`` fails "Check S3 bucket exists" with PostHog's own message.
 Steps PostHog skips for integration-backed credentials (BigQuery impersonation) report ``Skipped``,
-and so does AwsS3's "assume role" step when the export's integration has no role ARN (§13.9; that
+and so does AwsS3's "assume role" step when the export's integration has no role ARN (§6.6; that
 message is not confirmed from PostHog's source).
 Step names and messages are PostHog's own for S3, BigQuery and Snowflake; the Databricks and Azure
 Blob ones follow the same pattern (only "Verify Databricks catalog" was confirmed).

@@ -5,7 +5,9 @@ Behaviour follows docs/posthog-api.md §5-§6 (the newest ``BatchExportViewSet``
 
 from __future__ import annotations
 
+import contextlib
 import zoneinfo
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +20,7 @@ from .runs import serialize_run
 
 HIGH_FREQUENCY = ("every 5 minutes", "every 15 minutes")
 MODELS = ("events", "persons", "sessions", "hogql")
+FILTER_TYPES = frozenset({"event", "person", "hogql"})
 
 
 def get_export(call: Call) -> dict[str, Any]:
@@ -53,68 +56,195 @@ def serialize_export(call: Call, export: dict[str, Any]) -> dict[str, Any]:
         "schema": None,
         "filters": export["filters"],
         "timezone": export["timezone"],
-        "offset_day": export["offset_day"],
-        "offset_hour": export["offset_hour"],
+        **dict(zip(("offset_day", "offset_hour"), _shown_offsets(export), strict=True)),
     }
 
 
 def _validate(
-    call: Call, data: dict[str, Any], existing: dict[str, Any] | None, partial: bool
+    call: Call,
+    data: dict[str, Any],
+    instance: dict[str, Any] | None,
+    partial: bool,
+    tested: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate a create/update payload in the serializer's field order; returns the given fields.
+    """``BatchExportSerializer``: its fields in ``Meta.fields`` order, then ``validate()``.
 
-    :param existing: the stored export when updating or re-testing (destination merge rules apply).
+    DRF validates every field and reports the first error in field order; a 403 raised inside a
+    field validator (a missing feature flag) is not a ValidationError and escapes at once.
+
+    :param instance: the stored export when updating (PATCH/PUT).
     :param partial: PATCH semantics: nothing is required.
+    :param tested: the stored export whose destination ``run_test_step`` re-tests; PostHog
+        validates that payload without an instance, except for the destination.
+    :returns: the validated fields, ``offset_day``/``offset_hour`` as stored (see :func:`_schedule`).
     """
     flags = call.team["flags"]
+    errors = _FieldErrors()
     values: dict[str, Any] = {}
-    if not partial and "name" not in data:
-        raise required("name")
-    if "name" in data:
-        values["name"] = parse_str(data["name"], "name", allow_blank=False)
-    if "model" in data:
-        values["model"] = parse_choice(data["model"], MODELS, "model")
-        if values["model"] == "hogql" and "hogql-batch-exports" not in flags:
-            raise permission_denied("HogQL batch exports are not enabled for this team.")
-    if not partial and "destination" not in data:
-        raise required("destination")
-    if "destination" in data:
-        integration_ids = {
-            i["id"] for i in call.state.integrations.values() if i["team_id"] == call.team["id"]
-        }
-        values["destination"] = destinations.validate_destination(
-            data["destination"],
-            existing=existing["destination"] if existing else None,
-            integration_ids=integration_ids,
-            flags=flags,
-        )
-    if not partial and "interval" not in data:
-        raise required("interval")
-    interval = existing["interval"] if existing else None
-    if "interval" in data:
-        interval = values["interval"] = parse_choice(data["interval"], INTERVALS, "interval")
-        if interval in HIGH_FREQUENCY and "high-frequency-batch-exports" not in flags:
-            raise permission_denied("Higher frequency batch exports are not enabled for this team.")
-    if "paused" in data:
-        values["paused"] = parse_bool(data["paused"], "paused")
+    with errors.field():
+        if "name" in data:
+            values["name"] = parse_str(data["name"], "name", allow_blank=False)
+        elif not partial:
+            raise required("name")
+    with errors.field():
+        if "model" in data:
+            values["model"] = parse_choice(data["model"], MODELS, "model")
+            if values["model"] == "hogql" and "hogql-batch-exports" not in flags:
+                raise permission_denied("HogQL batch exports are not enabled for this team.")
+            if instance is not None and values["model"] != instance["model"]:
+                raise validation_error(
+                    "Changing models is not supported. Create a new batch export instead.", attr="model"
+                )
+    with errors.field():
+        if "destination" in data:
+            existing = tested or instance
+            values["destination"] = destinations.validate_destination(
+                data["destination"],
+                existing=existing["destination"] if existing else None,
+                integrations={
+                    i["id"]: i for i in call.state.integrations.values() if i["team_id"] == call.team["id"]
+                },
+                flags=flags,
+                partial=partial,
+            )
+        elif not partial:
+            raise required("destination")
+    with errors.field():
+        if "interval" in data:
+            if data["interval"] is None:
+                raise validation_error("This field may not be null.", code="null", attr="interval")
+            values["interval"] = parse_choice(data["interval"], INTERVALS, "interval")
+            if values["interval"] in HIGH_FREQUENCY and "high-frequency-batch-exports" not in flags:
+                raise permission_denied("Higher frequency batch exports are not enabled for this team.")
+        elif not partial:
+            raise required("interval")
+    with errors.field():
+        if "paused" in data:
+            values["paused"] = parse_bool(data["paused"], "paused")
     for key in ("start_at", "end_at"):
-        if data.get(key) is not None:
-            values[key] = parse_datetime(data[key], key)
-    if "hogql_query" in data:
-        values["hogql_query"] = parse_str(data["hogql_query"], "hogql_query", allow_null=True)
-    if "filters" in data:
-        values["filters"] = data["filters"]
-    if "timezone" in data:
-        values["timezone"] = _timezone(data["timezone"])
-    _validate_offsets(data, interval, values)
-    model = values.get("model", existing["model"] if existing else "events")
-    kind = values.get("destination", existing["destination"] if existing else {}).get("type")
+        with errors.field():
+            if key in data:
+                values[key] = None if data[key] is None else parse_datetime(data[key], key)
+    with errors.field():
+        if "hogql_query" in data:
+            values["hogql_query"] = parse_str(data["hogql_query"], "hogql_query", allow_null=True)
+    with errors.field():
+        if "filters" in data:
+            values["filters"] = _filters(data["filters"])
+    with errors.field():
+        if "timezone" in data:
+            values["timezone"] = _timezone(data["timezone"])
+    # validate_offset_day/validate_offset_hour read the interval from the request, else the export.
+    interval = data.get("interval") or (instance["interval"] if instance else None)
+    offsets: dict[str, int | None] = {}
+    for key, maximum, applies_to, refusal in (
+        ("offset_day", 6, ("week",), "offset_day is not applicable for non-weekly intervals"),
+        ("offset_hour", 23, ("day", "week"), "offset_hour is not applicable for non-daily/weekly intervals"),
+    ):
+        with errors.field():
+            if key in data:
+                offsets[key] = (
+                    None if data[key] is None else parse_int(data[key], key, min_value=0, max_value=maximum)
+                )
+                if offsets[key] is not None and interval not in applies_to:
+                    raise validation_error(refusal, attr=key)
+    errors.raise_first()
+    # validate(): only once every field is valid.
+    if "interval" in values:
+        values.update(_schedule(values["interval"], offsets, partial))
+    elif offsets:
+        # No interval in a PATCH: PostHog's serializer ignores the offsets (INFERRED); they apply
+        # to the stored interval here.
+        values.update(_schedule(instance["interval"] if instance else "hour", offsets, partial=True))
+    model = instance["model"] if instance is not None else values.get("model", "events")
+    kind = values.get("destination", instance["destination"] if instance else {}).get("type")
     if kind == "HTTP" and model != "events":
         raise validation_error("HTTP batch exports only support the events model")
+    if values.get("filters") is not None and model != "events":
+        raise validation_error(
+            f"'filters' is only supported for 'events' not '{model}' model", attr="filters"
+        )
+    if model == "hogql" and values.get("hogql_query", instance["hogql_query"] if instance else None) is None:
+        raise validation_error("'hogql_query' is required when 'model' is 'hogql'", attr="hogql_query")
     return values
 
 
+class _FieldErrors:
+    """Collects the first 400 of a serializer's fields; anything else escapes at once."""
+
+    def __init__(self) -> None:
+        self.first: ApiError | None = None
+
+    @contextlib.contextmanager
+    def field(self) -> Iterator[None]:
+        try:
+            yield
+        except ApiError as error:
+            if error.status != 400:
+                raise
+            self.first = self.first or error
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
+
+
+def _schedule(interval: str, offsets: dict[str, int | None], partial: bool) -> dict[str, Any]:
+    """``_validate_interval_offset``: the offsets the export keeps for its interval.
+
+    Stored as PostHog's ``interval_offset`` would decompose: daily exports keep an hour, weekly ones
+    a day and an hour (either given resets the other to 0), other intervals none. A PATCH that
+    names neither offset keeps the stored ones.
+    """
+    if interval == "day":
+        if "offset_hour" in offsets:
+            return {"offset_day": None, "offset_hour": offsets["offset_hour"]}
+        return {} if partial else {"offset_day": None, "offset_hour": None}
+    if interval == "week":
+        if offsets:
+            return {
+                "offset_day": offsets.get("offset_day") or 0,
+                "offset_hour": offsets.get("offset_hour") or 0,
+            }
+        return {} if partial else {"offset_day": None, "offset_hour": None}
+    return {"offset_day": None, "offset_hour": None}
+
+
+def _shown_offsets(export: dict[str, Any]) -> tuple[int | None, int | None]:
+    """``BatchExport.offset_day``/``offset_hour``: 0 when unset on the intervals that use them."""
+    if export["interval"] == "week":
+        return export["offset_day"] or 0, export["offset_hour"] or 0
+    if export["interval"] == "day":
+        return None, export["offset_hour"] or 0
+    return None, None
+
+
+def _filters(value: Any) -> Any:
+    """``validate_batch_export_filters`` (``products/batch_exports/backend/filters.py``)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise validation_error("'filters' should be an array of filters", attr="filters")
+    for item in value:
+        if not isinstance(item, dict):
+            raise validation_error("Each filter must be an object", attr="filters")
+        if "data_interval_start" in item or "data_interval_end" in item:
+            raise validation_error(
+                "'data_interval_start' and 'data_interval_end' are run attributes and not 'filters'. "
+                "Trigger a backfill if you wish to manually control which periods to batch export.",
+                attr="filters",
+            )
+        if item.get("type") not in FILTER_TYPES:
+            raise validation_error(
+                "Each filter must have a 'type' of one of: "
+                + ", ".join(repr(t) for t in sorted(FILTER_TYPES)),
+                attr="filters",
+            )
+    return value
+
+
 def _timezone(value: Any) -> str:
+    """A pytz name (``ChoiceField(TIMEZONES)``); null means UTC."""
     if value is None or value == "UTC":
         return "UTC"
     try:
@@ -124,19 +254,6 @@ def _timezone(value: Any) -> str:
             f'"{value}" is not a valid choice.', code="invalid_choice", attr="timezone"
         ) from None
     return str(value)
-
-
-def _validate_offsets(data: dict[str, Any], interval: str | None, values: dict[str, Any]) -> None:
-    """``offset_day`` (0-6, weekly only) and ``offset_hour`` (0-23, daily or weekly only)."""
-    if data.get("offset_day") is not None:
-        values["offset_day"] = parse_int(data["offset_day"], "offset_day", min_value=0, max_value=6)
-        if interval != "week":
-            raise validation_error("offset_day is not applicable for non-weekly intervals")
-    if data.get("offset_hour") is not None:
-        values["offset_hour"] = parse_int(data["offset_hour"], "offset_hour", min_value=0, max_value=23)
-        if interval not in ("day", "week"):
-            # Wording not confirmed from PostHog's source; it mirrors the offset_day message.
-            raise validation_error("offset_hour is not applicable for non-daily or non-weekly intervals")
 
 
 def list_batch_exports(call: Call) -> Response:
@@ -156,7 +273,7 @@ def list_batch_exports(call: Call) -> Response:
 
 def create_batch_export(call: Call) -> Response:
     """POST ``batch_exports/``: 201 with the new export."""
-    values = _validate(call, call.data(), existing=None, partial=False)
+    values = _validate(call, call.data(), instance=None, partial=False)
     export = call.state.add_batch_export(
         values.pop("name"),
         values.pop("destination"),
@@ -175,7 +292,7 @@ def retrieve_batch_export(call: Call) -> Response:
 def update_batch_export(call: Call) -> Response:
     """PATCH/PUT ``batch_exports/{id}/``: the destination type cannot change; config keys merge."""
     export = get_export(call)
-    values = _validate(call, call.data(), existing=export, partial=call.method == "PATCH")
+    values = _validate(call, call.data(), instance=export, partial=call.method == "PATCH")
     export.update(values, last_updated_at=call.state.now())
     return Response(200, serialize_export(call, export))
 
@@ -268,14 +385,18 @@ def destination_test_steps(call: Call) -> Response:
 
 
 def run_test_step(call: Call) -> Response:
-    """POST ``batch_exports/{id}/run_test_step/``: the body's config is merged over the stored one."""
+    """POST ``batch_exports/{id}/run_test_step/``: the stored config, without keys the destination no
+    longer declares, is merged under the body's, and the result validated as a new export's body."""
     export = get_export(call)
     data = call.data()
     step = parse_int(data.get("step", 0), "step")
-    if "destination" not in data:
-        # PostHog reads request.data["destination"] unguarded: a KeyError, so a 500.
+    destination = data.get("destination")
+    if not isinstance(destination, dict) or not isinstance(destination.get("config"), dict):
+        # PostHog reads request.data["destination"]["config"] unguarded: a KeyError, so a 500.
         raise server_error()
-    values = _validate(call, data, existing=export, partial=False)
+    stored = destinations.stored_config_for_test(export["destination"])
+    data = {**data, "destination": {**destination, "config": {**stored, **destination["config"]}}}
+    values = _validate(call, data, instance=None, partial=False, tested=export)
     return Response(200, _run_step(call, values["destination"], step))
 
 
@@ -283,7 +404,7 @@ def run_test_step_new(call: Call) -> Response:
     """POST ``batch_exports/run_test_step_new/``: full create validation, then one step."""
     data = call.data()
     step = parse_int(data.get("step", 0), "step")
-    values = _validate(call, data, existing=None, partial=False)
+    values = _validate(call, data, instance=None, partial=False)
     return Response(200, _run_step(call, values["destination"], step))
 
 

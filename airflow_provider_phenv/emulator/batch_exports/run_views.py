@@ -30,7 +30,7 @@ def export_logs(call: Call) -> Response:
 
     The export is looked up before the query is validated, as PostHog does. ``after`` and ``before``
     are exclusive; ``level`` is a comma list (a list field with ``level-list``: repeat it);
-    ``search`` is a case-insensitive substring; ``instance_id`` a workflow run id (§13.1).
+    ``search`` is a case-insensitive substring; ``instance_id`` a workflow run id (§6.3).
     """
     export = get_export(call)
     return Response(200, _logs_page(call, export["id"], call.arg("instance_id")))
@@ -40,7 +40,7 @@ def run_logs(call: Call) -> Response:
     """GET ``batch_exports/{id}/runs/{run_id}/logs/``: an empty page.
 
     PostHog's view filters on a ``run_id`` parent lookup that does not exist, and entries carry
-    the workflow run id anyway (§6.3, §13.1): nothing comes back for a run id.
+    the workflow run id anyway (§6.3): nothing comes back for a run id.
     """
     export = get_export(call)
     run = call.state.runs.get(call.params["run_id"])

@@ -25,7 +25,7 @@ def user_basic(call: Call, user_uuid: str | None) -> dict[str, Any] | None:
 
 def effective_restriction_level(call: Call, dashboard: dict[str, Any]) -> int:
     """The stored level only counts when the organization has the paid access-control feature
-    (never with the ``no-access-control`` switch, §13.12)."""
+    (never with the ``no-access-control`` switch, §7.3)."""
     organization_id = call.state.teams[dashboard["team_id"]]["organization_id"]
     licensed = "no-access-control" not in call.state.switches
     if licensed and call.state.organizations[organization_id]["access_control"]:
@@ -58,29 +58,33 @@ def can_edit(call: Call, dashboard: dict[str, Any]) -> bool:
     return effective_privilege_level(call, dashboard) >= ONLY_COLLABORATORS_CAN_EDIT
 
 
-def find_dashboard(call: Call, dashboard_id: int) -> dict[str, Any] | None:
-    """A non-deleted dashboard of any environment of the call's project, or None."""
+def find_dashboard(call: Call, dashboard_id: int, include_deleted: bool = False) -> dict[str, Any] | None:
+    """A dashboard of any environment of the call's project, or None; soft-deleted ones only with
+    ``include_deleted`` (a PATCH restoring one)."""
     dashboard = call.state.dashboards.get(dashboard_id)
-    if dashboard is None or dashboard["deleted"]:
+    if dashboard is None or (dashboard["deleted"] and not include_deleted):
         return None
     return dashboard if dashboard["team_id"] in call.state.project_team_ids(call.team["id"]) else None
 
 
-def get_dashboard(call: Call, detail: str = "Not found.") -> dict[str, Any]:
+def get_dashboard(call: Call, detail: str = "Not found.", include_deleted: bool = False) -> dict[str, Any]:
     """The dashboard named in the path (see :func:`find_dashboard`); otherwise 404.
 
     :param detail: the 404 detail (collaborator endpoints say ``Dashboard not found.``).
+    :param include_deleted: find soft-deleted dashboards too.
     """
     raw_id = call.params["dashboard_id"]
-    dashboard = find_dashboard(call, int(raw_id)) if raw_id.isdigit() else None
+    dashboard = find_dashboard(call, int(raw_id), include_deleted) if raw_id.isdigit() else None
     if dashboard is None:
         raise not_found(detail)
     return dashboard
 
 
-def get_editable_dashboard(call: Call, detail: str = "Not found.") -> dict[str, Any]:
+def get_editable_dashboard(
+    call: Call, detail: str = "Not found.", include_deleted: bool = False
+) -> dict[str, Any]:
     """The dashboard named in the path (see :func:`get_dashboard`) when the caller may edit it; else 403."""
-    dashboard = get_dashboard(call, detail)
+    dashboard = get_dashboard(call, detail, include_deleted)
     if not can_edit(call, dashboard):
         raise permission_denied(NO_EDIT_PERMISSION)
     return dashboard

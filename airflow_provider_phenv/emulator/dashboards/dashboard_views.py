@@ -20,8 +20,10 @@ from .access import (
     user_basic,
 )
 
+#: ``posthog/helpers/trigram_search.py``.
+MAX_SEARCH_LENGTH = 200
 # Built-in template keys (posthog/helpers/dashboard_templates.py): name, description, filters and
-# the tiles they create. A template's description and filters replace the request's (§13.11).
+# the tiles they create. A template's description and filters replace the request's (§7.2).
 TEMPLATES = {
     "DEFAULT_APP": (
         "Product analytics",
@@ -85,8 +87,15 @@ def serialize_full(call: Call, dashboard: dict[str, Any]) -> dict[str, Any]:
 def list_dashboards(call: Call) -> Response:
     """GET ``dashboards/``: project-wide, pinned first then by name; hides deleted and unlisted.
 
-    There is no ``search`` filter (§13.10): ``search=`` is ignored and every dashboard comes back.
+    ``search`` (§7.1): PostHog ranks dashboards by trigram similarity of name, description and
+    tags; the emulator does not rank, it only refuses a search longer than 200 characters and
+    otherwise answers every dashboard (a superset, which a client matching names itself handles).
     """
+    search = call.arg("search")
+    if search and len(search) > MAX_SEARCH_LENGTH:
+        raise validation_error(
+            f"Search query must be {MAX_SEARCH_LENGTH} characters or fewer.", attr="search"
+        )
     tags = set(call.query.get("tags", []))
     creation_mode = call.arg("creation_mode")
     team_ids = call.state.project_team_ids(call.team["id"])
@@ -160,7 +169,7 @@ def create_dashboard(call: Call) -> Response:
             raise validation_error(f"Invalid template provided: {use_template}", attr="use_template")
         template_name, description, filters, insights = TEMPLATES[use_template]
         origin.update(creation_mode="template", name=template_name, tiles=call.state.new_tiles(insights))
-        # The template's description and filters win over the request's (§13.11).
+        # The template's description and filters win over the request's (§7.2).
         values.pop("description", None)
         values.pop("filters", None)
         origin.update(description=description, filters=copy.deepcopy(filters))
@@ -190,9 +199,12 @@ def retrieve_dashboard(call: Call) -> Response:
 
 
 def update_dashboard(call: Call) -> Response:
-    """PATCH/PUT ``dashboards/{id}/``; ``{"deleted": true}`` soft-deletes; ``creation_mode`` is ignored."""
-    dashboard = get_editable_dashboard(call)
+    """PATCH/PUT ``dashboards/{id}/``; ``{"deleted": true}`` soft-deletes, ``{"deleted": false}``
+    restores (the only request that finds a soft-deleted dashboard, ``dangerously_get_queryset``);
+    ``creation_mode`` is ignored."""
     data = call.data()
+    restoring = data.get("deleted") is not None and not _str_to_bool(data["deleted"])
+    dashboard = get_editable_dashboard(call, include_deleted=restoring)
     values = _editable_fields(data)
     if "deleted" in data:
         values["deleted"] = parse_bool(data["deleted"], "deleted")
@@ -204,6 +216,11 @@ def update_dashboard(call: Call) -> Response:
         )
     dashboard.update(values)
     return Response(200, serialize_full(call, dashboard))
+
+
+def _str_to_bool(value: Any) -> bool:
+    """``posthog.utils.str_to_bool``."""
+    return bool(value) and str(value).lower() in ("y", "yes", "t", "true", "on", "1")
 
 
 def destroy_dashboard(call: Call) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..web.routing import detail_route, route
+from ..web.routing import DETAIL, LIST, detail_route, route
 from . import collaborator_views as collaborators
 from . import dashboard_views as dashboards
 
@@ -10,7 +10,7 @@ SCOPE = "dashboard"
 _DASHBOARD = r"dashboards/(?P<dashboard_id>[^/]+)"
 
 ROUTES = (
-    route(SCOPE, "dashboards", GET=dashboards.list_dashboards, POST=dashboards.create_dashboard),
+    route(SCOPE, "dashboards", view=LIST, GET=dashboards.list_dashboards, POST=dashboards.create_dashboard),
     detail_route(
         SCOPE,
         _DASHBOARD,
@@ -22,6 +22,7 @@ ROUTES = (
         SCOPE,
         f"{_DASHBOARD}/collaborators",
         "collaborators",
+        view=LIST,
         GET=collaborators.list_collaborators,
         POST=collaborators.add_collaborator,
     ),
@@ -29,6 +30,7 @@ ROUTES = (
         SCOPE,
         f"{_DASHBOARD}/collaborators/(?P<user_uuid>[^/]+)",
         "collaborators",
+        view=DETAIL,
         DELETE=collaborators.remove_collaborator,
     ),
 )

@@ -4,7 +4,7 @@ Entries may carry future timestamps: a run writes its whole timeline when it sta
 entry becomes visible once its moment has passed. That keeps the emulator free of background
 threads and makes "logs appear over time" deterministic.
 
-Visibility is not in timestamp order (docs/posthog-api.md §13.3): a query passes a ``delay``
+Visibility is not in timestamp order (docs/posthog-api.md §6.3): a query passes a ``delay``
 function, and an entry shows up ``delay(entry)`` seconds after its timestamp (or at its own
 ``visible_at``), so a newer entry can be visible before an older one.
 """

@@ -1,10 +1,11 @@
 """Routing of ``/api/{environments|projects}/{id}/...`` requests, with PostHog's checks in order:
 
-route match (404), authentication (401), project (404/403), method (405), scope (403), throttle
-(429), then the handler. ``/api/environments/`` is served in place (never redirected) and its
+route match (404), authentication (401), a scope the action derives (403), project (404) and the
+key's scoped teams (403), the scope itself (403), project membership (403), throttle (429), method
+(405), body (400), then the handler. ``/api/environments/`` is served in place (never redirected) and its
 responses carry the deprecation headers of PostHog's ``EnvironmentsRewriteMiddleware``; the
 older-build switches of :mod:`..store.switches` change that, a few scopes and ``Retry-After``.
-``/api/personal_api_keys/@current/`` lets a key read itself (§13.17).
+``/api/personal_api_keys/@current/`` lets a key read itself (§2.1).
 
 Each resource package declares its routes (``batch_exports.routes``, ``dashboards.routes``); this
 module only puts them together.
@@ -35,8 +36,13 @@ from .rate_limit import RateLimiter
 from .routing import Route
 
 _API_PATH = re.compile(r"^/api/(?P<prefix>environments|projects)/(?P<team>[^/]+)/(?P<rest>.*?)/?$")
-_KEY_PATH = re.compile(r"^/api/personal_api_keys/(?P<key_id>[^/]+)/?$")
+_KEY_PATH = re.compile(r"^/api/personal_api_keys(?:/(?P<key_id>[^/]+))?/?$")
+#: ``API_ENVIRONMENTS_SUNSET_DATE``'s default (``posthog/settings/web.py``) as an HTTP date.
+SUNSET = "Fri, 31 Jul 2026 00:00:00 GMT"
+#: ``PersonalApiKeySelfAccessPermission``'s message, and ``APIScopePermission``'s on older builds.
 NO_KEY_ACCESS = "This action does not support Personal API Key access"
+#: ``APIScopePermission`` today (``posthog/permissions.py``), when an action derives no scope.
+NO_DERIVED_SCOPE = "This action does not support personal API key access"
 ROUTES = (*batch_export_routes.ROUTES, *dashboard_routes.ROUTES)
 
 
@@ -73,7 +79,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     """
     path_match = _API_PATH.match(request.path)
     if path_match and path_match["prefix"] == "environments" and "environments-redirect" in state.switches:
-        # One build's middleware behind the flag ``api-environments-redirect`` (§13.6).
+        # One build's middleware behind the flag ``api-environments-redirect`` (§1).
         location = "/api/projects/" + request.path.removeprefix("/api/environments/")
         return Response(
             307, headers={"Location": location + (f"?{request.raw_query}" if request.raw_query else "")}
@@ -86,7 +92,7 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
         and found[0].kind == "collaborators"
         and "projects-only-collaborators" in state.switches
     ):
-        found = None  # some builds registered collaborators only under /api/projects/ (§13.6)
+        found = None  # some builds registered collaborators only under /api/projects/ (§7.3)
     key_match = _KEY_PATH.match(request.path)
     try:
         if key_match is not None:
@@ -105,37 +111,45 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
         successor = "/api/projects/" + request.path.removeprefix("/api/environments/")
         if request.raw_query:
             successor += f"?{request.raw_query}"
-        response.headers.update({"Deprecation": "true", "Link": f'<{successor}>; rel="successor-version"'})
+        response.headers.update(
+            {"Deprecation": "true", "Link": f'<{successor}>; rel="successor-version"', "Sunset": SUNSET}
+        )
     return response
 
 
 def without_retry_after(response: Response, state: EmulatorState) -> Response:
-    """Older drf-exceptions-hog sends a throttled 429 without ``Retry-After`` (§13.14)."""
+    """Older drf-exceptions-hog sends a throttled 429 without ``Retry-After`` (§3)."""
     throttled = isinstance(response.body, dict) and response.body.get("type") == "throttled_error"
     if response.status == 429 and throttled and "no-retry-after" in state.switches:
         response.headers.pop("Retry-After", None)
     return response
 
 
-def _personal_api_key(request: ApiRequest, key_id: str, state: EmulatorState) -> Response:
-    """GET ``/api/personal_api_keys/@current/``: the key's own label and scopes, never its secret.
-
-    Reading a key by id with a personal API key is refused (§2.1, §13.17).
+def _personal_api_key(request: ApiRequest, key_id: str | None, state: EmulatorState) -> Response:
+    """``PersonalAPIKeyViewSet`` with a personal API key (§2.1): ``PersonalApiKeySelfAccessPermission``
+    lets it only retrieve itself, as ``@current`` or by its own id (200, never the secret). Anything
+    else is 403; a key of another user is not in the queryset (404).
+    (``posthog/api/test/test_personal_api_keys.py``, ``TestPersonalAPIKeyAPIAccess``.)
     """
-    if request.method not in ("GET", "HEAD"):
-        raise method_not_allowed(request.method)
     with state.lock:
         _key, record = _authenticate(request, state)
-        if key_id != "@current":
+        if key_id is None or request.method not in ("GET", "HEAD"):
             raise permission_denied(NO_KEY_ACCESS)
+        if key_id != "@current" and key_id != record["id"]:
+            other = next((r for r in state.api_keys.values() if r["id"] == key_id), None)
+            if other is None or other["user_uuid"] != record["user_uuid"]:
+                raise not_found()
+            raise permission_denied(NO_KEY_ACCESS)  # has_object_permission: not the key in use
         return Response(
             200,
             {
                 "id": record["id"],
                 "label": record["label"],
+                "value": None,
                 "mask_value": None,
                 "created_at": iso(record["created_at"]),
                 "last_used_at": None,
+                "last_rolled_at": None,
                 "user_id": state.users[record["user_uuid"]]["id"],
                 "scopes": list(record["scopes"]),
                 "scoped_teams": list(record["scoped_teams"] or []),
@@ -160,22 +174,31 @@ def _dispatch(
     state: EmulatorState,
     limiter: RateLimiter,
 ) -> Response:
+    """DRF's ``initial()`` then the handler, with ``TeamAndOrgViewSetMixin``'s permission classes in
+    their order: ``APIScopePermission`` (derived scope, then the team and the key's scoped teams,
+    then the scope itself), then ``TeamMemberAccessPermission``; throttles after permissions; a
+    method without a handler (405) and the body (parse error) only once the view runs."""
     with state.lock:
         state.advance()
         key, key_record = _authenticate(request, state)
         user = state.users[key_record["user_uuid"]]
-        team = _resolve_team(raw_team, user, key_record, state)
         method = "GET" if request.method == "HEAD" else request.method
-        if method not in route.methods:
-            raise method_not_allowed(request.method)
         scope = route.scope(method)
         if route.kind == "test_steps" and "internal-test-scope" in state.switches:
-            scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2, §13.13)
+            scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2)
         if route.kind == "logs" and "logs-no-key-scope" in state.switches:
             raise permission_denied(NO_KEY_ACCESS)
+        if scope is None:
+            raise permission_denied(NO_DERIVED_SCOPE)
+        team = _resolve_team(raw_team, user, key_record, state)
         if scope == "INTERNAL" or not _has_scope(key_record["scopes"], scope):
             raise permission_denied(f"API key missing required scope '{scope}'")
-        limiter.check(key)
+        if state.membership_level(user["uuid"], team["id"]) is None:
+            raise permission_denied("You don't have access to the project.")
+        limiter.check(key, team["id"])
+        handler = route.methods.get(method)
+        if handler is None:
+            raise method_not_allowed(request.method)
         # DRF parses the body lazily, when the view first reads it: after auth and permissions.
         if request.body_error is not None:
             raise parse_error(request.body_error)
@@ -190,7 +213,7 @@ def _dispatch(
             user=user,
             params=params,
         )
-        return route.methods[method](call)
+        return handler(call)
 
 
 def _authenticate(request: ApiRequest, state: EmulatorState) -> tuple[str, dict[str, Any]]:
@@ -211,15 +234,13 @@ def _authenticate(request: ApiRequest, state: EmulatorState) -> tuple[str, dict[
 
 
 def _resolve_team(raw: str, user: dict[str, Any], key_record: dict[str, Any], state: EmulatorState) -> dict:
-    """The team in the path: ``@current`` or a numeric id the user's organization owns."""
+    """The team in the path (``@current`` or a numeric id), and the key's ``scoped_teams``."""
     if raw == "@current":
         team = state.teams.get(user["current_team_id"])
     else:
         team = state.teams.get(int(raw)) if raw.isdigit() else None
     if team is None:
         raise not_found("Project not found.")
-    if state.membership_level(user["uuid"], team["id"]) is None:
-        raise permission_denied("You don't have access to the project.")
     scoped = key_record["scoped_teams"]
     if scoped is not None and team["id"] not in scoped:
         raise permission_denied(f"API key does not have access to the requested project: ID {team['id']}.")

@@ -11,12 +11,17 @@ from .calls import Call, Response
 Handler = Callable[[Call], Response]
 
 
+#: What a route is in DRF's router: a viewset's list or detail route, whose action follows from
+#: the method, or (None) an ``@action``, whose scope is the same whatever the method.
+LIST, DETAIL = "list", "detail"
+
+
 @dataclass(frozen=True)
 class Route:
     """A path below the team (no slashes at the ends), its handlers by method, and their scope object.
 
     GET needs ``<scope_object>:read`` and every other method ``<scope_object>:write``, as PostHog
-    derives a view's required scope from the request method.
+    derives a view's required scope from its action.
     """
 
     pattern: re.Pattern[str]
@@ -24,19 +29,39 @@ class Route:
     scope_object: str
     #: What older builds treat differently: ``logs``, ``test_steps``, ``collaborators``.
     kind: str | None = None
+    #: :data:`LIST`, :data:`DETAIL`, or None for an ``@action`` route.
+    view: str | None = None
 
-    def scope(self, method: str) -> str:
-        """The scope a request with this method needs."""
+    def scope(self, method: str) -> str | None:
+        """The scope a request with this method needs; None when PostHog derives none.
+
+        A method the route does not handle has no action on a viewset route, so
+        ``APIScopePermission`` finds no scope and refuses every personal API key (403) before DRF
+        would answer 405; except PATCH on a list route, which it reads as the ``patch`` action
+        (``ScopeBasePermission._get_action``). An ``@action`` route declares its scope for every
+        method, so a wrong method passes the scope check and then gets the 405.
+        """
+        if method not in self.methods:
+            if self.view == LIST and method == "PATCH":
+                return f"{self.scope_object}:write"
+            if self.view is not None:
+                return None
+            method = next(iter(self.methods))
         return f"{self.scope_object}:{'read' if method == 'GET' else 'write'}"
 
 
-def route(scope_object: str, pattern: str, kind: str | None = None, **methods: Handler) -> Route:
-    """A route of ``pattern`` (a regular expression with named groups for the path's ids)."""
-    return Route(re.compile(f"^{pattern}$"), methods, scope_object, kind)
+def route(
+    scope_object: str, pattern: str, kind: str | None = None, *, view: str | None = None, **methods: Handler
+) -> Route:
+    """A route of ``pattern`` (a regular expression with named groups for the path's ids).
+
+    :param view: :data:`LIST` or :data:`DETAIL` for a viewset route; None for an ``@action``.
+    """
+    return Route(re.compile(f"^{pattern}$"), methods, scope_object, kind, view)
 
 
 def detail_route(
     scope_object: str, pattern: str, retrieve: Handler, update: Handler, destroy: Handler
 ) -> Route:
     """A DRF detail route: GET retrieves, PATCH and PUT update (one handler for both), DELETE destroys."""
-    return route(scope_object, pattern, GET=retrieve, PATCH=update, PUT=update, DELETE=destroy)
+    return route(scope_object, pattern, view=DETAIL, GET=retrieve, PATCH=update, PUT=update, DELETE=destroy)

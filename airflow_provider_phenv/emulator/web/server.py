@@ -196,7 +196,7 @@ class PostHogEmulator:
     :param builds: older-build switches to turn on (names of ``store.switches.OLD_BUILDS``, e.g.
         ``["level-list"]``); none plays today's PostHog.
     :param log_delay: log entries become visible up to this many seconds after their timestamp,
-        not in timestamp order (§13.3); 0 for in-order visibility.
+        not in timestamp order (§6.3); 0 for in-order visibility.
     :param seed: seed of those delays (reproducible).
     :param max_concurrent_backfills: Starting/Running backfills a team may have before a 429.
     :param backfill_row_delay: seconds from starting a backfill until its row (and first run)
