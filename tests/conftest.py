@@ -160,6 +160,18 @@ def emulator(emulator_server):
     return emulator_server
 
 
+#: How late a backfill's row shows after PostHog's 201 in the provider's tests: late, as in
+#: PostHog, but shorter than the emulator's realistic default, to keep the tests quick. The
+#: emulator's and the conformance tests keep the emulator's own default.
+ROW_DELAY = 0.1
+
+
+@pytest.fixture(autouse=True)
+def late_backfill_rows(request):
+    if "emulator" in request.fixturenames and request.path.parent.name not in ("emulator", "conformance"):
+        request.getfixturevalue("emulator").state.set_switches(backfill_row_delay=ROW_DELAY)
+
+
 @pytest.fixture
 def in_order_logs(emulator):
     """The emulator with log entries visible exactly at their timestamps.

@@ -140,7 +140,7 @@ def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
     return {
         "retry": retry,
         "stop": stop_after_delay(timeout),
-        "wait": wait_exponential(multiplier=0.25, max=2.0),
+        "wait": wait_exponential(multiplier=0.1, max=2.0),
         "reraise": True,
     }
 

@@ -83,6 +83,7 @@ def test_no_retry_after_on_throttled_answers(emulator, make_api, build):  # §13
     assert make_api().get("batch_exports/").headers["Retry-After"] == "2"
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_no_retry_after_on_the_rate_limiter(emulator, make_api):  # §13.14
     emulator.state.set_switches(["no-retry-after"])
     emulator.rate_limiter.enabled = True

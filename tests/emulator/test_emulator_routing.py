@@ -181,6 +181,7 @@ def test_malformed_json_body_is_a_parse_error(api):
     assert response.json()["code"] == "parse_error"
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_throttle_counts_each_key_separately(emulator, make_api, expect_error):  # 11, 12
     emulator.rate_limiter.enabled = True
     try:

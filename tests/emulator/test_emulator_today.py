@@ -230,6 +230,7 @@ def test_a_range_shorter_than_one_interval_makes_no_run(api):  # §13.5, §6.9
     assert found["progress"] == {"total_runs": 1, "finished_runs": 1, "progress": 1.0}
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_one_run_per_interval_one_after_another(api, emulator):  # §13.5, §13.16
     emulator.state.set_run_outcome(EXPORT, duration=0.3)
     backfill_id = backfill(api, hours=3)

@@ -15,6 +15,7 @@ from tests.helpers.emulator import api_requests, connection_json
 FAST = {"backoff": 0.01, "backoff_max": 0.02}
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_requests_beyond_the_budget_wait_in_arrival_order():
     async def main() -> list[tuple[int, float]]:
         budget = RequestBudget(per_minute=400, per_hour=4000, label="test")
@@ -54,6 +55,7 @@ def test_identical_reads_in_flight_are_sent_once(emulator, monkeypatch):
     assert all(answer["id"] == SEED.s3_export_id for answer in answers)
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_a_429_slows_every_wait_on_the_key_not_only_the_one_that_got_it(emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
     emulator.faults.add("status", status=429, retry_after=1, times=1)

@@ -48,6 +48,7 @@ def test_html_error_page_is_readable(hook, emulator):
     assert "HTTP 502" in message and "non-JSON HTML response" in message and "<" not in message
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_429_waits_for_retry_after(hook, emulator):
     emulator.faults.add("status", status=429, retry_after=1, times=1)
     started = time.monotonic()
@@ -87,6 +88,7 @@ def test_dropped_connection_is_retried_for_reads(hook, emulator):
     assert hook.get_batch_export(SEED.s3_export_id)["id"] == SEED.s3_export_id
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_slow_response_times_out_and_is_retried(emulator, posthog_conn):
     emulator.faults.add("slow", delay=1.0, times=1)
     hook = PostHogHook(timeout=0.3, backoff=0.01)

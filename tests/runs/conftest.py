@@ -42,17 +42,6 @@ def hours_ago(n: int) -> datetime:
     return this_hour() - timedelta(hours=n)
 
 
-#: How late a backfill's row shows after PostHog's 201 in these tests: late, as in PostHog, but
-#: shorter than the emulator's realistic default, to keep the tests quick.
-ROW_DELAY = 0.2
-
-
-@pytest.fixture(autouse=True)
-def late_backfill_rows(request):
-    if "emulator" in request.fixturenames:
-        request.getfixturevalue("emulator").state.set_switches(backfill_row_delay=ROW_DELAY)
-
-
 @pytest.fixture
 def quick_runs(emulator, posthog_conn):
     """Runs of the hourly export finish half a second after they start."""

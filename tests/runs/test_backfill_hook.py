@@ -54,6 +54,7 @@ def test_a_lost_answer_to_a_backfill_create_is_looked_up_not_sent_again(hook, em
     ]
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_lost_answer_with_nothing_made_raises_rather_than_guessing(hook, emulator):
     emulator.faults.add("drop", method="POST", path="/backfills/")  # closed before PostHog handled it
     hook.backfill_row_grace = 1.0  # a backfill PostHog made may show this late
@@ -98,6 +99,7 @@ def test_bad_backfill_input_fails_before_any_request(hook, emulator, kwargs, mes
     assert api_requests(emulator) == []
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_too_many_concurrent_backfills_waits_for_a_free_slot(hook, emulator):
     """PostHog's 429 ``too_many_concurrent_backfills`` is a wait for a slot, not a rate-limit retry."""
     emulator.state.set_run_outcome(HOURLY, "completed", duration=1.5)
@@ -117,6 +119,7 @@ def test_too_many_concurrent_backfills_waits_for_a_free_slot(hook, emulator):
     assert posts[:3] == [201, 201, 201] and posts[-1] == 201 and 429 in posts[3:]
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_no_free_slot_in_time_is_a_clear_error(hook, emulator):
     emulator.state.set_run_outcome(HOURLY, "completed", duration=30)
     for number in range(3):  # PostHog counts the backfills it shows

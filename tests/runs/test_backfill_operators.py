@@ -107,6 +107,7 @@ def test_killing_the_task_cancels_its_backfill(quick_runs):
     assert isinstance(outcome["error"], PostHogBackfillError)  # the wait sees the cancelled backfill
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_retry_attaches_to_the_backfill_its_earlier_try_started(quick_runs, mocker):
     store = FakeStateStore()
     first = backfill_op()
@@ -132,6 +133,7 @@ def test_without_a_state_store_a_retry_finds_the_running_backfill_over_the_same_
     assert len([b for b in quick_runs.state.backfills.values() if b["batch_export_id"] == HOURLY]) == 1
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_lost_answer_to_the_create_leaves_exactly_one_backfill(quick_runs):
     quick_runs.faults.add("lost_response", method="POST", path="/backfills/")
     assert backfill_op().execute(task_context())["status"] == "Completed"

@@ -29,6 +29,7 @@ def context_with_outlet(task: Any) -> tuple[dict[str, Any], Asset, OutletEvents]
     return {"ti": FakeTI(hours_ago(0)), "task": task, "outlet_events": events}, asset, events
 
 
+@pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_backfill_attaches_its_runs_to_the_outlet_and_reports_lineage(quick_runs):
     op = PostHogBackfillBatchExportOperator(
         task_id="backfill",

@@ -180,6 +180,7 @@ def test_503_is_retried_inside_the_trigger(emulator, posthog_conn):
     assert [record.status for record in api_requests(emulator)] == [503, 503, 200]
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_429_is_retried_after_retry_after(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=1)
     emulator.state.add_log_entries(

@@ -199,6 +199,7 @@ def test_serialize_does_not_change_while_running(emulator, posthog_conn):
 # -- events --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_one_event_per_new_run_and_none_for_old_runs(emulator, posthog_conn):
     old = {run["id"] for run in emulator.state.runs_of(EXPORT_ID)}
     assert old  # the seeded history: finished before the trigger started
@@ -334,6 +335,7 @@ def test_a_restart_with_the_state_store_carries_on_exactly_once(emulator, postho
     assert store.writes < 10
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_an_idle_trigger_sends_one_get_per_poll(emulator, posthog_conn):
     trigger = make(poll_interval=0.1)
 
@@ -407,6 +409,7 @@ def shared(manager: Any, triggers: list[PostHogBatchExportRunEventTrigger]) -> l
     ]
 
 
+@pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_watchers_on_one_project_share_one_request_per_poll(emulator, posthog_conn):
     streams_module = pytest.importorskip("airflow.triggers.shared_stream")
     exports = [EXPORT_ID, OTHER_ID, SEED.postgres_export_id]
