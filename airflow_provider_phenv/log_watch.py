@@ -44,7 +44,7 @@ from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 # Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
 # carry whole tracebacks, and XCom/trigger payloads live in the metadata database.
 MAX_MESSAGE_CHARS = 2000
-#: How long PostHog may take to reveal a log entry after a newer one (docs/posthog-api.md §13.3): entries
+#: How long PostHog may take to reveal a log entry after a newer one (docs/posthog-api.md §6.3): entries
 #: arrive through Kafka and a sharded ClickHouse table, out of timestamp order by seconds or more.
 DEFAULT_SETTLE = 300.0
 

@@ -21,7 +21,7 @@ from airflow_provider_phenv.validation import (
 
 #: The writable fields of a batch export that PostHog validates again in ``run_test_step``: it runs
 #: the merged payload through the whole serializer, so a hogql-model export without its
-#: ``hogql_query`` is refused for every step (docs/posthog-api.md §13.7).
+#: ``hogql_query`` is refused for every step (docs/posthog-api.md §6.6).
 EXPORT_FIELDS = (
     "name",
     "model",

@@ -7,7 +7,7 @@ backfill and the runs their own way and hand them to :func:`judge_backfill` or
 :func:`judge_interval`, so the same state in PostHog gives the same outcome, value and error text
 whether the task waited in the worker or deferred.
 
-Facts relied on (docs/posthog-api.md §6.9, §13.5, §13.16, §13.18): a backfill makes one run per
+Facts relied on (docs/posthog-api.md §6.9): a backfill makes one run per
 whole export interval (none for a range shorter than one interval); it goes on after a failed run
 and can end ``Completed`` anyway, so a backfill is judged by its runs too (each run names its
 ``backfill``); a failed interval can be retried, which makes a new run for the same interval.

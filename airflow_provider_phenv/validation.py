@@ -33,7 +33,7 @@ DESTINATION_TYPES = (
     "FileDownload",
 )
 # Destinations for which PostHog offers test steps (GET batch_exports/test/). The legacy type
-# ``S3`` has none: its test endpoint answers an empty 404 and run_test_step a 500 (docs §13.8).
+# ``S3`` has none: its test endpoint answers an empty 404 and run_test_step a 500 (docs §6.8).
 TESTABLE_DESTINATION_TYPES = (
     "AwsS3",
     "S3Compatible",

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     figures, details, errors = [], {}, {}
     task_rss_mb = 0.0
     # Entries visible at their timestamps: the figures measure the provider, not PostHog's log
-    # pipeline, which reveals entries up to seconds late (the emulator's default, §13.3).
+    # pipeline, which reveals entries up to seconds late (the emulator's default, §6.3).
     with PostHogEmulator(port=0, log_delay=0) as emulator:
         bench = Bench(emulator)
         items = {

@@ -177,7 +177,7 @@ def in_order_logs(emulator):
     """The emulator with log entries visible exactly at their timestamps.
 
     Today's PostHog (and so the emulator by default) reveals entries a few seconds late and out of
-    order (docs/posthog-api.md §13.3); a test whose expectation depends on the order asks for this.
+    order (docs/posthog-api.md §6.3); a test whose expectation depends on the order asks for this.
     """
     emulator.state.set_switches(log_delay=0)
     return emulator

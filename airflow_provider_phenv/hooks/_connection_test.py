@@ -2,7 +2,7 @@
 The connection test: what Airflow's Test button and ``airflow connections test`` run.
 
 It checks what the operators need rather than that some request succeeds: the key's scopes (a
-key can read its own record, docs/posthog-api.md §13.17), and that the connection's project is set
+key can read its own record, docs/posthog-api.md §2.1), and that the connection's project is set
 and readable (one project-scoped GET). It neither retries nor waits long, so an unreachable host
 is reported in seconds.
 """

@@ -87,7 +87,7 @@ def level_param(levels: tuple[str, ...]) -> str | list[str]:
     The ``level`` query value that every PostHog build reads as ``levels``.
 
     Newer builds split one value on commas; older ones read ``level`` as a list field, where
-    ``INFO,ERROR`` is one level matching nothing (docs/posthog-api.md §6.3, §13.4). Several levels
+    ``INFO,ERROR`` is one level matching nothing (docs/posthog-api.md §6.3). Several levels
     are therefore sent as ``level=INFO&level=ERROR&level=INFO,ERROR``: Django hands a plain field
     the last value (the comma list), a list field all of them (the single levels match, the comma
     list matches nothing). One level is sent once, which both read alike.

@@ -44,7 +44,7 @@ AMBIGUOUS_STATUSES = frozenset(range(500, 600))
 MAX_RETRY_AFTER = 120.0
 
 
-#: PostHog's 429 code when an export already runs as many backfills as it may (docs §13.16, §13.18).
+#: PostHog's 429 code when an export already runs as many backfills as it may (docs §6.9).
 TOO_MANY_BACKFILLS = "too_many_concurrent_backfills"
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://us.posthog.com"
 API_PREFIXES = ("environments", "projects")
-# PostHog's canonical prefix (docs/posthog-api.md §13.6); environments is deprecated but served.
+# PostHog's canonical prefix (docs/posthog-api.md §1); environments is deprecated but served.
 DEFAULT_API_PREFIX = "projects"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0

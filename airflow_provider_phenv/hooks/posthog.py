@@ -296,8 +296,9 @@ class PostHogHook(RunsAndBackfills):
         """
         Return every dashboard of the project (pinned first, then by name), across all pages.
 
-        :param search: sent as ``search``; today's PostHog has no such filter on this list and
-            returns every dashboard (docs/posthog-api.md §7.1): match names on the result.
+        :param search: sent as ``search`` (at most 200 characters): the newest PostHog builds
+            narrow the list by a trigram word match on the name, older ones ignore it and return
+            every dashboard (docs/posthog-api.md §7.1); either way, match names on the result.
         :param project_id: project/environment id; default from the connection.
         :param page_size: dashboards per request.
         :param filters: other PostHog list filters, e.g. ``tags`` or ``creation_mode``.

@@ -107,7 +107,7 @@ def test_sub_hour_interval_needs_the_team_flag(api, emulator, expect_error):  # 
         ),
     ],
 )
-def test_destination_config_validation(api, expect_error, destination, detail):  # 18, §12.1
+def test_destination_config_validation(api, expect_error, destination, detail):  # 18, §5
     response = api.post("batch_exports/", payload(destination=destination))
     expect_error(response, 400, "validation_error", "invalid_input", detail, "destination__non_field_errors")
 
@@ -163,7 +163,7 @@ def test_unpause_and_unpause_of_an_active_export_is_a_no_op(api, emulator):  # 2
 
 
 @pytest.mark.usefixtures("prompt_backfills")
-def test_unpause_with_backfill_covers_the_paused_time(api, emulator):  # 23, §13.5, §6.5
+def test_unpause_with_backfill_covers_the_paused_time(api, emulator):  # 23, §6.9, §6.5
     # The seeded daily export was paused a few hours ago: less than one interval, so no run.
     paused_at = emulator.state.get_batch_export(SEED.paused_export_id)["last_paused_at"]
     answer = api.post(f"batch_exports/{SEED.paused_export_id}/unpause", {"backfill": True})

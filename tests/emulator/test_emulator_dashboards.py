@@ -93,7 +93,7 @@ def test_create_validation(api, expect_error, body, code, detail, attr):  # 44-4
     assert api.get("dashboards/").json()["count"] == 4  # nothing was created
 
 
-def test_create_from_dashboard_or_template(api):  # 45, 46, §12.4
+def test_create_from_dashboard_or_template(api):  # 45, 46, §7.2
     copy = api.post("dashboards/", {"name": "Copy", "use_dashboard": SEED.web_dashboard_id}).json()
     assert copy["creation_mode"] == "duplicate"
     assert [tile["insight"]["name"] for tile in copy["tiles"]] == ["Pageviews", "Visitors"]
@@ -224,7 +224,7 @@ def test_non_editor_cannot_change_collaborators(emulator, make_api, expect_error
     assert alice.post(RESTRICTED, {"user_uuid": SEED.bob_uuid, "level": 37}).status_code == 201
 
 
-def test_remove_collaborator(api, emulator, expect_error):  # 55, §12.3
+def test_remove_collaborator(api, emulator, expect_error):  # 55, §7.3
     assert api.delete(RESTRICTED + SEED.alice_uuid + "/").status_code == 204
     assert api.get(RESTRICTED).json() == []
     expect_error(api.delete(OPEN + SEED.bob_uuid), 404, "invalid_request", "not_found", "Not found.")

@@ -1,7 +1,7 @@
 """Logs, runs written over time, and backfills (docs/posthog-api.md §11 items 26-29, 35-38).
 
 These tests want log entries visible exactly at their timestamps; the out-of-order default
-(§13.3) has its own tests in test_emulator_fidelity.py.
+(§6.3) has its own tests in test_emulator_fidelity.py.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_logs_shape_and_order(api, entries):  # 26
     first = page["results"][0]
     assert set(first) == {"log_source_id", "instance_id", "timestamp", "level", "message"}
     assert (first["log_source_id"], first["instance_id"], first["level"]) == (EXPORT, "run-b", "DEBUG")
-    assert first["timestamp"] == "2024-01-15T10:00:04Z"  # isoformat(): no zero fraction (§13.3)
+    assert first["timestamp"] == "2024-01-15T10:00:04Z"  # isoformat(): no zero fraction (§6.3)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_logs_parameter_validation(api, expect_error, params, code, detail, attr
     expect_error(api.get(LOGS, params=params), 400, "validation_error", code, detail, attr)
 
 
-def test_run_ids_match_no_log_entry(api):  # §13.1
+def test_run_ids_match_no_log_entry(api):  # §6.3
     run = api.get(f"batch_exports/{EXPORT}/runs/").json()["results"][0]
     assert api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/logs/").json()["results"] == []
     assert api.get(LOGS, params={"instance_id": run["id"]}).json()["results"] == []
@@ -180,7 +180,7 @@ def test_unpause_with_backfill_writes_a_run_log_over_time(api, emulator):  # the
     assert api.get(f"batch_exports/{export}/runs/{run['id']}/").json()["status"] == "Completed"
 
 
-def test_failing_run_ends_with_an_error_entry_and_a_notification(api, emulator):  # §13.2
+def test_failing_run_ends_with_an_error_entry_and_a_notification(api, emulator):  # §6.3
     emulator.state.set_run_outcome(EXPORT, "failed", duration=0.1, error_message="NoSuchBucket: gone")
     assert (
         api.post(

@@ -56,14 +56,14 @@ def test_level_today_splits_commas_and_reads_the_last_repeated_value(api, levels
     assert levels(api, ["INFO", "ERROR"]) == ["ERROR"]  # Django reads the last value of a plain field
 
 
-def test_level_list_build_matches_a_comma_list_to_nothing(api, emulator, levels):  # §13.4
+def test_level_list_build_matches_a_comma_list_to_nothing(api, emulator, levels):  # §6.3
     emulator.state.set_switches(["level-list"])
     assert levels(api, "INFO,ERROR") == []
     assert levels(api, ["INFO", "ERROR"]) == ["ERROR", "INFO"]
 
 
 @pytest.mark.parametrize("build", [[], ["level-list"]])
-def test_the_providers_level_form_works_on_both(api, emulator, levels, build):  # §13.4
+def test_the_providers_level_form_works_on_both(api, emulator, levels, build):  # §6.3
     from airflow_provider_phenv.hooks._logs import level_param
 
     emulator.state.set_switches(build)
@@ -72,7 +72,7 @@ def test_the_providers_level_form_works_on_both(api, emulator, levels, build):  
 
 
 @pytest.mark.parametrize("build", [[], ["no-retry-after"]])
-def test_no_retry_after_on_throttled_answers(emulator, make_api, build):  # §13.14
+def test_no_retry_after_on_throttled_answers(emulator, make_api, build):  # §3
     emulator.state.set_switches(build)
     emulator.faults.add("status", status=429, retry_after=2, times=1)
     emulator.faults.add("html", status=503, retry_after=2, times=1)  # a proxy's header stays
@@ -84,7 +84,7 @@ def test_no_retry_after_on_throttled_answers(emulator, make_api, build):  # §13
 
 
 @pytest.mark.slow  # about a second of real waiting: the --all tier
-def test_no_retry_after_on_the_rate_limiter(emulator, make_api):  # §13.14
+def test_no_retry_after_on_the_rate_limiter(emulator, make_api):  # §3
     emulator.state.set_switches(["no-retry-after"])
     emulator.rate_limiter.enabled = True
     try:
@@ -97,7 +97,7 @@ def test_no_retry_after_on_the_rate_limiter(emulator, make_api):  # §13.14
     assert refused.status_code == 429 and "Retry-After" not in refused.headers
 
 
-def test_projects_only_collaborators(emulator, make_api, expect_error):  # §13.6
+def test_projects_only_collaborators(emulator, make_api, expect_error):  # §1
     emulator.state.set_switches(["projects-only-collaborators"])
     expect_error(
         make_api(prefix="environments").get(RESTRICTED), 404, "invalid_request", "not_found", "Not found."
@@ -106,7 +106,7 @@ def test_projects_only_collaborators(emulator, make_api, expect_error):  # §13.
     assert make_api(prefix="environments").get("dashboards/").status_code == 200
 
 
-def test_environments_redirect(emulator, make_api):  # §13.6
+def test_environments_redirect(emulator, make_api):  # §1
     emulator.state.set_switches(["environments-redirect"])
     answer = make_api(None, prefix="environments").get("batch_exports/", params={"limit": 1})
     assert answer.status_code == 307  # before authentication, as a middleware
@@ -123,7 +123,7 @@ def test_environments_redirect(emulator, make_api):  # §13.6
         ("POST", f"batch_exports/{EXPORT}/run_test_step/", {"step": 0}),
     ],
 )
-def test_internal_scope_on_the_test_endpoints(emulator, make_api, expect_error, method, path, body):  # §13.13
+def test_internal_scope_on_the_test_endpoints(emulator, make_api, expect_error, method, path, body):  # §2.2
     emulator.state.set_switches(["internal-test-scope"])
     response = make_api().request(method, path, json=body)
     expect_error(
@@ -137,7 +137,7 @@ def test_internal_scope_on_the_test_endpoints(emulator, make_api, expect_error, 
     assert make_api().request(method, path, json=body).status_code != 403
 
 
-def test_logs_without_a_key_scope(emulator, make_api, expect_error):  # §13.13
+def test_logs_without_a_key_scope(emulator, make_api, expect_error):  # §2.2
     emulator.state.set_switches(["logs-no-key-scope"])
     run = make_api().get(f"batch_exports/{EXPORT}/runs/").json()["results"][0]
     for path in (LOGS, f"batch_exports/{EXPORT}/runs/{run['id']}/logs/"):
@@ -145,7 +145,7 @@ def test_logs_without_a_key_scope(emulator, make_api, expect_error):  # §13.13
     assert make_api().get("batch_exports/").status_code == 200
 
 
-def test_access_control_off(api, emulator):  # §13.12
+def test_access_control_off(api, emulator):  # §7.3
     emulator.state.set_switches(["no-access-control"])
     dashboard = api.get(f"dashboards/{SEED.restricted_dashboard_id}/").json()
     assert (dashboard["restriction_level"], dashboard["effective_restriction_level"]) == (37, 21)
@@ -158,7 +158,7 @@ def test_access_control_off(api, emulator):  # §13.12
 
 
 @pytest.mark.usefixtures("prompt_backfills")
-def test_backfill_fails_stops_at_the_first_failed_run(api, emulator):  # §13.18
+def test_backfill_fails_stops_at_the_first_failed_run(api, emulator):  # §6.9
     emulator.state.set_switches(["backfill-fails"])
     emulator.state.set_run_outcome(EXPORT, "failed", duration=0)
     backfills = f"batch_exports/{EXPORT}/backfills/"

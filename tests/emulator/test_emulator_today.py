@@ -1,8 +1,8 @@
 """
-What the emulator does by default, as today's PostHog (docs/posthog-api.md §6.9, §13): run log
+What the emulator does by default, as today's PostHog (docs/posthog-api.md §6.9): run log
 wording, workflow run ids, out-of-order visibility, backfills as the workflow runs them (late rows,
 whole intervals, progress, termination), auto-pause, the control calls that shape runs and pauses,
-and the smaller corrections (§13.9-§13.11, §13.17).
+and the smaller corrections (§6.6-§7.2, §2.1).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def in_order(emulator):
     emulator.state.set_switches(log_delay=0)
 
 
-# -- run log wording and instance ids (§13.1, §13.2) --------------------------------------------
+# -- run log wording and instance ids (§6.3) --------------------------------------------
 
 
 @pytest.mark.usefixtures("in_order")
@@ -91,7 +91,7 @@ def in_order(emulator):
         ),
     ],
 )
-def test_run_log_wording(api, emulator, outcome, level, text):  # §13.2
+def test_run_log_wording(api, emulator, outcome, level, text):  # §6.3
     emulator.state.set_run_outcome(EXPORT, duration=0, **outcome)
     [run] = runs_of(api, backfill(api))
     lines = [e for e in api.get(LOGS, params={"limit": 500}).json()["results"] if RANGE in e["message"]]
@@ -108,7 +108,7 @@ def test_run_log_wording(api, emulator, outcome, level, text):  # §13.2
 
 
 @pytest.mark.usefixtures("in_order")
-def test_log_instance_id_is_a_workflow_run_id_nothing_links_to_the_run(api, emulator):  # §13.1
+def test_log_instance_id_is_a_workflow_run_id_nothing_links_to_the_run(api, emulator):  # §6.3
     emulator.state.set_run_outcome(EXPORT, duration=0)
     [run] = runs_of(api, backfill(api))
     entries = [e for e in api.get(LOGS).json()["results"] if RANGE in e["message"]]
@@ -122,7 +122,7 @@ def test_log_instance_id_is_a_workflow_run_id_nothing_links_to_the_run(api, emul
 
 
 @pytest.mark.usefixtures("in_order")
-def test_cancelled_run_logs_a_warning_and_nothing_more(api, emulator):  # §13.2, §11.37
+def test_cancelled_run_logs_a_warning_and_nothing_more(api, emulator):  # §6.3, §11.37
     emulator.state.set_run_outcome(EXPORT, "hang", duration=0.1)
     [run] = runs_of(api, backfill(api))
     until(
@@ -137,7 +137,7 @@ def test_cancelled_run_logs_a_warning_and_nothing_more(api, emulator):  # §13.2
     assert api.get(f"batch_exports/{EXPORT}/runs/{run['id']}/").json()["status"] == "Cancelled"
 
 
-# -- visibility (§13.3) --------------------------------------------------------------------------
+# -- visibility (§6.3) --------------------------------------------------------------------------
 
 
 def _spread(emulator, count: int = 40) -> list[dict]:
@@ -155,7 +155,7 @@ def _visible(api, entries) -> list[str]:
     return [e["message"] for e in api.get(LOGS, params={"after": after, "search": "line "}).json()["results"]]
 
 
-def test_entries_become_visible_late_and_out_of_order_reproducibly(api, emulator):  # §13.3
+def test_entries_become_visible_late_and_out_of_order_reproducibly(api, emulator):  # §6.3
     # An hour-long delay stretches the default 0-3 s: entries stamped 30 minutes ago are visible or
     # not by their seeded delay, so a newer entry shows while an older one is still hidden.
     emulator.state.set_switches(log_delay=3600, seed=7)
@@ -173,7 +173,7 @@ def test_entries_become_visible_late_and_out_of_order_reproducibly(api, emulator
 
 
 @pytest.mark.slow  # over a second of real waiting: the --all tier
-def test_default_delay_is_at_most_three_seconds(api, emulator):  # §13.3
+def test_default_delay_is_at_most_three_seconds(api, emulator):  # §6.3
     assert emulator.state.switches.log_delay == 3.0
     now = utcnow()
     emulator.state.add_log_entries(EXPORT, [{"timestamp": now, "level": "INFO", "message": "line 0"}])
@@ -201,7 +201,7 @@ def test_an_entry_can_be_made_visible_at_a_given_moment(api, emulator):
 
 
 @pytest.mark.usefixtures("in_order")
-def test_timestamps_without_a_zero_fraction(api, emulator):  # §13.3
+def test_timestamps_without_a_zero_fraction(api, emulator):  # §6.3
     emulator.state.add_log_entries(
         EXPORT,
         [
@@ -216,10 +216,10 @@ def test_timestamps_without_a_zero_fraction(api, emulator):  # §13.3
     ]
 
 
-# -- backfills (§6.9, §13.5, §13.16, §13.18) -----------------------------------------------------
+# -- backfills (§6.9) -----------------------------------------------------
 
 
-def test_a_range_shorter_than_one_interval_makes_no_run(api):  # §13.5, §6.9
+def test_a_range_shorter_than_one_interval_makes_no_run(api):  # §6.9
     backfill_id = api.post(
         BACKFILLS, {"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-01T00:59:00Z"}
     ).json()["backfill_id"]
@@ -231,7 +231,7 @@ def test_a_range_shorter_than_one_interval_makes_no_run(api):  # §13.5, §6.9
 
 
 @pytest.mark.slow  # about a second of real waiting: the --all tier
-def test_one_run_per_interval_one_after_another(api, emulator):  # §13.5, §13.16
+def test_one_run_per_interval_one_after_another(api, emulator):  # §6.9
     emulator.state.set_run_outcome(EXPORT, duration=0.3)
     backfill_id = backfill(api, hours=3)
     first = get_backfill(api, backfill_id)
@@ -275,7 +275,7 @@ def test_a_start_inside_an_interval_is_narrowed_to_its_start(api, emulator):  # 
     assert done["progress"] == {"total_runs": 4, "finished_runs": 4, "progress": 1.0}
 
 
-def test_a_backfill_goes_on_after_a_failed_run_and_ends_completed(api, emulator):  # §13.18
+def test_a_backfill_goes_on_after_a_failed_run_and_ends_completed(api, emulator):  # §6.9
     emulator.state.set_run_outcome(EXPORT, duration=0.05)
     emulator.state.set_run_outcome(EXPORT, "failed", duration=0.05, error_message="boom", times=1)
     backfill_id = backfill(api, hours=2)
@@ -616,10 +616,10 @@ def test_the_auto_pause_helper_acts_at_once(api, emulator):  # §6.9
     assert api.get(f"batch_exports/{EXPORT}/").json()["paused"] is True
 
 
-# -- unpause with a backfill and the pause controls (§6.5, §13.5) -------------------------------
+# -- unpause with a backfill and the pause controls (§6.5, §6.9) -------------------------------
 
 
-def test_unpause_saves_first_so_a_retry_starts_nothing(api, emulator):  # §13.5
+def test_unpause_saves_first_so_a_retry_starts_nothing(api, emulator):  # §6.9
     assert api.post(f"batch_exports/{EXPORT}/pause/").status_code == 200
     emulator.state.shift_last_paused_at(EXPORT, 2 * 3600 + 60)
     emulator.faults.add("lost_response", path="/unpause")
@@ -639,7 +639,7 @@ def test_unpause_is_not_held_back_by_the_limit(api, emulator):  # §6.5
     assert len(api.get(BACKFILLS).json()["results"]) == 1
 
 
-def test_a_short_pause_backfills_nothing(api, emulator):  # §13.5
+def test_a_short_pause_backfills_nothing(api, emulator):  # §6.9
     api.post(f"batch_exports/{EXPORT}/pause/")
     api.post(f"batch_exports/{EXPORT}/unpause/", {"backfill": True})
     [only] = api.get(BACKFILLS).json()["results"]
@@ -707,10 +707,10 @@ def test_control_api_shapes_runs_and_pauses(api, emulator):
     assert len(emulator.state.backfills[newest["id"]]["intervals"]) == 2
 
 
-# -- dashboards, destination tests, personal API keys (§13.9-§13.11, §13.17) ---------------------
+# -- dashboards, destination tests, personal API keys (§6.6-§7.2, §2.1) ---------------------
 
 
-def test_use_template_overwrites_description_and_filters(api):  # §13.11
+def test_use_template_overwrites_description_and_filters(api):  # §7.2
     created = api.post(
         "dashboards/",
         {
@@ -724,7 +724,7 @@ def test_use_template_overwrites_description_and_filters(api):  # §13.11
     assert (created["description"], created["filters"]) == ("", {"date_from": "-30d"})
 
 
-def test_awss3_assume_role_step_is_skipped_without_a_role_arn(api, emulator):  # §13.9
+def test_awss3_assume_role_step_is_skipped_without_a_role_arn(api, emulator):  # §6.6
     step0 = api.post(f"batch_exports/{EXPORT}/run_test_step/", {**_export_payload(api), "step": 0}).json()
     assert step0["result"] == {"status": "Skipped", "message": "No AWS role ARN provided, skipping test"}
     emulator.state.integrations[SEED.s3_integration_id]["role_arn"] = "arn:aws:iam::123456789012:role/posthog"
@@ -737,7 +737,7 @@ def _export_payload(api) -> dict:
     return {key: export[key] for key in ("name", "interval", "destination")}
 
 
-def test_a_key_reads_its_own_label_and_scopes(emulator, expect_error):  # §13.17
+def test_a_key_reads_its_own_label_and_scopes(emulator, expect_error):  # §2.1
     key = emulator.state.add_api_key(["batch_export:read"], scoped_teams=[SEED.team_id], label="airflow")
     url = f"{emulator.url}/api/personal_api_keys/"
     me = requests.get(url + "@current/", headers={"Authorization": f"Bearer {key}"}, timeout=5)

@@ -24,6 +24,6 @@ def builds(*switches: str) -> list[Any]:
     return [pytest.param(TODAY, id=TODAY), *(pytest.param(switch, id=switch) for switch in switches)]
 
 
-#: The builds that change where collaborators answer (§13.6): some serve them only under
+#: The builds that change where collaborators answer (§1): some serve them only under
 #: /api/projects/ (the hook's default prefix), one redirects /api/environments/ there.
 COLLABORATOR_BUILDS = builds("projects-only-collaborators", "environments-redirect")

@@ -53,7 +53,7 @@ def test_project_id_argument_overrides_connection(hook, emulator):
 
 @pytest.mark.parametrize("prefix", ["projects", "environments"])
 def test_api_prefix_is_projects_unless_set(emulator, monkeypatch, prefix):
-    # projects is PostHog's canonical prefix (docs/posthog-api.md §13.6); environments still works.
+    # projects is PostHog's canonical prefix (docs/posthog-api.md §1); environments still works.
     extra = {} if prefix == "projects" else {"api_prefix": prefix}
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, **extra))
     with PostHogHook() as hook:
@@ -97,7 +97,7 @@ def test_run_test_step_new(hook):
             "config": {"bucket_name": "my-bucket", "region": "us-east-1", "prefix": "events/"},
         },
     }
-    # Step 0 assumes the integration's AWS role: without a role ARN PostHog skips it (§13.9).
+    # Step 0 assumes the integration's AWS role: without a role ARN PostHog skips it (§6.6).
     assert hook.run_batch_export_test_step_new(payload, 0)["result"]["status"] == "Skipped"
     assert hook.run_batch_export_test_step_new(payload, 1)["result"] == {"status": "Passed", "message": None}
 

@@ -102,7 +102,7 @@ def test_redirect_loops_stop(hostile):
 
 
 def test_environments_redirected_to_projects_is_followed(fronted, emulator, monkeypatch):
-    # One PostHog build answered 307 from /api/environments/* to /api/projects/* (§13.6).
+    # One PostHog build answered 307 from /api/environments/* to /api/projects/* (§1).
     monkeypatch.setenv(
         "AIRFLOW_CONN_POSTHOG_DEFAULT",
         connection(fronted.url, key=emulator.api_key, api_prefix="environments"),

@@ -58,7 +58,7 @@ def test_pause_retries_a_lost_response(emulator, posthog_conn):
 def test_test_operator_runs_every_step_of_an_existing_export(emulator, posthog_conn):
     op = PostHogTestBatchExportOperator(task_id="test", batch_export_id=SEED.s3_export_id)
     results = op.execute({})
-    # Step 0 (assume role) is Skipped without a role ARN (§13.9), which does not fail the task.
+    # Step 0 (assume role) is Skipped without a role ARN (§6.6), which does not fail the task.
     assert [(r["step"], r["status"]) for r in results] == [(0, "Skipped"), (1, "Passed")]
     assert all(r["name"] for r in results)
     # GET the export, GET its steps, then one POST per step: the least the API allows.
@@ -165,7 +165,7 @@ def test_templated_bad_input_fails_before_any_request(emulator, posthog_conn):
     assert api_requests(emulator) == []
 
 
-# -- what PostHog's destination tests really accept (docs/posthog-api.md §13.7, §13.8) -------------
+# -- what PostHog's destination tests really accept (docs/posthog-api.md §6.6, §6.8) -------------
 
 
 def test_an_existing_export_is_tested_with_every_field_posthog_validates(emulator, posthog_conn):
@@ -217,7 +217,7 @@ def test_a_500_from_a_test_step_is_not_retried(emulator, posthog_conn):
 
 @pytest.mark.parametrize("build", builds("no-retry-after", "environments-redirect"), indirect=True)
 def test_pause_test_unpause_on_each_build(build, emulator, posthog_conn):
-    # Each build throttles the first request once; older ones send no Retry-After (§13.14).
+    # Each build throttles the first request once; older ones send no Retry-After (§3).
     emulator.faults.add("status", status=429, retry_after=0, times=1)
     export = SEED.s3_export_id
     assert PostHogPauseBatchExportOperator(task_id="p", batch_export_id=export, **FAST).execute({})["paused"]
@@ -230,7 +230,7 @@ def test_pause_test_unpause_on_each_build(build, emulator, posthog_conn):
 
 @pytest.mark.parametrize("build", ["internal-test-scope"], indirect=True)
 def test_destination_tests_need_internal_scope_on_older_builds(build, emulator, posthog_conn):
-    # No personal API key holds INTERNAL (§13.13): the task fails with PostHog's reason, at once.
+    # No personal API key holds INTERNAL (§2.2): the task fails with PostHog's reason, at once.
     op = PostHogTestBatchExportOperator(task_id="t", batch_export_id=SEED.s3_export_id, **FAST)
     with pytest.raises(PostHogError, match="INTERNAL"):
         op.execute({})

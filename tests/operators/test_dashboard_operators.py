@@ -255,7 +255,7 @@ def test_collaborators_through_the_projects_prefix(build, emulator, monkeypatch)
 
 @pytest.mark.parametrize("build", ["no-access-control"], indirect=True)
 def test_collaborators_need_access_control(build, emulator, posthog_conn):
-    # Without the paid feature every dashboard is effectively level 21 (§13.12): PostHog's refusal.
+    # Without the paid feature every dashboard is effectively level 21 (§7.3): PostHog's refusal.
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="a", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
     )

@@ -74,7 +74,7 @@ def test_a_completed_backfill_with_every_run_completed_succeeds():
 
 
 def test_a_completed_backfill_with_a_failed_run_fails_quoting_the_error():
-    """PostHog goes on after a failed run and can still call the backfill Completed (docs §13.18)."""
+    """PostHog goes on after a failed run and can still call the backfill Completed (docs §6.9)."""
     runs = [run(0), run(1, "Failed", error="S3 access denied"), run(2)]
     outcome = judge_backfill(EXPORT, backfill("Completed"), runs)
     assert outcome.status == FAILED

@@ -41,7 +41,7 @@ from tests.helpers.sensor_modes import (
     utcnow,
 )
 
-# Today's wording (docs/posthog-api.md §13.2), and the older one, with a count or ``no``.
+# Today's wording (docs/posthog-api.md §6.3), and the older one, with a count or ``no``.
 FINISHED = r"finished (successfully )?with (\d+|no) records exported"
 R1 = "2026-11-28 10:00:00+00:00 - 2026-11-28 11:00:00+00:00"
 R2 = "2026-11-28 11:00:00+00:00 - 2026-11-28 12:00:00+00:00"
@@ -125,7 +125,7 @@ def test_same_timeline_same_result_in_every_mode(
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(emulator, posthog_conn, mode):
-    """PostHog's log pipeline can reveal an entry seconds after newer ones (docs/posthog-api.md §13.3)."""
+    """PostHog's log pipeline can reveal an entry seconds after newer ones (docs/posthog-api.md §6.3)."""
     start = utcnow()
     emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.3), "INFO", "newer line")])
     context = make_context(FakeTI(start), FakeStateStore())
@@ -496,7 +496,7 @@ LEVEL_CASES = [
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize(("build", "expected"), LEVEL_CASES, indirect=["build"])
 def test_level_filter_on_each_build(build, in_order_logs, emulator, posthog_conn, mode, expected):
-    """``level`` plus the failure levels go as several levels, which every build must read (§13.4).
+    """``level`` plus the failure levels go as several levels, which every build must read (§6.3).
 
     The lines appear after the first poke, so the deferrable mode's trigger reads them.
     """
@@ -527,7 +527,7 @@ def test_level_filter_on_each_build(build, in_order_logs, emulator, posthog_conn
 
 @pytest.mark.parametrize("build", ["logs-no-key-scope"], indirect=True)
 def test_logs_refused_to_keys_on_older_builds(build, emulator, posthog_conn):
-    # Some builds give ``logs`` no personal-API-key scope (§13.13): the task fails with PostHog's reason.
+    # Some builds give ``logs`` no personal-API-key scope (§2.2): the task fails with PostHog's reason.
     start = utcnow()
     with pytest.raises(PostHogError, match="does not support Personal API Key access"):
         sensor_for_mode("poke", message_pattern=FINISHED).execute(make_context(FakeTI(start)))

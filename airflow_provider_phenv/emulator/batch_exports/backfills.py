@@ -1,4 +1,4 @@
-"""Backfills as today's backfill workflow runs them (docs/posthog-api.md §6.9, §13.5, §13.16, §13.18).
+"""Backfills as today's backfill workflow runs them (docs/posthog-api.md §6.9).
 
 Lifecycle. Starting a backfill starts a Temporal workflow, whose first activity creates the row:
 ``backfill_row_delay`` seconds later (its ``created_at``). Until then the backfill is neither listed

@@ -6,8 +6,8 @@ starts, its whole log timeline is written with future timestamps (see :mod:`..st
 so no background thread is needed.
 
 Log entries carry the run's Temporal workflow run id as ``instance_id``, a UUID of its own that
-nothing in the API links to the run's id (docs/posthog-api.md §13.1). Wording is today's
-``finish_batch_export_run`` (§6.3, §13.2), ranges printed as Python datetimes
+nothing in the API links to the run's id (docs/posthog-api.md §6.3). Wording is today's
+``finish_batch_export_run`` (§6.3), ranges printed as Python datetimes
 (``2026-11-28 10:00:00+00:00``); ``Starting batch export ...`` is not visible in current builds:
 
 - INFO ``Batch exporting range <start> - <end> to <Destination>: <target>`` (the insert activity),

@@ -1,20 +1,20 @@
 """Older-build switches and the other knobs that choose *which* PostHog the emulator plays.
 
-By default the emulator plays today's PostHog (docs/posthog-api.md §13). Self-hosted users run
+By default the emulator plays today's PostHog (docs/posthog-api.md, each topic section). Self-hosted users run
 older builds, so each switch below brings back one older behaviour, independently of the others:
 
-- ``level-list`` (§13.4): the logs ``level`` parameter is a list field: ``?level=INFO,ERROR`` is
+- ``level-list`` (§6.3): the logs ``level`` parameter is a list field: ``?level=INFO,ERROR`` is
   one value matching nothing, repeated ``level=`` parameters work.
-- ``no-retry-after`` (§13.14): 429 throttled answers carry no ``Retry-After`` header.
-- ``projects-only-collaborators`` (§13.6): collaborator endpoints exist only under
+- ``no-retry-after`` (§3): 429 throttled answers carry no ``Retry-After`` header.
+- ``projects-only-collaborators`` (§1): collaborator endpoints exist only under
   ``/api/projects/``; under ``/api/environments/`` they are 404.
-- ``environments-redirect`` (§13.6): ``/api/environments/*`` answers 307 to ``/api/projects/*``.
-- ``internal-test-scope`` (§13.13): ``test``, ``run_test_step`` and ``run_test_step_new`` need the
+- ``environments-redirect`` (§1): ``/api/environments/*`` answers 307 to ``/api/projects/*``.
+- ``internal-test-scope`` (§2.2): ``test``, ``run_test_step`` and ``run_test_step_new`` need the
   ``INTERNAL`` scope, which no personal API key has (403).
-- ``logs-no-key-scope`` (§13.13): ``logs`` derives no key scope (403 for every key).
-- ``no-access-control`` (§13.12): the organization lacks the paid access-control feature, so the
+- ``logs-no-key-scope`` (§2.2): ``logs`` derives no key scope (403 for every key).
+- ``no-access-control`` (§7.3): the organization lacks the paid access-control feature, so the
   effective restriction is always 21 and every collaborator add is 400.
-- ``backfill-fails`` (§13.18): a backfill stops at its first failed run and ends Failed (today's
+- ``backfill-fails`` (§6.9): a backfill stops at its first failed run and ends Failed (today's
   workflow goes on and can end Completed).
 - ``unpause-null-500`` (§6.5): unpausing with ``backfill`` an export that was never paused (null
   ``last_paused_at``) answers 500 after the unpause is saved (today's backfills from the start of
@@ -26,17 +26,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 OLD_BUILDS: dict[str, str] = {
-    "level-list": "logs 'level' is a list field: repeat level=, a comma list matches nothing (§13.4)",
-    "no-retry-after": "429 throttled answers without Retry-After (§13.14)",
-    "projects-only-collaborators": "collaborators only under /api/projects/ (§13.6)",
-    "environments-redirect": "307 from /api/environments/* to /api/projects/* (§13.6)",
-    "internal-test-scope": "destination test endpoints need the INTERNAL scope: 403 for every key (§13.13)",
-    "logs-no-key-scope": "logs refuse personal API keys: 403 (§13.13)",
-    "no-access-control": "no paid access control: effective restriction always 21 (§13.12)",
-    "backfill-fails": "a backfill stops at its first failed run and ends Failed (§13.18)",
+    "level-list": "logs 'level' is a list field: repeat level=, a comma list matches nothing (§6.3)",
+    "no-retry-after": "429 throttled answers without Retry-After (§3)",
+    "projects-only-collaborators": "collaborators only under /api/projects/ (§1)",
+    "environments-redirect": "307 from /api/environments/* to /api/projects/* (§1)",
+    "internal-test-scope": "destination test endpoints need the INTERNAL scope: 403 for every key (§2.2)",
+    "logs-no-key-scope": "logs refuse personal API keys: 403 (§2.2)",
+    "no-access-control": "no paid access control: effective restriction always 21 (§7.3)",
+    "backfill-fails": "a backfill stops at its first failed run and ends Failed (§6.9)",
     "unpause-null-500": "unpause with backfill of a never-paused export: 500 after saving (§6.5)",
 }
-#: Default seconds an entry may become visible after its timestamp (out-of-order visibility, §13.3).
+#: Default seconds an entry may become visible after its timestamp (out-of-order visibility, §6.3).
 DEFAULT_LOG_DELAY = 3.0
 #: Default number of Starting/Running backfills a team may have (429 beyond it, §3).
 DEFAULT_MAX_CONCURRENT_BACKFILLS = 3
