@@ -14,7 +14,6 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, optional
-from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
 from airflow_provider_phenv.operators._backfill_wait import BackfillWait
@@ -24,6 +23,7 @@ from airflow_provider_phenv.run_watch import (
     ACTIVE_STATUSES,
     FAILED_RUN_STATUSES,
     backfill_value,
+    find_backfill,
 )
 from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (

@@ -6,8 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_phenv.hooks._runs import find_backfill
-from airflow_provider_phenv.run_watch import judge_backfill, judge_interval
+from airflow_provider_phenv.run_watch import find_backfill, judge_backfill, judge_interval
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     backfill_moment,
