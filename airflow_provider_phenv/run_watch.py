@@ -22,7 +22,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
-from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     backfill_moment,
@@ -34,6 +33,11 @@ from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
+
+#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
+#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
+BACKFILL_ROW_GRACE = 300.0
+
 
 #: Final statuses of a run that did not export its interval.
 FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})

@@ -402,7 +402,8 @@ def _idle_figures(idle: dict[str, Any]) -> list[Figure]:
         requests = max(w_requests, t_requests)
         size = max(w_bytes, t_bytes)
         answer = (
-            f"; the export with its newest runs in each answer ({idle['runs_in_run_sensor_answer']} runs created since since - 5 min)"
+            f"; the export with its newest runs in each answer "
+            f"({idle['runs_in_run_sensor_answer']} runs created since since - 5 min)"
             if what == "run sensor"
             else ""
         )

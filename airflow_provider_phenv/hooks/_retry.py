@@ -127,11 +127,6 @@ def is_backfill_slot_busy(error: BaseException) -> bool:
     return isinstance(error, PostHogRateLimitError) and error.code == TOO_MANY_BACKFILLS
 
 
-#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
-#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
-BACKFILL_ROW_GRACE = 300.0
-
-
 def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
     """
     Keyword arguments for ``tenacity.Retrying``: ask again, soon then every 2 s, while ``retry``

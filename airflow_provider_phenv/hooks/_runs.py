@@ -28,8 +28,8 @@ from airflow_provider_phenv.hooks._calls import (
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks._retry import BACKFILL_ROW_GRACE, row_wait_kwargs, slot_wait_kwargs
-from airflow_provider_phenv.run_watch import find_backfill
+from airflow_provider_phenv.hooks._retry import row_wait_kwargs, slot_wait_kwargs
+from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, find_backfill
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     check_backfill_range,
