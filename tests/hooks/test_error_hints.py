@@ -118,3 +118,14 @@ def test_a_template_rendering_something_wrong_other_than_none():
     assert "batch_export_id was rendered from template '{{ params.export }}'" in message
     assert "xcom_pull" not in message
     json.dumps(message)  # plain text
+
+
+def test_a_403_for_restriction_level_says_who_may_change_it_not_check_the_project():
+    detail = (
+        "Only the dashboard owner and project admins have the restriction rights required to change the "
+        "dashboard's restriction level."
+    )
+    hint = _hint(ApiCall(path="dashboards/7/", method="PATCH", resource="dashboard 7"), 403, detail)
+    assert hint is not None
+    assert "creator and project admins may change its restriction_level" in hint
+    assert "project_id" not in hint

@@ -235,3 +235,32 @@ def test_a_negative_retry_after_retries_at_once(hostile):
     started = time.monotonic()
     assert sync_get(max_retries=1)["id"] == EXPORT_ID
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda hook: hook.get_dashboard(7), "'id'"),
+        (lambda hook: hook.update_dashboard(7, name="x"), "'id'"),
+        (lambda hook: hook.list_dashboards(), "'id'"),
+        (lambda hook: hook.get_batch_export_backfill(EXPORT_ID, EXPORT_ID), "'id'"),
+    ],
+)
+def test_a_2xx_answer_without_an_id_names_the_request_not_a_key_error(hostile, call, expected):
+    hostile.on(json_reply({"name": "x", "results": [{"name": "x"}], "next": None}))
+    with pytest.raises(PostHogUnexpectedResponseError, match=expected) as raised:
+        call(PostHogHook(**FAST))
+    assert "GET" in str(raised.value) or "PATCH" in str(raised.value)
+
+
+def test_a_created_backfill_answered_without_its_id_is_looked_up_not_a_key_error(hostile):
+    hostile.on(json_reply({"results": [], "next": None}), method="GET", path="/backfills/")
+    hostile.on(json_reply({"interval": "hour", "destination": {}}), method="GET")
+    hostile.on(json_reply({"id": "not the backfill id"}, status=201), method="POST")
+    hook = PostHogHook(**FAST)
+    hook.backfill_row_grace = 0.0
+    with pytest.raises(PostHogWriteOutcomeUnknownError, match="'backfill_id'"):
+        hook.create_batch_export_backfill(
+            EXPORT_ID, start_at="2026-01-01T00:00:00Z", end_at="2026-01-01T01:00:00Z"
+        )
+    assert [r.method for r in hostile.requests].count("POST") == 1
