@@ -133,13 +133,10 @@ def stop(processes: Processes, name: str) -> None:
 
 
 def watcher_polls(emulator_url: str, export_id: str) -> int:
-    """How many reads of the exports list or of the export's runs reached the emulator."""
+    """How many reads of the exports list, of the export or of its runs reached the emulator."""
     requests = httpx.get(f"{emulator_url}/_emulator/requests").json()
-    return sum(
-        1
-        for request in requests
-        if request["path"].endswith("/batch_exports/") or request["path"].endswith(f"/{export_id}/runs/")
-    )
+    watched = ("/batch_exports/", f"/batch_exports/{export_id}/", f"/{export_id}/runs/")
+    return sum(1 for request in requests if request["method"] == "GET" and request["path"].endswith(watched))
 
 
 def finish_a_run(
