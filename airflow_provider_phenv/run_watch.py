@@ -412,13 +412,11 @@ class RunsWait:
             return None
         if len(latest) < _LATEST_RUNS:
             return latest
-        oldest = min((str(run.get("created_at") or "") for run in latest), default="")
         try:
-            if parse_timestamp("created_at", oldest) < self.runs_after(None):
-                return latest
-        except ValueError:
-            pass
-        return None
+            oldest = min(parse_timestamp("created_at", run.get("created_at")) for run in latest)
+        except (TypeError, ValueError):
+            return None  # a run without a readable creation time: ask the runs list
+        return latest if oldest < self.runs_after(None) else None
 
     def _with_pause(self, outcome: RunsOutcome, export: Mapping[str, Any]) -> RunsOutcome:
         """The outcome, told by a pause of the export: a pause during the wait fails it at once."""

@@ -186,26 +186,6 @@ def paused_hourly(emulator, hours: int = 3) -> None:
         export.update(paused=True, last_paused_at=hours_ago(hours) + timedelta(minutes=1))
 
 
-@pytest.mark.parametrize("deferrable", [False, True])
-@pytest.mark.slow  # over a second of real waiting: the --all tier
-def test_unpause_finds_the_backfill_posthog_started_and_waits_for_it(quick_runs, deferrable):
-    paused_hourly(quick_runs)
-    context = task_context()
-    op = PostHogUnpauseBatchExportOperator(
-        task_id="unpause",
-        batch_export_id=HOURLY,
-        backfill=True,
-        wait_for_backfill=True,
-        poll_interval=0.1,
-        deferrable=deferrable,
-        **FAST,
-    )
-    assert run_op(op, context) == {"batch_export_id": HOURLY, "paused": False}
-    backfill_id = context["ti"].pushed["backfill_id"]
-    assert backfill_id and op.backfill_url
-    assert quick_runs.state.get_batch_export(HOURLY)["paused"] is False
-
-
 def test_a_lost_unpause_answer_is_not_sent_again_and_the_backfill_is_found(quick_runs):
     paused_hourly(quick_runs)
     quick_runs.faults.add("lost_response", method="POST", path="/unpause/")

@@ -155,6 +155,7 @@ def test_unpause_waits_for_the_backfill_posthog_starts_late(late_rows, deferrabl
     assert run_op(op, context) == {"batch_export_id": HOURLY, "paused": False}
     (backfill,) = [b for b in late_rows.state.backfills.values() if b["batch_export_id"] == HOURLY]
     assert context["ti"].pushed["backfill_id"] == backfill["id"]
+    assert op.backfill_url
     assert hook.get_batch_export_backfill(HOURLY, backfill["id"])["status"] == "Completed"
 
 
