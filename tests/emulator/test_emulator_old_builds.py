@@ -154,7 +154,12 @@ def test_access_control_off(api, emulator):  # §7.3
         400,
         "Cannot add collaborators to a dashboard on the lowest restriction level.",
     )
-    assert emulator.state.organizations[SEED.organization_id]["access_control"] is True  # data unchanged
+    # The organization's features lack it over the API; the stored features are unchanged.
+    features = api.session.get(f"{emulator.url}/api/organizations/@current/").json()[
+        "available_product_features"
+    ]
+    assert "access_control" not in [feature["key"] for feature in features]
+    assert "access_control" in emulator.state.organizations[SEED.organization_id]["features"]
 
 
 @pytest.mark.usefixtures("prompt_backfills")

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..store.records import ACCESS_CONTROL
 from ..web.calls import Call
 from ..web.errors import not_found, permission_denied
+from .access_control import at_least, organization_of, user_access_level
 
 EVERYONE_CAN_EDIT = 21  # RestrictionLevel.EVERYONE_IN_PROJECT_CAN_EDIT, also PrivilegeLevel.CAN_VIEW
 ONLY_COLLABORATORS_CAN_EDIT = 37  # RestrictionLevel.ONLY_COLLABORATORS_CAN_EDIT, also PrivilegeLevel.CAN_EDIT
@@ -24,11 +26,9 @@ def user_basic(call: Call, user_uuid: str | None) -> dict[str, Any] | None:
 
 
 def effective_restriction_level(call: Call, dashboard: dict[str, Any]) -> int:
-    """The stored level only counts when the organization has the paid access-control feature
-    (never with the ``no-access-control`` switch, §7.3)."""
-    organization_id = call.state.teams[dashboard["team_id"]]["organization_id"]
-    licensed = "no-access-control" not in call.state.switches
-    if licensed and call.state.organizations[organization_id]["access_control"]:
+    """The stored level only counts when the organization's ``available_product_features`` has
+    ``access_control`` (never with the ``no-access-control`` switch, §7.3, §7.5)."""
+    if call.state.has_feature(organization_of(call.state, dashboard), ACCESS_CONTROL):
         return dashboard["restriction_level"]
     return EVERYONE_CAN_EDIT
 
@@ -77,6 +77,20 @@ def get_dashboard(call: Call, detail: str = "Not found.", include_deleted: bool 
     dashboard = find_dashboard(call, int(raw_id), include_deleted) if raw_id.isdigit() else None
     if dashboard is None:
         raise not_found(detail)
+    return dashboard
+
+
+def get_permitted_dashboard(call: Call, include_deleted: bool = False) -> dict[str, Any]:
+    """The dashboard named in the path once ``DashboardsViewSet``'s object permissions pass, in
+    their order (§7.4): 404 when it is not found; ``AccessControlPermission`` (the caller's
+    effective level must reach the route's required level, else 403 ``You do not have
+    {viewer|editor} access to this resource.``, never 404); then, for a write, the legacy
+    ``CanEditDashboard`` (403 ``You don't have edit permissions for this dashboard.``)."""
+    dashboard = get_dashboard(call, include_deleted=include_deleted)
+    if not at_least(user_access_level(call.state, dashboard, call.user["uuid"]), call.required_level):
+        raise permission_denied(f"You do not have {call.required_level} access to this resource.")
+    if call.method not in ("GET", "HEAD", "OPTIONS") and not can_edit(call, dashboard):
+        raise permission_denied(NO_EDIT_PERMISSION)
     return dashboard
 
 

@@ -15,10 +15,10 @@ from .access import (
     effective_privilege_level,
     effective_restriction_level,
     find_dashboard,
-    get_dashboard,
-    get_editable_dashboard,
+    get_permitted_dashboard,
     user_basic,
 )
+from .access_control import user_access_level
 
 #: ``posthog/helpers/trigram_search.py``.
 MAX_SEARCH_LENGTH = 200
@@ -60,7 +60,7 @@ def serialize_basic(call: Call, dashboard: dict[str, Any]) -> dict[str, Any]:
         "restriction_level": dashboard["restriction_level"],
         "effective_restriction_level": effective_restriction_level(call, dashboard),
         "effective_privilege_level": privilege,
-        "user_access_level": "editor" if privilege >= ONLY_COLLABORATORS_CAN_EDIT else "viewer",
+        "user_access_level": user_access_level(call.state, dashboard, call.user["uuid"]),
         "access_control_version": "v1" if dashboard["restriction_level"] > EVERYONE_CAN_EDIT else "v2",
         "last_refresh": iso(dashboard["last_refresh"]),
         "team_id": dashboard["team_id"],
@@ -85,7 +85,8 @@ def serialize_full(call: Call, dashboard: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_dashboards(call: Call) -> Response:
-    """GET ``dashboards/``: project-wide, pinned first then by name; hides deleted and unlisted.
+    """GET ``dashboards/``: project-wide, pinned first then by name; hides deleted and unlisted
+    dashboards and those the caller's access level is ``none`` on (§7.4).
 
     ``search`` (§7.1): PostHog ranks dashboards by trigram similarity of name, description and
     tags; the emulator does not rank, it only refuses a search longer than 200 characters and
@@ -107,6 +108,7 @@ def list_dashboards(call: Call) -> Response:
         and dashboard["creation_mode"] != "unlisted"
         and (not tags or tags & set(dashboard["tags"]))
         and (creation_mode is None or dashboard["creation_mode"] == creation_mode)
+        and user_access_level(call.state, dashboard, call.user["uuid"]) != "none"
     ]
     # Postgres sorts NULL names last in ascending order.
     found.sort(key=lambda d: (not d["pinned"], d["name"] is None, d["name"] or ""))
@@ -194,8 +196,8 @@ def create_dashboard(call: Call) -> Response:
 
 
 def retrieve_dashboard(call: Call) -> Response:
-    """GET ``dashboards/{id}/``: the full dashboard with tiles."""
-    return Response(200, serialize_full(call, get_dashboard(call)))
+    """GET ``dashboards/{id}/``: the full dashboard with tiles (needs ``viewer``, §7.4)."""
+    return Response(200, serialize_full(call, get_permitted_dashboard(call)))
 
 
 def update_dashboard(call: Call) -> Response:
@@ -204,7 +206,7 @@ def update_dashboard(call: Call) -> Response:
     ``creation_mode`` is ignored."""
     data = call.data()
     restoring = data.get("deleted") is not None and not _str_to_bool(data["deleted"])
-    dashboard = get_editable_dashboard(call, include_deleted=restoring)
+    dashboard = get_permitted_dashboard(call, include_deleted=restoring)
     values = _editable_fields(data)
     if "deleted" in data:
         values["deleted"] = parse_bool(data["deleted"], "deleted")

@@ -1,8 +1,9 @@
-"""The dashboard and collaborator routes."""
+"""The dashboard, collaborator and access-control routes."""
 
 from __future__ import annotations
 
 from ..web.routing import DETAIL, LIST, detail_route, route
+from . import access_control_views as access_controls
 from . import collaborator_views as collaborators
 from . import dashboard_views as dashboards
 
@@ -17,6 +18,14 @@ ROUTES = (
         dashboards.retrieve_dashboard,
         dashboards.update_dashboard,
         dashboards.destroy_dashboard,
+    ),
+    # An ``@action`` whose scopes the mixin names (``dangerously_get_required_scopes``, §7.4).
+    route(
+        SCOPE,
+        f"{_DASHBOARD}/access_controls",
+        scopes={"GET": "access_control:read", "PUT": "access_control:write"},
+        GET=access_controls.get_access_controls,
+        PUT=access_controls.put_access_control,
     ),
     route(
         SCOPE,

@@ -29,11 +29,17 @@ from ..batch_exports.runs import (
 )
 from ..web.fields import to_datetime
 from .log_store import LogEntry, LogQuery, LogStore
-from .seed import ADMIN, SEED
+from .seed import ADMIN, MEMBER, SEED
 from .switches import AUTO_PAUSE_WINDOW, Switches
+
+#: ``AvailableFeature`` keys (``posthog/constants.py``) the emulator knows, with the names it
+#: shows in ``available_product_features`` (the names are the emulator's, not read in PostHog).
+ACCESS_CONTROL, ROLE_BASED_ACCESS = "access_control", "role_based_access"
+FEATURE_NAMES = {ACCESS_CONTROL: "Access control", ROLE_BASED_ACCESS: "Role-based access"}
 
 # One replayed moment of the timeline: when, its order among same-moment events, what to do.
 _Event = tuple[datetime, int, Callable[[], None]]
+_MEMBER_NAMESPACE = uuid.UUID("01900000-0000-7000-8000-0000000000ff")
 
 
 class Records:
@@ -41,11 +47,18 @@ class Records:
 
     Attributes (all keyed as noted):
 
-    - ``organizations`` — org id → ``{id, name, access_control}`` (``access_control`` is the paid
-      feature that makes dashboard restriction levels effective).
+    - ``organizations`` — org id → ``{id, name, slug, created_at, features}``; ``features`` are the
+      keys of its ``available_product_features`` (``access_control`` makes dashboard restriction
+      levels and access-control rules effective, ``role_based_access`` lets rules name roles).
+      Read them with :meth:`has_feature`, which also honours the ``no-access-control`` switch.
     - ``teams`` — team id → ``{id, project_id, organization_id, name, flags}``.
     - ``users`` — user uuid → UserBasic fields plus ``current_team_id``.
-    - ``memberships`` — ``(org id, user uuid)`` → membership level (1 member, 8 admin).
+    - ``memberships`` — ``(org id, user uuid)`` → ``{id, organization_id, user_uuid, level,
+      joined_at, updated_at}`` (level 1 member, 8 admin, 15 owner; ``id`` is the membership's own
+      uuid, what access-control rules name).
+    - ``roles`` — role id → ``{id, name, organization_id, members}`` (``members``: user uuids).
+    - ``access_controls`` — list of ``{resource, resource_id, organization_member, role,
+      access_level, created_at, updated_at}`` rules (docs/posthog-api.md §7.4).
     - ``api_keys`` — key → ``{scopes, user_uuid, scoped_teams}``.
     - ``integrations`` — integration id → ``{id, kind, team_id}``.
     - ``batch_exports`` — export id → stored export (secrets included, ``deleted`` flag).
@@ -80,7 +93,9 @@ class Records:
             self.organizations: dict[str, dict[str, Any]] = {}
             self.teams: dict[int, dict[str, Any]] = {}
             self.users: dict[str, dict[str, Any]] = {}
-            self.memberships: dict[tuple[str, str], int] = {}
+            self.memberships: dict[tuple[str, str], dict[str, Any]] = {}
+            self.roles: dict[str, dict[str, Any]] = {}
+            self.access_controls: list[dict[str, Any]] = []
             self.api_keys: dict[str, dict[str, Any]] = {}
             self.integrations: dict[int, dict[str, Any]] = {}
             self.batch_exports: dict[str, dict[str, Any]] = {}
@@ -633,9 +648,157 @@ class Records:
                 flags.discard(flag)
 
     def set_access_control(self, enabled: bool, organization_id: str = SEED.organization_id) -> None:
-        """Turn the paid access-control feature on or off; when off every dashboard acts as level 21."""
+        """Add or remove the paid ``access_control`` feature of the organization's
+        ``available_product_features``; without it every dashboard acts as level 21 and stored
+        access-control rules are ignored (docs/posthog-api.md §7.4)."""
         with self.lock:
-            self.organizations[organization_id]["access_control"] = enabled
+            features = self.organizations[organization_id]["features"]
+            if enabled and ACCESS_CONTROL not in features:
+                features.append(ACCESS_CONTROL)
+            elif not enabled and ACCESS_CONTROL in features:
+                features.remove(ACCESS_CONTROL)
+
+    def set_product_features(self, features: list[str], organization_id: str = SEED.organization_id) -> None:
+        """Exactly these ``available_product_features`` keys for the organization (e.g.
+        ``["access_control"]`` drops ``role_based_access``; ``[]`` drops both)."""
+        with self.lock:
+            if organization_id not in self.organizations:
+                raise KeyError(f"unknown organization {organization_id}")
+            if isinstance(features, str) or not all(isinstance(key, str) for key in features):
+                raise ValueError("features must be a list of feature keys")
+            self.organizations[organization_id]["features"] = list(dict.fromkeys(features))
+
+    def has_feature(self, organization_id: str, key: str) -> bool:
+        """Whether the organization has the product feature; the ``no-access-control`` switch
+        takes ``access_control`` away from every organization (the stored list is unchanged)."""
+        return key in self.product_features(organization_id)
+
+    def product_features(self, organization_id: str) -> list[str]:
+        """The organization's feature keys as the API shows them (see :meth:`has_feature`)."""
+        features = list(self.organizations[organization_id]["features"])
+        if "no-access-control" in self.switches and ACCESS_CONTROL in features:
+            features.remove(ACCESS_CONTROL)
+        return features
+
+    def add_organization(
+        self,
+        name: str,
+        *,
+        slug: str | None = None,
+        features: Iterable[str] = (ACCESS_CONTROL,),
+        organization_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Store an organization (no projects, no members) and return the live record."""
+        with self.lock:
+            organization: dict[str, Any] = {
+                "id": organization_id or str(uuid.uuid4()),
+                "name": name,
+                "slug": slug or name.lower().replace(" ", "-"),
+                "created_at": self.now(),
+                "features": list(features),
+            }
+            self.organizations[organization["id"]] = organization
+            return organization
+
+    def add_membership(
+        self, organization_id: str, user_uuid: str, level: int = MEMBER, *, membership_id: str | None = None
+    ) -> dict[str, Any]:
+        """Make a user a member of an organization (replacing a membership there) and return it."""
+        with self.lock:
+            now = self.now()
+            membership = {
+                "id": membership_id or str(uuid.uuid4()),
+                "organization_id": organization_id,
+                "user_uuid": user_uuid,
+                "level": level,
+                "joined_at": now,
+                "updated_at": now,
+            }
+            self.memberships[(organization_id, user_uuid)] = membership
+            return membership
+
+    def add_members(
+        self, count: int, *, level: int = MEMBER, organization_id: str = SEED.organization_id
+    ) -> list[dict[str, Any]]:
+        """Add ``count`` new users (``member-<n>@example.com``) as members of the organization, so
+        the members list has pages; they join one second apart. Returns their memberships."""
+        with self.lock:
+            if organization_id not in self.organizations:
+                raise KeyError(f"unknown organization {organization_id}")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"count must be an integer >= 0, not {count!r}")
+            team_id = next(
+                (team["id"] for team in self.teams.values() if team["organization_id"] == organization_id),
+                None,
+            )
+            added: list[dict[str, Any]] = []
+            now = self.now()
+            for _ in range(count):
+                number = max((user["id"] for user in self.users.values()), default=0) + 1
+                user_uuid = str(uuid.uuid5(_MEMBER_NAMESPACE, f"user-{number}"))
+                self.users[user_uuid] = {
+                    "id": number,
+                    "uuid": user_uuid,
+                    "distinct_id": f"emulator-user-{number}",
+                    "first_name": f"Member {number}",
+                    "last_name": "",
+                    "email": f"member-{number}@example.com",
+                    "is_email_verified": True,
+                    "hedgehog_config": None,
+                    "role_at_organization": None,
+                    "current_team_id": team_id,
+                }
+                membership = self.add_membership(
+                    organization_id,
+                    user_uuid,
+                    level,
+                    membership_id=str(uuid.uuid5(_MEMBER_NAMESPACE, f"membership-{number}")),
+                )
+                membership["joined_at"] = membership["updated_at"] = now + timedelta(seconds=len(added))
+                added.append(membership)
+            return added
+
+    def set_membership_level(
+        self, level: int, user_uuid: str | None = None, organization_id: str = SEED.organization_id
+    ) -> None:
+        """Change a member's level: 1 member, 8 admin, 15 owner (default user: the seeded key owner,
+        so ``set_membership_level(1)`` makes the seeded key a plain member's)."""
+        with self.lock:
+            if level not in (1, 8, 15) or isinstance(level, bool):
+                raise ValueError(f"level must be 1 (member), 8 (admin) or 15 (owner), not {level!r}")
+            membership = self.memberships.get((organization_id, user_uuid or SEED.owner_uuid))
+            if membership is None:
+                raise KeyError(f"{user_uuid or SEED.owner_uuid} is not a member of {organization_id}")
+            membership.update(level=level, updated_at=self.now())
+
+    def add_access_control(
+        self,
+        dashboard_id: int,
+        access_level: str,
+        *,
+        organization_member: str | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """Store (or replace) a dashboard access-control rule without validation: a member rule
+        (``organization_member`` = membership id), a role rule, or the dashboard's default rule."""
+        with self.lock:
+            key = ("dashboard", str(dashboard_id), organization_member, role)
+            for rule in self.access_controls:
+                if (rule["resource"], rule["resource_id"], rule["organization_member"], rule["role"]) == key:
+                    rule.update(access_level=access_level, updated_at=self.now())
+                    return rule
+            now = self.now()
+            rule = {
+                "resource": "dashboard",
+                "resource_id": str(dashboard_id),
+                "organization_member": organization_member,
+                "role": role,
+                "access_level": access_level,
+                "created_at": now,
+                "updated_at": now,
+            }
+            self.access_controls.append(rule)
+            return rule
 
     def delete_schedule(self, batch_export_id: str) -> None:
         """Simulate a missing Temporal schedule: pause/unpause of this export then answer 400."""
@@ -651,9 +814,14 @@ class Records:
             runs = [run for run in self.runs.values() if run["batch_export_id"] == batch_export_id]
             return sorted(runs, key=lambda run: run["created_at"], reverse=True)
 
+    def membership(self, user_uuid: str, organization_id: str) -> dict[str, Any] | None:
+        """The user's membership of the organization, or None."""
+        return self.memberships.get((organization_id, user_uuid))
+
     def membership_level(self, user_uuid: str, team_id: int) -> int | None:
         """The user's level in the team's organization, or None when not a member."""
-        return self.memberships.get((self.teams[team_id]["organization_id"], user_uuid))
+        membership = self.membership(user_uuid, self.teams[team_id]["organization_id"])
+        return None if membership is None else membership["level"]
 
     def is_project_admin(self, user_uuid: str, team_id: int) -> bool:
         """Organization admins and owners administer every project of the organization."""

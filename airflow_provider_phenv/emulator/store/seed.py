@@ -2,11 +2,16 @@
 
 Layout:
 
-- Organization ``SEED.organization_id`` (paid access control ON) with project 1, whose environments
-  are team 1 (primary, same id as the project) and team 3. Team 2 is in another organization.
+- Organization ``SEED.organization_id`` ("Hedgebox Inc.", slug ``hedgebox``; product features
+  ``access_control`` and ``role_based_access``) with project 1, whose environments are team 1
+  (primary, same id as the project) and team 3. Team 2 is in another organization ("Other Org",
+  ``access_control`` only).
 - Users: the key owner (organization admin, so a project admin; creator of the seeded dashboards;
   current team 1), ``alice`` and ``bob`` (plain members), ``carol`` (member of the other
-  organization only).
+  organization only). Each membership has its own id (``SEED.*_membership_id``), distinct from the
+  user's uuid: access-control rules name members by it (docs/posthog-api.md §7.4).
+- Roles: ``SEED.role_id`` ("Engineering", bob is in it) in the main organization and
+  ``SEED.other_role_id`` in the other one.
 - Personal API key ``SEED.api_key`` (scopes ``["*"]``, owned by the key owner).
 - Batch exports in team 1: AwsS3 (hourly), BigQuery (hourly), Postgres (hourly, every run fails),
   Snowflake (daily, paused), a Workflows export that the list hides, and the two oldest: an AwsS3
@@ -22,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_API_KEY = "phx_emulator0000000000000000000000000000000000000"
-# PostHog's OrganizationMembership levels (owners, 15, count as admins too).
-MEMBER, ADMIN = 1, 8
+# PostHog's OrganizationMembership levels (owners count as admins too).
+MEMBER, ADMIN, OWNER = 1, 8, 15
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,12 @@ class Seed:
     alice_uuid: str = "01900000-0000-7000-8000-0000000000a2"
     bob_uuid: str = "01900000-0000-7000-8000-0000000000a3"
     carol_uuid: str = "01900000-0000-7000-8000-0000000000a4"
+    owner_membership_id: str = "01900000-0000-7000-8000-0000000000b1"
+    alice_membership_id: str = "01900000-0000-7000-8000-0000000000b2"
+    bob_membership_id: str = "01900000-0000-7000-8000-0000000000b3"
+    carol_membership_id: str = "01900000-0000-7000-8000-0000000000b4"
+    role_id: str = "01900000-0000-7000-8000-0000000000c1"
+    other_role_id: str = "01900000-0000-7000-8000-0000000000c2"
     s3_export_id: str = "01900000-0000-7000-8000-0000000000e1"
     bigquery_export_id: str = "01900000-0000-7000-8000-0000000000e2"
     postgres_export_id: str = "01900000-0000-7000-8000-0000000000e3"

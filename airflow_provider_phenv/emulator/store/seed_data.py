@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from ..batch_exports.backfills import INTERVALS, align_to_interval
 from ..batch_exports.runs import RunOutcome
-from .records import Records
+from .records import ACCESS_CONTROL, ROLE_BASED_ACCESS, Records
 from .seed import ADMIN, MEMBER, SEED
 
 _RUN_NAMESPACE = uuid.UUID(SEED.organization_id)
@@ -23,20 +23,13 @@ def populate(state: Records, now: datetime) -> None:
     # interval ends, so anchoring on the current hour would put them (and their log lines) in the
     # future during the first minute of every hour.
     hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    state.organizations.update(
-        {
-            SEED.organization_id: {
-                "id": SEED.organization_id,
-                "name": "Hedgebox Inc.",
-                "access_control": True,
-            },
-            SEED.other_organization_id: {
-                "id": SEED.other_organization_id,
-                "name": "Other Org",
-                "access_control": True,
-            },
-        }
-    )
+    created = hour - timedelta(days=60)
+    for organization_id, name, slug, features in (
+        (SEED.organization_id, "Hedgebox Inc.", "hedgebox", [ACCESS_CONTROL, ROLE_BASED_ACCESS]),
+        (SEED.other_organization_id, "Other Org", "other-org", [ACCESS_CONTROL]),
+    ):
+        state.add_organization(name, slug=slug, features=features, organization_id=organization_id)
+        state.organizations[organization_id]["created_at"] = created
     for team_id, project_id, organization_id, name in (
         (SEED.team_id, SEED.project_id, SEED.organization_id, "Hedgebox (production)"),
         (SEED.second_environment_id, SEED.project_id, SEED.organization_id, "Hedgebox (staging)"),
@@ -50,12 +43,21 @@ def populate(state: Records, now: datetime) -> None:
             "flags": set(),
         }
     users = (
-        (SEED.owner_uuid, "Hedgy", SEED.organization_id, ADMIN, SEED.team_id),
-        (SEED.alice_uuid, "Alice", SEED.organization_id, MEMBER, SEED.team_id),
-        (SEED.bob_uuid, "Bob", SEED.organization_id, MEMBER, SEED.team_id),
-        (SEED.carol_uuid, "Carol", SEED.other_organization_id, MEMBER, SEED.other_team_id),
+        (SEED.owner_uuid, SEED.owner_membership_id, "Hedgy", SEED.organization_id, ADMIN, SEED.team_id),
+        (SEED.alice_uuid, SEED.alice_membership_id, "Alice", SEED.organization_id, MEMBER, SEED.team_id),
+        (SEED.bob_uuid, SEED.bob_membership_id, "Bob", SEED.organization_id, MEMBER, SEED.team_id),
+        (
+            SEED.carol_uuid,
+            SEED.carol_membership_id,
+            "Carol",
+            SEED.other_organization_id,
+            MEMBER,
+            SEED.other_team_id,
+        ),
     )
-    for number, (user_uuid, first_name, organization_id, level, current_team_id) in enumerate(users, start=1):
+    for number, (user_uuid, membership_id, first_name, organization_id, level, current_team_id) in enumerate(
+        users, start=1
+    ):
         state.users[user_uuid] = {
             "id": number,
             "uuid": user_uuid,
@@ -68,7 +70,21 @@ def populate(state: Records, now: datetime) -> None:
             "role_at_organization": None,
             "current_team_id": current_team_id,
         }
-        state.memberships[(organization_id, user_uuid)] = level
+        membership = state.add_membership(organization_id, user_uuid, level, membership_id=membership_id)
+        # Joined in seed order, so the members list (newest first) is stable.
+        membership["joined_at"] = membership["updated_at"] = created + timedelta(hours=number)
+    state.roles[SEED.role_id] = {
+        "id": SEED.role_id,
+        "name": "Engineering",
+        "organization_id": SEED.organization_id,
+        "members": {SEED.bob_uuid},
+    }
+    state.roles[SEED.other_role_id] = {
+        "id": SEED.other_role_id,
+        "name": "Other Org admins",
+        "organization_id": SEED.other_organization_id,
+        "members": {SEED.carol_uuid},
+    }
     state.add_api_key(["*"], SEED.owner_uuid, label="Emulator (all access)", key=state.default_api_key)
     for integration_id, kind in (
         (SEED.s3_integration_id, "aws-s3"),

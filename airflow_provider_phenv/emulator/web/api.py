@@ -7,6 +7,11 @@ responses carry the deprecation headers of PostHog's ``EnvironmentsRewriteMiddle
 older-build switches of :mod:`..store.switches` change that, a few scopes and ``Retry-After``.
 ``/api/personal_api_keys/@current/`` lets a key read itself (§2.1).
 
+``/api/organizations/{id|@current}/...`` (the organization and its members, §7.5) goes through
+the same checks with the organization in place of the project: authentication (401), derived
+scope (403), a key scoped to projects (403), the scope (403), the organization (404
+``Organization not found.``) and membership of it (403), throttle, method, handler.
+
 Each resource package declares its routes (``batch_exports.routes``, ``dashboards.routes``); this
 module only puts them together.
 """
@@ -15,11 +20,13 @@ from __future__ import annotations
 
 import re
 import traceback
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ..batch_exports import routes as batch_export_routes
 from ..dashboards import routes as dashboard_routes
+from ..organizations import routes as organization_routes
 from ..store.state import EmulatorState
 from .calls import Call, Response
 from .errors import (
@@ -35,7 +42,8 @@ from .fields import iso
 from .rate_limit import RateLimiter
 from .routing import Route
 
-_API_PATH = re.compile(r"^/api/(?P<prefix>environments|projects)/(?P<team>[^/]+)/(?P<rest>.*?)/?$")
+_API_PATH = re.compile(r"^/api/(?P<prefix>environments|projects)/(?P<team>[^/]+)(?:/(?P<rest>.*?))?/?$")
+_ORGANIZATION_PATH = re.compile(r"^/api/organizations/(?P<organization>[^/]+)(?:/(?P<rest>.*?))?/?$")
 _KEY_PATH = re.compile(r"^/api/personal_api_keys(?:/(?P<key_id>[^/]+))?/?$")
 #: ``API_ENVIRONMENTS_SUNSET_DATE``'s default (``posthog/settings/web.py``) as an HTTP date.
 SUNSET = "Fri, 31 Jul 2026 00:00:00 GMT"
@@ -43,7 +51,13 @@ SUNSET = "Fri, 31 Jul 2026 00:00:00 GMT"
 NO_KEY_ACCESS = "This action does not support Personal API Key access"
 #: ``APIScopePermission`` today (``posthog/permissions.py``), when an action derives no scope.
 NO_DERIVED_SCOPE = "This action does not support personal API key access"
-ROUTES = (*batch_export_routes.ROUTES, *dashboard_routes.ROUTES)
+ROUTES = (*batch_export_routes.ROUTES, *dashboard_routes.ROUTES, *organization_routes.ROUTES)
+ORGANIZATION_ROUTES = organization_routes.ORGANIZATION_ROUTES
+#: ``APIScopePermission.check_team_and_org_permissions`` when a key with ``scoped_teams`` calls a
+#: view that has no team (``posthog/permissions.py``).
+SCOPED_KEY_NOT_ON_PROJECT = "API key with scoped projects are only supported on project-based views."
+#: DRF's default ``PermissionDenied`` message (``OrganizationMemberPermissions`` sets none).
+NOT_PERMITTED = "You do not have permission to perform this action."
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,11 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
         return Response(
             307, headers={"Location": location + (f"?{request.raw_query}" if request.raw_query else "")}
         )
-    found = _find_route(path_match["rest"]) if path_match else None
+    found = _find_route(path_match["rest"] or "") if path_match else None
+    organization_match = _ORGANIZATION_PATH.match(request.path)
+    organization_found = (
+        _find_route(organization_match["rest"] or "", ORGANIZATION_ROUTES) if organization_match else None
+    )
     if (
         found
         and path_match
@@ -97,6 +115,10 @@ def handle_api(request: ApiRequest, state: EmulatorState, limiter: RateLimiter) 
     try:
         if key_match is not None:
             response = _personal_api_key(request, key_match["key_id"], state)
+        elif organization_match is not None and organization_found is not None:
+            response = _dispatch_organization(
+                request, organization_match["organization"], *organization_found, state, limiter
+            )
         elif path_match is None or found is None:
             raise not_found()
         else:
@@ -158,8 +180,8 @@ def _personal_api_key(request: ApiRequest, key_id: str | None, state: EmulatorSt
         )
 
 
-def _find_route(rest: str) -> tuple[Route, dict[str, str]] | None:
-    for route in ROUTES:
+def _find_route(rest: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]] | None:
+    for route in routes:
         route_match = route.pattern.match(rest)
         if route_match:
             return route, route_match.groupdict()
@@ -212,8 +234,73 @@ def _dispatch(
             team=team,
             user=user,
             params=params,
+            required_level=route.access_level(method),
         )
         return handler(call)
+
+
+def _dispatch_organization(
+    request: ApiRequest,
+    raw_organization: str,
+    route: Route,
+    params: dict[str, str],
+    state: EmulatorState,
+    limiter: RateLimiter,
+) -> Response:
+    """The organization routes, with the permission order of :func:`_dispatch`: a key scoped to
+    projects is refused on a view without a team; ``@current`` is the organization of the key
+    owner's current project; an unknown or malformed id is 404 ``Organization not found.``
+    (``TeamAndOrgViewSetMixin.organization``); an organization the owner is not a member of is
+    403 (``OrganizationMemberPermissions``, DRF's default message)."""
+    with state.lock:
+        state.advance()
+        key, key_record = _authenticate(request, state)
+        user = state.users[key_record["user_uuid"]]
+        method = "GET" if request.method == "HEAD" else request.method
+        scope = route.scope(method)
+        if scope is None:
+            raise permission_denied(NO_DERIVED_SCOPE)
+        if key_record["scoped_teams"]:
+            raise permission_denied(SCOPED_KEY_NOT_ON_PROJECT)
+        if not _has_scope(key_record["scopes"], scope):
+            raise permission_denied(f"API key missing required scope '{scope}'")
+        organization_id = _resolve_organization(raw_organization, user, state)
+        if state.membership(user["uuid"], organization_id) is None:
+            raise permission_denied(NOT_PERMITTED)
+        limiter.check(key)
+        handler = route.methods.get(method)
+        if handler is None:
+            raise method_not_allowed(request.method)
+        if request.body_error is not None:
+            raise parse_error(request.body_error)
+        call = Call(
+            method=method,
+            canonical_path=request.path,
+            query=request.query,
+            body=request.body,
+            base_url=request.base_url,
+            state=state,
+            team={},  # organization routes have no project
+            user=user,
+            params={**params, "organization_id": organization_id},
+        )
+        return handler(call)
+
+
+def _resolve_organization(raw: str, user: dict[str, Any], state: EmulatorState) -> str:
+    """``@current`` (the organization of the user's current project) or an organization's id."""
+    if raw == "@current":
+        team = state.teams.get(user["current_team_id"])
+        if team is None:
+            raise not_found("You need to belong to an organization.")
+        return str(team["organization_id"])
+    try:
+        organization_id = str(uuid.UUID(raw))
+    except ValueError:
+        raise not_found("Organization not found.") from None
+    if organization_id not in state.organizations:
+        raise not_found("Organization not found.")
+    return organization_id
 
 
 def _authenticate(request: ApiRequest, state: EmulatorState) -> tuple[str, dict[str, Any]]:

@@ -40,6 +40,8 @@ class Call:
     :param team: the resolved team record.
     :param user: the key owner's user record.
     :param params: named groups of the matched route (``export_id``, ``dashboard_id``...).
+    :param required_level: the object access level the route's scope asks for (``viewer`` for a
+        read scope, ``editor`` for a write scope; ``AccessControlPermission``, §7.4).
     """
 
     method: str
@@ -51,6 +53,7 @@ class Call:
     team: dict[str, Any]
     user: dict[str, Any]
     params: dict[str, str]
+    required_level: str = "viewer"
 
     def arg(self, name: str) -> str | None:
         """The last value of a query parameter, or None (Django's ``QueryDict`` reads the last one)."""

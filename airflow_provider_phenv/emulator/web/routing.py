@@ -31,6 +31,9 @@ class Route:
     kind: str | None = None
     #: :data:`LIST`, :data:`DETAIL`, or None for an ``@action`` route.
     view: str | None = None
+    #: The scope of each method when the view names it (``dangerously_get_required_scopes``),
+    #: instead of deriving it from ``scope_object``; a method missing here derives none (403).
+    scopes: dict[str, str] | None = None
 
     def scope(self, method: str) -> str | None:
         """The scope a request with this method needs; None when PostHog derives none.
@@ -41,6 +44,8 @@ class Route:
         (``ScopeBasePermission._get_action``). An ``@action`` route declares its scope for every
         method, so a wrong method passes the scope check and then gets the 405.
         """
+        if self.scopes is not None:
+            return self.scopes.get(method)
         if method not in self.methods:
             if self.view == LIST and method == "PATCH":
                 return f"{self.scope_object}:write"
@@ -49,15 +54,30 @@ class Route:
             method = next(iter(self.methods))
         return f"{self.scope_object}:{'read' if method == 'GET' else 'write'}"
 
+    def access_level(self, method: str) -> str:
+        """The access level ``AccessControlPermission._get_required_access_level`` asks of the
+        object for this method: ``editor`` when the required scope is a write scope, else ``viewer``."""
+        scope = self.scope(method)
+        if scope is None:
+            return "viewer" if method in ("GET", "HEAD", "OPTIONS") else "editor"
+        return "editor" if scope.endswith(":write") else "viewer"
+
 
 def route(
-    scope_object: str, pattern: str, kind: str | None = None, *, view: str | None = None, **methods: Handler
+    scope_object: str,
+    pattern: str,
+    kind: str | None = None,
+    *,
+    view: str | None = None,
+    scopes: dict[str, str] | None = None,
+    **methods: Handler,
 ) -> Route:
     """A route of ``pattern`` (a regular expression with named groups for the path's ids).
 
     :param view: :data:`LIST` or :data:`DETAIL` for a viewset route; None for an ``@action``.
+    :param scopes: each method's scope, when the view declares them rather than deriving them.
     """
-    return Route(re.compile(f"^{pattern}$"), methods, scope_object, kind, view)
+    return Route(re.compile(f"^{pattern}$"), methods, scope_object, kind, view, scopes)
 
 
 def detail_route(

@@ -1,0 +1,1 @@
+"""Projects, organizations and their members."""
