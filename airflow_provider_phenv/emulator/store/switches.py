@@ -12,8 +12,11 @@ older builds, so each switch below brings back one older behaviour, independentl
 - ``internal-test-scope`` (§2.2): ``test``, ``run_test_step`` and ``run_test_step_new`` need the
   ``INTERNAL`` scope, which no personal API key has (403).
 - ``logs-no-key-scope`` (§2.2): ``logs`` derives no key scope (403 for every key).
-- ``no-access-control`` (§7.3): the organization lacks the paid access-control feature, so the
-  effective restriction is always 21 and every collaborator add is 400.
+- ``no-access-control`` (§7.3, §7.4): every organization lacks the paid ``access_control``
+  feature: it is missing from ``available_product_features``, the effective restriction is always
+  21 (every collaborator add is 400) and stored access-control rules are ignored (listed as
+  ``[]``). ``state.set_access_control(False)`` / ``state.set_product_features([...])`` do the same
+  to one organization's stored features.
 - ``backfill-fails`` (§6.9): a backfill stops at its first failed run and ends Failed (today's
   workflow goes on and can end Completed).
 - ``unpause-null-500`` (§6.5): unpausing with ``backfill`` an export that was never paused (null

@@ -22,6 +22,16 @@ with 400 ``validation_error`` naming the field, as PostHog would, never with a P
   terminated, its row stays Starting or Running for good (``state.terminate_backfill``).
 - ``POST /_emulator/auto_pause/{batch_export_id}`` — no body: pause the export now as the failure
   threshold does (``state.auto_pause``).
+- ``POST /_emulator/membership`` — body ``{"level": 1|8|15, "user_uuid"?, "organization_id"?}``:
+  change a member's level (default: the seeded key owner in the seeded organization), e.g.
+  ``{"level": 1}`` makes the seeded key a plain member's (``state.set_membership_level``).
+- ``POST /_emulator/members`` — body ``{"count": n, "level"?, "organization_id"?}``: add ``n`` new
+  users as members (``state.add_members``), so the members list has pages; 201 with
+  ``{"members": [{"id", "user_uuid", "email"}]}``.
+- ``POST /_emulator/product_features`` — body ``{"features": [...], "organization_id"?}``: exactly
+  these ``available_product_features`` keys (``access_control``, ``role_based_access``;
+  ``state.set_product_features``); 200 with the organization's features as the API shows them.
+  The ``no-access-control`` switch takes ``access_control`` away whatever this says.
 """
 
 from __future__ import annotations
@@ -145,6 +155,34 @@ def _dispatch(emulator: Controlled, method: str, parts: list[str], body: Any) ->
         _known_export(emulator, argument)
         emulator.state.auto_pause(argument)
         return Response(204)
+    if resource == "membership" and not argument:
+        _require(method, "POST")
+        emulator.state.set_membership_level(
+            **_arguments(body, emulator.state.set_membership_level, "a membership")
+        )
+        return Response(204)
+    if resource == "members" and not argument:
+        _require(method, "POST")
+        added = emulator.state.add_members(**_arguments(body, emulator.state.add_members, "new members"))
+        return Response(
+            201,
+            {
+                "members": [
+                    {
+                        "id": membership["id"],
+                        "user_uuid": membership["user_uuid"],
+                        "email": emulator.state.users[membership["user_uuid"]]["email"],
+                    }
+                    for membership in added
+                ]
+            },
+        )
+    if resource == "product_features" and not argument:
+        _require(method, "POST")
+        arguments = _arguments(body, emulator.state.set_product_features, "product features")
+        emulator.state.set_product_features(**arguments)
+        organization_id = arguments.get("organization_id", SEED.organization_id)
+        return Response(200, {"features": emulator.state.product_features(organization_id)})
     raise not_found()
 
 
@@ -195,8 +233,12 @@ _NUMBER_FIELDS: dict[str, tuple[type, ...]] = {
     "retry_after": (int, float),
     "delay": (int, float),
     "duration": (int, float),
+    "count": (int,),
+    "level": (int,),
 }
-_TEXT_FIELDS = frozenset({"kind", "method", "path", "outcome", "error_message"})
+_TEXT_FIELDS = frozenset(
+    {"kind", "method", "path", "outcome", "error_message", "user_uuid", "organization_id"}
+)
 
 
 def _require(method: str, expected: str) -> None:
@@ -253,6 +295,28 @@ def _summary(state: EmulatorState) -> dict[str, Any]:
                 for record in state.collaborators
             ],
             "users": users_summary(state),
+            "organizations": [
+                {
+                    "id": organization["id"],
+                    "name": organization["name"],
+                    "available_product_features": state.product_features(organization["id"]),
+                    "members": [
+                        {"id": m["id"], "user_uuid": m["user_uuid"], "level": m["level"]}
+                        for m in state.memberships.values()
+                        if m["organization_id"] == organization["id"]
+                    ],
+                }
+                for organization in state.organizations.values()
+            ],
+            "access_controls": [
+                {
+                    "resource_id": rule["resource_id"],
+                    "organization_member": rule["organization_member"],
+                    "role": rule["role"],
+                    "access_level": rule["access_level"],
+                }
+                for rule in state.access_controls
+            ],
         }
 
 
