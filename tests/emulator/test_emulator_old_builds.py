@@ -206,6 +206,7 @@ def test_an_emulator_started_with_builds_keeps_them_across_resets():
         assert (emulator.state.switches.log_delay, emulator.state.switches.max_concurrent_backfills) == (0, 9)
 
 
+@pytest.mark.slow  # a subprocess starting the CLI (~0.6 s)
 def test_cli_old_build_flags():
     process = subprocess.Popen(
         [

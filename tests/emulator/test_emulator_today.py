@@ -180,6 +180,7 @@ def test_default_delay_is_at_most_three_seconds(api, emulator):  # §6.3
     until("the entry", lambda: messages(api, after=(now - timedelta(seconds=1)).isoformat()), timeout=4)
 
 
+@pytest.mark.slow  # waits for the moment (~0.5 s)
 def test_an_entry_can_be_made_visible_at_a_given_moment(api, emulator):
     now = utcnow() - timedelta(seconds=5)
     emulator.state.set_switches(log_delay=0)
