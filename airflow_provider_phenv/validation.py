@@ -45,6 +45,9 @@ TESTABLE_DESTINATION_TYPES = (
 BATCH_EXPORT_INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 RESTRICTION_LEVELS = (21, 37)
 COLLABORATOR_LEVELS = (21, 37)
+#: Access levels PostHog's access controls take on a dashboard, lowest first; ``None`` (sent as
+#: null) removes a rule (docs/posthog-api.md §7.4).
+DASHBOARD_ACCESS_LEVELS = ("none", "viewer", "editor", "manager")
 LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
 # PostHog's BatchExportRun.Status choices, accepted by the runs list's ``status`` filter.
 RUN_STATUSES = (

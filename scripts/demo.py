@@ -6,8 +6,8 @@ show ``posthog_export_events`` running once for each batch export run the emulat
 
 Without settings it starts the bundled PostHog emulator, so no account is needed. With
 ``POSTHOG_HOST``, ``POSTHOG_API_KEY``, ``POSTHOG_PROJECT_ID`` and ``POSTHOG_BATCH_EXPORT_ID`` set,
-the same DAGs run against that PostHog instead (``POSTHOG_COLLABORATORS``, a comma-separated list
-of user UUIDs, and ``POSTHOG_DASHBOARD_NAME`` are optional there).
+the same DAGs run against that PostHog instead (``POSTHOG_DASHBOARD_EDITORS``, a comma-separated
+list of user emails or UUIDs, and ``POSTHOG_DASHBOARD_NAME`` are optional there).
 
 Run it through ``scripts/demo.sh``, which prepares the virtual environment first.
 Exits non-zero when a DAG run fails.
@@ -46,7 +46,7 @@ DAG_STEPS = {
     "for it; ~15-20 s",
     "posthog_backfill": "backfill three hours and wait for the backfill; ~10-15 s",
     "posthog_export_downstream": "wait for the export of an hourly interval, then load it; ~10-15 s",
-    "posthog_dashboard_provisioning": "create the dashboard or make it match, add 2 collaborators; ~10-15 s",
+    "posthog_dashboard_provisioning": "create or match the dashboard: 2 editors, others view; ~10-15 s",
 }
 # The demo reads PostHog through its own connection without extras: Airflow masks every extra
 # value of a connection it reads, and warns about a value too short to mask, such as project id 1.
@@ -119,7 +119,7 @@ def _real_posthog() -> dict:
     missing = [name for name in required if not os.environ.get(name)]
     if missing:
         sys.exit(f"POSTHOG_API_KEY is set, so the demo runs against PostHog; also set {', '.join(missing)}.")
-    collaborators = [part.strip() for part in os.environ.get("POSTHOG_COLLABORATORS", "").split(",")]
+    editors = [part.strip() for part in os.environ.get("POSTHOG_DASHBOARD_EDITORS", "").split(",")]
     _step("Using PostHog at", os.environ["POSTHOG_HOST"])
     return {
         "host": os.environ["POSTHOG_HOST"],
@@ -132,7 +132,7 @@ def _real_posthog() -> dict:
             "posthog_export_downstream": {"batch_export_id": os.environ["POSTHOG_BATCH_EXPORT_ID"]},
             "posthog_dashboard_provisioning": {
                 "dashboard_name": os.environ.get("POSTHOG_DASHBOARD_NAME", "Pipeline health"),
-                "collaborators": [uuid for uuid in collaborators if uuid],
+                "editors": [person for person in editors if person],
             },
         },
     }
@@ -235,6 +235,7 @@ def _events_demo(home: Path, target: dict, runs: int = 2) -> bool:
 def _snapshot(target: dict) -> dict:
     """What the DAGs touch, read through the provider's own hook."""
     from airflow_provider_phenv.hooks.posthog import PostHogHook
+    from airflow_provider_phenv.operators.dashboards import access_rules
 
     name = target["conf"]["posthog_dashboard_provisioning"].get("dashboard_name", "Pipeline health")
     project = target["project_id"]
@@ -243,12 +244,15 @@ def _snapshot(target: dict) -> dict:
         export = hook.get_batch_export(export_id, project_id=project)
         backfills = hook.list_batch_export_backfills(export_id, project_id=project)
         dashboards = [d for d in hook.list_dashboards(search=name, project_id=project) if d["name"] == name]
-        collaborators = {
-            d["id"]: [
-                c["user"]["email"] for c in hook.list_dashboard_collaborators(d["id"], project_id=project)
-            ]
-            for d in dashboards
-        }
+        emails = {m["id"]: m["user"].get("email") for m in hook.list_organization_members(project_id=project)}
+        access = {}
+        for d in dashboards:
+            rules = hook.list_dashboard_access_controls(d["id"], project_id=project)
+            default, members = access_rules(rules)
+            access[d["id"]] = {
+                "default": default or rules.get("default_access_level"),
+                "members": {emails.get(member, member): level for member, level in members.items()},
+            }
         return {
             "export": {key: export.get(key) for key in ("id", "name", "paused", "last_paused_at")},
             "backfills": [
@@ -264,7 +268,7 @@ def _snapshot(target: dict) -> dict:
                 }
                 for d in dashboards
             ],
-            "collaborators": collaborators,
+            "access": access,
         }
 
 
@@ -315,13 +319,12 @@ def _report(before: dict, after: dict, steps: list[dict] | None) -> None:
     for dashboard in after["dashboards"]:
         state = "existed before" if dashboard["id"] in old_ids else "created"
         print(f"    dashboard {dashboard['id']} {dashboard['name']!r} ({state}): {dashboard['url']}")
-        previous = set(before["collaborators"].get(dashboard["id"], []))
-        current = sorted(after["collaborators"][dashboard["id"]])
-        added = [email for email in current if email not in previous]
-        print(
-            f"      restriction level {dashboard['restriction_level']}; collaborators: "
-            f"{', '.join(current) or 'none'}" + (f" (added: {', '.join(added)})" if added else "")
-        )
+        old = before["access"].get(dashboard["id"], {"default": None, "members": {}})
+        new = after["access"][dashboard["id"]]
+        print(f"      restriction level {dashboard['restriction_level']}; access (before -> after):")
+        print(f"        everyone else: {old['default'] or '-'} -> {new['default']}")
+        for person in sorted({*old["members"], *new["members"]}):
+            print(f"        {person}: {old['members'].get(person, '-')} -> {new['members'].get(person, '-')}")
 
 
 def _two_hours_ago() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -172,7 +171,7 @@ class AsyncClient(PostHogHookBase):
     async def _paginate(self, call: ApiCall) -> AsyncIterator[dict[str, Any]]:
         """Async :meth:`PostHogHook._paginate`."""
         settings = await self.get_settings()
-        call = replace(call, project_id=self._project(settings, call.project_id))
+        call = self._prepare(settings, call)[0]
         pager = ListPager(
             call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
         )

@@ -147,9 +147,12 @@ class PostHogHookBase(BaseHook):
         Resolving here rather than in each endpoint is what lets one call description serve both
         hooks, although only the async hook has to await its settings.
         """
-        call = replace(call, project_id=self._project(settings, call.project_id))
+        if not call.global_path:
+            call = replace(call, project_id=self._project(settings, call.project_id))
         if call.next_url is not None:
             return call, self._same_origin_url(settings, call.next_url)
+        if call.global_path:
+            return call, f"{settings.base_url}/api/{call.path}"
         return call, f"{settings.base_url}/api/{settings.api_prefix}/{call.project_id}/{call.path}"
 
     @staticmethod

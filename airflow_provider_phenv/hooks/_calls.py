@@ -43,7 +43,7 @@ class ApiCall:
 
     Build it after validating every id, so bad input fails before anything is sent.
 
-    :param path: path below ``/api/<prefix>/<project_id>/``.
+    :param path: path below ``/api/<prefix>/<project_id>/``, or below ``/api/`` with ``global_path``.
     :param resource: what the call is about, for error messages (``batch export <id>``); the
         project is added by :attr:`subject`.
     :param method: HTTP method.
@@ -54,6 +54,8 @@ class ApiCall:
     :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
     :param retry_server_errors: whether a 5xx may be worth another try; not for endpoints whose
         500 is deterministic (a destination test PostHog cannot run).
+    :param global_path: the path is below ``/api/`` itself (organizations, personal API keys):
+        no project is resolved or named.
     :param expect: the shape a successful answer must have (see :mod:`.hooks._shapes`); an
         answer of another shape raises :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
     """
@@ -67,12 +69,13 @@ class ApiCall:
     project_id: int | str | None = None
     next_url: str | None = None
     retry_server_errors: bool = True
+    global_path: bool = False
     expect: Shape = OBJECT
 
     @property
     def subject(self) -> str:
         """What the call is about, with its project: ``batch export <id> in project 1``."""
-        return f"{self.resource} in project {self.project_id}"
+        return self.resource if self.global_path else f"{self.resource} in project {self.project_id}"
 
     def next_page(self, page: dict[str, Any]) -> ApiCall | None:
         """The call for the page after ``page`` of a paginated list, or ``None`` after the last one."""

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 #: What the operators and sensors need from a personal API key.
 REQUIRED_SCOPES = ("batch_export:read", "batch_export:write", "dashboard:read", "dashboard:write")
+#: What dashboard tasks that give access (editors, viewers, default_access) need besides: they fail
+#: before any write without them; other tasks never need them.
+ACCESS_SCOPES = ("access_control:write", "organization:read", "organization_member:read")
+ACCESS_TASKS = "dashboard tasks that set editors, viewers or default_access"
 #: Seconds the connection test waits to connect and for each answer.
 TEST_CONNECTION_TIMEOUT = 5.0
 
@@ -50,10 +54,10 @@ def check_connection(hook: PostHogHook) -> tuple[bool, str]:
 def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
     where = f"PostHog at {settings.host_label}"
     problems: list[str] = []
-    key = _read_own_key(hook, settings)  # raises on an unreachable host or a rejected key
+    key = read_own_key(hook)  # raises on an unreachable host or a rejected key
     scopes = key.get("scopes") if key else None
     if isinstance(scopes, list):
-        missing = [scope for scope in REQUIRED_SCOPES if not _grants(scopes, scope)]
+        missing = [scope for scope in REQUIRED_SCOPES if not grants_scope(scopes, scope)]
         if missing:
             problems.append(
                 f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
@@ -68,7 +72,7 @@ def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
         )
     else:
         readable = (
-            None if not isinstance(scopes, list) else [s for s in REQUIRED_SCOPES if _grants(scopes, s)]
+            None if not isinstance(scopes, list) else [s for s in REQUIRED_SCOPES if grants_scope(scopes, s)]
         )
         # Read something the key may read, so a missing scope is not reported twice.
         if readable is None or "batch_export:read" in readable:
@@ -90,17 +94,20 @@ def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
         return False, f"{where}: " + "; ".join(problems) + "."
     label = f" with key {key['label']!r}" if key and key.get("label") else ""
     scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
+    access_note = ""
+    if isinstance(scopes, list):
+        lacking = [scope for scope in ACCESS_SCOPES if not grants_scope(scopes, scope)]
+        if lacking:
+            access_note = f" Only {ACCESS_TASKS} also need {', '.join(lacking)}, which it lacks."
     return True, (
         f"Connected to {where}{label}: project {project} is readable and {scope_note} "
-        f"{', '.join(REQUIRED_SCOPES)}."
+        f"{', '.join(REQUIRED_SCOPES)}.{access_note}"
     )
 
 
-def _read_own_key(hook: PostHogHook, settings: PostHogSettings) -> dict[str, Any] | None:
+def read_own_key(hook: PostHogHook) -> dict[str, Any] | None:
     """The key's own record (label, scopes), or ``None`` on a PostHog that cannot show it."""
-    url = f"{settings.base_url}/api/personal_api_keys/@current/"
-    # Not project-scoped: sent as a "next page" link, which the hook sends as it is.
-    call = ApiCall(path="", resource="the personal API key", project_id="@current", next_url=url)
+    call = ApiCall(path="personal_api_keys/@current/", resource="the personal API key", global_path=True)
     try:
         return hook._call(call)
     except PostHogNotFoundError:
@@ -111,7 +118,7 @@ def _read_own_key(hook: PostHogHook, settings: PostHogSettings) -> dict[str, Any
         raise
 
 
-def _grants(scopes: list[str], required: str) -> bool:
+def grants_scope(scopes: list[str], required: str) -> bool:
     """PostHog's rule: ``*`` grants every scope, ``<object>:write`` also grants ``<object>:read``."""
     obj, _, action = required.partition(":")
     return "*" in scopes or required in scopes or (action == "read" and f"{obj}:write" in scopes)

@@ -138,3 +138,13 @@ BACKFILL = json_object(id=(..., str))
 BACKFILL_STARTED = json_object(backfill_id=(..., str))
 COLLABORATORS = list_of_objects(json_object(user=(dict, None)))
 COLLABORATOR = json_object(user=(..., dict))
+ACCESS_CONTROLS = json_object(access_controls=(..., list))
+
+
+def _access_control_row(value: Any) -> str | None:
+    # PostHog answers a removed rule (access_level null) with 204 and no body.
+    return None if value is None else json_object(access_level=(..., str))(value)
+
+
+ACCESS_CONTROL_ROW: Shape = _access_control_row
+MEMBER = json_object(id=(..., str), user=(..., dict))

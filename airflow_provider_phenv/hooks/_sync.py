@@ -7,7 +7,6 @@ the same origin, and paging with a guard against links that never end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +177,7 @@ class SyncClient(PostHogHookBase):
         a link back to a page already read, or more than ``max_pages`` pages, is an error.
         """
         settings = self.settings
-        call = replace(call, project_id=self._project(settings, call.project_id))
+        call = self._prepare(settings, call)[0]
         pager = ListPager(
             call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
         )

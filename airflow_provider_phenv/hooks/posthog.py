@@ -39,7 +39,7 @@ from airflow_provider_phenv.hooks._calls import (
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks._connection_test import check_connection
+from airflow_provider_phenv.hooks._connection_test import check_connection, read_own_key
 from airflow_provider_phenv.hooks._logs import LogFilters, LogsPager, logs_call
 from airflow_provider_phenv.hooks._runs import RunsAndBackfills
 from airflow_provider_phenv.payloads import (
@@ -49,6 +49,7 @@ from airflow_provider_phenv.payloads import (
 )
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
+    DASHBOARD_ACCESS_LEVELS,
     MAX_LOGS_LIMIT,
     check_bool,
     check_choice,
@@ -443,6 +444,135 @@ class PostHogHook(RunsAndBackfills):
         )
         return self._call(call)
 
+    def list_dashboard_access_controls(
+        self, dashboard_id: int | str, *, project_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """
+        Return a dashboard's access controls (PostHog's current access model).
+
+        Needs the key scope ``access_control:read``. ``access_controls`` is empty on an
+        organization without PostHog's access-control feature, whatever is stored.
+
+        :param dashboard_id: the dashboard's integer id.
+        :param project_id: project/environment id; default from the connection.
+        :return: ``{"access_controls": [{"organization_member", "role", "access_level", ...}],
+            "default_access_level", "user_access_level", ...}``; the rule with neither member
+            nor role is the dashboard's default.
+        """
+        return self._call(
+            dashboard_call(
+                dashboard_id, "access_controls/", project_id=project_id, expect=shapes.ACCESS_CONTROLS
+            )
+        )
+
+    def set_dashboard_access_control(
+        self,
+        dashboard_id: int | str,
+        *,
+        access_level: str | None,
+        organization_member: str | None = None,
+        role: str | None = None,
+        project_id: int | str | None = None,
+    ) -> dict[str, Any] | None:
+        """
+        Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with
+        neither the dashboard's default level.
+
+        Needs the key scope ``access_control:write`` and a key whose user created the dashboard
+        or administers the project or organization.
+
+        :param dashboard_id: the dashboard's integer id.
+        :param access_level: ``"none"``, ``"viewer"``, ``"editor"`` or ``"manager"``; ``None``
+            removes the rule, so the default applies again.
+        :param organization_member: the member's organization membership id (the ``id`` of
+            :meth:`list_organization_members`, not the user's UUID).
+        :param role: a role's UUID, instead of a member.
+        :param project_id: project/environment id; default from the connection.
+        :return: the rule as PostHog stored it, or ``None`` for a removed rule.
+        """
+        if organization_member is not None and role is not None:
+            raise ValueError("An access rule names a member or a role, not both.")
+        body: dict[str, Any] = {
+            "access_level": None
+            if access_level is None
+            else check_choice("access_level", access_level, DASHBOARD_ACCESS_LEVELS)
+        }
+        if organization_member is not None:
+            body["organization_member"] = check_uuid("organization_member", organization_member)
+        if role is not None:
+            body["role"] = check_uuid("role", role)
+        call = dashboard_call(
+            dashboard_id,
+            "access_controls/",
+            method="PUT",
+            body=body,
+            project_id=project_id,
+            expect=shapes.ACCESS_CONTROL_ROW,
+        )
+        return self._call(call)
+
+    def get_project(self, *, project_id: int | str | None = None) -> dict[str, Any]:
+        """
+        Return the project (environment) record, with its ``organization`` id.
+
+        :param project_id: project/environment id; default from the connection.
+        """
+        return self._call(ApiCall(path="", resource="the project", project_id=project_id))
+
+    def get_organization(
+        self, *, organization_id: str | None = None, project_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """
+        Return an organization, with its ``available_product_features``.
+
+        :param organization_id: the organization's UUID (or ``@current``); default: the
+            project's organization.
+        :param project_id: project/environment id whose organization is meant; default from the
+            connection.
+        """
+        organization = self._organization_id(organization_id, project_id)
+        return self._call(
+            ApiCall(
+                path=f"organizations/{organization}/",
+                resource=f"organization {organization}",
+                global_path=True,
+            )
+        )
+
+    def list_organization_members(
+        self, *, organization_id: str | None = None, project_id: int | str | None = None
+    ) -> list[dict[str, Any]]:
+        """
+        Return every member of an organization, across all pages.
+
+        :param organization_id: the organization's UUID (or ``@current``); default: the
+            project's organization.
+        :param project_id: project/environment id whose organization is meant; default from the
+            connection.
+        :return: memberships ``{"id" (the membership id), "user": {"uuid", "email", ...}, "level"}``.
+        """
+        organization = self._organization_id(organization_id, project_id)
+        call = ApiCall(
+            path=f"organizations/{organization}/members/",
+            params={"limit": 100},
+            resource=f"members of organization {organization}",
+            global_path=True,
+            expect=shapes.MEMBER,
+        )
+        return list(self._paginate(call))
+
+    def _organization_id(self, organization_id: str | None, project_id: int | str | None) -> str:
+        if organization_id is not None:
+            return (
+                "@current"
+                if organization_id == "@current"
+                else check_uuid("organization_id", organization_id)
+            )
+        organization = self.get_project(project_id=project_id).get("organization")
+        if isinstance(organization, dict):  # older builds nest the organization record
+            organization = organization.get("id")
+        return check_uuid("the project's organization", organization)
+
     def ui_url(self, project_id: int | str | None, path: str) -> str | None:
         """
         Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
@@ -457,6 +587,12 @@ class PostHogHook(RunsAndBackfills):
         return f"{self.settings.base_url}/project/{project}/{path}"
 
     # -- connection check ------------------------------------------------------------------------
+
+    def key_scopes(self) -> list[str] | None:
+        """The scopes of the connection's personal API key, or ``None`` where PostHog cannot show them."""
+        key = read_own_key(self)
+        scopes = key.get("scopes") if key else None
+        return scopes if isinstance(scopes, list) else None
 
     def test_connection(self) -> tuple[bool, str]:
         """

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import (
+    PostHogAuthError,
     PostHogBadRequestError,
     PostHogError,
+    PostHogNotFoundError,
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, is_known, one_of, optional
+from airflow_provider_phenv.hooks._connection_test import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import dashboard_payload
 from airflow_provider_phenv.task_state import read_state, write_state
-from airflow_provider_phenv.validation import COLLABORATOR_LEVELS, check_positive_int, check_uuid
+from airflow_provider_phenv.validation import (
+    COLLABORATOR_LEVELS,
+    DASHBOARD_ACCESS_LEVELS,
+    check_positive_int,
+    check_uuid,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,6 +37,10 @@ if TYPE_CHECKING:
 IF_EXISTS_CHOICES = ("reuse", "update", "fail", "create")
 #: Restriction level at which a dashboard takes collaborators ("only collaborators can edit").
 COLLABORATORS_LEVEL = 37
+#: Restriction level of PostHog's current model, where access controls decide (the default).
+EVERYONE_CAN_EDIT = 21
+#: ``OrganizationMembership.Level.ADMIN``: admins (and owners, 15) manage every dashboard.
+ORGANIZATION_ADMIN = 8
 # Fields of the create payload that only apply when a dashboard is created.
 _CREATE_ONLY = ("name", "use_template", "use_dashboard")
 _STATE_KEY = "posthog_create_dashboard"
@@ -36,7 +49,247 @@ _MAX_SEARCH = 200
 # PostHog's 400 details for a collaborator who needs no adding (docs/posthog-api.md §7.3).
 ALREADY_COLLABORATOR = "User already is a collaborator."
 INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
-LOWEST_RESTRICTION = "Cannot add collaborators to a dashboard on the lowest restriction level"
+
+
+# -- access in PostHog's current model (access controls, docs/posthog-api.md §7.4) ----------------
+
+#: Levels a DAG may give everyone else on a dashboard (``manager`` is for people, not a default).
+DEFAULT_ACCESS_LEVELS = ("none", "viewer", "editor")
+#: The organization feature without which PostHog stores access levels and ignores them.
+ACCESS_CONTROL_FEATURE = "access_control"
+# The level everyone has on a dashboard without a default rule (``default_access_level``).
+_POSTHOG_DEFAULT = "editor"
+
+
+class PostHogDashboardAccessError(PostHogError, AirflowFailException):
+    """Dashboard access asked for in a way PostHog would accept without effect, or cannot grant."""
+
+
+def check_people(name: str, value: Any) -> list[str]:
+    """A list of user emails or UUIDs, each once; emails compared without case."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"Invalid {name} {value!r}: expected a list of user emails or UUIDs.")
+    people: list[str] = []
+    for item in value:
+        if isinstance(item, str) and "@" in item and item.strip():
+            person = item.strip().lower()
+        else:
+            person = check_uuid(name, item)
+        if person not in people:
+            people.append(person)
+    return people
+
+
+def check_access_combination(editors: Any, viewers: Any) -> None:
+    """Nobody may be both an editor and a viewer."""
+    both = sorted(set(editors or ()) & set(viewers or ()))
+    if both:
+        raise ValueError(f"{', '.join(both)} cannot be both in editors and in viewers: pick one.")
+
+
+@dataclass(frozen=True)
+class AccessWanted:
+    """
+    Who may do what on a dashboard, as a DAG declares it.
+
+    :param editors: people with ``editor``; with ``viewers``, the complete set of people with an
+        explicit level (``None`` for both: members are left as they are).
+    :param viewers: people with ``viewer``.
+    :param default: everyone else's level; ``None`` leaves it as it is.
+    """
+
+    editors: list[str] | None
+    viewers: list[str] | None
+    default: str | None
+
+    @property
+    def manages_members(self) -> bool:
+        return self.editors is not None or self.viewers is not None
+
+    def level_of(self, person: str) -> str | None:
+        if person in (self.editors or ()):
+            return "editor"
+        return "viewer" if person in (self.viewers or ()) else None
+
+
+class DashboardAccess:
+    """
+    Converges a dashboard's access controls to :class:`AccessWanted`, writing only what differs.
+
+    :meth:`check` runs before any write of the task: the key's scopes, the organization's
+    access-control feature (without it PostHog accepts every level and ignores it) and that every
+    person named is a member. :meth:`converge` then reads the rules and writes the differences.
+    """
+
+    def __init__(self, hook: PostHogHook, log: Any, wanted: AccessWanted, project_id: str | None) -> None:
+        self.hook, self.log, self.wanted, self.project_id = hook, log, wanted, project_id
+        self._members: dict[str, dict[str, Any]] = {}  # by membership id
+        self._by_person: dict[str, dict[str, Any]] = {}  # by user UUID and by email
+        #: everyone else's level once :meth:`converge` ran
+        self.default_level: str | None = None
+
+    def check(self) -> None:
+        """Refuse, before any write, what PostHog would refuse or silently ignore."""
+        check_scopes(self.hook, ACCESS_SCOPES, ACCESS_TASKS)
+        require_access_control(self.hook, self.project_id, "editors, viewers and default_access")
+        if not self.wanted.manages_members:
+            return
+        members = self.hook.list_organization_members(project_id=self.project_id)
+        by_person: dict[str, dict[str, Any]] = {}
+        for member in members:
+            user = member.get("user") or {}
+            for key in (user.get("uuid"), (user.get("email") or "").lower()):
+                if key:
+                    by_person[key] = member
+        unknown = [person for person in self._people() if person not in by_person]
+        if unknown:
+            raise PostHogDashboardAccessError(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a member of the project's "
+                "organization in PostHog: invite them first, or correct the email or user UUID."
+            )
+        self._members = {member["id"]: member for member in members}
+        self._by_person = by_person
+
+    def check_dashboard(self, dashboard: dict[str, Any], restriction_level: Any = None) -> None:
+        """Refuse a dashboard on the legacy model, where collaborators decide who edits."""
+        level = restriction_level if restriction_level is not None else dashboard.get("restriction_level")
+        if level is not None and int(level) > EVERYONE_CAN_EDIT:
+            raise PostHogDashboardAccessError(
+                f"{_about(dashboard)} is on PostHog's legacy access model (restriction_level={level}, "
+                "access_control_version v1): there only collaborators edit, and an access-control editor "
+                "who is not one still cannot. Move it to the current model with "
+                "PostHogCreateDashboardOperator(..., restriction_level=21, if_exists='update') before "
+                "giving editors or viewers, or keep collaborators=[...] on it."
+            )
+
+    def converge(self, dashboard_id: int) -> list[dict[str, Any]]:
+        """Write the rules that differ; return them as ``{"member" or "default", "old", "new"}``."""
+        current = self.hook.list_dashboard_access_controls(dashboard_id, project_id=self.project_id)
+        if current.get("user_can_edit_access_levels") is False:
+            raise PostHogDashboardAccessError(
+                f"The personal API key's user may not change who can access dashboard {dashboard_id}: "
+                "only its creator and the project's or organization's admins may. Use a key of one of them."
+            )
+        old, explicit = access_rules(current)
+        changes: list[dict[str, Any]] = []
+        self.default_level = old or current.get("default_access_level") or _POSTHOG_DEFAULT
+        if self.wanted.default is not None and self.default_level != self.wanted.default:
+            self._write(dashboard_id, None, self.wanted.default)
+            changes.append({"default": True, "old": old, "new": self.wanted.default})
+            self.default_level = self.wanted.default
+        if self.wanted.manages_members:
+            wanted = {
+                self._by_person[person]["id"]: self.wanted.level_of(person) for person in self._people()
+            }
+            for member_id in sorted({*explicit, *wanted}):
+                old, new = explicit.get(member_id), wanted.get(member_id)
+                if old != new:
+                    self._write(dashboard_id, member_id, new)
+                    changes.append({"member": self._name(member_id), "old": old, "new": new})
+        if not changes:
+            self.log.info("Access to PostHog dashboard %s already matches this task.", dashboard_id)
+        return changes
+
+    def summary(self) -> dict[str, Any]:
+        """``{"default", "editors", "viewers"}`` as :meth:`converge` left them (emails)."""
+        return {
+            "default": self.default_level,
+            "editors": [self._email(p) for p in self.wanted.editors or ()],
+            "viewers": [self._email(p) for p in self.wanted.viewers or ()],
+        }
+
+    def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
+        who = "default" if member_id is None else self._name(member_id)
+        self.log.info(
+            "PostHog dashboard %s: %s -> %s.", dashboard_id, who, level if level is not None else "default"
+        )
+        self.hook.set_dashboard_access_control(
+            dashboard_id, access_level=level, organization_member=member_id, project_id=self.project_id
+        )
+
+    def _people(self) -> list[str]:
+        return [*(self.wanted.editors or ()), *(self.wanted.viewers or ())]
+
+    def _name(self, member_id: str) -> str:
+        user = (self._members.get(member_id) or {}).get("user") or {}
+        return user.get("email") or user.get("uuid") or member_id
+
+    def _email(self, person: str) -> str:
+        user = self._by_person[person].get("user") or {}
+        return user.get("email") or person
+
+
+#: The checks of the access parameters, shared by the operators that take them.
+ACCESS_CHECKS = {
+    "editors": optional(check_people),
+    "viewers": optional(check_people),
+    "default_access": optional(one_of(DEFAULT_ACCESS_LEVELS)),
+}
+
+
+def access_of(
+    hook: PostHogHook, log: Any, values: dict[str, Any], project_id: str | None
+) -> DashboardAccess | None:
+    """The access a task's checked ``values`` ask for, or ``None`` when they name none."""
+    wanted = AccessWanted(values.get("editors"), values.get("viewers"), values.get("default_access"))
+    if not wanted.manages_members and wanted.default is None:
+        return None
+    return DashboardAccess(hook, log, wanted, project_id)
+
+
+def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """
+    A dashboard's default level (``None``: no default rule) and its members' levels by membership
+    id, from ``list_dashboard_access_controls``; role rules are left alone.
+    """
+    rows = [row for row in current["access_controls"] if isinstance(row, dict) and not row.get("role")]
+    default = next((row["access_level"] for row in rows if not row.get("organization_member")), None)
+    members = {
+        row["organization_member"]: row["access_level"] for row in rows if row.get("organization_member")
+    }
+    return default, members
+
+
+def check_scopes(hook: PostHogHook, scopes: Sequence[str], purpose: str) -> None:
+    """Refuse, before any write, a key whose own record shows it lacks one of ``scopes``."""
+    held = hook.key_scopes()
+    if held is None:
+        return  # an older PostHog that cannot show a key its scopes: PostHog will say
+    missing = [scope for scope in scopes if not grants_scope(held, scope)]
+    if missing:
+        raise PostHogDashboardAccessError(
+            f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+            f"needed by {purpose}. Add {'them' if len(missing) > 1 else 'it'} to the key in PostHog "
+            "(Settings > Personal API keys)."
+        )
+
+
+def require_access_control(hook: PostHogHook, project_id: str | None, what: str) -> None:
+    """Refuse, before any write, an organization without PostHog's access-control feature."""
+    try:
+        organization = hook.get_organization(project_id=project_id)
+    except PostHogAuthError as error:
+        raise PostHogDashboardAccessError(
+            f"Could not read the project's organization to check that it has PostHog's access-control "
+            f"feature, which {what} need: {error}. Give the key the scope organization:read."
+        ) from error
+    features = [
+        feature.get("key") if isinstance(feature, dict) else feature
+        for feature in organization.get("available_product_features") or []
+    ]
+    if ACCESS_CONTROL_FEATURE not in features:
+        raise PostHogDashboardAccessError(
+            f"Organization {organization.get('name') or organization.get('id')!r} lacks PostHog's "
+            f"access-control feature ({ACCESS_CONTROL_FEATURE!r} is not among its "
+            f"available_product_features): PostHog would accept {what} and ignore them, leaving "
+            "everyone in the project able to edit. Enable the feature (a paid add-on, Organization "
+            "settings > Billing), or drop them from the task."
+        )
+
+
+def _about(dashboard: dict[str, Any]) -> str:
+    name = dashboard.get("name")
+    return f"Dashboard {dashboard.get('id')}" + (f" ({name!r})" if name else "")
 
 
 class PostHogDashboardExistsError(PostHogError, AirflowFailException):
@@ -60,9 +313,12 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     are sent (PATCH), and the log lists them. If PostHog's answer to the create is lost, the
     operator looks the dashboard up rather than creating it again.
 
-    Collaborators need ``restriction_level=37`` on the dashboard *and* PostHog's paid
-    access-control feature in the organization. Give ``collaborators`` here and the dashboard is
-    created at level 37 (unless told otherwise) and they are added right after it.
+    Who may edit is said in PostHog's current model with ``editors``, ``viewers`` and
+    ``default_access`` (access controls, on a dashboard at restriction level 21, the default);
+    only what differs is written. The legacy ``collaborators`` need ``restriction_level=37``
+    (implied) on the dashboard. Both need PostHog's paid access-control feature in the
+    organization: without it PostHog would accept them and change nothing, so the task fails
+    before any write.
 
     :param name: the dashboard's name. (templated)
     :param description: its description. (templated)
@@ -74,12 +330,19 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     :param if_exists: ``"reuse"``, ``"update"`` (reuse and make its fields match), ``"fail"``
         or ``"create"`` (always make a new one).
     :param fields: other dashboard fields PostHog accepts (``filters``...). (templated)
-    :param collaborators: user UUIDs to give edit access; implies ``restriction_level=37``.
-        (templated)
+    :param collaborators: user UUIDs to give edit access the legacy way; implies
+        ``restriction_level=37``. (templated)
+    :param editors: user emails or UUIDs who may edit (``editor``). With ``viewers`` it is the
+        complete list of people with a level of their own: anyone else who has one is set back to
+        the default. (templated)
+    :param viewers: user emails or UUIDs who may only view (``viewer``). (templated)
+    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``;
+        ``None`` leaves it as it is. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
     :return: ``{"id", "name", "url", "created"}``, plus ``"updated"`` (the changed fields) with
-        ``if_exists="update"`` and ``"collaborators"`` (their UUIDs) when given.
+        ``if_exists="update"``, ``"collaborators"`` (their UUIDs) when given, and ``"access"``
+        (``{"default", "editors", "viewers"}``, emails) when any of the access parameters is given.
     """
 
     template_fields: Sequence[str] = (
@@ -91,12 +354,16 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         "use_dashboard",
         "fields",
         "collaborators",
+        "editors",
+        "viewers",
+        "default_access",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
     field_checks = extend(
         PostHogBaseOperator.field_checks,
         if_exists=one_of(IF_EXISTS_CHOICES),
         collaborators=optional(_check_collaborators),
+        **ACCESS_CHECKS,
     )
     operator_extra_links = (PostHogDashboardLink(),)
     #: Seconds to wait before each further look-up of a create whose answer was lost (3 look-ups,
@@ -126,9 +393,24 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         if_exists: str = "reuse",
         fields: dict[str, Any] | None = None,
         collaborators: list[str] | None = None,
+        editors: list[str] | None = None,
+        viewers: list[str] | None = None,
+        default_access: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        access_given = editors is not None or viewers is not None or default_access is not None
+        if access_given and collaborators is not None:
+            raise ValueError(
+                "collaborators (the legacy model, restriction_level=37) and editors/viewers/default_access "
+                "(PostHog's current model, restriction_level=21) cannot be used together: pick one; "
+                "editors/viewers is what PostHog uses for new dashboards."
+            )
+        if access_given and str(restriction_level) == str(COLLABORATORS_LEVEL):
+            raise ValueError(
+                "editors, viewers and default_access need restriction_level=21 (PostHog's current "
+                f"access model); got restriction_level={restriction_level!r}, where only collaborators edit."
+            )
         if collaborators is not None and restriction_level is None:
             restriction_level = COLLABORATORS_LEVEL
         if collaborators is not None and str(restriction_level) != str(COLLABORATORS_LEVEL):
@@ -142,16 +424,21 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         self.pinned = pinned
         self.tags = tags
         self.collaborators = collaborators
+        self.editors = editors
+        self.viewers = viewers
+        self.default_access = default_access
         self.restriction_level = restriction_level
         self.use_template = use_template
         self.use_dashboard = use_dashboard
         self.if_exists = if_exists
         self.fields = fields or {}
         self.dashboard_url: str | None = None
+        self._access: DashboardAccess | None = None
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
         """The dashboard's fields are checked as one payload, once every one of them is known."""
+        check_access_combination(values.get("editors"), values.get("viewers"))
         if all(is_known(getattr(self, name)) for name in ("fields", *self.payload_fields)):
             values["payload"] = dashboard_payload(
                 **{name: getattr(self, name) for name in self.payload_fields}, **self.fields
@@ -162,13 +449,19 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         payload = values["payload"]
         project_id = values["project_id"]
         name = payload["name"]
+        self._access = access_of(self.hook, self.log, values, project_id)
+        if self._access is not None:
+            self._access.check()
+        elif payload.get("restriction_level") == COLLABORATORS_LEVEL:
+            require_access_control(self.hook, project_id, "restriction_level=37 and collaborators")
         # Looked up in every mode: "create" needs the ids that existed before, to recognise its
         # own dashboard if PostHog's answer to the create is lost.
         existing = self._find_by_name(name, project_id)
         earlier_try = self._created_by_an_earlier_try(context, name, project_id, existing)
         if earlier_try is not None:
             self.log.info("An earlier try created PostHog dashboard %s named %r.", earlier_try["id"], name)
-            return self._result(earlier_try, project_id, created=True)
+            result = self._result(earlier_try, project_id, created=True)
+            return self._grant(result, values.get("collaborators"), project_id)
         known_ids = {dashboard["id"] for dashboard in existing}
         if existing and self.if_exists in ("reuse", "update"):
             return self._reuse(existing, payload, project_id, values.get("collaborators"))
@@ -191,7 +484,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
         self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
         result = self._result(dashboard, project_id, created=True)
-        return self._add_collaborators(result, values.get("collaborators"), project_id)
+        return self._grant(result, values.get("collaborators"), project_id)
 
     def _reuse(
         self,
@@ -214,6 +507,9 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         wanted = {key: value for key, value in payload.items() if key not in _CREATE_ONLY}
         if any(key not in dashboard for key in wanted):  # e.g. filters: not in the list's records
             dashboard = self.hook.get_dashboard(dashboard["id"], project_id=project_id)
+        if self._access is not None:  # before any write: the level the dashboard will have
+            updating = self.if_exists == "update" and "restriction_level" in wanted
+            self._access.check_dashboard(dashboard, wanted["restriction_level"] if updating else None)
         differences = {
             key: (dashboard.get(key), value)
             for key, value in wanted.items()
@@ -240,13 +536,18 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         else:
             self.log.info("PostHog dashboard %s named %r already matches this task.", dashboard["id"], name)
             result = {**self._result(dashboard, project_id, created=False), "updated": []}
-        return self._add_collaborators(result, collaborators, project_id)
+        return self._grant(result, collaborators, project_id)
 
-    def _add_collaborators(
+    def _grant(
         self, result: dict[str, Any], collaborators: list[str] | None, project_id: str | None
     ) -> dict[str, Any]:
+        """Give the access this task asks for: access controls, or the legacy collaborators."""
+        if self._access is not None:
+            self._access.converge(result["id"])
+            return {**result, "access": self._access.summary()}
         if collaborators is None:
             return result
+        check_collaborator_grants(self.hook, result["id"], collaborators, project_id)
         for user_uuid in collaborators:
             add_collaborator(self.hook, self.log, result["id"], user_uuid, COLLABORATORS_LEVEL, project_id)
         return {**result, "collaborators": list(collaborators)}
@@ -365,6 +666,7 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
         dashboard_id, user_uuid, level = values["dashboard_id"], values["user_uuid"], values["level"]
         project_id = values["project_id"]
         self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        check_collaborator_grants(self.hook, dashboard_id, [user_uuid], project_id)
         return add_collaborator(self.hook, self.log, dashboard_id, user_uuid, level, project_id)
 
 
@@ -390,8 +692,6 @@ def add_collaborator(
                 dashboard_id,
             )
             return _inherent(dashboard_id, user_uuid)
-        if error.detail and error.detail.startswith(LOWEST_RESTRICTION):
-            _explain_lowest_restriction(hook, error, dashboard_id, project_id)
         raise
     except PostHogWriteOutcomeUnknownError:
         log.warning(
@@ -419,37 +719,143 @@ def _existing(
     return None
 
 
-def _explain_lowest_restriction(
-    hook: PostHogHook, error: PostHogBadRequestError, dashboard_id: int, project_id: str | None
+def check_collaborator_grants(
+    hook: PostHogHook, dashboard_id: int, user_uuids: Sequence[str], project_id: str | None
 ) -> None:
-    """Say which of the two causes of PostHog's "lowest restriction level" refusal applies."""
+    """
+    Refuse, before any write, collaborators PostHog would refuse or overrule: on a dashboard of
+    the current model (restriction level 21), on an organization without the access-control
+    feature, or for a user whom the dashboard's access controls keep below ``editor``.
+    """
+    dashboard = hook.get_dashboard(dashboard_id, project_id=project_id)
+    stored = dashboard.get("restriction_level", EVERYONE_CAN_EDIT)
+    if stored <= EVERYONE_CAN_EDIT:
+        raise PostHogDashboardAccessError(
+            f"{_about(dashboard)} has restriction_level={stored}: it is on PostHog's current access model "
+            "(access_control_version v2), where collaborators play no part and PostHog refuses them "
+            '("Cannot add collaborators to a dashboard on the lowest restriction level."). Give edit '
+            f"access with PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, editors=[...]), "
+            "or editors=[...] on PostHogCreateDashboardOperator."
+        )
+    if dashboard.get("effective_restriction_level", stored) <= EVERYONE_CAN_EDIT:
+        raise PostHogDashboardAccessError(
+            f"{_about(dashboard)} has restriction_level={stored}, but PostHog treats it as 21 (everyone "
+            "can edit): the organization lacks PostHog's paid access-control feature, which "
+            "collaborators need. Enable it (Organization settings > Billing), or drop the collaborators."
+        )
+    overruled = _below_editor_by_access_control(hook, dashboard, user_uuids, project_id)
+    if overruled:
+        who = ", ".join(f"{user} ({level})" for user, level in overruled.items())
+        raise PostHogDashboardAccessError(
+            f"{_about(dashboard)}: its access controls keep {who} below editor, and PostHog checks them "
+            "before collaborators, so a collaborator grant would not let them edit. Raise their level "
+            f"with PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, ...) instead, after "
+            "moving the dashboard to restriction_level=21."
+        )
+
+
+def _below_editor_by_access_control(
+    hook: PostHogHook, dashboard: dict[str, Any], user_uuids: Sequence[str], project_id: str | None
+) -> dict[str, str]:
+    """
+    The users whose access-control level on the dashboard is below ``editor``, with that level.
+
+    The creator and the organization's admins are managers whatever the rules say; when the
+    rules or the members cannot be read (scopes, older builds), nobody is judged.
+    """
     try:
-        dashboard = hook.get_dashboard(dashboard_id, project_id=project_id)
-    except PostHogError:
-        dashboard = {}
-    about = f"Dashboard {dashboard_id}" + (f" ({dashboard['name']!r})" if dashboard.get("name") else "")
-    if dashboard.get("restriction_level") == COLLABORATORS_LEVEL:
-        _set_hint(
-            error,
-            f"{about} has restriction_level=37, but PostHog treats it as 21 (everyone can edit): the "
-            "organization lacks PostHog's paid access-control feature, which collaborators need. "
-            "Enable it (Organization settings > Billing), or drop the collaborator tasks.",
-        )
-    else:
-        _set_hint(
-            error,
-            f"{about} has restriction_level={dashboard.get('restriction_level', 21)} (everyone in the "
-            "project can edit), which takes no collaborators. Set restriction_level=37 on it: "
-            "PostHogCreateDashboardOperator(..., restriction_level=37, if_exists='update') changes an "
-            "existing one. The organization also needs PostHog's paid access-control feature.",
-        )
-
-
-def _set_hint(error: PostHogBadRequestError, hint: str) -> None:
-    error.hint = hint
-    error.args = (error._message(),)
+        current = hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
+    except (PostHogAuthError, PostHogNotFoundError):
+        return {}  # no access_control:read scope, or a build without access controls
+    default, explicit = access_rules(current)
+    if default is None and not explicit:
+        return {}
+    try:
+        members = hook.list_organization_members(project_id=project_id)
+    except (PostHogAuthError, PostHogNotFoundError):
+        return {}
+    by_user = {str((m.get("user") or {}).get("uuid")): m for m in members}
+    creator = (dashboard.get("created_by") or {}).get("uuid")
+    ranks = {level: rank for rank, level in enumerate(DASHBOARD_ACCESS_LEVELS)}
+    overruled = {}
+    for user_uuid in user_uuids:
+        member = by_user.get(user_uuid)
+        if member is None or user_uuid == creator or (member.get("level") or 0) >= ORGANIZATION_ADMIN:
+            continue  # PostHog refuses outsiders itself; the creator and admins manage it anyway
+        level = explicit.get(member["id"], default)
+        if level is not None and ranks.get(level, 0) < ranks["editor"]:
+            overruled[user_uuid] = level
+    return overruled
 
 
 def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
     """The record returned for a user whose access needs no collaborator entry."""
     return {"dashboard_id": dashboard_id, "user": {"uuid": user_uuid}, "level": 37, "inherent_access": True}
+
+
+class PostHogSetDashboardAccessOperator(PostHogBaseOperator):
+    """
+    Make who may edit and view a PostHog dashboard match the task, in PostHog's current model
+    (access controls; the dashboard at restriction level 21).
+
+    Only the rules that differ are written, each logged as ``member old -> new``, so a re-run
+    writes nothing. Everything PostHog would refuse or silently ignore fails before the first
+    write: a dashboard on the legacy model (restriction level 37, collaborators), an organization
+    without PostHog's access-control feature, a person who is not a member, a key without the
+    scopes ``access_control:write``, ``organization:read`` and ``organization_member:read``.
+
+    :param dashboard_id: id of the dashboard. (templated)
+    :param editors: user emails or UUIDs who may edit. With ``viewers`` it is the complete list of
+        people with a level of their own: anyone else who has one is set back to the default; leave
+        both out to keep people's levels as they are. (templated)
+    :param viewers: user emails or UUIDs who may only view. (templated)
+    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``;
+        ``None`` leaves it as it is. (templated)
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project id; default: the connection's. (templated)
+    :return: ``{"dashboard_id", "changed": [{"member" (email) or "default": True, "old", "new"}],
+        "access": {"default", "editors", "viewers"}}``; a level ``None`` means the default applies.
+    """
+
+    template_fields: Sequence[str] = (
+        *PostHogBaseOperator.template_fields,
+        "dashboard_id",
+        "editors",
+        "viewers",
+        "default_access",
+    )
+    field_checks = extend(PostHogBaseOperator.field_checks, dashboard_id=check_positive_int, **ACCESS_CHECKS)
+    operator_extra_links = (PostHogDashboardLink(),)
+
+    def __init__(
+        self,
+        *,
+        dashboard_id: int | str,
+        editors: list[str] | None = None,
+        viewers: list[str] | None = None,
+        default_access: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if editors is None and viewers is None and default_access is None:
+            raise ValueError("Give editors, viewers or default_access: the task has nothing to set.")
+        self.dashboard_id = dashboard_id
+        self.editors = editors
+        self.viewers = viewers
+        self.default_access = default_access
+        self.dashboard_url: str | None = None
+        self.check_literal_fields()
+
+    def check_combination(self, values: dict[str, Any]) -> None:
+        check_access_combination(values.get("editors"), values.get("viewers"))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        values = self.checked_fields()
+        dashboard_id, project_id = values["dashboard_id"], values["project_id"]
+        self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        access = access_of(self.hook, self.log, values, project_id)
+        assert access is not None, "__init__ refuses a task without access parameters"
+        access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))
+        access.check()
+        changed = access.converge(dashboard_id)
+        return {"dashboard_id": dashboard_id, "changed": changed, "access": access.summary()}

@@ -38,14 +38,15 @@ def test_demo_runs_both_dags_against_its_own_emulator():
     assert "posthog_backfill: success" in out and "posthog_export_downstream: success" in out
     assert ": Completed, " in out  # the backfills the DAGs started, by status
     assert "'Pipeline health' (created)" in out
-    assert "collaborators: alice@example.com, bob@example.com" in out
+    assert "everyone else: - -> viewer" in out
+    assert "alice@example.com: - -> editor" in out and "bob@example.com: - -> editor" in out
     # Each slow step says how long it takes; the summary says what happened, test results included.
     slow = [line for line in out.splitlines() if line.startswith(("==> Running", "==> Preparing"))]
     assert len(slow) == 6 and all(re.search(r"~\d+(-\d+)? s", line) for line in slow)
     assert re.search(r"paused at \S+, then unpaused with a backfill: running before -> running again", out)
     assert "destination test: 2 of 2 steps passed or skipped" in out
     assert "'Check S3 bucket exists': Passed" in out
-    assert "restriction level 37" in out
+    assert "restriction level 21" in out
     # No spurious warnings (Airflow warns once when a connection extra is too short to mask).
     assert "Skipping masking" not in out + done.stderr
     # (Airflow 3.1's own deprecation warnings, printed from its site-packages, are not the demo's.)
@@ -55,14 +56,14 @@ def test_demo_runs_both_dags_against_its_own_emulator():
 
 
 def test_demo_against_a_given_posthog_exits_non_zero_when_a_dag_fails(emulator):
-    # The "real PostHog" path, pointed at the emulator: a collaborator PostHog does not know fails
-    # the provisioning DAG, and the command says so in its exit code.
+    # The "real PostHog" path, pointed at the emulator: an editor PostHog does not know fails the
+    # provisioning DAG, and the command says so in its exit code.
     done = _demo(
         POSTHOG_HOST=emulator.url,
         POSTHOG_API_KEY=emulator.api_key,
         POSTHOG_PROJECT_ID=str(emulator.project_id),
         POSTHOG_BATCH_EXPORT_ID=SEED.s3_export_id,
-        POSTHOG_COLLABORATORS=f"{SEED.alice_uuid},{UNKNOWN_USER}",
+        POSTHOG_DASHBOARD_EDITORS=f"{SEED.alice_uuid},{UNKNOWN_USER}",
     )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "posthog_batch_export_maintenance: success" in done.stdout

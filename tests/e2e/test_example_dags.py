@@ -141,7 +141,6 @@ def test_export_downstream_waits_for_the_interval(run_dag, emulator, capfd, dag_
     assert "PostHog exported 1000 records in 1 run(s)." in out + err + _task_logs()
 
 
-# Collaborators under /api/environments/ (the hook's default prefix) are what these builds lack.
 @pytest.mark.parametrize("build", COLLABORATOR_BUILDS, indirect=True)
 def test_dashboard_provisioning_is_idempotent(build, run_dag, emulator, capfd):
     dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
@@ -150,20 +149,26 @@ def test_dashboard_provisioning_is_idempotent(build, run_dag, emulator, capfd):
     assert len(dashboards) == 1
     created = xcoms[("create_dashboard", -1, "return_value")]
     assert created["created"] is True and created["id"] == dashboards[0]["id"]
-    editors = {c["user_uuid"] for c in _collaborators(emulator, created["id"])}
-    assert editors == {SEED.alice_uuid, SEED.bob_uuid}
+    assert created["access"] == {
+        "default": "viewer",
+        "editors": ["alice@example.com", "bob@example.com"],
+        "viewers": [],
+    }
+    rules = {
+        rule["organization_member"]: rule["access_level"]
+        for rule in emulator.state.access_controls
+        if rule["resource_id"] == str(created["id"])
+    }
+    assert rules == {None: "viewer", SEED.alice_membership_id: "editor", SEED.bob_membership_id: "editor"}
 
-    # A second run reuses the dashboard and adds nobody twice.
+    # A second run reuses the dashboard and writes nothing.
+    emulator.clear_requests()
     dag_run, states, xcoms = run_dag("posthog_dashboard_provisioning")
     assert dag_run.state == "success", states
     assert xcoms[("create_dashboard", -1, "return_value")]["created"] is False
     assert len([d for d in emulator.state.dashboards.values() if d["name"] == "Pipeline health"]) == 1
-    assert len(_collaborators(emulator, created["id"])) == 2
+    assert [r for r in emulator.requests if r.path.startswith("/api/") and r.method != "GET"] == []
     _assert_key_nowhere(emulator, capfd, xcoms)
-
-
-def _collaborators(emulator, dashboard_id):
-    return [c for c in emulator.state.collaborators if c["dashboard_id"] == dashboard_id]
 
 
 def _assert_key_nowhere(emulator, capfd, xcoms):

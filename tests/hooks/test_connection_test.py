@@ -119,3 +119,16 @@ def test_the_hook_keeps_its_own_retries_after_a_test(emulator, monkeypatch):
     hook = PostHogHook()
     assert hook.test_connection()[0]
     assert hook.settings.max_retries == 4
+
+
+def test_the_access_scopes_are_named_as_needed_only_by_access_tasks(emulator, monkeypatch):
+    key = emulator.state.add_api_key(["batch_export:write", "dashboard:write", "organization:read"])
+    _connect(monkeypatch, emulator, key=key)
+    ok, message = PostHogHook().test_connection()
+    assert ok, message  # other tasks need none of them
+    assert (
+        "Only dashboard tasks that set editors, viewers or default_access also need "
+        "access_control:write, organization_member:read, which it lacks." in message
+    )
+    _connect(monkeypatch, emulator)  # the seeded key has every scope
+    assert "also need" not in PostHogHook().test_connection()[1]

@@ -10,6 +10,7 @@ from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,
     PostHogCreateDashboardOperator,
+    PostHogDashboardAccessError,
     PostHogDashboardExistsError,
 )
 from tests.helpers.builds import COLLABORATOR_BUILDS
@@ -23,7 +24,7 @@ def _named(emulator, name):
 
 
 def test_create_then_reuse(emulator, posthog_conn):
-    op = PostHogCreateDashboardOperator(task_id="create", name="Pipeline health", restriction_level=37)
+    op = PostHogCreateDashboardOperator(task_id="create", name="Pipeline health", pinned=True)
     first = op.execute({})
     assert first["created"] is True and first["name"] == "Pipeline health"
     assert first["url"] == f"{emulator.url}/project/1/dashboard/{first['id']}"
@@ -136,7 +137,13 @@ def test_add_collaborator(emulator, posthog_conn):
     )
     record = op.execute({})
     assert record["user"]["uuid"] == SEED.bob_uuid and record["level"] == 37
-    assert len(api_requests(emulator)) == 1
+    # The dashboard and its access controls are read first, so a grant PostHog would refuse or
+    # overrule is never sent.
+    assert [(r.method, r.path.rsplit("/", 2)[-2]) for r in api_requests(emulator)] == [
+        ("GET", str(SEED.restricted_dashboard_id)),
+        ("GET", "access_controls"),
+        ("POST", "collaborators"),
+    ]
 
 
 def test_already_a_collaborator_is_success(posthog_conn):
@@ -162,11 +169,6 @@ def test_owner_has_inherent_access(posthog_conn, capfd):
     ("dashboard_id", "user_uuid", "detail"),
     [
         (
-            SEED.web_dashboard_id,
-            SEED.bob_uuid,
-            "Cannot add collaborators to a dashboard on the lowest restriction",
-        ),
-        (
             SEED.restricted_dashboard_id,
             SEED.carol_uuid,
             "Cannot add collaborators that have no access to the project.",
@@ -188,7 +190,7 @@ def test_lost_collaborator_response_is_looked_up(emulator, posthog_conn):
         task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
     )
     assert op.execute({})["user"]["uuid"] == SEED.bob_uuid
-    assert [r.method for r in api_requests(emulator)] == ["POST", "GET"]
+    assert [r.method for r in api_requests(emulator)] == ["GET", "GET", "POST", "GET"]
 
 
 @pytest.mark.parametrize(
@@ -259,5 +261,6 @@ def test_collaborators_need_access_control(build, emulator, posthog_conn):
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="a", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid, **FAST
     )
-    with pytest.raises(PostHogBadRequestError, match="lowest restriction level"):
+    with pytest.raises(PostHogDashboardAccessError, match="lacks PostHog's paid access-control feature"):
         op.execute({})
+    assert not [r for r in api_requests(emulator) if r.method != "GET"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_phenv.emulator import SEED
-from airflow_provider_phenv.errors import PostHogBadRequestError
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,
     PostHogCreateDashboardOperator,
+    PostHogDashboardAccessError,
 )
 from tests.helpers.emulator import api_requests
 
@@ -37,7 +37,13 @@ def test_update_makes_an_existing_dashboard_match_patching_only_what_differs(emu
     emulator.clear_requests()
     again = op.execute({})
     assert again["updated"] == []
-    assert [call[0] for call in _calls(emulator)] == ["GET"]  # nothing left to change
+    # Nothing left to change: the organization's access-control feature (which level 37 needs) is
+    # checked, and the dashboard looked up.
+    assert [(method, path) for method, path, _ in _calls(emulator)] == [
+        ("GET", ""),  # the project, for its organization
+        ("GET", f"/api/organizations/{SEED.organization_id}/"),
+        ("GET", "dashboards/"),
+    ]
 
 
 def test_update_reads_fields_the_list_does_not_show(emulator, posthog_conn):
@@ -93,18 +99,20 @@ def test_collaborators_with_the_lowest_restriction_level_fail_when_the_dag_is_pa
         PostHogCreateDashboardOperator(task_id="create", name="x", collaborators=["nobody"])
 
 
-def test_collaborator_on_the_lowest_restriction_level_says_how_to_fix_it(emulator, posthog_conn):
+def test_collaborator_on_a_dashboard_of_the_current_model_is_refused_before_the_request(
+    emulator, posthog_conn
+):
     dashboard = emulator.state.add_dashboard("Warehouse health", restriction_level=21)
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="add", dashboard_id=dashboard["id"], user_uuid=SEED.bob_uuid
     )
-    with pytest.raises(PostHogBadRequestError) as raised:
+    with pytest.raises(PostHogDashboardAccessError) as raised:
         op.execute({})
     message = str(raised.value)
-    assert "Cannot add collaborators to a dashboard on the lowest restriction level." in message
     assert f"Dashboard {dashboard['id']} ('Warehouse health') has restriction_level=21" in message
-    assert "restriction_level=37" in message and "if_exists='update'" in message
-    assert "access-control feature" in message
+    assert "collaborators play no part" in message
+    assert f"PostHogSetDashboardAccessOperator(dashboard_id={dashboard['id']}, editors=[...])" in message
+    assert [r.method for r in api_requests(emulator)] == ["GET"]
 
 
 def test_collaborator_without_access_control_says_the_organization_needs_it(emulator, posthog_conn):
@@ -112,8 +120,9 @@ def test_collaborator_without_access_control_says_the_organization_needs_it(emul
     op = PostHogAddDashboardCollaboratorOperator(
         task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.bob_uuid
     )
-    with pytest.raises(PostHogBadRequestError, match="lacks PostHog's paid access-control feature"):
+    with pytest.raises(PostHogDashboardAccessError, match="lacks PostHog's paid access-control feature"):
         op.execute({})
+    assert [r.method for r in api_requests(emulator)] == ["GET"]
 
 
 def test_hook_update_dashboard_sends_only_the_given_fields(emulator, posthog_conn):
