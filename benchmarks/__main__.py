@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         report.render(ROOT / "benchmarks" / "results.json", ROOT / "BENCHMARKS.md")
         return 0
 
-    from airflow_provider_phenv.emulator import PostHogEmulator
+    from phenv_emulator import PostHogEmulator
+
     from benchmarks import (
         budget_load,
         deferral,

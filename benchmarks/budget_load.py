@@ -21,7 +21,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+from phenv_emulator import SEED, PostHogEmulator
+
 from airflow_provider_phenv.hooks._budget import DEFAULT_PER_MINUTE
 from airflow_provider_phenv.triggers.batch_exports import (
     PostHogBatchExportLogsTrigger,

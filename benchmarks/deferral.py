@@ -1,7 +1,7 @@
 """
 Item 6: scale of deferral. N log triggers in one asyncio loop against the emulator.
 
-The emulator runs as ``python -m airflow_provider_phenv.emulator`` and the triggers in
+The emulator runs as ``python -m phenv_emulator`` and the triggers in
 :mod:`benchmarks.trigger_load`, each in its own process. Requests per second come from the
 emulator's request log, read through its control endpoint. For comparison, N poke-mode sensors
 would hold N worker slots, each a task process at least the size measured in item 1.
@@ -42,7 +42,7 @@ def free_port() -> int:
 def start_emulator(home: str) -> tuple[subprocess.Popen[str], str, str]:
     """The emulator CLI on a free port; returns the process, its URL and its API key."""
     process = subprocess.Popen(
-        [sys.executable, "-I", "-m", "airflow_provider_phenv.emulator", "--port", str(free_port())],
+        [sys.executable, "-I", "-m", "phenv_emulator", "--port", str(free_port())],
         cwd=home,
         stdout=subprocess.PIPE,
         text=True,

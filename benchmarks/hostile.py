@@ -317,7 +317,8 @@ def _create_dashboard(name: str, retries: int, waits: tuple[float, ...] | None =
 
 
 def _creates(kind: str, server: Any, meta: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
-    from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+    from phenv_emulator import SEED, PostHogEmulator
+
     from tests.helpers import hostile_server as hs
 
     emulator = PostHogEmulator(port=0).start()

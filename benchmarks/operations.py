@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow.providers.http.operators.http import HttpOperator
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogPauseBatchExportOperator,

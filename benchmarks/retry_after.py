@@ -12,8 +12,8 @@ from typing import Any
 
 import tenacity
 from airflow.providers.http.operators.http import HttpOperator
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, fake_context, median
 

@@ -40,7 +40,8 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowRescheduleException
 
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
+
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
 from airflow_provider_phenv.run_watch import RunsWait

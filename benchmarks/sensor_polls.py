@@ -22,8 +22,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.http.sensors.http import HttpSensor
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks._logs import entry_time
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.log_watch import DEFAULT_SETTLE, STATE_KEY

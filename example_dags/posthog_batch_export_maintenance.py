@@ -7,7 +7,7 @@ of the paused time, and wait until that backfill ended with every one of its run
 pause shorter than one interval backfills nothing, and the wait ends at once.
 
 The defaults match the seed data of the bundled emulator
-(``python -m airflow_provider_phenv.emulator``); pass your own ``batch_export_id`` in the run's
+(``python -m phenv_emulator``); pass your own ``batch_export_id`` in the run's
 config to use it against PostHog.
 """
 

@@ -139,7 +139,7 @@ def _real_posthog() -> dict:
 
 
 def _start_emulator() -> tuple[subprocess.Popen, dict]:
-    from airflow_provider_phenv.emulator import SEED
+    from phenv_emulator import SEED
 
     sys.path.insert(0, str(ROOT))
     from tests.helpers.airflow_stack import spawn_emulator

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv and installs the provider
-# with its test tools. Everything the tests and the demo need is installed here, so a fresh
+# with its test tools, and the PostHog emulator (its own distribution, in emulator/) beside it. Everything the tests and the demo need is installed here, so a fresh
 # machine needs nothing but Python 3.10+.
 #   AIRFLOW_VERSION=3.1.8 VENV=.venv-3.1 scripts/venv.sh   # another Airflow release
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 AIRFLOW_VERSION=${AIRFLOW_VERSION:-3.3.2}
 PYTHON=${PYTHON:-python3}
-stamp="$VENV/.installed-$AIRFLOW_VERSION-$(cat pyproject.toml scripts/venv.sh | cksum | cut -d' ' -f1)"
+stamp="$VENV/.installed-$AIRFLOW_VERSION-$(cat pyproject.toml emulator/pyproject.toml scripts/venv.sh | cksum | cut -d' ' -f1)"
 if [ -f "$stamp" ]; then
   exit 0
 fi
@@ -25,6 +25,6 @@ fi
 extra=()
 case "$AIRFLOW_VERSION" in 3.1.*) extra=("cryptography<51") ;; esac
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" --compile-bytecode \
-  "apache-airflow==$AIRFLOW_VERSION" -e ".[test]" "${extra[@]}"
+  "apache-airflow==$AIRFLOW_VERSION" -e ".[test]" -e ./emulator "${extra[@]}"
 rm -f "$VENV"/.installed-*
 touch "$stamp"

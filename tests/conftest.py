@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from airflow_provider_phenv.testing import remove_at_exit  # imports no Airflow: AIRFLOW_HOME is still open
+from phenv_emulator.testing import remove_at_exit  # imports no Airflow: AIRFLOW_HOME is still open
 
 ROOT = Path(__file__).resolve().parent.parent
 if "AIRFLOW_HOME" not in os.environ:
@@ -146,7 +146,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(scope="session")
 def emulator_server():
     """One emulator for the whole session; tests get it reset through ``emulator``."""
-    from airflow_provider_phenv.emulator import PostHogEmulator
+    from phenv_emulator import PostHogEmulator
 
     server = PostHogEmulator(port=0).start()
     yield server

@@ -7,6 +7,7 @@ import json
 import pytest
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.execution_time.context import OutletEventAccessors
+from phenv_emulator import SEED
 
 import airflow_provider_phenv
 from airflow_provider_phenv.assets import (
@@ -17,7 +18,6 @@ from airflow_provider_phenv.assets import (
     create_asset,
     parse_uri,
 )
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunEventTrigger
 
 EXPORT_ID = SEED.s3_export_id

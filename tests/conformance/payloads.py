@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+from phenv_emulator import SEED, PostHogEmulator
 
 #: ``products/batch_exports/backend/tests/api`` uses this bucket in most of its S3 cases.
 S3_CONFIG: dict[str, Any] = {

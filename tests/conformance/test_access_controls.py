@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 import requests
+from phenv_emulator import SEED
+from phenv_emulator.dashboards import access_control_views
 
-from airflow_provider_phenv.emulator import SEED
-from airflow_provider_phenv.emulator.dashboards import access_control_views
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "products/access_control/backend/tests/test_access_control.py"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.conformance import posthog_case
 from tests.helpers.processes import wait_for
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.conformance.payloads import DATABRICKS_CONFIG, S3_CONFIG, add_integration, aws_s3, export_body
 from tests.helpers.conformance import posthog_case
 

@@ -8,8 +8,8 @@ the key owner (``hedgy``) an organization admin, and ``carol`` is in another org
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "ee/api/test/test_dashboard_collaborators.py"

@@ -9,8 +9,8 @@ request handling: which bodies are valid, what a step answers, and its shape.
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.conformance.payloads import DATABRICKS_CONFIG, S3_CONFIG, add_integration, export_body
 from tests.helpers.conformance import posthog_case
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import requests
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "posthog/api/test/test_personal_api_keys.py"

@@ -9,8 +9,8 @@ for it, and a deleted schedule is the store's ``delete_schedule``.
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.conformance import posthog_case
 from tests.helpers.processes import wait_for
 

@@ -8,8 +8,8 @@ is configured the same way (its defaults are 480/minute and 4800/hour, ``web/rat
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "posthog/test/test_rate_limit.py::TestUserAPI"

@@ -10,7 +10,8 @@ import re
 import subprocess
 import sys
 
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
+
 from tests.conftest import ROOT
 from tests.helpers.emulator import api_requests
 

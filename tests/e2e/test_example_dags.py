@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.builds import COLLABORATOR_BUILDS, builds
 from tests.helpers.emulator import api_requests, connection_json
 

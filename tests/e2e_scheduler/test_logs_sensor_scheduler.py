@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.airflow_stack import airflow_env
 from tests.helpers.processes import Processes, airflow_api_client, free_port, wait_for
 
@@ -69,7 +69,7 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
             "emulator",
             sys.executable,
             "-m",
-            "airflow_provider_phenv.emulator",
+            "phenv_emulator",
             "--port",
             emulator_url.rsplit(":", 1)[1],
             "--log-delay",

@@ -18,8 +18,8 @@ import time
 
 import airflow
 import httpx
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.airflow_stack import (
     EVENTS_DAG,
     airflow_env,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 NOT_MANAGER = "Must be manager to modify dashboard permissions."
 NO_EDITOR = "You do not have editor access to this resource."

@@ -6,8 +6,7 @@ Batch export CRUD, pause/unpause and destination tests (docs/posthog-api.md §11
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 S3_DESTINATION = {
     "type": "AwsS3",

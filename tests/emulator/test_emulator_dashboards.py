@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 RESTRICTED = f"dashboards/{SEED.restricted_dashboard_id}/collaborators/"
 OPEN = f"dashboards/{SEED.product_dashboard_id}/collaborators/"

@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def cli():
         [
             sys.executable,
             "-m",
-            "airflow_provider_phenv.emulator",
+            "phenv_emulator",
             "--port",
             "0",
             "--key",
@@ -73,7 +72,7 @@ def test_extra_key_has_only_its_scopes_and_survives_a_reset(cli):
 
 def test_a_malformed_key_flag_is_a_usage_error():
     done = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--key", "phx_abcd=everything"],
+        [sys.executable, "-m", "phenv_emulator", "--key", "phx_abcd=everything"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,8 +9,7 @@ import time
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 PAUSE = f"batch_exports/{SEED.s3_export_id}/pause/"
 
@@ -159,7 +158,7 @@ def test_control_endpoints(emulator, api):
 
 def test_cli_prints_its_address_and_serves_until_terminated():
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
+        [sys.executable, "-m", "phenv_emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,8 +11,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.processes import wait_for
 
 EXPORT = SEED.s3_export_id

@@ -1,5 +1,5 @@
 """
-The older-build switches (airflow_provider_phenv/emulator/store/switches.py), one at a time, from
+The older-build switches (emulator/phenv_emulator/store/switches.py), one at a time, from
 Python, the control API and the command line; ``reset()`` restores the emulator's starting ones.
 """
 
@@ -12,9 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED, PostHogEmulator
-from airflow_provider_phenv.emulator.store.switches import OLD_BUILDS
+from phenv_emulator import SEED, PostHogEmulator
+from phenv_emulator.store.switches import OLD_BUILDS
 
 EXPORT = SEED.s3_export_id
 LOGS = f"batch_exports/{EXPORT}/logs/"
@@ -212,7 +211,7 @@ def test_cli_old_build_flags():
         [
             sys.executable,
             "-m",
-            "airflow_provider_phenv.emulator",
+            "phenv_emulator",
             "--port",
             "0",
             "--old-build",

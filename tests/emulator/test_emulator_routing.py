@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
 
 EXPORT = SEED.s3_export_id
 

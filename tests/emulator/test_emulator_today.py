@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.processes import wait_for
 
 EXPORT = SEED.s3_export_id  # hourly
@@ -489,7 +489,7 @@ def test_the_row_delay_is_a_knob_everywhere(emulator):
     assert (body["backfill_row_delay"], body["auto_pause_threshold"]) == (0.5, 3)
     assert requests.post(control, json={"backfill_row_delay": -1}, timeout=5).status_code == 400
     assert requests.post(control, json={"auto_pause_threshold": 51}, timeout=5).status_code == 400
-    from airflow_provider_phenv.emulator import PostHogEmulator
+    from phenv_emulator import PostHogEmulator
 
     today = PostHogEmulator().state.switches
     assert (today.backfill_row_delay, today.auto_pause_threshold) == (2.0, 10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import airflow_provider_phenv.emulator as package
+import phenv_emulator as package
 
 ROOT = Path(package.__file__).parent
 

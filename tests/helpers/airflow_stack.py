@@ -87,7 +87,7 @@ def spawn_emulator() -> tuple[subprocess.Popen, str, str, str, str]:
     :raises RuntimeError: the emulator did not announce itself.
     """
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", "0"],
+        [sys.executable, "-m", "phenv_emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -103,7 +103,7 @@ def spawn_emulator() -> tuple[subprocess.Popen, str, str, str, str]:
 def start_emulator(processes: Processes) -> str:
     """The emulator as a subprocess on a free port; returns its URL."""
     port = free_port()
-    processes.start("emulator", sys.executable, "-m", "airflow_provider_phenv.emulator", "--port", str(port))
+    processes.start("emulator", sys.executable, "-m", "phenv_emulator", "--port", str(port))
     url = f"http://127.0.0.1:{port}"
     wait_for("the emulator", lambda: httpx.get(f"{url}/_emulator/state").status_code == 200, 30, 0.2)
     return url

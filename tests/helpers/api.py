@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 import requests
-
-from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+from phenv_emulator import SEED, PostHogEmulator
 
 
 class Api:

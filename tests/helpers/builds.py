@@ -1,6 +1,6 @@
 """
 Older PostHog builds as test parameters: today's PostHog plus the older-build switches of the
-emulator (``airflow_provider_phenv/emulator/store/switches.py``) that touch a test.
+emulator (``emulator/phenv_emulator/store/switches.py``) that touch a test.
 
 Use with the ``build`` fixture of tests/conftest.py::
 

@@ -23,8 +23,8 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowRescheduleException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 
 EXPORT_ID = SEED.bigquery_export_id

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks._budget import RequestBudget, _budgets, _Window
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from tests.helpers.emulator import api_requests, connection_json

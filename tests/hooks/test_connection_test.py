@@ -6,7 +6,8 @@ import json
 import socket
 import time
 
-from airflow_provider_phenv.emulator import SEED
+from phenv_emulator import SEED
+
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from tests.helpers.emulator import api_requests, connection_json
 

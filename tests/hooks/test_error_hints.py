@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogNotFoundError
 from airflow_provider_phenv.hooks._base import PostHogHookBase
 from airflow_provider_phenv.hooks._calls import ApiCall, export_call

@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import (
     PostHogAuthError,
     PostHogBadRequestError,

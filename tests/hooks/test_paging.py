@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from tests.helpers.emulator import api_requests
 

@@ -6,8 +6,8 @@ import socket
 import time
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import (
     PostHogNotFoundError,
     PostHogRateLimitError,

@@ -6,8 +6,8 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 from tests.helpers.emulator import api_requests

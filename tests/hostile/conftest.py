@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from tests.helpers.hostile_server import HostileServer

@@ -12,8 +12,8 @@ import json
 import time
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import (
     PostHogBadRequestError,
     PostHogRateLimitError,

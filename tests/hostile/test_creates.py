@@ -8,8 +8,8 @@ client gave up.
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogDestinationTestError,

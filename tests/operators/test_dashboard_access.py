@@ -10,8 +10,8 @@ import json
 
 import pytest
 import requests
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,

@@ -6,8 +6,8 @@ that differs, collaborators that work on a DAG's first run, and refusals that sa
 from __future__ import annotations
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,

@@ -2,7 +2,8 @@
 The built wheel and sdist install into a clean virtual environment and register with Airflow.
 
 This is what users get from ``pip install``: no editable install, no source tree on the path, so
-package data (``py.typed``) and the emulator must be inside the wheel.
+package data (``py.typed``) must be inside the wheel. The emulator is its own distribution
+(``emulator/``), which the provider's wheel does not carry: Airflow workers never install it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def _run(*command: str | Path, cwd: Path | None = None, env: dict | None = None)
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT)
+    _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "emulator", ROOT / "emulator")
     return out
 
 
@@ -38,7 +40,11 @@ def test_wheel_holds_the_package_data(dist):
     wheel = next(dist.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "airflow_provider_phenv/py.typed" in names
-    assert "airflow_provider_phenv/emulator/__main__.py" in names
+    assert not [name for name in names if "emulator" in name or name.endswith("testing.py")]
+    assert all(name.startswith(("airflow_provider_phenv/", "airflow_provider_phenv-")) for name in names)
+    emulator = zipfile.ZipFile(next((dist / "emulator").glob("*.whl"))).namelist()
+    assert "phenv_emulator/__main__.py" in emulator and "phenv_emulator/testing.py" in emulator
+    assert not [name for name in emulator if name.startswith("airflow_provider_phenv/")]
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "apache_airflow_provider" in zipfile.ZipFile(wheel).read(entry_points).decode()
     assert next(dist.glob("*.tar.gz")).name.startswith("airflow_provider_phenv-")
@@ -74,3 +80,17 @@ def test_installs_into_a_clean_venv_and_registers(dist, tmp_path, kind):
         python, "-c", "import airflow_provider_phenv as p; print(p.__file__)", cwd=tmp_path, env=env
     )
     assert str(venv) in location
+    # The emulator installs beside it, as the README says, and serves from the command line.
+    _run(
+        sys.executable,
+        "-m",
+        "uv",
+        "pip",
+        "install",
+        "-q",
+        "--python",
+        python,
+        *(dist / "emulator").glob("*.whl"),
+    )
+    usage = _run(python, "-m", "phenv_emulator", "--help", cwd=tmp_path, env=env)
+    assert "--port" in usage

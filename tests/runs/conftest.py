@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI
 
 HOURLY = SEED.s3_export_id  # an hourly AwsS3 export with three completed runs before this hour

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.operators._backfill_wait import PostHogBackfillError, PostHogBackfillTimeoutError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogBackfillBatchExportOperator,

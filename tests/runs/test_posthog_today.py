@@ -12,8 +12,8 @@ import uuid
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators._backfill_wait import PostHogBackfillError

@@ -17,8 +17,8 @@ from importlib.metadata import version as _version
 from typing import Any
 
 import pytest
+from phenv_emulator import SEED
 
-from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.triggers._run_events import EVENT_FIELDS
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunEventTrigger
 from tests.helpers.emulator import api_requests, connection_json

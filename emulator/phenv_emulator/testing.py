@@ -1,9 +1,9 @@
 """
 A pytest plugin for testing your own DAGs against the bundled PostHog emulator.
 
-Load it in your ``conftest.py`` (or with ``pytest -p airflow_provider_phenv.testing``)::
+Load it in your ``conftest.py`` (or with ``pytest -p phenv_emulator.testing``)::
 
-    pytest_plugins = ["airflow_provider_phenv.testing"]
+    pytest_plugins = ["phenv_emulator.testing"]
 
 and ask for the ``posthog_emulator`` fixture::
 
@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_phenv.emulator import PostHogEmulator
+from phenv_emulator import PostHogEmulator
 
 __all__ = ["connection_uri", "posthog_emulator", "prepare_airflow_home"]
 
@@ -64,7 +64,7 @@ def prepare_airflow_home(rootdir: str | os.PathLike[str] | None = None) -> str:
     if "airflow.configuration" in sys.modules:
         home = os.environ.get("AIRFLOW_HOME", "~/airflow")
         warnings.warn(
-            "airflow_provider_phenv.testing was loaded after Airflow was imported, so Airflow keeps "
+            "phenv_emulator.testing was loaded after Airflow was imported, so Airflow keeps "
             f"AIRFLOW_HOME={home}. Load the plugin first (pytest_plugins in the top conftest.py, "
             "before importing Airflow there) for a throw-away home.",
             stacklevel=2,

@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_phenv.emulator --port 8010``: serve until SIGTERM or SIGINT.
+"""``python -m phenv_emulator --port 8010``: serve until SIGTERM or SIGINT.
 
 The first output line is ``PostHog emulator listening on <url>  api_key=<key>  project_id=<id>``;
 the second lists the seeded batch export ids. A guide follows: the users and their access to the
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     :param argv: command-line arguments (``sys.argv[1:]`` by default).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_phenv.emulator",
+        prog="python -m phenv_emulator",
         description="Serve a local PostHog-compatible API until SIGTERM or SIGINT.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")

@@ -1,13 +1,13 @@
 """A local PostHog-compatible API server, standard library only, for tests, demos and offline DAG runs.
 
-    from airflow_provider_phenv.emulator import SEED, PostHogEmulator
+    from phenv_emulator import SEED, PostHogEmulator
 
     with PostHogEmulator() as emu:          # free port, seeded data
         emu.url, emu.api_key, emu.project_id
         emu.faults.add("status", status=429, retry_after=1, path="/pause")
         emu.state.set_run_outcome(SEED.s3_export_id, "failed", duration=0.5)
 
-Command line: ``python -m airflow_provider_phenv.emulator --port 8010``.
+Command line: ``python -m phenv_emulator --port 8010``.
 Behaviour follows PostHog's source as summarised in the project's ``docs/posthog-api.md``: today's
 PostHog by default (log lines visible a few seconds late and out of order, backfills of whole
 intervals, current log wording), and older builds one switch at a time::
@@ -23,8 +23,10 @@ resource's endpoints and declare its routes, which ``web.api`` puts together. No
 back into one that imports it (``tests/emulator/test_import_graph.py``).
 """
 
+__version__ = "0.1.0"
+
 from .store.seed import SEED, Seed
 from .web.request_log import RecordedRequest
 from .web.server import PostHogEmulator
 
-__all__ = ["SEED", "PostHogEmulator", "RecordedRequest", "Seed"]
+__all__ = ["SEED", "PostHogEmulator", "RecordedRequest", "Seed", "__version__"]
