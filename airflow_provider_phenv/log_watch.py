@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_phenv.field_checks import Check, optional
-from airflow_provider_phenv.hooks._logs import entry_time
+from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     check_log_levels,

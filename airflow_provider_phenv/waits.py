@@ -63,7 +63,7 @@ def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"Invalid hook_params {name} {value!r}: expected a number.")
         # The hook's own check (finite, in range), so a bad value fails when the DAG is parsed.
-        from airflow_provider_phenv.hooks._settings import check_hook_option
+        from airflow_provider_phenv.hooks.options import check_hook_option
 
         check_hook_option(name, value)
     return params

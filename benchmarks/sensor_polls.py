@@ -24,7 +24,7 @@ from typing import Any
 from airflow.providers.http.sensors.http import HttpSensor
 from phenv_emulator import SEED
 
-from airflow_provider_phenv.hooks._logs import entry_time
+from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.log_watch import DEFAULT_SETTLE, STATE_KEY
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor

@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phenv.errors import PostHogAuthError, PostHogNotFoundError, PostHogTransportError
-from airflow_provider_phenv.hooks import _shapes as shapes
-from airflow_provider_phenv.hooks._calls import ApiCall
-from airflow_provider_phenv.hooks._settings import PostHogSettings
+from airflow_provider_phenv.hooks import calls
+from airflow_provider_phenv.hooks.calls import ApiCall
+from airflow_provider_phenv.hooks.options import PostHogSettings
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogHook
@@ -77,11 +77,11 @@ def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
         # Read something the key may read, so a missing scope is not reported twice.
         if readable is None or "batch_export:read" in readable:
             check = ApiCall(
-                path="batch_exports/", params={"limit": 1}, resource="batch exports", expect=shapes.page()
+                path="batch_exports/", params={"limit": 1}, resource="batch exports", expect=calls.page()
             )
         elif "dashboard:read" in readable:
             check = ApiCall(
-                path="dashboards/", params={"limit": 1}, resource="dashboards", expect=shapes.page()
+                path="dashboards/", params={"limit": 1}, resource="dashboards", expect=calls.page()
             )
         else:
             check = None

@@ -21,14 +21,14 @@ from airflow_provider_phenv.errors import (
     PostHogNotFoundError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks import _shapes as shapes
-from airflow_provider_phenv.hooks._calls import (
+from airflow_provider_phenv.hooks import calls
+from airflow_provider_phenv.hooks.calls import (
     RunFilters,
     export_call,
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks._retry import row_wait_kwargs, slot_wait_kwargs
+from airflow_provider_phenv.hooks.retry import row_wait_kwargs, slot_wait_kwargs
 from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, find_backfill
 from airflow_provider_phenv.validation import (
     ExportSchedule,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     # requests costs ~30 ms to import; DAG files that only build operators never need it.
     from typing_extensions import Unpack
 
-from airflow_provider_phenv.hooks._sync import SyncClient
+from airflow_provider_phenv.hooks.transport import SyncClient
 
 
 class RunsAndBackfills(SyncClient):
@@ -70,7 +70,7 @@ class RunsAndBackfills(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         :param filters: ``status``, ``after``, ``before``: see
-            :class:`~airflow_provider_phenv.hooks._calls.RunFilters`.
+            :class:`~airflow_provider_phenv.hooks.calls.RunFilters`.
         """
         return list(self._paginate(runs_call(batch_export_id, project_id=project_id, **filters)))
 
@@ -107,7 +107,7 @@ class RunsAndBackfills(SyncClient):
             method="POST",
             repeatable=False,
             project_id=project_id,
-            expect=shapes.BACKFILL_STARTED,
+            expect=calls.BACKFILL_STARTED,
         )
         run = None
         try:
@@ -177,7 +177,7 @@ class RunsAndBackfills(SyncClient):
         check_backfill_range(start_at, end_at)  # bad input fails before the export is read
         if export is None:
             export = self._call(
-                export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT)
+                export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT)
             )
         schedule = ExportSchedule.of(export)
         start, end = check_backfill_range(start_at, end_at, schedule=schedule)
@@ -188,7 +188,7 @@ class RunsAndBackfills(SyncClient):
             body={"start_at": start, "end_at": end},
             repeatable=False,
             project_id=project_id,
-            expect=shapes.BACKFILL_STARTED,
+            expect=calls.BACKFILL_STARTED,
         )
         requested_at = datetime.now(timezone.utc)
         for attempt in Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log)):
@@ -219,7 +219,7 @@ class RunsAndBackfills(SyncClient):
             just accepted (its row comes a moment after the 201).
         """
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
-        call = export_call(batch_export_id, tail, project_id=project_id, expect=shapes.BACKFILL)
+        call = export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
         for attempt in Retrying(
             **row_wait_kwargs(row_timeout, retry_if_exception_type(PostHogNotFoundError))
         ):
@@ -236,7 +236,7 @@ class RunsAndBackfills(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=shapes.BACKFILL)
+        call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
         return list(self._paginate(call))
 
     def find_batch_export_backfill(

@@ -7,8 +7,8 @@ place that knows URLs, auth, retries and paging.
 async HTTP client, reading the connection without blocking the triggerer's event loop.
 
 Each endpoint is one short method: it validates its arguments, describes the request as an
-:class:`~airflow_provider_phenv.hooks._calls.ApiCall` and sends it with ``_call`` (or ``_paginate``
-for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks._base`.
+:class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it with ``_call`` (or ``_paginate``
+for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks.transport`.
 """
 
 from __future__ import annotations
@@ -28,20 +28,22 @@ from airflow_provider_phenv.errors import (
     PostHogTransportError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks import _shapes as shapes
-from airflow_provider_phenv.hooks._async import AsyncClient
-from airflow_provider_phenv.hooks._calls import (
+from airflow_provider_phenv.hooks import calls
+from airflow_provider_phenv.hooks._connection_test import check_connection, read_own_key
+from airflow_provider_phenv.hooks._runs import RunsAndBackfills
+from airflow_provider_phenv.hooks.calls import (
     ApiCall,
+    LogFilters,
+    LogsPager,
     RunFilters,
     dashboard_call,
     export_call,
     exports_list_call,
+    logs_call,
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks._connection_test import check_connection, read_own_key
-from airflow_provider_phenv.hooks._logs import LogFilters, LogsPager, logs_call
-from airflow_provider_phenv.hooks._runs import RunsAndBackfills
+from airflow_provider_phenv.hooks.transport import AsyncClient
 from airflow_provider_phenv.payloads import (
     check_batch_export_payload,
     dashboard_payload,
@@ -111,7 +113,7 @@ class PostHogHook(RunsAndBackfills):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT))
+        return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
     def list_batch_exports(
         self, *, project_id: int | str | None = None, page_size: int = 100
@@ -134,7 +136,7 @@ class PostHogHook(RunsAndBackfills):
         :param project_id: project/environment id; default from the connection.
         """
         call = export_call(
-            batch_export_id, "pause/", method="POST", project_id=project_id, expect=shapes.paused_is(True)
+            batch_export_id, "pause/", method="POST", project_id=project_id, expect=calls.paused_is(True)
         )
         return self._call(call)
 
@@ -160,7 +162,7 @@ class PostHogHook(RunsAndBackfills):
             body=body,
             repeatable=not body["backfill"],
             project_id=project_id,
-            expect=shapes.paused_is(False),
+            expect=calls.paused_is(False),
         )
         return self._call(call)
 
@@ -179,7 +181,7 @@ class PostHogHook(RunsAndBackfills):
             params={"destination": destination},
             resource=f"{destination} destination tests",
             project_id=project_id,
-            expect=shapes.TEST_STEPS,
+            expect=calls.TEST_STEPS,
         )
         return self._call(call)
 
@@ -215,7 +217,7 @@ class PostHogHook(RunsAndBackfills):
             body=body,
             retry_server_errors=False,
             project_id=project_id,
-            expect=shapes.TEST_STEP_RESULT,
+            expect=calls.TEST_STEP_RESULT,
         )
         return self._call(call)
 
@@ -238,7 +240,7 @@ class PostHogHook(RunsAndBackfills):
             body={**payload, "step": step},
             resource=f"test of a new {payload['destination']['type']} batch export",
             project_id=project_id,
-            expect=shapes.TEST_STEP_RESULT,
+            expect=calls.TEST_STEP_RESULT,
         )
         return self._call(call)
 
@@ -257,7 +259,7 @@ class PostHogHook(RunsAndBackfills):
         :param limit: at most this many entries (1 to 500).
         :param project_id: project/environment id; default from the connection.
         :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``: see
-            :class:`~airflow_provider_phenv.hooks._logs.LogFilters`.
+            :class:`~airflow_provider_phenv.hooks.calls.LogFilters`.
         :return: ``{"count", "next", "previous", "results": [entries]}``.
         """
         return self._call(logs_call(batch_export_id, project_id=project_id, limit=limit, **filters))
@@ -312,7 +314,7 @@ class PostHogHook(RunsAndBackfills):
             params=params,
             resource="dashboards",
             project_id=project_id,
-            expect=shapes.DASHBOARD,
+            expect=calls.DASHBOARD,
         )
         return list(self._paginate(call))
 
@@ -325,7 +327,7 @@ class PostHogHook(RunsAndBackfills):
         :param dashboard_id: the dashboard's integer id.
         :param project_id: project/environment id; default from the connection.
         """
-        return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=shapes.DASHBOARD))
+        return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
     def create_dashboard(
         self,
@@ -371,7 +373,7 @@ class PostHogHook(RunsAndBackfills):
             repeatable=False,
             resource=f"dashboard {name!r}",
             project_id=project_id,
-            expect=shapes.DASHBOARD,
+            expect=calls.DASHBOARD,
         )
         return self._call(call)
 
@@ -396,7 +398,7 @@ class PostHogHook(RunsAndBackfills):
         if name is None:
             del body["name"]
         call = dashboard_call(
-            dashboard_id, method="PATCH", body=body, project_id=project_id, expect=shapes.DASHBOARD
+            dashboard_id, method="PATCH", body=body, project_id=project_id, expect=calls.DASHBOARD
         )
         return self._call(call)
 
@@ -410,7 +412,7 @@ class PostHogHook(RunsAndBackfills):
         :param project_id: project/environment id; default from the connection.
         """
         return self._call(
-            dashboard_call(dashboard_id, "collaborators/", project_id=project_id, expect=shapes.COLLABORATORS)
+            dashboard_call(dashboard_id, "collaborators/", project_id=project_id, expect=calls.COLLABORATORS)
         )
 
     def add_dashboard_collaborator(
@@ -440,7 +442,7 @@ class PostHogHook(RunsAndBackfills):
             body=body,
             repeatable=False,
             project_id=project_id,
-            expect=shapes.COLLABORATOR,
+            expect=calls.COLLABORATOR,
         )
         return self._call(call)
 
@@ -461,7 +463,7 @@ class PostHogHook(RunsAndBackfills):
         """
         return self._call(
             dashboard_call(
-                dashboard_id, "access_controls/", project_id=project_id, expect=shapes.ACCESS_CONTROLS
+                dashboard_id, "access_controls/", project_id=project_id, expect=calls.ACCESS_CONTROLS
             )
         )
 
@@ -507,7 +509,7 @@ class PostHogHook(RunsAndBackfills):
             method="PUT",
             body=body,
             project_id=project_id,
-            expect=shapes.ACCESS_CONTROL_ROW,
+            expect=calls.ACCESS_CONTROL_ROW,
         )
         return self._call(call)
 
@@ -557,7 +559,7 @@ class PostHogHook(RunsAndBackfills):
             params={"limit": 100},
             resource=f"members of organization {organization}",
             global_path=True,
-            expect=shapes.MEMBER,
+            expect=calls.MEMBER,
         )
         return list(self._paginate(call))
 
@@ -621,7 +623,7 @@ class PostHogAsyncHook(AsyncClient):
     ) -> dict[str, Any]:
         """Async :meth:`PostHogHook.get_batch_export`."""
         return await self._call(
-            export_call(batch_export_id, project_id=project_id, expect=shapes.BATCH_EXPORT)
+            export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT)
         )
 
     async def list_batch_exports(
@@ -682,7 +684,7 @@ class PostHogAsyncHook(AsyncClient):
         """Async :meth:`PostHogHook.get_batch_export_backfill` (one try: a wait polls again)."""
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
         return await self._call(
-            export_call(batch_export_id, tail, project_id=project_id, expect=shapes.BACKFILL)
+            export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
         )
 
     async def cancel_batch_export_backfill(

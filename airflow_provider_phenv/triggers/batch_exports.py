@@ -11,8 +11,8 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
-from airflow_provider_phenv.hooks._retry import row_wait_kwargs
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+from airflow_provider_phenv.hooks.retry import row_wait_kwargs
 from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
 from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, runs_wait
 from airflow_provider_phenv.triggers._run_events import (

@@ -63,7 +63,7 @@ def test_level_list_build_matches_a_comma_list_to_nothing(api, emulator, levels)
 
 @pytest.mark.parametrize("build", [[], ["level-list"]])
 def test_the_providers_level_form_works_on_both(api, emulator, levels, build):  # §6.3
-    from airflow_provider_phenv.hooks._logs import level_param
+    from airflow_provider_phenv.hooks.calls import level_param
 
     emulator.state.set_switches(build)
     assert levels(api, level_param(("INFO", "ERROR"))) == ["ERROR", "INFO"]

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from airflow_provider_phenv.hooks._transport import BodyDecoder, BodyTooLarge, ResponseProblem
+from airflow_provider_phenv.hooks.transport import BodyDecoder, BodyTooLarge, ResponseProblem
 
 
 def _feed(decoder: BodyDecoder, data: bytes, step: int = 7) -> bytes:

@@ -21,8 +21,8 @@ from airflow_provider_phenv.errors import (
     PostHogUnexpectedResponseError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks._retry import MAX_RETRY_AFTER, WaitForPostHog, parse_retry_after
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
+from airflow_provider_phenv.hooks.retry import MAX_RETRY_AFTER, WaitForPostHog, parse_retry_after
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogPauseBatchExportOperator,
     PostHogTestBatchExportOperator,

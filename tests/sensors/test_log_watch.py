@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_phenv.hooks._logs import entry_time
+from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.log_watch import (
     MAX_MESSAGE_CHARS,
     LogCursor,

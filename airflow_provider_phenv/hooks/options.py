@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_phenv.errors import PostHogConnectionConfigError
-from airflow_provider_phenv.hooks._budget import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
+from airflow_provider_phenv.hooks.retry import DEFAULT_PER_HOUR, DEFAULT_PER_MINUTE
 from airflow_provider_phenv.validation import check_project_id
 
 log = logging.getLogger(__name__)

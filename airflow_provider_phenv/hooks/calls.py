@@ -1,0 +1,551 @@
+"""
+Request descriptions and their answer checks, independent of any HTTP client or settings.
+
+A request is an :class:`ApiCall`; its project is resolved from the connection only when a hook
+sends it, so one builder (``export_call``, ``runs_call``, ``logs_call``, ``dashboard_call``...)
+serves both hooks. Each call names the shape its answer must have (a shape is a function
+``(value) -> problem or None``, checked shallowly on the fields callers index into).
+:class:`ListPager` and :class:`LogsPager` follow a listing's pages, refusing one that never ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import parse_qsl, urlsplit
+
+from airflow_provider_phenv.errors import PostHogPaginationError, PostHogUnexpectedResponseError
+from airflow_provider_phenv.hooks.options import DEFAULT_MAX_PAGES
+from airflow_provider_phenv.validation import (
+    MAX_LOGS_LIMIT,
+    RUN_STATUSES,
+    check_choice,
+    check_filter_names,
+    check_log_levels,
+    check_non_empty_str,
+    check_positive_int,
+    check_uuid,
+    format_timestamp,
+    parse_timestamp,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+Shape = Callable[[Any], "str | None"]
+
+_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "a boolean"}
+
+
+def describe(value: Any) -> str:
+    """A short name for what a JSON value is, for messages (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for kind, name in _NAMES.items():
+        if isinstance(value, kind):
+            return name
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _is(value: Any, kinds: tuple[Any, ...]) -> bool:
+    for kind in kinds:
+        if kind is None and value is None:
+            return True
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind not in (None, int) and isinstance(value, kind):
+            return True
+    return False
+
+
+def _kinds_text(kinds: tuple[Any, ...]) -> str:
+    return " or ".join("null" if kind is None else _NAMES.get(kind, kind.__name__) for kind in kinds)
+
+
+def any_json(value: Any) -> str | None:
+    """Any JSON value."""
+    return None
+
+
+def json_object(**fields: tuple[Any, ...]) -> Shape:
+    """
+    An object; each named field, when present, of one of the given types (``None`` for null).
+
+    A field whose type tuple starts with ``...`` is required: ``json_object(id=(..., int))``.
+    """
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"expected a JSON object, got {describe(value)}"
+        for name, kinds in fields.items():
+            required = bool(kinds) and kinds[0] is ...
+            allowed = kinds[1:] if required else kinds
+            if name not in value:
+                if required:
+                    return f"expected a JSON object with {name!r}, which is missing"
+                continue
+            if not _is(value[name], allowed):
+                return f"expected {name!r} to be {_kinds_text(allowed)}, got {describe(value[name])}"
+        return None
+
+    return check
+
+
+def list_of_objects(item: Shape | None = None) -> Shape:
+    """A list whose items are objects (each checked by ``item`` too)."""
+    item_shape = item or json_object()
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, list):
+            return f"expected a JSON list, got {describe(value)}"
+        for index, entry in enumerate(value):
+            problem = item_shape(entry)
+            if problem:
+                return f"item {index}: {problem}"
+        return None
+
+    return check
+
+
+def page(item: Shape | None = None) -> Shape:
+    """A page of a list: ``results`` (a list of objects, never null) and an optional ``next`` link."""
+    items = list_of_objects(item)
+
+    def check(value: Any) -> str | None:
+        problem = json_object(results=(..., list), next=(str, None))(value)
+        if problem:
+            return problem
+        problem = items(value["results"])
+        return f"results {problem}" if problem else None
+
+    return check
+
+
+def paused_is(expected: bool) -> Shape:
+    """PostHog's answer to pause/unpause, which must say the state it reached."""
+
+    def check(value: Any) -> str | None:
+        problem = json_object(paused=(..., bool))(value)
+        if problem:
+            return f"{problem} (no evidence that the export is {'paused' if expected else 'unpaused'})"
+        if value["paused"] is not expected:
+            return f"expected 'paused': {str(expected).lower()}, got {str(value['paused']).lower()}"
+        return None
+
+    return check
+
+
+BATCH_EXPORT = json_object(destination=(dict, None))
+
+
+def _test_steps(value: Any) -> str | None:
+    problem = json_object(steps=(..., list))(value)
+    if problem:
+        return problem
+    problem = list_of_objects()(value["steps"])
+    return f"steps {problem}" if problem else None
+
+
+TEST_STEPS: Shape = _test_steps
+TEST_STEP_RESULT = json_object(result=(dict, None))
+DASHBOARD = json_object(id=(..., int))
+BACKFILL = json_object(id=(..., str))
+BACKFILL_STARTED = json_object(backfill_id=(..., str))
+COLLABORATORS = list_of_objects(json_object(user=(dict, None)))
+COLLABORATOR = json_object(user=(..., dict))
+ACCESS_CONTROLS = json_object(access_controls=(..., list))
+
+
+def _access_control_row(value: Any) -> str | None:
+    # PostHog answers a removed rule (access_level null) with 204 and no body.
+    return None if value is None else json_object(access_level=(..., str))(value)
+
+
+ACCESS_CONTROL_ROW: Shape = _access_control_row
+MEMBER = json_object(id=(..., str), user=(..., dict))
+
+
+#: What a call expects when it names nothing else: a JSON object.
+OBJECT = json_object()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiCall:
+    """
+    One request to PostHog, described independently of the HTTP client that sends it.
+
+    Build it after validating every id, so bad input fails before anything is sent.
+
+    :param path: path below ``/api/<prefix>/<project_id>/``, or below ``/api/`` with ``global_path``.
+    :param resource: what the call is about, for error messages (``batch export <id>``); the
+        project is added by :attr:`subject`.
+    :param method: HTTP method.
+    :param params: query parameters; a list value is sent as a repeated parameter.
+    :param body: JSON body, or ``None`` for none.
+    :param repeatable: whether sending it twice is harmless; creates are not.
+    :param project_id: project/environment id; ``None`` means the connection's, resolved by the hook.
+    :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
+    :param retry_server_errors: whether a 5xx may be worth another try; not for endpoints whose
+        500 is deterministic (a destination test PostHog cannot run).
+    :param global_path: the path is below ``/api/`` itself (organizations, personal API keys):
+        no project is resolved or named.
+    :param expect: the shape a successful answer must have (see :mod:`.hooks.calls`); an
+        answer of another shape raises :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
+    """
+
+    path: str
+    resource: str
+    method: str = "GET"
+    params: dict[str, Any] | None = None
+    body: Any = None
+    repeatable: bool = True
+    project_id: int | str | None = None
+    next_url: str | None = None
+    retry_server_errors: bool = True
+    global_path: bool = False
+    expect: Shape = OBJECT
+
+    @property
+    def subject(self) -> str:
+        """What the call is about, with its project: ``batch export <id> in project 1``."""
+        return self.resource if self.global_path else f"{self.resource} in project {self.project_id}"
+
+    def next_page(self, page: dict[str, Any]) -> ApiCall | None:
+        """The call for the page after ``page`` of a paginated list, or ``None`` after the last one."""
+        link = page.get("next")
+        # The link already carries every query parameter of the first request.
+        return replace(self, params=None, next_url=link) if link else None
+
+
+def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Which page a URL and its parameters name, whatever the parameter order or trailing slash."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in (params or {}).items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            query.append((name, str(item)))
+    return parts.path.rstrip("/"), tuple(sorted(query))
+
+
+class ListPager:
+    """
+    Follows the ``next`` links of a paginated list, and refuses a list that never ends: a link back
+    to a page already read, or more than ``max_pages`` pages.
+
+    Use it as: ``while pager.call is not None: results = pager.take(send(pager.call))``; each page
+    is checked to be ``{"results": [objects], "next": ...}``; a call that names its own ``expect``
+    has each result checked by it.
+
+    :param call: the first page's request.
+    :param max_pages: most pages read.
+    :param url_of: the URL a call is sent to (the hook's ``_prepare``), to recognise a page.
+    """
+
+    def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
+        self.call: ApiCall | None = replace(call, expect=page(None if call.expect is OBJECT else call.expect))
+        self.max_pages = max_pages
+        self.pages = 0
+        self._url_of = url_of
+        self._seen = {self._key(self.call)}
+
+    def _key(self, call: ApiCall) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return page_key(self._url_of(call), call.params)
+
+    def take(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The results of ``body``, the page just read; sets :attr:`call` to the next page or None."""
+        assert self.call is not None, "take() called after the last page"
+        self.pages += 1
+        link = body.get("next")
+        if not link:
+            self.call = None
+            return body["results"]
+        following = replace(self.call, params=None, next_url=link)
+        key = self._key(following)
+        if key in self._seen:
+            raise self._error(following, "its next link points back at a page already read")
+        if self.pages >= self.max_pages:
+            raise self._error(following, f"it has more than max_pages={self.max_pages:,} pages")
+        self._seen.add(key)
+        self.call = following
+        return body["results"]
+
+    def _error(self, following: ApiCall, why: str) -> PostHogPaginationError:
+        return PostHogPaginationError(
+            status_code=None,
+            method=following.method,
+            path=urlsplit(self._url_of(following)).path,
+            resource=following.subject,
+            detail=f"stopped reading the list after {self.pages:,} pages: {why}",
+        )
+
+
+def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one batch export, or below it (``tail`` such as ``"logs/"``).
+
+    :param batch_export_id: the export's UUID, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    export_id = check_uuid("batch_export_id", batch_export_id)
+    return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
+
+
+# PostHog looks runs up among those created in the last 7 days unless ``after`` reaches further,
+# by id too (``safely_get_queryset``, docs/posthog-api.md §6.9): any run is created after this.
+_ANY_RUN_AFTER = "2000-01-01T00:00:00Z"
+
+
+def run_call(batch_export_id: str, run_id: str, action: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one run of a batch export (``action`` such as ``"retry/"``), reaching runs of any age.
+
+    :param batch_export_id: the export's UUID, checked here.
+    :param run_id: the run's UUID, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    tail = f"runs/{check_uuid('run_id', run_id)}/{action}"
+    return export_call(batch_export_id, tail, params={"after": _ANY_RUN_AFTER}, **kwargs)
+
+
+def exports_list_call(*, project_id: int | str | None = None, page_size: int = 100) -> ApiCall:
+    """
+    The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum).
+
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param page_size: exports per page.
+    """
+    limit = check_positive_int("page_size", page_size)
+    return ApiCall(
+        path="batch_exports/", resource="batch exports", params={"limit": limit}, project_id=project_id
+    )
+
+
+class RunFilters(TypedDict, total=False):
+    """
+    The filters of a batch export runs list, passed as keyword arguments; each is optional.
+
+    :param status: only runs in this status, or in any of several, from
+        :data:`~airflow_provider_phenv.validation.RUN_STATUSES` (``Failed``, ``Running``...).
+    :param after: only runs created at or after this moment; it must carry a timezone. PostHog's
+        default is 7 days ago.
+    :param before: only runs created at or before this moment; it must carry a timezone.
+    """
+
+    status: str | Sequence[str] | None
+    after: datetime | str | None
+    before: datetime | str | None
+
+
+def runs_call(
+    batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+) -> ApiCall:
+    """
+    The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param filters: see :class:`RunFilters`.
+    """
+    check_filter_names("run", filters, RunFilters.__annotations__)
+    params: dict[str, Any] = {}
+    status = filters.get("status")
+    if status is not None:
+        # An empty list is checked as one value, so it is refused rather than meaning "any status".
+        several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
+        statuses = status if several else [status]
+        # A list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
+        params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
+    for bound in ("after", "before"):
+        moment = filters.get(bound)
+        if moment is not None:
+            params[bound] = format_timestamp(parse_timestamp(bound, moment, naive_ok=False))
+    return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
+
+
+def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> ApiCall:
+    """
+    A call on one dashboard, or below it (``tail`` such as ``"collaborators/"``).
+
+    :param dashboard_id: the dashboard's integer id, checked here.
+    :param kwargs: the other :class:`ApiCall` fields.
+    """
+    dashboard = check_positive_int("dashboard_id", dashboard_id)
+    return ApiCall(path=f"dashboards/{dashboard}/{tail}", resource=f"dashboard {dashboard}", **kwargs)
+
+
+log = logging.getLogger(__name__)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class LogFilters(TypedDict, total=False):
+    """
+    The filters of a batch export logs query, passed as keyword arguments; each is optional.
+
+    :param after: only entries strictly after this moment (a datetime or an ISO 8601 string).
+    :param before: only entries strictly before this moment.
+    :param level: one level (``ERROR``), a comma list, or several (``["ERROR", "WARNING"]``).
+    :param search: case-insensitive substring of the message.
+    :param instance_id: only entries of this Temporal workflow run (PostHog's ``instance_id``; not
+        a run id from ``runs/``, docs/posthog-api.md §6.3).
+    """
+
+    after: datetime | str | None
+    before: datetime | str | None
+    level: str | list[str] | tuple[str, ...] | None
+    search: str | None
+    instance_id: str | None
+
+
+def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) -> dict[str, Any]:
+    """
+    Validate log filters and turn them into PostHog's query parameters.
+
+    :param limit: entries per page (1 to 500).
+    :param filters: see :class:`LogFilters`; ``None`` means no such filter.
+    :raises TypeError: for a filter name that is not one of :class:`LogFilters`, as a misspelt
+        keyword argument would.
+    """
+    check_filter_names("log", filters, LogFilters.__annotations__)
+    params: dict[str, Any] = {"limit": check_choice("limit", limit, range(1, MAX_LOGS_LIMIT + 1))}
+    for bound in ("after", "before"):
+        moment = filters.get(bound)
+        if moment is not None:
+            params[bound] = format_timestamp(parse_timestamp(bound, moment))
+    level = filters.get("level")
+    if level is not None:
+        params["level"] = level_param(check_log_levels("level", level))
+    for name in ("search", "instance_id"):
+        text = filters.get(name)
+        if text is not None:
+            params[name] = check_non_empty_str(name, text)
+    return params
+
+
+def level_param(levels: tuple[str, ...]) -> str | list[str]:
+    """
+    The ``level`` query value that every PostHog build reads as ``levels``.
+
+    Newer builds split one value on commas; older ones read ``level`` as a list field, where
+    ``INFO,ERROR`` is one level matching nothing (docs/posthog-api.md §6.3). Several levels
+    are therefore sent as ``level=INFO&level=ERROR&level=INFO,ERROR``: Django hands a plain field
+    the last value (the comma list), a list field all of them (the single levels match, the comma
+    list matches nothing). One level is sent once, which both read alike.
+    """
+    if len(levels) == 1:
+        return levels[0]
+    return [*levels, ",".join(levels)]
+
+
+def logs_call(
+    batch_export_id: str,
+    *,
+    project_id: int | str | None = None,
+    limit: int = MAX_LOGS_LIMIT,
+    **filters: Unpack[LogFilters],
+) -> ApiCall:
+    """
+    The request for one page of a batch export's logs, newest first.
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: project/environment id; ``None`` means the connection's.
+    :param limit: entries per page (1 to 500).
+    :param filters: see :class:`LogFilters`.
+    """
+    return export_call(
+        batch_export_id,
+        "logs/",
+        params=logs_query(limit=limit, **filters),
+        project_id=project_id,
+        expect=page(),
+    )
+
+
+def entry_time(entry: dict[str, Any]) -> datetime:
+    """The timestamp of a log entry as an aware datetime."""
+    return parse_timestamp("log entry timestamp", entry["timestamp"])
+
+
+class LogsPager:
+    """
+    Walks the pages of one logs query backwards in time.
+
+    Use it as: ``while pager.call is not None: entries = pager.take(send(pager.call))``.
+
+    A server that ignores ``before=`` (and so repeats a full page) would be read for ever: each
+    page's ``before`` must be earlier than the last one, and at most ``max_pages`` pages are read;
+    otherwise :class:`~airflow_provider_phenv.errors.PostHogPaginationError` names the request.
+
+    :param call: the first page's request, from :func:`logs_call`.
+    :param max_pages: most pages read.
+    :param path: the URL path of the request, for messages (default: the call's own path).
+    """
+
+    def __init__(self, call: ApiCall, max_pages: int = DEFAULT_MAX_PAGES, path: str | None = None) -> None:
+        self.call: ApiCall | None = call
+        self.max_pages = max_pages
+        self.pages = 0
+        self.path = path or call.path
+
+    def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return the entries of ``page`` to hand out (newest first) and set up the next request."""
+        assert self.call is not None and self.call.params is not None, "take() called after the last page"
+        self.pages += 1
+        entries = page.get("results") or []
+        times = [self._time(index, entry) for index, entry in enumerate(entries)]
+        limit = self.call.params["limit"]
+        if len(entries) < limit:
+            self.call = None
+            return entries
+        oldest = min(times)
+        newer = [entry for entry, moment in zip(entries, times, strict=True) if moment > oldest]
+        if not newer:
+            # A whole page shares one microsecond: the rest of that moment cannot be reached
+            # through this API, so hand the page out and move on rather than loop forever.
+            log.warning("More than %d log entries share timestamp %s; some may be skipped.", limit, oldest)
+            self._read_before(oldest)
+            return entries
+        self._read_before(oldest + _ONE_MICROSECOND)
+        return newer
+
+    def _time(self, index: int, entry: Any) -> datetime:
+        try:
+            return entry_time(entry)
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._error(
+                PostHogUnexpectedResponseError,
+                f"unexpected answer: results item {index} has no valid timestamp ({type(error).__name__})",
+            ) from None
+
+    def _read_before(self, moment: datetime) -> None:
+        assert self.call is not None and self.call.params is not None
+        previous = self.call.params.get("before")
+        if previous is not None and moment >= parse_timestamp("before", previous):
+            raise self._error(
+                PostHogPaginationError,
+                f"stopped reading after {self.pages:,} pages: the server ignored before={previous} "
+                "(the page repeats entries at or after it)",
+            )
+        if self.pages >= self.max_pages:
+            raise self._error(
+                PostHogPaginationError,
+                f"stopped reading after {self.pages:,} pages: more than max_pages={self.max_pages:,}",
+            )
+        self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})
+
+    def _error(
+        self, kind: type[PostHogUnexpectedResponseError], detail: str
+    ) -> PostHogUnexpectedResponseError:
+        assert self.call is not None
+        return kind(
+            status_code=None,
+            method=self.call.method,
+            path=self.path,
+            resource=self.call.subject,
+            detail=detail,
+        )
