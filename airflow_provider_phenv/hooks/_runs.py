@@ -29,12 +29,12 @@ from airflow_provider_phenv.hooks._calls import (
     runs_call,
 )
 from airflow_provider_phenv.hooks._retry import row_wait_kwargs, slot_wait_kwargs
-from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, find_backfill
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     check_backfill_range,
     check_uuid,
 )
+from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, find_backfill
 
 if TYPE_CHECKING:
     # requests costs ~30 ms to import; DAG files that only build operators never need it.

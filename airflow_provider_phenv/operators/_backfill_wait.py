@@ -3,7 +3,7 @@ Waiting for a PostHog backfill, for the operators that start one (backfill, unpa
 
 The wait polls in the worker or defers to
 :class:`~airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportRunTrigger`, with the same
-judgement either way (:mod:`airflow_provider_phenv.run_watch`): the backfill must end Completed
+judgement either way (:mod:`airflow_provider_phenv.waits.runs`): the backfill must end Completed
 with every one of its runs Completed. A wait that is killed (``on_kill``) or runs out of time
 cancels the backfill in PostHog, so nothing keeps exporting for a task that gave up; in deferrable
 mode the trigger reports the deadline and the resuming task cancels (a trigger never writes).
@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout
 
 from airflow_provider_phenv.errors import PostHogError
-from airflow_provider_phenv.run_reports import report_runs
-from airflow_provider_phenv.run_watch import RunsOutcome, RunsWait
 from airflow_provider_phenv.validation import check_bool, check_uuid, format_timestamp
 from airflow_provider_phenv.waits import (
     ERROR,
@@ -30,6 +28,7 @@ from airflow_provider_phenv.waits import (
     check_event,
     raise_wait_error,
 )
+from airflow_provider_phenv.waits.runs import RunsOutcome, RunsWait, report_runs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

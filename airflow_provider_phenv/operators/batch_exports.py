@@ -19,13 +19,6 @@ from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExport
 from airflow_provider_phenv.operators._backfill_wait import BackfillWait
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
-from airflow_provider_phenv.run_watch import (
-    ACTIVE_STATUSES,
-    FAILED_RUN_STATUSES,
-    backfill_value,
-    find_backfill,
-)
-from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (
     TESTABLE_DESTINATION_TYPES,
     ExportSchedule,
@@ -36,6 +29,14 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
+from airflow_provider_phenv.waits import (
+    ACTIVE_STATUSES,
+    FAILED_RUN_STATUSES,
+    read_state,
+    task_state_store,
+    write_state,
+)
+from airflow_provider_phenv.waits.runs import backfill_value, find_backfill
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context

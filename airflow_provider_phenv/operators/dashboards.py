@@ -17,8 +17,8 @@ from airflow_provider_phenv.field_checks import extend, is_known, one_of, option
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import dashboard_payload
-from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import COLLABORATOR_LEVELS, check_positive_int, check_uuid
+from airflow_provider_phenv.waits import read_state, write_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

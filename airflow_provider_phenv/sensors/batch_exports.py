@@ -11,7 +11,10 @@ from airflow.sdk import PokeReturnValue
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import extend, unless_empty
 from airflow_provider_phenv.lineage import PostHogLineageMixin
-from airflow_provider_phenv.log_watch import (
+from airflow_provider_phenv.sensors.base import PostHogWaitSensor
+from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import FAILED, SUCCESS, PostHogWaitError
+from airflow_provider_phenv.waits.logs import (
     CRITERIA_CHECKS,
     DEFAULT_SETTLE,
     LogOutcome,
@@ -21,11 +24,7 @@ from airflow_provider_phenv.log_watch import (
     merge_streams,
     outcome_from_event,
 )
-from airflow_provider_phenv.run_reports import report_runs
-from airflow_provider_phenv.run_watch import INTERVAL_SECONDS, RunsOutcome, RunsWait
-from airflow_provider_phenv.sensors.base import PostHogWaitSensor
-from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
-from airflow_provider_phenv.waits import FAILED, SUCCESS, PostHogWaitError
+from airflow_provider_phenv.waits.runs import INTERVAL_SECONDS, RunsOutcome, RunsWait, report_runs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -13,17 +13,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
 from airflow_provider_phenv.hooks._retry import row_wait_kwargs
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
-from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, runs_wait
-from airflow_provider_phenv.triggers._run_events import (
-    ACTIVE_STATUSES,
-    LATEST_RUNS,
-    SETTLE,
-    RunEventWatch,
-    check_statuses,
-    run_event,
-    utcnow,
-)
 from airflow_provider_phenv.triggers.base import PostHogPollTrigger
 from airflow_provider_phenv.validation import (
     check_bool,
@@ -34,6 +23,17 @@ from airflow_provider_phenv.validation import (
     parse_timestamp,
 )
 from airflow_provider_phenv.waits import EVENT_STATUSES, WAITING
+from airflow_provider_phenv.waits.events import (
+    ACTIVE_STATUSES,
+    LATEST_RUNS,
+    SETTLE,
+    RunEventWatch,
+    check_statuses,
+    run_event,
+    utcnow,
+)
+from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, merge_streams, outcome_event
+from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, runs_wait
 
 __all__ = [
     "EVENT_STATUSES",
@@ -145,7 +145,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param since: wait until ``[since, until)`` is exported (ISO 8601).
     :param until: see ``since``.
     :param started_at: when the wait began (ISO 8601): see
-        :class:`~airflow_provider_phenv.run_watch.RunsWait`.
+        :class:`~airflow_provider_phenv.waits.runs.RunsWait`.
     :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
     :param cancel_on_kill: cancel the backfill when a user marks the deferred task failed or
         success, or clears it (Airflow >= 3.3 calls :meth:`on_kill` then, and only then).
@@ -263,7 +263,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     Each event's payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
     "data_interval_end", "records_completed", "latest_error"}``. Runs that had already finished when
     the trigger first started never fire, and no run fires twice (see
-    :mod:`airflow_provider_phenv.triggers._run_events` for how runs are judged).
+    :mod:`airflow_provider_phenv.waits.events` for how runs are judged).
 
     - **Airflow 3.3**: the watch's progress is kept in the asset state store of the watched asset
       (key :meth:`state_key`), so a restarted triggerer carries on where it stopped: a run that

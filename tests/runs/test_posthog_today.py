@@ -21,12 +21,12 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogBackfillBatchExportOperator,
     PostHogUnpauseBatchExportOperator,
 )
-from airflow_provider_phenv.run_watch import RunsWait
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportRunError,
     PostHogBatchExportRunSensor,
 )
 from airflow_provider_phenv.waits import FAILED, SUCCESS
+from airflow_provider_phenv.waits.runs import RunsWait
 from tests.helpers.emulator import api_requests
 from tests.helpers.sensor_modes import MODES, FakeTI, make_context
 from tests.runs.conftest import FAST, HOURLY, hours_ago, task_context

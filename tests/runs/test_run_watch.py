@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_phenv.run_watch import find_backfill, judge_backfill, judge_interval
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     backfill_moment,
@@ -14,6 +13,7 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
 )
 from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits.runs import find_backfill, judge_backfill, judge_interval
 
 EXPORT = "01900000-0000-7000-8000-0000000000e1"
 BACKFILL = "01900000-0000-7000-8000-00000000b001"

@@ -31,7 +31,6 @@ from typing import Any
 
 from airflow_provider_phenv.field_checks import Check, optional
 from airflow_provider_phenv.hooks._logs import entry_time
-from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     check_log_levels,
     check_non_empty_str,
@@ -39,7 +38,7 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, read_state, write_state
 
 # Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
 # carry whole tracebacks, and XCom/trigger payloads live in the metadata database.

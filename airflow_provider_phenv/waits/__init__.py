@@ -1,14 +1,18 @@
 """
-What every PostHog wait shares on both sides of a deferral: the status vocabulary, the event
-envelope, and the hook options that travel to the triggerer.
+The vocabulary of every PostHog wait, shared on both sides of a deferral: the outcome statuses,
+the event envelope, the hook options that travel to the triggerer, and the task state store.
 
 A wait (a sensor poke, a trigger poll) ends in one of these statuses, and a trigger's event
 carries the same word, so a sensor turns a poke's outcome and a trigger's event into the same
 result. Importable without Airflow's trigger machinery, so DAG parsing stays cheap.
+
+The package's other modules are the judgements and their state: :mod:`.runs` (runs and
+backfills), :mod:`.logs` (a batch export's log) and :mod:`.events` (runs as asset events).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 # common-compat resolves AirflowFailException to the Task SDK or to Airflow 3.1's core module.
@@ -28,6 +32,11 @@ TIMEOUT = "timeout"
 ERROR = "error"
 #: Every status a trigger event can carry; anything else is rejected when the task resumes.
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
+
+#: Final statuses of a run that did not export its interval.
+FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
+#: Statuses of a backfill (or run) that may still change.
+ACTIVE_STATUSES = frozenset({"Starting", "Running", "ContinuedAsNew", "FailedRetryable"})
 
 HOOK_PARAMS = frozenset(
     {"timeout", "max_retries", "backoff", "backoff_max", "max_body_bytes", "request_deadline", "max_pages"}
@@ -82,3 +91,48 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
             f"Unexpected trigger event for {about}: {event!r}; expected a status in {sorted(EVENT_STATUSES)}."
         )
     return event
+
+
+# -- the task state store ---------------------------------------------------------------------------
+#
+# ``context["task_state_store"]`` exists from Airflow 3.3 on: one store per task instance (dag, run,
+# task, map index), shared by every try and kept in the metadata database. The provider keeps there
+# what must survive a retry (the logs sensor's cursor, the dashboard a create may already have
+# made). On older Airflow, and in bare unit-test contexts, there is none and callers fall back to
+# what they can look up.
+
+
+def task_state_store(context: Any) -> Any | None:
+    """The context's task state store (Airflow >= 3.3), or None on older versions and in bare tests."""
+    getter = getattr(context, "get", None)
+    store = getter("task_state_store") if getter else None
+    if store is None or not (hasattr(store, "get") and hasattr(store, "set")):
+        return None
+    return store
+
+
+def read_state(context: Any, key: str, log: logging.Logger | Any) -> dict[str, Any] | None:
+    """The dict saved under ``key``, or None (no store, nothing saved, or the store failed)."""
+    store = task_state_store(context)
+    if store is None:
+        return None
+    try:
+        saved = store.get(key)
+    except Exception as error:
+        # The store only spares work on retries; a failing read must not fail the task.
+        log.warning("Could not read %s from task_state_store: %s", key, error)
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def write_state(context: Any, key: str, value: dict[str, Any], log: logging.Logger | Any) -> bool:
+    """Save ``value`` under ``key``; False when there is no store or the write failed."""
+    store = task_state_store(context)
+    if store is None:
+        return False
+    try:
+        store.set(key, value)
+    except Exception as error:
+        log.warning("Could not save %s to task_state_store: %s", key, error)
+        return False
+    return True

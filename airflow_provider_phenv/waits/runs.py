@@ -1,11 +1,11 @@
 """
 Judging batch export runs and backfills: the logic the run sensor, the backfill waits and their
-trigger share.
+trigger share, and what a task reports about the runs once they completed.
 
-Nothing here talks to PostHog. The worker (sync hook) and the triggerer (async hook) fetch the
-backfill and the runs their own way and hand them to :func:`judge_backfill` or
-:func:`judge_interval`, so the same state in PostHog gives the same outcome, value and error text
-whether the task waited in the worker or deferred.
+Only :meth:`RunsWait.poll` (the sync hook, in a worker) and :meth:`RunsWait.poll_async` (the async
+hook, in the triggerer) talk to PostHog: both make the same requests and hand the backfill and
+the runs to :func:`judge_backfill` or :func:`judge_interval`, so the same state in PostHog gives
+the same outcome, value and error text whether the task waited in the worker or deferred.
 
 Facts relied on (docs/posthog-api.md §6.9): a backfill makes one run per
 whole export interval (none for a range shorter than one interval); it goes on after a failed run
@@ -15,13 +15,17 @@ and can end ``Completed`` anyway, so a backfill is judged by its runs too (each 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_phenv.assets import attach_outlet_extras, batch_export_outlet_extra
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
+from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.validation import (
     ExportSchedule,
     backfill_moment,
@@ -29,7 +33,14 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits import (
+    ACTIVE_STATUSES,
+    FAILED,
+    FAILED_RUN_STATUSES,
+    SUCCESS,
+    WAITING,
+)
+from airflow_provider_phenv.waits.events import run_summary
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
@@ -38,11 +49,6 @@ if TYPE_CHECKING:
 #: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
 BACKFILL_ROW_GRACE = 300.0
 
-
-#: Final statuses of a run that did not export its interval.
-FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
-#: Statuses of a backfill (or run) that may still change.
-ACTIVE_STATUSES = frozenset({"Starting", "Running", "ContinuedAsNew", "FailedRetryable"})
 # A run's latest_error is quoted in errors and events; PostHog's can carry whole tracebacks.
 _MAX_ERROR_CHARS = 1000
 
@@ -75,17 +81,6 @@ class RunsOutcome:
             raise ValueError("no value or message")
         runs = event.get("runs") or []
         return cls(event["status"], value, message, [run for run in runs if isinstance(run, dict)])
-
-
-def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a run worth keeping in XCom and events."""
-    return {
-        "id": run.get("id"),
-        "status": run.get("status"),
-        "data_interval_start": run.get("data_interval_start"),
-        "data_interval_end": run.get("data_interval_end"),
-        "records_completed": run.get("records_completed"),
-    }
 
 
 def _records(runs: list[dict[str, Any]]) -> int:
@@ -490,3 +485,49 @@ class RunsWait:
         if outcome.status == FAILED:
             outcome = self._with_pause(outcome, await hook.get_batch_export(export_id, project_id=project_id))
         return outcome
+
+
+# -- what a task reports once the runs completed -------------------------------------------------
+
+
+@functools.cache
+def openlineage_installed() -> bool:
+    """Whether the OpenLineage provider is there to ask for lineage (the ``openlineage`` extra)."""
+    return importlib.util.find_spec("airflow.providers.openlineage") is not None
+
+
+def report_runs(
+    task: Any,
+    context: Mapping[str, Any],
+    hook: PostHogHook,
+    batch_export_id: str,
+    project_id: str | None,
+    runs: list[dict[str, Any]],
+    *,
+    backfill_id: str | None = None,
+    export: Mapping[str, Any] | None = None,
+) -> None:
+    """
+    Attach the runs to the task's outlets (each Asset's event extra) and record its lineage (with
+    the ``openlineage`` extra, the datasets the OpenLineage listener reports for it).
+
+    :param task: the operator or sensor (lineage is recorded when it is a ``PostHogLineageMixin``).
+    :param context: the task's context.
+    :param hook: the task's sync hook, to read the export when lineage needs it.
+    :param batch_export_id: the export's UUID.
+    :param project_id: the project, or None for the connection's.
+    :param runs: the completed runs (``run_summary`` of each).
+    :param backfill_id: the backfill the runs belong to, if any.
+    :param export: the export as GET returns it, if the task has read it already.
+    """
+    attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
+    if isinstance(task, PostHogLineageMixin) and openlineage_installed():
+        # The destination's dataset name comes from the export: one read when the task has none.
+        export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
+        task.record_posthog_lineage(
+            export,
+            runs,
+            host=hook.settings.base_url,
+            project_id=project_id or hook.settings.project_id,
+            backfill_id=backfill_id,
+        )
