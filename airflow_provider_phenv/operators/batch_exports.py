@@ -31,7 +31,7 @@ from airflow_provider_phenv.validation import (
 )
 from airflow_provider_phenv.waits import (
     ACTIVE_STATUSES,
-    FAILED_RUN_STATUSES,
+    FAILED_STATUSES,
     read_state,
     task_state_store,
     write_state,
@@ -376,7 +376,7 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
             backfill = self.hook.get_batch_export_backfill(
                 export_id, saved["id"], project_id=project_id, row_timeout=self.hook.backfill_row_grace
             )
-            if backfill.get("status") in FAILED_RUN_STATUSES:
+            if backfill.get("status") in FAILED_STATUSES:
                 self.log.info(
                     "An earlier try's backfill %s ended %s: starting a new one.",
                     saved["id"],

@@ -22,16 +22,8 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import EVENT_STATUSES, WAITING
-from airflow_provider_phenv.waits.events import (
-    ACTIVE_STATUSES,
-    LATEST_RUNS,
-    SETTLE,
-    RunEventWatch,
-    check_statuses,
-    run_event,
-    utcnow,
-)
+from airflow_provider_phenv.waits import ACTIVE_STATUSES, EVENT_STATUSES, LATEST_RUNS, WAITING
+from airflow_provider_phenv.waits.events import SETTLE, RunEventWatch, check_statuses, run_event, utcnow
 from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, merge_streams, outcome_event
 from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, runs_wait
 
@@ -450,7 +442,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         """The runs active now and those created in the last minutes (what ``RunEventWatch.start`` needs)."""
         if latest is not None and len(latest) < LATEST_RUNS:
             return latest  # every run of the export
-        active = await self._runs(status=list(ACTIVE_STATUSES))
+        active = await self._runs(status=[status.value for status in ACTIVE_STATUSES])
         if latest is not None and any(
             parse_timestamp("created_at", run["created_at"]) < now - SETTLE for run in latest
         ):

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import PostHogError
+from airflow_provider_phenv.validation import RunStatus
 
 #: Nothing decided yet: poll again.
 WAITING = "waiting"
@@ -33,10 +34,26 @@ ERROR = "error"
 #: Every status a trigger event can carry; anything else is rejected when the task resumes.
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
-#: Final statuses of a run that did not export its interval.
-FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
-#: Statuses of a backfill (or run) that may still change.
-ACTIVE_STATUSES = frozenset({"Starting", "Running", "ContinuedAsNew", "FailedRetryable"})
+# -- run and backfill statuses: the groups every judgement uses ----------------------------------
+
+#: Final statuses of a run (or backfill) that did not export its data.
+FAILED_STATUSES = frozenset(
+    {
+        RunStatus.FAILED,
+        RunStatus.FAILED_BILLING,
+        RunStatus.CANCELLED,
+        RunStatus.TERMINATED,
+        RunStatus.TIMED_OUT,
+    }
+)
+#: Statuses after which a run (or backfill) never changes.
+FINAL_STATUSES = FAILED_STATUSES | {RunStatus.COMPLETED}
+#: Statuses of a run (or backfill) that may still change, in :class:`RunStatus` order.
+ACTIVE_STATUSES = tuple(status for status in RunStatus if status not in FINAL_STATUSES)
+#: How many runs PostHog puts in an export's ``latest_runs``, newest first (docs/posthog-api.md §5).
+LATEST_RUNS = 10
+
+# -- what travels to the triggerer -------------------------------------------------------------------
 
 HOOK_PARAMS = frozenset(
     {"timeout", "max_retries", "backoff", "backoff_max", "max_body_bytes", "request_deadline", "max_pages"}

@@ -34,15 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_phenv.validation import RUN_STATUSES, format_timestamp, parse_timestamp
-from airflow_provider_phenv.waits import FAILED_RUN_STATUSES
+from airflow_provider_phenv.validation import RUN_STATUSES, RunStatus, format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import ACTIVE_STATUSES, FINAL_STATUSES, LATEST_RUNS
 
-#: Statuses after which a run never changes (docs/posthog-api.md §5, ``BatchExportRun.Status``).
-FINAL_STATUSES = FAILED_RUN_STATUSES | {"Completed"}
-#: Statuses of a run that may still change.
-ACTIVE_STATUSES = tuple(status for status in RUN_STATUSES if status not in FINAL_STATUSES)
-#: How many runs PostHog puts in an export's ``latest_runs`` (newest first, docs §5).
-LATEST_RUNS = 10
 #: How far the next query reaches back behind the newest run seen.
 SETTLE = timedelta(minutes=5)
 #: At most this many active runs are tracked per watched export; the oldest are dropped.
@@ -69,7 +63,7 @@ def check_statuses(statuses: str | Iterable[str]) -> list[str]:
     unknown = [item for item in items if item not in RUN_STATUSES]
     if unknown:
         raise ValueError(f"Invalid statuses {unknown!r}: expected run statuses from {list(RUN_STATUSES)}.")
-    return list(dict.fromkeys(items))
+    return list(dict.fromkeys(RunStatus(item).value for item in items))
 
 
 def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from airflow_provider_phenv.validation import (
 from airflow_provider_phenv.waits import (
     ACTIVE_STATUSES,
     FAILED,
-    FAILED_RUN_STATUSES,
+    FAILED_STATUSES,
+    LATEST_RUNS,
     SUCCESS,
     WAITING,
 )
@@ -151,7 +152,7 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         return RunsOutcome(
             WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
         )
-    failed = [run for run in own if run.get("status") in FAILED_RUN_STATUSES]
+    failed = [run for run in own if run.get("status") in FAILED_STATUSES]
     if status == "Completed" and not failed:
         runs = [run_summary(run) for run in own]
         return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
@@ -261,7 +262,7 @@ def judge_interval(
     failed = [
         run
         for span, run in relevant
-        if run.get("status") in FAILED_RUN_STATUSES
+        if run.get("status") in FAILED_STATUSES
         and _uncovered(max(span[0], since), min(span[1], until), completed_spans)
         and not any(start < span[1] and end > span[0] for start, end in working)
     ]
@@ -314,8 +315,6 @@ INTERVAL_SECONDS = {
 }
 # Runs are filtered by creation time; PostHog's clock may differ a little from this machine's.
 _CLOCK_SKEW = timedelta(minutes=5)
-# An export carries its newest runs (docs/posthog-api.md §5): enough to judge most polls.
-_LATEST_RUNS = 10
 
 
 def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[str, bool] | None:
@@ -405,7 +404,7 @@ class RunsWait:
         latest = export.get("latest_runs")
         if not isinstance(latest, list):
             return None
-        if len(latest) < _LATEST_RUNS:
+        if len(latest) < LATEST_RUNS:  # an export's newest runs: enough to judge most polls
             return latest
         try:
             oldest = min(parse_timestamp("created_at", run.get("created_at")) for run in latest)
