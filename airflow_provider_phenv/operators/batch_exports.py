@@ -14,6 +14,7 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, optional
+from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
 from airflow_provider_phenv.operators._backfill_wait import BackfillWait
@@ -36,7 +37,7 @@ from airflow_provider_phenv.waits import (
     task_state_store,
     write_state,
 )
-from airflow_provider_phenv.waits.runs import backfill_value, find_backfill
+from airflow_provider_phenv.waits.runs import backfill_value
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phenv.assets import attach_outlet_extras, batch_export_outlet_extra
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
+from airflow_provider_phenv.hooks._runs import BACKFILL_ROW_GRACE
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.validation import (
-    ExportSchedule,
-    backfill_moment,
     check_uuid,
     format_timestamp,
     parse_timestamp,
@@ -46,9 +45,6 @@ from airflow_provider_phenv.waits.events import run_summary
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 
-#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
-#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
-BACKFILL_ROW_GRACE = 300.0
 
 # A run's latest_error is quoted in errors and events; PostHog's can carry whole tracebacks.
 _MAX_ERROR_CHARS = 1000
@@ -162,44 +158,6 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         value,
         f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
     )
-
-
-def find_backfill(
-    backfills: list[dict[str, Any]],
-    bounds: tuple[Any, Any] | None,
-    since: datetime | None,
-    *,
-    schedule: ExportSchedule | None = None,
-    skew: float = 60.0,
-) -> dict[str, Any] | None:
-    """
-    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
-
-    :param backfills: the export's backfills as PostHog lists them.
-    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
-        datetimes); ``None`` for any range.
-    :param since: when the request that may have made it was sent; ``None`` for any time.
-    :param schedule: the export's schedule: PostHog stores a date bound as that day's start in
-        the export's timezone (default: midnight UTC).
-    :param skew: seconds of clock difference between this machine and PostHog to allow.
-    """
-    wanted = None if bounds is None else tuple(backfill_moment(bound, schedule) for bound in bounds)
-    earliest = None if since is None else since.timestamp() - skew
-
-    def created(backfill: dict[str, Any]) -> float:
-        moment = backfill_moment(backfill.get("created_at"))
-        return 0.0 if moment is None else moment.timestamp()
-
-    matches = [
-        backfill
-        for backfill in backfills
-        if (
-            wanted is None
-            or (backfill_moment(backfill.get("start_at")), backfill_moment(backfill.get("end_at"))) == wanted
-        )
-        and (earliest is None or created(backfill) >= earliest)
-    ]
-    return max(matches, key=created, default=None)
 
 
 # -- data intervals --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.emulator.batch_exports.runs import RUN_STATUSES as EMULATED_STATUSES
+from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.validation import (
     RUN_STATUSES,
     ExportSchedule,
@@ -23,7 +24,7 @@ from airflow_provider_phenv.waits import (
     SUCCESS,
     WAITING,
 )
-from airflow_provider_phenv.waits.runs import find_backfill, judge_backfill, judge_interval
+from airflow_provider_phenv.waits.runs import judge_backfill, judge_interval
 
 EXPORT = "01900000-0000-7000-8000-0000000000e1"
 BACKFILL = "01900000-0000-7000-8000-00000000b001"
