@@ -13,13 +13,19 @@ backfills), :mod:`.logs` (a batch export's log) and :mod:`.events` (runs as asse
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 # common-compat resolves AirflowFailException to the Task SDK or to Airflow 3.1's core module.
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.validation import RunStatus
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
 
 #: Nothing decided yet: poll again.
 WAITING = "waiting"
@@ -108,6 +114,68 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
             f"Unexpected trigger event for {about}: {event!r}; expected a status in {sorted(EVENT_STATUSES)}."
         )
     return event
+
+
+# -- handing a wait to the triggerer ------------------------------------------------------------------
+
+#: Headroom between a trigger's own deadline and the framework's deferral timeout: the trigger
+#: normally reports the timeout itself (with its state); the framework timeout is only a backstop.
+DEFER_TIMEOUT_GRACE = 60.0
+
+
+class DeferringTask(Protocol):
+    """What :func:`defer_to_trigger` needs of a task: its connection, its hook options, ``defer``."""
+
+    posthog_conn_id: str
+    hook_params: dict[str, Any]
+
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | int | float | None = None,
+    ) -> NoReturn: ...
+
+
+def defer_to_trigger(
+    task: DeferringTask,
+    make_trigger: Callable[[dict[str, Any]], BaseTrigger],
+    *,
+    project_id: str | None,
+    poll_interval: float,
+    deadline: float | None,
+    resume_kwargs: dict[str, Any],
+) -> NoReturn:
+    """
+    Hand a wait the task has just polled to a trigger; the task resumes in ``execute_complete``.
+
+    :param task: the sensor or operator that waits.
+    :param make_trigger: builds the trigger from the keyword arguments every
+        :class:`~airflow_provider_phenv.triggers.base.PostHogPollTrigger` takes (connection,
+        project, poll interval, end time, first poll, hook options).
+    :param project_id: the project, or None for the connection's.
+    :param poll_interval: seconds between polls; the trigger's first poll is one interval from now.
+    :param deadline: UNIX time at which the trigger reports ``timeout``; None for no limit.
+    :param resume_kwargs: what ``execute_complete`` gets besides the event.
+    """
+    now = time.time()
+    poll = {
+        "posthog_conn_id": task.posthog_conn_id,
+        "project_id": project_id,
+        "poll_interval": poll_interval,
+        "end_time": deadline,
+        "first_poll_at": now + poll_interval,  # the task has just polled
+        "hook_params": task.hook_params,
+    }
+    timeout = None
+    if deadline is not None:
+        timeout = timedelta(seconds=max(0.0, deadline - now) + poll_interval + DEFER_TIMEOUT_GRACE)
+    # BaseOperator.defer raises TaskDeferred: the worker leaves here.
+    task.defer(
+        trigger=make_trigger(poll), method_name="execute_complete", kwargs=resume_kwargs, timeout=timeout
+    )
 
 
 # -- the task state store ---------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import pytest
 from airflow_provider_phenv.emulator import SEED
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from airflow_provider_phenv.operators._backfill_wait import PostHogBackfillError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogBackfillBatchExportOperator,
+    PostHogBackfillError,
     PostHogUnpauseBatchExportOperator,
 )
 from airflow_provider_phenv.sensors.batch_exports import (
