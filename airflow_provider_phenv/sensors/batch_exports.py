@@ -21,7 +21,6 @@ from airflow_provider_phenv.waits.logs import (
     LogWatch,
     WatchState,
     describe_failure,
-    merge_streams,
     outcome_from_event,
 )
 from airflow_provider_phenv.waits.runs import INTERVAL_SECONDS, RunsOutcome, RunsWait, report_runs
@@ -162,11 +161,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.log.info(
             "Reading the log of batch export %s after %s.", export_id, format_timestamp(state.cursor.after)
         )
-        streams = [
-            self.hook.iter_batch_export_logs(export_id, project_id=self.inputs["project_id"], **request)
-            for request in watch.requests(state.cursor)
-        ]
-        outcome = watch.evaluate(merge_streams(streams), state.cursor, state.since)
+        outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], state.cursor, state.since)
         state.cursor = outcome.cursor
         # The settled mark moves with the clock on every poll; the store is written only for news
         # (or the first time). A saved older mark is still consistent: the entries it re-reads are

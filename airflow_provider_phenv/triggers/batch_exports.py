@@ -24,7 +24,7 @@ from airflow_provider_phenv.validation import (
 )
 from airflow_provider_phenv.waits import ACTIVE_STATUSES, EVENT_STATUSES, LATEST_RUNS, WAITING
 from airflow_provider_phenv.waits.events import SETTLE, RunEventWatch, check_statuses, run_event, utcnow
-from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, merge_streams, outcome_event
+from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, outcome_event
 from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, runs_wait
 
 __all__ = [
@@ -90,9 +90,10 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         return {"batch_export_id": self.batch_export_id, "since": self.since, "cursor": self.cursor}
 
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        cursor = LogCursor.from_json(self.cursor)
-        streams = [await self._fetch(hook, request) for request in self.watch.requests(cursor)]
-        outcome = self.watch.evaluate(merge_streams(streams), cursor, parse_timestamp("since", self.since))
+        since = parse_timestamp("since", self.since)
+        outcome = await self.watch.poll_async(
+            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), since
+        )
         self.cursor = outcome.cursor.to_json()
         if outcome.new:
             self.log.info(
@@ -101,14 +102,6 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         if outcome.status == WAITING:
             return None
         return self.event(outcome.status, **outcome_event(outcome))
-
-    async def _fetch(self, hook: PostHogAsyncHook, request: dict[str, Any]) -> list[dict[str, Any]]:
-        return [
-            entry
-            async for entry in hook.iter_batch_export_logs(
-                self.batch_export_id, project_id=self.project_id, **request
-            )
-        ]
 
     def timeout_message(self) -> str:
         return (
