@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_phenv.run_watch import run_summary
+from airflow_provider_phenv.waits.events import run_summary
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage

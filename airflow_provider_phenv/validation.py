@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,19 +50,34 @@ COLLABORATOR_LEVELS = (21, 37)
 #: null) removes a rule (docs/posthog-api.md §7.4).
 DASHBOARD_ACCESS_LEVELS = ("none", "viewer", "editor", "manager")
 LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
-# PostHog's BatchExportRun.Status choices, accepted by the runs list's ``status`` filter.
-RUN_STATUSES = (
-    "Cancelled",
-    "Completed",
-    "ContinuedAsNew",
-    "Failed",
-    "FailedRetryable",
-    "FailedBilling",
-    "Terminated",
-    "TimedOut",
-    "Starting",
-    "Running",
-)
+
+
+class RunStatus(str, Enum):
+    """
+    PostHog's ``BatchExportRun.Status`` (docs/posthog-api.md §5); a backfill's status is one of them
+    too (all but FailedBilling). Members compare and hash equal to PostHog's strings. Defined here,
+    not with the waits, because the hook checks the runs list's ``status`` filter against it.
+    """
+
+    CANCELLED = "Cancelled"
+    COMPLETED = "Completed"
+    CONTINUED_AS_NEW = "ContinuedAsNew"
+    FAILED = "Failed"
+    FAILED_RETRYABLE = "FailedRetryable"
+    FAILED_BILLING = "FailedBilling"
+    TERMINATED = "Terminated"
+    TIMED_OUT = "TimedOut"
+    STARTING = "Starting"
+    RUNNING = "Running"
+
+    def __str__(self) -> str:
+        # PostHog's word in messages and URLs on every Python (3.12 changed str() of mixed-in enums).
+        return self.value
+
+
+#: The statuses as PostHog's plain strings, for checks and their messages.
+RUN_STATUSES = tuple(status.value for status in RunStatus)
+
 MAX_LOGS_LIMIT = 500
 
 _TEMPLATE_MARKERS = ("{{", "{%")

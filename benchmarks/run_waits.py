@@ -44,11 +44,11 @@ from phenv_emulator import SEED
 
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
-from airflow_provider_phenv.run_watch import RunsWait
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportRunSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 from airflow_provider_phenv.validation import format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import WAITING
+from airflow_provider_phenv.waits.runs import RunsWait
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, Traffic, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 

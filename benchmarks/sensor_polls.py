@@ -26,10 +26,10 @@ from phenv_emulator import SEED
 
 from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from airflow_provider_phenv.log_watch import DEFAULT_SETTLE, STATE_KEY
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
+from airflow_provider_phenv.waits.logs import DEFAULT_SETTLE, STATE_KEY
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 

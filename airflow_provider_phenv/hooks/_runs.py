@@ -23,24 +23,66 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks import calls
 from airflow_provider_phenv.hooks.calls import (
+    ApiCall,
     RunFilters,
     export_call,
     run_call,
     runs_call,
 )
 from airflow_provider_phenv.hooks.retry import row_wait_kwargs, slot_wait_kwargs
-from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, find_backfill
+from airflow_provider_phenv.hooks.transport import SyncClient
 from airflow_provider_phenv.validation import (
     ExportSchedule,
+    backfill_moment,
     check_backfill_range,
     check_uuid,
 )
 
 if TYPE_CHECKING:
-    # requests costs ~30 ms to import; DAG files that only build operators never need it.
+    # Only type checkers read ``Unpack`` (annotations are not evaluated); typing has it from 3.11.
     from typing_extensions import Unpack
 
-from airflow_provider_phenv.hooks.transport import SyncClient
+#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
+#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
+BACKFILL_ROW_GRACE = 300.0
+
+
+def find_backfill(
+    backfills: list[dict[str, Any]],
+    bounds: tuple[Any, Any] | None,
+    since: datetime | None,
+    *,
+    schedule: ExportSchedule | None = None,
+    skew: float = 60.0,
+) -> dict[str, Any] | None:
+    """
+    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
+
+    :param backfills: the export's backfills as PostHog lists them.
+    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
+        datetimes); ``None`` for any range.
+    :param since: when the request that may have made it was sent; ``None`` for any time.
+    :param schedule: the export's schedule: PostHog stores a date bound as that day's start in
+        the export's timezone (default: midnight UTC).
+    :param skew: seconds of clock difference between this machine and PostHog to allow.
+    """
+    wanted = None if bounds is None else tuple(backfill_moment(bound, schedule) for bound in bounds)
+    earliest = None if since is None else since.timestamp() - skew
+
+    def created(backfill: dict[str, Any]) -> float:
+        moment = backfill_moment(backfill.get("created_at"))
+        return 0.0 if moment is None else moment.timestamp()
+
+    matches = [
+        backfill
+        for backfill in backfills
+        if (
+            wanted is None
+            or (backfill_moment(backfill.get("start_at")), backfill_moment(backfill.get("end_at"))) == wanted
+        )
+        and (earliest is None or created(backfill) >= earliest)
+    ]
+    return max(matches, key=created, default=None)
 
 
 class RunsAndBackfills(SyncClient):
@@ -220,12 +262,7 @@ class RunsAndBackfills(SyncClient):
         """
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
         call = export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
-        for attempt in Retrying(
-            **row_wait_kwargs(row_timeout, retry_if_exception_type(PostHogNotFoundError))
-        ):
-            with attempt:
-                return self._call(call)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        return self._call_once_visible(call, row_timeout)
 
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: int | str | None = None
@@ -293,6 +330,11 @@ class RunsAndBackfills(SyncClient):
         """
         tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
         call = export_call(batch_export_id, tail, method="POST", project_id=project_id)
+        return self._call_once_visible(call, row_timeout)
+
+    def _call_once_visible(self, call: ApiCall, row_timeout: float) -> dict[str, Any]:
+        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
+        # A backfill PostHog has just accepted is 404 until its workflow writes its row.
         not_yet = retry_if_exception_type(PostHogNotFoundError)
         for attempt in Retrying(**row_wait_kwargs(row_timeout, not_yet)):
             with attempt:

@@ -1,12 +1,23 @@
-"""Operators that pause, unpause and test PostHog batch exports."""
+"""
+Operators that pause, unpause, backfill and test PostHog batch exports.
+
+The operators that start a backfill (backfill, unpause with backfill) wait for it in the worker or
+defer to :class:`~airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportRunTrigger`, with
+the same judgement either way (:mod:`airflow_provider_phenv.waits.runs`): the backfill must end
+Completed with every one of its runs Completed. A wait that is killed (``on_kill``) or runs out of
+time cancels the backfill in PostHog, so nothing keeps exporting for a task that gave up; in
+deferrable mode the trigger reports the deadline and the resuming task cancels (a trigger never
+writes).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from airflow.providers.common.compat.sdk import conf
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, conf
 
 from airflow_provider_phenv.errors import (
     PostHogBackfillNotVisibleError,
@@ -14,18 +25,11 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, optional
+from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
-from airflow_provider_phenv.operators._backfill_wait import BackfillWait
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
-from airflow_provider_phenv.run_watch import (
-    ACTIVE_STATUSES,
-    FAILED_RUN_STATUSES,
-    backfill_value,
-    find_backfill,
-)
-from airflow_provider_phenv.task_state import read_state, task_state_store, write_state
 from airflow_provider_phenv.validation import (
     TESTABLE_DESTINATION_TYPES,
     ExportSchedule,
@@ -36,6 +40,22 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
+from airflow_provider_phenv.waits import (
+    ACTIVE_STATUSES,
+    ERROR,
+    FAILED,
+    FAILED_STATUSES,
+    TIMEOUT,
+    WAITING,
+    PostHogWaitError,
+    check_event,
+    defer_to_trigger,
+    raise_wait_error,
+    read_state,
+    task_state_store,
+    write_state,
+)
+from airflow_provider_phenv.waits.runs import RunsOutcome, RunsWait, backfill_value, report_runs
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink, Context
@@ -48,6 +68,25 @@ _BACKFILL_KEY = "posthog_backfill"
 
 class PostHogDestinationTestError(PostHogError):
     """A batch export destination test step reported ``Failed``."""
+
+
+class PostHogBackfillError(PostHogError):
+    """A backfill ended in a status other than Completed, or some of its runs failed."""
+
+
+class PostHogBackfillTimeoutError(PostHogError):
+    """A backfill did not end within the task's ``timeout``; it was cancelled in PostHog."""
+
+
+def check_seconds(name: str, value: Any) -> float | None:
+    """A duration in seconds from a number or a ``timedelta``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"Invalid {name} {value!r}: expected a positive number of seconds or a timedelta.")
+    return float(value)
 
 
 def check_steps(name: str, steps: Any) -> list[int | str]:
@@ -79,6 +118,176 @@ class _BatchExportOperator(PostHogBaseOperator):
         return export_id
 
 
+class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
+    """
+    An operator that may wait for a backfill it started, and reports the backfill's runs.
+
+    A subclass calls :meth:`wait_for_backfill` from ``execute`` and turns the finished backfill's
+    value into its result in :meth:`backfill_result`.
+
+    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
+    :param timeout: longest wait (seconds or timedelta); then the backfill is cancelled. Default:
+        no limit but the task's ``execution_timeout``.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
+    """
+
+    #: ``(export, backfill, project)`` while this worker waits: what ``on_kill`` cancels.
+    _waiting_on: tuple[str, str, str | None] | None = None
+    #: The export as ``execute`` read it, so the runs' report does not read it again.
+    _export: dict[str, Any] | None = None
+
+    def __init__(
+        self,
+        *,
+        poll_interval: float | timedelta = 60.0,
+        timeout: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
+        self.wait_timeout = check_seconds("timeout", timeout)
+        self.deferrable = deferrable
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        self.backfill_url: str | None = None
+
+    def backfill_result(self, context: Context, value: dict[str, Any]) -> Any:
+        """The task's result once the backfill completed; ``value`` is the backfill's summary."""
+        return value
+
+    def wait_for_backfill(
+        self, context: Context, export_id: str, backfill_id: str, project_id: str | None
+    ) -> Any:
+        """Wait in the worker, or defer after one poll, until the backfill ends; then judge it."""
+        wait = RunsWait(
+            export_id,
+            backfill_id=backfill_id,
+            started_at=datetime.now(timezone.utc),
+            row_grace=self.hook.backfill_row_grace,
+        )
+        deadline = None if self.wait_timeout is None else time.time() + self.wait_timeout
+        self._waiting_on = (export_id, backfill_id, project_id)
+        try:
+            outcome = wait.poll(self.hook, project_id)
+            while outcome.status == WAITING:
+                self.log.info("%s", outcome.message)
+                if deadline is not None and time.time() >= deadline:
+                    self._time_out(export_id, backfill_id, project_id)
+                if self.deferrable:
+                    self._defer(wait, project_id, deadline)
+                pause = (
+                    self.poll_interval
+                    if deadline is None
+                    else min(self.poll_interval, deadline - time.time())
+                )
+                time.sleep(max(0.0, pause))
+                outcome = wait.poll(self.hook, project_id)
+        except AirflowTaskTimeout:
+            self._cancel(export_id, backfill_id, project_id, "the task's execution_timeout passed")
+            raise
+        self._waiting_on = None
+        return self._conclude(context, outcome, project_id)
+
+    def _defer(self, wait: RunsWait, project_id: str | None, deadline: float | None) -> NoReturn:
+        # Imported here: Airflow's trigger machinery is only needed by a task that defers.
+        from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
+
+        self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
+        export_id, backfill_id = wait.batch_export_id, wait.backfill_id
+        assert wait.started_at is not None and backfill_id is not None
+        started_at, row_grace = format_timestamp(wait.started_at), wait.row_grace
+        self.log.info("Deferring the wait on backfill %s of batch export %s.", backfill_id, export_id)
+        defer_to_trigger(
+            self,
+            lambda poll: PostHogBatchExportRunTrigger(
+                batch_export_id=export_id,
+                backfill_id=backfill_id,
+                started_at=started_at,
+                row_grace=row_grace,
+                cancel_on_kill=self.cancel_on_kill,
+                **poll,
+            ),
+            project_id=project_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            resume_kwargs={"project_id": project_id},
+        )
+
+    def execute_complete(self, context: Context, event: Any = None, project_id: str | None = None) -> Any:
+        """Resume after the trigger fired: the same result or error as waiting in the worker."""
+        event = check_event(event, "a backfill wait")
+        export_id = check_uuid("batch_export_id", event.get("batch_export_id"))
+        backfill_id = check_uuid("backfill_id", event.get("backfill_id"))
+        status = event["status"]
+        if status == TIMEOUT:
+            self._time_out(export_id, backfill_id, project_id)
+        if status == ERROR:
+            raise_wait_error(event, f"Could not read backfill {backfill_id}: {event.get('message')}")
+        try:
+            outcome = RunsOutcome.from_event(event)
+        except ValueError as error:
+            raise PostHogWaitError(
+                f"Malformed {status!r} trigger event for backfill {backfill_id}: {error}"
+            ) from None
+        return self._conclude(context, outcome, project_id)
+
+    def _conclude(self, context: Context, outcome: RunsOutcome, project_id: str | None) -> Any:
+        if outcome.status == FAILED:
+            raise PostHogBackfillError(outcome.message)
+        self.log.info("%s", outcome.message)
+        value = outcome.value
+        report_runs(
+            self,
+            context,
+            self.hook,
+            value["batch_export_id"],
+            project_id,
+            outcome.runs,
+            backfill_id=value["backfill_id"],
+            export=self._export,
+        )
+        return self.backfill_result(context, value)
+
+    def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
+        # PostHog leaves a backfill whose workflow was terminated Running for good (docs §6.9):
+        # then only this timeout ends the wait, and the log should say it may be why.
+        self.log.warning(
+            "Backfill %s of batch export %s is still not finished after %s s. If PostHog's workflow of "
+            "it was terminated, PostHog shows it Running for ever, and only this timeout ends the wait.",
+            backfill_id,
+            export_id,
+            self.wait_timeout,
+        )
+        self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")
+        raise PostHogBackfillTimeoutError(
+            f"Backfill {backfill_id} of batch export {export_id} did not end within {self.wait_timeout} s; "
+            "it was cancelled in PostHog."
+        )
+
+    def on_kill(self) -> None:
+        """Cancel the backfill being waited for, when the task is killed in the worker."""
+        if self._waiting_on is not None and self.cancel_on_kill:
+            self._cancel(*self._waiting_on, "the task was killed")
+
+    def _cancel(self, export_id: str, backfill_id: str, project_id: str | None, why: str) -> None:
+        if not self.cancel_on_kill:
+            self.log.warning(
+                "Leaving backfill %s running although %s (cancel_on_kill=False).", backfill_id, why
+            )
+            return
+        self.log.warning("Cancelling backfill %s of batch export %s: %s.", backfill_id, export_id, why)
+        try:
+            self.hook.cancel_batch_export_backfill(
+                export_id, backfill_id, project_id=project_id, row_timeout=self.hook.backfill_row_grace
+            )
+        except PostHogError as error:
+            # A backfill that ended meanwhile cannot be cancelled; the task fails for its own reason.
+            self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
+        self._waiting_on = None
+
+
 class PostHogPauseBatchExportOperator(_BatchExportOperator):
     """
     Pause a PostHog batch export, e.g. before maintenance of its destination.
@@ -103,7 +312,7 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
         return {"batch_export_id": export_id, "paused": bool(result.get("paused", True))}
 
 
-class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _BatchExportOperator):
+class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     """
     Unpause a PostHog batch export, optionally backfilling the time it was paused.
 
@@ -143,16 +352,12 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
         batch_export_id: str,
         backfill: bool | str = False,
         wait_for_backfill: bool = False,
-        poll_interval: float | timedelta = 60.0,
-        timeout: float | timedelta | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
+        # poll_interval, timeout, deferrable and cancel_on_kill go to _BackfillWaitOperator.
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.backfill = backfill
         self.wait_for_backfill_completion = check_bool("wait_for_backfill", wait_for_backfill)
-        self.set_wait_options(poll_interval, timeout, deferrable, cancel_on_kill)
         self.check_literal_fields()
 
     def execute(self, context: Context) -> Any:
@@ -274,7 +479,7 @@ class PostHogUnpauseBatchExportOperator(BackfillWait, PostHogLineageMixin, _Batc
             ti.xcom_push(key="backfill_id", value=backfill_id)
 
 
-class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _BatchExportOperator):
+class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
     """
     Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
 
@@ -313,17 +518,13 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
         start_at: datetime | date | str,
         end_at: datetime | date | str,
         wait_for_completion: bool = True,
-        poll_interval: float | timedelta = 60.0,
-        timeout: float | timedelta | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
+        # poll_interval, timeout, deferrable and cancel_on_kill go to _BackfillWaitOperator.
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.start_at = start_at
         self.end_at = end_at
         self.wait_for_completion = check_bool("wait_for_completion", wait_for_completion)
-        self.set_wait_options(poll_interval, timeout, deferrable, cancel_on_kill)
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
@@ -375,7 +576,7 @@ class PostHogBackfillBatchExportOperator(BackfillWait, PostHogLineageMixin, _Bat
             backfill = self.hook.get_batch_export_backfill(
                 export_id, saved["id"], project_id=project_id, row_timeout=self.hook.backfill_row_grace
             )
-            if backfill.get("status") in FAILED_RUN_STATUSES:
+            if backfill.get("status") in FAILED_STATUSES:
                 self.log.info(
                     "An earlier try's backfill %s ended %s: starting a new one.",
                     saved["id"],

@@ -21,13 +21,13 @@ from airflow_provider_phenv.hooks._connection_test import ACCESS_SCOPES, ACCESS_
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import dashboard_payload
-from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
     DASHBOARD_ACCESS_LEVELS,
     check_positive_int,
     check_uuid,
 )
+from airflow_provider_phenv.waits import read_state, write_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

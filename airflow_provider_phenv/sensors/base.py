@@ -44,6 +44,7 @@ from airflow_provider_phenv.waits import (
     PostHogWaitError,
     check_event,
     check_hook_params,
+    defer_to_trigger,
     raise_wait_error,
 )
 
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
-# Headroom between the trigger's own deadline and the framework's deferral timeout: the trigger
-# normally reports the timeout itself (with its state); the framework timeout is only a backstop.
-_DEFER_TIMEOUT_GRACE = 60.0
 # Errors that decide a poke in poke mode; soft_fail turns only these into skips.
 _DECIDED = (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException)
 
@@ -204,20 +202,13 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """Hand the wait to the trigger until ``deadline`` (UNIX time)."""
         remaining = max(0.0, deadline - time.time())
         self.log.info("Deferring the wait on %s (%.0f s left).", self.about(), remaining)
-        poll = {
-            "posthog_conn_id": self.posthog_conn_id,
-            "project_id": self.inputs["project_id"],
-            "poll_interval": self.poke_interval,
-            "end_time": deadline,
-            "first_poll_at": time.time() + self.poke_interval,  # this task has just polled
-            "hook_params": self.hook_params,
-        }
-        trigger = self.make_trigger(context, poll)
-        self.defer(
-            trigger=trigger,
-            method_name="execute_complete",
-            kwargs={"deadline": deadline},
-            timeout=timedelta(seconds=remaining + self.poke_interval + _DEFER_TIMEOUT_GRACE),
+        defer_to_trigger(
+            self,
+            lambda poll: self.make_trigger(context, poll),
+            project_id=self.inputs["project_id"],
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+            resume_kwargs={"deadline": deadline},
         )
 
     def execute_complete(self, context: Context, event: Any = None, deadline: float | None = None) -> Any:

@@ -11,21 +11,19 @@ from airflow.sdk import PokeReturnValue
 from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.field_checks import extend, unless_empty
 from airflow_provider_phenv.lineage import PostHogLineageMixin
-from airflow_provider_phenv.log_watch import (
+from airflow_provider_phenv.sensors.base import PostHogWaitSensor
+from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import FAILED, SUCCESS, PostHogWaitError
+from airflow_provider_phenv.waits.logs import (
     CRITERIA_CHECKS,
     DEFAULT_SETTLE,
     LogOutcome,
     LogWatch,
     WatchState,
     describe_failure,
-    merge_streams,
     outcome_from_event,
 )
-from airflow_provider_phenv.run_reports import report_runs
-from airflow_provider_phenv.run_watch import INTERVAL_SECONDS, RunsOutcome, RunsWait
-from airflow_provider_phenv.sensors.base import PostHogWaitSensor
-from airflow_provider_phenv.validation import check_uuid, format_timestamp, parse_timestamp
-from airflow_provider_phenv.waits import FAILED, SUCCESS, PostHogWaitError
+from airflow_provider_phenv.waits.runs import INTERVAL_SECONDS, RunsOutcome, RunsWait, report_runs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -163,11 +161,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.log.info(
             "Reading the log of batch export %s after %s.", export_id, format_timestamp(state.cursor.after)
         )
-        streams = [
-            self.hook.iter_batch_export_logs(export_id, project_id=self.inputs["project_id"], **request)
-            for request in watch.requests(state.cursor)
-        ]
-        outcome = watch.evaluate(merge_streams(streams), state.cursor, state.since)
+        outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], state.cursor, state.since)
         state.cursor = outcome.cursor
         # The settled mark moves with the clock on every poll; the store is written only for news
         # (or the first time). A saved older mark is still consistent: the entries it re-reads are

@@ -13,17 +13,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.hooks.retry import row_wait_kwargs
-from airflow_provider_phenv.log_watch import LogCursor, LogWatch, merge_streams, outcome_event
-from airflow_provider_phenv.run_watch import BACKFILL_ROW_GRACE, runs_wait
-from airflow_provider_phenv.triggers._run_events import (
-    ACTIVE_STATUSES,
-    LATEST_RUNS,
-    SETTLE,
-    RunEventWatch,
-    check_statuses,
-    run_event,
-    utcnow,
-)
 from airflow_provider_phenv.triggers.base import PostHogPollTrigger
 from airflow_provider_phenv.validation import (
     check_bool,
@@ -33,7 +22,10 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import EVENT_STATUSES, WAITING
+from airflow_provider_phenv.waits import ACTIVE_STATUSES, EVENT_STATUSES, LATEST_RUNS, WAITING
+from airflow_provider_phenv.waits.events import SETTLE, RunEventWatch, check_statuses, run_event, utcnow
+from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, outcome_event
+from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, runs_wait
 
 __all__ = [
     "EVENT_STATUSES",
@@ -98,9 +90,10 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         return {"batch_export_id": self.batch_export_id, "since": self.since, "cursor": self.cursor}
 
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        cursor = LogCursor.from_json(self.cursor)
-        streams = [await self._fetch(hook, request) for request in self.watch.requests(cursor)]
-        outcome = self.watch.evaluate(merge_streams(streams), cursor, parse_timestamp("since", self.since))
+        since = parse_timestamp("since", self.since)
+        outcome = await self.watch.poll_async(
+            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), since
+        )
         self.cursor = outcome.cursor.to_json()
         if outcome.new:
             self.log.info(
@@ -109,14 +102,6 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         if outcome.status == WAITING:
             return None
         return self.event(outcome.status, **outcome_event(outcome))
-
-    async def _fetch(self, hook: PostHogAsyncHook, request: dict[str, Any]) -> list[dict[str, Any]]:
-        return [
-            entry
-            async for entry in hook.iter_batch_export_logs(
-                self.batch_export_id, project_id=self.project_id, **request
-            )
-        ]
 
     def timeout_message(self) -> str:
         return (
@@ -145,7 +130,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param since: wait until ``[since, until)`` is exported (ISO 8601).
     :param until: see ``since``.
     :param started_at: when the wait began (ISO 8601): see
-        :class:`~airflow_provider_phenv.run_watch.RunsWait`.
+        :class:`~airflow_provider_phenv.waits.runs.RunsWait`.
     :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
     :param cancel_on_kill: cancel the backfill when a user marks the deferred task failed or
         success, or clears it (Airflow >= 3.3 calls :meth:`on_kill` then, and only then).
@@ -263,7 +248,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     Each event's payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
     "data_interval_end", "records_completed", "latest_error"}``. Runs that had already finished when
     the trigger first started never fire, and no run fires twice (see
-    :mod:`airflow_provider_phenv.triggers._run_events` for how runs are judged).
+    :mod:`airflow_provider_phenv.waits.events` for how runs are judged).
 
     - **Airflow 3.3**: the watch's progress is kept in the asset state store of the watched asset
       (key :meth:`state_key`), so a restarted triggerer carries on where it stopped: a run that
@@ -450,7 +435,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         """The runs active now and those created in the last minutes (what ``RunEventWatch.start`` needs)."""
         if latest is not None and len(latest) < LATEST_RUNS:
             return latest  # every run of the export
-        active = await self._runs(status=list(ACTIVE_STATUSES))
+        active = await self._runs(status=[status.value for status in ACTIVE_STATUSES])
         if latest is not None and any(
             parse_timestamp("created_at", run["created_at"]) < now - SETTLE for run in latest
         ):

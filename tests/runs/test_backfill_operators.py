@@ -10,9 +10,10 @@ import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 from phenv_emulator import SEED
 
-from airflow_provider_phenv.operators._backfill_wait import PostHogBackfillError, PostHogBackfillTimeoutError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogBackfillBatchExportOperator,
+    PostHogBackfillError,
+    PostHogBackfillTimeoutError,
     PostHogUnpauseBatchExportOperator,
 )
 from tests.helpers.emulator import api_requests

@@ -16,17 +16,17 @@ from phenv_emulator import SEED
 
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError
 from airflow_provider_phenv.hooks.posthog import PostHogHook
-from airflow_provider_phenv.operators._backfill_wait import PostHogBackfillError
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogBackfillBatchExportOperator,
+    PostHogBackfillError,
     PostHogUnpauseBatchExportOperator,
 )
-from airflow_provider_phenv.run_watch import RunsWait
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportRunError,
     PostHogBatchExportRunSensor,
 )
 from airflow_provider_phenv.waits import FAILED, SUCCESS
+from airflow_provider_phenv.waits.runs import RunsWait
 from tests.helpers.emulator import api_requests
 from tests.helpers.sensor_modes import MODES, FakeTI, make_context
 from tests.runs.conftest import FAST, HOURLY, hours_ago, task_context

@@ -5,15 +5,26 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from phenv_emulator.batch_exports.runs import RUN_STATUSES as EMULATED_STATUSES
 
-from airflow_provider_phenv.run_watch import find_backfill, judge_backfill, judge_interval
+from airflow_provider_phenv.hooks._runs import find_backfill
 from airflow_provider_phenv.validation import (
+    RUN_STATUSES,
     ExportSchedule,
+    RunStatus,
     backfill_moment,
     check_backfill_range,
     format_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits import (
+    ACTIVE_STATUSES,
+    FAILED,
+    FAILED_STATUSES,
+    FINAL_STATUSES,
+    SUCCESS,
+    WAITING,
+)
+from airflow_provider_phenv.waits.runs import judge_backfill, judge_interval
 
 EXPORT = "01900000-0000-7000-8000-0000000000e1"
 BACKFILL = "01900000-0000-7000-8000-00000000b001"
@@ -208,3 +219,13 @@ def test_find_backfill_matches_date_bounds_as_posthog_stored_them():
 def test_bad_backfill_ranges_name_the_value(start, end, schedule, message):
     with pytest.raises(ValueError, match=message):
         check_backfill_range(start, end, schedule=schedule, now=T0 + timedelta(days=10))
+
+
+def test_every_run_status_is_either_active_or_final_and_matches_posthog_strings():
+    assert set(ACTIVE_STATUSES) | FINAL_STATUSES == set(RunStatus)
+    assert not set(ACTIVE_STATUSES) & FINAL_STATUSES
+    assert set(RUN_STATUSES) == set(EMULATED_STATUSES)  # the emulator serves PostHog's statuses
+    # Plain strings from PostHog's answers are found in the groups; members print as PostHog's word.
+    assert "FailedRetryable" in ACTIVE_STATUSES and "TimedOut" in FAILED_STATUSES
+    assert "Completed" in FINAL_STATUSES and "Completed" not in FAILED_STATUSES
+    assert f"{RunStatus.FAILED_BILLING}" == str(RunStatus.FAILED_BILLING) == "FailedBilling"

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_phenv.hooks.calls import entry_time
-from airflow_provider_phenv.log_watch import (
+from airflow_provider_phenv.validation import format_timestamp
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits.logs import (
     MAX_MESSAGE_CHARS,
     LogCursor,
     LogWatch,
@@ -17,8 +19,6 @@ from airflow_provider_phenv.log_watch import (
     entry_digest,
     merge_streams,
 )
-from airflow_provider_phenv.validation import format_timestamp
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
 

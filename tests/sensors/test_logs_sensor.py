@@ -16,7 +16,6 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_phenv.errors import PostHogError
-from airflow_provider_phenv.log_watch import STATE_KEY
 from airflow_provider_phenv.sensors.base import TaskDeferralTimeout
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportLogError,
@@ -25,6 +24,7 @@ from airflow_provider_phenv.sensors.batch_exports import (
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
+from airflow_provider_phenv.waits.logs import STATE_KEY
 from tests.helpers.emulator import api_requests
 from tests.helpers.sensor_modes import (
     EXPORT_ID,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_phenv.triggers._run_events import (
+from airflow_provider_phenv.validation import format_timestamp
+from airflow_provider_phenv.waits.events import (
     MAX_TRACKED,
     SETTLE,
     RunEventWatch,
     run_event,
 )
-from airflow_provider_phenv.validation import format_timestamp
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 

@@ -6,9 +6,10 @@ Watching a batch export's log: everything the logs sensor and its trigger share.
 * :class:`WatchState`, what the sensor keeps between pokes and tries (``since`` and the cursor);
 * :func:`outcome_event` and :func:`outcome_from_event`, the trigger's events for an outcome.
 
-Nothing here talks to PostHog. The sensor (sync hook, in a worker) and the trigger (async hook, in
-the triggerer) fetch entries their own way and hand them to :meth:`LogWatch.evaluate`, so the same
-log timeline gives the same outcome, entry and cursor in poke, reschedule and deferrable mode.
+Only :meth:`LogWatch.poll` (the sensor's sync hook, in a worker) and :meth:`LogWatch.poll_async`
+(the trigger's async hook, in the triggerer) talk to PostHog: both make the same requests and hand
+the entries to :meth:`LogWatch.evaluate`, so the same log timeline gives the same outcome, entry
+and cursor in poke, reschedule and deferrable mode.
 
 The cursor is the position reached in the log: the timestamp of the newest entry judged so far and
 short digests of the entries judged *at* that timestamp. PostHog's ``after`` filter is exclusive and
@@ -27,11 +28,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phenv.field_checks import Check, optional
 from airflow_provider_phenv.hooks.calls import entry_time
-from airflow_provider_phenv.task_state import read_state, write_state
 from airflow_provider_phenv.validation import (
     check_log_levels,
     check_non_empty_str,
@@ -39,7 +39,10 @@ from airflow_provider_phenv.validation import (
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, read_state, write_state
+
+if TYPE_CHECKING:
+    from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 
 # Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
 # carry whole tracebacks, and XCom/trigger payloads live in the metadata database.
@@ -330,6 +333,38 @@ class LogWatch:
     def requests(self, cursor: LogCursor) -> list[dict[str, Any]]:
         """Keyword arguments for ``iter_batch_export_logs``, one dict per request of the next poll."""
         return [{"after": cursor.after, **filters} for filters in self.server_filters()]
+
+    # -- one poll, from a worker or from the triggerer -----------------------------------------
+
+    def poll(
+        self,
+        hook: PostHogHook,
+        batch_export_id: str,
+        project_id: str | None,
+        cursor: LogCursor,
+        since: datetime | None,
+    ) -> LogOutcome:
+        """One poll with the sync hook: read the entries after ``cursor`` and judge them."""
+        streams = [
+            hook.iter_batch_export_logs(batch_export_id, project_id=project_id, **request)
+            for request in self.requests(cursor)
+        ]
+        return self.evaluate(merge_streams(streams), cursor, since)
+
+    async def poll_async(
+        self,
+        hook: PostHogAsyncHook,
+        batch_export_id: str,
+        project_id: str | None,
+        cursor: LogCursor,
+        since: datetime | None,
+    ) -> LogOutcome:
+        """One poll with the async hook: the same requests and judgement as :meth:`poll`."""
+        streams = []
+        for request in self.requests(cursor):
+            entries = hook.iter_batch_export_logs(batch_export_id, project_id=project_id, **request)
+            streams.append([entry async for entry in entries])
+        return self.evaluate(merge_streams(streams), cursor, since)
 
     def evaluate(
         self,

@@ -1,11 +1,11 @@
 """
 Judging batch export runs and backfills: the logic the run sensor, the backfill waits and their
-trigger share.
+trigger share, and what a task reports about the runs once they completed.
 
-Nothing here talks to PostHog. The worker (sync hook) and the triggerer (async hook) fetch the
-backfill and the runs their own way and hand them to :func:`judge_backfill` or
-:func:`judge_interval`, so the same state in PostHog gives the same outcome, value and error text
-whether the task waited in the worker or deferred.
+Only :meth:`RunsWait.poll` (the sync hook, in a worker) and :meth:`RunsWait.poll_async` (the async
+hook, in the triggerer) talk to PostHog: both make the same requests and hand the backfill and
+the runs to :func:`judge_backfill` or :func:`judge_interval`, so the same state in PostHog gives
+the same outcome, value and error text whether the task waited in the worker or deferred.
 
 Facts relied on (docs/posthog-api.md §6.9): a backfill makes one run per
 whole export interval (none for a range shorter than one interval); it goes on after a failed run
@@ -15,34 +15,37 @@ and can end ``Completed`` anyway, so a backfill is judged by its runs too (each 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_phenv.assets import attach_outlet_extras, batch_export_outlet_extra
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
+from airflow_provider_phenv.hooks._runs import BACKFILL_ROW_GRACE
+from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.validation import (
-    ExportSchedule,
-    backfill_moment,
     check_uuid,
     format_timestamp,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
+from airflow_provider_phenv.waits import (
+    ACTIVE_STATUSES,
+    FAILED,
+    FAILED_STATUSES,
+    LATEST_RUNS,
+    SUCCESS,
+    WAITING,
+)
+from airflow_provider_phenv.waits.events import run_summary
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 
-#: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
-#: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
-BACKFILL_ROW_GRACE = 300.0
 
-
-#: Final statuses of a run that did not export its interval.
-FAILED_RUN_STATUSES = frozenset({"Failed", "FailedBilling", "Cancelled", "Terminated", "TimedOut"})
-#: Statuses of a backfill (or run) that may still change.
-ACTIVE_STATUSES = frozenset({"Starting", "Running", "ContinuedAsNew", "FailedRetryable"})
 # A run's latest_error is quoted in errors and events; PostHog's can carry whole tracebacks.
 _MAX_ERROR_CHARS = 1000
 
@@ -75,17 +78,6 @@ class RunsOutcome:
             raise ValueError("no value or message")
         runs = event.get("runs") or []
         return cls(event["status"], value, message, [run for run in runs if isinstance(run, dict)])
-
-
-def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a run worth keeping in XCom and events."""
-    return {
-        "id": run.get("id"),
-        "status": run.get("status"),
-        "data_interval_start": run.get("data_interval_start"),
-        "data_interval_end": run.get("data_interval_end"),
-        "records_completed": run.get("records_completed"),
-    }
 
 
 def _records(runs: list[dict[str, Any]]) -> int:
@@ -156,7 +148,7 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         return RunsOutcome(
             WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
         )
-    failed = [run for run in own if run.get("status") in FAILED_RUN_STATUSES]
+    failed = [run for run in own if run.get("status") in FAILED_STATUSES]
     if status == "Completed" and not failed:
         runs = [run_summary(run) for run in own]
         return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
@@ -166,44 +158,6 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         value,
         f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
     )
-
-
-def find_backfill(
-    backfills: list[dict[str, Any]],
-    bounds: tuple[Any, Any] | None,
-    since: datetime | None,
-    *,
-    schedule: ExportSchedule | None = None,
-    skew: float = 60.0,
-) -> dict[str, Any] | None:
-    """
-    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
-
-    :param backfills: the export's backfills as PostHog lists them.
-    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
-        datetimes); ``None`` for any range.
-    :param since: when the request that may have made it was sent; ``None`` for any time.
-    :param schedule: the export's schedule: PostHog stores a date bound as that day's start in
-        the export's timezone (default: midnight UTC).
-    :param skew: seconds of clock difference between this machine and PostHog to allow.
-    """
-    wanted = None if bounds is None else tuple(backfill_moment(bound, schedule) for bound in bounds)
-    earliest = None if since is None else since.timestamp() - skew
-
-    def created(backfill: dict[str, Any]) -> float:
-        moment = backfill_moment(backfill.get("created_at"))
-        return 0.0 if moment is None else moment.timestamp()
-
-    matches = [
-        backfill
-        for backfill in backfills
-        if (
-            wanted is None
-            or (backfill_moment(backfill.get("start_at")), backfill_moment(backfill.get("end_at"))) == wanted
-        )
-        and (earliest is None or created(backfill) >= earliest)
-    ]
-    return max(matches, key=created, default=None)
 
 
 # -- data intervals --------------------------------------------------------------------------------
@@ -266,7 +220,7 @@ def judge_interval(
     failed = [
         run
         for span, run in relevant
-        if run.get("status") in FAILED_RUN_STATUSES
+        if run.get("status") in FAILED_STATUSES
         and _uncovered(max(span[0], since), min(span[1], until), completed_spans)
         and not any(start < span[1] and end > span[0] for start, end in working)
     ]
@@ -319,8 +273,6 @@ INTERVAL_SECONDS = {
 }
 # Runs are filtered by creation time; PostHog's clock may differ a little from this machine's.
 _CLOCK_SKEW = timedelta(minutes=5)
-# An export carries its newest runs (docs/posthog-api.md §5): enough to judge most polls.
-_LATEST_RUNS = 10
 
 
 def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[str, bool] | None:
@@ -410,7 +362,7 @@ class RunsWait:
         latest = export.get("latest_runs")
         if not isinstance(latest, list):
             return None
-        if len(latest) < _LATEST_RUNS:
+        if len(latest) < LATEST_RUNS:  # an export's newest runs: enough to judge most polls
             return latest
         try:
             oldest = min(parse_timestamp("created_at", run.get("created_at")) for run in latest)
@@ -490,3 +442,49 @@ class RunsWait:
         if outcome.status == FAILED:
             outcome = self._with_pause(outcome, await hook.get_batch_export(export_id, project_id=project_id))
         return outcome
+
+
+# -- what a task reports once the runs completed -------------------------------------------------
+
+
+@functools.cache
+def openlineage_installed() -> bool:
+    """Whether the OpenLineage provider is there to ask for lineage (the ``openlineage`` extra)."""
+    return importlib.util.find_spec("airflow.providers.openlineage") is not None
+
+
+def report_runs(
+    task: Any,
+    context: Mapping[str, Any],
+    hook: PostHogHook,
+    batch_export_id: str,
+    project_id: str | None,
+    runs: list[dict[str, Any]],
+    *,
+    backfill_id: str | None = None,
+    export: Mapping[str, Any] | None = None,
+) -> None:
+    """
+    Attach the runs to the task's outlets (each Asset's event extra) and record its lineage (with
+    the ``openlineage`` extra, the datasets the OpenLineage listener reports for it).
+
+    :param task: the operator or sensor (lineage is recorded when it is a ``PostHogLineageMixin``).
+    :param context: the task's context.
+    :param hook: the task's sync hook, to read the export when lineage needs it.
+    :param batch_export_id: the export's UUID.
+    :param project_id: the project, or None for the connection's.
+    :param runs: the completed runs (``run_summary`` of each).
+    :param backfill_id: the backfill the runs belong to, if any.
+    :param export: the export as GET returns it, if the task has read it already.
+    """
+    attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
+    if isinstance(task, PostHogLineageMixin) and openlineage_installed():
+        # The destination's dataset name comes from the export: one read when the task has none.
+        export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
+        task.record_posthog_lineage(
+            export,
+            runs,
+            host=hook.settings.base_url,
+            project_id=project_id or hook.settings.project_id,
+            backfill_id=backfill_id,
+        )

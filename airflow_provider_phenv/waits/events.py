@@ -1,6 +1,8 @@
 """
-Which batch export runs newly reached a status: the bookkeeping behind
-:class:`~airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportRunEventTrigger`.
+The run-event contract and the state kept between polls: which batch export runs newly reached a
+status, the bookkeeping behind
+:class:`~airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportRunEventTrigger`, and the
+fields of a run that events and XCom carry (:func:`run_event`, :func:`run_summary`).
 
 Pure logic over the run dicts PostHog returns (docs/posthog-api.md §5, §6.9), no I/O, so it is
 tested without a triggerer and its state is a plain JSON value that fits Airflow's asset state
@@ -27,20 +29,14 @@ How a run is judged, once per run:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_phenv.run_watch import FAILED_RUN_STATUSES
-from airflow_provider_phenv.validation import RUN_STATUSES, format_timestamp, parse_timestamp
+from airflow_provider_phenv.validation import RUN_STATUSES, RunStatus, format_timestamp, parse_timestamp
+from airflow_provider_phenv.waits import ACTIVE_STATUSES, FINAL_STATUSES, LATEST_RUNS
 
-#: Statuses after which a run never changes (docs/posthog-api.md §5, ``BatchExportRun.Status``).
-FINAL_STATUSES = FAILED_RUN_STATUSES | {"Completed"}
-#: Statuses of a run that may still change.
-ACTIVE_STATUSES = tuple(status for status in RUN_STATUSES if status not in FINAL_STATUSES)
-#: How many runs PostHog puts in an export's ``latest_runs`` (newest first, docs §5).
-LATEST_RUNS = 10
 #: How far the next query reaches back behind the newest run seen.
 SETTLE = timedelta(minutes=5)
 #: At most this many active runs are tracked per watched export; the oldest are dropped.
@@ -67,7 +63,7 @@ def check_statuses(statuses: str | Iterable[str]) -> list[str]:
     unknown = [item for item in items if item not in RUN_STATUSES]
     if unknown:
         raise ValueError(f"Invalid statuses {unknown!r}: expected run statuses from {list(RUN_STATUSES)}.")
-    return list(dict.fromkeys(items))
+    return list(dict.fromkeys(RunStatus(item).value for item in items))
 
 
 def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +76,17 @@ def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
         "data_interval_end": run.get("data_interval_end"),
         "records_completed": run.get("records_completed"),
         "latest_error": run.get("latest_error"),
+    }
+
+
+def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a run worth keeping in XCom and events."""
+    return {
+        "id": run.get("id"),
+        "status": run.get("status"),
+        "data_interval_start": run.get("data_interval_start"),
+        "data_interval_end": run.get("data_interval_end"),
+        "records_completed": run.get("records_completed"),
     }
 
 
