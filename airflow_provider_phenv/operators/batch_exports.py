@@ -25,7 +25,7 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, optional
-from airflow_provider_phenv.hooks._runs import find_backfill
+from airflow_provider_phenv.hooks.posthog import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
 from airflow_provider_phenv.operators.base import PostHogBaseOperator

@@ -17,7 +17,7 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.field_checks import extend, is_known, one_of, optional
-from airflow_provider_phenv.hooks._connection_test import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
+from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import dashboard_payload

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from phenv_emulator.batch_exports.runs import RUN_STATUSES as EMULATED_STATUSES
 
-from airflow_provider_phenv.hooks._runs import find_backfill
+from airflow_provider_phenv.hooks.posthog import find_backfill
 from airflow_provider_phenv.validation import (
     RUN_STATUSES,
     ExportSchedule,
