@@ -1,8 +1,10 @@
 """
-Reading an Airflow connection into the settings the PostHog hooks use.
+The hook options, declared once (:class:`HookOptions`), and the Airflow connection read into the
+settings the PostHog hooks use.
 
-One pure function serves the sync hook and the async hook (which reads the connection without
-blocking the event loop), so both read the same fields the same way.
+An option given to the hook (or in a task's ``hook_params``) wins over the connection's extra of
+the same name, which wins over the default. One pure function serves the sync hook and the async
+hook (which reads the connection without blocking the event loop).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +29,6 @@ API_PREFIXES = ("environments", "projects")
 DEFAULT_API_PREFIX = "projects"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_MAX_RETRIES = 5
 #: Largest response body read, decoded (after gzip/deflate): far above any PostHog answer, and low
 #: enough that a hostile server cannot grow a worker or the triggerer by more than this.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -35,6 +37,116 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEADLINE_PER_TIMEOUT = 2.0
 #: Most pages read for one listing; a ``next`` link or ``before=`` that never ends stops here.
 DEFAULT_MAX_PAGES = 10_000
+
+
+def _option(default: float | None, kind: type, low: float, *, inclusive: bool = True) -> Any:
+    """A :class:`HookOptions` field: a plain number of ``kind`` at least (or above) ``low``."""
+    return field(
+        default=None, metadata={"default": default, "kind": kind, "low": low, "inclusive": inclusive}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookOptions:
+    """
+    The options of a PostHog hook: ``PostHogHook(conn_id, timeout=10)``, or a task's
+    ``hook_params={"timeout": 10}``. Each one left out comes from the connection's extra of the
+    same name, else its default. Every value is checked when the options are made, so a bad one
+    fails when the DAG is parsed.
+
+    :param timeout: seconds to wait for PostHog to answer a request (default 30). Connecting waits
+        at most 10 seconds.
+    :param max_retries: retries after a failed attempt (default 5).
+    :param backoff: first wait in seconds between retries when PostHog sent no ``Retry-After``
+        (default 1).
+    :param backoff_max: longest wait in seconds between retries (default 30).
+    :param max_body_bytes: largest response body read, decoded (default 32 MiB).
+    :param request_deadline: seconds one HTTP attempt may take in all, body included (default:
+        twice the timeout).
+    :param max_pages: most pages read for one listing (default 10,000).
+    """
+
+    timeout: float | None = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
+    max_retries: int | None = _option(5, int, 0)
+    backoff: float | None = _option(1.0, float, 0)
+    backoff_max: float | None = _option(30.0, float, 0)
+    max_body_bytes: int | None = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
+    request_deadline: float | None = _option(None, float, 0, inclusive=False)
+    max_pages: int | None = _option(DEFAULT_MAX_PAGES, int, 1)
+
+    def __post_init__(self) -> None:
+        for option in fields(self):
+            object.__setattr__(self, option.name, _checked(option.name, getattr(self, option.name), option))
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
+        """The options named in ``options``, refusing a name that is none of them.
+
+        :param what: how errors name the mapping (``"hook_params"``).
+        """
+        declared = {option.name: option for option in fields(cls)}
+        for name, value in options.items():
+            if name not in declared:
+                about = what or "hook option"
+                raise ValueError(f"Invalid {about} key {name!r}: expected one of {sorted(declared)}.")
+            if value is not None and not _fits(value, declared[name]):
+                where = f" in {what}" if what else ""
+                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(declared[name])}.")
+        return cls(**options)
+
+    def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
+        """Every option's value: given, else the connection's extra (URI extras are strings), else
+        its default; ``request_deadline`` defaults to twice the timeout."""
+        values: dict[str, Any] = {}
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if value is None and extra.get(option.name) not in (None, ""):
+                raw = extra[option.name]
+                if not _fits(_number(raw), option):
+                    raise PostHogConnectionConfigError(
+                        f"Connection {conn_id!r}: extra {option.name!r} must be {_expected(option)}, "
+                        f"got {raw!r}."
+                    )
+                value = option.metadata["kind"](_number(raw))
+            values[option.name] = option.metadata["default"] if value is None else value
+        if values["request_deadline"] is None:
+            values["request_deadline"] = values["timeout"] * DEADLINE_PER_TIMEOUT
+        return values
+
+
+def _number(raw: Any) -> Any:
+    """A number from a connection extra, which URI-form connections deliver as text."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        return raw  # refused by the check, quoted as given
+
+
+def _fits(value: Any, option: Any) -> bool:
+    kind, low, inclusive = option.metadata["kind"], option.metadata["low"], option.metadata["inclusive"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if kind is int and not float(value).is_integer():
+        return False
+    return bool(value >= low if inclusive else value > low)
+
+
+def _expected(option: Any) -> str:
+    low, inclusive = option.metadata["low"], option.metadata["inclusive"]
+    what = "integer" if option.metadata["kind"] is int else "number"
+    return f"a finite {what} {'>=' if inclusive else '>'} {low}"
+
+
+def _checked(name: str, value: Any, option: Any) -> Any:
+    if value is None:
+        return None
+    if not _fits(value, option):
+        raise ValueError(f"Invalid {name} {value!r}: expected {_expected(option)}.")
+    return option.metadata["kind"](value)
+
+
 # PostHog's ingestion hosts (us.i.posthog.com) do not serve the private API; a connection pointing
 # there fails with confusing 404s, so the hook rewrites it to the API host of the same region.
 _INGESTION_SUFFIX = ".i.posthog.com"
@@ -51,6 +163,8 @@ class PostHogSettings:
     api_prefix: str
     timeout: float
     max_retries: int
+    backoff: float = 1.0
+    backoff_max: float = 30.0
     #: The shared budget of every trigger using this host and key in one triggerer (see ``_budget``).
     requests_per_minute: float = DEFAULT_PER_MINUTE
     requests_per_hour: float = DEFAULT_PER_HOUR
@@ -183,43 +297,6 @@ def _budget(extra: dict[str, Any], name: str, conn_id: str, default: float) -> f
     return default if value is None else float(value)
 
 
-def check_hook_option(name: str, value: Any) -> Any:
-    """
-    Check one hook keyword argument (``timeout``, ``backoff``...); ``None`` means the default.
-
-    Raises ``ValueError`` naming the argument, so a bad value fails when the hook (or the sensor
-    that passes it on) is built, not with a raw error on the first retry.
-
-    :param name: one of :data:`HOOK_OPTIONS`.
-    :param value: the value given.
-    """
-    if value is None:
-        return None
-    kind, low, inclusive = HOOK_OPTIONS[name]
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if ok and kind is int:
-        ok = float(value).is_integer()
-    if ok:
-        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-    if not ok:
-        what = "integer" if kind is int else "number"
-        bound = f">= {low}" if inclusive else f"> {low}"
-        raise ValueError(f"Invalid {name} {value!r}: expected a finite {what} {bound}.")
-    return kind(value)
-
-
-#: The hook keyword arguments that are plain numbers: (type, lower bound, bound allowed).
-HOOK_OPTIONS: dict[str, tuple[type, float, bool]] = {
-    "timeout": (float, 0, False),
-    "max_retries": (int, 0, True),
-    "backoff": (float, 0, True),
-    "backoff_max": (float, 0, True),
-    "max_body_bytes": (int, 1, True),
-    "request_deadline": (float, 0, False),
-    "max_pages": (int, 1, True),
-}
-
-
 def _clean_api_key(conn_id: str, password: str | None) -> str:
     """
     The key without surrounding whitespace (a pasted key often ends in a line break).
@@ -258,27 +335,13 @@ def _extra_flag(extra: dict[str, Any], name: str) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
 
 
-def settings_from_connection(
-    conn: Any,
-    extra: dict[str, Any],
-    *,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    max_body_bytes: int | None = None,
-    request_deadline: float | None = None,
-    max_pages: int | None = None,
-) -> PostHogSettings:
+def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
     """
     Build :class:`PostHogSettings` from an Airflow connection.
 
     :param conn: the Airflow ``Connection``.
     :param extra: the connection's extra as a dict (read by the caller, sync or async).
-    :param timeout: request timeout in seconds; overrides the connection's extra ``timeout``.
-    :param max_retries: retries after the first attempt; overrides the extra ``max_retries``.
-    :param max_body_bytes: largest decoded response body; overrides the extra ``max_body_bytes``.
-    :param request_deadline: seconds one HTTP attempt may take in all; overrides the extra
-        ``request_deadline`` (default: twice the timeout).
-    :param max_pages: most pages read for one listing; overrides the extra ``max_pages``.
+    :param options: the hook's options, which win over the connection's extra.
     """
     conn_id = conn.conn_id
     api_key = _clean_api_key(conn_id, conn.password)
@@ -307,24 +370,7 @@ def settings_from_connection(
             project_id = check_project_id(str(project_id).strip())
         except ValueError as error:
             raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
-    if timeout is None:
-        timeout = _extra_number(extra, "timeout", conn_id, float)
-    if max_retries is None:
-        max_retries = _extra_number(extra, "max_retries", conn_id, int)
-    if timeout is not None and timeout <= 0:
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: timeout must be positive, got {timeout!r}."
-        )
-    limits = {"max_body_bytes": max_body_bytes, "request_deadline": request_deadline, "max_pages": max_pages}
-    for name, kind in (("max_body_bytes", int), ("request_deadline", float), ("max_pages", int)):
-        if limits[name] is None:
-            value = _extra_number(extra, name, conn_id, kind)
-            if value is not None and value <= 0:
-                raise PostHogConnectionConfigError(
-                    f"Connection {conn_id!r}: extra {name!r} must be positive, got {extra.get(name)!r}."
-                )
-            limits[name] = value
-    timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+    values = options.resolved(extra, conn_id)
     _mask(api_key)
     return PostHogSettings(
         conn_id=conn_id,
@@ -332,11 +378,7 @@ def settings_from_connection(
         api_key=api_key,
         project_id=project_id,
         api_prefix=api_prefix,
-        timeout=timeout,
-        max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
         requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE),
         requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR),
-        max_body_bytes=int(limits["max_body_bytes"] or DEFAULT_MAX_BODY_BYTES),
-        request_deadline=float(limits["request_deadline"] or timeout * DEADLINE_PER_TIMEOUT),
-        max_pages=int(limits["max_pages"] or DEFAULT_MAX_PAGES),
+        **values,
     )

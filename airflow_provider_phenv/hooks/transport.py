@@ -53,8 +53,8 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks.calls import ApiCall, ListPager
 from airflow_provider_phenv.hooks.options import (
+    HookOptions,
     PostHogSettings,
-    check_hook_option,
     origin_of,
     settings_from_connection,
     without_userinfo,
@@ -359,50 +359,15 @@ class PostHogHookBase(BaseHook):
     conn_type = "posthog"
     hook_name = "PostHog"
 
-    def __init__(
-        self,
-        posthog_conn_id: str = default_conn_name,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        backoff: float = 1.0,
-        backoff_max: float = 30.0,
-        max_body_bytes: int | None = None,
-        request_deadline: float | None = None,
-        max_pages: int | None = None,
-    ) -> None:
+    def __init__(self, posthog_conn_id: str = default_conn_name, **options: Any) -> None:
         """
         :param posthog_conn_id: Airflow connection id of type ``posthog``.
-        :param timeout: seconds to wait for PostHog to answer a request (default: the connection's
-            extra ``timeout``, else 30). Connecting waits at most 10 seconds.
-        :param max_retries: retries after a failed attempt (default: the connection's extra
-            ``max_retries``, else 5).
-        :param backoff: first wait in seconds between retries when PostHog sent no ``Retry-After``.
-        :param backoff_max: longest wait in seconds between retries.
-        :param max_body_bytes: largest response body read, decoded (default: the connection's extra
-            ``max_body_bytes``, else 32 MiB).
-        :param request_deadline: seconds one HTTP attempt may take in all, body included (default:
-            the connection's extra ``request_deadline``, else twice the timeout).
-        :param max_pages: most pages read for one listing (default: the connection's extra
-            ``max_pages``, else 10,000).
+        :param options: :class:`~airflow_provider_phenv.hooks.options.HookOptions` (``timeout``,
+            ``max_retries``, ``backoff``...); each one left out comes from the connection's extra.
         """
         super().__init__()
-        options = {
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "backoff": backoff,
-            "backoff_max": backoff_max,
-            "max_body_bytes": max_body_bytes,
-            "request_deadline": request_deadline,
-            "max_pages": max_pages,
-        }
-        checked = {name: check_hook_option(name, value) for name, value in options.items()}
         self.posthog_conn_id = posthog_conn_id
-        self._timeout = checked["timeout"]
-        self._max_retries = checked["max_retries"]
-        self._backoff = checked["backoff"]
-        self._backoff_max = checked["backoff_max"]
-        self._limits = {name: checked[name] for name in ("max_body_bytes", "request_deadline", "max_pages")}
+        self.options = HookOptions.of(options)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -420,15 +385,13 @@ class PostHogHookBase(BaseHook):
         return f"{type(self).__name__}(posthog_conn_id={self.posthog_conn_id!r})"
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> PostHogSettings:
-        return settings_from_connection(
-            conn, extra, timeout=self._timeout, max_retries=self._max_retries, **self._limits
-        )
+        return settings_from_connection(conn, extra, self.options)
 
     def _retry_kwargs(self, settings: PostHogSettings) -> dict[str, Any]:
         return retry_kwargs(
             max_retries=settings.max_retries,
-            backoff=self._backoff,
-            backoff_max=self._backoff_max,
+            backoff=settings.backoff,
+            backoff_max=settings.backoff_max,
             logger=self.log,
         )
 

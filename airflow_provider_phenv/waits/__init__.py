@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import PostHogError
+from airflow_provider_phenv.hooks.options import HookOptions
 from airflow_provider_phenv.validation import RunStatus
 
 if TYPE_CHECKING:
@@ -61,10 +62,6 @@ LATEST_RUNS = 10
 
 # -- what travels to the triggerer -------------------------------------------------------------------
 
-HOOK_PARAMS = frozenset(
-    {"timeout", "max_retries", "backoff", "backoff_max", "max_body_bytes", "request_deadline", "max_pages"}
-)
-
 
 class PostHogWaitError(PostHogError):
     """A deferred wait could not read PostHog (it kept failing) or resumed with an invalid event."""
@@ -87,17 +84,9 @@ def raise_wait_error(
 
 
 def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
-    """Hook options that can travel to the triggerer: known names, plain numbers only."""
+    """Hook options that can travel to the triggerer, checked as the hook checks them."""
     params = dict(hook_params or {})
-    for name, value in params.items():
-        if name not in HOOK_PARAMS:
-            raise ValueError(f"Invalid hook_params key {name!r}: expected one of {sorted(HOOK_PARAMS)}.")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"Invalid hook_params {name} {value!r}: expected a number.")
-        # The hook's own check (finite, in range), so a bad value fails when the DAG is parsed.
-        from airflow_provider_phenv.hooks.options import check_hook_option
-
-        check_hook_option(name, value)
+    HookOptions.of(params, "hook_params")
     return params
 
 

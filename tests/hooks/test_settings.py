@@ -96,8 +96,8 @@ def test_missing_project_id_is_a_clear_error_before_any_request(monkeypatch):
     ("uri", "message"),
     [
         ("posthog://:k@us.posthog.com/?api_prefix=v2", "api_prefix must be one of environments, projects"),
-        ("posthog://:k@us.posthog.com/?timeout=soon", "'timeout' must be a non-negative number, got 'soon'"),
-        ("posthog://:k@us.posthog.com/?max_retries=-1", "'max_retries' must be a non-negative number"),
+        ("posthog://:k@us.posthog.com/?timeout=soon", "'timeout' must be a finite number > 0, got 'soon'"),
+        ("posthog://:k@us.posthog.com/?max_retries=-1", "'max_retries' must be a finite integer >= 0"),
         ("posthog://:k@us.posthog.com/?project_id=abc", "Invalid project_id 'abc'"),
     ],
 )

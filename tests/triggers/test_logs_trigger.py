@@ -81,7 +81,7 @@ def test_bad_kwargs_fail_at_construction():
         make_trigger(utcnow(), failure_pattern="(")
     with pytest.raises(ValueError, match="Invalid cursor"):
         make_trigger(utcnow(), cursor={"seen": []})
-    with pytest.raises(ValueError, match="Invalid hook_params"):
+    with pytest.raises(ValueError, match=r"Invalid backoff .fast. in hook_params"):
         make_trigger(utcnow(), hook_params={"backoff": "fast"})
 
 
