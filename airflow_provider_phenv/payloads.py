@@ -7,6 +7,7 @@ bad value fails at DAG parse time when it can.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_phenv.validation import (
@@ -67,39 +68,50 @@ def check_batch_export_payload(payload: Any) -> dict[str, Any]:
     return payload
 
 
-def dashboard_payload(
-    *,
-    name: str,
-    description: str | None = None,
-    pinned: bool | None = None,
-    tags: list[str] | None = None,
-    restriction_level: int | None = None,
-    use_template: str | None = None,
-    use_dashboard: int | str | None = None,
-    **fields: Any,
-) -> dict[str, Any]:
-    """Validate dashboard fields and build the body of a create request."""
-    body: dict[str, Any] = {"name": check_non_empty_str("dashboard name", name, max_length=400)}
-    if description is not None:
-        if not isinstance(description, str):
-            raise ValueError(f"Invalid description {description!r}: expected a string.")
-        body["description"] = description
-    if pinned is not None:
-        body["pinned"] = check_bool("pinned", pinned)
-    if tags is not None:
-        if not isinstance(tags, (list, tuple)) or not all(
-            isinstance(tag, str) and tag.strip() for tag in tags
-        ):
-            raise ValueError(f"Invalid tags {tags!r}: expected a list of non-empty strings.")
-        body["tags"] = list(tags)
-    if restriction_level is not None:
-        body["restriction_level"] = check_choice("restriction_level", restriction_level, RESTRICTION_LEVELS)
-    if use_template is not None and use_dashboard is not None:
+def _check_description(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"Invalid {name} {value!r}: expected a string.")
+    return value
+
+
+def _check_tags(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) and tag.strip() for tag in value):
+        raise ValueError(f"Invalid {name} {value!r}: expected a list of non-empty strings.")
+    return list(value)
+
+
+#: A dashboard's own fields with their checks, written once: the hook's create and update, the
+#: dashboard operator's parameters and its ``if_exists="update"`` comparison all read them here.
+DASHBOARD_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "name": lambda _name, value: check_non_empty_str("dashboard name", value, max_length=400),
+    "description": _check_description,
+    "pinned": check_bool,
+    "tags": _check_tags,
+    "restriction_level": lambda name, value: check_choice(name, value, RESTRICTION_LEVELS),
+    "use_template": check_non_empty_str,
+    "use_dashboard": check_positive_int,
+}
+#: The fields that only apply when a dashboard is created.
+CREATE_ONLY = ("use_template", "use_dashboard")
+
+
+def dashboard_payload(*, create: bool = True, **fields: Any) -> dict[str, Any]:
+    """
+    Check dashboard fields and build a request body: :data:`DASHBOARD_FIELDS` (those given as
+    ``None`` are left out) and any other field PostHog accepts (``filters``...), as given.
+
+    :param create: the body of a create (``name`` required) rather than of an update.
+    """
+    if create and fields.get("name") is None:
+        raise ValueError("A dashboard needs a name.")
+    if not create and any(fields.get(name) is not None for name in CREATE_ONLY):
+        raise ValueError("use_template and use_dashboard only apply when a dashboard is created.")
+    if fields.get("use_template") is not None and fields.get("use_dashboard") is not None:
         raise ValueError("use_template and use_dashboard cannot be used together: pick one.")
-    if use_template is not None:
-        body["use_template"] = check_non_empty_str("use_template", use_template)
-    if use_dashboard is not None:
-        body["use_dashboard"] = check_positive_int("use_dashboard", use_dashboard)
-    if "filters" in fields and fields["filters"] and not isinstance(fields["filters"], dict):
+    if fields.get("filters") and not isinstance(fields["filters"], dict):
         raise ValueError(f"Invalid filters {fields['filters']!r}: expected a dict.")
-    return {**body, **fields}
+    body = {name: value for name, value in fields.items() if name not in DASHBOARD_FIELDS}
+    for name, check in DASHBOARD_FIELDS.items():
+        if fields.get(name) is not None:
+            body[name] = check(name, fields[name])
+    return body

@@ -663,43 +663,19 @@ class PostHogHook(SyncClient):
         """
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
-    def create_dashboard(
-        self,
-        *,
-        name: str,
-        description: str | None = None,
-        pinned: bool | None = None,
-        tags: list[str] | None = None,
-        restriction_level: int | None = None,
-        use_template: str | None = None,
-        use_dashboard: int | None = None,
-        project_id: int | str | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
+    def create_dashboard(self, *, project_id: int | str | None = None, **fields: Any) -> dict[str, Any]:
         """
         Create a dashboard. Never re-sent after an ambiguous failure: a lost response raises
         :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
-        :param name: the dashboard's name.
-        :param description: its description.
-        :param pinned: pin it in the dashboards list.
-        :param tags: tags (a paid PostHog feature).
-        :param restriction_level: 21 (everyone in the project can edit) or 37 (only collaborators).
-        :param use_template: create from this template key.
-        :param use_dashboard: duplicate this dashboard id.
+        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.payloads.DASHBOARD_FIELDS`:
+            ``name`` (required), ``description``, ``pinned``, ``tags`` (a paid PostHog feature),
+            ``restriction_level`` (21 or 37), ``use_template`` (a template key), ``use_dashboard``
+            (an id to duplicate)) and any other PostHog accepts (``filters``, ``variables``...).
         :param project_id: project/environment id; default from the connection.
-        :param fields: other dashboard fields PostHog accepts (``filters``, ``variables``...).
         """
-        body = dashboard_payload(
-            name=name,
-            description=description,
-            pinned=pinned,
-            tags=tags,
-            restriction_level=restriction_level,
-            use_template=use_template,
-            use_dashboard=use_dashboard,
-            **fields,
-        )
+        body = dashboard_payload(**fields)
+        name = body["name"]
         call = ApiCall(
             method="POST",
             path="dashboards/",
@@ -725,12 +701,7 @@ class PostHogHook(SyncClient):
         """
         if not fields:
             raise ValueError("update_dashboard needs at least one field to change.")
-        if "use_template" in fields or "use_dashboard" in fields:
-            raise ValueError("use_template and use_dashboard only apply when a dashboard is created.")
-        name = fields.pop("name", None)
-        body = dashboard_payload(name=name if name is not None else "-", **fields)
-        if name is None:
-            del body["name"]
+        body = dashboard_payload(create=False, **fields)
         call = dashboard_call(
             dashboard_id, method="PATCH", body=body, project_id=project_id, expect=calls.DASHBOARD
         )

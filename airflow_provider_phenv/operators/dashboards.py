@@ -20,7 +20,7 @@ from airflow_provider_phenv.field_checks import extend, is_known, one_of, option
 from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
-from airflow_provider_phenv.payloads import dashboard_payload
+from airflow_provider_phenv.payloads import CREATE_ONLY, DASHBOARD_FIELDS, dashboard_payload
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
     DASHBOARD_ACCESS_LEVELS,
@@ -42,7 +42,7 @@ EVERYONE_CAN_EDIT = 21
 #: ``OrganizationMembership.Level.ADMIN``: admins (and owners, 15) manage every dashboard.
 ORGANIZATION_ADMIN = 8
 # Fields of the create payload that only apply when a dashboard is created.
-_CREATE_ONLY = ("name", "use_template", "use_dashboard")
+_CREATE_ONLY = ("name", *CREATE_ONLY)
 _STATE_KEY = "posthog_create_dashboard"
 # PostHog's search filter takes at most 200 characters; longer names are matched client-side.
 _MAX_SEARCH = 200
@@ -347,11 +347,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
 
     template_fields: Sequence[str] = (
         *PostHogBaseOperator.template_fields,
-        "name",
-        "description",
-        "tags",
-        "use_template",
-        "use_dashboard",
+        *DASHBOARD_FIELDS,
         "fields",
         "collaborators",
         "editors",
@@ -369,16 +365,6 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     #: Seconds to wait before each further look-up of a create whose answer was lost (3 look-ups,
     #: ~10 s in all): a create may commit after the client's read timeout.
     lost_create_waits: ClassVar[tuple[float, ...]] = (3.0, 7.0)
-    # The dashboard's own fields, checked together by ``dashboard_payload``.
-    payload_fields = (
-        "name",
-        "description",
-        "pinned",
-        "tags",
-        "restriction_level",
-        "use_template",
-        "use_dashboard",
-    )
 
     def __init__(
         self,
@@ -439,9 +425,9 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     def check_combination(self, values: dict[str, Any]) -> None:
         """The dashboard's fields are checked as one payload, once every one of them is known."""
         check_access_combination(values.get("editors"), values.get("viewers"))
-        if all(is_known(getattr(self, name)) for name in ("fields", *self.payload_fields)):
+        if all(is_known(getattr(self, name)) for name in ("fields", *DASHBOARD_FIELDS)):
             values["payload"] = dashboard_payload(
-                **{name: getattr(self, name) for name in self.payload_fields}, **self.fields
+                **{name: getattr(self, name) for name in DASHBOARD_FIELDS}, **self.fields
             )
 
     def execute(self, context: Context) -> dict[str, Any]:
