@@ -68,11 +68,6 @@ def _kinds_text(kinds: tuple[Any, ...]) -> str:
     return " or ".join("null" if kind is None else _NAMES.get(kind, kind.__name__) for kind in kinds)
 
 
-def any_json(value: Any) -> str | None:
-    """Any JSON value."""
-    return None
-
-
 def json_object(**fields: tuple[Any, ...]) -> Shape:
     """
     An object; each named field, when present, of one of the given types (``None`` for null).
@@ -215,12 +210,6 @@ class ApiCall:
     def subject(self) -> str:
         """What the call is about, with its project: ``batch export <id> in project 1``."""
         return self.resource if self.global_path else f"{self.resource} in project {self.project_id}"
-
-    def next_page(self, page: dict[str, Any]) -> ApiCall | None:
-        """The call for the page after ``page`` of a paginated list, or ``None`` after the last one."""
-        link = page.get("next")
-        # The link already carries every query parameter of the first request.
-        return replace(self, params=None, next_url=link) if link else None
 
 
 def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -351,6 +351,43 @@ USER_AGENT = f"airflow-provider-phenv/{__version__}"
 MAX_REDIRECTS = 5
 
 
+class Hop:
+    """
+    Where one attempt of a call is, hop by hop: the URL and query to send next, and how each answer
+    is judged. The sync and the async client drive the same hops, each with its own I/O.
+    """
+
+    def __init__(self, hook: PostHogHookBase, settings: PostHogSettings, call: ApiCall, url: str) -> None:
+        self.hook, self.settings, self.call = hook, settings, call
+        self.url, self.params, self.count = url, call.params, 0
+
+    @property
+    def path(self) -> str:
+        return self.hook._path(self.settings, self.url)
+
+    def redirected(self, status: int, headers: Any) -> bool:
+        """Whether the answer is a redirect to follow; if so, the next hop is set (same origin only)."""
+        if not 300 <= status < 400:
+            return False
+        # The Location carries its own query string.
+        self.url = self.hook._redirect_target(
+            self.settings, self.call, self.path, self.url, status, headers, self.count
+        )
+        self.params, self.count = None, self.count + 1
+        return True
+
+    def decoder(self, headers: Any) -> BodyDecoder:
+        return BodyDecoder(
+            headers.get("content-encoding"), self.settings.max_body_bytes, headers.get("content-length")
+        )
+
+    def unreadable(self, status: int, problem: ResponseProblem) -> PostHogAPIError:
+        return self.hook._problem(self.settings, self.call, self.path, status, problem)
+
+    def result(self, status: int, headers: Any, body: bytes) -> Any:
+        return self.hook._result(self.settings, self.call, self.path, status, headers, body)
+
+
 class PostHogHookBase(BaseHook):
     """What the sync and async hooks share: connection settings, URLs and response handling."""
 
@@ -419,6 +456,14 @@ class PostHogHookBase(BaseHook):
         if call.global_path:
             return call, f"{settings.base_url}/api/{call.path}"
         return call, f"{settings.base_url}/api/{settings.api_prefix}/{call.project_id}/{call.path}"
+
+    def _pager(self, settings: PostHogSettings, call: ApiCall) -> ListPager:
+        """The pages of a list call, recognised by the URLs they are sent to."""
+        return ListPager(
+            self._prepare(settings, call)[0],
+            settings.max_pages,
+            lambda page: settings.scrub(self._prepare(settings, page)[1]),
+        )
 
     @staticmethod
     def _same_origin_url(settings: PostHogSettings, url: str) -> str:
@@ -585,6 +630,17 @@ class PostHogHookBase(BaseHook):
             return self._outcome_unknown(call, path, None, cause)
         return PostHogDeadlineError(
             request_sent=True, method=call.method, path=path, resource=call.subject, detail=cause
+        )
+
+    def _transport_failure(
+        self, settings: PostHogSettings, call: ApiCall, path: str, error: BaseException, *, sent: bool
+    ) -> PostHogAPIError:
+        """A request that got no answer: its outcome unknown for a create that may have been sent."""
+        cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
+        if sent and not call.repeatable:
+            return self._outcome_unknown(call, path, None, cause)
+        return PostHogTransportError(
+            request_sent=sent, method=call.method, path=path, resource=call.subject, detail=cause
         )
 
     def _redirect_target(
@@ -785,13 +841,12 @@ class SyncClient(PostHogHookBase):
                 raise self._transport_error(settings, call, path, error) from None
 
     def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str, deadline: Deadline) -> Any:
-        params, hops = call.params, 0
+        hop = Hop(self, settings, call, url)
         while True:
-            path = self._path(settings, url)
             response = self.session.request(
                 call.method,
-                url,
-                params=params,
+                hop.url,
+                params=hop.params,
                 json=call.body,
                 timeout=(settings.connect_timeout, settings.timeout),
                 allow_redirects=False,
@@ -799,31 +854,21 @@ class SyncClient(PostHogHookBase):
             )
             try:
                 status, headers = response.status_code, response.headers
-                if 300 <= status < 400:
-                    # The Location carries its own query string.
-                    url, params, hops = (
-                        self._redirect_target(settings, call, path, url, status, headers, hops),
-                        None,
-                        hops + 1,
-                    )
+                if hop.redirected(status, headers):
                     continue
                 try:
-                    decoder = BodyDecoder(
-                        headers.get("content-encoding"),
-                        settings.max_body_bytes,
-                        headers.get("content-length"),
-                    )
+                    decoder = hop.decoder(headers)
                     for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
                         decoder.feed(chunk)
                         deadline.check()
                     body = decoder.finish()
                 except ResponseProblem as problem:
-                    raise self._problem(settings, call, path, status, problem) from None
+                    raise hop.unreadable(status, problem) from None
                 if deadline.fired:
-                    raise self._deadline_error(settings, call, path)
+                    raise self._deadline_error(settings, call, hop.path)
             finally:
                 response.close()
-            return self._result(settings, call, path, status, headers, body)
+            return hop.result(status, headers, body)
 
     def _transport_error(
         self, settings: PostHogSettings, call: ApiCall, path: str, error: BaseException
@@ -849,23 +894,14 @@ class SyncClient(PostHogHookBase):
             getattr(reason, "reason", reason), NewConnectionError
         )
         sent = not isinstance(error, requests.ConnectTimeout) and not refused
-        cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
-        if sent and not call.repeatable:
-            return self._outcome_unknown(call, path, None, cause)
-        return PostHogTransportError(
-            request_sent=sent, method=call.method, path=path, resource=call.subject, detail=cause
-        )
+        return self._transport_failure(settings, call, path, error, sent=sent)
 
     def _paginate(self, call: ApiCall) -> Iterator[dict[str, Any]]:
         """
         Yield every result of a paginated list (limit/offset or cursor), following ``next`` links;
         a link back to a page already read, or more than ``max_pages`` pages, is an error.
         """
-        settings = self.settings
-        call = self._prepare(settings, call)[0]
-        pager = ListPager(
-            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
-        )
+        pager = self._pager(self.settings, call)
         while pager.call is not None:
             yield from pager.take(self._call(pager.call))
 
@@ -969,48 +1005,28 @@ class AsyncClient(PostHogHookBase):
 
     async def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         client = await self._get_client()
-        params, hops = call.params, 0
+        hop = Hop(self, settings, call, url)
         while True:
-            path = self._path(settings, url)
             try:
-                async with client.stream(call.method, url, params=params, json=call.body) as response:
+                async with client.stream(call.method, hop.url, params=hop.params, json=call.body) as response:
                     status, headers = response.status_code, response.headers
-                    if 300 <= status < 400:
-                        # The Location carries its own query string.
-                        url, params, hops = (
-                            self._redirect_target(settings, call, path, url, status, headers, hops),
-                            None,
-                            hops + 1,
-                        )
+                    if hop.redirected(status, headers):
                         continue
                     try:
-                        decoder = BodyDecoder(
-                            headers.get("content-encoding"),
-                            settings.max_body_bytes,
-                            headers.get("content-length"),
-                        )
+                        decoder = hop.decoder(headers)
                         async for chunk in response.aiter_raw(CHUNK_BYTES):
                             decoder.feed(chunk)
                         body = decoder.finish()
                     except ResponseProblem as problem:
-                        raise self._problem(settings, call, path, status, problem) from None
+                        raise hop.unreadable(status, problem) from None
             except httpx.TransportError as error:
                 sent = not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
-                cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
-                if sent and not call.repeatable:
-                    raise self._outcome_unknown(call, path, None, cause) from None
-                raise PostHogTransportError(
-                    request_sent=sent, method=call.method, path=path, resource=call.subject, detail=cause
-                ) from None
-            return self._result(settings, call, path, status, headers, body)
+                raise self._transport_failure(settings, call, hop.path, error, sent=sent) from None
+            return hop.result(status, headers, body)
 
     async def _paginate(self, call: ApiCall) -> AsyncIterator[dict[str, Any]]:
         """Async :meth:`PostHogHook._paginate`."""
-        settings = await self.get_settings()
-        call = self._prepare(settings, call)[0]
-        pager = ListPager(
-            call, settings.max_pages, lambda page: settings.scrub(self._prepare(settings, page)[1])
-        )
+        pager = self._pager(await self.get_settings(), call)
         while pager.call is not None:
             for result in pager.take(await self._call(pager.call)):
                 yield result
