@@ -46,21 +46,20 @@ def test_html_fault_is_a_proxy_error_page(api, emulator):
     assert "<h1>502 Bad Gateway</h1>" in response.text
 
 
-def test_drop_closes_the_connection_before_anything_is_committed(api, emulator):
-    emulator.faults.add("drop", path="/pause")
+@pytest.mark.parametrize(
+    ("kind", "match", "committed"),
+    [
+        pytest.param("drop", {"path": "/pause"}, False, id="drop-closes-before-anything-is-committed"),
+        pytest.param("lost_response", {"method": "POST"}, True, id="lost_response-commits-the-write"),
+    ],
+)
+def test_a_closed_connection_commits_only_what_was_handled(api, emulator, kind, match, committed):
+    emulator.faults.add(kind, **match)
     with pytest.raises(requests.ConnectionError):
         api.post(PAUSE)
-    assert emulator.state.get_batch_export(SEED.s3_export_id)["paused"] is False
+    assert emulator.state.get_batch_export(SEED.s3_export_id)["paused"] is committed
     assert emulator.requests[-1].status is None
-
-
-def test_lost_response_commits_the_write(api, emulator):
-    emulator.faults.add("lost_response", method="POST")
-    with pytest.raises(requests.ConnectionError):
-        api.post(PAUSE)
-    assert emulator.state.get_batch_export(SEED.s3_export_id)["paused"] is True
-    assert emulator.requests[-1].status is None
-    assert api.post(PAUSE).json() == {"paused": True}  # the retry sees the committed state
+    assert api.post(PAUSE).json() == {"paused": True}  # the retry sees the committed state, or commits
 
 
 def test_slow_fault_delays_then_answers(api, emulator):

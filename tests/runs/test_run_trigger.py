@@ -82,20 +82,25 @@ def test_a_restarted_trigger_resumes_the_wait_without_writing_anything(quick_run
     assert {record.method for record in api_requests(quick_runs)} == {"GET"}
 
 
-def test_the_deadline_is_a_timeout_event_and_nothing_is_cancelled_from_the_triggerer(quick_runs):
-    quick_runs.state.set_run_outcome(HOURLY, "completed", duration=60)
+def wait_past_the_deadline(emulator, seconds: float) -> tuple[str, dict]:
+    """Wait ``seconds`` for a backfill whose run takes a minute; its id and the trigger's event,
+    with the request log holding only the wait's requests."""
+    emulator.state.set_run_outcome(HOURLY, "completed", duration=60)
     backfill_id = start_backfill()
-    quick_runs.clear_requests()
-    payload = run_trigger(make_trigger(backfill_id=backfill_id, end_time=time.time() + 0.5)).payload
+    emulator.clear_requests()
+    return backfill_id, run_trigger(
+        make_trigger(backfill_id=backfill_id, end_time=time.time() + seconds)
+    ).payload
+
+
+def test_the_deadline_is_a_timeout_event_and_nothing_is_cancelled_from_the_triggerer(quick_runs):
+    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.5)
     assert payload["status"] == "timeout" and payload["backfill_id"] == backfill_id
     assert {record.method for record in api_requests(quick_runs)} == {"GET"}
 
 
 def test_an_idle_poll_is_one_small_request(quick_runs):
-    quick_runs.state.set_run_outcome(HOURLY, "completed", duration=60)
-    backfill_id = start_backfill()
-    quick_runs.clear_requests()
-    payload = run_trigger(make_trigger(backfill_id=backfill_id, end_time=time.time() + 0.55)).payload
+    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.55)
     assert payload["status"] == "timeout"
     polls = api_requests(quick_runs)
     assert len(polls) >= 3
