@@ -141,7 +141,9 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
         export_id=SEED.postgres_export_id,
         created_at=created + timedelta(hours=2),
     )
-    paused_at = hour - timedelta(hours=2)
+    # Two hours ago, but never before today's midnight (UTC): the daily export's pause stays within
+    # one interval whatever the time of day, as the seed promises.
+    paused_at = max(hour - timedelta(hours=2), hour.replace(hour=0))
     state.add_batch_export(
         "Snowflake nightly export (paused)",
         {
