@@ -8,8 +8,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_phenv.field_checks import CheckedFields
 from airflow_provider_phenv.hooks.posthog import PostHogHook
+from airflow_provider_phenv.validation import CheckedFields
 
 
 class PostHogBaseOperator(CheckedFields, BaseOperator):
@@ -17,7 +17,7 @@ class PostHogBaseOperator(CheckedFields, BaseOperator):
     Base of the PostHog operators.
 
     Subclasses declare their inputs' checks in ``field_checks`` (see
-    :mod:`airflow_provider_phenv.field_checks`): literal values are checked when the DAG is parsed,
+    :mod:`airflow_provider_phenv.validation`): literal values are checked when the DAG is parsed,
     rendered ones by :meth:`checked_fields` at the start of ``execute``.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)

@@ -24,7 +24,6 @@ from airflow_provider_phenv.errors import (
     PostHogError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.field_checks import extend, optional
 from airflow_provider_phenv.hooks.posthog import find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
@@ -37,7 +36,9 @@ from airflow_provider_phenv.validation import (
     check_backfill_range,
     check_bool,
     check_uuid,
+    extend,
     format_timestamp,
+    optional,
     parse_timestamp,
 )
 from airflow_provider_phenv.waits import (

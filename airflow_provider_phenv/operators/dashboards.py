@@ -16,7 +16,6 @@ from airflow_provider_phenv.errors import (
     PostHogNotFoundError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.field_checks import extend, is_known, one_of, optional
 from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.base import PostHogBaseOperator
@@ -26,6 +25,10 @@ from airflow_provider_phenv.validation import (
     DASHBOARD_ACCESS_LEVELS,
     check_positive_int,
     check_uuid,
+    extend,
+    is_known,
+    one_of,
+    optional,
 )
 from airflow_provider_phenv.waits import read_state, write_state
 

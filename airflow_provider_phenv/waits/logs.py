@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_phenv.field_checks import Check, optional
 from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.validation import (
+    Check,
     check_log_levels,
     check_non_empty_str,
     check_regex,
     format_timestamp,
+    optional,
     parse_timestamp,
 )
 from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, read_state, write_state
@@ -173,7 +174,7 @@ def check_settle(name: str, value: Any) -> float:
     return float(value)
 
 
-#: The check of each criterion, by the sensor parameter's name (see :mod:`.field_checks`).
+#: The check of each criterion, by the sensor parameter's name (see ``CheckedFields`` in validation).
 CRITERIA_CHECKS: dict[str, Check] = {
     "level": optional(check_log_levels),
     "message_pattern": optional(check_regex),

@@ -16,11 +16,11 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_phenv.errors import PostHogError
-from airflow_provider_phenv.sensors.base import TaskDeferralTimeout
 from airflow_provider_phenv.sensors.batch_exports import (
     PostHogBatchExportLogError,
     PostHogBatchExportLogsSensor,
     PostHogBatchExportLogsWatchError,
+    TaskDeferralTimeout,
 )
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
