@@ -95,8 +95,8 @@ def get_provider_info() -> dict[str, Any]:
         "asset-uris": [
             {
                 "schemes": ["posthog"],
-                "handler": "airflow_provider_phenv.assets.sanitize_uri",
-                "factory": "airflow_provider_phenv.assets.create_asset",
+                "handler": "airflow_provider_phenv.lineage.sanitize_uri",
+                "factory": "airflow_provider_phenv.lineage.create_asset",
                 "to_openlineage_converter": "airflow_provider_phenv.lineage.asset_to_openlineage",
             }
         ],

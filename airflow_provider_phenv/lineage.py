@@ -1,66 +1,244 @@
 """
-OpenLineage for PostHog batch exports: what an export reads, where it writes, how many rows.
+Data-aware scheduling and lineage for PostHog batch exports.
 
-Optional: ``pip install airflow-provider-phenv[openlineage]`` brings
-``apache-airflow-providers-openlineage``. Without it nothing here is imported by DAG parsing or by
-the operators; :class:`PostHogLineageMixin` only records plain values during ``execute`` and builds
-OpenLineage objects when the OpenLineage listener asks for them after the task.
-
-From a batch export as ``GET batch_exports/{id}/`` returns it (``model``, ``destination {type,
-config}``) and its runs:
-
-- **input**: the PostHog model exported, namespace ``posthog://<host>``, name
-  ``<project_id>.<model>`` (``events``, ``persons``, ``sessions``, ``hogql``);
-- **output**: the destination, named by OpenLineage's naming conventions (spec ``Naming.md``,
-  ``openlineage.client.naming.dataset``):
-
-  ==================  ===================================================  ==========================
-  destination type    namespace                                            name
-  ==================  ===================================================  ==========================
-  AwsS3, S3Compat.    ``s3://<bucket_name>``                               ``<prefix>`` (``/`` if none)
-  BigQuery            ``bigquery``                                         ``<project>.<dataset>.<table>``
-  Snowflake           ``snowflake://<account>``                            ``<database>.<schema>.<table>``
-  Postgres            ``postgres://<host>:<port>``                         ``<database>.<schema>.<table>``
-  Redshift            ``redshift://<cluster>.<region>:<port>``             ``<database>.<schema>.<table>``
-  Databricks          ``databricks://<workspace host>``                    ``<catalog>.<schema>.<table>``
-  AzureBlob           ``wasbs://<container>@<account>.dfs.core.windows.net``  ``<prefix>`` (``/`` if none)
-  ==================  ===================================================  ==========================
-
-  (Airflow's Databricks provider names Unity Catalog tables this way; OpenLineage's own WASBS
-  helper uses the ``dfs`` host shown.) HTTP, Workflows, NoOp and FileDownload have no dataset.
-- **row counts**: the sum of the runs' ``records_completed`` (and ``bytes_exported``) in the
-  output's ``outputStatistics`` facet;
-- **custom facets**: job facet ``posthogBatchExport`` (the export) and run facet
-  ``posthogBatchExportRuns`` (backfill id and runs).
-
-Newer PostHog builds keep some connection details in the export's *integration*, which GET does
-not return: the Snowflake account, the BigQuery project (when not in the config), the Databricks
-workspace host and the Azure storage account. Pass them as ``integration_config``
-(``{"account": ...}``, ``{"project_id": ...}``, ``{"server_hostname": ...}``,
-``{"storage_account": ...}``); without them the output is left out (with a warning) rather than
-named wrongly.
+The ``posthog://`` asset URI scheme, an asset with its watcher, the extras tasks attach to their
+outlets' asset events, and OpenLineage for exports (the optional ``openlineage`` extra). The URI
+form, the dataset names and the facets: docs/airflow-internals.md, "Assets and OpenLineage".
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from airflow_provider_phenv.waits.events import run_summary
+# Airflow imports this module to check every posthog:// URI, so nothing heavy is imported at the
+# top: the trigger (and its HTTP client) only when an asset gets a watcher, OpenLineage only when
+# the listener asks for lineage after a task.
+from airflow_provider_phenv.validation import check_project_id, check_uuid
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Asset
 
 __all__ = [
+    "SCHEME",
     "PostHogLineageMixin",
     "asset_to_openlineage",
+    "attach_outlet_extras",
+    "batch_export_asset",
     "batch_export_lineage",
+    "batch_export_outlet_extra",
+    "batch_export_uri",
+    "create_asset",
     "destination_dataset_name",
     "input_dataset_name",
+    "parse_uri",
+    "sanitize_uri",
 ]
+
+SCHEME = "posthog"
+URI_FORM = f"{SCHEME}://<host>/<project_id>/batch_exports/<batch export UUID>"
+_PATH = re.compile(r"^/(?P<project_id>[^/]+)/batch_exports/(?P<batch_export_id>[^/]+)$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _netloc(host: str) -> str:
+    """``eu.posthog.com`` from ``https://eu.posthog.com/`` or ``eu.posthog.com``; lower case."""
+    text = host.strip()
+    return (urlsplit(text).netloc if "://" in text else text.rstrip("/")).lower()
+
+
+def _uri_host(host: str) -> str:
+    """The host of an asset URI: :func:`_netloc`, refusing what is not a host name."""
+    netloc = _netloc(host) if isinstance(host, str) else ""
+    if not _HOST.match(netloc):
+        raise ValueError(f"Invalid host {host!r}: expected a PostHog host such as 'eu.posthog.com'.")
+    return netloc
+
+
+def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) -> str:
+    """
+    The asset URI of a batch export.
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: the PostHog project (environment) id.
+    :param host: the PostHog host, with or without ``https://`` (``us.posthog.com``,
+        ``eu.posthog.com``, a self-hosted name, ``127.0.0.1:8010`` for the emulator).
+    """
+    project = check_project_id(project_id)
+    if project == "@current":
+        raise ValueError("Invalid project_id '@current': an asset URI needs the project's numeric id.")
+    authority = _uri_host(host)
+    return f"{SCHEME}://{authority}/{project}/batch_exports/{check_uuid('batch_export_id', batch_export_id)}"
+
+
+def sanitize_uri(uri: SplitResult) -> SplitResult:
+    """
+    Airflow's URI handler for the ``posthog`` scheme: check the form and normalise case.
+
+    :raises ValueError: naming the expected form, for a URI without a host, with a query, or
+        whose path is not ``/<project_id>/batch_exports/<UUID>``.
+    """
+    text = uri.geturl()
+    problem = None
+    match = _PATH.match(uri.path)
+    if not uri.netloc:
+        problem = "it has no host"
+    elif uri.query:
+        problem = "it has a query string"
+    elif match is None:
+        problem = "its path is not /<project_id>/batch_exports/<UUID>"
+    else:
+        try:
+            normalised = batch_export_uri(
+                match["batch_export_id"], project_id=match["project_id"], host=uri.netloc
+            )
+        except ValueError as error:
+            problem = str(error)
+        else:
+            return urlsplit(normalised)
+    raise ValueError(f"Invalid PostHog asset URI {text!r}: {problem}; expected {URI_FORM}.")
+
+
+def parse_uri(uri: str) -> dict[str, str]:
+    """``{"host", "project_id", "batch_export_id"}`` from a PostHog asset URI (checked)."""
+    parts = urlsplit(uri)
+    if parts.scheme != SCHEME:
+        raise ValueError(f"Invalid PostHog asset URI {uri!r}: expected {URI_FORM}.")
+    parts = sanitize_uri(parts)
+    match = _PATH.match(parts.path)
+    assert match is not None
+    return {
+        "host": parts.netloc,
+        "project_id": match["project_id"],
+        "batch_export_id": match["batch_export_id"],
+    }
+
+
+def create_asset(*, batch_export_id: str, project_id: int | str, host: str, **kwargs: Any) -> Asset:
+    """Airflow's asset factory for the ``posthog`` scheme: an Asset without a watcher."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=batch_export_uri(batch_export_id, project_id=project_id, host=host), **kwargs)
+
+
+def batch_export_asset(
+    batch_export_id: str,
+    *,
+    project_id: int | str,
+    host: str,
+    statuses: str | Sequence[str] = ("Completed",),
+    poll_interval: float = 60,
+    posthog_conn_id: str = "posthog_default",
+    shared_poll: bool = True,
+    name: str | None = None,
+    group: str = "posthog",
+    extra: dict[str, Any] | None = None,
+) -> Asset:
+    """
+    The Asset of a PostHog batch export, updated each time one of its runs reaches ``statuses``.
+
+    A DAG with ``schedule=[asset]`` then runs once per such run (Airflow merges events that arrive
+    within one scheduler loop into one DAG run: read every ``triggering_asset_events`` entry). Each
+    asset event's ``extra["payload"]`` is the run: ``batch_export_id``, ``run_id``, ``status``,
+    ``data_interval_start``, ``data_interval_end``, ``records_completed``, ``latest_error``.
+
+    :param batch_export_id: the export's UUID.
+    :param project_id: the PostHog project id the export belongs to (also what the watcher reads).
+    :param host: the PostHog host of the connection, for the URI (``eu.posthog.com``).
+    :param statuses: run statuses that update the asset.
+    :param poll_interval: seconds between polls of PostHog.
+    :param posthog_conn_id: the connection the watcher uses.
+    :param shared_poll: on Airflow 3.3, share one poll with sibling watchers (see the trigger).
+    :param name: the asset name; default: its URI.
+    :param group: the asset group.
+    :param extra: the asset's own extra.
+    """
+    from airflow.sdk import Asset, AssetWatcher
+
+    from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunEventTrigger
+
+    uri = batch_export_uri(batch_export_id, project_id=project_id, host=host)
+    trigger = PostHogBatchExportRunEventTrigger(
+        batch_export_id,
+        statuses=statuses,
+        poll_interval=poll_interval,
+        posthog_conn_id=posthog_conn_id,
+        project_id=project_id,
+        shared_poll=shared_poll,
+    )
+    watcher = AssetWatcher(
+        name=f"posthog_runs_{'_'.join(trigger.statuses).lower()}_{trigger.batch_export_id}",
+        trigger=trigger,
+    )
+    return Asset(name=name or uri, uri=uri, group=group, extra=extra or {}, watchers=[watcher])
+
+
+# -- extras for the asset events a task emits ----------------------------------------------------
+
+
+def batch_export_outlet_extra(
+    batch_export_id: str,
+    runs: Iterable[Mapping[str, Any]],
+    *,
+    backfill_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    The extra of an asset event about some runs of a batch export (plain JSON values).
+
+    ``{"batch_export_id", "backfill_id", "run_ids", "statuses", "data_interval_start",
+    "data_interval_end", "records_completed"}``: the interval spans every run's interval; records
+    are summed over the runs that report them (None when none does).
+
+    :param batch_export_id: the export's UUID.
+    :param runs: runs as PostHog returns them (``id``, ``status``, ``data_interval_start``/``end``,
+        ``records_completed``), or as the run sensor returns them.
+    :param backfill_id: the backfill the runs belong to, if any.
+    """
+    items = list(runs)
+    starts = [run["data_interval_start"] for run in items if run.get("data_interval_start")]
+    ends = [run["data_interval_end"] for run in items if run.get("data_interval_end")]
+    records = [run["records_completed"] for run in items if isinstance(run.get("records_completed"), int)]
+    return {
+        "batch_export_id": check_uuid("batch_export_id", batch_export_id),
+        "backfill_id": backfill_id,
+        "run_ids": [run["id"] for run in items],
+        "statuses": sorted({run["status"] for run in items if run.get("status")}),
+        # ISO 8601 strings in UTC from PostHog sort in time order.
+        "data_interval_start": min(starts) if starts else None,
+        "data_interval_end": max(ends) if ends else None,
+        "records_completed": sum(records) if records else None,
+    }
+
+
+def attach_outlet_extras(context: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
+    """
+    Add ``extra`` to the asset event of each Asset the running task declares as an outlet.
+
+    For operators and sensors to call at the end of ``execute`` (or ``execute_complete``). Asset
+    aliases are left alone. Returns how many outlets got the extra (0 when the task has none).
+
+    :param context: the task's context (``task`` and ``outlet_events`` are read).
+    :param extra: e.g. :func:`batch_export_outlet_extra`.
+    """
+    task = context.get("task")
+    outlets = getattr(task, "outlets", None) or []
+    events = context.get("outlet_events")
+    if events is None:
+        return 0
+    from airflow.sdk import Asset
+
+    count = 0
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            events[outlet].extra.update(dict(extra))
+            count += 1
+    return count
+
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +253,9 @@ class MissingLineageDetail(ValueError):
     """The export's GET lacks a detail its destination's dataset name needs."""
 
 
-def _host(host: str) -> str:
-    text = host.strip()
-    return (urlsplit(text).netloc if "://" in text else text.rstrip("/")).lower()
-
-
 def input_dataset_name(export: Mapping[str, Any], *, host: str, project_id: int | str) -> tuple[str, str]:
     """The PostHog data an export reads: ``("posthog://<host>", "<project>.<model>")``."""
-    return f"posthog://{_host(host)}", f"{project_id}.{export.get('model') or 'events'}"
+    return f"posthog://{_netloc(host)}", f"{project_id}.{export.get('model') or 'events'}"
 
 
 def _need(config: Mapping[str, Any], key: str, kind: str, hint: str = "") -> str:
@@ -105,7 +278,9 @@ def destination_dataset_name(
     ``(namespace, name)`` of the dataset a destination writes, or None when it writes none.
 
     :param destination: ``{"type", "config"}`` as GET returns it.
-    :param integration_config: details kept in the export's integration (see the module doc).
+    :param integration_config: details PostHog keeps in the export's integration, which GET does
+        not return: the Snowflake ``account``, the BigQuery ``project_id`` (when not in the
+        config), the Databricks ``server_hostname``, the Azure ``storage_account``.
     :raises MissingLineageDetail: when a detail the name needs is in neither.
     """
     kind = str(destination.get("type"))
@@ -136,7 +311,7 @@ def destination_dataset_name(
         authority = f"{match['cluster']}.{match['region']}" if match else host
         return f"redshift://{authority}:{port}", table
     if kind == "Databricks":
-        workspace = _host(_need(config, "server_hostname", kind, hint="integration"))
+        workspace = _netloc(_need(config, "server_hostname", kind, hint="integration"))
         name = ".".join(_need(config, key, kind) for key in ("catalog", "schema", "table_name"))
         return f"databricks://{workspace}", name
     if kind == "AzureBlob":
@@ -151,6 +326,40 @@ def _total(runs: list[Mapping[str, Any]], key: str) -> int | None:
         run[key] for run in runs if isinstance(run.get(key), int) and not isinstance(run.get(key), bool)
     ]
     return sum(values) if values else None
+
+
+@functools.cache
+def _facets() -> tuple[type[Any], type[Any]]:
+    """
+    The provider's custom OpenLineage facets (job, run), defined on first use: they need the
+    ``openlineage`` extra. Like the OpenLineage provider's own Airflow facets, they keep the base
+    facet's schema URL; their fields are camelCase, as OpenLineage writes them.
+    """
+    from attrs import define, field
+    from openlineage.client.facet_v2 import JobFacet, RunFacet
+
+    @define
+    class PostHogBatchExportJobFacet(JobFacet):
+        """The PostHog batch export a task acts on."""
+
+        batchExportId: str
+        name: str | None = None
+        model: str | None = None
+        destinationType: str | None = None
+        interval: str | None = None
+        projectId: str | None = None
+
+    @define
+    class PostHogBatchExportRunsRunFacet(RunFacet):
+        """The batch export runs (and backfill) a task started or waited for."""
+
+        backfillId: str | None = None
+        runs: list[dict[str, Any]] = field(factory=list)
+        recordsCompleted: int | None = None
+
+    for facet in (PostHogBatchExportJobFacet, PostHogBatchExportRunsRunFacet):
+        facet.__qualname__ = facet.__name__
+    return PostHogBatchExportJobFacet, PostHogBatchExportRunsRunFacet
 
 
 def batch_export_lineage(
@@ -179,10 +388,9 @@ def batch_export_lineage(
     )
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_phenv._lineage_facets import (
-        PostHogBatchExportJobFacet,
-        PostHogBatchExportRunsRunFacet,
-    )
+    from airflow_provider_phenv.waits.events import run_summary
+
+    job_facet, runs_facet = _facets()
 
     items = list(runs)
     project = project_id if project_id not in (None, "") else export.get("team_id")
@@ -205,7 +413,7 @@ def batch_export_lineage(
         inputs=[InputDataset(namespace=namespace, name=name)],
         outputs=outputs,
         job_facets={
-            "posthogBatchExport": PostHogBatchExportJobFacet(
+            "posthogBatchExport": job_facet(
                 batchExportId=str(export.get("id")),
                 name=export.get("name"),
                 model=export.get("model") or "events",
@@ -215,7 +423,7 @@ def batch_export_lineage(
             )
         },
         run_facets={
-            "posthogBatchExportRuns": PostHogBatchExportRunsRunFacet(
+            "posthogBatchExportRuns": runs_facet(
                 backfillId=backfill_id,
                 runs=[run_summary(run) for run in items],
                 recordsCompleted=_total(items, "records_completed"),
@@ -230,8 +438,8 @@ class PostHogLineageMixin:
 
     Call :meth:`record_posthog_lineage` in ``execute`` (or ``execute_complete``) with the export as
     GET returned it and the runs; without the ``openlineage`` extra it only stores plain values and
-    nothing is ever built. An operator may set ``lineage_integration_config`` (see the module doc)
-    for destinations whose names PostHog keeps in the integration.
+    nothing is ever built. An operator may set ``lineage_integration_config`` for destinations
+    whose names PostHog keeps in the integration (see :func:`destination_dataset_name`).
     """
 
     _posthog_lineage: dict[str, Any] | None = None
@@ -276,8 +484,6 @@ def asset_to_openlineage(asset: Any, lineage_context: Any = None) -> Any:
     Namespace ``posthog://<host>``, name ``<project_id>.batch_exports.<batch export UUID>``.
     """
     from airflow.providers.common.compat.openlineage.facet import Dataset
-
-    from airflow_provider_phenv.assets import parse_uri
 
     parts = parse_uri(asset.uri)
     return Dataset(

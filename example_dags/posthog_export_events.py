@@ -20,7 +20,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_phenv.assets import batch_export_asset
+from airflow_provider_phenv.lineage import batch_export_asset
 
 exported_events = batch_export_asset(
     os.environ.get("POSTHOG_BATCH_EXPORT_ID", "01900000-0000-7000-8000-0000000000e1"),

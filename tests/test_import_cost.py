@@ -42,7 +42,7 @@ ASSET_PROBE = """
 import json, sys
 import airflow.sdk
 before = set(sys.modules)
-from airflow_provider_phenv.assets import batch_export_asset
+from airflow_provider_phenv.lineage import batch_export_asset
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 asset = batch_export_asset("01900000-0000-7000-8000-0000000000e1", project_id=1, host="us.posthog.com")
 print(json.dumps(sorted(set(sys.modules) - before)))
@@ -50,7 +50,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 
 # A watched asset needs its trigger when the DAG is parsed, but neither requests (the sync hook's
 # transport) nor anything of OpenLineage, which only the lineage listener loads after a task.
-NOT_FOR_ASSETS = ("requests", "urllib3", "openlineage", "airflow_provider_phenv._lineage_facets")
+NOT_FOR_ASSETS = ("requests", "urllib3", "openlineage")
 
 
 def test_dag_parsing_with_a_watched_asset_does_not_import_requests_or_openlineage():

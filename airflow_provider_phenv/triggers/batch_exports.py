@@ -362,22 +362,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
 
 # -- runs as asset events ------------------------------------------------------------------------
 #
-# What Airflow 3.3.2 offers an event trigger (read in its source, airflow/triggers/base.py,
-# airflow/triggers/shared_stream.py and airflow/jobs/triggerer_job_runner.py):
-#
-# - A BaseEventTrigger that watches assets gets ``self.asset_state_store`` from the triggerer before
-#   ``run()`` starts (one accessor per watched asset, async ``aget``/``aset``, values stored in the
-#   metadata database and kept across triggerer restarts). On 3.1 and 3.2 the attribute does not
-#   exist: the watch then starts afresh whenever the trigger (re)starts.
-# - Shared streams: event triggers whose ``shared_stream_key()`` compare equal get one poll loop
-#   (the classmethod ``open_shared_stream(kwargs)``, run once per group with one member's kwargs),
-#   whose raw items are broadcast to every member's ``filter_shared_stream()``; ``run()`` is then not
-#   called. A group ends when its last member leaves. Members that join late only see later items.
-# - Each event a watcher yields becomes one asset event per watched asset, with the extra
-#   ``{"from_trigger": True, "payload": <event payload>}`` (models/trigger.py ``submit_event``).
-# - Watcher triggers are matched to the DAG's watchers by a hash of classpath and ``serialize()``
-#   kwargs, so ``serialize()`` must return the same kwargs for the same watcher at every parse: the
-#   watch's progress lives in the state store, never in the kwargs.
+# What Airflow offers an event trigger (the asset state store, shared streams, how watchers are
+# matched to their DAG's): docs/airflow-internals.md, "Event triggers and shared streams".
 
 # PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
 _EXPORTS_PAGE = 10_000
@@ -450,7 +436,8 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self._paused: bool | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # Only the watcher's own arguments: see the note above the class.
+        # Only the watcher's own arguments, the same at every parse: Airflow matches watchers by a
+        # hash of classpath and kwargs (docs/airflow-internals.md, "Event triggers and shared streams").
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {

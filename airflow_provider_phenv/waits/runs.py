@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_phenv.assets import attach_outlet_extras, batch_export_outlet_extra
 from airflow_provider_phenv.errors import PostHogBackfillNotVisibleError, PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import BACKFILL_ROW_GRACE
-from airflow_provider_phenv.lineage import PostHogLineageMixin
+from airflow_provider_phenv.lineage import (
+    PostHogLineageMixin,
+    attach_outlet_extras,
+    batch_export_outlet_extra,
+)
 from airflow_provider_phenv.validation import (
     check_uuid,
     format_timestamp,

@@ -10,7 +10,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from phenv_emulator import SEED
 
 import airflow_provider_phenv
-from airflow_provider_phenv.assets import (
+from airflow_provider_phenv.lineage import (
     attach_outlet_extras,
     batch_export_asset,
     batch_export_outlet_extra,
@@ -28,8 +28,8 @@ def test_the_scheme_is_registered_with_its_handler_factory_and_converter():
     (entry,) = airflow_provider_phenv.get_provider_info()["asset-uris"]
     assert entry == {
         "schemes": ["posthog"],
-        "handler": "airflow_provider_phenv.assets.sanitize_uri",
-        "factory": "airflow_provider_phenv.assets.create_asset",
+        "handler": "airflow_provider_phenv.lineage.sanitize_uri",
+        "factory": "airflow_provider_phenv.lineage.create_asset",
         "to_openlineage_converter": "airflow_provider_phenv.lineage.asset_to_openlineage",
     }
 

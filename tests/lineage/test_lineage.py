@@ -21,11 +21,11 @@ from airflow.providers.common.compat.openlineage.facet import (  # noqa: E402
 )
 from openlineage.client.serde import Serde  # noqa: E402
 
-from airflow_provider_phenv.assets import batch_export_uri  # noqa: E402
 from airflow_provider_phenv.lineage import (  # noqa: E402
     PostHogLineageMixin,
     asset_to_openlineage,
     batch_export_lineage,
+    batch_export_uri,
     destination_dataset_name,
 )
 

@@ -26,8 +26,7 @@ class NoOpenLineage(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoOpenLineage())
-from airflow_provider_phenv.lineage import PostHogLineageMixin
-from airflow_provider_phenv.assets import batch_export_asset
+from airflow_provider_phenv.lineage import PostHogLineageMixin, batch_export_asset
 
 class Operator(PostHogLineageMixin):
     pass
@@ -35,7 +34,7 @@ class Operator(PostHogLineageMixin):
 operator = Operator()
 operator.record_posthog_lineage({"id": "x", "model": "events"}, [], host="us.posthog.com")
 asset = batch_export_asset("01900000-0000-7000-8000-0000000000e1", project_id=1, host="us.posthog.com")
-ours = ("openlineage.", "airflow.providers.openlineage.", "airflow_provider_phenv._lineage")
+ours = ("openlineage.", "airflow.providers.openlineage.")
 loaded = sorted(
     name for name in sys.modules
     if (name == "openlineage" or name.startswith(ours)) and not name.endswith(".get_provider_info")
