@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         retry_after,
         run_waits,
         sensor_polls,
+        structure,
     )
     from benchmarks.harness import Bench, quiet_logs
 
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             9: lambda: budget_load.run(
                 sizes.budget_waits, sizes.budget_interval, sizes.budget_reveal, max_seconds=600
             ),
+            10: structure.run,
         }
         for item, run in items.items():
             if args.only and item not in args.only:

@@ -23,9 +23,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 # A copy keeps build/ and *.egg-info out of the work tree; --reinstall-package rebuilds it each run.
+# The emulator (its own distribution, emulator/) is installed beside it, as scripts/venv.sh does.
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-cp -r pyproject.toml README.md airflow_provider_phenv "$src/"
+cp -r pyproject.toml README.md airflow_provider_phenv emulator "$src/"
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" --compile-bytecode --no-deps \
-  --reinstall-package airflow-provider-phenv "$src"
+  --reinstall-package airflow-provider-phenv --reinstall-package airflow-provider-phenv-emulator \
+  "$src" "$src/emulator"
 exec "$VENV/bin/python" -m benchmarks --command "scripts/bench.sh${*:+ $*}" "$@"

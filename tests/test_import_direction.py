@@ -44,3 +44,26 @@ def test_the_hooks_import_nothing_from_the_waits_or_the_tasks():
 def test_the_waits_import_no_operator_sensor_or_trigger():
     above = ("operators", "sensors", "triggers")
     assert offenders("waits", tuple(f"{package.__name__}.{name}" for name in above)) == {}
+
+
+def product_imports(path: Path, *, top_level_only: bool = False) -> set[str]:
+    """The provider's modules an import in ``path`` names (only module-level ones if asked)."""
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == package.__name__}
+
+
+def test_the_input_checks_and_the_errors_import_no_other_provider_module():
+    assert product_imports(ROOT / "validation.py") == set()
+    assert product_imports(ROOT / "errors.py") == set()
+
+
+def test_lineage_imports_only_the_input_checks_when_airflow_checks_an_asset_uri():
+    # Airflow imports lineage.py for every posthog:// URI it checks (docs/airflow-internals.md).
+    assert product_imports(ROOT / "lineage.py", top_level_only=True) == {f"{package.__name__}.validation"}

@@ -42,6 +42,6 @@ def test_bench_smoke_runs_every_item(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["errors"] == {}
-    assert {figure["item"] for figure in results["figures"]} == {1, 2, 3, 4, 5, 6, 7, 8, 9}
+    assert {figure["item"] for figure in results["figures"]} == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
     assert results["meta"]["smoke"] is True
     assert "| # | figure |" in (tmp_path / "BENCHMARKS.md").read_text()
