@@ -134,10 +134,12 @@ class DashboardAccess:
     def check(self) -> None:
         """Refuse, before any write, what PostHog would refuse or silently ignore."""
         check_scopes(self.hook, ACCESS_SCOPES, ACCESS_TASKS)
-        require_access_control(self.hook, self.project_id, "editors, viewers and default_access")
+        organization_id = require_access_control(
+            self.hook, self.project_id, "editors, viewers and default_access"
+        )
         if not self.wanted.manages_members:
             return
-        members = self.hook.list_organization_members(project_id=self.project_id)
+        members = self.hook.list_organization_members(organization_id=organization_id)
         by_person: dict[str, dict[str, Any]] = {}
         for member in members:
             user = member.get("user") or {}
@@ -267,8 +269,11 @@ def check_scopes(hook: PostHogHook, scopes: Sequence[str], purpose: str) -> None
         )
 
 
-def require_access_control(hook: PostHogHook, project_id: str | None, what: str) -> None:
-    """Refuse, before any write, an organization without PostHog's access-control feature."""
+def require_access_control(hook: PostHogHook, project_id: str | None, what: str) -> str:
+    """Refuse, before any write, an organization without PostHog's access-control feature.
+
+    :return: the organization's id.
+    """
     try:
         organization = hook.get_organization(project_id=project_id)
     except PostHogAuthError as error:
@@ -288,6 +293,7 @@ def require_access_control(hook: PostHogHook, project_id: str | None, what: str)
             "everyone in the project able to edit. Enable the feature (a paid add-on, Organization "
             "settings > Billing), or drop them from the task."
         )
+    return str(organization.get("id"))
 
 
 def _about(dashboard: dict[str, Any]) -> str:

@@ -75,6 +75,8 @@ def test_alice_and_bob_edit_everyone_else_views_and_a_rerun_writes_nothing(emula
 
     emulator.clear_requests()
     again = op.execute({})
+    # The project is read once, for its organization; the members list reuses that id.
+    assert [r.path for r in api_requests(emulator)].count("/api/projects/1/") == 1
     assert again["created"] is False and again["access"] == result["access"]
     assert _writes(emulator) == []  # 0 writes the second time
     assert "already matches this task" in capfd.readouterr().out
