@@ -15,6 +15,21 @@ from tests.helpers.emulator import api_requests, connection_json
 FAST = {"backoff": 0.01, "backoff_max": 0.02}
 
 
+def _slow_reads_at_once(emulator, monkeypatch, count: int) -> list[dict]:
+    """``count`` async hooks read the same batch export at once, while PostHog takes 0.3 s to answer."""
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
+    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
+
+    async def main() -> list[dict]:
+        hooks = [PostHogAsyncHook(**FAST) for _ in range(count)]
+        try:
+            return await asyncio.gather(*(hook.get_batch_export(SEED.s3_export_id) for hook in hooks))
+        finally:
+            await asyncio.gather(*(hook.aclose() for hook in hooks))
+
+    return asyncio.run(main())
+
+
 @pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_requests_beyond_the_budget_wait_in_arrival_order():
     async def main() -> list[tuple[int, float]]:
@@ -40,17 +55,7 @@ def test_requests_beyond_the_budget_wait_in_arrival_order():
 
 
 def test_identical_reads_in_flight_are_sent_once(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
-    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
-
-    async def main() -> list[dict]:
-        hooks = [PostHogAsyncHook(**FAST) for _ in range(5)]
-        try:
-            return await asyncio.gather(*(hook.get_batch_export(SEED.s3_export_id) for hook in hooks))
-        finally:
-            await asyncio.gather(*(hook.aclose() for hook in hooks))
-
-    answers = asyncio.run(main())
+    answers = _slow_reads_at_once(emulator, monkeypatch, 5)
     assert len(api_requests(emulator)) == 1
     assert all(answer["id"] == SEED.s3_export_id for answer in answers)
 
@@ -131,17 +136,7 @@ def test_a_cancelled_read_does_not_cancel_the_waits_that_share_it(emulator, monk
 
 
 def test_waits_sharing_a_read_get_their_own_copy_of_the_answer(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
-    emulator.faults.add("slow", path=f"/batch_exports/{SEED.s3_export_id}/", delay=0.3)
-
-    async def main() -> list[dict]:
-        hooks = [PostHogAsyncHook(**FAST) for _ in range(2)]
-        try:
-            return await asyncio.gather(*(hook.get_batch_export(SEED.s3_export_id) for hook in hooks))
-        finally:
-            await asyncio.gather(*(hook.aclose() for hook in hooks))
-
-    first, second = asyncio.run(main())
+    first, second = _slow_reads_at_once(emulator, monkeypatch, 2)
     assert len(api_requests(emulator)) == 1
     first["paused"] = "changed by one wait"
     assert second["paused"] != "changed by one wait"

@@ -39,6 +39,25 @@ def full_page(request):
 FROZEN = full_page(None)  # one fixed page, repeated verbatim
 
 
+def endless_history(size: int, step: timedelta, delay: float = 0.0):
+    """A logs source that honours ``before=``: ``size`` entries ``step`` apart, each page older than
+    the one before, for ever; each answer after ``delay`` seconds."""
+
+    def older_page(request):
+        from airflow_provider_phenv.validation import parse_timestamp
+
+        time.sleep(delay)
+        before = request.query.get("before", [None])[0]
+        top = parse_timestamp("before", before) if before else utcnow()
+        results = [
+            {"timestamp": (top - step * (n + 1)).isoformat(), "level": "INFO", "message": "x"}
+            for n in range(size)
+        ]
+        return {"next": None, "results": results}
+
+    return older_page
+
+
 def test_logs_pager_stops_when_before_is_ignored_sync(hostile):
     hostile.on(json_reply(FROZEN))
     with (
@@ -74,18 +93,7 @@ def test_logs_pager_stops_for_a_page_that_moves_forward(hostile):
 
 def test_logs_pager_stops_at_max_pages(hostile):
     # An honest-looking server with an endless history: each page older than the one before.
-    def older_page(request):
-        before = request.query.get("before", [None])[0]
-        from airflow_provider_phenv.validation import parse_timestamp
-
-        top = parse_timestamp("before", before) if before else utcnow()
-        results = [
-            {"timestamp": (top - timedelta(seconds=n + 1)).isoformat(), "level": "INFO", "message": "x"}
-            for n in range(10)
-        ]
-        return {"next": None, "results": results}
-
-    hostile.on(json_reply(older_page))
+    hostile.on(json_reply(endless_history(10, timedelta(seconds=1))))
     with PostHogHook(**FAST, max_pages=5) as hook, pytest.raises(PostHogPaginationError, match="max_pages=5"):
         list(hook.iter_batch_export_logs(EXPORT_ID, page_size=10, after=utcnow() - timedelta(days=365)))
     assert len(hostile.requests) == 5
@@ -215,21 +223,10 @@ def test_trigger_keeps_its_end_time_during_a_long_listing(hostile):
     # An endless history served one slow page at a time: no single request breaks a limit, yet
     # the trigger still reports its timeout at end_time instead of reading on.
     from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
-    from airflow_provider_phenv.validation import parse_timestamp
     from tests.helpers.hostile_server import sequence
     from tests.helpers.sensor_modes import run_trigger
 
-    def older_page(request):
-        time.sleep(0.05)
-        before = request.query.get("before", [None])[0]
-        top = parse_timestamp("before", before) if before else utcnow()
-        results = [
-            {"timestamp": (top - timedelta(microseconds=n + 1)).isoformat(), "level": "INFO", "message": "x"}
-            for n in range(500)
-        ]
-        return {"next": None, "results": results}
-
-    hostile.on(sequence(json_reply(older_page)))
+    hostile.on(sequence(json_reply(endless_history(500, timedelta(microseconds=1), delay=0.05))))
     trigger = PostHogBatchExportLogsTrigger(
         batch_export_id=EXPORT_ID,
         since=(utcnow() - timedelta(days=1)).isoformat(),

@@ -28,6 +28,12 @@ def _run(*command: str | Path, cwd: Path | None = None, env: dict | None = None)
     return done.stdout
 
 
+def _uv_install(python: Path, *requirements: str | Path) -> None:
+    """Install into the venv of ``python`` with uv (installed with the test tools), which resolves
+    in seconds; the tests pin the same Airflow as the test run."""
+    _run(sys.executable, "-m", "uv", "pip", "install", "-q", "--python", python, *requirements)
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
@@ -58,19 +64,7 @@ def test_installs_into_a_clean_venv_and_registers(dist, tmp_path, kind):
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
     artifact = next(dist.glob(f"*.{kind}"))
-    # uv (installed with the test tools) resolves in seconds; the same Airflow as the test run.
-    _run(
-        sys.executable,
-        "-m",
-        "uv",
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        python,
-        f"apache-airflow=={airflow.__version__}",
-        artifact,
-    )
+    _uv_install(python, f"apache-airflow=={airflow.__version__}", artifact)
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": ""}
     listed = _run(venv / "bin" / "airflow", "providers", "list", "-o", "plain", cwd=tmp_path, env=env)
     assert re.search(r"airflow-provider-phenv\s+.*0\.\d+\.\d+", listed), listed
@@ -81,16 +75,6 @@ def test_installs_into_a_clean_venv_and_registers(dist, tmp_path, kind):
     )
     assert str(venv) in location
     # The emulator installs beside it, as the README says, and serves from the command line.
-    _run(
-        sys.executable,
-        "-m",
-        "uv",
-        "pip",
-        "install",
-        "-q",
-        "--python",
-        python,
-        *(dist / "emulator").glob("*.whl"),
-    )
+    _uv_install(python, *(dist / "emulator").glob("*.whl"))
     usage = _run(python, "-m", "phenv_emulator", "--help", cwd=tmp_path, env=env)
     assert "--port" in usage
