@@ -6,6 +6,6 @@ Each case carries ``@posthog_case("<PostHog test file>::<test name>", endpoint="
 ``pytest tests/conformance --conformance-report`` prints the count per endpoint.
 """
 
-from tests.helpers.api import api, expect_error, make_api
+from tests.helpers.api import alice, api, bob, expect_error, make_api
 
-__all__ = ["api", "expect_error", "make_api"]
+__all__ = ["alice", "api", "bob", "expect_error", "make_api"]

@@ -24,16 +24,6 @@ ENDPOINT = "dashboards/{id}/access_controls/"
 NOT_MANAGER = "Must be manager to modify dashboard permissions."
 
 
-@pytest.fixture
-def alice(emulator, make_api):
-    return make_api(emulator.state.add_api_key(["*"], SEED.alice_uuid))
-
-
-@pytest.fixture
-def bob(emulator, make_api):
-    return make_api(emulator.state.add_api_key(["*"], SEED.bob_uuid))
-
-
 def dashboard_of(emulator, creator: str = SEED.owner_uuid, restriction_level: int = 21) -> int:
     return emulator.state.add_dashboard("Access", created_by=creator, restriction_level=restriction_level)[
         "id"
@@ -262,19 +252,68 @@ def test_the_list_shows_dashboards_with_an_explicit_grant(alice, emulator):
 # -- TestAccessControlProjectLevelAPI (the serializer's rules, on a dashboard) ----------------
 
 
-@posthog_case(
-    f"{SOURCE}::TestAccessControlProjectLevelAPI::test_project_change_rejected_if_bad_access_level",
-    endpoint=ENDPOINT,
+def _project_level(name: str):
+    return posthog_case(f"{SOURCE}::TestAccessControlProjectLevelAPI::{name}", endpoint=ENDPOINT)
+
+
+@pytest.mark.parametrize(
+    ("features", "body", "error"),
+    [
+        pytest.param(
+            None,
+            {"access_level": "bad"},
+            (
+                400,
+                "validation_error",
+                "invalid_input",
+                "Invalid access level. Must be one of: none, viewer, editor, manager",
+                "access_level",
+            ),
+            marks=_project_level("test_project_change_rejected_if_bad_access_level"),
+            id="bad_access_level",
+        ),
+        pytest.param(
+            None,
+            {"access_level": "viewer", "organization_member": SEED.carol_membership_id},
+            (
+                400,
+                "validation_error",
+                "invalid_input",
+                "The member must belong to the same organization as this project.",
+            ),
+            marks=_project_level("test_project_change_rejected_if_member_belongs_to_another_organization"),
+            id="member_of_another_organization",
+        ),
+        pytest.param(
+            None,
+            {"access_level": "viewer", "role": SEED.other_role_id},
+            (
+                400,
+                "validation_error",
+                "invalid_input",
+                "The role must belong to the same organization as this project.",
+            ),
+            marks=_project_level("test_project_change_rejected_if_role_belongs_to_another_organization"),
+            id="role_of_another_organization",
+        ),
+        pytest.param(
+            ["access_control"],
+            {"access_level": "viewer", "role": SEED.role_id},
+            (
+                403,
+                "authentication_error",
+                "permission_denied",
+                "Role-based access controls require the Role-based access feature.",
+            ),
+            marks=_project_level("test_role_based_access_control_rejected_without_role_based_access_feature"),
+            id="role_without_the_role_based_access_feature",
+        ),
+    ],
 )
-def test_a_bad_access_level_is_rejected(api, emulator, expect_error):
-    expect_error(
-        put(api, dashboard_of(emulator), {"access_level": "bad"}),
-        400,
-        "validation_error",
-        "invalid_input",
-        "Invalid access level. Must be one of: none, viewer, editor, manager",
-        "access_level",
-    )
+def test_a_rule_the_serializer_refuses(api, emulator, expect_error, features, body, error):
+    if features is not None:
+        emulator.state.set_product_features(features)
+    expect_error(put(api, dashboard_of(emulator), body), *error)
 
 
 @posthog_case(
@@ -288,53 +327,6 @@ def test_an_invalid_member_id_names_the_members_endpoint(api, emulator):
     assert response.status_code == 400
     assert response.json()["attr"] == "organization_member"
     assert "/api/organizations/<organization_id>/members/" in response.json()["detail"]
-
-
-@posthog_case(
-    f"{SOURCE}::TestAccessControlProjectLevelAPI::test_project_change_rejected_if_member_belongs_to_another_organization",
-    endpoint=ENDPOINT,
-)
-def test_a_member_of_another_organization_is_rejected(api, emulator, expect_error):
-    expect_error(
-        put(
-            api,
-            dashboard_of(emulator),
-            {"access_level": "viewer", "organization_member": SEED.carol_membership_id},
-        ),
-        400,
-        "validation_error",
-        "invalid_input",
-        "The member must belong to the same organization as this project.",
-    )
-
-
-@posthog_case(
-    f"{SOURCE}::TestAccessControlProjectLevelAPI::test_project_change_rejected_if_role_belongs_to_another_organization",
-    endpoint=ENDPOINT,
-)
-def test_a_role_of_another_organization_is_rejected(api, emulator, expect_error):
-    expect_error(
-        put(api, dashboard_of(emulator), {"access_level": "viewer", "role": SEED.other_role_id}),
-        400,
-        "validation_error",
-        "invalid_input",
-        "The role must belong to the same organization as this project.",
-    )
-
-
-@posthog_case(
-    f"{SOURCE}::TestAccessControlProjectLevelAPI::test_role_based_access_control_rejected_without_role_based_access_feature",
-    endpoint=ENDPOINT,
-)
-def test_a_role_needs_the_role_based_access_feature(api, emulator, expect_error):
-    emulator.state.set_product_features(["access_control"])
-    expect_error(
-        put(api, dashboard_of(emulator), {"access_level": "viewer", "role": SEED.role_id}),
-        403,
-        "authentication_error",
-        "permission_denied",
-        "Role-based access controls require the Role-based access feature.",
-    )
 
 
 @posthog_case(

@@ -19,11 +19,6 @@ EVERYONE, COLLABORATORS_ONLY = 21, 37  # restriction levels; also privilege leve
 NO_EDIT_RIGHTS = "You don't have edit permissions for this dashboard."
 
 
-@pytest.fixture
-def alice(emulator, make_api):
-    return make_api(emulator.state.add_api_key(["*"], SEED.alice_uuid))
-
-
 def dashboard_of(emulator, restriction_level: int, creator: str | None = SEED.alice_uuid) -> int:
     """PostHog's ``Test Insights 9001`` dashboard; ``creator=None`` leaves it without a creator."""
     dashboard = emulator.state.add_dashboard("Test Insights 9001", restriction_level=restriction_level)
@@ -50,19 +45,45 @@ def test_anyone_in_the_project_lists_every_privilege(alice, emulator):
     ]
 
 
-@posthog_case(
-    f"{SOURCE}::test_cannot_add_collaborator_to_unrestricted_dashboard_as_creator", endpoint=COLLECTION
+@pytest.mark.parametrize(
+    ("restriction_level", "user_uuid", "detail"),
+    [
+        pytest.param(
+            EVERYONE,
+            SEED.bob_uuid,
+            "Cannot add collaborators to a dashboard on the lowest restriction level.",
+            marks=posthog_case(
+                f"{SOURCE}::test_cannot_add_collaborator_to_unrestricted_dashboard_as_creator",
+                endpoint=COLLECTION,
+            ),
+            id="no_collaborators_on_the_lowest_restriction_level",
+        ),
+        pytest.param(
+            COLLABORATORS_ONLY,
+            SEED.alice_uuid,
+            "Cannot add collaborators that already have inherent access "
+            "(the dashboard owner or a project admins).",
+            marks=posthog_case(
+                f"{SOURCE}::test_cannot_add_yourself_to_restricted_dashboard_as_creator", endpoint=COLLECTION
+            ),
+            id="the_creator_cannot_add_themselves",
+        ),
+        pytest.param(
+            COLLABORATORS_ONLY,
+            SEED.carol_uuid,
+            "Cannot add collaborators that have no access to the project.",
+            marks=posthog_case(
+                f"{SOURCE}::test_cannot_add_collaborator_from_other_org_to_edit_restricted_dashboard_as_creator",
+                endpoint=COLLECTION,
+            ),
+            id="a_user_outside_the_project_cannot_be_added",
+        ),
+    ],
 )
-def test_no_collaborators_on_the_lowest_restriction_level(alice, emulator, expect_error):
-    dashboard = dashboard_of(emulator, EVERYONE)
-    response = alice.post(collaborators(dashboard), {"user_uuid": SEED.bob_uuid, "level": COLLABORATORS_ONLY})
-    expect_error(
-        response,
-        400,
-        "validation_error",
-        "invalid_input",
-        "Cannot add collaborators to a dashboard on the lowest restriction level.",
-    )
+def test_the_creator_cannot_add(alice, emulator, expect_error, restriction_level, user_uuid, detail):
+    dashboard = dashboard_of(emulator, restriction_level)
+    response = alice.post(collaborators(dashboard), {"user_uuid": user_uuid, "level": COLLABORATORS_ONLY})
+    expect_error(response, 400, "validation_error", "invalid_input", detail)
 
 
 @posthog_case(
@@ -80,22 +101,6 @@ def test_the_creator_adds_an_editor(alice, emulator):
     )
 
 
-@posthog_case(f"{SOURCE}::test_cannot_add_yourself_to_restricted_dashboard_as_creator", endpoint=COLLECTION)
-def test_the_creator_cannot_add_themselves(alice, emulator, expect_error):
-    dashboard = dashboard_of(emulator, COLLABORATORS_ONLY)
-    response = alice.post(
-        collaborators(dashboard), {"user_uuid": SEED.alice_uuid, "level": COLLABORATORS_ONLY}
-    )
-    expect_error(
-        response,
-        400,
-        "validation_error",
-        "invalid_input",
-        "Cannot add collaborators that already have inherent access "
-        "(the dashboard owner or a project admins).",
-    )
-
-
 @posthog_case(
     f"{SOURCE}::test_cannot_add_collaborator_to_edit_restricted_dashboard_as_other_user", endpoint=COLLECTION
 )
@@ -103,24 +108,6 @@ def test_a_member_without_edit_rights_cannot_add(alice, emulator, expect_error):
     dashboard = dashboard_of(emulator, COLLABORATORS_ONLY, creator=None)
     response = alice.post(collaborators(dashboard), {"user_uuid": SEED.bob_uuid, "level": COLLABORATORS_ONLY})
     expect_error(response, 403, "authentication_error", "permission_denied", NO_EDIT_RIGHTS)
-
-
-@posthog_case(
-    f"{SOURCE}::test_cannot_add_collaborator_from_other_org_to_edit_restricted_dashboard_as_creator",
-    endpoint=COLLECTION,
-)
-def test_a_user_outside_the_project_cannot_be_added(alice, emulator, expect_error):
-    dashboard = dashboard_of(emulator, COLLABORATORS_ONLY)
-    response = alice.post(
-        collaborators(dashboard), {"user_uuid": SEED.carol_uuid, "level": COLLABORATORS_ONLY}
-    )
-    expect_error(
-        response,
-        400,
-        "validation_error",
-        "invalid_input",
-        "Cannot add collaborators that have no access to the project.",
-    )
 
 
 @posthog_case(

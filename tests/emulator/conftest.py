@@ -5,9 +5,9 @@ reset before every test through the ``emulator`` fixture (which ``api`` and ``ma
 
 import pytest
 
-from tests.helpers.api import api, expect_error, make_api
+from tests.helpers.api import alice, api, bob, expect_error, make_api
 
-__all__ = ["api", "expect_error", "make_api", "prompt_backfills"]
+__all__ = ["alice", "api", "bob", "expect_error", "make_api", "prompt_backfills"]
 
 
 @pytest.fixture

@@ -13,11 +13,6 @@ NO_VIEWER = "You do not have viewer access to this resource."
 
 
 @pytest.fixture
-def bob(emulator, make_api):
-    return make_api(emulator.state.add_api_key(["*"], SEED.bob_uuid))
-
-
-@pytest.fixture
 def org(emulator):
     """GET below ``/api/organizations/`` with the seeded key (or another)."""
 

@@ -69,3 +69,15 @@ def make_api(emulator: PostHogEmulator):
         return Api(emulator.url, emulator.api_key if key == "" else key, team, prefix)
 
     return make
+
+
+@pytest.fixture
+def alice(emulator: PostHogEmulator, make_api) -> Api:
+    """A client with a full-access key of ``alice``, a plain member of the seeded organization."""
+    return make_api(emulator.state.add_api_key(["*"], SEED.alice_uuid))
+
+
+@pytest.fixture
+def bob(emulator: PostHogEmulator, make_api) -> Api:
+    """A client with a full-access key of ``bob``, another plain member."""
+    return make_api(emulator.state.add_api_key(["*"], SEED.bob_uuid))
