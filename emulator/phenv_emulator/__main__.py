@@ -31,6 +31,20 @@ from .web.control import users_summary
 from .web.server import PostHogEmulator
 
 _SCOPE = re.compile(r"^(\*|[a-z_]+:(read|write))$")
+#: The options passed on to :class:`PostHogEmulator` under their own names.
+_EMULATOR_OPTIONS = (
+    "host",
+    "port",
+    "api_key",
+    "rate_limit",
+    "log_requests",
+    "log_delay",
+    "seed",
+    "max_concurrent_backfills",
+    "backfill_row_delay",
+    "auto_pause_threshold",
+    "backdate_pauses",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,21 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    emulator = _KeepingKeys(
-        extra_keys,
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        rate_limit=args.rate_limit,
-        log_requests=args.log_requests,
-        builds=args.old_build,
-        log_delay=args.log_delay,
-        seed=args.seed,
-        max_concurrent_backfills=args.max_concurrent_backfills,
-        backfill_row_delay=args.backfill_row_delay,
-        auto_pause_threshold=args.auto_pause_threshold,
-        backdate_pauses=args.backdate_pauses,
-    ).start()
+    # Every option but --old-build (builds=) and --key is the PostHogEmulator argument of its name.
+    settings = {name: getattr(args, name) for name in _EMULATOR_OPTIONS}
+    emulator = _KeepingKeys(extra_keys, builds=args.old_build, **settings).start()
     print(
         f"PostHog emulator listening on {emulator.url}  api_key={emulator.api_key}  "
         f"project_id={emulator.project_id}",

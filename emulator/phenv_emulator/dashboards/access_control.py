@@ -69,11 +69,15 @@ def _highest(rules: list[dict[str, Any]]) -> str:
     return max((rule["access_level"] for rule in rules), key=LEVELS.index)
 
 
-def user_access_level(state: EmulatorState, dashboard: dict[str, Any], user_uuid: str) -> str | None:
+def user_access_level(
+    state: EmulatorState, dashboard: dict[str, Any], user_uuid: str, *, explicit: bool = False
+) -> str | None:
     """``get_user_access_level``: None without a membership; ``manager`` for the creator and for
     organization admins and owners; ``editor`` without the ``access_control`` feature; else the
     highest of the caller's explicit rules (an explicit ``none`` denies, even below the default
-    rule), else the dashboard's default rule, else ``editor``."""
+    rule), else the dashboard's default rule, else ``editor``. With ``explicit=True`` (as
+    ``check_can_modify_access_levels_for_object`` asks) only the caller's explicit rules count:
+    None without one."""
     membership = state.membership(user_uuid, organization_of(state, dashboard))
     if membership is None:
         return None
@@ -81,9 +85,11 @@ def user_access_level(state: EmulatorState, dashboard: dict[str, Any], user_uuid
         return MAXIMUM_LEVEL
     if not supported(state, dashboard):
         return DEFAULT_LEVEL
-    explicit = _explicit_rules(state, dashboard, user_uuid)
+    explicit_rules = _explicit_rules(state, dashboard, user_uuid)
+    if explicit_rules:
+        return _highest(explicit_rules)
     if explicit:
-        return _highest(explicit)
+        return None
     defaults = [
         rule
         for rule in rules_of(state, dashboard)
@@ -103,12 +109,4 @@ def can_modify(state: EmulatorState, dashboard: dict[str, Any], user_uuid: str) 
     """``check_can_modify_access_levels_for_object``: the creator, organization admins and owners
     (project admins), or a caller with an explicit ``manager`` rule (only with the feature: with
     ``explicit=True`` the system default never counts)."""
-    membership = state.membership(user_uuid, organization_of(state, dashboard))
-    if membership is None:
-        return False
-    if dashboard["created_by"] == user_uuid or membership["level"] >= ADMIN:
-        return True
-    if not supported(state, dashboard):
-        return False
-    explicit = _explicit_rules(state, dashboard, user_uuid)
-    return bool(explicit) and _highest(explicit) == MAXIMUM_LEVEL
+    return user_access_level(state, dashboard, user_uuid, explicit=True) == MAXIMUM_LEVEL

@@ -201,10 +201,7 @@ def _dispatch(
     then the scope itself), then ``TeamMemberAccessPermission``; throttles after permissions; a
     method without a handler (405) and the body (parse error) only once the view runs."""
     with state.lock:
-        state.advance()
-        key, key_record = _authenticate(request, state)
-        user = state.users[key_record["user_uuid"]]
-        method = "GET" if request.method == "HEAD" else request.method
+        key, key_record, user, method = _authenticated(request, state)
         scope = route.scope(method)
         if route.kind == "test_steps" and "internal-test-scope" in state.switches:
             scope = "INTERNAL"  # no key holds it: ``*`` does not grant INTERNAL (§2.2)
@@ -218,25 +215,17 @@ def _dispatch(
         if state.membership_level(user["uuid"], team["id"]) is None:
             raise permission_denied("You don't have access to the project.")
         limiter.check(key, team["id"])
-        handler = route.methods.get(method)
-        if handler is None:
-            raise method_not_allowed(request.method)
-        # DRF parses the body lazily, when the view first reads it: after auth and permissions.
-        if request.body_error is not None:
-            raise parse_error(request.body_error)
-        call = Call(
-            method=method,
+        return _view(
+            request,
+            route,
+            method,
+            state,
+            user,
             canonical_path="/api/projects/" + request.path.split("/", 3)[3],
-            query=request.query,
-            body=request.body,
-            base_url=request.base_url,
-            state=state,
             team=team,
-            user=user,
             params=params,
             required_level=route.access_level(method),
         )
-        return handler(call)
 
 
 def _dispatch_organization(
@@ -253,10 +242,7 @@ def _dispatch_organization(
     (``TeamAndOrgViewSetMixin.organization``); an organization the owner is not a member of is
     403 (``OrganizationMemberPermissions``, DRF's default message)."""
     with state.lock:
-        state.advance()
-        key, key_record = _authenticate(request, state)
-        user = state.users[key_record["user_uuid"]]
-        method = "GET" if request.method == "HEAD" else request.method
+        key, key_record, user, method = _authenticated(request, state)
         scope = route.scope(method)
         if scope is None:
             raise permission_denied(NO_DERIVED_SCOPE)
@@ -268,23 +254,55 @@ def _dispatch_organization(
         if state.membership(user["uuid"], organization_id) is None:
             raise permission_denied(NOT_PERMITTED)
         limiter.check(key)
-        handler = route.methods.get(method)
-        if handler is None:
-            raise method_not_allowed(request.method)
-        if request.body_error is not None:
-            raise parse_error(request.body_error)
-        call = Call(
-            method=method,
+        return _view(
+            request,
+            route,
+            method,
+            state,
+            user,
             canonical_path=request.path,
-            query=request.query,
-            body=request.body,
-            base_url=request.base_url,
-            state=state,
             team={},  # organization routes have no project
-            user=user,
             params={**params, "organization_id": organization_id},
         )
-        return handler(call)
+
+
+def _authenticated(
+    request: ApiRequest, state: EmulatorState
+) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """How every API view starts, inside the state's lock: the clock moves on, the key is
+    authenticated; the key, its record, its owner and the method (HEAD served as GET)."""
+    state.advance()
+    key, key_record = _authenticate(request, state)
+    method = "GET" if request.method == "HEAD" else request.method
+    return key, key_record, state.users[key_record["user_uuid"]], method
+
+
+def _view(
+    request: ApiRequest,
+    route: Route,
+    method: str,
+    state: EmulatorState,
+    user: dict[str, Any],
+    **resolved: Any,
+) -> Response:
+    """The view, once permissions and throttles passed: a method without a handler is 405, then
+    the body is parsed (DRF parses it lazily, when the view first reads it: after auth and
+    permissions), then the handler runs. ``resolved``: the rest of the :class:`Call`."""
+    handler = route.methods.get(method)
+    if handler is None:
+        raise method_not_allowed(request.method)
+    if request.body_error is not None:
+        raise parse_error(request.body_error)
+    call = Call(
+        method=method,
+        query=request.query,
+        body=request.body,
+        base_url=request.base_url,
+        state=state,
+        user=user,
+        **resolved,
+    )
+    return handler(call)
 
 
 def _resolve_organization(raw: str, user: dict[str, Any], state: EmulatorState) -> str:
