@@ -9,6 +9,7 @@ are measured by the same ruler.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from tests.helpers.sensor_modes import first_event
 
 HTTP_CONN_ID = "posthog_http"
 
@@ -170,3 +173,24 @@ def traffic(records: list[Any], seconds: float = 0.0) -> Traffic:
 def fake_context() -> dict[str, Any]:
     """What operators get from the task runner and read here: nothing but a mapping."""
     return {}
+
+
+def idle_trigger_polls(bench: Bench, trigger: Any, polls: int, interval: float) -> list[list[Any]]:
+    """Run ``trigger`` for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
+
+    async def run() -> None:
+        try:
+            event = await first_event(trigger, timeout=interval * (polls - 0.5))
+        except asyncio.TimeoutError:
+            return  # idle all along, as it should be
+        raise RuntimeError(f"the trigger fired {event.payload}: its polls were not idle")
+
+    bench.emulator.clear_requests()
+    asyncio.run(run())
+    groups: list[list[Any]] = []
+    for record in bench.emulator.requests:
+        if groups and record.started_at - groups[-1][-1].started_at < interval / 2:
+            groups[-1].append(record)
+        else:
+            groups.append([record])
+    return groups

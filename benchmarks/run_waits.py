@@ -49,7 +49,7 @@ from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunT
 from airflow_provider_phenv.validation import format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import WAITING
 from airflow_provider_phenv.waits.runs import RunsWait
-from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, Traffic, traffic, utcnow
+from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, Traffic, idle_trigger_polls, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 
 EXPORT = SEED.s3_export_id  # hourly, three completed runs before the last hour in the seed
@@ -111,24 +111,8 @@ def http_sensor(bench: Bench, tail: str, check: Callable[[Any], bool], **kwargs:
 
 
 def trigger_traffic(bench: Bench, trigger: Any, polls: int, interval: float) -> list[Traffic]:
-    """Run ``trigger`` for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
-
-    async def run() -> None:
-        try:
-            event = await first_event(trigger, timeout=interval * (polls - 0.5))
-        except asyncio.TimeoutError:
-            return  # idle all along, as it should be
-        raise RuntimeError(f"the trigger fired {event.payload}: its polls were not idle")
-
-    bench.emulator.clear_requests()
-    asyncio.run(run())
-    groups: list[list[Any]] = []
-    for record in bench.emulator.requests:
-        if groups and record.started_at - groups[-1][-1].started_at < interval / 2:
-            groups[-1].append(record)
-        else:
-            groups.append([record])
-    return [traffic(group) for group in groups]
+    """Run ``trigger`` for ``polls`` intervals; the traffic of each of its polls."""
+    return [traffic(group) for group in idle_trigger_polls(bench, trigger, polls, interval)]
 
 
 # -- 1. idle polls ----------------------------------------------------------------------------------

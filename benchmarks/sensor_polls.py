@@ -16,7 +16,6 @@ younger than ``settle``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import timedelta
 from typing import Any
@@ -30,8 +29,8 @@ from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsS
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
 from airflow_provider_phenv.waits.logs import DEFAULT_SETTLE, STATE_KEY
-from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, traffic, utcnow
-from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
+from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, idle_trigger_polls, traffic, utcnow
+from tests.helpers.sensor_modes import FakeStateStore, FakeTI, make_context
 
 EXPORT = SEED.bigquery_export_id
 PATTERN = r"finished (successfully )?with (\d+|no) records exported"
@@ -80,22 +79,7 @@ def trigger_polls(
         poll_interval=interval,
     )
 
-    async def run() -> None:
-        try:
-            event = await first_event(trigger, timeout=interval * (polls - 0.5))
-        except asyncio.TimeoutError:
-            return  # idle all along, as it should be
-        raise RuntimeError(f"the trigger fired {event.payload}: its polls were not idle")
-
-    bench.emulator.clear_requests()
-    asyncio.run(run())
-    groups: list[list[Any]] = []
-    for record in bench.emulator.requests:
-        if groups and record.started_at - groups[-1][-1].started_at < interval / 2:
-            groups[-1].append(record)
-        else:
-            groups.append([record])
-    return groups
+    return idle_trigger_polls(bench, trigger, polls, interval)
 
 
 def run(
