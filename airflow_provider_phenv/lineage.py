@@ -388,7 +388,7 @@ def batch_export_lineage(
     )
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_phenv.waits.events import run_summary
+    from airflow_provider_phenv.waits import run_summary
 
     job_facet, runs_facet = _facets()
 

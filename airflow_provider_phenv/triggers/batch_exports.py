@@ -37,10 +37,17 @@ from airflow_provider_phenv.waits import (
     TIMEOUT,
     WAITING,
     check_hook_params,
+    run_event,
 )
-from airflow_provider_phenv.waits.events import SETTLE, RunEventWatch, check_statuses, run_event, utcnow
 from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, outcome_event
-from airflow_provider_phenv.waits.runs import BACKFILL_ROW_GRACE, runs_wait
+from airflow_provider_phenv.waits.runs import (
+    BACKFILL_ROW_GRACE,
+    SETTLE,
+    RunEventWatch,
+    check_statuses,
+    runs_wait,
+    utcnow,
+)
 
 __all__ = [
     "EVENT_STATUSES",
@@ -376,7 +383,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     Each event's payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
     "data_interval_end", "records_completed", "latest_error"}``. Runs that had already finished when
     the trigger first started never fire, and no run fires twice (see
-    :mod:`airflow_provider_phenv.waits.events` for how runs are judged).
+    docs/waits.md for how runs are judged).
 
     - **Airflow 3.3**: the watch's progress is kept in the asset state store of the watched asset
       (key :meth:`state_key`), so a restarted triggerer carries on where it stopped: a run that

@@ -1,20 +1,13 @@
 """
-The vocabulary of every PostHog wait, shared on both sides of a deferral: the outcome statuses,
-the event envelope, the hook options that travel to the triggerer, and the task state store.
-
-A wait (a sensor poke, a trigger poll) ends in one of these statuses, and a trigger's event
-carries the same word, so a sensor turns a poke's outcome and a trigger's event into the same
-result. Importable without Airflow's trigger machinery, so DAG parsing stays cheap.
-
-The package's other modules are the judgements and their state: :mod:`.runs` (runs and
-backfills), :mod:`.logs` (a batch export's log) and :mod:`.events` (runs as asset events).
+The vocabulary of every PostHog wait, on both sides of a deferral: the outcome statuses, the event
+envelope, the hand-over to a trigger and the task state store (docs/waits.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -28,17 +21,12 @@ from airflow_provider_phenv.validation import RunStatus
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
-#: Nothing decided yet: poll again.
-WAITING = "waiting"
-#: The condition holds: the task succeeds.
+# A wait's outcome, and the status of the trigger event that carries it.
+WAITING = "waiting"  # nothing decided yet: poll again
 SUCCESS = "success"
-#: PostHog says the awaited work failed: the task fails, quoting PostHog.
-FAILED = "failed"
-#: The deadline passed (the trigger reports it itself, with its cursor).
-TIMEOUT = "timeout"
-#: PostHog could not be read, after the hook's retries.
-ERROR = "error"
-#: Every status a trigger event can carry; anything else is rejected when the task resumes.
+FAILED = "failed"  # PostHog says the awaited work failed: quote it
+TIMEOUT = "timeout"  # the deadline passed (the trigger reports it, with its cursor)
+ERROR = "error"  # PostHog could not be read, after the hook's retries
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
 # -- run and backfill statuses: the groups every judgement uses ----------------------------------
@@ -60,6 +48,44 @@ ACTIVE_STATUSES = tuple(status for status in RunStatus if status not in FINAL_ST
 #: How many runs PostHog puts in an export's ``latest_runs``, newest first (docs/posthog-api.md §5).
 LATEST_RUNS = 10
 
+# -- the run fields events and XCom carry ------------------------------------------------------
+
+#: The fields of a run event, in this order.
+EVENT_FIELDS = (
+    "batch_export_id",
+    "run_id",
+    "status",
+    "data_interval_start",
+    "data_interval_end",
+    "records_completed",
+    "latest_error",
+)
+
+
+def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The payload of one run's event: plain JSON values only."""
+    return {
+        "batch_export_id": batch_export_id,
+        "run_id": run["id"],
+        "status": run["status"],
+        "data_interval_start": run.get("data_interval_start"),
+        "data_interval_end": run.get("data_interval_end"),
+        "records_completed": run.get("records_completed"),
+        "latest_error": run.get("latest_error"),
+    }
+
+
+def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a run worth keeping in XCom and events."""
+    return {
+        "id": run.get("id"),
+        "status": run.get("status"),
+        "data_interval_start": run.get("data_interval_start"),
+        "data_interval_end": run.get("data_interval_end"),
+        "records_completed": run.get("records_completed"),
+    }
+
+
 # -- what travels to the triggerer -------------------------------------------------------------------
 
 
@@ -68,10 +94,7 @@ class PostHogWaitError(PostHogError):
 
 
 class PostHogWaitRefusedError(PostHogWaitError, AirflowFailException):
-    """
-    A deferred wait got an answer no retry can change (PostHog's 400, 401, 403 or 404): the task
-    fails without Airflow retries, as it does when the same answer comes in the worker.
-    """
+    """A deferred wait got an answer no retry can change (400, 401, 403, 404): no Airflow retries."""
 
 
 def raise_wait_error(
@@ -91,13 +114,7 @@ def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogWaitError) -> dict[str, Any]:
-    """
-    The event a trigger fired, checked before a resuming task trusts it.
-
-    :param event: the event payload as the task receives it.
-    :param about: what the wait is about, for the message (``batch export <id>``).
-    :param error: the exception class to raise.
-    """
+    """The event a trigger fired, checked before a resuming task trusts it; ``about`` names the wait."""
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
         raise error(
             f"Unexpected trigger event for {about}: {event!r}; expected a status in {sorted(EVENT_STATUSES)}."
@@ -107,8 +124,7 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
 
 # -- handing a wait to the triggerer ------------------------------------------------------------------
 
-#: Headroom between a trigger's own deadline and the framework's deferral timeout: the trigger
-#: normally reports the timeout itself (with its state); the framework timeout is only a backstop.
+#: The trigger reports its own deadline (with its state); Airflow's deferral timeout is a backstop.
 DEFER_TIMEOUT_GRACE = 60.0
 
 
@@ -140,12 +156,8 @@ def defer_to_trigger(
     """
     Hand a wait the task has just polled to a trigger; the task resumes in ``execute_complete``.
 
-    :param task: the sensor or operator that waits.
-    :param make_trigger: builds the trigger from the keyword arguments every
-        :class:`~airflow_provider_phenv.triggers.base.PostHogPollTrigger` takes (connection,
-        project, poll interval, end time, first poll, hook options).
-    :param project_id: the project, or None for the connection's.
-    :param poll_interval: seconds between polls; the trigger's first poll is one interval from now.
+    :param make_trigger: builds the trigger from the keyword arguments every ``PostHogPollTrigger``
+        takes (connection, project, poll interval, end time, first poll, hook options).
     :param deadline: UNIX time at which the trigger reports ``timeout``; None for no limit.
     :param resume_kwargs: what ``execute_complete`` gets besides the event.
     """
@@ -167,13 +179,7 @@ def defer_to_trigger(
     )
 
 
-# -- the task state store ---------------------------------------------------------------------------
-#
-# ``context["task_state_store"]`` exists from Airflow 3.3 on: one store per task instance (dag, run,
-# task, map index), shared by every try and kept in the metadata database. The provider keeps there
-# what must survive a retry (the logs sensor's cursor, the dashboard a create may already have
-# made). On older Airflow, and in bare unit-test contexts, there is none and callers fall back to
-# what they can look up.
+# -- the task state store (Airflow >= 3.3; what must survive a retry, docs/waits.md) -----------------
 
 
 def task_state_store(context: Any) -> Any | None:

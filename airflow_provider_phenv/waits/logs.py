@@ -1,21 +1,6 @@
 """
-Watching a batch export's log: everything the logs sensor and its trigger share.
-
-* :class:`LogWatch`, the criteria (what matches, what fails) and the requests a poll makes;
-* :class:`LogCursor`, how far the log has been judged, and :meth:`LogWatch.evaluate`;
-* :class:`WatchState`, what the sensor keeps between pokes and tries (``since`` and the cursor);
-* :func:`outcome_event` and :func:`outcome_from_event`, the trigger's events for an outcome.
-
-Only :meth:`LogWatch.poll` (the sensor's sync hook, in a worker) and :meth:`LogWatch.poll_async`
-(the trigger's async hook, in the triggerer) talk to PostHog: both make the same requests and hand
-the entries to :meth:`LogWatch.evaluate`, so the same log timeline gives the same outcome, entry
-and cursor in poke, reschedule and deferrable mode.
-
-The cursor is the position reached in the log: the timestamp of the newest entry judged so far and
-short digests of the entries judged *at* that timestamp. PostHog's ``after`` filter is exclusive and
-several entries can share one microsecond (some may become visible a moment later), so the next
-poll asks for ``after = cursor.after - 1 µs`` and drops the entries whose digest it already holds.
-A poll with no news is then one request answered with the few entries of that last microsecond.
+Watching a batch export's log, for the logs sensor and its trigger: the criteria, the cursor, the
+state kept between pokes and the trigger's events (docs/waits.md, "The log watch").
 """
 
 from __future__ import annotations
@@ -45,11 +30,9 @@ from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, read_state, w
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 
-# Messages longer than this are cut in XCom, trigger events and errors: PostHog error lines can
-# carry whole tracebacks, and XCom/trigger payloads live in the metadata database.
+# PostHog error lines can carry whole tracebacks; XCom and events live in the metadata database.
 MAX_MESSAGE_CHARS = 2000
-#: How long PostHog may take to reveal a log entry after a newer one (docs/posthog-api.md §6.3): entries
-#: arrive through Kafka and a sharded ClickHouse table, out of timestamp order by seconds or more.
+#: How long PostHog may take to reveal a log entry after a newer one (docs/posthog-api.md §6.3).
 DEFAULT_SETTLE = 300.0
 
 
@@ -82,16 +65,11 @@ def compact_entry(entry: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LogCursor:
     """
-    How far the log has been judged.
+    How far the log has been judged; JSON ``{"after": iso, "seen": {iso: [digest, ...]}, "count": n}``.
 
-    JSON form: ``{"after": iso, "seen": {iso: [digest, ...]}, "count": n}``.
-
-    :param after: the settled mark: entries stamped at or before it are final and never read
-        again. It starts at ``since`` and trails the clock by the watch's ``settle`` time.
-    :param seen: ``(timestamp, digest)`` of each entry judged after ``after``, oldest first. Such
-        entries are read again by every poll (PostHog may still reveal older entries among them)
-        and recognised here, so each is judged once.
-    :param count: entries judged since ``since``; each entry is counted once.
+    :param after: the settled mark: entries stamped at or before it are final and never read again.
+    :param seen: ``(timestamp, digest)`` of each entry judged after ``after``, oldest first.
+    :param count: entries judged since ``since``, each once.
     """
 
     after: datetime
@@ -145,8 +123,7 @@ class LogOutcome:
     What one batch of entries decided.
 
     :param status: ``waiting``, ``success`` (an entry matched) or ``failed``.
-    :param cursor: the cursor after the entries judged; after a decision it stops at the
-        deciding entry, so the same timeline gives the same cursor however it was polled.
+    :param cursor: the cursor after the entries judged (at the deciding entry after a decision).
     :param entry: the deciding entry (:func:`compact_entry`), or None while waiting.
     :param reason: why a failing entry fails the task.
     :param new: how many entries of this batch were judged for the first time.
@@ -189,10 +166,8 @@ CRITERIA_CHECKS: dict[str, Check] = {
 @dataclass(frozen=True)
 class LogWatch:
     """
-    What counts as a match and what counts as a failure, built by :meth:`from_params`, and how
-    long to keep looking back for entries PostHog reveals late (``settle``, in seconds).
-
-    An entry that is both a match and a failure fails: a failure is never reported as success.
+    What matches and what fails (an entry that does both fails), built by :meth:`from_params`, and
+    how long to look back for entries PostHog reveals late (``settle``, in seconds).
     """
 
     levels: tuple[str, ...] | None = None
@@ -215,18 +190,7 @@ class LogWatch:
         fail_on_levels: str | Sequence[str] | None = ("ERROR",),
         settle: float | timedelta = DEFAULT_SETTLE,
     ) -> LogWatch:
-        """
-        Validate the sensor's criteria; every error names the parameter and the bad value.
-
-        :param level: levels an entry must have to match (one, a comma list, or a list).
-        :param message_pattern: regular expression searched in the message to match.
-        :param search: case-insensitive substring the message must contain to match.
-        :param instance_id: only entries of this Temporal workflow run count (not a run id from
-            ``runs/``), for matches and failures.
-        :param failure_pattern: regular expression; a message containing it fails the task.
-        :param fail_on_levels: levels that fail the task; empty to fail on none.
-        :param settle: seconds an entry may show up after newer ones and still be judged.
-        """
+        """The sensor's criteria, checked (see its parameters); every error names the parameter."""
         params = {
             "level": level,
             "message_pattern": message_pattern,
@@ -240,10 +204,7 @@ class LogWatch:
 
     @classmethod
     def from_checked(cls, values: dict[str, Any]) -> LogWatch:
-        """
-        Build the criteria from values already passed through :data:`CRITERIA_CHECKS`; a missing
-        one (still a template when a DAG is parsed) counts as not given.
-        """
+        """The criteria from values checked by :data:`CRITERIA_CHECKS`; a missing one is not given."""
         levels = values.get("level")
         fail_levels = values.get("fail_on_levels") or ()
         overlap = sorted(set(levels or ()) & set(fail_levels))
@@ -284,17 +245,10 @@ class LogWatch:
 
     def server_filters(self) -> list[dict[str, Any]]:
         """
-        The filters to send to PostHog, one dict per request of a poll.
-
-        Server-side filters shrink responses but must never hide an entry that would fail the
-        task: ``search`` alone would hide an ERROR line without the searched word. So:
-
-        * ``instance_id`` scopes everything and is always sent;
-        * ``level`` is sent together with the failure levels;
-        * with no failure criteria, ``level`` and ``search`` are sent as they are;
-        * with ``search`` and failure levels, a poll makes two requests (matches with ``search``,
-          failures by level), merged by :func:`merge_streams`;
-        * a ``failure_pattern`` can match any entry, so then only ``instance_id`` is sent.
+        The filters to send to PostHog, one dict per request of a poll. They must never hide an
+        entry that would fail the task (``search`` alone would hide an ERROR line without the
+        word): with ``search`` and failure levels a poll makes two requests, and a
+        ``failure_pattern``, which can match any entry, leaves only ``instance_id`` to send.
         """
         base: dict[str, Any] = {"instance_id": self.instance_id}
         if not self.fail_levels and self.failure_regex is None:
@@ -375,15 +329,9 @@ class LogWatch:
         polled_at: datetime | None = None,
     ) -> LogOutcome:
         """
-        Judge the entries not judged before, oldest first; the first deciding entry wins.
-
-        :param entries: entries as PostHog returns them (newest first), including entries judged
-            by earlier polls (every poll reads the settle window again).
-        :param cursor: the cursor after the previous poll.
-        :param since: entries at or before this moment never count.
-        :param polled_at: when the entries were requested (default: now). Entries stamped more
-            than ``settle`` seconds before it are final from then on.
-        :return: the outcome and the cursor to use next.
+        Judge the entries (newest first, as PostHog sends them) not judged before, oldest first;
+        the first deciding entry wins. Entries at or before ``since`` never count; entries stamped
+        ``settle`` seconds before ``polled_at`` (default: now) are final from then on.
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
         seen, count, new = list(cursor.seen), cursor.count, 0
@@ -401,9 +349,7 @@ class LogWatch:
             verdict = self.judge(entry)
             if verdict is not None:
                 status, reason = verdict
-                # The wait ends here: the cursor stops at the deciding entry (keeping any newer
-                # entry already judged), so the same timeline gives the same cursor however it was
-                # polled.
+                # The cursor stops at the deciding entry (keeping newer ones already judged).
                 stamp = format_timestamp(moment)
                 decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
                 return LogOutcome(status, decided, compact_entry(entry), reason, new)
@@ -413,20 +359,14 @@ class LogWatch:
 
 
 def chronological(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """
-    Entries oldest first. PostHog sends newest first; entries that share a timestamp keep the
-    reverse of PostHog's order (the sort is stable), so they are judged in a repeatable order.
-    """
+    """Entries oldest first; those sharing a timestamp in the reverse of PostHog's order (stable)."""
     return sorted(reversed(list(entries)), key=entry_time)
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
     """
-    Combine the answers of a poll's requests, keeping each entry once.
-
-    An entry can be in two answers (an ERROR line that also contains the searched word). Identical
-    entries can also genuinely repeat within one answer, so entries are counted per digest and
-    each one is kept as many times as the answer that holds it most often.
+    Combine the answers of a poll's requests, keeping each entry once. Identical entries can
+    repeat within one answer, so each is kept as often as the answer that holds it most often.
     """
     answers = [list(stream) for stream in streams]
     if len(answers) == 1:
@@ -462,15 +402,9 @@ STATE_KEY = "posthog_batch_export_logs_watch"
 @dataclass
 class WatchState:
     """
-    ``since`` and the cursor of one sensor task instance, saved in the task state store.
+    ``since`` and the cursor of one sensor task instance, kept in the task state store across
+    reschedules and retries (Airflow >= 3.3; before, reschedule mode starts from ``since`` again).
 
-    On Airflow >= 3.3 the store keeps them across reschedules and retries, so a rescheduled poke
-    or a retry asks PostHog only for news. Older Airflow has no store: poke mode keeps the state in
-    memory, deferrable mode carries it through the trigger, and reschedule mode starts each poke
-    from ``since`` again.
-
-    :param since: only entries after this moment count.
-    :param cursor: how far the log has been judged.
     :param fingerprint: digest of the criteria the cursor was built with.
     :param saved: the JSON last read from or written to the store, to skip needless writes.
     """
@@ -498,11 +432,9 @@ class WatchState:
         log: logging.Logger | Any,
     ) -> WatchState:
         """
-        The state to continue from: the saved one when it applies, else a fresh cursor at ``since``.
-
-        ``since`` is the explicit value if given, else the saved one (the moment the task first
-        started, fixed by the first poke of the first try), else ``default_since()``. A saved cursor
-        is reused only if it was built with the same ``since`` and criteria.
+        The state to continue from. ``since`` is the explicit one, else the saved one (fixed by the
+        first poke of the first try), else ``default_since()``; a saved cursor is reused only if
+        built with the same ``since`` and criteria.
         """
         saved = read_state(context, STATE_KEY, log)
         saved_since = _saved_time(saved, "since")
@@ -545,12 +477,7 @@ def outcome_event(outcome: LogOutcome) -> dict[str, Any]:
 
 
 def outcome_from_event(event: dict[str, Any]) -> tuple[datetime, LogOutcome]:
-    """
-    The ``since`` and the outcome a trigger event reports; ``ValueError`` names what is missing.
-
-    For every status the event carries ``since`` and ``cursor``; ``success`` and ``failed`` also
-    carry the deciding ``entry``.
-    """
+    """The ``since`` and the outcome a trigger event reports; ``ValueError`` names what is missing."""
     try:
         since = parse_timestamp("event since", event["since"])
         cursor = LogCursor.from_json(event["cursor"])

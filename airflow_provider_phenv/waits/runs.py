@@ -1,16 +1,7 @@
 """
-Judging batch export runs and backfills: the logic the run sensor, the backfill waits and their
-trigger share, and what a task reports about the runs once they completed.
-
-Only :meth:`RunsWait.poll` (the sync hook, in a worker) and :meth:`RunsWait.poll_async` (the async
-hook, in the triggerer) talk to PostHog: both make the same requests and hand the backfill and
-the runs to :func:`judge_backfill` or :func:`judge_interval`, so the same state in PostHog gives
-the same outcome, value and error text whether the task waited in the worker or deferred.
-
-Facts relied on (docs/posthog-api.md §6.9): a backfill makes one run per
-whole export interval (none for a range shorter than one interval); it goes on after a failed run
-and can end ``Completed`` anyway, so a backfill is judged by its runs too (each run names its
-``backfill``); a failed interval can be retried, which makes a new run for the same interval.
+Judging batch export runs and backfills (the run sensor, the backfill waits and their trigger),
+what a task reports once they completed, and the run events an asset watcher fires
+(docs/waits.md, "Runs and backfills" and "Run events").
 """
 
 from __future__ import annotations
@@ -18,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,6 +22,8 @@ from airflow_provider_phenv.lineage import (
     batch_export_outlet_extra,
 )
 from airflow_provider_phenv.validation import (
+    RUN_STATUSES,
+    RunStatus,
     check_uuid,
     format_timestamp,
     parse_timestamp,
@@ -39,11 +32,12 @@ from airflow_provider_phenv.waits import (
     ACTIVE_STATUSES,
     FAILED,
     FAILED_STATUSES,
+    FINAL_STATUSES,
     LATEST_RUNS,
     SUCCESS,
     WAITING,
+    run_summary,
 )
-from airflow_provider_phenv.waits.events import run_summary
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
@@ -58,8 +52,8 @@ class RunsOutcome:
     """
     What PostHog's runs say about a wait.
 
-    :param status: ``waiting``, ``success`` or ``failed`` (see :mod:`airflow_provider_phenv.waits`).
-    :param value: the task's XCom value (also while waiting: the progress so far).
+    :param status: ``waiting``, ``success`` or ``failed``.
+    :param value: the task's XCom value (while waiting: the progress so far).
     :param message: why the wait failed, quoting PostHog; or the progress line while waiting.
     """
 
@@ -106,14 +100,7 @@ def _describe_failures(runs: list[dict[str, Any]]) -> str:
 def backfill_value(
     batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """
-    The backfill operator's XCom value: ids, status, progress and records.
-
-    PostHog's ``progress`` is null outside Starting and Running, and while it does not know the
-    planned run count yet; its ``finished_runs`` counts Completed and Failed runs
-    (``get_progress``, docs/posthog-api.md §6.9). Without it, the runs judged count instead, or
-    None when none were read.
-    """
+    """The backfill operator's XCom value: ids, status, progress (PostHog's, else the runs') and records."""
     progress = backfill.get("progress") or {}
     finished = [run for run in runs if run.get("status") in ("Completed", "Failed")]
     total, done = progress.get("total_runs"), progress.get("finished_runs")
@@ -135,13 +122,7 @@ def _progress(value: dict[str, Any]) -> str:
 
 
 def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]) -> RunsOutcome:
-    """
-    Whether a backfill is done, and done well.
-
-    :param batch_export_id: the export's UUID, for messages.
-    :param backfill: the backfill as PostHog returns it.
-    :param runs: runs of the export (any; only those of this backfill count).
-    """
+    """Whether a backfill is done, and done well; of ``runs``, only the backfill's own count."""
     backfill_id = backfill.get("id")
     own = [run for run in runs if run.get("backfill") == backfill_id]
     value = backfill_value(batch_export_id, backfill, own)
@@ -196,15 +177,8 @@ def judge_interval(
     batch_export_id: str, runs: list[dict[str, Any]], since: datetime, until: datetime
 ) -> RunsOutcome:
     """
-    Whether PostHog has exported ``[since, until)``: completed runs cover all of it.
-
-    A failed run counts against it only while no completed run (a retry) covers its interval and
-    no run that may still complete is working on it.
-
-    :param batch_export_id: the export's UUID, for messages.
-    :param runs: runs of the export (any; only those overlapping the range count).
-    :param since: start of the range.
-    :param until: end of the range.
+    Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run
+    counts only while no completed run (a retry) covers its interval and none active works on it.
     """
     relevant = []
     for run in runs:
@@ -246,10 +220,7 @@ def runs_wait(
     started_at: Any = None,
     row_grace: float = BACKFILL_ROW_GRACE,
 ) -> RunsWait:
-    """
-    A :class:`RunsWait` from user or serialized values, checked: either a backfill id, or an
-    aware ``until`` (and optional ``since``, before it); every error names the value.
-    """
+    """A :class:`RunsWait` from user or serialized values, checked; every error names the value."""
     export_id = check_uuid("batch_export_id", batch_export_id)
     started = None if started_at is None else parse_timestamp("started_at", started_at, naive_ok=False)
     if backfill_id is not None:
@@ -279,10 +250,7 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 
 def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[str, bool] | None:
-    """
-    ``(description, during the wait)`` when the export is paused (PostHog pauses an export by
-    itself after repeated failures, docs/posthog-api.md §6.4), else None.
-    """
+    """``(description, during the wait)`` when the export is paused (PostHog may, §6.4), else None."""
     if not export.get("paused"):
         return None
     paused_at = export.get("last_paused_at")
@@ -297,23 +265,11 @@ def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[st
 @dataclass(frozen=True)
 class RunsWait:
     """
-    What a wait on runs asks PostHog each poll, and how it judges the answer.
+    What a wait on runs asks PostHog each poll, and how it judges the answer: a wait for a backfill
+    (``backfill_id``) or until a range is exported (``since``, ``until``); docs/waits.md.
 
-    Either ``backfill_id`` (wait for a backfill) or ``since`` and ``until`` (wait until a range is
-    exported). A backfill wait reads the backfill while it runs (its ``progress`` says how far it
-    is), then once its runs to judge them, and the export when it failed, to name a pause. A range
-    wait reads the export: its paused flag and newest runs, and the runs created since ``since``
-    only when the newest runs may not hold all of them (a run is created when its interval has
-    ended, so older runs cannot cover the range).
-
-    :param batch_export_id: the export's UUID.
-    :param backfill_id: the backfill's UUID.
-    :param since: start of the range.
-    :param until: end of the range.
-    :param started_at: when the wait began: a backfill PostHog has just accepted is 404 until its
-        workflow writes it, for up to ``row_grace`` seconds from then; a pause after it fails
-        the wait, a pause before it is waited out.
-    :param row_grace: see ``started_at``.
+    :param started_at: when the wait began: a backfill PostHog has just accepted may be 404 for
+        ``row_grace`` seconds from then; a pause after it fails the wait, one before is waited out.
     """
 
     batch_export_id: str
@@ -468,17 +424,8 @@ def report_runs(
     export: Mapping[str, Any] | None = None,
 ) -> None:
     """
-    Attach the runs to the task's outlets (each Asset's event extra) and record its lineage (with
-    the ``openlineage`` extra, the datasets the OpenLineage listener reports for it).
-
-    :param task: the operator or sensor (lineage is recorded when it is a ``PostHogLineageMixin``).
-    :param context: the task's context.
-    :param hook: the task's sync hook, to read the export when lineage needs it.
-    :param batch_export_id: the export's UUID.
-    :param project_id: the project, or None for the connection's.
-    :param runs: the completed runs (``run_summary`` of each).
-    :param backfill_id: the backfill the runs belong to, if any.
-    :param export: the export as GET returns it, if the task has read it already.
+    Attach the completed ``runs`` (``run_summary`` of each) to the task's outlets and, with the
+    ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
     if isinstance(task, PostHogLineageMixin) and openlineage_installed():
@@ -491,3 +438,151 @@ def report_runs(
             project_id=project_id or hook.settings.project_id,
             backfill_id=backfill_id,
         )
+
+
+# -- run events: which runs newly reached a watched status (docs/waits.md, "Run events") ----------
+
+#: How far the next query reaches back behind the newest run seen.
+SETTLE = timedelta(minutes=5)
+#: At most this many active runs are tracked per watched export; the oldest are dropped.
+MAX_TRACKED = 1000
+#: An active run is no longer tracked once it is this old (PostHog lists 7 days by default).
+MAX_TRACKED_AGE = timedelta(days=7)
+
+
+def check_statuses(statuses: str | Iterable[str]) -> list[str]:
+    """The watched statuses as a list without duplicates, each one of PostHog's run statuses."""
+    items = [statuses] if isinstance(statuses, str) else list(statuses)
+    if not items:
+        raise ValueError("Invalid statuses []: expected at least one run status.")
+    unknown = [item for item in items if item not in RUN_STATUSES]
+    if unknown:
+        raise ValueError(f"Invalid statuses {unknown!r}: expected run statuses from {list(RUN_STATUSES)}.")
+    return list(dict.fromkeys(RunStatus(item).value for item in items))
+
+
+def _when(value: str) -> datetime:
+    return parse_timestamp("created_at", value)
+
+
+@dataclass
+class RunEventWatch:
+    """
+    What one watched export has seen so far; ``to_json()`` goes to the asset state store.
+
+    :param since: when the watch first started (ISO 8601); None before its first poll.
+    :param cursor: the newest ``created_at`` seen (ISO 8601), or ``since``.
+    :param tracked: active runs being followed, run id to ``[created_at, status last seen]``.
+    :param done: runs already judged (fired, or ended in another status), run id to ``created_at``.
+    """
+
+    statuses: frozenset[str]
+    since: str | None = None
+    cursor: str | None = None
+    tracked: dict[str, list[Any]] = field(default_factory=dict)
+    done: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        return self.since is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "since": self.since,
+            "cursor": self.cursor,
+            "tracked": {run_id: list(seen) for run_id, seen in self.tracked.items()},
+            "done": dict(self.done),
+        }
+
+    @classmethod
+    def from_json(cls, statuses: Iterable[str], value: Any) -> RunEventWatch:
+        """A watch restored from :meth:`to_json`; a fresh one when ``value`` is not such a state."""
+        watch = cls(frozenset(statuses))
+        if isinstance(value, dict) and value.get("version") == 1 and isinstance(value.get("since"), str):
+            watch.since = value["since"]
+            watch.cursor = value.get("cursor") or value["since"]
+            watch.tracked = {
+                str(k): [str(v[0]), v[1]]
+                for k, v in (value.get("tracked") or {}).items()
+                if isinstance(v, list) and len(v) == 2
+            }
+            watch.done = {str(k): str(v) for k, v in (value.get("done") or {}).items()}
+        return watch
+
+    def start(self, now: datetime, runs: Iterable[dict[str, Any]]) -> None:
+        """Begin at ``now``, given the runs active now and those of the last :data:`SETTLE`."""
+        self.since = self.cursor = format_timestamp(now)
+        for run in runs:
+            if run.get("status") in ACTIVE_STATUSES:
+                self._track(run)
+            else:
+                self.done[run["id"]] = format_timestamp(_when(run["created_at"]))
+        self._prune(now)
+
+    def _track(self, run: dict[str, Any]) -> None:
+        self.tracked[run["id"]] = [format_timestamp(_when(run["created_at"])), run.get("status")]
+
+    def horizon(self) -> datetime:
+        """Runs created before this were judged already (or are older than the watch) unless tracked."""
+        assert self.since is not None and self.cursor is not None
+        return max(_when(self.since), _when(self.cursor)) - SETTLE
+
+    def lower_bound(self) -> datetime:
+        """The ``after=`` of the next runs query: nothing older can still change what fires."""
+        bound = self.horizon()
+        if self.tracked:
+            bound = min(bound, min(_when(created) for created, _ in self.tracked.values()))
+        return bound
+
+    def covers(self, latest_runs: Sequence[dict[str, Any]]) -> bool:
+        """Whether an export's ``latest_runs`` (the 10 newest) shows every run that matters."""
+        if len(latest_runs) < LATEST_RUNS:
+            return True
+        oldest = min(latest_runs, key=lambda run: _when(run["created_at"]))
+        oldest_at = _when(oldest["created_at"])
+        known = oldest["id"] in self.done or oldest["id"] in self.tracked or oldest_at < self.horizon()
+        shown = {run["id"] for run in latest_runs}
+        return known and all(run_id in shown for run_id in self.tracked)
+
+    def judge(self, runs: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """Judge the runs one poll returned (any order); return those that fire, oldest first."""
+        assert self.since is not None and self.cursor is not None
+        horizon = self.horizon()
+        newest = _when(self.cursor)
+        fired: list[dict[str, Any]] = []
+        for run in sorted(runs, key=lambda item: _when(item["created_at"])):
+            run_id, status, created = run["id"], run.get("status"), _when(run["created_at"])
+            if run_id in self.done:
+                continue
+            seen = self.tracked.get(run_id)
+            if seen is None and created < horizon:
+                continue  # finished before the watch began, or judged long ago
+            newest = max(newest, created)
+            if status in self.statuses and (seen is None or seen[1] != status):
+                fired.append(run)
+                self._finish(run_id, created)
+            elif status in FINAL_STATUSES:
+                self._finish(run_id, created)
+            else:
+                self._track(run)
+        self.cursor = format_timestamp(newest)
+        self._prune(now)
+        return fired
+
+    def _finish(self, run_id: str, created: datetime) -> None:
+        self.tracked.pop(run_id, None)
+        self.done[run_id] = format_timestamp(created)
+
+    def _prune(self, now: datetime) -> None:
+        too_old = now - MAX_TRACKED_AGE
+        self.tracked = {run_id: seen for run_id, seen in self.tracked.items() if _when(seen[0]) >= too_old}
+        if len(self.tracked) > MAX_TRACKED:
+            newest_first = sorted(self.tracked.items(), key=lambda item: _when(item[1][0]), reverse=True)
+            self.tracked = dict(newest_first[:MAX_TRACKED])
+        horizon = self.horizon()
+        self.done = {run_id: created for run_id, created in self.done.items() if _when(created) >= horizon}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

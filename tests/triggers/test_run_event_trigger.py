@@ -20,7 +20,7 @@ import pytest
 from phenv_emulator import SEED
 
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunEventTrigger
-from airflow_provider_phenv.waits.events import EVENT_FIELDS
+from airflow_provider_phenv.waits import EVENT_FIELDS
 from tests.helpers.emulator import api_requests, connection_json
 
 EXPORT_ID = SEED.s3_export_id

@@ -6,12 +6,8 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from airflow_provider_phenv.validation import format_timestamp
-from airflow_provider_phenv.waits.events import (
-    MAX_TRACKED,
-    SETTLE,
-    RunEventWatch,
-    run_event,
-)
+from airflow_provider_phenv.waits import run_event
+from airflow_provider_phenv.waits.runs import MAX_TRACKED, SETTLE, RunEventWatch
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 
