@@ -1,9 +1,7 @@
 """
-Exceptions raised by the PostHog hook, operators and sensor.
-
-Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's error envelope
-(``type``, ``code``, ``detail``, ``attr``), the status, the method and the URL path. The API key
-is never part of any of them. Subclasses exist for the cases callers branch on.
+The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's
+error envelope, the status, the method and the path, never the API key; subclasses exist for the
+cases callers branch on.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ from airflow.sdk.exceptions import AirflowException
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[^>]+>")
 _MAX_DETAIL = 300
-# PostHog's own ``detail`` is kept longer than a proxy page's text, but never unbounded: errors
-# end up in task logs, XCom-free trigger events and the metadata database (a 5 MB detail would too).
+# PostHog's own ``detail`` is kept longer than a proxy page's text, but bounded: errors end up in
+# task logs, trigger events and the metadata database.
 MAX_DETAIL_CHARS = 1000
 _MAX_TAG_CHARS = 100
 
@@ -98,9 +96,8 @@ def _rebuild(cls: type[PostHogAPIError], state: dict[str, Any]) -> PostHogAPIErr
     return error
 
 
-# 400, 401, 403 and 404 cannot succeed on a retry: they are also AirflowFailException, so a task
-# that raises one fails at once instead of being retried by Airflow (``retries``). Ambiguous
-# outcomes, transport errors, 429 and 5xx stay plain AirflowExceptions and are retried.
+# 400, 401, 403 and 404 cannot succeed on a retry: as AirflowFailException they fail the task
+# without Airflow's retries. Ambiguous outcomes, transport errors, 429 and 5xx are retried.
 
 
 class PostHogBadRequestError(PostHogAPIError, AirflowFailException):
@@ -108,10 +105,7 @@ class PostHogBadRequestError(PostHogAPIError, AirflowFailException):
 
 
 class PostHogAuthError(PostHogAPIError, AirflowFailException):
-    """
-    401, or 403 for a key problem: invalid key, wrong region host, missing scope, no project
-    access. Not retried.
-    """
+    """401, or 403: invalid key, wrong region host, missing scope, no project access. Not retried."""
 
 
 class PostHogNotFoundError(PostHogAPIError, AirflowFailException):
@@ -134,8 +128,8 @@ class PostHogTransportError(PostHogAPIError):
     """
     No usable response: connection refused, dropped, timed out.
 
-    :param request_sent: whether the request may have reached PostHog. ``False`` only when the
-        connection could not even be opened, which makes any request safe to send again.
+    :param request_sent: whether the request may have reached PostHog (False: the connection
+        could not even be opened, so any request is safe to send again).
     """
 
     def __init__(self, *, request_sent: bool, **kwargs: Any) -> None:
@@ -145,42 +139,28 @@ class PostHogTransportError(PostHogAPIError):
 
 class PostHogWriteOutcomeUnknownError(PostHogAPIError):
     """
-    A create request may or may not have been carried out: the response was lost.
-
-    Raised instead of re-sending a request that is not safe to repeat (creating a dashboard,
-    adding a collaborator). Callers look up whether the object exists before trying again.
+    A create may or may not have been carried out (the response was lost): raised instead of
+    re-sending it; callers look up whether the object exists before trying again.
     """
 
 
 class PostHogBackfillNotVisibleError(PostHogError):
-    """
-    PostHog accepted a backfill, but it did not show in PostHog within the wait: its workflow
-    writes the backfill's row after the answer, and had not done so yet.
-    """
+    """PostHog accepted a backfill, but its workflow had not written its row within the wait."""
 
 
 class PostHogDeadlineError(PostHogTransportError):
-    """
-    No complete answer within the request deadline (connect, redirects, headers and body together).
-
-    Per-read timeouts alone never fire against a server that sends a byte every few seconds.
-    Retried like a timeout for requests that are safe to repeat.
-    """
+    """No complete answer within the request deadline (connect, redirects, headers and body together)."""
 
 
 class PostHogUnexpectedResponseError(PostHogAPIError):
     """
-    PostHog (or whatever answered in its place) sent something this provider cannot trust: a 2xx
-    body that is not JSON or not of the expected shape, a redirect it does not follow, or a
-    response over a limit. Never retried.
+    An answer this provider cannot trust: a 2xx body that is not JSON or not of the expected shape,
+    a redirect it does not follow, or a response over a limit. Never retried.
     """
 
 
 class PostHogRedirectError(PostHogUnexpectedResponseError):
-    """
-    A 3xx answer that is not followed: to another host, a method-changing 301/302/303, a 304, or
-    too many hops. ``location`` holds the target (without any userinfo).
-    """
+    """A 3xx not followed (another host, a method change, 304, too many hops); ``location``: its target."""
 
     def __init__(self, *, location: str | None = None, **kwargs: Any) -> None:
         self.location = location
@@ -212,12 +192,7 @@ def error_class_for_status(status_code: int) -> type[PostHogAPIError]:
 
 
 def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, Any]:
-    """
-    Read PostHog's error envelope from a response body.
-
-    A body that is not the envelope (an HTML page from a proxy, an empty body, plain text) still
-    yields a short readable ``detail``.
-    """
+    """PostHog's error envelope from a body; any other body (a proxy's page) gives a short ``detail``."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = text.strip()
     if not text:

@@ -10,8 +10,8 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -163,44 +163,35 @@ CRITERIA_CHECKS: dict[str, Check] = {
 }
 
 
+#: Defaults of the criteria that have one (the others default to None: not a criterion).
+CRITERIA_DEFAULTS: dict[str, Any] = {"fail_on_levels": ("ERROR",), "settle": DEFAULT_SETTLE}
+
+
 @dataclass(frozen=True)
 class LogWatch:
     """
     What matches and what fails (an entry that does both fails), built by :meth:`from_params`, and
-    how long to look back for entries PostHog reveals late (``settle``, in seconds).
+    how long to look back for entries PostHog reveals late (``settle``, in seconds). The fields are
+    the sensor's parameters, checked (see :data:`CRITERIA_CHECKS`).
     """
 
-    levels: tuple[str, ...] | None = None
-    message_regex: re.Pattern[str] | None = None
+    level: tuple[str, ...] | None = None
+    message_pattern: re.Pattern[str] | None = None
     search: str | None = None
     instance_id: str | None = None
-    fail_levels: tuple[str, ...] = ("ERROR",)
-    failure_regex: re.Pattern[str] | None = field(default=None)
+    failure_pattern: re.Pattern[str] | None = None
+    fail_on_levels: tuple[str, ...] = ("ERROR",)
     settle: float = DEFAULT_SETTLE
 
     @classmethod
-    def from_params(
-        cls,
-        *,
-        level: str | Sequence[str] | None = None,
-        message_pattern: str | None = None,
-        search: str | None = None,
-        instance_id: str | None = None,
-        failure_pattern: str | None = None,
-        fail_on_levels: str | Sequence[str] | None = ("ERROR",),
-        settle: float | timedelta = DEFAULT_SETTLE,
-    ) -> LogWatch:
-        """The sensor's criteria, checked (see its parameters); every error names the parameter."""
-        params = {
-            "level": level,
-            "message_pattern": message_pattern,
-            "search": search,
-            "instance_id": instance_id,
-            "failure_pattern": failure_pattern,
-            "fail_on_levels": fail_on_levels,
-            "settle": settle,
-        }
-        return cls.from_checked({name: check(name, params[name]) for name, check in CRITERIA_CHECKS.items()})
+    def from_params(cls, **params: Any) -> LogWatch:
+        """The sensor's criteria, checked; every error names the parameter and the bad value."""
+        unknown = sorted(set(params) - set(CRITERIA_CHECKS))
+        if unknown:
+            raise TypeError(f"Unknown log criteria {unknown}: expected some of {list(CRITERIA_CHECKS)}.")
+        values = {**CRITERIA_DEFAULTS, **params}
+        checked = {name: check(name, values.get(name)) for name, check in CRITERIA_CHECKS.items()}
+        return cls.from_checked(checked)
 
     @classmethod
     def from_checked(cls, values: dict[str, Any]) -> LogWatch:
@@ -214,27 +205,18 @@ class LogWatch:
                 f"{fail_levels!r}, so such entries would fail the task instead of matching; "
                 "pass fail_on_levels=() to wait for them."
             )
-        return cls(
-            levels=levels,
-            message_regex=values.get("message_pattern"),
-            search=values.get("search"),
-            instance_id=values.get("instance_id"),
-            fail_levels=fail_levels,
-            failure_regex=values.get("failure_pattern"),
-            settle=values.get("settle", DEFAULT_SETTLE),
-        )
+        given = {name: values[name] for name in CRITERIA_CHECKS if values.get(name) is not None}
+        return cls(**{**given, "fail_on_levels": fail_levels})
 
     def to_params(self) -> dict[str, Any]:
         """The criteria as plain values, accepted back by :meth:`from_params`."""
-        return {
-            "level": None if self.levels is None else list(self.levels),
-            "message_pattern": None if self.message_regex is None else self.message_regex.pattern,
-            "search": self.search,
-            "instance_id": self.instance_id,
-            "failure_pattern": None if self.failure_regex is None else self.failure_regex.pattern,
-            "fail_on_levels": list(self.fail_levels),
-            "settle": self.settle,
-        }
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, re.Pattern):
+                return value.pattern
+            return list(value) if isinstance(value, tuple) else value
+
+        return {name: plain(getattr(self, name)) for name in CRITERIA_CHECKS}
 
     def fingerprint(self, *scope: Any) -> str:
         """A short digest of the criteria (and ``scope``), to tell whether a saved cursor still applies."""
@@ -251,17 +233,17 @@ class LogWatch:
         ``failure_pattern``, which can match any entry, leaves only ``instance_id`` to send.
         """
         base: dict[str, Any] = {"instance_id": self.instance_id}
-        if not self.fail_levels and self.failure_regex is None:
-            plans = [{**base, "level": self.levels, "search": self.search}]
-        elif self.failure_regex is not None:
+        if not self.fail_on_levels and self.failure_pattern is None:
+            plans = [{**base, "level": self.level, "search": self.search}]
+        elif self.failure_pattern is not None:
             plans = [base]
         elif self.search is None:
-            levels = None if self.levels is None else tuple(dict.fromkeys(self.levels + self.fail_levels))
+            levels = None if self.level is None else tuple(dict.fromkeys(self.level + self.fail_on_levels))
             plans = [{**base, "level": levels}]
         else:
             plans = [
-                {**base, "level": self.levels, "search": self.search},
-                {**base, "level": self.fail_levels},
+                {**base, "level": self.level, "search": self.search},
+                {**base, "level": self.fail_on_levels},
             ]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
 
@@ -273,15 +255,15 @@ class LogWatch:
             return None
         level = str(entry.get("level") or "").upper()
         message = str(entry.get("message") or "")
-        if level in self.fail_levels:
+        if level in self.fail_on_levels:
             return FAILED, f"level {level} is in fail_on_levels"
-        if self.failure_regex is not None and self.failure_regex.search(message):
-            return FAILED, f"message matches failure_pattern {self.failure_regex.pattern!r}"
-        if self.levels is not None and level not in self.levels:
+        if self.failure_pattern is not None and self.failure_pattern.search(message):
+            return FAILED, f"message matches failure_pattern {self.failure_pattern.pattern!r}"
+        if self.level is not None and level not in self.level:
             return None
         if self.search is not None and self.search.lower() not in message.lower():
             return None
-        if self.message_regex is not None and not self.message_regex.search(message):
+        if self.message_pattern is not None and not self.message_pattern.search(message):
             return None
         return SUCCESS, None
 
