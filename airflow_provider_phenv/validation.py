@@ -1,9 +1,7 @@
 """
-Checks on user input, run before any request is sent.
-
-Value checks name the parameter and the bad value in their errors; the hook calls them on every
-public method. Operators and sensors declare theirs as ``field_checks`` (:class:`CheckedFields`),
-run in ``__init__`` on literal values and again in ``execute`` after templates are rendered.
+Checks on user input, run before any request is sent; each error names the parameter and the bad
+value. Tasks declare theirs as ``field_checks`` (:class:`CheckedFields`), run in ``__init__`` on
+literal values and again in ``execute`` once templates are rendered.
 """
 
 from __future__ import annotations
@@ -55,9 +53,8 @@ LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
 
 class RunStatus(str, Enum):
     """
-    PostHog's ``BatchExportRun.Status`` (docs/posthog-api.md §5); a backfill's status is one of them
-    too (all but FailedBilling). Members compare and hash equal to PostHog's strings. Defined here,
-    not with the waits, because the hook checks the runs list's ``status`` filter against it.
+    PostHog's ``BatchExportRun.Status`` (docs/posthog-api.md §5), also a backfill's (but FailedBilling);
+    members equal PostHog's strings. Here, not in the waits: the hook checks its filters against it.
     """
 
     CANCELLED = "Cancelled"
@@ -85,10 +82,7 @@ _TEMPLATE_MARKERS = ("{{", "{%")
 
 
 def is_template(value: Any) -> bool:
-    """
-    Whether ``value`` is only known when the task runs, so it cannot be checked yet: a Jinja
-    string, or an upstream task's output (``XComArg``), as in ``.partial(dashboard_id=task.output)``.
-    """
+    """Whether ``value`` is only known when the task runs: a Jinja string or an upstream ``XComArg``."""
     from airflow.sdk import XComArg
 
     if isinstance(value, XComArg):
@@ -190,12 +184,7 @@ def check_log_levels(name: str, value: Any) -> tuple[str, ...]:
 
 
 def check_filter_names(kind: str, filters: Mapping[str, Any], allowed: Collection[str]) -> None:
-    """
-    Refuse a filter keyword that is not one of ``allowed``, as Python refuses a misspelt argument.
-
-    Hook methods take their filters as ``**filters`` typed by a ``TypedDict``; mypy checks the names
-    in typed code, this check does it at run time for the rest (DAG files, rendered dicts).
-    """
+    """Refuse a ``**filters`` keyword not in ``allowed`` at run time, as mypy does for typed code."""
     unknown = sorted(set(filters) - set(allowed))
     if unknown:
         raise TypeError(f"Unknown {kind} filter {', '.join(unknown)}: expected {', '.join(allowed)}.")
@@ -205,8 +194,8 @@ def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime
     """
     Return an aware UTC datetime from a datetime or an ISO 8601 string.
 
-    :param naive_ok: take a value without a timezone as UTC; when false, refuse it, for filters
-        where a guessed timezone would silently shift the answer by hours.
+    :param naive_ok: take a value without a timezone as UTC; else refuse it (where a guessed
+        timezone would shift the answer by hours).
     """
     if isinstance(value, str):
         text = value.strip()
@@ -240,11 +229,8 @@ _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "
 @dataclass(frozen=True)
 class ExportSchedule:
     """
-    The settings of a batch export that decide how PostHog reads backfill bounds.
-
-    Daily and weekly exports take dates only; PostHog reads a date in the export's ``timezone`` at
-    its ``offset_hour``, and refuses a weekly date that is not on the export's ``offset_day``
-    (``validate_date_input``, docs/posthog-api.md §6.9).
+    The settings of a batch export that decide how PostHog reads backfill bounds: daily and weekly
+    exports take dates, read in ``timezone`` at ``offset_hour``, a weekly one on ``offset_day`` (§6.9).
     """
 
     interval: str | None = None
@@ -296,10 +282,8 @@ class ExportSchedule:
 
     def as_day(self, name: str, value: Any, moment: datetime | date) -> date:
         """
-        A date bound of a daily or weekly export, from a date or a datetime at a day's start.
-
-        A datetime is taken when it is midnight UTC (Airflow's ``data_interval_start``) or the
-        export's own day start; any other time is refused, naming the date to give instead.
+        A date bound of a daily or weekly export: a date, or a datetime at midnight UTC (Airflow's
+        ``data_interval_start``) or at the export's own day start; else refused, naming the date.
         """
         if isinstance(moment, datetime):
             local = moment.astimezone(self.zone)
@@ -358,15 +342,8 @@ def check_backfill_range(
     start_at: Any, end_at: Any, *, schedule: ExportSchedule | None = None, now: datetime | None = None
 ) -> tuple[str, str]:
     """
-    The bounds of a backfill over ``[start_at, end_at)``, formatted for PostHog.
-
-    :param start_at: first moment to export: a date, an aware datetime, or ISO 8601 text.
-    :param end_at: the moment after the last one to export; not in the future.
-    :param schedule: the export's schedule, when known. Daily and weekly exports take dates only
-        (see :meth:`ExportSchedule.as_day`; a weekly date must fall on the export's weekday); the
-        others take datetimes (a date means its midnight UTC).
-    :param now: the current moment (default: the clock), for the "not in the future" check.
-    :return: ``(start_at, end_at)`` as PostHog expects them.
+    The bounds of a backfill over ``[start_at, end_at)`` (dates, aware datetimes or ISO 8601 text;
+    not in the future), formatted for PostHog as the export's ``schedule`` wants them.
     """
     schedule = schedule or ExportSchedule()
     start, end = backfill_bound("start_at", start_at), backfill_bound("end_at", end_at)
@@ -386,8 +363,8 @@ def check_backfill_range(
     return format_timestamp(first), format_timestamp(last)
 
 
-#: A check takes the field's name (for the error message) and its value, and returns the value
-#: normalised (a UUID in canonical form, ``"true"`` as ``True``...) or raises ``ValueError``.
+#: A check takes the field's name (for the message) and its value; it returns the value normalised
+#: or raises ``ValueError``.
 Check = Callable[[str, Any], Any]
 
 
@@ -434,11 +411,7 @@ def extend(base: Mapping[str, Check], **checks: Check) -> Mapping[str, Check]:
 
 
 class CheckedFields:
-    """
-    Mixin for operators and sensors whose inputs are checked by ``field_checks``.
-
-    Subclasses extend the mapping of their base: ``field_checks = extend(Base.field_checks, ...)``.
-    """
+    """Tasks whose inputs are checked by ``field_checks = extend(Base.field_checks, ...)``."""
 
     field_checks: ClassVar[Mapping[str, Check]] = MappingProxyType(
         # Empty means the connection's default project.
@@ -496,7 +469,4 @@ class CheckedFields:
         return ValueError(f"{message} ({'; '.join(notes)})")
 
     def check_combination(self, values: dict[str, Any]) -> None:
-        """
-        Checks across fields; ``values`` holds the fields checked so far (at parsing time, the
-        templated ones are missing). Raise ``ValueError`` naming the values; the default has none.
-        """
+        """Checks across fields (at parsing time, templated ones are missing from ``values``)."""
