@@ -41,6 +41,7 @@ from airflow_provider_phenv.waits import (
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
+    from airflow_provider_phenv.waits.project_poll import Listing
 
 
 # A run's latest_error is quoted in errors and events; PostHog's can carry whole tracebacks.
@@ -375,17 +376,27 @@ class RunsWait:
             outcome = self._with_pause(outcome, hook.get_batch_export(export_id, project_id=project_id))
         return outcome
 
-    async def poll_async(self, hook: PostHogAsyncHook, project_id: str | None) -> RunsOutcome:
-        """One poll with the async hook: the same requests and judgement as :meth:`poll`."""
+    async def poll_async(
+        self, hook: PostHogAsyncHook, project_id: str | None, listing: Listing | None = None
+    ) -> RunsOutcome:
+        """
+        One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the
+        project's shared exports list, stands for the export's own read and, while it shows a run
+        of the backfill at work, for the backfill's.
+        """
         export_id = self.batch_export_id
+        listed = None if listing is None else listing.exports.get(export_id)
         if self.backfill_id is None:
-            export = await hook.get_batch_export(export_id, project_id=project_id)
+            export = listed or await hook.get_batch_export(export_id, project_id=project_id)
             runs = self._latest_suffice(export)
             if runs is None:
                 runs = await hook.list_batch_export_runs(
                     export_id, after=self.runs_after(None), project_id=project_id
                 )
             return self._with_pause(self.judge(None, runs), export)
+        at_work = self._backfill_at_work(listed)
+        if at_work is not None:
+            return at_work
         try:
             backfill = await hook.get_batch_export_backfill(
                 export_id, self.backfill_id, project_id=project_id
@@ -399,8 +410,25 @@ class RunsWait:
         )
         outcome = self.judge(backfill, runs)
         if outcome.status == FAILED:
-            outcome = self._with_pause(outcome, await hook.get_batch_export(export_id, project_id=project_id))
+            export = listed or await hook.get_batch_export(export_id, project_id=project_id)
+            outcome = self._with_pause(outcome, export)
         return outcome
+
+    def _backfill_at_work(self, export: Mapping[str, Any] | None) -> RunsOutcome | None:
+        """Waiting, when the export's newest runs show a run of the backfill still at work."""
+        for run in (export or {}).get("latest_runs") or ():
+            if run.get("backfill") == self.backfill_id and run.get("status") in ACTIVE_STATUSES:
+                what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
+                span = f"{run.get('data_interval_start')} - {run.get('data_interval_end')}"
+                value = {
+                    "batch_export_id": self.batch_export_id,
+                    "backfill_id": self.backfill_id,
+                    "status": None,
+                }
+                return RunsOutcome(
+                    WAITING, value, f"{what}: run {run.get('id')} for {span} is {run.get('status')}."
+                )
+        return None
 
 
 # -- what a task reports once the runs completed -------------------------------------------------
