@@ -15,22 +15,24 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, conf
+from airflow.sdk import BaseOperator
 
 from airflow_provider_phenv.errors import (
     PostHogBackfillNotVisibleError,
     PostHogError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks.posthog import find_backfill
+from airflow_provider_phenv.hooks.posthog import PostHogHook, find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
-from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.validation import (
     TESTABLE_DESTINATION_TYPES,
+    CheckedFields,
     ExportSchedule,
     backfill_bound,
     check_backfill_range,
@@ -98,6 +100,40 @@ def check_steps(name: str, steps: Any) -> list[int | str]:
         if isinstance(step, bool) or not isinstance(step, (int, str)) or (isinstance(step, int) and step < 0):
             raise ValueError(f"Invalid step {step!r}: expected a step index (0, 1, ...) or a step name.")
     return list(steps)
+
+
+class PostHogBaseOperator(CheckedFields, BaseOperator):
+    """
+    Base of the PostHog operators.
+
+    Subclasses declare their inputs' checks in ``field_checks`` (see
+    :mod:`airflow_provider_phenv.validation`): literal values are checked when the DAG is parsed,
+    rendered ones by :meth:`checked_fields` at the start of ``execute``.
+
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project (environment) id; default: the connection's. (templated)
+    :param hook_params: extra keyword arguments for :class:`PostHogHook` (``timeout``, ``max_retries``).
+    """
+
+    template_fields: Sequence[str] = ("posthog_conn_id", "project_id")
+
+    def __init__(
+        self,
+        *,
+        posthog_conn_id: str = PostHogHook.default_conn_name,
+        project_id: int | str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.posthog_conn_id = posthog_conn_id
+        self.project_id = project_id
+        self.hook_params = hook_params or {}
+
+    @cached_property
+    def hook(self) -> PostHogHook:
+        # Created on first use, so that __init__ (DAG parsing) does no I/O.
+        return PostHogHook(self.posthog_conn_id, **self.hook_params)
 
 
 class _BatchExportOperator(PostHogBaseOperator):

@@ -18,7 +18,7 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
-from airflow_provider_phenv.operators.base import PostHogBaseOperator
+from airflow_provider_phenv.operators.batch_exports import PostHogBaseOperator
 from airflow_provider_phenv.payloads import CREATE_ONLY, DASHBOARD_FIELDS, dashboard_payload
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
