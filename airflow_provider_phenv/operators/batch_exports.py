@@ -174,7 +174,6 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         self, context: Context, export_id: str, backfill_id: str, project_id: str | None
     ) -> Any:
         """Wait in the worker, or defer after one poll, until the backfill ends; then judge it."""
-        self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         started_at, row_grace = datetime.now(timezone.utc), self.hook.backfill_row_grace
         wait = RunsWait(export_id, backfill_id=backfill_id, started_at=started_at, row_grace=row_grace)
         deadline = None if self.wait_timeout is None else time.time() + self.wait_timeout
@@ -527,9 +526,9 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
             state = {"batch_export_id": export_id, "range": [start, end], "id": backfill_id}
             write_state(context, _BACKFILL_KEY, state, self.log)
             self.log.info("Started backfill %s of batch export %s.", backfill_id, export_id)
+        self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         if self.wait_for_completion:
             return self.wait_for_backfill(context, export_id, backfill_id, project_id)
-        self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         backfill = self._read_backfill(export_id, backfill_id, project_id)
         return backfill_value(export_id, backfill, [])
 
