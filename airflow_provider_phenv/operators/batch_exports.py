@@ -205,7 +205,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
 
         self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
         assert wait.started_at is not None and wait.backfill_id is not None
-        trigger_kwargs = {
+        trigger_kwargs: dict[str, Any] = {
             "batch_export_id": wait.batch_export_id,
             "backfill_id": wait.backfill_id,
             "started_at": format_timestamp(wait.started_at),

@@ -307,7 +307,7 @@ class _DashboardOperator(PostHogBaseOperator):
         super().__init__(**kwargs)
         self.dashboard_url: str | None = None
 
-    def _link_dashboard(self, project_id: Any, dashboard_id: Any) -> str:
+    def _link_dashboard(self, project_id: Any, dashboard_id: Any) -> str | None:
         self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
         return self.dashboard_url
 
