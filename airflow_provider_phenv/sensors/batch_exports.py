@@ -81,6 +81,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     ui_color = "#f9bd38"
     #: Raised when a deferred wait resumes with an error or an invalid event.
     wait_error: ClassVar[type[PostHogWaitError]] = PostHogWaitError
+    #: The outcome a trigger event carried, set by :meth:`resume_from_event`.
+    _outcome: Any = None
 
     def __init__(
         self,
@@ -115,11 +117,21 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         raise NotImplementedError
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
-        """Take over the state an event carries (any status); raise ``wait_error`` if malformed."""
+        """Take over the state an event carries (any status); raise :meth:`malformed` if invalid."""
+
+    def conclude(self, context: Context, outcome: Any) -> bool | PokeReturnValue:
+        """The sensor's result or error for an outcome, the same in every mode."""
+        raise NotImplementedError
 
     def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        """The task's result for a ``success`` event, or its error for a ``failed`` one."""
-        raise NotImplementedError
+        """The task's result for a ``success`` event (a ``failed`` one raises)."""
+        assert self._outcome is not None  # resume_from_event ran first
+        concluded = self.conclude(context, self._outcome)
+        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
+        return concluded.xcom_value
+
+    def malformed(self, event: dict[str, Any], error: ValueError) -> PostHogWaitError:
+        return self.wait_error(f"Malformed {event['status']!r} trigger event for {self.about()}: {error}")
 
     def task_started_at(self, context: Context) -> datetime:
         """When this task first started: its first reschedule in reschedule mode, else its start."""
@@ -369,10 +381,9 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         if outcome.new or state.saved is None:
             state.save(context, log=self.log)
         self.log.info("Batch export %s: %d new log entries, %s.", export_id, outcome.new, outcome.status)
-        return self._conclude(outcome)
+        return self.conclude(context, outcome)
 
-    def _conclude(self, outcome: LogOutcome) -> bool | PokeReturnValue:
-        """The sensor's result or error for an outcome, the same in every mode."""
+    def conclude(self, context: Context, outcome: LogOutcome) -> bool | PokeReturnValue:
         export_id = self.inputs["batch_export_id"]
         if outcome.status == FAILED:
             assert outcome.entry is not None  # a decision always names its entry
@@ -402,18 +413,9 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         try:
             since, self._outcome = outcome_from_event(event)
         except ValueError as error:
-            raise PostHogBatchExportLogsWatchError(
-                f"Malformed {event['status']!r} trigger event for batch export "
-                f"{self.inputs['batch_export_id']}: {error}"
-            ) from None
+            raise self.malformed(event, error) from None
         self._state = WatchState(since=since, cursor=self._outcome.cursor, fingerprint=self._fingerprint())
         self._state.save(context, log=self.log)
-
-    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        assert self._outcome is not None  # resume_from_event ran first
-        concluded = self._conclude(self._outcome)
-        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
-        return concluded.xcom_value
 
 
 class PostHogBatchExportRunError(PostHogError):
@@ -490,10 +492,9 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:
             self.begin()
-        return self._conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
+        return self.conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
 
-    def _conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
-        """The sensor's result or error for an outcome, the same in every mode."""
+    def conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
         if outcome.message != self._progress:
             self._progress = outcome.message
             self.log.info("%s", outcome.message)
@@ -523,12 +524,4 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
             try:
                 self._outcome = RunsOutcome.from_event(event)
             except ValueError as error:
-                raise PostHogBatchExportRunWaitError(
-                    f"Malformed {event['status']!r} trigger event for {self.about()}: {error}"
-                ) from None
-
-    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        assert self._outcome is not None  # resume_from_event ran first
-        concluded = self._conclude(context, self._outcome)
-        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
-        return concluded.xcom_value
+                raise self.malformed(event, error) from None
