@@ -1,10 +1,4 @@
-"""
-Data-aware scheduling and lineage for PostHog batch exports.
-
-The ``posthog://`` asset URI scheme, an asset with its watcher, the extras tasks attach to their
-outlets' asset events, and OpenLineage for exports (the optional ``openlineage`` extra). The URI
-form, the dataset names and the facets: docs/airflow-internals.md, "Assets and OpenLineage".
-"""
+"""Assets, asset watchers and OpenLineage for PostHog batch exports (docs/airflow-internals.md)."""
 
 from __future__ import annotations
 
@@ -15,9 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
-# Airflow imports this module to check every posthog:// URI, so nothing heavy is imported at the
-# top: the trigger (and its HTTP client) only when an asset gets a watcher, OpenLineage only when
-# the listener asks for lineage after a task.
+# Airflow imports this module to check every posthog:// URI: nothing heavy is imported at the top.
 from airflow_provider_phenv.validation import check_project_id, check_uuid
 
 if TYPE_CHECKING:
@@ -53,7 +45,6 @@ def _netloc(host: str) -> str:
 
 
 def _uri_host(host: str) -> str:
-    """The host of an asset URI: :func:`_netloc`, refusing what is not a host name."""
     netloc = _netloc(host) if isinstance(host, str) else ""
     if not _HOST.match(netloc):
         raise ValueError(f"Invalid host {host!r}: expected a PostHog host such as 'eu.posthog.com'.")
@@ -66,8 +57,7 @@ def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) 
 
     :param batch_export_id: the export's UUID.
     :param project_id: the PostHog project (environment) id.
-    :param host: the PostHog host, with or without ``https://`` (``us.posthog.com``,
-        ``eu.posthog.com``, a self-hosted name, ``127.0.0.1:8010`` for the emulator).
+    :param host: the PostHog host, with or without ``https://`` (``eu.posthog.com``, ``127.0.0.1:8010``).
     """
     project = check_project_id(project_id)
     if project == "@current":
@@ -77,12 +67,7 @@ def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) 
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
-    """
-    Airflow's URI handler for the ``posthog`` scheme: check the form and normalise case.
-
-    :raises ValueError: naming the expected form, for a URI without a host, with a query, or
-        whose path is not ``/<project_id>/batch_exports/<UUID>``.
-    """
+    """Airflow's URI handler for the ``posthog`` scheme: check the form and normalise case."""
     text = uri.geturl()
     problem = None
     match = _PATH.match(uri.path)
@@ -142,10 +127,7 @@ def batch_export_asset(
     """
     The Asset of a PostHog batch export, updated each time one of its runs reaches ``statuses``.
 
-    A DAG with ``schedule=[asset]`` then runs once per such run (Airflow merges events that arrive
-    within one scheduler loop into one DAG run: read every ``triggering_asset_events`` entry). Each
-    asset event's ``extra["payload"]`` is the run: ``batch_export_id``, ``run_id``, ``status``,
-    ``data_interval_start``, ``data_interval_end``, ``records_completed``, ``latest_error``.
+    Each asset event's ``extra["payload"]`` is the run, as the run event trigger fires it.
 
     :param batch_export_id: the export's UUID.
     :param project_id: the PostHog project id the export belongs to (also what the watcher reads).
@@ -153,7 +135,7 @@ def batch_export_asset(
     :param statuses: run statuses that update the asset.
     :param poll_interval: seconds between polls of PostHog.
     :param posthog_conn_id: the connection the watcher uses.
-    :param shared_poll: on Airflow 3.3, share one poll with sibling watchers (see the trigger).
+    :param shared_poll: on Airflow 3.3, share one poll with sibling watchers.
     :param name: the asset name; default: its URI.
     :param group: the asset group.
     :param extra: the asset's own extra.
@@ -178,9 +160,6 @@ def batch_export_asset(
     return Asset(name=name or uri, uri=uri, group=group, extra=extra or {}, watchers=[watcher])
 
 
-# -- extras for the asset events a task emits ----------------------------------------------------
-
-
 def batch_export_outlet_extra(
     batch_export_id: str,
     runs: Iterable[Mapping[str, Any]],
@@ -188,15 +167,10 @@ def batch_export_outlet_extra(
     backfill_id: str | None = None,
 ) -> dict[str, Any]:
     """
-    The extra of an asset event about some runs of a batch export (plain JSON values).
-
-    ``{"batch_export_id", "backfill_id", "run_ids", "statuses", "data_interval_start",
-    "data_interval_end", "records_completed"}``: the interval spans every run's interval; records
-    are summed over the runs that report them (None when none does).
+    The extra of an asset event about some runs of a batch export: their ids, statuses, span, records.
 
     :param batch_export_id: the export's UUID.
-    :param runs: runs as PostHog returns them (``id``, ``status``, ``data_interval_start``/``end``,
-        ``records_completed``), or as the run sensor returns them.
+    :param runs: runs as PostHog or the run sensor returns them.
     :param backfill_id: the backfill the runs belong to, if any.
     """
     items = list(runs)
@@ -217,13 +191,11 @@ def batch_export_outlet_extra(
 
 def attach_outlet_extras(context: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
     """
-    Add ``extra`` to the asset event of each Asset the running task declares as an outlet.
-
-    For operators and sensors to call at the end of ``execute`` (or ``execute_complete``). Asset
-    aliases are left alone. Returns how many outlets got the extra (0 when the task has none).
+    Add ``extra`` to the asset event of each Asset (not alias) the running task has as an outlet.
 
     :param context: the task's context (``task`` and ``outlet_events`` are read).
     :param extra: e.g. :func:`batch_export_outlet_extra`.
+    :return: how many outlets got the extra.
     """
     task = context.get("task")
     outlets = getattr(task, "outlets", None) or []
@@ -278,9 +250,7 @@ def destination_dataset_name(
     ``(namespace, name)`` of the dataset a destination writes, or None when it writes none.
 
     :param destination: ``{"type", "config"}`` as GET returns it.
-    :param integration_config: details PostHog keeps in the export's integration, which GET does
-        not return: the Snowflake ``account``, the BigQuery ``project_id`` (when not in the
-        config), the Databricks ``server_hostname``, the Azure ``storage_account``.
+    :param integration_config: details PostHog keeps in the export's integration, which GET does not return.
     :raises MissingLineageDetail: when a detail the name needs is in neither.
     """
     kind = str(destination.get("type"))
@@ -330,11 +300,7 @@ def _total(runs: list[Mapping[str, Any]], key: str) -> int | None:
 
 @functools.cache
 def _facets() -> tuple[type[Any], type[Any]]:
-    """
-    The provider's custom OpenLineage facets (job, run), defined on first use: they need the
-    ``openlineage`` extra. Like the OpenLineage provider's own Airflow facets, they keep the base
-    facet's schema URL; their fields are camelCase, as OpenLineage writes them.
-    """
+    # Defined on first use: they need the openlineage extra. Fields are camelCase, as OpenLineage's.
     from attrs import define, field
     from openlineage.client.facet_v2 import JobFacet, RunFacet
 
@@ -391,7 +357,6 @@ def batch_export_lineage(
     from airflow_provider_phenv.waits import run_summary
 
     job_facet, runs_facet = _facets()
-
     items = list(runs)
     project = project_id if project_id not in (None, "") else export.get("team_id")
     namespace, name = input_dataset_name(export, host=host, project_id=str(project))
@@ -436,10 +401,8 @@ class PostHogLineageMixin:
     """
     Gives an operator ``get_openlineage_facets_on_complete``, from what it recorded while running.
 
-    Call :meth:`record_posthog_lineage` in ``execute`` (or ``execute_complete``) with the export as
-    GET returned it and the runs; without the ``openlineage`` extra it only stores plain values and
-    nothing is ever built. An operator may set ``lineage_integration_config`` for destinations
-    whose names PostHog keeps in the integration (see :func:`destination_dataset_name`).
+    ``execute`` calls :meth:`record_posthog_lineage` (plain values only); an operator may set
+    ``lineage_integration_config`` (see :func:`destination_dataset_name`).
     """
 
     _posthog_lineage: dict[str, Any] | None = None
@@ -453,7 +416,7 @@ class PostHogLineageMixin:
         project_id: int | str | None = None,
         backfill_id: str | None = None,
     ) -> None:
-        """Keep what :meth:`get_openlineage_facets_on_complete` needs (plain values only)."""
+        """Keep what :meth:`get_openlineage_facets_on_complete` needs."""
         self._posthog_lineage = {
             "export": dict(export),
             "runs": [dict(run) for run in runs],
@@ -463,26 +426,14 @@ class PostHogLineageMixin:
         }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
-        recorded = self._posthog_lineage
-        if not recorded:
+        if not self._posthog_lineage:
             return None
         integration_config = getattr(self, "lineage_integration_config", None)
-        return batch_export_lineage(
-            recorded["export"],
-            recorded["runs"],
-            host=recorded["host"],
-            project_id=recorded["project_id"],
-            backfill_id=recorded["backfill_id"],
-            integration_config=integration_config,
-        )
+        return batch_export_lineage(**self._posthog_lineage, integration_config=integration_config)
 
 
 def asset_to_openlineage(asset: Any, lineage_context: Any = None) -> Any:
-    """
-    Airflow's OpenLineage converter for ``posthog://`` assets: the batch export as a dataset.
-
-    Namespace ``posthog://<host>``, name ``<project_id>.batch_exports.<batch export UUID>``.
-    """
+    """Airflow's OpenLineage converter for ``posthog://`` assets: the batch export as a dataset."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
     parts = parse_uri(asset.uri)

@@ -1,36 +1,28 @@
-"""
-Operators that pause, unpause, backfill and test PostHog batch exports.
-
-The operators that start a backfill (backfill, unpause with backfill) wait for it in the worker or
-defer to :class:`~airflow_provider_phenv.triggers.batch_exports.PostHogBatchExportRunTrigger`, with
-the same judgement either way (:mod:`airflow_provider_phenv.waits.runs`): the backfill must end
-Completed with every one of its runs Completed. A wait that is killed (``on_kill``) or runs out of
-time cancels the backfill in PostHog, so nothing keeps exporting for a task that gave up; in
-deferrable mode the trigger reports the deadline and the resuming task cancels (a trigger never
-writes).
-"""
+"""Operators that pause, unpause, backfill and test PostHog batch exports (docs/waiting-and-operators.md)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, conf
+from airflow.sdk import BaseOperator
 
 from airflow_provider_phenv.errors import (
     PostHogBackfillNotVisibleError,
     PostHogError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks.posthog import find_backfill
+from airflow_provider_phenv.hooks.posthog import PostHogHook, find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
-from airflow_provider_phenv.operators.base import PostHogBaseOperator
 from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.validation import (
     TESTABLE_DESTINATION_TYPES,
+    CheckedFields,
     ExportSchedule,
     backfill_bound,
     check_backfill_range,
@@ -100,6 +92,36 @@ def check_steps(name: str, steps: Any) -> list[int | str]:
     return list(steps)
 
 
+class PostHogBaseOperator(CheckedFields, BaseOperator):
+    """
+    Base of the PostHog operators; subclasses declare their inputs' checks in ``field_checks``.
+
+    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
+    :param project_id: PostHog project (environment) id; default: the connection's. (templated)
+    :param hook_params: extra keyword arguments for :class:`PostHogHook` (``timeout``, ``max_retries``).
+    """
+
+    template_fields: Sequence[str] = ("posthog_conn_id", "project_id")
+
+    def __init__(
+        self,
+        *,
+        posthog_conn_id: str = PostHogHook.default_conn_name,
+        project_id: int | str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.posthog_conn_id = posthog_conn_id
+        self.project_id = project_id
+        self.hook_params = hook_params or {}
+
+    @cached_property
+    def hook(self) -> PostHogHook:
+        # Created on first use, so that __init__ (DAG parsing) does no I/O.
+        return PostHogHook(self.posthog_conn_id, **self.hook_params)
+
+
 class _BatchExportOperator(PostHogBaseOperator):
     """An operator about one existing batch export, with a link to it."""
 
@@ -113,30 +135,20 @@ class _BatchExportOperator(PostHogBaseOperator):
         self.batch_export_url: str | None = None
 
     def _link_export(self, values: dict[str, Any]) -> str:
-        """Remember the link to the export (before any request, so a failed task has it too)."""
+        # Before any request, so that a failed task has the link too.
         export_id = values["batch_export_id"]
         self.batch_export_url = self.hook.ui_url(values["project_id"], f"batch_exports/{export_id}")
         return export_id
 
 
 class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
-    """
-    An operator that may wait for a backfill it started, and reports the backfill's runs.
-
-    A subclass calls :meth:`wait_for_backfill` from ``execute`` and turns the finished backfill's
-    value into its result in :meth:`backfill_result`.
-
-    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
-    :param timeout: longest wait (seconds or timedelta); then the backfill is cancelled. Default:
-        no limit but the task's ``execution_timeout``.
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
-    """
+    """An operator that may wait for a backfill it started (``poll_interval``, ``timeout``, ...)."""
 
     #: ``(export, backfill, project)`` while this worker waits: what ``on_kill`` cancels.
     _waiting_on: tuple[str, str, str | None] | None = None
     #: The export as ``execute`` read it, so the runs' report does not read it again.
     _export: dict[str, Any] | None = None
+    operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
 
     def __init__(
         self,
@@ -162,12 +174,8 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         self, context: Context, export_id: str, backfill_id: str, project_id: str | None
     ) -> Any:
         """Wait in the worker, or defer after one poll, until the backfill ends; then judge it."""
-        wait = RunsWait(
-            export_id,
-            backfill_id=backfill_id,
-            started_at=datetime.now(timezone.utc),
-            row_grace=self.hook.backfill_row_grace,
-        )
+        started_at, row_grace = datetime.now(timezone.utc), self.hook.backfill_row_grace
+        wait = RunsWait(export_id, backfill_id=backfill_id, started_at=started_at, row_grace=row_grace)
         deadline = None if self.wait_timeout is None else time.time() + self.wait_timeout
         self._waiting_on = (export_id, backfill_id, project_id)
         try:
@@ -196,20 +204,20 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
         self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
-        export_id, backfill_id = wait.batch_export_id, wait.backfill_id
-        assert wait.started_at is not None and backfill_id is not None
-        started_at, row_grace = format_timestamp(wait.started_at), wait.row_grace
-        self.log.info("Deferring the wait on backfill %s of batch export %s.", backfill_id, export_id)
+        assert wait.started_at is not None and wait.backfill_id is not None
+        trigger_kwargs: dict[str, Any] = {
+            "batch_export_id": wait.batch_export_id,
+            "backfill_id": wait.backfill_id,
+            "started_at": format_timestamp(wait.started_at),
+            "row_grace": wait.row_grace,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+        self.log.info(
+            "Deferring the wait on backfill %s of batch export %s.", wait.backfill_id, wait.batch_export_id
+        )
         defer_to_trigger(
             self,
-            lambda poll: PostHogBatchExportRunTrigger(
-                batch_export_id=export_id,
-                backfill_id=backfill_id,
-                started_at=started_at,
-                row_grace=row_grace,
-                cancel_on_kill=self.cancel_on_kill,
-                **poll,
-            ),
+            lambda poll: PostHogBatchExportRunTrigger(**trigger_kwargs, **poll),
             project_id=project_id,
             poll_interval=self.poll_interval,
             deadline=deadline,
@@ -239,21 +247,21 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
             raise PostHogBackfillError(outcome.message)
         self.log.info("%s", outcome.message)
         value = outcome.value
+        export_id, backfill_id = value["batch_export_id"], value["backfill_id"]
+        runs = outcome.runs
         report_runs(
             self,
             context,
             self.hook,
-            value["batch_export_id"],
+            export_id,
             project_id,
-            outcome.runs,
-            backfill_id=value["backfill_id"],
+            runs,
+            backfill_id=backfill_id,
             export=self._export,
         )
         return self.backfill_result(context, value)
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
-        # PostHog leaves a backfill whose workflow was terminated Running for good (docs §6.9):
-        # then only this timeout ends the wait, and the log should say it may be why.
         self.log.warning(
             "Backfill %s of batch export %s is still not finished after %s s. If PostHog's workflow of "
             "it was terminated, PostHog shows it Running for ever, and only this timeout ends the wait.",
@@ -291,9 +299,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
 
 class PostHogPauseBatchExportOperator(_BatchExportOperator):
     """
-    Pause a PostHog batch export, e.g. before maintenance of its destination.
-
-    Pausing a paused export is a no-op, so the task is safe to retry.
+    Pause a PostHog batch export; pausing a paused export is a no-op, so the task is safe to retry.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
@@ -318,34 +324,21 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     Unpause a PostHog batch export, optionally backfilling the time it was paused.
 
     Unpausing an active export is a no-op (and starts no backfill), so the task is safe to retry.
-    With ``backfill=True`` PostHog starts a backfill of the pause: one run per whole export
-    interval, so none for a pause shorter than one interval. Its answer carries no id, so the
-    operator finds the backfill in the export's list and pushes its id to XCom as ``backfill_id``
-    (``None`` when PostHog started none). With ``wait_for_backfill=True`` it then waits like
-    :class:`PostHogBackfillBatchExportOperator`.
-
-    An unpause with a backfill is never sent twice blindly: PostHog saves ``paused=False`` before
-    it starts the backfill, so a repeat after a lost answer would start nothing. The operator reads
-    the export and its backfills to learn what happened, and says what it found in the log.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param backfill: also export the data from the pause until now. (templated)
-    :param wait_for_backfill: wait until that backfill ends, failing unless it and all its runs
-        completed.
-    :param poll_interval: seconds between two looks at the backfill while waiting.
-    :param timeout: longest wait for the backfill (seconds or timedelta); then it is cancelled.
-        Default: no limit but the task's ``execution_timeout``.
+    :param wait_for_backfill: wait until that backfill ends, failing unless it and all its runs completed.
+    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
+    :param timeout: longest wait for the backfill (seconds or timedelta), then it is cancelled; default none.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :return: ``{"batch_export_id": ..., "paused": false}``; XCom keys ``unpaused_at`` (the moment
-        of the request, for a downstream logs sensor's ``since``) and ``backfill_id``.
+    :return: ``{"batch_export_id": ..., "paused": false}``; XCom keys ``unpaused_at`` and ``backfill_id``.
     """
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "backfill")
     field_checks = extend(_BatchExportOperator.field_checks, backfill=check_bool)
-    operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
 
     def __init__(
         self,
@@ -355,7 +348,6 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         wait_for_backfill: bool = False,
         **kwargs: Any,
     ) -> None:
-        # poll_interval, timeout, deferrable and cancel_on_kill go to _BackfillWaitOperator.
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.backfill = backfill
         self.wait_for_backfill_completion = check_bool("wait_for_backfill", wait_for_backfill)
@@ -389,16 +381,14 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
         if not export.get("paused"):
             if earlier and earlier.get("batch_export_id") == export_id:
+                backfill_id = earlier.get("backfill_id")
                 self.log.info(
-                    "An earlier try unpaused batch export %s; its backfill is %s.",
-                    export_id,
-                    earlier.get("backfill_id"),
+                    "An earlier try unpaused batch export %s; its backfill is %s.", export_id, backfill_id
                 )
-                return earlier.get("backfill_id")
+                return backfill_id
             self.log.info("Batch export %s is not paused: PostHog starts no backfill.", export_id)
             return None
         if not export.get("last_paused_at"):
-            # PostHog backfills from last_paused_at; without one it backfills all the data there is.
             raise ValueError(
                 f"Batch export {export_id} is paused but has no last_paused_at (it was created paused, "
                 "not paused through PostHog's pause endpoint): PostHog would backfill it from the "
@@ -418,14 +408,12 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
                 self.log.warning(
                     "PostHog's answer was lost, but the export is unpaused: not sending it again."
                 )
-        # PostHog's answer carries no backfill id, and the backfill's row comes a moment later.
         self.log.info("Looking for the backfill PostHog started (it shows once its workflow runs).")
         backfill = self.hook.find_batch_export_backfill(
             export_id, since=unpaused_at, wait=self.hook.backfill_row_grace, project_id=project_id
         )
         if backfill is None and answer_lost:
-            # PostHog saves the unpause before it starts the backfill: a failure in between leaves
-            # the pause without a backfill, which only this task can still start.
+            # PostHog failed between saving the unpause and starting the backfill: only we can start it.
             backfill = self._backfill_the_pause(export, unpaused_at, project_id)
         elif backfill is None:
             message = (
@@ -474,8 +462,7 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     def _push(context: Context, unpaused_at: datetime, backfill_id: str | None) -> None:
         ti = context.get("ti")
         if ti is not None:
-            # Runs started by this unpause log after this moment: a sensor waiting for them uses it
-            # as its ``since``, so a quick run is not missed when the sensor starts late.
+            # A downstream sensor's ``since``: runs of this unpause log after this moment.
             ti.xcom_push(key="unpaused_at", value=format_timestamp(unpaused_at))
             ti.xcom_push(key="backfill_id", value=backfill_id)
 
@@ -484,22 +471,15 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
     """
     Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
 
-    PostHog makes one run per whole export interval and runs them one after another; the task
-    logs the progress (finished runs of total) and fails unless the backfill ends Completed with
-    every run Completed, quoting each failed run's error (PostHog goes on after a failed run and
-    can still call the backfill Completed). When the task is killed or its ``timeout`` passes,
-    the backfill is cancelled in PostHog. A retry of the task attaches to the backfill its earlier
-    try started, if that one is still running or completed: through the task state store on
-    Airflow >= 3.3, else by finding a running backfill over the same range.
+    Fails unless the backfill ends Completed with every run Completed; a retry attaches to the
+    backfill its earlier try started.
 
     :param batch_export_id: UUID of the batch export. (templated)
-    :param start_at: first moment to export: a date (daily and weekly exports take whole days
-        only), a datetime with a timezone, or ISO 8601 text. (templated)
+    :param start_at: first moment to export: a date, a datetime with a timezone, or ISO 8601 text. (templated)
     :param end_at: the moment after the last one to export; not in the future. (templated)
     :param wait_for_completion: wait until the backfill ends; else return once it started.
-    :param poll_interval: seconds between two looks at the backfill while waiting.
-    :param timeout: longest wait (seconds or timedelta); then the backfill is cancelled. Default:
-        no limit but the task's ``execution_timeout``.
+    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
+    :param timeout: longest wait (seconds or timedelta), then the backfill is cancelled; default none.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
@@ -510,7 +490,6 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
 
     template_fields: Sequence[str] = (*_BatchExportOperator.template_fields, "start_at", "end_at")
     field_checks = extend(_BatchExportOperator.field_checks, start_at=backfill_bound, end_at=backfill_bound)
-    operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
 
     def __init__(
         self,
@@ -521,7 +500,6 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         wait_for_completion: bool = True,
         **kwargs: Any,
     ) -> None:
-        # poll_interval, timeout, deferrable and cancel_on_kill go to _BackfillWaitOperator.
         super().__init__(batch_export_id=batch_export_id, **kwargs)
         self.start_at = start_at
         self.end_at = end_at
@@ -545,21 +523,20 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
                 export_id, start_at=start, end_at=end, project_id=project_id, export=export
             )
             backfill_id = check_uuid("backfill_id", created.get("backfill_id"))
-            write_state(
-                context,
-                _BACKFILL_KEY,
-                {"batch_export_id": export_id, "range": [start, end], "id": backfill_id},
-                self.log,
-            )
+            state = {"batch_export_id": export_id, "range": [start, end], "id": backfill_id}
+            write_state(context, _BACKFILL_KEY, state, self.log)
             self.log.info("Started backfill %s of batch export %s.", backfill_id, export_id)
         self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         if self.wait_for_completion:
             return self.wait_for_backfill(context, export_id, backfill_id, project_id)
+        backfill = self._read_backfill(export_id, backfill_id, project_id)
+        return backfill_value(export_id, backfill, [])
+
+    def _read_backfill(self, export_id: str, backfill_id: str, project_id: str | None) -> dict[str, Any]:
         # PostHog writes the backfill's row a moment after accepting it.
-        backfill = self.hook.get_batch_export_backfill(
+        return self.hook.get_batch_export_backfill(
             export_id, backfill_id, project_id=project_id, row_timeout=self.hook.backfill_row_grace
         )
-        return backfill_value(export_id, backfill, [])
 
     def _earlier_backfill(
         self,
@@ -574,14 +551,10 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         if saved is not None:
             if saved.get("batch_export_id") != export_id or tuple(saved.get("range") or ()) != bounds:
                 return None
-            backfill = self.hook.get_batch_export_backfill(
-                export_id, saved["id"], project_id=project_id, row_timeout=self.hook.backfill_row_grace
-            )
-            if backfill.get("status") in FAILED_STATUSES:
+            status = self._read_backfill(export_id, saved["id"], project_id).get("status")
+            if status in FAILED_STATUSES:
                 self.log.info(
-                    "An earlier try's backfill %s ended %s: starting a new one.",
-                    saved["id"],
-                    backfill["status"],
+                    "An earlier try's backfill %s ended %s: starting a new one.", saved["id"], status
                 )
                 return None
             self.log.info("Attaching to backfill %s, which an earlier try started.", saved["id"])
@@ -602,14 +575,10 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
 
 class PostHogTestBatchExportOperator(_BatchExportOperator):
     """
-    Run PostHog's destination test steps for a batch export, failing on the first failed step.
+    Run PostHog's destination test steps for a batch export, in order, failing on the first failed step.
 
-    Test an existing export (``batch_export_id``: its stored destination, secrets included, is
-    used) or a payload before creating it (``batch_export``: name, interval, destination). The
-    steps run in order; skipped steps do not fail the task.
-
-    :param batch_export_id: UUID of an existing batch export. (templated)
-    :param batch_export: create payload of an export that does not exist yet. (templated)
+    :param batch_export_id: UUID of an existing batch export, tested with its stored destination. (templated)
+    :param batch_export: create payload (name, interval, destination) of an export to be. (templated)
     :param steps: indexes or names of the steps to run; default all of them. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
@@ -645,12 +614,12 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         values = self.checked_fields()
         project_id = values["project_id"]
+        export_id = None
         if values["batch_export_id"] is not None:
             export_id = self._link_export(values)
             payload = payload_from_export(self.hook.get_batch_export(export_id, project_id=project_id))
             what = f"batch export {export_id}"
         else:
-            export_id = None
             payload = values["batch_export"]
             what = f"new batch export {payload['name']!r}"
         destination_type = payload["destination"].get("type")
@@ -669,25 +638,13 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
             else:
                 step = self.hook.run_batch_export_test_step_new(payload, index, project_id=project_id)
             result = step.get("result") or {}
-            outcome = {
-                "step": index,
-                "name": step.get("name") or available[index].get("name"),
-                "status": result.get("status"),
-                "message": result.get("message"),
-            }
-            self.log.info(
-                "Step %d %r of %s: %s %s",
-                index,
-                outcome["name"],
-                what,
-                outcome["status"],
-                outcome["message"] or "",
-            )
-            results.append(outcome)
-            if outcome["status"] == "Failed":
+            name = step.get("name") or available[index].get("name")
+            status, message = result.get("status"), result.get("message")
+            self.log.info("Step %d %r of %s: %s %s", index, name, what, status, message or "")
+            results.append({"step": index, "name": name, "status": status, "message": message})
+            if status == "Failed":
                 raise PostHogDestinationTestError(
-                    f"Destination test of {what} failed at step {index} {outcome['name']!r}: "
-                    f"{outcome['message']}"
+                    f"Destination test of {what} failed at step {index} {name!r}: {message}"
                 )
         return results
 

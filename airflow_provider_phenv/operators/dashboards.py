@@ -1,4 +1,4 @@
-"""Operators that provision PostHog dashboards and their collaborators as code."""
+"""Operators that provision PostHog dashboards and who may edit them (docs/waiting-and-operators.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from airflow_provider_phenv.errors import (
 )
 from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
-from airflow_provider_phenv.operators.base import PostHogBaseOperator
+from airflow_provider_phenv.operators.batch_exports import PostHogBaseOperator
 from airflow_provider_phenv.payloads import CREATE_ONLY, DASHBOARD_FIELDS, dashboard_payload
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
@@ -52,10 +52,6 @@ _MAX_SEARCH = 200
 # PostHog's 400 details for a collaborator who needs no adding (docs/posthog-api.md §7.3).
 ALREADY_COLLABORATOR = "User already is a collaborator."
 INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
-
-
-# -- access in PostHog's current model (access controls, docs/posthog-api.md §7.4) ----------------
-
 #: Levels a DAG may give everyone else on a dashboard (``manager`` is for people, not a default).
 DEFAULT_ACCESS_LEVELS = ("none", "viewer", "editor")
 #: The organization feature without which PostHog stores access levels and ignores them.
@@ -66,6 +62,10 @@ _POSTHOG_DEFAULT = "editor"
 
 class PostHogDashboardAccessError(PostHogError, AirflowFailException):
     """Dashboard access asked for in a way PostHog would accept without effect, or cannot grant."""
+
+
+class PostHogDashboardExistsError(PostHogError, AirflowFailException):
+    """``if_exists="fail"`` and a dashboard with the name already exists. Not retried."""
 
 
 def check_people(name: str, value: Any) -> list[str]:
@@ -83,6 +83,12 @@ def check_people(name: str, value: Any) -> list[str]:
     return people
 
 
+def _check_collaborators(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"Invalid {name} {value!r}: expected a list of user UUIDs.")
+    return [check_uuid(name, item) for item in value]
+
+
 def check_access_combination(editors: Any, viewers: Any) -> None:
     """Nobody may be both an editor and a viewer."""
     both = sorted(set(editors or ()) & set(viewers or ()))
@@ -90,13 +96,20 @@ def check_access_combination(editors: Any, viewers: Any) -> None:
         raise ValueError(f"{', '.join(both)} cannot be both in editors and in viewers: pick one.")
 
 
+#: The checks of the access parameters, shared by the operators that take them.
+ACCESS_CHECKS = {
+    "editors": optional(check_people),
+    "viewers": optional(check_people),
+    "default_access": optional(one_of(DEFAULT_ACCESS_LEVELS)),
+}
+
+
 @dataclass(frozen=True)
 class AccessWanted:
     """
     Who may do what on a dashboard, as a DAG declares it.
 
-    :param editors: people with ``editor``; with ``viewers``, the complete set of people with an
-        explicit level (``None`` for both: members are left as they are).
+    :param editors: people with ``editor``; with ``viewers``, all who have a level (``None``: as they are).
     :param viewers: people with ``viewer``.
     :param default: everyone else's level; ``None`` leaves it as it is.
     """
@@ -119,9 +132,7 @@ class DashboardAccess:
     """
     Converges a dashboard's access controls to :class:`AccessWanted`, writing only what differs.
 
-    :meth:`check` runs before any write of the task: the key's scopes, the organization's
-    access-control feature (without it PostHog accepts every level and ignores it) and that every
-    person named is a member. :meth:`converge` then reads the rules and writes the differences.
+    :meth:`check` refuses before any write what PostHog would refuse or ignore; :meth:`converge` writes.
     """
 
     def __init__(self, hook: PostHogHook, log: Any, wanted: AccessWanted, project_id: str | None) -> None:
@@ -132,7 +143,7 @@ class DashboardAccess:
         self.default_level: str | None = None
 
     def check(self) -> None:
-        """Refuse, before any write, what PostHog would refuse or silently ignore."""
+        """Refuse a key without the scopes, an organization without the feature, and non-members."""
         check_scopes(self.hook, ACCESS_SCOPES, ACCESS_TASKS)
         organization_id = require_access_control(
             self.hook, self.project_id, "editors, viewers and default_access"
@@ -224,14 +235,6 @@ class DashboardAccess:
         return user.get("email") or person
 
 
-#: The checks of the access parameters, shared by the operators that take them.
-ACCESS_CHECKS = {
-    "editors": optional(check_people),
-    "viewers": optional(check_people),
-    "default_access": optional(one_of(DEFAULT_ACCESS_LEVELS)),
-}
-
-
 def access_of(
     hook: PostHogHook, log: Any, values: dict[str, Any], project_id: str | None
 ) -> DashboardAccess | None:
@@ -243,10 +246,7 @@ def access_of(
 
 
 def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
-    """
-    A dashboard's default level (``None``: no default rule) and its members' levels by membership
-    id, from ``list_dashboard_access_controls``; role rules are left alone.
-    """
+    """The default level (``None``: no rule) and the members' levels by membership id; roles left alone."""
     rows = [row for row in current["access_controls"] if isinstance(row, dict) and not row.get("role")]
     default = next((row["access_level"] for row in rows if not row.get("organization_member")), None)
     members = {
@@ -270,10 +270,7 @@ def check_scopes(hook: PostHogHook, scopes: Sequence[str], purpose: str) -> None
 
 
 def require_access_control(hook: PostHogHook, project_id: str | None, what: str) -> str:
-    """Refuse, before any write, an organization without PostHog's access-control feature.
-
-    :return: the organization's id.
-    """
+    """Refuse, before any write, an organization without the access-control feature; return its id."""
     try:
         organization = hook.get_organization(project_id=project_id)
     except PostHogAuthError as error:
@@ -301,33 +298,47 @@ def _about(dashboard: dict[str, Any]) -> str:
     return f"Dashboard {dashboard.get('id')}" + (f" ({name!r})" if name else "")
 
 
-class PostHogDashboardExistsError(PostHogError, AirflowFailException):
-    """``if_exists="fail"`` and a dashboard with the name already exists. Not retried."""
+class _DashboardOperator(PostHogBaseOperator):
+    """An operator about one dashboard, with a link to it."""
+
+    operator_extra_links = (PostHogDashboardLink(),)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dashboard_url: str | None = None
+
+    def _link_dashboard(self, project_id: Any, dashboard_id: Any) -> str | None:
+        self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        return self.dashboard_url
 
 
-def _check_collaborators(name: str, value: Any) -> list[str]:
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"Invalid {name} {value!r}: expected a list of user UUIDs.")
-    return [check_uuid(name, item) for item in value]
+class _DashboardAccessOperator(_DashboardOperator):
+    """A dashboard operator that takes ``editors``, ``viewers`` and ``default_access``."""
+
+    def __init__(
+        self,
+        *,
+        editors: list[str] | None = None,
+        viewers: list[str] | None = None,
+        default_access: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.editors = editors
+        self.viewers = viewers
+        self.default_access = default_access
+
+    @property
+    def access_given(self) -> bool:
+        return self.editors is not None or self.viewers is not None or self.default_access is not None
+
+    def check_combination(self, values: dict[str, Any]) -> None:
+        check_access_combination(values.get("editors"), values.get("viewers"))
 
 
-class PostHogCreateDashboardOperator(PostHogBaseOperator):
+class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     """
-    Create a PostHog dashboard, or reuse the one that already has this name.
-
-    With ``if_exists="reuse"`` (the default) a retried or re-run task never makes a second
-    dashboard: an existing, non-deleted dashboard with exactly this name is returned instead, with
-    a warning when its fields differ from this task's or several dashboards have the name. With
-    ``if_exists="update"`` the existing dashboard is made to match: only the fields that differ
-    are sent (PATCH), and the log lists them. If PostHog's answer to the create is lost, the
-    operator looks the dashboard up rather than creating it again.
-
-    Who may edit is said in PostHog's current model with ``editors``, ``viewers`` and
-    ``default_access`` (access controls, on a dashboard at restriction level 21, the default);
-    only what differs is written. The legacy ``collaborators`` need ``restriction_level=37``
-    (implied) on the dashboard. Both need PostHog's paid access-control feature in the
-    organization: without it PostHog would accept them and change nothing, so the task fails
-    before any write.
+    Create a PostHog dashboard, or reuse (``if_exists``) the one that already has this name.
 
     :param name: the dashboard's name. (templated)
     :param description: its description. (templated)
@@ -336,22 +347,16 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     :param restriction_level: 21 (everyone in the project can edit) or 37 (only collaborators).
     :param use_template: create from this PostHog template key. (templated)
     :param use_dashboard: duplicate this dashboard id. (templated)
-    :param if_exists: ``"reuse"``, ``"update"`` (reuse and make its fields match), ``"fail"``
-        or ``"create"`` (always make a new one).
+    :param if_exists: ``"reuse"``, ``"update"`` (reuse, fields made to match), ``"fail"`` or ``"create"``.
     :param fields: other dashboard fields PostHog accepts (``filters``...). (templated)
-    :param collaborators: user UUIDs to give edit access the legacy way; implies
-        ``restriction_level=37``. (templated)
-    :param editors: user emails or UUIDs who may edit (``editor``). With ``viewers`` it is the
-        complete list of people with a level of their own: anyone else who has one is set back to
-        the default. (templated)
-    :param viewers: user emails or UUIDs who may only view (``viewer``). (templated)
-    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``;
-        ``None`` leaves it as it is. (templated)
+    :param collaborators: user UUIDs given edit access the legacy way (``restriction_level=37``). (templated)
+    :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)
+    :param viewers: user emails or UUIDs who may only view. (templated)
+    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :return: ``{"id", "name", "url", "created"}``, plus ``"updated"`` (the changed fields) with
-        ``if_exists="update"``, ``"collaborators"`` (their UUIDs) when given, and ``"access"``
-        (``{"default", "editors", "viewers"}``, emails) when any of the access parameters is given.
+    :return: ``{"id", "name", "url", "created"}``, plus ``"updated"`` with ``if_exists="update"``,
+        ``"collaborators"`` when given, and ``"access": {"default", "editors", "viewers"}`` when asked for.
     """
 
     template_fields: Sequence[str] = (
@@ -370,9 +375,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         collaborators=optional(_check_collaborators),
         **ACCESS_CHECKS,
     )
-    operator_extra_links = (PostHogDashboardLink(),)
-    #: Seconds to wait before each further look-up of a create whose answer was lost (3 look-ups,
-    #: ~10 s in all): a create may commit after the client's read timeout.
+    #: Seconds to wait before each further look-up of a create whose answer was lost.
     lost_create_waits: ClassVar[tuple[float, ...]] = (3.0, 7.0)
 
     def __init__(
@@ -388,20 +391,16 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         if_exists: str = "reuse",
         fields: dict[str, Any] | None = None,
         collaborators: list[str] | None = None,
-        editors: list[str] | None = None,
-        viewers: list[str] | None = None,
-        default_access: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        access_given = editors is not None or viewers is not None or default_access is not None
-        if access_given and collaborators is not None:
+        if self.access_given and collaborators is not None:
             raise ValueError(
                 "collaborators (the legacy model, restriction_level=37) and editors/viewers/default_access "
                 "(PostHog's current model, restriction_level=21) cannot be used together: pick one; "
                 "editors/viewers is what PostHog uses for new dashboards."
             )
-        if access_given and str(restriction_level) == str(COLLABORATORS_LEVEL):
+        if self.access_given and str(restriction_level) == str(COLLABORATORS_LEVEL):
             raise ValueError(
                 "editors, viewers and default_access need restriction_level=21 (PostHog's current "
                 f"access model); got restriction_level={restriction_level!r}, where only collaborators edit."
@@ -418,22 +417,18 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         self.description = description
         self.pinned = pinned
         self.tags = tags
-        self.collaborators = collaborators
-        self.editors = editors
-        self.viewers = viewers
-        self.default_access = default_access
         self.restriction_level = restriction_level
         self.use_template = use_template
         self.use_dashboard = use_dashboard
         self.if_exists = if_exists
         self.fields = fields or {}
-        self.dashboard_url: str | None = None
+        self.collaborators = collaborators
         self._access: DashboardAccess | None = None
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
-        """The dashboard's fields are checked as one payload, once every one of them is known."""
-        check_access_combination(values.get("editors"), values.get("viewers"))
+        super().check_combination(values)
+        # The dashboard's fields are checked as one payload, once every one of them is known.
         if all(is_known(getattr(self, name)) for name in ("fields", *DASHBOARD_FIELDS)):
             values["payload"] = dashboard_payload(
                 **{name: getattr(self, name) for name in DASHBOARD_FIELDS}, **self.fields
@@ -441,9 +436,8 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
-        payload = values["payload"]
-        project_id = values["project_id"]
-        name = payload["name"]
+        payload, project_id = values["payload"], values["project_id"]
+        name, collaborators = payload["name"], values.get("collaborators")
         self._access = access_of(self.hook, self.log, values, project_id)
         if self._access is not None:
             self._access.check()
@@ -455,11 +449,10 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         earlier_try = self._created_by_an_earlier_try(context, name, project_id, existing)
         if earlier_try is not None:
             self.log.info("An earlier try created PostHog dashboard %s named %r.", earlier_try["id"], name)
-            result = self._result(earlier_try, project_id, created=True)
-            return self._grant(result, values.get("collaborators"), project_id)
+            return self._grant(self._result(earlier_try, project_id, created=True), collaborators, project_id)
         known_ids = {dashboard["id"] for dashboard in existing}
         if existing and self.if_exists in ("reuse", "update"):
-            return self._reuse(existing, payload, project_id, values.get("collaborators"))
+            return self._reuse(existing, payload, project_id, collaborators)
         if existing and self.if_exists == "fail":
             raise PostHogDashboardExistsError(
                 f"A dashboard named {name!r} already exists (id {existing[0]['id']}) and if_exists='fail'."
@@ -473,13 +466,12 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
             created = self._find_lost_create(name, project_id, known_ids)
             if not created:
                 self.log.info("Dashboard %r was not created; creating it.", name)
-                dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
-            else:
-                dashboard = created[0]
+            dashboard = (
+                created[0] if created else self.hook.create_dashboard(**payload, project_id=project_id)
+            )
         write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
         self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
-        result = self._result(dashboard, project_id, created=True)
-        return self._grant(result, values.get("collaborators"), project_id)
+        return self._grant(self._result(dashboard, project_id, created=True), collaborators, project_id)
 
     def _reuse(
         self,
@@ -550,13 +542,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     def _created_by_an_earlier_try(
         self, context: Context, name: str, project_id: str | None, existing: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
-        """
-        The dashboard an earlier try of this task instance created, if it still exists.
-
-        Airflow >= 3.3 keeps the task's state across tries: the ids that existed before the
-        create, then the created id. This makes ``if_exists="create"`` safe to retry too, even when
-        the earlier try died before hearing PostHog's answer.
-        """
+        """The dashboard an earlier try of this task instance created, if it still exists."""
         saved = read_state(context, _STATE_KEY, self.log)
         if not saved or (saved.get("name"), saved.get("project_id")) != (name, project_id):
             return None
@@ -568,11 +554,7 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
     def _find_lost_create(
         self, name: str, project_id: str | None, known_ids: set[int]
     ) -> list[dict[str, Any]]:
-        """
-        The dashboards named ``name`` created since ``known_ids`` were listed, looked up after a
-        create whose answer was lost. A create can commit after the client gave up waiting, so an
-        empty answer is asked again after each of :attr:`lost_create_waits` before it is believed.
-        """
+        """The dashboards named ``name`` not in ``known_ids``, asked again after each lost-create wait."""
         for wait in (0.0, *self.lost_create_waits):
             if wait:
                 self.log.info("Dashboard %r not found yet; looking again in %.0f s.", name, wait)
@@ -589,15 +571,8 @@ class PostHogCreateDashboardOperator(PostHogBaseOperator):
         return sorted((d for d in dashboards if d.get("name") == name and not d.get("deleted")), key=_by_id)
 
     def _result(self, dashboard: dict[str, Any], project_id: str | None, *, created: bool) -> dict[str, Any]:
-        self.dashboard_url = self.hook.ui_url(
-            project_id or dashboard.get("team_id"), f"dashboard/{dashboard['id']}"
-        )
-        return {
-            "id": dashboard["id"],
-            "name": dashboard.get("name"),
-            "url": self.dashboard_url,
-            "created": created,
-        }
+        url = self._link_dashboard(project_id or dashboard.get("team_id"), dashboard["id"])
+        return {"id": dashboard["id"], "name": dashboard.get("name"), "url": url, "created": created}
 
 
 def _by_id(dashboard: dict[str, Any]) -> int:
@@ -616,13 +591,9 @@ def _describe(differences: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(differences.items()))
 
 
-class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
+class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
     """
-    Give a user edit access to a restricted PostHog dashboard.
-
-    A user who already is a collaborator, or who has access anyway (the dashboard's owner, a
-    project admin), counts as success, so the task is safe to retry and to re-run. Other refusals
-    fail the task with PostHog's message.
+    Give a user edit access to a restricted PostHog dashboard; one who already has it counts as success.
 
     :param dashboard_id: id of the dashboard (restriction level 37). (templated)
     :param user_uuid: UUID of the user to add. (templated)
@@ -644,7 +615,6 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
         user_uuid=check_uuid,
         level=one_of(COLLABORATOR_LEVELS),
     )
-    operator_extra_links = (PostHogDashboardLink(),)
 
     def __init__(
         self, *, dashboard_id: int | str, user_uuid: str, level: int | str = 37, **kwargs: Any
@@ -653,14 +623,13 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
         self.dashboard_id = dashboard_id
         self.user_uuid = user_uuid
         self.level = level
-        self.dashboard_url: str | None = None
         self.check_literal_fields()
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
         dashboard_id, user_uuid, level = values["dashboard_id"], values["user_uuid"], values["level"]
         project_id = values["project_id"]
-        self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        self._link_dashboard(project_id, dashboard_id)
         check_collaborator_grants(self.hook, dashboard_id, [user_uuid], project_id)
         return add_collaborator(self.hook, self.log, dashboard_id, user_uuid, level, project_id)
 
@@ -668,11 +637,7 @@ class PostHogAddDashboardCollaboratorOperator(PostHogBaseOperator):
 def add_collaborator(
     hook: PostHogHook, log: Any, dashboard_id: int, user_uuid: str, level: int, project_id: str | None
 ) -> dict[str, Any]:
-    """
-    Add one collaborator; one who already has access counts as success, a lost answer is looked up.
-
-    :return: PostHog's collaborator record (or a stand-in for a user with inherent access).
-    """
+    """Add one collaborator; one who already has access counts as success, a lost answer is looked up."""
     log.info("Adding user %s to PostHog dashboard %s at level %s.", user_uuid, dashboard_id, level)
     try:
         return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
@@ -714,14 +679,15 @@ def _existing(
     return None
 
 
+def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
+    """The record returned for a user whose access needs no collaborator entry."""
+    return {"dashboard_id": dashboard_id, "user": {"uuid": user_uuid}, "level": 37, "inherent_access": True}
+
+
 def check_collaborator_grants(
     hook: PostHogHook, dashboard_id: int, user_uuids: Sequence[str], project_id: str | None
 ) -> None:
-    """
-    Refuse, before any write, collaborators PostHog would refuse or overrule: on a dashboard of
-    the current model (restriction level 21), on an organization without the access-control
-    feature, or for a user whom the dashboard's access controls keep below ``editor``.
-    """
+    """Refuse, before any write, collaborators PostHog would refuse or its access controls overrule."""
     dashboard = hook.get_dashboard(dashboard_id, project_id=project_id)
     stored = dashboard.get("restriction_level", EVERYONE_CAN_EDIT)
     if stored <= EVERYONE_CAN_EDIT:
@@ -752,12 +718,8 @@ def check_collaborator_grants(
 def _below_editor_by_access_control(
     hook: PostHogHook, dashboard: dict[str, Any], user_uuids: Sequence[str], project_id: str | None
 ) -> dict[str, str]:
-    """
-    The users whose access-control level on the dashboard is below ``editor``, with that level.
-
-    The creator and the organization's admins are managers whatever the rules say; when the
-    rules or the members cannot be read (scopes, older builds), nobody is judged.
-    """
+    """The users kept below ``editor`` by the dashboard's access controls, with their level."""
+    # When the rules or the members cannot be read (scopes, older builds), nobody is judged.
     try:
         current = hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
     except (PostHogAuthError, PostHogNotFoundError):
@@ -783,33 +745,17 @@ def _below_editor_by_access_control(
     return overruled
 
 
-def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
-    """The record returned for a user whose access needs no collaborator entry."""
-    return {"dashboard_id": dashboard_id, "user": {"uuid": user_uuid}, "level": 37, "inherent_access": True}
-
-
-class PostHogSetDashboardAccessOperator(PostHogBaseOperator):
+class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
     """
-    Make who may edit and view a PostHog dashboard match the task, in PostHog's current model
-    (access controls; the dashboard at restriction level 21).
-
-    Only the rules that differ are written, each logged as ``member old -> new``, so a re-run
-    writes nothing. Everything PostHog would refuse or silently ignore fails before the first
-    write: a dashboard on the legacy model (restriction level 37, collaborators), an organization
-    without PostHog's access-control feature, a person who is not a member, a key without the
-    scopes ``access_control:write``, ``organization:read`` and ``organization_member:read``.
+    Make who may edit and view a PostHog dashboard (restriction level 21) match the task.
 
     :param dashboard_id: id of the dashboard. (templated)
-    :param editors: user emails or UUIDs who may edit. With ``viewers`` it is the complete list of
-        people with a level of their own: anyone else who has one is set back to the default; leave
-        both out to keep people's levels as they are. (templated)
+    :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)
     :param viewers: user emails or UUIDs who may only view. (templated)
-    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``;
-        ``None`` leaves it as it is. (templated)
+    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :return: ``{"dashboard_id", "changed": [{"member" (email) or "default": True, "old", "new"}],
-        "access": {"default", "editors", "viewers"}}``; a level ``None`` means the default applies.
+    :return: ``{"dashboard_id", "changed": [{"member" or "default", "old", "new"}], "access"}``.
     """
 
     template_fields: Sequence[str] = (
@@ -820,34 +766,18 @@ class PostHogSetDashboardAccessOperator(PostHogBaseOperator):
         "default_access",
     )
     field_checks = extend(PostHogBaseOperator.field_checks, dashboard_id=check_positive_int, **ACCESS_CHECKS)
-    operator_extra_links = (PostHogDashboardLink(),)
 
-    def __init__(
-        self,
-        *,
-        dashboard_id: int | str,
-        editors: list[str] | None = None,
-        viewers: list[str] | None = None,
-        default_access: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, dashboard_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if editors is None and viewers is None and default_access is None:
+        if not self.access_given:
             raise ValueError("Give editors, viewers or default_access: the task has nothing to set.")
         self.dashboard_id = dashboard_id
-        self.editors = editors
-        self.viewers = viewers
-        self.default_access = default_access
-        self.dashboard_url: str | None = None
         self.check_literal_fields()
-
-    def check_combination(self, values: dict[str, Any]) -> None:
-        check_access_combination(values.get("editors"), values.get("viewers"))
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
         dashboard_id, project_id = values["dashboard_id"], values["project_id"]
-        self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
+        self._link_dashboard(project_id, dashboard_id)
         access = access_of(self.hook, self.log, values, project_id)
         assert access is not None, "__init__ refuses a task without access parameters"
         access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))

@@ -1,9 +1,4 @@
-"""
-Sensors that wait on PostHog batch exports, in poke, reschedule or deferrable mode.
-
-:class:`PostHogWaitSensor` is their base (one outcome in every mode); the logs sensor and the run
-sensor extend it.
-"""
+"""Sensors that wait on PostHog batch exports, one outcome in every mode (docs/waiting-and-operators.md)."""
 
 from __future__ import annotations
 
@@ -75,26 +70,19 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     """
     Base of the PostHog sensors: one outcome in poke, reschedule and deferrable mode.
 
-    A subclass says how to poke once (:meth:`~airflow.sdk.BaseSensorOperator.poke`), which trigger
-    waits for it in the triggerer (:meth:`make_trigger`) and how to read that trigger's success or
-    failure event (:meth:`conclude_event`). This class does the rest the same way for every
-    sensor: check the inputs, poke once before deferring (an already-true condition never pays for
-    a deferral), carry the deadline into the trigger, and map timeouts and errors after a deferral
-    exactly as poke mode maps them.
-
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
-    :param deferrable: wait in the triggerer instead of a worker slot. Defaults to the
-        ``[operators] default_deferrable`` setting.
+    :param deferrable: wait in the triggerer; default: the ``[operators] default_deferrable`` setting.
     :param poll_interval: seconds between polls; alias of ``poke_interval``.
-    :param hook_params: extra keyword arguments for the hooks (``timeout``, ``max_retries``,
-        ``backoff``, ``backoff_max``); plain numbers only, as they travel to the triggerer.
+    :param hook_params: hook options (``timeout``, ``max_retries``, ...); numbers only, for the triggerer.
     """
 
     template_fields: Sequence[str] = ("posthog_conn_id", "project_id")
     ui_color = "#f9bd38"
     #: Raised when a deferred wait resumes with an error or an invalid event.
     wait_error: ClassVar[type[PostHogWaitError]] = PostHogWaitError
+    #: The outcome a trigger event carried, set by :meth:`resume_from_event`.
+    _outcome: Any = None
 
     def __init__(
         self,
@@ -117,8 +105,6 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         self.hook_params = check_hook_params(hook_params)
         self.inputs: dict[str, Any] = {}
 
-    # -- what a subclass provides ----------------------------------------------------------------
-
     def about(self) -> str:
         """What the wait is about, for messages (``batch export <id>``)."""
         raise NotImplementedError
@@ -127,20 +113,25 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """Forget what an earlier call on this instance kept; called after the inputs are checked."""
 
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
-        """
-        The trigger that carries the wait on in the triggerer.
-
-        :param poll: the keyword arguments every :class:`PostHogPollTrigger` takes (connection,
-            project, poll interval, end time, first poll, hook parameters), ready to pass on.
-        """
+        """The trigger that carries the wait on; ``poll``: the polling options every trigger takes."""
         raise NotImplementedError
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
-        """Take over the state an event carries (any status); raise ``wait_error`` if malformed."""
+        """Take over the state an event carries (any status); raise :meth:`malformed` if invalid."""
+
+    def conclude(self, context: Context, outcome: Any) -> bool | PokeReturnValue:
+        """The sensor's result or error for an outcome, the same in every mode."""
+        raise NotImplementedError
 
     def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        """The task's result for a ``success`` event, or its error for a ``failed`` one."""
-        raise NotImplementedError
+        """The task's result for a ``success`` event (a ``failed`` one raises)."""
+        assert self._outcome is not None  # resume_from_event ran first
+        concluded = self.conclude(context, self._outcome)
+        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
+        return concluded.xcom_value
+
+    def malformed(self, event: dict[str, Any], error: ValueError) -> PostHogWaitError:
+        return self.wait_error(f"Malformed {event['status']!r} trigger event for {self.about()}: {error}")
 
     def task_started_at(self, context: Context) -> datetime:
         """When this task first started: its first reschedule in reschedule mode, else its start."""
@@ -152,8 +143,6 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             started = started or getattr(ti, "start_date", None)
         return parse_timestamp("start_date", started) if started else datetime.now(timezone.utc)
 
-    # -- inputs and hook -------------------------------------------------------------------------
-
     def begin(self) -> None:
         """Check the rendered inputs (before any request) and start a fresh wait."""
         self.inputs = self.checked_fields()
@@ -161,14 +150,12 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
 
     @cached_property
     def hook(self) -> PostHogHook:
-        """The sync hook, created on first use so that ``__init__`` does no I/O."""
+        # Created on first use, so that __init__ (DAG parsing) does no I/O.
         return PostHogHook(self.posthog_conn_id, **self.hook_params)
 
     def _close_hook(self) -> None:
         if "hook" in self.__dict__:
             self.hook.close()
-
-    # -- poke / reschedule / deferrable ----------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         self.begin()
@@ -183,9 +170,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         try:
             return super().execute(context)
         except AirflowSkipException as skip:
-            # PostHog's 400/401/403/404 are AirflowFailException (so Airflow does not retry them),
-            # which Airflow's poke loop turns into a skip under soft_fail. soft_fail skips only on
-            # timeouts here, as in deferrable mode: a refused request still fails the task.
+            # soft_fail skips only on timeouts, as in deferrable mode: a refused request still fails.
             refused = skip.__cause__
             if isinstance(refused, PostHogError) and self.soft_fail and not self.never_fail:
                 raise refused from None
@@ -193,15 +178,12 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
 
     def _poke_then_defer(self, context: Context) -> Any:
         started = time.monotonic()
-        # Poke once in the worker: an already-true condition (or an error already logged) never
-        # pays for a deferral.
         done = self._first_poke(context)
         if isinstance(done, PokeReturnValue):
             self.log.info("Success criteria met. Exiting.")
             return done.xcom_value
         elapsed = time.monotonic() - started
         if elapsed > self.timeout:
-            # As in poke mode: a timeout is a skip with soft_fail, else AirflowSensorTimeout.
             if self.soft_fail:
                 raise AirflowSkipException(self._timeout_message(elapsed))
             raise AirflowSensorTimeout(self._timeout_message(elapsed))
@@ -254,13 +236,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         return self.conclude_event(context, event)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        """
-        Map errors after a deferral exactly as poke mode does.
-
-        ``BaseSensorOperator.resume_execution`` skips on *any* error when ``soft_fail`` is set;
-        in poke mode ``soft_fail`` only turns timeouts into skips, and a failure PostHog reports
-        still fails the task. Only timeouts (ours or the framework's) are skipped here too.
-        """
+        """Map errors after a deferral exactly as poke mode does (the base skips on any error)."""
         try:
             try:
                 return BaseOperator.resume_execution(self, next_method, next_kwargs, context)
@@ -312,29 +288,16 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     """
     Wait until a PostHog batch export's log holds a matching entry; fail at once on a failing one.
 
-    Entries are judged oldest first and the first deciding entry wins. Each poll reads only the
-    entries newer than the last one judged, so a poll with no news is one small request.
-
     :param batch_export_id: UUID of the batch export. (templated)
     :param level: level(s) a matching entry has, e.g. ``"INFO"`` or ``["INFO", "WARNING"]``. (templated)
     :param message_pattern: regular expression searched (``re.search``) in the message. (templated)
-    :param search: case-insensitive substring the message must contain; sent to PostHog to shrink
-        answers (unless it could hide a failing entry). (templated)
-    :param instance_id: only entries of this Temporal workflow run count, for matching and failing;
-        PostHog's ``instance_id``, not a run id from ``runs/`` (docs/posthog-api.md §6.3). (templated)
-    :param since: only entries strictly after this moment count (datetime or ISO 8601). Default:
-        when the task first started, kept across reschedules, deferral and (Airflow >= 3.3) retries.
-        (templated)
-    :param failure_pattern: regular expression; an entry whose message contains it fails the task.
-        (templated)
+    :param search: case-insensitive substring the message must contain, sent to PostHog. (templated)
+    :param instance_id: only entries of this Temporal workflow run (``instance_id``) count. (templated)
+    :param since: only entries strictly after this moment count; default: the task's first start. (templated)
+    :param failure_pattern: regular expression; an entry whose message contains it fails the task. (templated)
     :param fail_on_levels: levels whose entries fail the task; ``()`` for none. (templated)
-    :param settle: how long (seconds or a ``timedelta``) PostHog may take to reveal an entry after
-        newer ones. PostHog's log pipeline does not keep timestamp order, so every poll reads this
-        window behind the clock again and judges each entry once, whenever it shows up; an entry
-        revealed later than this is missed. Default 5 minutes. (templated)
-    :param kwargs: ``posthog_conn_id``, ``project_id``, ``deferrable``, ``poll_interval`` and
-        ``hook_params`` as for :class:`PostHogWaitSensor`,
-        and every ``BaseSensorOperator`` argument.
+    :param settle: how long PostHog may take to reveal an entry after newer ones; default 5 min. (templated)
+    :param kwargs: the options of :class:`PostHogWaitSensor` and of ``BaseSensorOperator``.
     :return: ``{"batch_export_id", "entry": {timestamp, level, message, instance_id}, "cursor"}``.
     """
 
@@ -377,8 +340,6 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.fail_on_levels = fail_on_levels
         self.settle = settle
         self._state: WatchState | None = None
-        # Literal values are checked now so a typo fails when the DAG is parsed; templated ones are
-        # checked after rendering, still before any request. No I/O here.
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
@@ -392,10 +353,8 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self._outcome: LogOutcome | None = None
 
     def _fingerprint(self) -> str:
-        """Digest of the criteria and scope, to tell whether a saved cursor still applies."""
+        # Whether a saved cursor still applies: a digest of the criteria and scope.
         return self.inputs["watch"].fingerprint(self.inputs["batch_export_id"], self.inputs["project_id"])
-
-    # -- state: since and cursor -----------------------------------------------------------------
 
     def _watch_state(self, context: Context) -> WatchState:
         if self._state is None:
@@ -403,16 +362,10 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
                 context,
                 explicit_since=self.inputs["since"],
                 fingerprint=self._fingerprint(),
-                default_since=lambda: self._default_since(context),
+                default_since=lambda: self.task_started_at(context),
                 log=self.log,
             )
         return self._state
-
-    def _default_since(self, context: Context) -> datetime:
-        """When this task first started (used when no ``since`` is given and none was saved)."""
-        return self.task_started_at(context)
-
-    # -- one poll in the worker ------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:
@@ -424,16 +377,13 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         )
         outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], state.cursor, state.since)
         state.cursor = outcome.cursor
-        # The settled mark moves with the clock on every poll; the store is written only for news
-        # (or the first time). A saved older mark is still consistent: the entries it re-reads are
-        # all in its digests, since nothing was judged after it was saved.
+        # Saved only for news (or the first time): an older settled mark is still consistent.
         if outcome.new or state.saved is None:
             state.save(context, log=self.log)
         self.log.info("Batch export %s: %d new log entries, %s.", export_id, outcome.new, outcome.status)
-        return self._conclude(outcome)
+        return self.conclude(context, outcome)
 
-    def _conclude(self, outcome: LogOutcome) -> bool | PokeReturnValue:
-        """Turn an outcome into the sensor's result: same XCom and same error text in every mode."""
+    def conclude(self, context: Context, outcome: LogOutcome) -> bool | PokeReturnValue:
         export_id = self.inputs["batch_export_id"]
         if outcome.status == FAILED:
             assert outcome.entry is not None  # a decision always names its entry
@@ -443,8 +393,6 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             value = {"batch_export_id": export_id, "entry": outcome.entry, "cursor": outcome.cursor.to_json()}
             return PokeReturnValue(True, value)
         return False
-
-    # -- deferrable ------------------------------------------------------------------------------
 
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         state = self._watch_state(context)
@@ -465,18 +413,9 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         try:
             since, self._outcome = outcome_from_event(event)
         except ValueError as error:
-            raise PostHogBatchExportLogsWatchError(
-                f"Malformed {event['status']!r} trigger event for batch export "
-                f"{self.inputs['batch_export_id']}: {error}"
-            ) from None
+            raise self.malformed(event, error) from None
         self._state = WatchState(since=since, cursor=self._outcome.cursor, fingerprint=self._fingerprint())
         self._state.save(context, log=self.log)
-
-    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        assert self._outcome is not None  # resume_from_event ran first
-        concluded = self._conclude(self._outcome)
-        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
-        return concluded.xcom_value
 
 
 class PostHogBatchExportRunError(PostHogError):
@@ -485,22 +424,12 @@ class PostHogBatchExportRunError(PostHogError):
 
 class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     """
-    Wait until PostHog has exported a batch export's data up to ``until``.
-
-    It succeeds when completed runs cover every moment of ``[since, until)`` — a failed interval
-    that PostHog retried successfully counts — and fails at once, quoting PostHog's
-    ``latest_error``, when a run over that range ended Failed, FailedBilling, Cancelled, Terminated
-    or TimedOut and no completed or still-active run covers it. Each poll is one small request:
-    the runs created since ``since``.
+    Wait until completed runs of a PostHog batch export cover ``[since, until)``; fail on a failed one.
 
     :param batch_export_id: UUID of the batch export. (templated)
-    :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``;
-        a datetime or ISO 8601 text with a timezone. (templated)
-    :param since: start of the range; default: one export interval before ``until`` (one request
-        to read the export's interval). (templated)
-    :param kwargs: ``posthog_conn_id``, ``project_id``, ``deferrable``, ``poll_interval`` and
-        ``hook_params`` as for :class:`PostHogWaitSensor`,
-        and every ``BaseSensorOperator`` argument.
+    :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``. (templated)
+    :param since: start of the range; default: one export interval before ``until``. (templated)
+    :param kwargs: the options of :class:`PostHogWaitSensor` and of ``BaseSensorOperator``.
     :return: ``{"batch_export_id", "runs": [{"id", "status", "data_interval_start",
         "data_interval_end", "records_completed"}], "records_completed"}``.
     """
@@ -545,22 +474,15 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def _runs_wait(self, context: Context) -> RunsWait:
         """The range to wait for; the default ``since`` costs one read of the export's interval."""
         if self._wait is None:
-            export_id, until, since = (
-                self.inputs["batch_export_id"],
-                self.inputs["until"],
-                self.inputs["since"],
-            )
+            export_id, until, since = (self.inputs[key] for key in ("batch_export_id", "until", "since"))
             if since is None:
                 export = self._export = self.hook.get_batch_export(
                     export_id, project_id=self.inputs["project_id"]
                 )
-                seconds = INTERVAL_SECONDS.get(str(export.get("interval")), 3600)
-                since = until - timedelta(seconds=seconds)
+                interval = export.get("interval")
+                since = until - timedelta(seconds=INTERVAL_SECONDS.get(str(interval), 3600))
                 self.log.info(
-                    "Batch export %s runs every %s: waiting for %s onwards.",
-                    export_id,
-                    export.get("interval"),
-                    since,
+                    "Batch export %s runs every %s: waiting for %s onwards.", export_id, interval, since
                 )
             # A pause of the export after the task started fails the wait (see RunsWait).
             started = self.task_started_at(context)
@@ -570,18 +492,16 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:
             self.begin()
-        return self._conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
+        return self.conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
 
-    def _conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
-        """Turn an outcome into the sensor's result: same XCom and same error text in every mode."""
+    def conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:
         if outcome.message != self._progress:
             self._progress = outcome.message
             self.log.info("%s", outcome.message)
         if outcome.status == FAILED:
             raise PostHogBatchExportRunError(outcome.message)
         if outcome.status == SUCCESS:
-            inputs = self.inputs
-            export_id, project_id = inputs["batch_export_id"], inputs["project_id"]
+            export_id, project_id = self.inputs["batch_export_id"], self.inputs["project_id"]
             report_runs(self, context, self.hook, export_id, project_id, outcome.runs, export=self._export)
             return PokeReturnValue(True, outcome.value)
         return False
@@ -604,12 +524,4 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
             try:
                 self._outcome = RunsOutcome.from_event(event)
             except ValueError as error:
-                raise PostHogBatchExportRunWaitError(
-                    f"Malformed {event['status']!r} trigger event for {self.about()}: {error}"
-                ) from None
-
-    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        assert self._outcome is not None  # resume_from_event ran first
-        concluded = self._conclude(context, self._outcome)
-        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
-        return concluded.xcom_value
+                raise self.malformed(event, error) from None

@@ -1,10 +1,4 @@
-"""
-Triggers that wait on PostHog batch exports from the triggerer, for the deferrable sensors.
-
-:class:`PostHogPollTrigger` is the GET-only poll loop the logs and run triggers extend; the run
-event trigger feeds an ``AssetWatcher`` (docs/airflow-internals.md, "Event triggers and shared
-streams").
-"""
+"""Triggers that wait on PostHog batch exports in the triggerer, GET only (docs/waiting-and-operators.md)."""
 
 from __future__ import annotations
 
@@ -61,18 +55,11 @@ class PostHogPollTrigger(BaseTrigger):
     """
     Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
 
-    A subclass says what one poll does (:meth:`poll`) and what state its events carry
-    (:meth:`event_state`). This class owns the rest: one async hook with a connection kept alive
-    across polls, the first poll one interval after the sensor's own, the deadline (the trigger
-    reports ``timeout`` itself), and turning errors into an ``error`` event. A restarted triggerer
-    may run a trigger twice, which is harmless because nothing here writes (GET requests only).
-
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
     :param poll_interval: seconds between polls.
     :param end_time: UNIX time at which to fire ``timeout``; None to wait forever.
-    :param first_poll_at: UNIX time of the first poll; None to poll at once. A sensor sets it one
-        interval after its own poll, so a deferral does not read PostHog twice in a row.
+    :param first_poll_at: UNIX time of the first poll; None to poll at once.
     :param hook_params: keyword arguments for :class:`PostHogAsyncHook` (numbers only).
     """
 
@@ -103,8 +90,6 @@ class PostHogPollTrigger(BaseTrigger):
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.hook_params = check_hook_params(hook_params)
 
-    # -- what a subclass provides ----------------------------------------------------------------
-
     def about(self) -> str:
         """What the wait is about, for log lines (``batch export <id>``)."""
         raise NotImplementedError
@@ -120,8 +105,6 @@ class PostHogPollTrigger(BaseTrigger):
     def timeout_message(self) -> str:
         """The message of the ``timeout`` event."""
         return f"Sensor has timed out: nothing decided the wait on {self.about()} before the deadline."
-
-    # -- the loop --------------------------------------------------------------------------------
 
     def common_kwargs(self) -> dict[str, Any]:
         """The base's constructor arguments, for a subclass's ``serialize()``."""
@@ -142,7 +125,6 @@ class PostHogPollTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def _wait(self) -> dict[str, Any]:
-        """Poll until something decides; return the one event payload."""
         try:
             # Idle connections outlive the poll interval: every poll reuses one connection.
             idle = self.poll_interval + 30
@@ -158,25 +140,23 @@ class PostHogPollTrigger(BaseTrigger):
         except PostHogError as error:
             # The hook already retried what is worth retrying (429, 5xx, dropped connections).
             self.log.error("Giving up waiting on %s: %s", self.about(), error)
-            # ``final``: PostHog's answer cannot change on a retry (400, 401, 403, 404).
             return self.event(ERROR, message=str(error), final=isinstance(error, AirflowFailException))
         except Exception as error:
             self.log.exception("Unexpected error while waiting on %s", self.about())
             return self.event(ERROR, message=f"{type(error).__name__}: {error}")
 
     async def _poll_until_deadline(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        """One poll, cut short at the deadline: a slow or endless listing cannot outlast ``end_time``."""
+        # A slow or endless listing cannot outlast end_time (plus poll_grace for the last poll).
         if self.end_time is None:
             return await self.poll(hook)
         try:
-            # The last poll starts at the deadline: every poll gets ``poll_grace`` beyond it.
             remaining = max(self.end_time - time.time(), 0.0) + self.poll_grace
             return await asyncio.wait_for(self.poll(hook), remaining)
         except asyncio.TimeoutError:
             return self.event(TIMEOUT, message=self.timeout_message())
 
     async def _sleep_until(self, moment: float | None) -> None:
-        """Sleep until ``moment``, but never past the deadline (the last poll happens at it)."""
+        # Never past the deadline: the last poll happens at it.
         if moment is None:
             return
         if self.end_time is not None:
@@ -186,13 +166,7 @@ class PostHogPollTrigger(BaseTrigger):
 
 class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
     """
-    Poll a batch export's log until an entry matches or fails, or the deadline passes.
-
-    It fires exactly one event, ``{"status": ...}`` with a status from
-    :data:`~airflow_provider_phenv.waits.EVENT_STATUSES`, plus ``batch_export_id``, ``since`` and
-    ``cursor``; ``entry`` (and ``reason`` for failures) on ``success``/``failed``, ``message`` on
-    ``timeout``/``error``. All kwargs are plain values; ``serialize()`` reports the cursor reached
-    so far, so a trigger rebuilt from it carries on without re-judging entries.
+    Poll a batch export's log until an entry matches or fails, or the deadline passes; one event.
 
     :param batch_export_id: UUID of the batch export.
     :param since: only entries strictly after this ISO 8601 moment count.
@@ -214,7 +188,7 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
         since_time = parse_timestamp("since", since)
         self.since = format_timestamp(since_time)
-        # Validating here makes a bad kwarg fail when the task defers, not later in the triggerer.
+        # Checked here, so that a bad kwarg fails when the task defers, not later in the triggerer.
         self.watch = LogWatch.from_params(**(criteria or {}))
         self.cursor = (
             LogCursor.start(since_time) if cursor is None else LogCursor.from_json(cursor)
@@ -265,24 +239,15 @@ _ON_KILL_ROW_WAIT = 20.0
 
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """
-    Poll a batch export's runs until a backfill ends or a range is exported, or the deadline passes.
-
-    The deferred side of :class:`~airflow_provider_phenv.sensors.batch_exports.PostHogBatchExportRunSensor`
-    (``since`` and ``until``) and of the backfill waits (``backfill_id``). It reads only (a trigger
-    may run twice after a triggerer restart); cancelling a backfill on timeout is the resuming
-    task's job. It fires one event: ``status`` from :data:`~airflow_provider_phenv.waits.EVENT_STATUSES`,
-    ``batch_export_id``, ``backfill_id``, and ``value`` and ``message`` (the task's result, or
-    PostHog's errors) on ``success``/``failed``, ``message`` on ``timeout``/``error``.
+    Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
     :param batch_export_id: UUID of the batch export.
     :param backfill_id: wait for this backfill to end.
     :param since: wait until ``[since, until)`` is exported (ISO 8601).
     :param until: see ``since``.
-    :param started_at: when the wait began (ISO 8601): see
-        :class:`~airflow_provider_phenv.waits.runs.RunsWait`.
+    :param started_at: when the wait began (ISO 8601), as for ``waits.runs.RunsWait``.
     :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
-    :param cancel_on_kill: cancel the backfill when a user marks the deferred task failed or
-        success, or clears it (Airflow >= 3.3 calls :meth:`on_kill` then, and only then).
+    :param cancel_on_kill: cancel the backfill when a user ends the deferred task.
     :param kwargs: the polling options of :class:`PostHogPollTrigger`.
     """
 
@@ -345,15 +310,14 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         return self.event(outcome.status, **outcome.to_event())
 
     async def on_kill(self) -> None:
-        """Cancel the backfill: a user ended the deferred task (never called on a triggerer restart)."""
+        """Cancel the backfill: a user ended the deferred task."""
         export_id, backfill_id = self.wait.batch_export_id, self.wait.backfill_id
         if backfill_id is None or not self.cancel_on_kill:
             return
         self.log.warning(
             "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
         )
-        # Airflow gives on_kill a bounded time (``[triggerer] on_kill_timeout``, 30 s by default);
-        # a backfill PostHog does not show yet cannot be cancelled, so ask again until then.
+        # A backfill PostHog does not show yet cannot be cancelled: ask again, within Airflow's bound.
         not_yet = retry_if_exception_type(PostHogNotFoundError)
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
@@ -367,11 +331,6 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
 
 
-# -- runs as asset events ------------------------------------------------------------------------
-#
-# What Airflow offers an event trigger (the asset state store, shared streams, how watchers are
-# matched to their DAG's): docs/airflow-internals.md, "Event triggers and shared streams".
-
 # PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
 _EXPORTS_PAGE = 10_000
 
@@ -380,38 +339,16 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     """
     Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
 
-    Each event's payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
-    "data_interval_end", "records_completed", "latest_error"}``. Runs that had already finished when
-    the trigger first started never fire, and no run fires twice (see
-    docs/waits.md for how runs are judged).
-
-    - **Airflow 3.3**: the watch's progress is kept in the asset state store of the watched asset
-      (key :meth:`state_key`), so a restarted triggerer carries on where it stopped: a run that
-      finished while it was down fires once. Watchers on the same connection, project and
-      ``poll_interval`` share one poll of ``GET batch_exports/``, whose ``latest_runs`` (the 10
-      newest runs of each export) usually tells every watcher what it needs; a watcher whose export
-      may have started more runs than that list shows reads its runs list itself, that once.
-    - **Airflow 3.1 and 3.2**: each watcher polls its own runs list, and the watch starts again from
-      the moment the trigger (re)starts: runs that finish while the triggerer is down do not fire.
-    - Idle cost: one GET per ``poll_interval`` (the export, whose ``latest_runs`` and ``paused``
-      answer most polls; ``runs/?after=`` the oldest run not finished when they may not), a shared
-      one on 3.3. A paused export (PostHog pauses one by itself after repeated failures) is said in
-      the log, and the watch goes on until it is unpaused. Only GETs; errors are logged and the
-      next poll tries again (an event trigger never fires on an error, since every event
-      schedules DAG runs).
+    Each payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
+    "data_interval_end", "records_completed", "latest_error"}``; no run fires twice. Airflow's side of
+    it: docs/airflow-internals.md, "Event triggers and shared streams".
 
     :param batch_export_id: UUID of the batch export.
-    :param statuses: run statuses that fire (default ``("Completed",)``); e.g. ``("Failed",
-        "FailedBilling", "TimedOut")`` to react to failures.
-    :param poll_interval: seconds between polls (default 60). PostHog allows 480 requests a
-        minute and 4,800 an hour per personal API key (docs §3): without shared streams, N watchers
-        at 60 s cost N requests a minute of that budget.
+    :param statuses: run statuses that fire (default ``("Completed",)``), e.g. ``("Failed", "TimedOut")``.
+    :param poll_interval: seconds between polls (default 60).
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
-    :param shared_poll: on Airflow 3.3, share one poll of the exports list with sibling watchers
-        (default). That list holds every export of the project with its 10 latest runs (about
-        600 KB for 1,000 exports): for a few watchers in a project with many exports, ``False``
-        reads less, one small runs list per watcher.
+    :param shared_poll: on Airflow 3.3, share one poll of the exports list with sibling watchers.
     """
 
     def __init__(
@@ -443,8 +380,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self._paused: bool | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # Only the watcher's own arguments, the same at every parse: Airflow matches watchers by a
-        # hash of classpath and kwargs (docs/airflow-internals.md, "Event triggers and shared streams").
+        # The same at every parse: Airflow matches watchers by a hash of classpath and kwargs.
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -461,8 +397,6 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         """The asset state store key of this watch (one asset may have several watchers)."""
         return f"phenv.run_events.{self.batch_export_id}.{'+'.join(sorted(self.statuses))}"
 
-    # -- Airflow 3.3 shared streams ----------------------------------------------------------------
-
     def shared_stream_key(self) -> Hashable | None:
         """Watchers reading the same project with the same connection and interval share one poll."""
         if not self.shared_poll:
@@ -471,11 +405,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        """
-        One ``GET batch_exports/`` (every page) per interval for the whole group; each item maps
-        export ids to the exports (their ``paused`` flag and ``latest_runs``). Only the kwargs in
-        the key are used.
-        """
+        """One ``GET batch_exports/`` per interval for the group: ``{"exports": {id: export}}``."""
         interval = float(kwargs["poll_interval"])
         async with PostHogAsyncHook(kwargs["posthog_conn_id"], keepalive=interval + 30) as hook:
             while True:
@@ -494,8 +424,6 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         async for event in self._events(shared_stream):
             yield event
 
-    # -- one watcher on its own (Airflow 3.1, 3.2; and without a triggerer) ------------------------
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         async for event in self._events(self._ticks()):
             yield event
@@ -504,8 +432,6 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         while True:
             yield None
             await asyncio.sleep(self.poll_interval)
-
-    # -- the watch -------------------------------------------------------------------------------
 
     async def _events(self, ticks: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """For each poll (a shared snapshot, or None to read the runs list), the runs that fire."""
@@ -542,7 +468,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
                 self._hook = None
 
     async def _poll(self, watch: RunEventWatch, latest: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        """One poll: start the watch or judge new runs; the state is saved before anything fires."""
+        """One poll: start the watch or judge new runs."""
         now = utcnow()
         if not watch.started:
             watch.start(now, await self._starting_runs(now, latest))
@@ -579,7 +505,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         return [*active, *await self._runs(after=now - SETTLE)]
 
     def _note_pause(self, export: dict[str, Any] | None) -> None:
-        """Say in the log when the export is paused, or unpaused again; the watch goes on either way."""
+        # The watch goes on either way.
         paused = None if export is None else bool(export.get("paused"))
         if paused is None or paused == self._paused:
             return
@@ -604,14 +530,11 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
             self.batch_export_id, project_id=self.project_id, **filters
         )
 
-    # -- the asset state store (Airflow 3.3) -----------------------------------------------------
-
     def _state_accessors(self) -> list[Any]:
         store = getattr(self, "asset_state_store", None)
         if store is None:
             return []
-        # One accessor per watched asset (the same trigger can watch several); the mapping keeps
-        # them by name and by URI. Anything else offering aget/aset is used as it is.
+        # One accessor per watched asset, by name and by URI; anything else with aget/aset as it is.
         found = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
         return found or [store]
 
