@@ -23,7 +23,7 @@ from typing import Any
 
 from phenv_emulator import SEED, PostHogEmulator
 
-from airflow_provider_phenv.hooks.retry import DEFAULT_PER_MINUTE
+from airflow_provider_phenv.hooks.settings import DEFAULT_PER_MINUTE
 from airflow_provider_phenv.triggers.batch_exports import (
     PostHogBatchExportLogsTrigger,
     PostHogBatchExportRunTrigger,

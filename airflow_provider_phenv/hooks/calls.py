@@ -1,11 +1,9 @@
 """
-Request descriptions and their answer checks, independent of any HTTP client or settings.
+Request descriptions (:class:`ApiCall`), the shapes their answers must have, and the pagers that
+follow a listing's pages. Nothing here knows an HTTP client or the connection.
 
-A request is an :class:`ApiCall`; its project is resolved from the connection only when a hook
-sends it, so one builder (``export_call``, ``runs_call``, ``logs_call``, ``dashboard_call``...)
-serves both hooks. Each call names the shape its answer must have (a shape is a function
-``(value) -> problem or None``, checked shallowly on the fields callers index into).
-:class:`ListPager` and :class:`LogsPager` follow a listing's pages, refusing one that never ends.
+A shape is a function ``(value) -> problem or None``, checked shallowly on the fields callers
+index into; ``json_object``, ``list_of_objects`` and ``page`` build one for any endpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_phenv.errors import PostHogPaginationError, PostHogUnexpectedResponseError
-from airflow_provider_phenv.hooks.options import DEFAULT_MAX_PAGES
 from airflow_provider_phenv.validation import (
     MAX_LOGS_LIMIT,
     RUN_STATUSES,
@@ -72,7 +69,8 @@ def json_object(**fields: tuple[Any, ...]) -> Shape:
     """
     An object; each named field, when present, of one of the given types (``None`` for null).
 
-    A field whose type tuple starts with ``...`` is required: ``json_object(id=(..., int))``.
+    :param fields: the types of each field; a tuple starting with ``...`` makes the field required:
+        ``json_object(id=(..., int))``.
     """
 
     def check(value: Any) -> str | None:
@@ -93,7 +91,11 @@ def json_object(**fields: tuple[Any, ...]) -> Shape:
 
 
 def list_of_objects(item: Shape | None = None) -> Shape:
-    """A list whose items are objects (each checked by ``item`` too)."""
+    """
+    A list whose items are objects.
+
+    :param item: the shape of each item (default: any object).
+    """
     item_shape = item or json_object()
 
     def check(value: Any) -> str | None:
@@ -109,7 +111,11 @@ def list_of_objects(item: Shape | None = None) -> Shape:
 
 
 def page(item: Shape | None = None) -> Shape:
-    """A page of a list: ``results`` (a list of objects, never null) and an optional ``next`` link."""
+    """
+    A page of a list: ``results`` (a list of objects, never null) and an optional ``next`` link.
+
+    :param item: the shape of each result (default: any object).
+    """
     items = list_of_objects(item)
 
     def check(value: Any) -> str | None:
@@ -123,7 +129,11 @@ def page(item: Shape | None = None) -> Shape:
 
 
 def paused_is(expected: bool) -> Shape:
-    """PostHog's answer to pause/unpause, which must say the state it reached."""
+    """
+    PostHog's answer to pause/unpause, which must say the state it reached.
+
+    :param expected: the state asked for.
+    """
 
     def check(value: Any) -> str | None:
         problem = json_object(paused=(..., bool))(value)
@@ -173,25 +183,20 @@ OBJECT = json_object()
 @dataclass(frozen=True, kw_only=True)
 class ApiCall:
     """
-    One request to PostHog, described independently of the HTTP client that sends it.
-
-    Build it after validating every id, so bad input fails before anything is sent.
+    One request to PostHog, built after every id is validated, so bad input fails before sending.
 
     :param path: path below ``/api/<prefix>/<project_id>/``, or below ``/api/`` with ``global_path``.
-    :param resource: what the call is about, for error messages (``batch export <id>``); the
-        project is added by :attr:`subject`.
+    :param resource: what the call is about, for messages (``batch export <id>``).
     :param method: HTTP method.
     :param params: query parameters; a list value is sent as a repeated parameter.
     :param body: JSON body, or ``None`` for none.
     :param repeatable: whether sending it twice is harmless; creates are not.
     :param project_id: project/environment id; ``None`` means the connection's, resolved by the hook.
     :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
-    :param retry_server_errors: whether a 5xx may be worth another try; not for endpoints whose
-        500 is deterministic (a destination test PostHog cannot run).
-    :param global_path: the path is below ``/api/`` itself (organizations, personal API keys):
-        no project is resolved or named.
-    :param expect: the shape a successful answer must have (see :mod:`.hooks.calls`); an
-        answer of another shape raises :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
+    :param retry_server_errors: whether a 5xx may be worth another try (not where a 500 is final).
+    :param global_path: the path is below ``/api/`` itself: no project is resolved or named.
+    :param expect: the shape a successful answer must have; any other raises
+        :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
     """
 
     path: str
@@ -213,7 +218,12 @@ class ApiCall:
 
 
 def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """Which page a URL and its parameters name, whatever the parameter order or trailing slash."""
+    """
+    Which page a URL and its parameters name, whatever the parameter order or trailing slash.
+
+    :param url: the page's URL.
+    :param params: the query parameters sent besides.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     for name, value in (params or {}).items():
@@ -222,18 +232,21 @@ def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[
     return parts.path.rstrip("/"), tuple(sorted(query))
 
 
+def _paging_error(
+    kind: type[PostHogUnexpectedResponseError], call: ApiCall, path: str, detail: str
+) -> PostHogUnexpectedResponseError:
+    return kind(status_code=None, method=call.method, path=path, resource=call.subject, detail=detail)
+
+
 class ListPager:
     """
-    Follows the ``next`` links of a paginated list, and refuses a list that never ends: a link back
-    to a page already read, or more than ``max_pages`` pages.
-
-    Use it as: ``while pager.call is not None: results = pager.take(send(pager.call))``; each page
-    is checked to be ``{"results": [objects], "next": ...}``; a call that names its own ``expect``
-    has each result checked by it.
+    Follows the ``next`` links of a list: ``while pager.call is not None: pager.take(send(pager.call))``.
+    A link back to a page already read, or more than ``max_pages`` pages, is an error. A call that
+    names its own ``expect`` has each result checked by it.
 
     :param call: the first page's request.
     :param max_pages: most pages read.
-    :param url_of: the URL a call is sent to (the hook's ``_prepare``), to recognise a page.
+    :param url_of: the URL a call is sent to, to recognise a page.
     """
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
@@ -247,7 +260,11 @@ class ListPager:
         return page_key(self._url_of(call), call.params)
 
     def take(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """The results of ``body``, the page just read; sets :attr:`call` to the next page or None."""
+        """
+        The results of the page just read; sets :attr:`call` to the next page or None.
+
+        :param body: the page.
+        """
         assert self.call is not None, "take() called after the last page"
         self.pages += 1
         link = body.get("next")
@@ -264,13 +281,10 @@ class ListPager:
         self.call = following
         return body["results"]
 
-    def _error(self, following: ApiCall, why: str) -> PostHogPaginationError:
-        return PostHogPaginationError(
-            status_code=None,
-            method=following.method,
-            path=urlsplit(self._url_of(following)).path,
-            resource=following.subject,
-            detail=f"stopped reading the list after {self.pages:,} pages: {why}",
+    def _error(self, following: ApiCall, why: str) -> PostHogUnexpectedResponseError:
+        detail = f"stopped reading the list after {self.pages:,} pages: {why}"
+        return _paging_error(
+            PostHogPaginationError, following, urlsplit(self._url_of(following)).path, detail
         )
 
 
@@ -462,27 +476,27 @@ def entry_time(entry: dict[str, Any]) -> datetime:
 
 class LogsPager:
     """
-    Walks the pages of one logs query backwards in time.
-
-    Use it as: ``while pager.call is not None: entries = pager.take(send(pager.call))``.
-
-    A server that ignores ``before=`` (and so repeats a full page) would be read for ever: each
-    page's ``before`` must be earlier than the last one, and at most ``max_pages`` pages are read;
-    otherwise :class:`~airflow_provider_phenv.errors.PostHogPaginationError` names the request.
+    Walks the pages of one logs query backwards in time, used as :class:`ListPager` is. Each page's
+    ``before`` must be earlier than the last one (a server that ignores it would be read for ever),
+    and at most ``max_pages`` pages are read.
 
     :param call: the first page's request, from :func:`logs_call`.
     :param max_pages: most pages read.
-    :param path: the URL path of the request, for messages (default: the call's own path).
+    :param url_of: the URL a call is sent to, for messages.
     """
 
-    def __init__(self, call: ApiCall, max_pages: int = DEFAULT_MAX_PAGES, path: str | None = None) -> None:
+    def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
         self.call: ApiCall | None = call
         self.max_pages = max_pages
         self.pages = 0
-        self.path = path or call.path
+        self.path = urlsplit(url_of(call)).path
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
-        """Return the entries of ``page`` to hand out (newest first) and set up the next request."""
+        """
+        The entries of the page just read to hand out (newest first); sets up the next request.
+
+        :param page: the page.
+        """
         assert self.call is not None and self.call.params is not None, "take() called after the last page"
         self.pages += 1
         entries = page.get("results") or []
@@ -531,10 +545,4 @@ class LogsPager:
         self, kind: type[PostHogUnexpectedResponseError], detail: str
     ) -> PostHogUnexpectedResponseError:
         assert self.call is not None
-        return kind(
-            status_code=None,
-            method=self.call.method,
-            path=self.path,
-            resource=self.call.subject,
-            detail=detail,
-        )
+        return _paging_error(kind, self.call, self.path, detail)

@@ -1,24 +1,18 @@
 """
-Hooks for PostHog's project API (``/api/projects/``; ``/api/environments/`` is deprecated): the only
-place that knows URLs, auth, retries and paging.
+The PostHog hooks, one method per endpoint: each validates its arguments, describes the request
+as an :class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it (:mod:`.transport`).
 
-:class:`PostHogHook` is the synchronous hook used by operators and poke/reschedule sensors.
-:class:`PostHogAsyncHook` serves triggers: the same requests, errors and retry policy over an
-async HTTP client, reading the connection without blocking the triggerer's event loop.
-
-Each endpoint is one short method: it validates its arguments, describes the request as an
-:class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it with ``_call`` (or ``_paginate``
-for a list). What both hooks share lives in :mod:`airflow_provider_phenv.hooks.transport`.
+:class:`PostHogHook` serves operators and poke/reschedule sensors; :class:`PostHogAsyncHook` serves
+triggers. The reads both need are written once, in :class:`PostHogReads`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from tenacity import Retrying, retry_if_exception_type, retry_if_result
+from tenacity import Retrying, retry_if_result
 
 from airflow_provider_phenv.errors import (
     PostHogAPIError,
@@ -46,8 +40,7 @@ from airflow_provider_phenv.hooks.calls import (
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks.options import PostHogSettings
-from airflow_provider_phenv.hooks.retry import row_wait_kwargs, slot_wait_kwargs
+from airflow_provider_phenv.hooks.settings import PostHogSettings, row_wait_kwargs, slot_wait_kwargs
 from airflow_provider_phenv.hooks.transport import AsyncClient, SyncClient
 from airflow_provider_phenv.payloads import (
     check_batch_export_payload,
@@ -108,11 +101,9 @@ def find_backfill(
     The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
 
     :param backfills: the export's backfills as PostHog lists them.
-    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval (dates or
-        datetimes); ``None`` for any range.
+    :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; ``None`` for any.
     :param since: when the request that may have made it was sent; ``None`` for any time.
-    :param schedule: the export's schedule: PostHog stores a date bound as that day's start in
-        the export's timezone (default: midnight UTC).
+    :param schedule: the export's schedule, to read date bounds as PostHog stores them.
     :param skew: seconds of clock difference between this machine and PostHog to allow.
     """
     wanted = None if bounds is None else tuple(backfill_moment(bound, schedule) for bound in bounds)
@@ -134,26 +125,20 @@ def find_backfill(
     return max(matches, key=created, default=None)
 
 
-class PostHogHook(SyncClient):
+class PostHogReads:
     """
-    Talks to PostHog's project API (``api_prefix``: ``projects`` by default) over one keep-alive
-    HTTP session.
-
-    Every method validates its arguments before sending anything and returns parsed JSON. Failed
-    requests raise :class:`~airflow_provider_phenv.errors.PostHogAPIError` (or a subclass);
-    throttling, server errors and dropped connections are retried with backoff, honouring
-    PostHog's ``Retry-After``.
-
-    :param posthog_conn_id: Airflow connection id of type ``posthog``.
-    :param timeout: seconds to wait for an answer (default: connection extra ``timeout``, else 30).
-    :param max_retries: retries after a failed attempt (default: connection extra, else 5).
+    The reads both hooks serve, each written once. They return what the hook's client returns:
+    on :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it
+    (and an async iterator from :meth:`iter_batch_export_logs`).
     """
 
-    # -- batch exports ---------------------------------------------------------------------------
+    # Provided by SyncClient or AsyncClient (see :mod:`.transport`).
+    _call: Callable[[ApiCall], Any]
+    _collect: Callable[[ApiCall], Any]
+    _paginate: Callable[..., Any]
+    _call_once_visible: Callable[[ApiCall, float], Any]
 
-    def get_batch_export(
-        self, batch_export_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
+    def get_batch_export(self, batch_export_id: str, *, project_id: int | str | None = None) -> Any:
         """
         Return one batch export.
 
@@ -162,22 +147,143 @@ class PostHogHook(SyncClient):
         """
         return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
-    def list_batch_exports(
-        self, *, project_id: int | str | None = None, page_size: int = 100
-    ) -> list[dict[str, Any]]:
+    def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Any:
         """
         Return every batch export of the project (each with its ``latest_runs``), across all pages.
 
         :param project_id: project/environment id; default from the connection.
         :param page_size: exports per page (``limit``); PostHog sets no maximum.
         """
-        return list(self._paginate(exports_list_call(project_id=project_id, page_size=page_size)))
+        return self._collect(exports_list_call(project_id=project_id, page_size=page_size))
+
+    def get_batch_export_logs(
+        self,
+        batch_export_id: str,
+        *,
+        limit: int = MAX_LOGS_LIMIT,
+        project_id: int | str | None = None,
+        **filters: Unpack[LogFilters],
+    ) -> Any:
+        """
+        Return one page of a batch export's log entries, newest first:
+        ``{"count", "next", "previous", "results": [entries]}``.
+
+        :param batch_export_id: the batch export's UUID.
+        :param limit: at most this many entries (1 to 500).
+        :param project_id: project/environment id; default from the connection.
+        :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``
+            (:class:`~airflow_provider_phenv.hooks.calls.LogFilters`).
+        """
+        return self._call(logs_call(batch_export_id, project_id=project_id, limit=limit, **filters))
+
+    def iter_batch_export_logs(
+        self,
+        batch_export_id: str,
+        *,
+        page_size: int = MAX_LOGS_LIMIT,
+        project_id: int | str | None = None,
+        **filters: Unpack[LogFilters],
+    ) -> Any:
+        """
+        Yield every log entry after ``after`` (newest first), reading as many pages as needed.
+
+        :param batch_export_id: the batch export's UUID.
+        :param page_size: the ``limit`` of each request.
+        :param project_id: project/environment id; default from the connection.
+        :param filters: as for :meth:`get_batch_export_logs`.
+        """
+        call = logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
+        return self._paginate(call, LogsPager)
+
+    def get_batch_export_run(
+        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
+    ) -> Any:
+        """
+        Return one run of a batch export (of any age: PostHog hides older runs unless asked).
+
+        :param batch_export_id: the batch export's UUID.
+        :param run_id: the run's UUID.
+        :param project_id: project/environment id; default from the connection.
+        """
+        return self._call(run_call(batch_export_id, run_id, project_id=project_id))
+
+    def list_batch_export_runs(
+        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+    ) -> Any:
+        """
+        Return the runs of a batch export, newest first, across all pages.
+
+        :param batch_export_id: the batch export's UUID.
+        :param project_id: project/environment id; default from the connection.
+        :param filters: ``status``, ``after``, ``before``
+            (:class:`~airflow_provider_phenv.hooks.calls.RunFilters`).
+        """
+        return self._collect(runs_call(batch_export_id, project_id=project_id, **filters))
+
+    def get_batch_export_backfill(
+        self,
+        batch_export_id: str,
+        backfill_id: str,
+        *,
+        project_id: int | str | None = None,
+        row_timeout: float = 0.0,
+    ) -> Any:
+        """
+        Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
+
+        :param batch_export_id: the batch export's UUID.
+        :param backfill_id: the backfill's UUID.
+        :param project_id: project/environment id; default from the connection.
+        :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
+            just accepted (its row comes a moment after the 201).
+        """
+        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
+        call = export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
+        return self._call_once_visible(call, row_timeout)
+
+    def cancel_batch_export_backfill(
+        self,
+        batch_export_id: str,
+        backfill_id: str,
+        *,
+        project_id: int | str | None = None,
+        row_timeout: float = 0.0,
+    ) -> Any:
+        """
+        Cancel a running backfill and its active runs.
+
+        :param batch_export_id: the batch export's UUID.
+        :param backfill_id: the backfill's UUID.
+        :param project_id: project/environment id; default from the connection.
+        :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
+            just accepted (it cannot be cancelled before its row exists).
+        """
+        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
+        call = export_call(batch_export_id, tail, method="POST", project_id=project_id)
+        return self._call_once_visible(call, row_timeout)
+
+
+class PostHogHook(SyncClient, PostHogReads):
+    """
+    Talks to PostHog's project API over one keep-alive HTTP session. Every method validates its
+    arguments before sending anything and returns parsed JSON; a failed request raises
+    :class:`~airflow_provider_phenv.errors.PostHogAPIError` (or a subclass). Throttling, server
+    errors and dropped connections are retried with backoff, honouring ``Retry-After``.
+
+    :param posthog_conn_id: Airflow connection id of type ``posthog``.
+    :param options: :class:`~airflow_provider_phenv.hooks.settings.HookOptions` (``timeout``,
+        ``max_retries``...); each one left out comes from the connection's extra.
+    """
+
+    backfill_row_grace: float = BACKFILL_ROW_GRACE
+
+    # -- batch exports ------------------------------------------------------------------------------
 
     def pause_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
         """
-        Pause a batch export; pausing a paused export changes nothing. Returns ``{"paused": true}``.
+        Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``.
 
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
@@ -191,11 +297,9 @@ class PostHogHook(SyncClient):
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | str | None = None
     ) -> dict[str, Any]:
         """
-        Unpause a batch export. Returns ``{"paused": false}``.
-
-        With ``backfill`` the request is not repeatable: PostHog saves ``paused=False`` before it
-        starts the backfill, so a repeat after a lost answer would start none. An ambiguous failure
-        then raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
+        Unpause a batch export. Returns ``{"paused": false}``. With ``backfill`` it is not repeatable
+        (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none):
+        an ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
         :param batch_export_id: the batch export's UUID.
         :param backfill: also export the data of the time it was paused.
@@ -241,27 +345,24 @@ class PostHogHook(SyncClient):
         project_id: int | str | None = None,
     ) -> dict[str, Any]:
         """
-        Run one test step against an existing export's destination.
-
-        PostHog validates the whole export payload, so without ``payload`` the export's own
-        name, interval and destination are read first and sent.
+        Run one test step against an existing export's destination:
+        ``{"name", "description", "result": {"status", "message"}}``.
 
         :param batch_export_id: the batch export's UUID.
         :param step: index of the step, from :meth:`get_batch_export_test_steps`.
-        :param payload: export fields to test with (name, interval, destination...).
+        :param payload: export fields to test with; default: the export's own (PostHog validates
+            the whole payload).
         :param project_id: project/environment id; default from the connection.
-        :return: ``{"name", "description", "result": {"status", "message"}}``.
         """
         step = check_choice("step", step, range(100))
         if payload is None:
             payload = payload_from_export(self.get_batch_export(batch_export_id, project_id=project_id))
-        body = {**payload, "step": step}
         # PostHog answers 500 for a destination or step it cannot test: retrying cannot help.
         call = export_call(
             batch_export_id,
             "run_test_step/",
             method="POST",
-            body=body,
+            body={**payload, "step": step},
             retry_server_errors=False,
             project_id=project_id,
             expect=calls.TEST_STEP_RESULT,
@@ -274,8 +375,7 @@ class PostHogHook(SyncClient):
         """
         Run one test step for an export that does not exist yet.
 
-        :param payload: the create payload: ``name``, ``interval``, ``destination`` (type, config,
-            integration).
+        :param payload: the create payload: ``name``, ``interval``, ``destination``.
         :param step: index of the step.
         :param project_id: project/environment id; default from the connection.
         """
@@ -291,76 +391,7 @@ class PostHogHook(SyncClient):
         )
         return self._call(call)
 
-    def get_batch_export_logs(
-        self,
-        batch_export_id: str,
-        *,
-        limit: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
-        **filters: Unpack[LogFilters],
-    ) -> dict[str, Any]:
-        """
-        Return one page of a batch export's log entries, newest first.
-
-        :param batch_export_id: the batch export's UUID.
-        :param limit: at most this many entries (1 to 500).
-        :param project_id: project/environment id; default from the connection.
-        :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``: see
-            :class:`~airflow_provider_phenv.hooks.calls.LogFilters`.
-        :return: ``{"count", "next", "previous", "results": [entries]}``.
-        """
-        return self._call(logs_call(batch_export_id, project_id=project_id, limit=limit, **filters))
-
-    def iter_batch_export_logs(
-        self,
-        batch_export_id: str,
-        *,
-        page_size: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
-        **filters: Unpack[LogFilters],
-    ) -> Iterator[dict[str, Any]]:
-        """
-        Yield every log entry after ``after`` (newest first), reading as many pages as needed.
-
-        Parameters are those of :meth:`get_batch_export_logs`; ``page_size`` is the ``limit`` of
-        each request.
-        """
-        settings = self.settings
-        call, url = self._prepare(
-            settings, logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
-        )
-        pager = LogsPager(call, max_pages=settings.max_pages, path=self._path(settings, url))
-        while pager.call is not None:
-            yield from pager.take(self._call(pager.call))
-
-    # -- runs and backfills (docs/posthog-api.md §6.9) ------------------------------------------
-
-    backfill_row_grace: float = BACKFILL_ROW_GRACE
-
-    def get_batch_export_run(
-        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
-        """
-        Return one run of a batch export (of any age: PostHog hides older runs unless asked).
-
-        :param batch_export_id: the batch export's UUID.
-        :param run_id: the run's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
-        return self._call(run_call(batch_export_id, run_id, project_id=project_id))
-
-    def list_batch_export_runs(
-        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
-    ) -> list[dict[str, Any]]:
-        """
-        Return the runs of a batch export, newest first, across all pages.
-
-        :param batch_export_id: the batch export's UUID.
-        :param project_id: project/environment id; default from the connection.
-        :param filters: ``status``, ``after``, ``before``: see
-            :class:`~airflow_provider_phenv.hooks.calls.RunFilters`.
-        """
-        return list(self._paginate(runs_call(batch_export_id, project_id=project_id, **filters)))
+    # -- runs and backfills (docs/posthog-api.md §6.9) ---------------------------------------------
 
     def retry_batch_export_run(
         self,
@@ -371,19 +402,15 @@ class PostHogHook(SyncClient):
         row_timeout: float | None = None,
     ) -> dict[str, Any]:
         """
-        Run a run's interval again; PostHog does it as a backfill.
-
-        PostHog answers with the backfill's workflow id, not a backfill id: the backfill gets its
-        id when its workflow writes its row, a moment later. This waits for that row (over the
-        run's data interval) and returns ``{"backfill_id": <backfill UUID>, "workflow_id": <PostHog's
-        answer, or None when it was lost>}``. Never re-sent: when PostHog's answer is lost, the
-        backfill is looked up instead.
+        Run a run's interval again, as PostHog does: as a backfill. PostHog answers with the
+        backfill's workflow id; this waits for the backfill's row (over the run's data interval)
+        and returns ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was
+        lost: then the backfill is looked up, never re-sent).
 
         :param batch_export_id: the batch export's UUID.
         :param run_id: the run's UUID.
         :param project_id: project/environment id; default from the connection.
-        :param row_timeout: seconds to wait for the backfill to become visible; default
-            :attr:`backfill_row_grace`.
+        :param row_timeout: seconds to wait for the backfill to show; default :attr:`backfill_row_grace`.
         :raises PostHogBackfillNotVisibleError: PostHog started it, but it did not show in time.
         """
         row_timeout = self.backfill_row_grace if row_timeout is None else row_timeout
@@ -397,16 +424,17 @@ class PostHogHook(SyncClient):
             project_id=project_id,
             expect=calls.BACKFILL_STARTED,
         )
-        run = None
+
+        def interval() -> tuple[Any, Any]:
+            run = self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
+            return run.get("data_interval_start"), run.get("data_interval_end")
+
         try:
             workflow_id = self._call(call).get("backfill_id")
         except PostHogWriteOutcomeUnknownError as error:
-            run = self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
-            bounds = (run.get("data_interval_start"), run.get("data_interval_end"))
-            made = self._backfill_made_since(batch_export_id, bounds, requested_at, project_id, error)
+            made = self._backfill_made_since(batch_export_id, interval(), requested_at, project_id, error)
             return {"backfill_id": made["backfill_id"], "workflow_id": None}
-        run = run or self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
-        bounds = (run.get("data_interval_start"), run.get("data_interval_end"))
+        bounds = interval()
         backfill = self.find_batch_export_backfill(
             batch_export_id, bounds=bounds, since=requested_at, wait=row_timeout, project_id=project_id
         )
@@ -428,8 +456,7 @@ class PostHogHook(SyncClient):
         :param run_id: the run's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        call = run_call(batch_export_id, run_id, "cancel/", method="POST", project_id=project_id)
-        return self._call(call)
+        return self._call(run_call(batch_export_id, run_id, "cancel/", method="POST", project_id=project_id))
 
     def create_batch_export_backfill(
         self,
@@ -443,19 +470,14 @@ class PostHogHook(SyncClient):
         slot_poll_interval: float = 30.0,
     ) -> dict[str, Any]:
         """
-        Start a backfill of ``[start_at, end_at)``. Returns ``{"backfill_id"}``.
-
-        PostHog makes one run per whole export interval. Daily and weekly exports take dates only,
-        read at the start of the export's day in its timezone; a weekly date must fall on the
-        export's weekday: both are checked here, so the export is read first unless ``export`` is
-        given. Never re-sent: when PostHog's answer is lost, the backfill is looked up instead.
-        When PostHog already runs as many backfills as it allows (429
-        ``too_many_concurrent_backfills``), this waits for a free slot. The new backfill may be
-        404 for a moment: see :meth:`get_batch_export_backfill`'s ``row_timeout``.
+        Start a backfill of ``[start_at, end_at)``; returns ``{"backfill_id"}``. The bounds are
+        checked against the export's schedule (read first unless ``export`` is given); a lost answer
+        is looked up, never re-sent; while PostHog runs as many backfills as it allows, this waits
+        for a free slot. The new backfill may be 404 for a moment (see ``row_timeout`` of
+        :meth:`get_batch_export_backfill`).
 
         :param batch_export_id: the batch export's UUID.
-        :param start_at: first moment to export: a date, an aware datetime (for a daily or weekly
-            export: at midnight UTC or at the start of the export's day), or ISO 8601 text.
+        :param start_at: first moment to export: a date, an aware datetime or ISO 8601 text.
         :param end_at: the moment after the last one to export; not in the future.
         :param project_id: project/environment id; default from the connection.
         :param export: the export as :meth:`get_batch_export` returns it, if already read.
@@ -464,9 +486,7 @@ class PostHogHook(SyncClient):
         """
         check_backfill_range(start_at, end_at)  # bad input fails before the export is read
         if export is None:
-            export = self._call(
-                export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT)
-            )
+            export = self.get_batch_export(batch_export_id, project_id=project_id)
         schedule = ExportSchedule.of(export)
         start, end = check_backfill_range(start_at, end_at, schedule=schedule)
         call = export_call(
@@ -489,27 +509,6 @@ class PostHogHook(SyncClient):
                     )
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def get_batch_export_backfill(
-        self,
-        batch_export_id: str,
-        backfill_id: str,
-        *,
-        project_id: int | str | None = None,
-        row_timeout: float = 0.0,
-    ) -> dict[str, Any]:
-        """
-        Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
-
-        :param batch_export_id: the batch export's UUID.
-        :param backfill_id: the backfill's UUID.
-        :param project_id: project/environment id; default from the connection.
-        :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
-            just accepted (its row comes a moment after the 201).
-        """
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
-        call = export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
-        return self._call_once_visible(call, row_timeout)
-
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
@@ -519,8 +518,9 @@ class PostHogHook(SyncClient):
         :param batch_export_id: the batch export's UUID.
         :param project_id: project/environment id; default from the connection.
         """
-        call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
-        return list(self._paginate(call))
+        return self._collect(
+            export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
+        )
 
     def find_batch_export_backfill(
         self,
@@ -534,8 +534,7 @@ class PostHogHook(SyncClient):
     ) -> dict[str, Any] | None:
         """
         The newest backfill over ``bounds`` created since ``since``, waiting up to ``wait`` seconds
-        for PostHog to show it (a backfill's row comes a moment after the request that started
-        it). ``None`` when there is none by then.
+        for PostHog to show it; ``None`` when there is none by then.
 
         :param batch_export_id: the batch export's UUID.
         :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; None for any.
@@ -557,36 +556,6 @@ class PostHogHook(SyncClient):
             )
         )
 
-    def cancel_batch_export_backfill(
-        self,
-        batch_export_id: str,
-        backfill_id: str,
-        *,
-        project_id: int | str | None = None,
-        row_timeout: float = 0.0,
-    ) -> dict[str, Any]:
-        """
-        Cancel a running backfill and its active runs.
-
-        :param batch_export_id: the batch export's UUID.
-        :param backfill_id: the backfill's UUID.
-        :param project_id: project/environment id; default from the connection.
-        :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
-            just accepted (it cannot be cancelled before its row exists).
-        """
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
-        call = export_call(batch_export_id, tail, method="POST", project_id=project_id)
-        return self._call_once_visible(call, row_timeout)
-
-    def _call_once_visible(self, call: ApiCall, row_timeout: float) -> dict[str, Any]:
-        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
-        # A backfill PostHog has just accepted is 404 until its workflow writes its row.
-        not_yet = retry_if_exception_type(PostHogNotFoundError)
-        for attempt in Retrying(**row_wait_kwargs(row_timeout, not_yet)):
-            with attempt:
-                return self._call(call)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
     def _backfill_made_since(
         self,
         batch_export_id: str,
@@ -596,12 +565,8 @@ class PostHogHook(SyncClient):
         error: PostHogWriteOutcomeUnknownError,
         schedule: ExportSchedule | None = None,
     ) -> dict[str, Any]:
-        """
-        The backfill of ``bounds`` that a create whose answer was lost made, as ``{"backfill_id"}``.
-
-        Raises ``error`` again when none shows within the row grace: sending the create again could
-        still make a second one if the first commits late.
-        """
+        # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
+        # since sending the create again could make a second one if the first commits late.
         backfill = self.find_batch_export_backfill(
             batch_export_id,
             bounds=bounds,
@@ -620,7 +585,7 @@ class PostHogHook(SyncClient):
         )
         return {"backfill_id": backfill["id"]}
 
-    # -- dashboards ------------------------------------------------------------------------------
+    # -- dashboards -------------------------------------------------------------------------------------
 
     def list_dashboards(
         self,
@@ -633,9 +598,8 @@ class PostHogHook(SyncClient):
         """
         Return every dashboard of the project (pinned first, then by name), across all pages.
 
-        :param search: sent as ``search`` (at most 200 characters): the newest PostHog builds
-            narrow the list by a trigram word match on the name, older ones ignore it and return
-            every dashboard (docs/posthog-api.md §7.1); either way, match names on the result.
+        :param search: sent as ``search`` (at most 200 characters); older PostHog builds ignore it
+            (docs/posthog-api.md §7.1), so match names on the result.
         :param project_id: project/environment id; default from the connection.
         :param page_size: dashboards per request.
         :param filters: other PostHog list filters, e.g. ``tags`` or ``creation_mode``.
@@ -650,7 +614,7 @@ class PostHogHook(SyncClient):
             project_id=project_id,
             expect=calls.DASHBOARD,
         )
-        return list(self._paginate(call))
+        return self._collect(call)
 
     def get_dashboard(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
@@ -668,20 +632,17 @@ class PostHogHook(SyncClient):
         Create a dashboard. Never re-sent after an ambiguous failure: a lost response raises
         :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
-        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.payloads.DASHBOARD_FIELDS`:
-            ``name`` (required), ``description``, ``pinned``, ``tags`` (a paid PostHog feature),
-            ``restriction_level`` (21 or 37), ``use_template`` (a template key), ``use_dashboard``
-            (an id to duplicate)) and any other PostHog accepts (``filters``, ``variables``...).
         :param project_id: project/environment id; default from the connection.
+        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.payloads.DASHBOARD_FIELDS`,
+            ``name`` required) and any other PostHog accepts (``filters``, ``variables``...).
         """
         body = dashboard_payload(**fields)
-        name = body["name"]
         call = ApiCall(
             method="POST",
             path="dashboards/",
             body=body,
             repeatable=False,
-            resource=f"dashboard {name!r}",
+            resource=f"dashboard {body['name']!r}",
             project_id=project_id,
             expect=calls.DASHBOARD,
         )
@@ -691,13 +652,11 @@ class PostHogHook(SyncClient):
         self, dashboard_id: int | str, *, project_id: int | str | None = None, **fields: Any
     ) -> dict[str, Any]:
         """
-        Change some fields of a dashboard (PATCH): only the fields given are sent.
+        Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
 
         :param dashboard_id: the dashboard's integer id.
         :param project_id: project/environment id; default from the connection.
-        :param fields: the fields to change: ``name``, ``description``, ``pinned``, ``tags``,
-            ``restriction_level`` (21 or 37), ``filters``... (``{"deleted": True}`` deletes it).
-        :return: the whole dashboard as PostHog now has it.
+        :param fields: the fields to change (``{"deleted": True}`` deletes it).
         """
         if not fields:
             raise ValueError("update_dashboard needs at least one field to change.")
@@ -755,16 +714,12 @@ class PostHogHook(SyncClient):
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
         """
-        Return a dashboard's access controls (PostHog's current access model).
-
-        Needs the key scope ``access_control:read``. ``access_controls`` is empty on an
-        organization without PostHog's access-control feature, whatever is stored.
+        Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level",
+        ...}`` (empty on an organization without the access-control feature). Needs the key scope
+        ``access_control:read``.
 
         :param dashboard_id: the dashboard's integer id.
         :param project_id: project/environment id; default from the connection.
-        :return: ``{"access_controls": [{"organization_member", "role", "access_level", ...}],
-            "default_access_level", "user_access_level", ...}``; the rule with neither member
-            nor role is the dashboard's default.
         """
         return self._call(
             dashboard_call(
@@ -783,19 +738,15 @@ class PostHogHook(SyncClient):
     ) -> dict[str, Any] | None:
         """
         Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with
-        neither the dashboard's default level.
-
-        Needs the key scope ``access_control:write`` and a key whose user created the dashboard
-        or administers the project or organization.
+        neither the dashboard's default; returns the rule as stored, ``None`` for a removed one.
+        Needs the key scope ``access_control:write`` and the dashboard's creator or an admin.
 
         :param dashboard_id: the dashboard's integer id.
         :param access_level: ``"none"``, ``"viewer"``, ``"editor"`` or ``"manager"``; ``None``
-            removes the rule, so the default applies again.
-        :param organization_member: the member's organization membership id (the ``id`` of
-            :meth:`list_organization_members`, not the user's UUID).
+            removes the rule.
+        :param organization_member: the member's membership id (from :meth:`list_organization_members`).
         :param role: a role's UUID, instead of a member.
         :param project_id: project/environment id; default from the connection.
-        :return: the rule as PostHog stored it, or ``None`` for a removed rule.
         """
         if organization_member is not None and role is not None:
             raise ValueError("An access rule names a member or a role, not both.")
@@ -818,6 +769,8 @@ class PostHogHook(SyncClient):
         )
         return self._call(call)
 
+    # -- projects and organizations ---------------------------------------------------------------------
+
     def get_project(self, *, project_id: int | str | None = None) -> dict[str, Any]:
         """
         Return the project (environment) record, with its ``organization`` id.
@@ -832,31 +785,24 @@ class PostHogHook(SyncClient):
         """
         Return an organization, with its ``available_product_features``.
 
-        :param organization_id: the organization's UUID (or ``@current``); default: the
-            project's organization.
-        :param project_id: project/environment id whose organization is meant; default from the
-            connection.
+        :param organization_id: the organization's UUID (or ``@current``); default: the project's.
+        :param project_id: project/environment id whose organization is meant; default from the connection.
         """
         organization = self._organization_id(organization_id, project_id)
-        return self._call(
-            ApiCall(
-                path=f"organizations/{organization}/",
-                resource=f"organization {organization}",
-                global_path=True,
-            )
+        call = ApiCall(
+            path=f"organizations/{organization}/", resource=f"organization {organization}", global_path=True
         )
+        return self._call(call)
 
     def list_organization_members(
         self, *, organization_id: str | None = None, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
         """
-        Return every member of an organization, across all pages.
+        Return every member of an organization, across all pages:
+        ``{"id" (the membership id), "user": {"uuid", "email", ...}, "level"}``.
 
-        :param organization_id: the organization's UUID (or ``@current``); default: the
-            project's organization.
-        :param project_id: project/environment id whose organization is meant; default from the
-            connection.
-        :return: memberships ``{"id" (the membership id), "user": {"uuid", "email", ...}, "level"}``.
+        :param organization_id: the organization's UUID (or ``@current``); default: the project's.
+        :param project_id: project/environment id whose organization is meant; default from the connection.
         """
         organization = self._organization_id(organization_id, project_id)
         call = ApiCall(
@@ -866,15 +812,13 @@ class PostHogHook(SyncClient):
             global_path=True,
             expect=calls.MEMBER,
         )
-        return list(self._paginate(call))
+        return self._collect(call)
 
     def _organization_id(self, organization_id: str | None, project_id: int | str | None) -> str:
+        if organization_id == "@current":
+            return organization_id
         if organization_id is not None:
-            return (
-                "@current"
-                if organization_id == "@current"
-                else check_uuid("organization_id", organization_id)
-            )
+            return check_uuid("organization_id", organization_id)
         organization = self.get_project(project_id=project_id).get("organization")
         if isinstance(organization, dict):  # older builds nest the organization record
             organization = organization.get("id")
@@ -893,7 +837,7 @@ class PostHogHook(SyncClient):
             return None
         return f"{self.settings.base_url}/project/{project}/{path}"
 
-    # -- connection check ------------------------------------------------------------------------
+    # -- connection check -----------------------------------------------------------------------------
 
     def key_scopes(self) -> list[str] | None:
         """The scopes of the connection's personal API key, or ``None`` where PostHog cannot show them."""
@@ -903,109 +847,31 @@ class PostHogHook(SyncClient):
 
     def test_connection(self) -> tuple[bool, str]:
         """
-        Check what the operators need; used by Airflow's connection test button and CLI.
-
-        It reads the key's own record (its scopes must cover batch exports and dashboards), then
-        makes one project-scoped GET (the connection's ``project_id`` must be set and readable).
-        It neither retries nor waits long, so an unreachable host is reported in seconds.
+        Check what the operators need, for Airflow's connection test: the key's scopes, then one
+        project-scoped GET, without retries or long waits.
 
         :return: ``(ok, message)``; the message names every missing piece.
         """
         return check_connection(self)
 
 
-class PostHogAsyncHook(AsyncClient):
+class PostHogAsyncHook(AsyncClient, PostHogReads):
     """
-    The read side of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``.
+    The reads of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``; the connection is
+    read without blocking the event loop. Use it as an async context manager so its connections
+    are closed.
 
-    It only sends GETs: a trigger can be restarted and run twice, so it must never write. The
-    connection is read with Airflow's async connection API, never blocking the event loop. Use it
-    as an async context manager so its connections are closed.
+    :param posthog_conn_id: Airflow connection id of type ``posthog``.
+    :param keepalive: seconds an idle connection is kept open.
+    :param options: as for :class:`PostHogHook`.
     """
 
-    async def get_batch_export(
-        self, batch_export_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.get_batch_export`."""
-        return await self._call(
-            export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT)
-        )
 
-    async def list_batch_exports(
-        self, *, project_id: int | str | None = None, page_size: int = 100
-    ) -> list[dict[str, Any]]:
-        """Async :meth:`PostHogHook.list_batch_exports`."""
-        return [
-            export
-            async for export in self._paginate(exports_list_call(project_id=project_id, page_size=page_size))
-        ]
-
-    async def get_batch_export_logs(
-        self,
-        batch_export_id: str,
-        *,
-        limit: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
-        **filters: Unpack[LogFilters],
-    ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.get_batch_export_logs`."""
-        return await self._call(logs_call(batch_export_id, project_id=project_id, limit=limit, **filters))
-
-    async def iter_batch_export_logs(
-        self,
-        batch_export_id: str,
-        *,
-        page_size: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
-        **filters: Unpack[LogFilters],
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Async :meth:`PostHogHook.iter_batch_export_logs`."""
-        settings = await self.get_settings()
-        call, url = self._prepare(
-            settings, logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
-        )
-        pager = LogsPager(call, max_pages=settings.max_pages, path=self._path(settings, url))
-        while pager.call is not None:
-            for entry in pager.take(await self._call(pager.call)):
-                yield entry
-
-    async def get_batch_export_run(
-        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.get_batch_export_run`."""
-        return await self._call(run_call(batch_export_id, run_id, project_id=project_id))
-
-    async def list_batch_export_runs(
-        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
-    ) -> list[dict[str, Any]]:
-        """Async :meth:`PostHogHook.list_batch_export_runs`."""
-        return [
-            run async for run in self._paginate(runs_call(batch_export_id, project_id=project_id, **filters))
-        ]
-
-    async def get_batch_export_backfill(
-        self, batch_export_id: str, backfill_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.get_batch_export_backfill` (one try: a wait polls again)."""
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
-        return await self._call(
-            export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
-        )
-
-    async def cancel_batch_export_backfill(
-        self, batch_export_id: str, backfill_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
-        """Async :meth:`PostHogHook.cancel_batch_export_backfill`."""
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
-        return await self._call(export_call(batch_export_id, tail, method="POST", project_id=project_id))
-
-
-# -- the connection test (Airflow's Test button, ``airflow connections test``) ------------------
+# -- the connection test (Airflow's Test button, ``airflow connections test``) ------------------------
 
 #: What the operators and sensors need from a personal API key.
 REQUIRED_SCOPES = ("batch_export:read", "batch_export:write", "dashboard:read", "dashboard:write")
-#: What dashboard tasks that give access (editors, viewers, default_access) need besides: they fail
-#: before any write without them; other tasks never need them.
+#: What dashboard tasks that give access need besides; other tasks never need them.
 ACCESS_SCOPES = ("access_control:write", "organization:read", "organization_member:read")
 ACCESS_TASKS = "dashboard tasks that set editors, viewers or default_access"
 #: Seconds the connection test waits to connect and for each answer.
@@ -1049,23 +915,23 @@ def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
             "(environment) id, the number after /project/ in PostHog's URLs"
         )
     else:
-        readable = (
-            None if not isinstance(scopes, list) else [s for s in REQUIRED_SCOPES if grants_scope(scopes, s)]
-        )
         # Read something the key may read, so a missing scope is not reported twice.
-        if readable is None or "batch_export:read" in readable:
+        readable = [
+            s
+            for s in ("batch_export:read", "dashboard:read")
+            if scopes is None or not isinstance(scopes, list) or grants_scope(scopes, s)
+        ]
+        if readable:
+            listing = "batch_exports" if readable[0] == "batch_export:read" else "dashboards"
             check = ApiCall(
-                path="batch_exports/", params={"limit": 1}, resource="batch exports", expect=calls.page()
+                path=f"{listing}/",
+                params={"limit": 1},
+                resource=listing.replace("_", " "),
+                project_id=project,
+                expect=calls.page(),
             )
-        elif "dashboard:read" in readable:
-            check = ApiCall(
-                path="dashboards/", params={"limit": 1}, resource="dashboards", expect=calls.page()
-            )
-        else:
-            check = None
-        if check is not None:
             try:
-                hook._call(replace(check, project_id=project))
+                hook._call(check)
             except (PostHogAuthError, PostHogNotFoundError) as error:
                 problems.append(f"project {project} cannot be read: {error}")
     if problems:

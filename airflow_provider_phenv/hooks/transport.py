@@ -1,14 +1,9 @@
 """
-The hooks' transport: what the sync hook (one keep-alive ``requests`` session) and the async
-hook (one ``httpx.AsyncClient``, the connection read without blocking the event loop) share and
-how each sends a request.
+How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async
+client (one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O.
 
-Every attempt runs under the request deadline (:class:`Deadline`) and the body limit
-(:class:`BodyDecoder`), is retried by tenacity with the policy of :mod:`.retry`, follows redirects
-only to the same origin, and turns what went wrong into the typed errors of
-:mod:`airflow_provider_phenv.errors`. The requests themselves are described in :mod:`.calls`;
-:mod:`.posthog` has one short method per endpoint. Why each limit exists, and the Airflow and
-``requests`` behaviour behind them: docs/airflow-internals.md.
+Why each limit exists (deadline, body cap, same-origin redirects): docs/airflow-internals.md,
+"The transport's limits".
 """
 
 from __future__ import annotations
@@ -34,13 +29,14 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from airflow.sdk import BaseHook
-from tenacity import AsyncRetrying, Retrying
+from tenacity import AsyncRetrying, Retrying, retry_if_exception_type
 
 from airflow_provider_phenv import __version__
 from airflow_provider_phenv.errors import (
     PostHogAPIError,
     PostHogConnectionConfigError,
     PostHogDeadlineError,
+    PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogRedirectError,
     PostHogResponseTooLargeError,
@@ -51,19 +47,18 @@ from airflow_provider_phenv.errors import (
     error_class_for_status,
     parse_error_body,
 )
-from airflow_provider_phenv.hooks.calls import ApiCall, ListPager
-from airflow_provider_phenv.hooks.options import (
+from airflow_provider_phenv.hooks.calls import ApiCall, ListPager, LogsPager
+from airflow_provider_phenv.hooks.settings import (
+    AMBIGUOUS_STATUSES,
     HookOptions,
     PostHogSettings,
     origin_of,
-    settings_from_connection,
-    without_userinfo,
-)
-from airflow_provider_phenv.hooks.retry import (
-    AMBIGUOUS_STATUSES,
     parse_retry_after,
     request_budget,
     retry_kwargs,
+    row_wait_kwargs,
+    settings_from_connection,
+    without_userinfo,
 )
 from airflow_provider_phenv.validation import check_project_id
 
@@ -71,14 +66,20 @@ if TYPE_CHECKING:
     import requests
     from typing_extensions import Self
 
-
 #: Bytes asked from the transport per read.
 CHUNK_BYTES = 64 * 1024
-#: Most bytes inflated per step: the decoded body grows by this much at a time, never by a whole
-#: cap's worth in one call (a 64 KB gzip chunk can inflate to 64 MB).
+#: Most bytes inflated per step, so a 64 KB gzip chunk never inflates to 64 MB in one call.
 DECODE_STEP = 256 * 1024
 #: The encodings this provider asks for (``Accept-Encoding``) and can decode under a cap.
 ACCEPT_ENCODING = "gzip, deflate"
+USER_AGENT = f"airflow-provider-phenv/{__version__}"
+#: Redirects followed within one attempt (307/308 to the same origin only).
+MAX_REDIRECTS = 5
+# A resource PostHog has just accepted (a backfill) is 404 until its row is written.
+NOT_VISIBLE_YET = retry_if_exception_type(PostHogNotFoundError)
+
+
+# -- the body --------------------------------------------------------------------------------------
 
 
 class ResponseProblem(Exception):
@@ -102,12 +103,10 @@ class BodyDecoder:
         self.limit = limit
         self.raw_bytes = 0
         self._body = bytearray()
-        self._encoding = (content_encoding or "identity").strip().lower()
-        if self._encoding in ("", "identity"):
-            self._encoding = "identity"
-        elif self._encoding == "x-gzip":
+        self._encoding = (content_encoding or "identity").strip().lower() or "identity"
+        if self._encoding == "x-gzip":
             self._encoding = "gzip"
-        elif self._encoding not in ("gzip", "deflate"):
+        elif self._encoding not in ("identity", "gzip", "deflate"):
             raise ResponseProblem(
                 f"the body is encoded as {self._encoding[:40]!r}; only {ACCEPT_ENCODING} were asked for"
             )
@@ -174,16 +173,15 @@ class BodyDecoder:
         return bytes(self._body)
 
 
-# -- the sync deadline ------------------------------------------------------------------------------
+# -- the sync deadline -----------------------------------------------------------------------------
 
 _CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("phenv_deadline", default=None)
 
 
 class Deadline:
     """
-    The end of one sync HTTP attempt. Use as a context manager around the attempt: sockets opened
-    or reused inside it are shut down by the watchdog thread when the deadline passes, which ends
-    any blocked read at once; ``fired`` then says why the read failed.
+    The end of one sync HTTP attempt, as a context manager around it: sockets opened or reused
+    inside are shut down by the watchdog thread when it passes, which ends a blocked read at once.
 
     :param seconds: how long the attempt may take in all.
     """
@@ -295,8 +293,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _watched_adapter_class() -> type:
-    """Built on first use: ``requests`` and ``urllib3`` cost ~30 ms to import."""
+@functools.cache
+def watched_adapter_class() -> type:
+    """A ``requests`` adapter whose sockets obey the current :class:`Deadline` (built on first use:
+    ``requests`` and ``urllib3`` cost ~30 ms to import)."""
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -326,8 +326,6 @@ def _watched_adapter_class() -> type:
         ConnectionCls = watched(HTTPSConnection)
 
     class WatchedAdapter(HTTPAdapter):
-        """An adapter whose connections register their sockets with the current :class:`Deadline`."""
-
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
@@ -335,46 +333,120 @@ def _watched_adapter_class() -> type:
     return WatchedAdapter
 
 
-_ADAPTER_CLASS: type | None = None
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS context of every async hook in this process."""
+    # httpx loads the CA bundle for every client it builds (about 20 ms of CPU and 0.8 MB each, even
+    # for http:// URLs); a triggerer running a thousand triggers must pay that once, not per trigger.
+    return httpx.create_ssl_context()
 
 
-def watched_adapter() -> Any:
-    """A new ``requests`` adapter whose sockets obey the current :class:`Deadline`."""
-    global _ADAPTER_CLASS
-    if _ADAPTER_CLASS is None:
-        _ADAPTER_CLASS = _watched_adapter_class()
-    return _ADAPTER_CLASS()
+# -- one exchange: the hops of one attempt, and how each answer is judged --------------------------
 
 
-USER_AGENT = f"airflow-provider-phenv/{__version__}"
-#: Redirects followed within one attempt (307/308 to the same origin only).
-MAX_REDIRECTS = 5
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error detail."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
-class Hop:
+class Exchange:
     """
-    Where one attempt of a call is, hop by hop: the URL and query to send next, and how each answer
-    is judged. The sync and the async client drive the same hops, each with its own I/O.
+    One attempt of a call, hop by hop: the URL and query to send next, how each answer is judged,
+    and the errors it raises. The sync and async clients drive it, each with its own I/O.
+
+    :param settings: the hook's settings.
+    :param call: the call, its project resolved.
+    :param url: where the first hop goes.
     """
 
-    def __init__(self, hook: PostHogHookBase, settings: PostHogSettings, call: ApiCall, url: str) -> None:
-        self.hook, self.settings, self.call = hook, settings, call
-        self.url, self.params, self.count = url, call.params, 0
+    def __init__(self, settings: PostHogSettings, call: ApiCall, url: str) -> None:
+        self.settings, self.call = settings, call
+        self.url, self.params, self.redirects = url, call.params, 0
 
     @property
     def path(self) -> str:
-        return self.hook._path(self.settings, self.url)
+        """The path of the current hop for messages: no host, no query, never the key."""
+        return self.settings.scrub(urlsplit(self.url).path)
+
+    def error(
+        self, kind: type[PostHogAPIError], detail: str, path: str | None = None, **kwargs: Any
+    ) -> PostHogAPIError:
+        """An error of ``kind`` about this call, at ``path`` (default: the current hop's)."""
+        return kind(
+            method=self.call.method,
+            path=path or self.path,
+            resource=self.call.subject,
+            detail=detail,
+            **kwargs,
+        )
+
+    def outcome_unknown(self, status: int | None, cause: str, path: str | None = None) -> PostHogAPIError:
+        return self.error(
+            PostHogWriteOutcomeUnknownError,
+            f"the request may or may not have been carried out ({cause})",
+            path,
+            status_code=status,
+            hint="It was not sent again, to avoid a duplicate; look up whether it exists before retrying.",
+        )
+
+    def unexpected(
+        self,
+        status: int | None,
+        detail: str,
+        kind: type[PostHogUnexpectedResponseError] = PostHogUnexpectedResponseError,
+        **kwargs: Any,
+    ) -> PostHogAPIError:
+        """An answer that cannot be trusted; a write may have been carried out all the same."""
+        error = self.error(kind, self.settings.scrub(detail), status_code=status, **kwargs)
+        return error if self.call.repeatable else self.outcome_unknown(status, str(error))
+
+    def deadline_error(self, path: str) -> PostHogAPIError:
+        cause = (
+            f"no complete answer within request_deadline={self.settings.request_deadline:g} s "
+            f"(connect, redirects, headers and body together)"
+        )
+        if not self.call.repeatable:
+            return self.outcome_unknown(None, cause, path)
+        return self.error(PostHogDeadlineError, cause, path, request_sent=True)
+
+    def transport_failure(self, error: BaseException, path: str, *, sent: bool) -> PostHogAPIError:
+        """A request that got no answer: its outcome unknown for a write that may have been sent."""
+        cause = self.settings.scrub(f"{type(error).__name__}: {first_line(error)}")
+        if sent and not self.call.repeatable:
+            return self.outcome_unknown(None, cause, path)
+        return self.error(PostHogTransportError, cause, path, request_sent=sent)
 
     def redirected(self, status: int, headers: Any) -> bool:
-        """Whether the answer is a redirect to follow; if so, the next hop is set (same origin only)."""
+        """
+        Whether the answer is a redirect to follow; if so, the next hop is set. Only 307/308 (method
+        and body kept) to the configured origin are followed, at most :data:`MAX_REDIRECTS` times:
+        the key goes nowhere else, and a 301/302/303 would turn a POST into a GET.
+        """
         if not 300 <= status < 400:
             return False
-        # The Location carries its own query string.
-        self.url = self.hook._redirect_target(
-            self.settings, self.call, self.path, self.url, status, headers, self.count
+        if status == 304:
+            raise self.unexpected(
+                status, "HTTP 304 Not Modified answers a conditional request, and none was sent"
+            )
+        location = headers.get("location")
+        target = urljoin(self.url, location.strip()) if location else None
+        if status not in (307, 308):
+            why = f"HTTP {status} redirects are not followed (only 307/308 to {self.settings.host_label})"
+        elif target is None:
+            why = "the redirect has no Location header"
+        elif origin_of(target) != self.settings.origin:
+            why = f"the redirect leaves {self.settings.host_label}, and the API key is sent nowhere else"
+        elif self.redirects >= MAX_REDIRECTS:
+            why = f"more than {MAX_REDIRECTS} redirects"
+        else:
+            # The Location carries its own query string.
+            self.url, self.params, self.redirects = target, None, self.redirects + 1
+            return True
+        shown = self.settings.scrub(without_userinfo(target))[:200] if target else "no Location header"
+        raise self.unexpected(
+            status, f"redirect to {shown} not followed: {why}", PostHogRedirectError, location=shown
         )
-        self.params, self.count = None, self.count + 1
-        return True
 
     def decoder(self, headers: Any) -> BodyDecoder:
         return BodyDecoder(
@@ -382,14 +454,67 @@ class Hop:
         )
 
     def unreadable(self, status: int, problem: ResponseProblem) -> PostHogAPIError:
-        return self.hook._problem(self.settings, self.call, self.path, status, problem)
+        """A body that could not be read within the limits."""
+        if isinstance(problem, BodyTooLarge):
+            return self.unexpected(status, str(problem), PostHogResponseTooLargeError)
+        return self.unexpected(status, str(problem))
 
     def result(self, status: int, headers: Any, body: bytes) -> Any:
-        return self.hook._result(self.settings, self.call, self.path, status, headers, body)
+        """The parsed answer of a final (non-redirect) response, checked against the call's shape."""
+        if status >= 400:
+            raise self.api_error(status, headers, body)
+        if not 200 <= status < 300:
+            raise self.unexpected(status, f"unexpected HTTP status {status}")
+        value: Any = None
+        if not body.strip():
+            problem = (self.call.expect(value) or "").replace("got null", "got an empty body")
+        else:
+            try:
+                value = json.loads(body)
+            except (ValueError, RecursionError) as error:
+                detail = parse_error_body(body, None).get("detail") or "response is not JSON"
+                if isinstance(error, RecursionError):
+                    detail = "the JSON is nested too deeply to read"
+                elif not detail.startswith("non-JSON"):
+                    detail = f"response is not JSON: {detail}"
+                raise self.unexpected(status, detail) from None
+            problem = self.call.expect(value) or ""
+        if problem:
+            raise self.unexpected(status, f"unexpected answer: {problem}")
+        return value
+
+    def api_error(self, status: int, headers: Any, body: bytes) -> PostHogAPIError:
+        """PostHog's error answer as the error class callers branch on, with a hint."""
+        envelope = parse_error_body(body, headers.get("content-type"))
+        # Whatever answered may echo the request (the key included): never let it into a message.
+        envelope = {
+            key: None if value is None else self.settings.scrub(value) for key, value in envelope.items()
+        }
+        envelope["detail"] = envelope.get("detail") or "empty response body"
+        kind = error_class_for_status(status)
+        if kind is PostHogServerError and not self.call.retry_server_errors:
+            kind = PostHogAPIError  # not a PostHogServerError: never retried
+        if kind is PostHogRateLimitError:
+            envelope["retry_after"] = parse_retry_after(headers.get("retry-after"))
+        hint = PostHogHookBase._hint(self.settings, self.call, status, envelope)
+        error = kind(
+            status_code=status,
+            method=self.call.method,
+            path=self.path,
+            resource=self.call.subject,
+            hint=hint,
+            **envelope,
+        )
+        if not self.call.repeatable and status in AMBIGUOUS_STATUSES:
+            return self.outcome_unknown(status, str(error))
+        return error
+
+
+# -- what both hooks share -------------------------------------------------------------------------
 
 
 class PostHogHookBase(BaseHook):
-    """What the sync and async hooks share: connection settings, URLs and response handling."""
+    """What the sync and async hooks share: connection settings, URLs and error hints."""
 
     conn_name_attr = "posthog_conn_id"
     default_conn_name = "posthog_default"
@@ -399,7 +524,7 @@ class PostHogHookBase(BaseHook):
     def __init__(self, posthog_conn_id: str = default_conn_name, **options: Any) -> None:
         """
         :param posthog_conn_id: Airflow connection id of type ``posthog``.
-        :param options: :class:`~airflow_provider_phenv.hooks.options.HookOptions` (``timeout``,
+        :param options: :class:`~airflow_provider_phenv.hooks.settings.HookOptions` (``timeout``,
             ``max_retries``, ``backoff``...); each one left out comes from the connection's extra.
         """
         super().__init__()
@@ -408,11 +533,8 @@ class PostHogHookBase(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """
-        The connection form's relabelled and hidden fields, for Airflow < 3.2 with the FAB provider.
-
-        Airflow 3.2+ reads the same metadata from ``get_provider_info()`` and never calls this.
-        """
+        """The connection form's fields for Airflow < 3.2 with the FAB provider (3.2+ reads
+        ``get_provider_info()``)."""
         from airflow_provider_phenv import get_provider_info
 
         behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
@@ -423,14 +545,6 @@ class PostHogHookBase(BaseHook):
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> PostHogSettings:
         return settings_from_connection(conn, extra, self.options)
-
-    def _retry_kwargs(self, settings: PostHogSettings) -> dict[str, Any]:
-        return retry_kwargs(
-            max_retries=settings.max_retries,
-            backoff=settings.backoff,
-            backoff_max=settings.backoff_max,
-            logger=self.log,
-        )
 
     @staticmethod
     def _project(settings: PostHogSettings, project_id: int | str | None) -> str:
@@ -443,71 +557,35 @@ class PostHogHookBase(BaseHook):
         return settings.project_id
 
     def _prepare(self, settings: PostHogSettings, call: ApiCall) -> tuple[ApiCall, str]:
-        """
-        The call with its project resolved (still before any request), and the URL to send it to.
-
-        Resolving here rather than in each endpoint is what lets one call description serve both
-        hooks, although only the async hook has to await its settings.
-        """
+        """The call with its project resolved (still before any request), and its URL."""
+        # Resolved here, not in each endpoint, so one call description serves both hooks.
         if not call.global_path:
             call = replace(call, project_id=self._project(settings, call.project_id))
         if call.next_url is not None:
-            return call, self._same_origin_url(settings, call.next_url)
+            # PostHog builds ``next`` from the Host header it saw (behind a proxy, maybe an internal
+            # name): re-pointed at the configured host, which is also the only one that gets the key.
+            base, link = urlsplit(settings.base_url), urlsplit(call.next_url)
+            return call, urlunsplit((base.scheme, base.netloc, link.path, link.query, ""))
         if call.global_path:
             return call, f"{settings.base_url}/api/{call.path}"
         return call, f"{settings.base_url}/api/{settings.api_prefix}/{call.project_id}/{call.path}"
 
-    def _pager(self, settings: PostHogSettings, call: ApiCall) -> ListPager:
+    def _pager(self, settings: PostHogSettings, call: ApiCall, kind: type[ListPager | LogsPager]) -> Any:
         """The pages of a list call, recognised by the URLs they are sent to."""
-        return ListPager(
+        return kind(
             self._prepare(settings, call)[0],
             settings.max_pages,
             lambda page: settings.scrub(self._prepare(settings, page)[1]),
         )
 
     @staticmethod
-    def _same_origin_url(settings: PostHogSettings, url: str) -> str:
-        """
-        A pagination ``next`` link, re-pointed at the configured host.
-
-        PostHog builds ``next`` from the Host header it saw; behind a proxy that may be an internal
-        name. Keeping the configured scheme and host also means the key never goes anywhere else.
-        """
-        base = urlsplit(settings.base_url)
-        link = urlsplit(url)
-        return urlunsplit((base.scheme, base.netloc, link.path, link.query, ""))
-
-    def _error(
-        self,
-        settings: PostHogSettings,
-        call: ApiCall,
-        path: str,
-        status: int,
-        headers: Any,
-        body: bytes,
-    ) -> PostHogAPIError:
-        envelope = parse_error_body(body, headers.get("content-type"))
-        # Whatever answered may echo the request (the key included): never let it into a message.
-        envelope = {key: None if value is None else settings.scrub(value) for key, value in envelope.items()}
-        if not envelope.get("detail"):
-            envelope["detail"] = "empty response body"
-        kwargs: dict[str, Any] = {
-            "status_code": status,
-            "method": call.method,
-            "path": path,
-            "resource": call.subject,
-            "hint": self._hint(settings, call, status, envelope),
-            **envelope,
+    def _headers(settings: PostHogSettings) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {settings.api_key}",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": USER_AGENT,
         }
-        error_class = error_class_for_status(status)
-        if error_class is PostHogServerError and not call.retry_server_errors:
-            error_class = PostHogAPIError  # not a PostHogServerError: never retried
-        if error_class is PostHogRateLimitError:
-            kwargs["retry_after"] = parse_retry_after(headers.get("retry-after"))
-        error = error_class(**kwargs)
-        if not call.repeatable and status in AMBIGUOUS_STATUSES:
-            return self._outcome_unknown(call, path, status, str(error))
-        return error
 
     @staticmethod
     def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
@@ -564,181 +642,8 @@ class PostHogHookBase(BaseHook):
             return _not_found_hint(settings, call, detail)
         return None
 
-    @staticmethod
-    def _outcome_unknown(
-        call: ApiCall, path: str, status: int | None, cause: str
-    ) -> PostHogWriteOutcomeUnknownError:
-        return PostHogWriteOutcomeUnknownError(
-            status_code=status,
-            method=call.method,
-            path=path,
-            resource=call.subject,
-            detail=f"the request may or may not have been carried out ({cause})",
-            hint="It was not sent again, to avoid a duplicate; look up whether it exists before retrying.",
-        )
-
-    @staticmethod
-    def _path(settings: PostHogSettings, url: str) -> str:
-        """The path of a URL for messages: no host, no query, never the key."""
-        return settings.scrub(urlsplit(url).path)
-
-    def _unexpected(
-        self,
-        settings: PostHogSettings,
-        call: ApiCall,
-        path: str,
-        status: int | None,
-        detail: str,
-        error_class: type[PostHogUnexpectedResponseError] = PostHogUnexpectedResponseError,
-        **kwargs: Any,
-    ) -> PostHogAPIError:
-        """
-        An answer that cannot be trusted. For a call that is not safe to repeat (a create) the
-        server may have carried it out all the same, so the outcome is unknown and callers look up.
-        """
-        error = error_class(
-            status_code=status,
-            method=call.method,
-            path=path,
-            resource=call.subject,
-            detail=settings.scrub(detail),
-            **kwargs,
-        )
-        if not call.repeatable:
-            return self._outcome_unknown(call, path, status, str(error))
-        return error
-
-    def _problem(
-        self,
-        settings: PostHogSettings,
-        call: ApiCall,
-        path: str,
-        status: int | None,
-        problem: ResponseProblem,
-    ) -> PostHogAPIError:
-        """A body that could not be read within the limits."""
-        if isinstance(problem, BodyTooLarge):
-            return self._unexpected(settings, call, path, status, str(problem), PostHogResponseTooLargeError)
-        return self._unexpected(settings, call, path, status, str(problem))
-
-    def _deadline_error(self, settings: PostHogSettings, call: ApiCall, path: str) -> PostHogAPIError:
-        cause = (
-            f"no complete answer within request_deadline={settings.request_deadline:g} s "
-            f"(connect, redirects, headers and body together)"
-        )
-        if not call.repeatable:
-            return self._outcome_unknown(call, path, None, cause)
-        return PostHogDeadlineError(
-            request_sent=True, method=call.method, path=path, resource=call.subject, detail=cause
-        )
-
-    def _transport_failure(
-        self, settings: PostHogSettings, call: ApiCall, path: str, error: BaseException, *, sent: bool
-    ) -> PostHogAPIError:
-        """A request that got no answer: its outcome unknown for a create that may have been sent."""
-        cause = settings.scrub(f"{type(error).__name__}: {first_line(error)}")
-        if sent and not call.repeatable:
-            return self._outcome_unknown(call, path, None, cause)
-        return PostHogTransportError(
-            request_sent=sent, method=call.method, path=path, resource=call.subject, detail=cause
-        )
-
-    def _redirect_target(
-        self,
-        settings: PostHogSettings,
-        call: ApiCall,
-        path: str,
-        url: str,
-        status: int,
-        headers: Any,
-        hops: int,
-    ) -> str:
-        """
-        Where a 3xx answer leads, if it is followed: 307 or 308 (method and body kept) to the
-        configured origin, at most :data:`MAX_REDIRECTS` times per attempt. Anything else is an
-        error naming the status and the target, never a success: the key goes nowhere else, and
-        a 301/302/303 would turn a POST into a GET.
-        """
-        if status == 304:
-            raise self._unexpected(
-                settings,
-                call,
-                path,
-                status,
-                "HTTP 304 Not Modified answers a conditional request, and none was sent",
-            )
-        location = headers.get("location")
-        target = urljoin(url, location.strip()) if location else None
-        shown = settings.scrub(without_userinfo(target))[:200] if target else "no Location header"
-        why = None
-        if status not in (307, 308):
-            why = f"HTTP {status} redirects are not followed (only 307/308 to {settings.host_label})"
-        elif target is None:
-            why = "the redirect has no Location header"
-        elif origin_of(target) != settings.origin:
-            why = f"the redirect leaves {settings.host_label}, and the API key is sent nowhere else"
-        elif hops >= MAX_REDIRECTS:
-            why = f"more than {MAX_REDIRECTS} redirects"
-        if why is None:
-            assert target is not None
-            return target
-        return self._raise_redirect(settings, call, path, status, shown, why)
-
-    def _raise_redirect(
-        self, settings: PostHogSettings, call: ApiCall, path: str, status: int, shown: str, why: str
-    ) -> Any:
-        raise self._unexpected(
-            settings,
-            call,
-            path,
-            status,
-            f"redirect to {shown} not followed: {why}",
-            PostHogRedirectError,
-            location=shown,
-        )
-
-    def _result(
-        self, settings: PostHogSettings, call: ApiCall, path: str, status: int, headers: Any, body: bytes
-    ) -> Any:
-        """The parsed answer of a final (non-redirect) response, or its error."""
-        if status >= 400:
-            raise self._error(settings, call, path, status, headers, body)
-        if not 200 <= status < 300:
-            raise self._unexpected(settings, call, path, status, f"unexpected HTTP status {status}")
-        return self._decode(settings, call, path, status, body)
-
-    def _decode(self, settings: PostHogSettings, call: ApiCall, path: str, status: int, body: bytes) -> Any:
-        """The JSON of a 2xx body, checked against the call's expected shape."""
-        if not body.strip():
-            value: Any = None
-            problem: str | None = (call.expect(value) or "").replace("got null", "got an empty body")
-        else:
-            try:
-                value = json.loads(body)
-            except (ValueError, RecursionError) as error:
-                detail = parse_error_body(body, None).get("detail") or "response is not JSON"
-                if isinstance(error, RecursionError):
-                    detail = "the JSON is nested too deeply to read"
-                elif not detail.startswith("non-JSON"):
-                    detail = f"response is not JSON: {detail}"
-                raise self._unexpected(settings, call, path, status, detail) from None
-            problem = call.expect(value)
-        if problem:
-            raise self._unexpected(settings, call, path, status, f"unexpected answer: {problem}")
-        return value
-
-    @staticmethod
-    def _headers(settings: PostHogSettings) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {settings.api_key}",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "User-Agent": USER_AGENT,
-        }
-
 
 def _not_found_hint(settings: PostHogSettings, call: ApiCall, detail: str) -> str:
-    """What was not found, and where to look it up."""
     project = call.project_id
     owner = f"and that project_id {project} is the project that owns it"
     if "project not found" in detail:
@@ -747,31 +652,15 @@ def _not_found_hint(settings: PostHogSettings, call: ApiCall, detail: str) -> st
             "project_id (the number after /project/ in PostHog's URLs) and that the host is the "
             "region (US or EU) that holds it."
         )
+    where = "the id"
     if call.resource.startswith("batch export "):
-        return (
-            f"PostHog has no {call.resource} in project {project}: check the id in PostHog under "
-            f"Data pipelines > Destinations (it is in the export's URL), {owner}."
-        )
-    if call.resource.startswith("dashboard "):
-        return (
-            f"PostHog has no {call.resource} in project {project}: check the id in PostHog under "
-            f"Dashboards (the number in the dashboard's URL), {owner}."
-        )
-    return f"PostHog has no {call.resource} in project {project}: check the id, {owner}."
+        where = "the id in PostHog under Data pipelines > Destinations (it is in the export's URL)"
+    elif call.resource.startswith("dashboard "):
+        where = "the id in PostHog under Dashboards (the number in the dashboard's URL)"
+    return f"PostHog has no {call.resource} in project {project}: check {where}, {owner}."
 
 
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """The TLS context of every async hook in this process."""
-    # httpx loads the CA bundle for every client it builds (about 20 ms of CPU and 0.8 MB each, even
-    # for http:// URLs); a triggerer running a thousand triggers must pay that once, not per trigger.
-    return httpx.create_ssl_context()
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for a one-line error detail."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+# -- the two clients -------------------------------------------------------------------------------
 
 
 class SyncClient(PostHogHookBase):
@@ -789,11 +678,9 @@ class SyncClient(PostHogHookBase):
         import requests
 
         session = requests.Session()
-        # Redirects are followed by the hook itself (same origin only); reads obey the deadline.
-        adapter = watched_adapter()
+        adapter = watched_adapter_class()()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        # No HTTP_PROXY/ALL_PROXY for plain http: the proxy would read the key in clear text.
         session.trust_env = self.settings.use_env_proxies
         session.headers.update(self._headers(self.settings))
         return session
@@ -814,12 +701,10 @@ class SyncClient(PostHogHookBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- transport -------------------------------------------------------------------------------
-
     def _call(self, call: ApiCall) -> Any:
         settings = self.settings
         call, url = self._prepare(settings, call)
-        for attempt in Retrying(**self._retry_kwargs(settings)):
+        for attempt in Retrying(**retry_kwargs(settings, self.log)):
             with attempt:
                 return self._send_once(settings, call, url)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
@@ -828,25 +713,41 @@ class SyncClient(PostHogHookBase):
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
         import requests
         from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import NewConnectionError
 
-        path = self._path(settings, url)
+        exchange = Exchange(settings, call, url)
+        path = exchange.path
         self.log.debug("PostHog request %s %s", call.method, path)
         with Deadline(settings.request_deadline) as deadline:
             try:
-                return self._exchange(settings, call, url, deadline)
+                return self._exchange(exchange, deadline)
             except (requests.RequestException, Urllib3Error, OSError) as error:
                 deadline.check()
                 if deadline.fired:
-                    raise self._deadline_error(settings, call, path) from None
-                raise self._transport_error(settings, call, path, error) from None
+                    raise exchange.deadline_error(path) from None
+                unsent = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError)
+                if isinstance(error, unsent) and not isinstance(
+                    error, requests.exceptions.ChunkedEncodingError
+                ):
+                    # Refused by the client before sending. Its text may quote a header (the key): not kept.
+                    detail = f"the request could not be built ({type(error).__name__}); nothing was sent"
+                    raise exchange.error(PostHogAPIError, detail, path, status_code=None) from None
+                # Only a connection never opened proves the request did not reach PostHog: a connect
+                # timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
+                reason = error.args[0] if error.args else None
+                refused = isinstance(error, requests.ConnectionError) and isinstance(
+                    getattr(reason, "reason", reason), NewConnectionError
+                )
+                sent = not isinstance(error, requests.ConnectTimeout) and not refused
+                raise exchange.transport_failure(error, path, sent=sent) from None
 
-    def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str, deadline: Deadline) -> Any:
-        hop = Hop(self, settings, call, url)
+    def _exchange(self, exchange: Exchange, deadline: Deadline) -> Any:
+        settings, call = exchange.settings, exchange.call
         while True:
             response = self.session.request(
                 call.method,
-                hop.url,
-                params=hop.params,
+                exchange.url,
+                params=exchange.params,
                 json=call.body,
                 timeout=(settings.connect_timeout, settings.timeout),
                 allow_redirects=False,
@@ -854,56 +755,39 @@ class SyncClient(PostHogHookBase):
             )
             try:
                 status, headers = response.status_code, response.headers
-                if hop.redirected(status, headers):
+                if exchange.redirected(status, headers):
                     continue
                 try:
-                    decoder = hop.decoder(headers)
+                    decoder = exchange.decoder(headers)
                     for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
                         decoder.feed(chunk)
                         deadline.check()
                     body = decoder.finish()
                 except ResponseProblem as problem:
-                    raise hop.unreadable(status, problem) from None
+                    raise exchange.unreadable(status, problem) from None
                 if deadline.fired:
-                    raise self._deadline_error(settings, call, hop.path)
+                    raise exchange.deadline_error(exchange.path)
             finally:
                 response.close()
-            return hop.result(status, headers, body)
+            return exchange.result(status, headers, body)
 
-    def _transport_error(
-        self, settings: PostHogSettings, call: ApiCall, path: str, error: BaseException
-    ) -> PostHogAPIError:
-        import requests
-        from urllib3.exceptions import NewConnectionError
-
-        if isinstance(
-            error, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError)
-        ) and not isinstance(error, requests.exceptions.ChunkedEncodingError):
-            # Refused by the client before sending. Its text may quote a header (the key): not kept.
-            return PostHogAPIError(
-                status_code=None,
-                method=call.method,
-                path=path,
-                resource=call.subject,
-                detail=f"the request could not be built ({type(error).__name__}); nothing was sent",
-            )
-        # Only a connection that was never opened proves the request did not reach PostHog: a
-        # connect timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
-        reason = error.args[0] if error.args else None
-        refused = isinstance(error, requests.ConnectionError) and isinstance(
-            getattr(reason, "reason", reason), NewConnectionError
-        )
-        sent = not isinstance(error, requests.ConnectTimeout) and not refused
-        return self._transport_failure(settings, call, path, error, sent=sent)
-
-    def _paginate(self, call: ApiCall) -> Iterator[dict[str, Any]]:
-        """
-        Yield every result of a paginated list (limit/offset or cursor), following ``next`` links;
-        a link back to a page already read, or more than ``max_pages`` pages, is an error.
-        """
-        pager = self._pager(self.settings, call)
+    def _paginate(
+        self, call: ApiCall, kind: type[ListPager | LogsPager] = ListPager
+    ) -> Iterator[dict[str, Any]]:
+        """Every result of a paginated list, page by page; a list that never ends is an error."""
+        pager = self._pager(self.settings, call, kind)
         while pager.call is not None:
             yield from pager.take(self._call(pager.call))
+
+    def _collect(self, call: ApiCall) -> list[dict[str, Any]]:
+        return list(self._paginate(call))
+
+    def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
+        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
+        for attempt in Retrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET)):
+            with attempt:
+                return self._call(call)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
 class AsyncClient(PostHogHookBase):
@@ -916,32 +800,16 @@ class AsyncClient(PostHogHookBase):
         self,
         posthog_conn_id: str = PostHogHookBase.default_conn_name,
         *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        backoff: float = 1.0,
-        backoff_max: float = 30.0,
         keepalive: float = 120.0,
-        max_body_bytes: int | None = None,
-        request_deadline: float | None = None,
-        max_pages: int | None = None,
+        **options: Any,
     ) -> None:
         """
         :param posthog_conn_id: Airflow connection id of type ``posthog``.
-        :param timeout: as for :class:`PostHogHook`; so are ``max_retries``, ``backoff``,
-            ``backoff_max``, ``max_body_bytes``, ``request_deadline`` and ``max_pages``.
-        :param keepalive: seconds an idle connection is kept open. Keep it longer than the poll
-            interval, or every poll pays a new TCP (and TLS) handshake.
+        :param keepalive: seconds an idle connection is kept open; longer than the poll interval,
+            or every poll pays a new TCP (and TLS) handshake.
+        :param options: as for :class:`~airflow_provider_phenv.hooks.posthog.PostHogHook`.
         """
-        super().__init__(
-            posthog_conn_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            backoff_max=backoff_max,
-            max_body_bytes=max_body_bytes,
-            request_deadline=request_deadline,
-            max_pages=max_pages,
-        )
+        super().__init__(posthog_conn_id, **options)
         self._keepalive = keepalive
 
     async def get_settings(self) -> PostHogSettings:
@@ -964,9 +832,7 @@ class AsyncClient(PostHogHookBase):
                 timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
                 verify=shared_ssl_context(),
                 limits=httpx.Limits(keepalive_expiry=self._keepalive),
-                # Redirects are followed by the hook itself (same origin only).
                 follow_redirects=False,
-                # No HTTP_PROXY/ALL_PROXY for plain http: the proxy would read the key in clear text.
                 trust_env=settings.use_env_proxies,
             )
         return self._client
@@ -986,47 +852,60 @@ class AsyncClient(PostHogHookBase):
     async def _call(self, call: ApiCall) -> Any:
         settings = await self.get_settings()
         call, url = self._prepare(settings, call)
-        budget = request_budget(
-            settings.base_url, settings.api_key, settings.requests_per_minute, settings.requests_per_hour
-        )
+        budget = request_budget(settings)
         # Identical reads in flight at the same moment are sent once; writes never are.
         same = (url, json.dumps(call.params, sort_keys=True, default=str)) if call.method == "GET" else None
-        async for attempt in AsyncRetrying(**self._retry_kwargs(settings)):
+        async for attempt in AsyncRetrying(**retry_kwargs(settings, self.log)):
             with attempt:
                 return await budget.send(same, lambda: self._send_once(settings, call, url))
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt, cancelled when the request deadline passes (body and redirects included)."""
+        exchange = Exchange(settings, call, url)
+        path = exchange.path
         try:
-            return await asyncio.wait_for(self._exchange(settings, call, url), settings.request_deadline)
+            return await asyncio.wait_for(self._exchange(exchange), settings.request_deadline)
         except asyncio.TimeoutError:
-            raise self._deadline_error(settings, call, self._path(settings, url)) from None
+            raise exchange.deadline_error(path) from None
 
-    async def _exchange(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
-        client = await self._get_client()
-        hop = Hop(self, settings, call, url)
+    async def _exchange(self, exchange: Exchange) -> Any:
+        client, call = await self._get_client(), exchange.call
         while True:
             try:
-                async with client.stream(call.method, hop.url, params=hop.params, json=call.body) as response:
+                async with client.stream(
+                    call.method, exchange.url, params=exchange.params, json=call.body
+                ) as response:
                     status, headers = response.status_code, response.headers
-                    if hop.redirected(status, headers):
+                    if exchange.redirected(status, headers):
                         continue
                     try:
-                        decoder = hop.decoder(headers)
+                        decoder = exchange.decoder(headers)
                         async for chunk in response.aiter_raw(CHUNK_BYTES):
                             decoder.feed(chunk)
                         body = decoder.finish()
                     except ResponseProblem as problem:
-                        raise hop.unreadable(status, problem) from None
+                        raise exchange.unreadable(status, problem) from None
             except httpx.TransportError as error:
                 sent = not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
-                raise self._transport_failure(settings, call, hop.path, error, sent=sent) from None
-            return hop.result(status, headers, body)
+                raise exchange.transport_failure(error, exchange.path, sent=sent) from None
+            return exchange.result(status, headers, body)
 
-    async def _paginate(self, call: ApiCall) -> AsyncIterator[dict[str, Any]]:
-        """Async :meth:`PostHogHook._paginate`."""
-        pager = self._pager(await self.get_settings(), call)
+    async def _paginate(
+        self, call: ApiCall, kind: type[ListPager | LogsPager] = ListPager
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every result of a paginated list, page by page; a list that never ends is an error."""
+        pager = self._pager(await self.get_settings(), call, kind)
         while pager.call is not None:
             for result in pager.take(await self._call(pager.call)):
                 yield result
+
+    async def _collect(self, call: ApiCall) -> list[dict[str, Any]]:
+        return [result async for result in self._paginate(call)]
+
+    async def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
+        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
+        async for attempt in AsyncRetrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET)):
+            with attempt:
+                return await self._call(call)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover

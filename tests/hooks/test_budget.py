@@ -9,7 +9,7 @@ import pytest
 from phenv_emulator import SEED
 
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from airflow_provider_phenv.hooks.retry import RequestBudget, _budgets, _Window
+from airflow_provider_phenv.hooks.settings import RequestBudget, _budgets, _Window
 from tests.helpers.emulator import api_requests, connection_json
 
 FAST = {"backoff": 0.01, "backoff_max": 0.02}

@@ -9,8 +9,8 @@ from phenv_emulator import SEED
 
 from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogNotFoundError
 from airflow_provider_phenv.hooks.calls import ApiCall, export_call
-from airflow_provider_phenv.hooks.options import PostHogSettings
 from airflow_provider_phenv.hooks.posthog import PostHogHook
+from airflow_provider_phenv.hooks.settings import PostHogSettings
 from airflow_provider_phenv.hooks.transport import PostHogHookBase
 from airflow_provider_phenv.operators.batch_exports import PostHogPauseBatchExportOperator
 from airflow_provider_phenv.operators.dashboards import PostHogAddDashboardCollaboratorOperator

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from airflow_provider_phenv.errors import PostHogConnectionConfigError
-from airflow_provider_phenv.hooks.options import normalize_host
 from airflow_provider_phenv.hooks.posthog import PostHogHook
+from airflow_provider_phenv.hooks.settings import normalize_host
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_bad_hook_arguments(kwargs):
 
 def test_connection_form_default_prefix_is_the_hooks_default():
     from airflow_provider_phenv import get_provider_info
-    from airflow_provider_phenv.hooks.options import DEFAULT_API_PREFIX
+    from airflow_provider_phenv.hooks.settings import DEFAULT_API_PREFIX
 
     form = get_provider_info()["connection-types"][0]
     assert form["conn-fields"]["api_prefix"]["schema"]["default"] == DEFAULT_API_PREFIX == "projects"

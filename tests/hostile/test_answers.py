@@ -22,7 +22,7 @@ from airflow_provider_phenv.errors import (
     PostHogWriteOutcomeUnknownError,
 )
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
-from airflow_provider_phenv.hooks.retry import MAX_RETRY_AFTER, WaitForPostHog, parse_retry_after
+from airflow_provider_phenv.hooks.settings import MAX_RETRY_AFTER, WaitForPostHog, parse_retry_after
 from airflow_provider_phenv.operators.batch_exports import (
     PostHogPauseBatchExportOperator,
     PostHogTestBatchExportOperator,

@@ -1,0 +1,684 @@
+"""
+What a connection sets: the hook options (checked once), the connection read into
+:class:`PostHogSettings`, and the retry and request-budget policy they drive.
+
+Why each rule exists: docs/airflow-internals.md, "Connection settings" and "Retries and the
+request budget".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from tenacity import (
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+)
+
+from airflow_provider_phenv.errors import (
+    PostHogConnectionConfigError,
+    PostHogRateLimitError,
+    PostHogServerError,
+    PostHogTransportError,
+)
+from airflow_provider_phenv.validation import check_project_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_HOST = "https://us.posthog.com"
+API_PREFIXES = ("environments", "projects")
+# PostHog's canonical prefix (docs/posthog-api.md §1); environments is deprecated but served.
+DEFAULT_API_PREFIX = "projects"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Largest response body read, decoded: far above any PostHog answer, low enough to bound a worker.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: One HTTP attempt (connect, redirects, headers, body) takes at most this many timeouts.
+DEADLINE_PER_TIMEOUT = 2.0
+#: Most pages read for one listing; a ``next`` link or ``before=`` that never ends stops here.
+DEFAULT_MAX_PAGES = 10_000
+#: A little under PostHog's personal-API-key limits (480/minute, 4,800/hour), leaving room for the
+#: workers' own requests with the same key.
+DEFAULT_PER_MINUTE = 400
+DEFAULT_PER_HOUR = 4000
+
+
+# -- the hook options ---------------------------------------------------------------------------
+
+
+def _option(default: float | None, kind: type, low: float, *, inclusive: bool = True) -> Any:
+    """A :class:`HookOptions` field: a plain number of ``kind`` at least (or above) ``low``."""
+    return field(
+        default=None, metadata={"default": default, "kind": kind, "low": low, "inclusive": inclusive}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookOptions:
+    """
+    The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's
+    ``hook_params``). Each one left out comes from the connection's extra of the same name, else
+    its default. Every value is checked here, so a bad one fails when the DAG is parsed.
+
+    :param timeout: seconds to wait for an answer (default 30); connecting waits at most 10.
+    :param max_retries: retries after a failed attempt (default 5).
+    :param backoff: first wait in seconds between retries without ``Retry-After`` (default 1).
+    :param backoff_max: longest wait in seconds between retries (default 30).
+    :param max_body_bytes: largest response body read, decoded (default 32 MiB).
+    :param request_deadline: seconds one HTTP attempt may take in all (default: twice the timeout).
+    :param max_pages: most pages read for one listing (default 10,000).
+    """
+
+    timeout: float | None = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
+    max_retries: int | None = _option(5, int, 0)
+    backoff: float | None = _option(1.0, float, 0)
+    backoff_max: float | None = _option(30.0, float, 0)
+    max_body_bytes: int | None = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
+    request_deadline: float | None = _option(None, float, 0, inclusive=False)
+    max_pages: int | None = _option(DEFAULT_MAX_PAGES, int, 1)
+
+    def __post_init__(self) -> None:
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if value is not None and not _fits(value, option):
+                raise ValueError(f"Invalid {option.name} {value!r}: expected {_expected(option)}.")
+            if value is not None:
+                object.__setattr__(self, option.name, option.metadata["kind"](value))
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
+        """
+        The options named in ``options``, refusing a name that is none of them.
+
+        :param options: option names and values.
+        :param what: how errors name the mapping (``"hook_params"``).
+        """
+        declared = {option.name: option for option in fields(cls)}
+        for name, value in options.items():
+            if name not in declared:
+                about = what or "hook option"
+                raise ValueError(f"Invalid {about} key {name!r}: expected one of {sorted(declared)}.")
+            if value is not None and not _fits(value, declared[name]):
+                where = f" in {what}" if what else ""
+                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(declared[name])}.")
+        return cls(**options)
+
+    def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
+        """
+        Every option's value: given, else the connection's extra, else its default.
+
+        :param extra: the connection's extra (URI-form extras are strings).
+        :param conn_id: the connection id, for messages.
+        """
+        values: dict[str, Any] = {}
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if value is None and extra.get(option.name) not in (None, ""):
+                raw = extra[option.name]
+                if not _fits(_number(raw), option):
+                    raise PostHogConnectionConfigError(
+                        f"Connection {conn_id!r}: extra {option.name!r} must be {_expected(option)}, "
+                        f"got {raw!r}."
+                    )
+                value = option.metadata["kind"](_number(raw))
+            values[option.name] = option.metadata["default"] if value is None else value
+        if values["request_deadline"] is None:
+            values["request_deadline"] = values["timeout"] * DEADLINE_PER_TIMEOUT
+        return values
+
+
+def _number(raw: Any) -> Any:
+    # URI-form connections deliver every extra as text; what is not a number is refused as given.
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+def _fits(value: Any, option: Any) -> bool:
+    kind, low, inclusive = option.metadata["kind"], option.metadata["low"], option.metadata["inclusive"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if kind is int and not float(value).is_integer():
+        return False
+    return bool(value >= low if inclusive else value > low)
+
+
+def _expected(option: Any) -> str:
+    low, inclusive = option.metadata["low"], option.metadata["inclusive"]
+    what = "integer" if option.metadata["kind"] is int else "number"
+    return f"a finite {what} {'>=' if inclusive else '>'} {low}"
+
+
+# -- the connection -----------------------------------------------------------------------------
+
+# PostHog's ingestion hosts (us.i.posthog.com) do not serve the private API; a connection pointing
+# there fails with confusing 404s, so the hook rewrites it to the API host of the same region.
+_INGESTION_SUFFIX = ".i.posthog.com"
+
+
+@dataclass(frozen=True)
+class PostHogSettings:
+    """Everything a hook needs to talk to one PostHog instance; the key is kept out of ``repr``."""
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    project_id: str | None
+    api_prefix: str
+    timeout: float
+    max_retries: int
+    backoff: float = 1.0
+    backoff_max: float = 30.0
+    #: The budget shared by every async hook with this host and key in one event loop.
+    requests_per_minute: float = DEFAULT_PER_MINUTE
+    requests_per_hour: float = DEFAULT_PER_HOUR
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_deadline: float = DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT
+    max_pages: int = DEFAULT_MAX_PAGES
+
+    @property
+    def connect_timeout(self) -> float:
+        """A dead host fails fast even with a long read timeout."""
+        return min(DEFAULT_CONNECT_TIMEOUT, self.timeout)
+
+    @property
+    def host_label(self) -> str:
+        """Scheme and host, without any path, for messages."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """The only origin the key is ever sent to."""
+        return origin_of(self.base_url)
+
+    @property
+    def use_env_proxies(self) -> bool:
+        """Never for plain http, where a proxy would read the key in clear text."""
+        return urlsplit(self.base_url).scheme == "https"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every occurrence of the key replaced by ``***``."""
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+
+def origin_of(url: str) -> tuple[str, str]:
+    """Scheme and lower-cased ``host:port`` (default port filled in) of a URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if scheme == "https" else 80)
+    return scheme, f"{(parts.hostname or '').lower()}:{port}"
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages and links."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def normalize_host(host: str | None, port: int | None = None) -> str:
+    """
+    The connection's host as a base URL: none means US cloud, no scheme means https, no trailing
+    slash; ``port`` is used when the host names none. Userinfo is refused without repeating it.
+
+    :param host: the connection's host.
+    :param port: the connection's port.
+    """
+    text = (host or "").strip().rstrip("/")
+    if not text:
+        return DEFAULT_HOST
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise PostHogConnectionConfigError(
+            f"Invalid PostHog host {without_userinfo(text)!r} (given with a user name or password "
+            "before '@', not repeated here): remove it; the personal API key goes in the "
+            "connection's password field."
+        )
+    try:
+        parts.port  # noqa: B018 - a non-numeric port raises here
+        bad_port = False
+    except ValueError:
+        bad_port = True
+    if bad_port or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PostHogConnectionConfigError(
+            f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
+        )
+    netloc = parts.netloc
+    if parts.hostname.endswith(_INGESTION_SUFFIX):
+        api_host = parts.hostname[: -len(_INGESTION_SUFFIX)] + ".posthog.com"
+        log.warning("Host %s is PostHog's ingestion host; using the API host %s.", parts.hostname, api_host)
+        netloc = netloc.replace(parts.hostname, api_host)
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def is_loopback(hostname: str) -> bool:
+    """Whether a hostname is this machine, where plain http exposes the key to no network."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _budget(extra: dict[str, Any], name: str, conn_id: str, default: float) -> float:
+    # URI-form connections deliver every extra as a string, so "7" must work as well as 7.
+    value = extra.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: extra {name!r} must be a non-negative number, got {value!r}."
+        )
+    if number == 0:
+        raise PostHogConnectionConfigError(f"Connection {conn_id!r}: extra {name!r} must be positive, got 0.")
+    return number
+
+
+def _clean_api_key(conn_id: str, password: str | None) -> str:
+    # A pasted key often ends in a line break; one with a space or control character inside cannot
+    # go into an HTTP header, so it is refused (without repeating it) before anything is sent.
+    key = (password or "").strip()
+    if not key:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
+        )
+    if not all("!" <= char <= "~" for char in key):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: the personal API key contains a line break, space, control or "
+            "non-ASCII character inside it (the key itself is not repeated here); paste the key "
+            "again as PostHog shows it (phx_ followed by letters and digits)."
+        )
+    return key
+
+
+def _mask(key: str) -> None:
+    # Airflow's secrets masker only knows the stored form, and ignores (and warns about) short values.
+    if len(key) < 5:
+        return
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(key)
+    except Exception:  # pragma: no cover - masking is a safety net, never a reason to fail
+        log.debug("Could not register the API key with the secrets masker.")
+
+
+def _extra_flag(extra: dict[str, Any], name: str) -> bool:
+    value = extra.get(name, False)
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+
+
+def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
+    """
+    Build :class:`PostHogSettings` from an Airflow connection.
+
+    :param conn: the Airflow ``Connection``.
+    :param extra: the connection's extra as a dict (read by the caller, sync or async).
+    :param options: the hook's options, which win over the connection's extra.
+    """
+    conn_id = conn.conn_id
+    api_key = _clean_api_key(conn_id, conn.password)
+    base_url = normalize_host(conn.host, conn.port)
+    parts = urlsplit(base_url)
+    if (
+        parts.scheme == "http"
+        and not is_loopback(parts.hostname or "")
+        and not _extra_flag(extra, "allow_insecure_http")
+    ):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: refusing to send the API key over plain http to {parts.hostname}. "
+            "Use https, or set extra allow_insecure_http=true if this network is trusted."
+        )
+    api_prefix = str(extra.get("api_prefix") or DEFAULT_API_PREFIX).strip().strip("/")
+    if api_prefix not in API_PREFIXES:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: extra api_prefix must be one of {', '.join(API_PREFIXES)}, "
+            f"got {api_prefix!r}."
+        )
+    project_id = extra.get("project_id")
+    if project_id in (None, ""):
+        project_id = None
+    else:
+        try:
+            project_id = check_project_id(str(project_id).strip())
+        except ValueError as error:
+            raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
+    values = options.resolved(extra, conn_id)
+    _mask(api_key)
+    return PostHogSettings(
+        conn_id=conn_id,
+        base_url=base_url,
+        api_key=api_key,
+        project_id=project_id,
+        api_prefix=api_prefix,
+        requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE),
+        requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR),
+        **values,
+    )
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+# After any 5xx (a proxy's 520/524 too) a request that is not safe to repeat may have been carried out.
+AMBIGUOUS_STATUSES = frozenset(range(500, 600))
+MAX_RETRY_AFTER = 120.0
+#: PostHog's 429 code when an export already runs as many backfills as it may (docs §6.9).
+TOO_MANY_BACKFILLS = "too_many_concurrent_backfills"
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a failed attempt is worth another one (the caller already ruled out unsafe repeats)."""
+    if isinstance(error, PostHogRateLimitError):
+        # Not throttling: a wait for a free backfill slot, which the backfill create does itself.
+        return error.code != TOO_MANY_BACKFILLS
+    if isinstance(error, PostHogServerError):
+        return error.status_code in RETRYABLE_STATUSES
+    return isinstance(error, PostHogTransportError)
+
+
+class WaitForPostHog:
+    """
+    Tenacity wait: PostHog's ``Retry-After`` when it sent one, else exponential backoff with jitter.
+
+    :param backoff: first backoff in seconds; doubles per attempt.
+    :param backoff_max: longest backoff in seconds.
+    :param retry_after_max: longest ``Retry-After`` honoured, so a bad header cannot stall a task.
+    """
+
+    def __init__(self, backoff: float, backoff_max: float, retry_after_max: float = MAX_RETRY_AFTER) -> None:
+        self.retry_after_max = retry_after_max
+        # Composed from the two oldest tenacity waits, so every tenacity Airflow ships behaves alike.
+        self._exponential = wait_exponential(multiplier=backoff, max=backoff_max) + wait_random(0, backoff)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, PostHogRateLimitError) and error.retry_after is not None:
+            return min(error.retry_after, self.retry_after_max)
+        return self._exponential(retry_state)
+
+
+def retry_kwargs(settings: PostHogSettings, logger: logging.Logger | Any) -> dict[str, Any]:
+    """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying`` alike."""
+
+    def log_retry(retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        logger.warning(
+            "Retrying in %.1f s (attempt %d of %d failed): %s",
+            wait,
+            retry_state.attempt_number,
+            settings.max_retries + 1,
+            error,
+        )
+
+    return {
+        "retry": retry_if_exception(is_retryable),
+        "stop": stop_after_attempt(settings.max_retries + 1),
+        "wait": WaitForPostHog(settings.backoff, settings.backoff_max),
+        "before_sleep": log_retry,
+        "reraise": True,
+    }
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read a ``Retry-After`` header: seconds, or an HTTP date (RFC 9110 allows both)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def is_backfill_slot_busy(error: BaseException) -> bool:
+    """Whether PostHog refused a backfill because too many run already."""
+    return isinstance(error, PostHogRateLimitError) and error.code == TOO_MANY_BACKFILLS
+
+
+def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
+    """
+    ``tenacity.Retrying`` arguments: ask again, soon then every 2 s, while ``retry`` says a new
+    backfill is not visible yet, for at most ``timeout`` seconds (one try for 0).
+    """
+    return {
+        "retry": retry,
+        "stop": stop_after_delay(timeout),
+        "wait": wait_exponential(multiplier=0.1, max=2.0),
+        "reraise": True,
+    }
+
+
+def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | Any) -> dict[str, Any]:
+    """
+    ``tenacity.Retrying`` arguments: try again every ``interval`` seconds while PostHog has no free
+    backfill slot, for at most ``timeout`` seconds, saying so in the log.
+    """
+
+    def log_wait(retry_state: RetryCallState) -> None:
+        logger.warning(
+            "PostHog runs as many backfills as it allows; trying again in %.0f s (waited %.0f s of %.0f s).",
+            interval,
+            retry_state.seconds_since_start or 0.0,
+            timeout,
+        )
+
+    return {
+        "retry": retry_if_exception(is_backfill_slot_busy),
+        "stop": stop_after_delay(timeout),
+        "wait": wait_fixed(interval),
+        "before_sleep": log_wait,
+        "reraise": True,
+    }
+
+
+# -- the request budget of the async hooks --------------------------------------------------------
+
+# A 429 without Retry-After pauses the key this long.
+_DEFAULT_PAUSE = 30.0
+# Say at most this often that the budget is short.
+_REPORT_EVERY = 60.0
+
+
+class _Window:
+    """
+    At most ``limit`` requests in any ``seconds``-long window. A request counts from the moment it
+    may go until ``seconds`` after its answer: PostHog counts it somewhere in between.
+    """
+
+    # While every counted request is still in flight, look again this often.
+    _RECHECK = 0.05
+
+    def __init__(self, limit: float, seconds: float) -> None:
+        self.limit = int(limit)
+        self.seconds = seconds
+        self.in_flight = 0
+        self.answered: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one more request fits (0 when it does)."""
+        while self.answered and now - self.answered[0] >= self.seconds:
+            self.answered.popleft()
+        if self.in_flight + len(self.answered) < self.limit:
+            return 0.0
+        return self.answered[0] + self.seconds - now if self.answered else self._RECHECK
+
+
+class RequestBudget:
+    """
+    The shared budget of one host and key in one event loop.
+
+    :param per_minute: requests a minute at most.
+    :param per_hour: requests an hour at most.
+    :param label: how the budget is named in the log (host only, never the key).
+    """
+
+    def __init__(self, per_minute: float, per_hour: float, label: str) -> None:
+        self.windows = (_Window(per_minute, 60.0), _Window(per_hour, 3600.0))
+        self.label = label
+        self.paused_until = 0.0
+        self.waiting = 0
+        self.sent = 0
+        self.coalesced = 0
+        self._turn = asyncio.Lock()
+        self._in_flight: dict[Any, asyncio.Future[Any]] = {}
+        self._reported = 0.0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one request's place in the budget while it is sent and answered."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            answered = time.monotonic()
+            for window in self.windows:
+                window.in_flight -= 1
+                window.answered.append(answered)
+
+    async def acquire(self) -> None:
+        """Wait for a place, in arrival order (a pause after a 429 holds everyone)."""
+        self.waiting += 1
+        started = time.monotonic()
+        try:
+            async with self._turn:
+                while True:
+                    now = time.monotonic()
+                    delay = max(
+                        [self.paused_until - now, *(window.wait_time(now) for window in self.windows)]
+                    )
+                    if delay <= 0:
+                        break
+                    await asyncio.sleep(delay)
+                for window in self.windows:
+                    window.in_flight += 1
+        finally:
+            self.waiting -= 1
+        waited, now = time.monotonic() - started, time.monotonic()
+        if waited >= 1.0 and now - self._reported >= _REPORT_EVERY:
+            self._reported = now
+            log.warning(
+                "The request budget for %s is short: polls are stretched (this request waited %.1f s, "
+                "%d more waiting). Poll less often or raise the connection's request budget.",
+                self.label,
+                waited,
+                self.waiting,
+            )
+
+    def pause(self, seconds: float | None) -> None:
+        """
+        After a 429: hold every request on this key for ``seconds`` (or a default), capped, so one
+        absurd ``Retry-After`` cannot freeze every wait.
+
+        :param seconds: PostHog's ``Retry-After``, if it sent one.
+        """
+        until = time.monotonic() + min(_DEFAULT_PAUSE if seconds is None else seconds, MAX_RETRY_AFTER)
+        if until > self.paused_until:
+            self.paused_until = until
+            log.warning(
+                "PostHog throttled the key for %s: every request on it waits %.0f s.",
+                self.label,
+                until - time.monotonic(),
+            )
+
+    async def send(self, coalesce_key: Any, send: Callable[[], Awaitable[T]]) -> T:
+        """
+        Send one request within the budget, sharing an identical one already in flight. Each
+        sharer gets its own copy of the answer (or the same error); when the sender is cancelled,
+        the others send their own request.
+
+        :param coalesce_key: what makes two requests identical; None never shares.
+        :param send: sends the request.
+        """
+        while coalesce_key is not None and coalesce_key in self._in_flight:
+            shared = self._in_flight[coalesce_key]
+            # asyncio.wait raises only when this wait itself is cancelled, and never cancels ``shared``.
+            await asyncio.wait({shared})
+            if not shared.cancelled():
+                self.coalesced += 1
+                return copy.deepcopy(shared.result())
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if coalesce_key is not None:
+            self._in_flight[coalesce_key] = future
+        try:
+            async with self.slot():
+                self.sent += 1
+                result = await send()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as error:
+            if isinstance(error, PostHogRateLimitError):
+                self.pause(error.retry_after)
+            future.set_exception(error)
+            future.exception()  # retrieved: a lone request's failure is not "never retrieved"
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if coalesce_key is not None:
+                self._in_flight.pop(coalesce_key, None)
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def request_budget(settings: PostHogSettings) -> RequestBudget:
+    """The budget shared by every async hook of this event loop with the same host and key."""
+    budgets = _budgets.setdefault(asyncio.get_running_loop(), {})
+    digest = hashlib.blake2b(f"{settings.base_url}\x1f{settings.api_key}".encode(), digest_size=8).hexdigest()
+    if digest not in budgets:
+        budgets[digest] = RequestBudget(
+            settings.requests_per_minute, settings.requests_per_hour, label=settings.base_url
+        )
+    return budgets[digest]
