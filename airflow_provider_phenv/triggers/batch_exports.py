@@ -14,7 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 
 from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from airflow_provider_phenv.hooks.retry import row_wait_kwargs
+from airflow_provider_phenv.hooks.settings import row_wait_kwargs
 from airflow_provider_phenv.validation import (
     check_bool,
     check_non_empty_str,

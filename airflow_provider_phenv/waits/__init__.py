@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_phenv.errors import PostHogError
-from airflow_provider_phenv.hooks.options import HookOptions
+from airflow_provider_phenv.hooks.settings import HookOptions
 from airflow_provider_phenv.validation import RunStatus
 
 if TYPE_CHECKING:
