@@ -8,7 +8,7 @@ from typing import Any
 
 from ..batch_exports.backfills import INTERVALS, align_to_interval
 from ..batch_exports.runs import RunOutcome
-from .records import ACCESS_CONTROL, ROLE_BASED_ACCESS, Records
+from .records import ACCESS_CONTROL, ROLE_BASED_ACCESS, Records, user_record
 from .seed import ADMIN, MEMBER, SEED
 
 _RUN_NAMESPACE = uuid.UUID(SEED.organization_id)
@@ -59,18 +59,8 @@ def populate(state: Records, now: datetime) -> None:
     for number, (user_uuid, membership_id, first_name, organization_id, level, current_team_id) in enumerate(
         users, start=1
     ):
-        state.users[user_uuid] = {
-            "id": number,
-            "uuid": user_uuid,
-            "distinct_id": f"emulator-user-{number}",
-            "first_name": first_name,
-            "last_name": "",
-            "email": f"{first_name.lower()}@example.com",
-            "is_email_verified": True,
-            "hedgehog_config": None,
-            "role_at_organization": None,
-            "current_team_id": current_team_id,
-        }
+        email = f"{first_name.lower()}@example.com"
+        state.users[user_uuid] = user_record(number, user_uuid, first_name, email, current_team_id)
         membership = state.add_membership(organization_id, user_uuid, level, membership_id=membership_id)
         # Joined in seed order, so the members list (newest first) is stable.
         membership["joined_at"] = membership["updated_at"] = created + timedelta(hours=number)
