@@ -93,7 +93,7 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
     paused_at = max(hour - timedelta(hours=2), hour.replace(hour=0))
     created = hour - timedelta(days=30)
     # Each export's id, creation (hours after ``created``), name, destination and other fields.
-    exports = (
+    exports: tuple[tuple[str, int, str, dict[str, Any], dict[str, Any]], ...] = (
         (SEED.s3_export_id, 0, "S3 events export", _s3("hedgebox-events", "us-east-1", "posthog/events"), {}),
         (SEED.bigquery_export_id, 1, "BigQuery events export", _bigquery("posthog"), {}),
         (
