@@ -42,6 +42,24 @@ _Event = tuple[datetime, int, Callable[[], None]]
 _MEMBER_NAMESPACE = uuid.UUID("01900000-0000-7000-8000-0000000000ff")
 
 
+def user_record(
+    number: int, user_uuid: str, first_name: str, email: str, current_team_id: int | None
+) -> dict[str, Any]:
+    """A stored user: PostHog's ``UserBasicSerializer`` fields plus ``current_team_id``."""
+    return {
+        "id": number,
+        "uuid": user_uuid,
+        "distinct_id": f"emulator-user-{number}",
+        "first_name": first_name,
+        "last_name": "",
+        "email": email,
+        "is_email_verified": True,
+        "hedgehog_config": None,
+        "role_at_organization": None,
+        "current_team_id": current_team_id,
+    }
+
+
 class Records:
     """All emulated PostHog data (:class:`~.state.EmulatorState` starts it from the seed).
 
@@ -736,18 +754,9 @@ class Records:
             for _ in range(count):
                 number = max((user["id"] for user in self.users.values()), default=0) + 1
                 user_uuid = str(uuid.uuid5(_MEMBER_NAMESPACE, f"user-{number}"))
-                self.users[user_uuid] = {
-                    "id": number,
-                    "uuid": user_uuid,
-                    "distinct_id": f"emulator-user-{number}",
-                    "first_name": f"Member {number}",
-                    "last_name": "",
-                    "email": f"member-{number}@example.com",
-                    "is_email_verified": True,
-                    "hedgehog_config": None,
-                    "role_at_organization": None,
-                    "current_team_id": team_id,
-                }
+                self.users[user_uuid] = user_record(
+                    number, user_uuid, f"Member {number}", f"member-{number}@example.com", team_id
+                )
                 membership = self.add_membership(
                     organization_id,
                     user_uuid,
@@ -782,22 +791,18 @@ class Records:
         """Store (or replace) a dashboard access-control rule without validation: a member rule
         (``organization_member`` = membership id), a role rule, or the dashboard's default rule."""
         with self.lock:
-            key = ("dashboard", str(dashboard_id), organization_member, role)
-            for rule in self.access_controls:
-                if (rule["resource"], rule["resource_id"], rule["organization_member"], rule["role"]) == key:
-                    rule.update(access_level=access_level, updated_at=self.now())
-                    return rule
             now = self.now()
-            rule = {
+            key = {
                 "resource": "dashboard",
                 "resource_id": str(dashboard_id),
                 "organization_member": organization_member,
                 "role": role,
-                "access_level": access_level,
-                "created_at": now,
-                "updated_at": now,
             }
-            self.access_controls.append(rule)
+            rule = next((rule for rule in self.access_controls if key.items() <= rule.items()), None)
+            if rule is None:
+                rule = {**key, "created_at": now}
+                self.access_controls.append(rule)
+            rule.update(access_level=access_level, updated_at=now)
             return rule
 
     def delete_schedule(self, batch_export_id: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..batch_exports.backfills import INTERVALS, align_to_interval
 from ..batch_exports.runs import RunOutcome
-from .records import ACCESS_CONTROL, ROLE_BASED_ACCESS, Records
+from .records import ACCESS_CONTROL, ROLE_BASED_ACCESS, Records, user_record
 from .seed import ADMIN, MEMBER, SEED
 
 _RUN_NAMESPACE = uuid.UUID(SEED.organization_id)
@@ -58,18 +59,8 @@ def populate(state: Records, now: datetime) -> None:
     for number, (user_uuid, membership_id, first_name, organization_id, level, current_team_id) in enumerate(
         users, start=1
     ):
-        state.users[user_uuid] = {
-            "id": number,
-            "uuid": user_uuid,
-            "distinct_id": f"emulator-user-{number}",
-            "first_name": first_name,
-            "last_name": "",
-            "email": f"{first_name.lower()}@example.com",
-            "is_email_verified": True,
-            "hedgehog_config": None,
-            "role_at_organization": None,
-            "current_team_id": current_team_id,
-        }
+        email = f"{first_name.lower()}@example.com"
+        state.users[user_uuid] = user_record(number, user_uuid, first_name, email, current_team_id)
         membership = state.add_membership(organization_id, user_uuid, level, membership_id=membership_id)
         # Joined in seed order, so the members list (newest first) is stable.
         membership["joined_at"] = membership["updated_at"] = created + timedelta(hours=number)
@@ -97,74 +88,69 @@ def populate(state: Records, now: datetime) -> None:
 
 
 def _seed_batch_exports(state: Records, hour: datetime) -> None:
-    created = hour - timedelta(days=30)
-    state.add_batch_export(
-        "S3 events export",
-        {
-            "type": "AwsS3",
-            "config": {
-                "bucket_name": "hedgebox-events",
-                "region": "us-east-1",
-                "prefix": "posthog/events",
-                "compression": "gzip",
-                "file_format": "JSONLines",
-            },
-            "integration": SEED.s3_integration_id,
-        },
-        export_id=SEED.s3_export_id,
-        created_at=created,
-    )
-    state.add_batch_export(
-        "BigQuery events export",
-        {
-            "type": "BigQuery",
-            "config": {"project_id": "hedgebox-analytics", "dataset_id": "posthog", "table_id": "events"},
-            "integration": SEED.bigquery_integration_id,
-        },
-        export_id=SEED.bigquery_export_id,
-        created_at=created + timedelta(hours=1),
-    )
-    state.add_batch_export(
-        "Postgres warehouse export",
-        {
-            "type": "Postgres",
-            "config": {
-                "host": "db.internal.example",
-                "port": 5432,
-                "database": "analytics",
-                "schema": "public",
-                "table_name": "posthog_events",
-                "user": "posthog",
-                "password": "emulator-secret",
-            },
-        },
-        export_id=SEED.postgres_export_id,
-        created_at=created + timedelta(hours=2),
-    )
     # Two hours ago, but never before today's midnight (UTC): the daily export's pause stays within
     # one interval whatever the time of day, as the seed promises.
     paused_at = max(hour - timedelta(hours=2), hour.replace(hour=0))
-    state.add_batch_export(
-        "Snowflake nightly export (paused)",
-        {
-            "type": "Snowflake",
-            "config": {"database": "ANALYTICS", "warehouse": "COMPUTE_WH", "schema": "POSTHOG"},
-            "integration": SEED.snowflake_integration_id,
-        },
-        interval="day",
-        export_id=SEED.paused_export_id,
-        created_at=created + timedelta(hours=3),
-        paused=True,
-        last_paused_at=paused_at,
-        last_updated_at=paused_at,
+    created = hour - timedelta(days=30)
+    # Each export's id, creation (hours after ``created``), name, destination and other fields.
+    exports: tuple[tuple[str, int, str, dict[str, Any], dict[str, Any]], ...] = (
+        (SEED.s3_export_id, 0, "S3 events export", _s3("hedgebox-events", "us-east-1", "posthog/events"), {}),
+        (SEED.bigquery_export_id, 1, "BigQuery events export", _bigquery("posthog"), {}),
+        (
+            SEED.postgres_export_id,
+            2,
+            "Postgres warehouse export",
+            {
+                "type": "Postgres",
+                "config": {
+                    "host": "db.internal.example",
+                    "port": 5432,
+                    "database": "analytics",
+                    "schema": "public",
+                    "table_name": "posthog_events",
+                    "user": "posthog",
+                    "password": "emulator-secret",
+                },
+            },
+            {},
+        ),
+        (
+            SEED.paused_export_id,
+            3,
+            "Snowflake nightly export (paused)",
+            {
+                "type": "Snowflake",
+                "config": {"database": "ANALYTICS", "warehouse": "COMPUTE_WH", "schema": "POSTHOG"},
+                "integration": SEED.snowflake_integration_id,
+            },
+            {"interval": "day", "paused": True, "last_paused_at": paused_at, "last_updated_at": paused_at},
+        ),
+        (
+            SEED.workflows_export_id,
+            4,
+            "Workflows backfill",
+            {"type": "Workflows", "config": {"hog_function_id": "01900000-0000-7000-8000-0000000000f1"}},
+            {},
+        ),
+        (
+            SEED.daily_export_id,
+            -2,
+            "S3 daily export (Berlin)",
+            _s3("hedgebox-daily", "eu-central-1", "posthog/daily"),
+            {"interval": "day", "timezone": "Europe/Berlin", "offset_hour": 2},
+        ),
+        (
+            SEED.weekly_export_id,
+            -1,
+            "BigQuery weekly export (New York)",
+            _bigquery("weekly"),
+            {"interval": "week", "timezone": "America/New_York", "offset_day": 1, "offset_hour": 6},
+        ),
     )
-    state.add_batch_export(
-        "Workflows backfill",
-        {"type": "Workflows", "config": {"hog_function_id": "01900000-0000-7000-8000-0000000000f1"}},
-        export_id=SEED.workflows_export_id,
-        created_at=created + timedelta(hours=4),
-    )
-    _seed_scheduled_exports(state, created)
+    for export_id, hours, name, destination, fields in exports:
+        state.add_batch_export(
+            name, destination, export_id=export_id, created_at=created + timedelta(hours=hours), **fields
+        )
     state.run_outcomes[SEED.postgres_export_id] = RunOutcome(outcome="failed")
     # A few past runs (and their log lines) per export, so logs and runs are never empty.
     history = {
@@ -198,41 +184,26 @@ def _seed_batch_exports(state: Records, hour: datetime) -> None:
     )
 
 
-def _seed_scheduled_exports(state: Records, created: datetime) -> None:
-    """The daily and weekly exports, created before the others."""
-    state.add_batch_export(
-        "S3 daily export (Berlin)",
-        {
-            "type": "AwsS3",
-            "config": {
-                "bucket_name": "hedgebox-daily",
-                "region": "eu-central-1",
-                "prefix": "posthog/daily",
-                "compression": "gzip",
-                "file_format": "JSONLines",
-            },
-            "integration": SEED.s3_integration_id,
+def _s3(bucket_name: str, region: str, prefix: str) -> dict[str, Any]:
+    return {
+        "type": "AwsS3",
+        "config": {
+            "bucket_name": bucket_name,
+            "region": region,
+            "prefix": prefix,
+            "compression": "gzip",
+            "file_format": "JSONLines",
         },
-        interval="day",
-        export_id=SEED.daily_export_id,
-        created_at=created - timedelta(hours=2),
-        timezone="Europe/Berlin",
-        offset_hour=2,
-    )
-    state.add_batch_export(
-        "BigQuery weekly export (New York)",
-        {
-            "type": "BigQuery",
-            "config": {"project_id": "hedgebox-analytics", "dataset_id": "weekly", "table_id": "events"},
-            "integration": SEED.bigquery_integration_id,
-        },
-        interval="week",
-        export_id=SEED.weekly_export_id,
-        created_at=created - timedelta(hours=1),
-        timezone="America/New_York",
-        offset_day=1,
-        offset_hour=6,
-    )
+        "integration": SEED.s3_integration_id,
+    }
+
+
+def _bigquery(dataset_id: str) -> dict[str, Any]:
+    return {
+        "type": "BigQuery",
+        "config": {"project_id": "hedgebox-analytics", "dataset_id": dataset_id, "table_id": "events"},
+        "integration": SEED.bigquery_integration_id,
+    }
 
 
 def _intervals_before(end: datetime, length: timedelta, count: int) -> list[tuple[datetime, datetime]]:
