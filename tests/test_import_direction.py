@@ -6,20 +6,9 @@ import ast
 from pathlib import Path
 
 import airflow_provider_phenv as package
+from benchmarks.structure import imports_of
 
 ROOT = Path(package.__file__).parent
-
-
-def imports_of(path: Path) -> set[str]:
-    """Every module an import in ``path`` names, at module level or inside a function."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def offenders(folder: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.processes import run_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -30,16 +31,7 @@ ASKED = os.environ.get("PHENV_BENCH_SMOKE")
 def test_bench_smoke_runs_every_item(tmp_path):
     # The benchmark makes its own Airflow home and connections; the test session's must not leak in.
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW", "PYTEST"))}
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "bench.sh"), "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_ok(ROOT / "scripts" / "bench.sh", "--smoke", "--out", tmp_path, cwd=ROOT, env=env)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["errors"] == {}
     assert {figure["item"] for figure in results["figures"]} == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}

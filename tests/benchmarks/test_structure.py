@@ -9,24 +9,16 @@ the waits or the tasks, and a pause that does not reach PostHog.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers.processes import run_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_structure_benchmark_runs_and_finds_no_upward_arrow():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.structure"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+    out = run_ok(sys.executable, "-m", "benchmarks.structure", cwd=ROOT, timeout=300)
     assert "emulator files: 0" in out
     assert "upward arrows from the hooks: none" in out
     assert "/pause/'" in out

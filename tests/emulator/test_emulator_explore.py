@@ -12,33 +12,20 @@ import pytest
 import requests
 from phenv_emulator import SEED
 
+from tests.helpers.emulator import emulator_cli
 
-@pytest.fixture
+
+@pytest.fixture(scope="module")
 def cli():
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "phenv_emulator",
-            "--port",
-            "0",
-            "--key",
-            "phx_readonly=batch_export:read,dashboard:read",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    assert process.stdout is not None
-    while not lines or not lines[-1].startswith("export AIRFLOW_CONN_POSTHOG_DEFAULT="):
-        line = process.stdout.readline()
-        assert line, "\n".join(lines)
-        lines.append(line.rstrip("\n"))
-    try:
+    """The banner of one emulator started with an extra key; the tests of this module share it."""
+    with emulator_cli("--key", "phx_readonly=batch_export:read,dashboard:read") as process:
+        lines = []
+        assert process.stdout is not None
+        while not lines or not lines[-1].startswith("export AIRFLOW_CONN_POSTHOG_DEFAULT="):
+            line = process.stdout.readline()
+            assert line, "\n".join(lines)
+            lines.append(line.rstrip("\n"))
         yield lines
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0
 
 
 def test_banner_lists_users_dashboards_keys_and_a_connection_line(cli):

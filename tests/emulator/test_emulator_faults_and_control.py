@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 from phenv_emulator import SEED
+
+from tests.helpers.emulator import emulator_cli
 
 PAUSE = f"batch_exports/{SEED.s3_export_id}/pause/"
 
@@ -156,12 +156,7 @@ def test_control_endpoints(emulator, api):
 
 
 def test_cli_prints_its_address_and_serves_until_terminated():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "phenv_emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with emulator_cli() as process:
         line = process.stdout.readline()
         match = re.match(
             r"^PostHog emulator listening on (\S+)  api_key=(\S+)  project_id=(\d+)$", line.strip()
@@ -177,6 +172,3 @@ def test_cli_prints_its_address_and_serves_until_terminated():
         )
         assert response.status_code == 200
         assert response.json()["count"] == 6
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0

@@ -6,14 +6,14 @@ Python, the control API and the command line; ``reset()`` restores the emulator'
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 from phenv_emulator import SEED, PostHogEmulator
 from phenv_emulator.store.switches import OLD_BUILDS
+
+from tests.helpers.emulator import emulator_cli
 
 EXPORT = SEED.s3_export_id
 LOGS = f"batch_exports/{EXPORT}/logs/"
@@ -207,30 +207,20 @@ def test_an_emulator_started_with_builds_keeps_them_across_resets():
 
 @pytest.mark.slow  # a subprocess starting the CLI (~0.6 s)
 def test_cli_old_build_flags():
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "phenv_emulator",
-            "--port",
-            "0",
-            "--old-build",
-            "level-list",
-            "--old-build",
-            "no-retry-after",
-            "--log-delay",
-            "0",
-            "--backdate-pauses",
-            "7200",
-            "--backfill-row-delay",
-            "0.5",
-            "--auto-pause-threshold",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with emulator_cli(
+        "--old-build",
+        "level-list",
+        "--old-build",
+        "no-retry-after",
+        "--log-delay",
+        "0",
+        "--backdate-pauses",
+        "7200",
+        "--backfill-row-delay",
+        "0.5",
+        "--auto-pause-threshold",
+        "3",
+    ) as process:
         url = re.search(r"listening on (\S+)", process.stdout.readline()).group(1)
         switches = requests.get(f"{url}/_emulator/switches", timeout=5).json()
         assert (switches["old_builds"], switches["log_delay"]) == (["level-list", "no-retry-after"], 0)
@@ -247,6 +237,3 @@ def test_cli_old_build_flags():
         ).json()
         paused_at = datetime.fromisoformat(export["last_paused_at"].replace("Z", "+00:00"))
         assert datetime.now(timezone.utc) - paused_at > timedelta(hours=2) - timedelta(seconds=5)
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -28,3 +32,16 @@ def connection_json(emulator: Any, **extra: object) -> str:
 def api_requests(emulator: Any) -> list[Any]:
     """The emulator's request log without its own control endpoints."""
     return [record for record in emulator.requests if record.path.startswith("/api/")]
+
+
+@contextlib.contextmanager
+def emulator_cli(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """The emulator's command line on a free port, with ``args``; it must exit 0 when terminated."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phenv_emulator", "--port", "0", *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        assert process.wait(timeout=5) == 0

@@ -408,8 +408,10 @@ class HostileServer:
     def start(self) -> HostileServer:
         self._server = _TCPServer((self.host, 0), _Handler)
         self._server.hostile = self
+        # stop() waits for the serving loop to notice, up to one poll interval: each test
+        # stops a server, so the interval is short.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="hostile-server", daemon=True
+            target=self._server.serve_forever, args=(0.005,), name="hostile-server", daemon=True
         )
         self._thread.start()
         return self

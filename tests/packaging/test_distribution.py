@@ -10,35 +10,28 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import run_ok
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(*command: str | Path, cwd: Path | None = None, env: dict | None = None) -> str:
-    done = subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 def _uv_install(python: Path, *requirements: str | Path) -> None:
     """Install into the venv of ``python`` with uv (installed with the test tools), which resolves
     in seconds; the tests pin the same Airflow as the test run."""
-    _run(sys.executable, "-m", "uv", "pip", "install", "-q", "--python", python, *requirements)
+    run_ok(sys.executable, "-m", "uv", "pip", "install", "-q", "--python", python, *requirements)
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT)
-    _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "emulator", ROOT / "emulator")
+    run_ok(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT)
+    run_ok(sys.executable, "-m", "build", "--wheel", "--outdir", out / "emulator", ROOT / "emulator")
     return out
 
 
@@ -61,20 +54,20 @@ def test_installs_into_a_clean_venv_and_registers(dist, tmp_path, kind):
     import airflow
 
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", venv)
+    run_ok(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
     artifact = next(dist.glob(f"*.{kind}"))
     _uv_install(python, f"apache-airflow=={airflow.__version__}", artifact)
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": ""}
-    listed = _run(venv / "bin" / "airflow", "providers", "list", "-o", "plain", cwd=tmp_path, env=env)
+    listed = run_ok(venv / "bin" / "airflow", "providers", "list", "-o", "plain", cwd=tmp_path, env=env)
     assert re.search(r"airflow-provider-phenv\s+.*0\.\d+\.\d+", listed), listed
-    hooks = _run(venv / "bin" / "airflow", "providers", "hooks", "-o", "plain", cwd=tmp_path, env=env)
+    hooks = run_ok(venv / "bin" / "airflow", "providers", "hooks", "-o", "plain", cwd=tmp_path, env=env)
     assert re.search(r"posthog\s+airflow_provider_phenv\.hooks\.posthog\.PostHogHook", hooks), hooks
-    location = _run(
+    location = run_ok(
         python, "-c", "import airflow_provider_phenv as p; print(p.__file__)", cwd=tmp_path, env=env
     )
     assert str(venv) in location
     # The emulator installs beside it, as the README says, and serves from the command line.
     _uv_install(python, *(dist / "emulator").glob("*.whl"))
-    usage = _run(python, "-m", "phenv_emulator", "--help", cwd=tmp_path, env=env)
+    usage = run_ok(python, "-m", "phenv_emulator", "--help", cwd=tmp_path, env=env)
     assert "--port" in usage

@@ -60,7 +60,7 @@ def test_backfill_and_wait_returns_the_same_value_in_the_worker_and_deferred(qui
 
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_a_failed_run_fails_the_task_quoting_posthog(quick_runs, deferrable):
-    quick_runs.state.set_run_outcome(HOURLY, "failed", duration=0.3, error_message=ERROR)
+    quick_runs.state.set_run_outcome(HOURLY, "failed", duration=0.1, error_message=ERROR)
     with pytest.raises(PostHogBackfillError, match=r"ended Failed.*S3 bucket 'exports' does not exist"):
         run_op(backfill_op(deferrable=deferrable), task_context())
 

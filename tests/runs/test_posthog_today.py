@@ -132,7 +132,7 @@ def test_a_backfill_not_waited_for_returns_its_status_once_it_shows(late_rows):
 def test_a_backfill_that_never_shows_fails_the_wait_after_the_grace(late_rows):
     late_rows.state.set_switches(backfill_row_delay=3600)
     op = backfill_op(batch_export_id=HOURLY, start_at=hours_ago(8), end_at=hours_ago(6))
-    op.hook.backfill_row_grace = 0.5
+    op.hook.backfill_row_grace = 0.3
     with pytest.raises(PostHogBackfillNotVisibleError, match="is still not in PostHog"):
         op.execute(task_context())
 

@@ -51,7 +51,7 @@ def test_waits_until_the_range_is_exported_with_the_same_value_in_every_mode(qui
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_failed_run_fails_at_once_quoting_posthog_in_every_mode(quick_runs, mode):
-    quick_runs.state.set_run_outcome(HOURLY, "failed", duration=0.3, error_message=ERROR)
+    quick_runs.state.set_run_outcome(HOURLY, "failed", duration=0.1, error_message=ERROR)
     since, until = hours_ago(9), hours_ago(8)
     backfill(since, until)
     with pytest.raises(PostHogBatchExportRunError, match="Snowflake warehouse 'EXPORTS' is suspended"):

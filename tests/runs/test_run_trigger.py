@@ -89,18 +89,18 @@ def wait_past_the_deadline(emulator, seconds: float) -> tuple[str, dict]:
     backfill_id = start_backfill()
     emulator.clear_requests()
     return backfill_id, run_trigger(
-        make_trigger(backfill_id=backfill_id, end_time=time.time() + seconds)
+        make_trigger(backfill_id=backfill_id, end_time=time.time() + seconds, poll_interval=0.05)
     ).payload
 
 
 def test_the_deadline_is_a_timeout_event_and_nothing_is_cancelled_from_the_triggerer(quick_runs):
-    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.5)
+    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.25)
     assert payload["status"] == "timeout" and payload["backfill_id"] == backfill_id
     assert {record.method for record in api_requests(quick_runs)} == {"GET"}
 
 
 def test_an_idle_poll_is_one_small_request(quick_runs):
-    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.55)
+    backfill_id, payload = wait_past_the_deadline(quick_runs, 0.3)
     assert payload["status"] == "timeout"
     polls = api_requests(quick_runs)
     assert len(polls) >= 3

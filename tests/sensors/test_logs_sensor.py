@@ -56,15 +56,15 @@ TIMELINES = {
     "matched": [
         (-2.0, "INFO", f"Batch export for range {R1} finished successfully with 900 records exported"),
         (-1.0, "ERROR", f"Batch export for range {R1} failed with a non-recoverable error: an old failure"),
-        (0.2, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
-        (0.6, "INFO", f"Batch export for range {R2} finished successfully with 1000 records exported"),
-        (0.8, "ERROR", f"Batch export for range {R2} failed with a non-recoverable error: a later run"),
+        (0.15, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
+        (0.3, "INFO", f"Batch export for range {R2} finished successfully with 1000 records exported"),
+        (0.4, "ERROR", f"Batch export for range {R2} failed with a non-recoverable error: a later run"),
     ],
     "failed": [
         (-2.0, "INFO", f"Batch export for range {R1} finished successfully with 900 records exported"),
-        (0.2, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
-        (0.4, "ERROR", ERROR_TEXT),
-        (0.6, "INFO", f"Batch export for range {R2} finished successfully with no records exported"),
+        (0.15, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
+        (0.25, "ERROR", ERROR_TEXT),
+        (0.35, "INFO", f"Batch export for range {R2} finished successfully with no records exported"),
     ],
 }
 
@@ -86,7 +86,7 @@ def test_same_timeline_same_result_in_every_mode(
     start = utcnow()
     entries = _lay_out(emulator, TIMELINES[expected], start)
     context = make_context(FakeTI(start), FakeStateStore() if store == "task_state_store" else None)
-    sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.1)
+    sensor = sensor_for_mode(mode, message_pattern=FINISHED, poke_interval=0.05)
 
     if expected == "matched":
         decisive = entries[3]

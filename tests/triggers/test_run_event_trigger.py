@@ -34,7 +34,7 @@ def utcnow() -> datetime:
 
 
 def start_run(
-    emulator: Any, export_id: str = EXPORT_ID, *, outcome: str = "completed", duration: float = 0.3
+    emulator: Any, export_id: str = EXPORT_ID, *, outcome: str = "completed", duration: float = 0.15
 ):
     """A run of the last hour that ends ``outcome`` after ``duration`` seconds; returns its id."""
     emulator.state.set_run_outcome(export_id, outcome, duration=duration)
