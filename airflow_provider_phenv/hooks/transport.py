@@ -18,13 +18,14 @@ import json
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -77,6 +78,18 @@ USER_AGENT = f"airflow-provider-phenv/{__version__}"
 MAX_REDIRECTS = 5
 # A resource PostHog has just accepted (a backfill) is 404 until its row is written.
 NOT_VISIBLE_YET = retry_if_exception_type(PostHogNotFoundError)
+T = TypeVar("T")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """
+    Await ``awaitable``; ``asyncio.TimeoutError`` after ``seconds``. Unlike 3.11's ``wait_for``, a
+    cancellation arriving as the call answers is raised, not swallowed (docs/airflow-internals.md).
+    """
+    if sys.version_info < (3, 11):
+        return await asyncio.wait_for(awaitable, seconds)
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 # -- the body --------------------------------------------------------------------------------------
@@ -865,7 +878,7 @@ class AsyncClient(PostHogHookBase):
         exchange = Exchange(settings, call, url)
         path = exchange.path
         try:
-            return await asyncio.wait_for(self._exchange(exchange), settings.request_deadline)
+            return await within(settings.request_deadline, self._exchange(exchange))
         except asyncio.TimeoutError:
             raise exchange.deadline_error(path) from None
 

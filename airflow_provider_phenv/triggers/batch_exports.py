@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
 from airflow_provider_phenv.hooks.settings import row_wait_kwargs
+from airflow_provider_phenv.hooks.transport import within
 from airflow_provider_phenv.validation import (
     check_bool,
     check_non_empty_str,
@@ -151,7 +152,7 @@ class PostHogPollTrigger(BaseTrigger):
             return await self.poll(hook)
         try:
             remaining = max(self.end_time - time.time(), 0.0) + self.poll_grace
-            return await asyncio.wait_for(self.poll(hook), remaining)
+            return await within(remaining, self.poll(hook))
         except asyncio.TimeoutError:
             return self.event(TIMEOUT, message=self.timeout_message())
 

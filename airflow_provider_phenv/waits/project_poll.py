@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+from airflow_provider_phenv.hooks.transport import within
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class ProjectPoll:
                 # A member asking for an earlier read wakes the loop.
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    await within(delay, self._wake.wait())
                 continue
             await self._read()
 

@@ -130,8 +130,8 @@ def test_timeout_event_at_end_time_carries_the_cursor(in_order_logs, emulator, p
     start = utcnow()
     emulator.state.add_log_entries(EXPORT_ID, [entry(seconds_after(start, 0.05), "INFO", "still running")])
     began = time.monotonic()
-    payload = run_trigger(make_trigger(start, end_time=time.time() + 0.4)).payload
-    assert 0.35 < time.monotonic() - began < 3
+    payload = run_trigger(make_trigger(start, end_time=time.time() + 0.25)).payload
+    assert 0.2 < time.monotonic() - began < 3
     assert payload["status"] == "timeout"
     assert payload["cursor"]["count"] == 1
     assert "timed out" in payload["message"]
@@ -144,10 +144,10 @@ def test_first_poll_waits_for_first_poll_at(in_order_logs, emulator, posthog_con
         [entry(seconds_after(start, -0.5), "INFO", "finished successfully with 1 records exported")],
     )
     began = time.time()
-    payload = run_trigger(make_trigger(seconds_after(start, -1), first_poll_at=began + 0.5)).payload
+    payload = run_trigger(make_trigger(seconds_after(start, -1), first_poll_at=began + 0.25)).payload
     assert payload["status"] == "success"
     [request] = api_requests(emulator)
-    assert request.started_at >= began + 0.5
+    assert request.started_at >= began + 0.25
 
 
 def test_first_poll_at_never_delays_past_the_deadline(emulator, posthog_conn):
