@@ -8,9 +8,9 @@ triggers. The reads both need are written once, in :class:`PostHogReads`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tenacity import Retrying, retry_if_result
 
@@ -84,6 +84,12 @@ __all__ = [
 ]
 
 
+JSON = dict[str, Any]
+# What a read returns: one JSON object, a list of them, an iterator of them (sync or async).
+One = TypeVar("One")
+Many = TypeVar("Many")
+Each = TypeVar("Each")
+
 #: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
 #: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
 BACKFILL_ROW_GRACE = 300.0
@@ -125,7 +131,7 @@ def find_backfill(
     return max(matches, key=created, default=None)
 
 
-class PostHogReads:
+class PostHogReads(Generic[One, Many, Each]):
     """
     The reads both hooks serve, each written once. They return what the hook's client returns:
     on :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it
@@ -133,12 +139,12 @@ class PostHogReads:
     """
 
     # Provided by SyncClient or AsyncClient (see :mod:`.transport`).
-    _call: Callable[[ApiCall], Any]
-    _collect: Callable[[ApiCall], Any]
-    _paginate: Callable[..., Any]
-    _call_once_visible: Callable[[ApiCall, float], Any]
+    _call: Callable[[ApiCall], One]
+    _collect: Callable[[ApiCall], Many]
+    _paginate: Callable[..., Each]
+    _call_once_visible: Callable[[ApiCall, float], One]
 
-    def get_batch_export(self, batch_export_id: str, *, project_id: int | str | None = None) -> Any:
+    def get_batch_export(self, batch_export_id: str, *, project_id: int | str | None = None) -> One:
         """
         Return one batch export.
 
@@ -147,7 +153,7 @@ class PostHogReads:
         """
         return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
-    def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Any:
+    def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Many:
         """
         Return every batch export of the project (each with its ``latest_runs``), across all pages.
 
@@ -163,7 +169,7 @@ class PostHogReads:
         limit: int = MAX_LOGS_LIMIT,
         project_id: int | str | None = None,
         **filters: Unpack[LogFilters],
-    ) -> Any:
+    ) -> One:
         """
         Return one page of a batch export's log entries, newest first:
         ``{"count", "next", "previous", "results": [entries]}``.
@@ -183,7 +189,7 @@ class PostHogReads:
         page_size: int = MAX_LOGS_LIMIT,
         project_id: int | str | None = None,
         **filters: Unpack[LogFilters],
-    ) -> Any:
+    ) -> Each:
         """
         Yield every log entry after ``after`` (newest first), reading as many pages as needed.
 
@@ -197,7 +203,7 @@ class PostHogReads:
 
     def get_batch_export_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
-    ) -> Any:
+    ) -> One:
         """
         Return one run of a batch export (of any age: PostHog hides older runs unless asked).
 
@@ -209,7 +215,7 @@ class PostHogReads:
 
     def list_batch_export_runs(
         self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
-    ) -> Any:
+    ) -> Many:
         """
         Return the runs of a batch export, newest first, across all pages.
 
@@ -227,7 +233,7 @@ class PostHogReads:
         *,
         project_id: int | str | None = None,
         row_timeout: float = 0.0,
-    ) -> Any:
+    ) -> One:
         """
         Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
 
@@ -248,7 +254,7 @@ class PostHogReads:
         *,
         project_id: int | str | None = None,
         row_timeout: float = 0.0,
-    ) -> Any:
+    ) -> One:
         """
         Cancel a running backfill and its active runs.
 
@@ -263,7 +269,7 @@ class PostHogReads:
         return self._call_once_visible(call, row_timeout)
 
 
-class PostHogHook(SyncClient, PostHogReads):
+class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     """
     Talks to PostHog's project API over one keep-alive HTTP session. Every method validates its
     arguments before sending anything and returns parsed JSON; a failed request raises
@@ -855,7 +861,9 @@ class PostHogHook(SyncClient, PostHogReads):
         return check_connection(self)
 
 
-class PostHogAsyncHook(AsyncClient, PostHogReads):
+class PostHogAsyncHook(
+    AsyncClient, PostHogReads[Awaitable[JSON], Awaitable[list[JSON]], AsyncIterator[JSON]]
+):
     """
     The reads of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``; the connection is
     read without blocking the event loop. Use it as an async context manager so its connections
