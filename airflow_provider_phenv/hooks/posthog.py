@@ -136,6 +136,10 @@ class PostHogReads(Generic[One, Many, Each]):
     The reads both hooks serve, each written once. They return what the hook's client returns:
     on :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it
     (and an async iterator from :meth:`iter_batch_export_logs`).
+
+    The parameters every endpoint method of both hooks shares: ``project_id``, the project
+    (environment) id, default the connection's; ``batch_export_id``, ``run_id``, ``backfill_id``,
+    UUIDs; ``dashboard_id``, the dashboard's integer id.
     """
 
     # Provided by SyncClient or AsyncClient (see :mod:`.transport`).
@@ -145,19 +149,13 @@ class PostHogReads(Generic[One, Many, Each]):
     _call_once_visible: Callable[[ApiCall, float], One]
 
     def get_batch_export(self, batch_export_id: str, *, project_id: int | str | None = None) -> One:
-        """
-        Return one batch export.
-
-        :param batch_export_id: the batch export's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return one batch export."""
         return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
     def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Many:
         """
         Return every batch export of the project (each with its ``latest_runs``), across all pages.
 
-        :param project_id: project/environment id; default from the connection.
         :param page_size: exports per page (``limit``); PostHog sets no maximum.
         """
         return self._collect(exports_list_call(project_id=project_id, page_size=page_size))
@@ -174,9 +172,7 @@ class PostHogReads(Generic[One, Many, Each]):
         Return one page of a batch export's log entries, newest first:
         ``{"count", "next", "previous", "results": [entries]}``.
 
-        :param batch_export_id: the batch export's UUID.
         :param limit: at most this many entries (1 to 500).
-        :param project_id: project/environment id; default from the connection.
         :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``
             (:class:`~airflow_provider_phenv.hooks.calls.LogFilters`).
         """
@@ -193,9 +189,7 @@ class PostHogReads(Generic[One, Many, Each]):
         """
         Yield every log entry after ``after`` (newest first), reading as many pages as needed.
 
-        :param batch_export_id: the batch export's UUID.
         :param page_size: the ``limit`` of each request.
-        :param project_id: project/environment id; default from the connection.
         :param filters: as for :meth:`get_batch_export_logs`.
         """
         call = logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
@@ -204,13 +198,7 @@ class PostHogReads(Generic[One, Many, Each]):
     def get_batch_export_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
     ) -> One:
-        """
-        Return one run of a batch export (of any age: PostHog hides older runs unless asked).
-
-        :param batch_export_id: the batch export's UUID.
-        :param run_id: the run's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return one run of a batch export (of any age: PostHog hides older runs unless asked)."""
         return self._call(run_call(batch_export_id, run_id, project_id=project_id))
 
     def list_batch_export_runs(
@@ -219,8 +207,6 @@ class PostHogReads(Generic[One, Many, Each]):
         """
         Return the runs of a batch export, newest first, across all pages.
 
-        :param batch_export_id: the batch export's UUID.
-        :param project_id: project/environment id; default from the connection.
         :param filters: ``status``, ``after``, ``before``
             (:class:`~airflow_provider_phenv.hooks.calls.RunFilters`).
         """
@@ -237,9 +223,6 @@ class PostHogReads(Generic[One, Many, Each]):
         """
         Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
 
-        :param batch_export_id: the batch export's UUID.
-        :param backfill_id: the backfill's UUID.
-        :param project_id: project/environment id; default from the connection.
         :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
             just accepted (its row comes a moment after the 201).
         """
@@ -258,9 +241,6 @@ class PostHogReads(Generic[One, Many, Each]):
         """
         Cancel a running backfill and its active runs.
 
-        :param batch_export_id: the batch export's UUID.
-        :param backfill_id: the backfill's UUID.
-        :param project_id: project/environment id; default from the connection.
         :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
             just accepted (it cannot be cancelled before its row exists).
         """
@@ -288,12 +268,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def pause_batch_export(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``.
-
-        :param batch_export_id: the batch export's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``."""
         call = export_call(
             batch_export_id, "pause/", method="POST", project_id=project_id, expect=calls.paused_is(True)
         )
@@ -307,9 +282,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none):
         an ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
-        :param batch_export_id: the batch export's UUID.
         :param backfill: also export the data of the time it was paused.
-        :param project_id: project/environment id; default from the connection.
         """
         body = {"backfill": check_bool("backfill", backfill)}
         call = export_call(
@@ -330,7 +303,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
 
         :param destination_type: e.g. ``AwsS3``, ``BigQuery``, ``Snowflake``.
-        :param project_id: project/environment id; default from the connection.
         """
         destination = check_destination_type(destination_type, testable=True)
         call = ApiCall(
@@ -354,11 +326,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         Run one test step against an existing export's destination:
         ``{"name", "description", "result": {"status", "message"}}``.
 
-        :param batch_export_id: the batch export's UUID.
         :param step: index of the step, from :meth:`get_batch_export_test_steps`.
         :param payload: export fields to test with; default: the export's own (PostHog validates
             the whole payload).
-        :param project_id: project/environment id; default from the connection.
         """
         step = check_choice("step", step, range(100))
         if payload is None:
@@ -383,7 +353,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :param payload: the create payload: ``name``, ``interval``, ``destination``.
         :param step: index of the step.
-        :param project_id: project/environment id; default from the connection.
         """
         check_batch_export_payload(payload)
         step = check_choice("step", step, range(100))
@@ -413,9 +382,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         and returns ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was
         lost: then the backfill is looked up, never re-sent).
 
-        :param batch_export_id: the batch export's UUID.
-        :param run_id: the run's UUID.
-        :param project_id: project/environment id; default from the connection.
         :param row_timeout: seconds to wait for the backfill to show; default :attr:`backfill_row_grace`.
         :raises PostHogBackfillNotVisibleError: PostHog started it, but it did not show in time.
         """
@@ -455,13 +421,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def cancel_batch_export_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Cancel a Starting or Running run (PostHog answers 400 for any other status).
-
-        :param batch_export_id: the batch export's UUID.
-        :param run_id: the run's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Cancel a Starting or Running run (PostHog answers 400 for any other status)."""
         return self._call(run_call(batch_export_id, run_id, "cancel/", method="POST", project_id=project_id))
 
     def create_batch_export_backfill(
@@ -482,10 +442,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         for a free slot. The new backfill may be 404 for a moment (see ``row_timeout`` of
         :meth:`get_batch_export_backfill`).
 
-        :param batch_export_id: the batch export's UUID.
         :param start_at: first moment to export: a date, an aware datetime or ISO 8601 text.
         :param end_at: the moment after the last one to export; not in the future.
-        :param project_id: project/environment id; default from the connection.
         :param export: the export as :meth:`get_batch_export` returns it, if already read.
         :param slot_timeout: seconds to wait for a free backfill slot before giving up.
         :param slot_poll_interval: seconds between two tries for a slot.
@@ -518,12 +476,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
-        """
-        Return the backfills of a batch export across all pages.
-
-        :param batch_export_id: the batch export's UUID.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return the backfills of a batch export across all pages."""
         return self._collect(
             export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
         )
@@ -542,12 +495,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         The newest backfill over ``bounds`` created since ``since``, waiting up to ``wait`` seconds
         for PostHog to show it; ``None`` when there is none by then.
 
-        :param batch_export_id: the batch export's UUID.
         :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; None for any.
         :param since: when the request that started it was sent; None for any time.
         :param schedule: the export's schedule, to read date bounds as PostHog stores them.
         :param wait: seconds to keep looking.
-        :param project_id: project/environment id; default from the connection.
         """
         retrying = Retrying(
             **row_wait_kwargs(wait, retry_if_result(lambda found: found is None)),
@@ -606,7 +557,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :param search: sent as ``search`` (at most 200 characters); older PostHog builds ignore it
             (docs/posthog-api.md §7.1), so match names on the result.
-        :param project_id: project/environment id; default from the connection.
         :param page_size: dashboards per request.
         :param filters: other PostHog list filters, e.g. ``tags`` or ``creation_mode``.
         """
@@ -625,12 +575,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def get_dashboard(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Return one dashboard.
-
-        :param dashboard_id: the dashboard's integer id.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return one dashboard."""
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
     def create_dashboard(self, *, project_id: int | str | None = None, **fields: Any) -> dict[str, Any]:
@@ -638,8 +583,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         Create a dashboard. Never re-sent after an ambiguous failure: a lost response raises
         :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
-        :param project_id: project/environment id; default from the connection.
-        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.payloads.DASHBOARD_FIELDS`,
+        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.validation.DASHBOARD_FIELDS`,
             ``name`` required) and any other PostHog accepts (``filters``, ``variables``...).
         """
         body = dashboard_payload(**fields)
@@ -660,8 +604,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
 
-        :param dashboard_id: the dashboard's integer id.
-        :param project_id: project/environment id; default from the connection.
         :param fields: the fields to change (``{"deleted": True}`` deletes it).
         """
         if not fields:
@@ -675,12 +617,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def list_dashboard_collaborators(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
-        """
-        Return the collaborators of a dashboard (PostHog sends them all at once, unpaginated).
-
-        :param dashboard_id: the dashboard's integer id.
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return the collaborators of a dashboard (PostHog sends them all at once, unpaginated)."""
         return self._call(
             dashboard_call(dashboard_id, "collaborators/", project_id=project_id, expect=calls.COLLABORATORS)
         )
@@ -696,10 +633,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         Give a user edit access to a restricted dashboard.
 
-        :param dashboard_id: the dashboard's integer id.
         :param user_uuid: the user's UUID.
         :param level: 37 (can edit); PostHog accepts no other level for now.
-        :param project_id: project/environment id; default from the connection.
         """
         body = {
             "user_uuid": check_uuid("user_uuid", user_uuid),
@@ -723,9 +658,6 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level",
         ...}`` (empty on an organization without the access-control feature). Needs the key scope
         ``access_control:read``.
-
-        :param dashboard_id: the dashboard's integer id.
-        :param project_id: project/environment id; default from the connection.
         """
         return self._call(
             dashboard_call(
@@ -747,12 +679,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         neither the dashboard's default; returns the rule as stored, ``None`` for a removed one.
         Needs the key scope ``access_control:write`` and the dashboard's creator or an admin.
 
-        :param dashboard_id: the dashboard's integer id.
         :param access_level: ``"none"``, ``"viewer"``, ``"editor"`` or ``"manager"``; ``None``
             removes the rule.
         :param organization_member: the member's membership id (from :meth:`list_organization_members`).
         :param role: a role's UUID, instead of a member.
-        :param project_id: project/environment id; default from the connection.
         """
         if organization_member is not None and role is not None:
             raise ValueError("An access rule names a member or a role, not both.")
@@ -778,11 +708,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     # -- projects and organizations ---------------------------------------------------------------------
 
     def get_project(self, *, project_id: int | str | None = None) -> dict[str, Any]:
-        """
-        Return the project (environment) record, with its ``organization`` id.
-
-        :param project_id: project/environment id; default from the connection.
-        """
+        """Return the project (environment) record, with its ``organization`` id."""
         return self._call(ApiCall(path="", resource="the project", project_id=project_id))
 
     def get_organization(
