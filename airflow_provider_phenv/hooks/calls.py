@@ -2,8 +2,7 @@
 Request descriptions (:class:`ApiCall`), the shapes their answers must have, and the pagers that
 follow a listing's pages. Nothing here knows an HTTP client or the connection.
 
-A shape is a function ``(value) -> problem or None``, checked shallowly on the fields callers
-index into; ``json_object``, ``list_of_objects`` and ``page`` build one for any endpoint.
+A shape is a function ``(value) -> problem or None``, checked shallowly on the fields callers index.
 """
 
 from __future__ import annotations
@@ -32,18 +31,17 @@ from airflow_provider_phenv.validation import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-
+log = logging.getLogger(__name__)
 Shape = Callable[[Any], "str | None"]
 
-_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "a boolean"}
+# bool before int: a JSON boolean is no integer.
+_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}
 
 
 def describe(value: Any) -> str:
     """A short name for what a JSON value is, for messages (never the value itself)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
     for kind, name in _NAMES.items():
         if isinstance(value, kind):
             return name
@@ -51,14 +49,9 @@ def describe(value: Any) -> str:
 
 
 def _is(value: Any, kinds: tuple[Any, ...]) -> bool:
-    for kind in kinds:
-        if kind is None and value is None:
-            return True
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if kind not in (None, int) and isinstance(value, kind):
-            return True
-    return False
+    if isinstance(value, bool):  # a JSON boolean is no integer
+        return bool in kinds
+    return any(value is None if kind is None else isinstance(value, kind) for kind in kinds)
 
 
 def _kinds_text(kinds: tuple[Any, ...]) -> str:
@@ -69,8 +62,7 @@ def json_object(**fields: tuple[Any, ...]) -> Shape:
     """
     An object; each named field, when present, of one of the given types (``None`` for null).
 
-    :param fields: the types of each field; a tuple starting with ``...`` makes the field required:
-        ``json_object(id=(..., int))``.
+    :param fields: each field's types; a leading ``...`` makes it required: ``json_object(id=(..., int))``.
     """
 
     def check(value: Any) -> str | None:
@@ -82,8 +74,7 @@ def json_object(**fields: tuple[Any, ...]) -> Shape:
             if name not in value:
                 if required:
                     return f"expected a JSON object with {name!r}, which is missing"
-                continue
-            if not _is(value[name], allowed):
+            elif not _is(value[name], allowed):
                 return f"expected {name!r} to be {_kinds_text(allowed)}, got {describe(value[name])}"
         return None
 
@@ -91,11 +82,7 @@ def json_object(**fields: tuple[Any, ...]) -> Shape:
 
 
 def list_of_objects(item: Shape | None = None) -> Shape:
-    """
-    A list whose items are objects.
-
-    :param item: the shape of each item (default: any object).
-    """
+    """A list whose items are objects, each of shape ``item`` (default: any object)."""
     item_shape = item or json_object()
 
     def check(value: Any) -> str | None:
@@ -110,30 +97,27 @@ def list_of_objects(item: Shape | None = None) -> Shape:
     return check
 
 
-def page(item: Shape | None = None) -> Shape:
-    """
-    A page of a list: ``results`` (a list of objects, never null) and an optional ``next`` link.
-
-    :param item: the shape of each result (default: any object).
-    """
-    items = list_of_objects(item)
+def _with_list(name: str, item: Shape | None = None, **others: tuple[Any, ...]) -> Shape:
+    """An object whose required field ``name`` is a list of objects of shape ``item``."""
+    head, items = json_object(**{name: (..., list)}, **others), list_of_objects(item)
 
     def check(value: Any) -> str | None:
-        problem = json_object(results=(..., list), next=(str, None))(value)
+        problem = head(value)
         if problem:
             return problem
-        problem = items(value["results"])
-        return f"results {problem}" if problem else None
+        problem = items(value[name])
+        return f"{name} {problem}" if problem else None
 
     return check
 
 
-def paused_is(expected: bool) -> Shape:
-    """
-    PostHog's answer to pause/unpause, which must say the state it reached.
+def page(item: Shape | None = None) -> Shape:
+    """A page of a list: ``results`` (objects of shape ``item``, never null) and an optional ``next`` link."""
+    return _with_list("results", item, next=(str, None))
 
-    :param expected: the state asked for.
-    """
+
+def paused_is(expected: bool) -> Shape:
+    """PostHog's answer to pause (``expected`` True) or unpause, which must say the state it reached."""
 
     def check(value: Any) -> str | None:
         problem = json_object(paused=(..., bool))(value)
@@ -146,18 +130,13 @@ def paused_is(expected: bool) -> Shape:
     return check
 
 
+def _access_control_row(value: Any) -> str | None:
+    # PostHog answers a removed rule (access_level null) with 204 and no body.
+    return None if value is None else json_object(access_level=(..., str))(value)
+
+
 BATCH_EXPORT = json_object(destination=(dict, None))
-
-
-def _test_steps(value: Any) -> str | None:
-    problem = json_object(steps=(..., list))(value)
-    if problem:
-        return problem
-    problem = list_of_objects()(value["steps"])
-    return f"steps {problem}" if problem else None
-
-
-TEST_STEPS: Shape = _test_steps
+TEST_STEPS = _with_list("steps")
 TEST_STEP_RESULT = json_object(result=(dict, None))
 DASHBOARD = json_object(id=(..., int))
 BACKFILL = json_object(id=(..., str))
@@ -165,17 +144,8 @@ BACKFILL_STARTED = json_object(backfill_id=(..., str))
 COLLABORATORS = list_of_objects(json_object(user=(dict, None)))
 COLLABORATOR = json_object(user=(..., dict))
 ACCESS_CONTROLS = json_object(access_controls=(..., list))
-
-
-def _access_control_row(value: Any) -> str | None:
-    # PostHog answers a removed rule (access_level null) with 204 and no body.
-    return None if value is None else json_object(access_level=(..., str))(value)
-
-
 ACCESS_CONTROL_ROW: Shape = _access_control_row
 MEMBER = json_object(id=(..., str), user=(..., dict))
-
-
 #: What a call expects when it names nothing else: a JSON object.
 OBJECT = json_object()
 
@@ -195,8 +165,7 @@ class ApiCall:
     :param next_url: a page's ``next`` link, sent instead of ``path`` and ``params``.
     :param retry_server_errors: whether a 5xx may be worth another try (not where a 500 is final).
     :param global_path: the path is below ``/api/`` itself: no project is resolved or named.
-    :param expect: the shape a successful answer must have; any other raises
-        :class:`~airflow_provider_phenv.errors.PostHogUnexpectedResponseError`.
+    :param expect: the shape a successful answer must have, else ``PostHogUnexpectedResponseError``.
     """
 
     path: str
@@ -218,12 +187,7 @@ class ApiCall:
 
 
 def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """
-    Which page a URL and its parameters name, whatever the parameter order or trailing slash.
-
-    :param url: the page's URL.
-    :param params: the query parameters sent besides.
-    """
+    """Which page a URL and its query ``params`` name, whatever the parameter order or trailing slash."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     for name, value in (params or {}).items():
@@ -232,9 +196,7 @@ def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[
     return parts.path.rstrip("/"), tuple(sorted(query))
 
 
-def _paging_error(
-    kind: type[PostHogUnexpectedResponseError], call: ApiCall, path: str, detail: str
-) -> PostHogUnexpectedResponseError:
+def _paging_error(call: ApiCall, path: str, detail: str, kind: type[PostHogUnexpectedResponseError]) -> Any:
     return kind(status_code=None, method=call.method, path=path, resource=call.subject, detail=detail)
 
 
@@ -260,11 +222,7 @@ class ListPager:
         return page_key(self._url_of(call), call.params)
 
     def take(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """
-        The results of the page just read; sets :attr:`call` to the next page or None.
-
-        :param body: the page.
-        """
+        """The results of the page ``body`` just read; sets :attr:`call` to the next page or None."""
         assert self.call is not None, "take() called after the last page"
         self.pages += 1
         link = body.get("next")
@@ -282,19 +240,12 @@ class ListPager:
         return body["results"]
 
     def _error(self, following: ApiCall, why: str) -> PostHogUnexpectedResponseError:
-        detail = f"stopped reading the list after {self.pages:,} pages: {why}"
-        return _paging_error(
-            PostHogPaginationError, following, urlsplit(self._url_of(following)).path, detail
-        )
+        detail, path = f"stopped reading the list after {self.pages:,} pages: {why}", self._url_of(following)
+        return _paging_error(following, urlsplit(path).path, detail, PostHogPaginationError)
 
 
 def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
-    """
-    A call on one batch export, or below it (``tail`` such as ``"logs/"``).
-
-    :param batch_export_id: the export's UUID, checked here.
-    :param kwargs: the other :class:`ApiCall` fields.
-    """
+    """A call on one batch export (UUID checked here), or below it (``tail`` such as ``"logs/"``)."""
     export_id = check_uuid("batch_export_id", batch_export_id)
     return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
 
@@ -305,39 +256,34 @@ _ANY_RUN_AFTER = "2000-01-01T00:00:00Z"
 
 
 def run_call(batch_export_id: str, run_id: str, action: str = "", **kwargs: Any) -> ApiCall:
-    """
-    A call on one run of a batch export (``action`` such as ``"retry/"``), reaching runs of any age.
-
-    :param batch_export_id: the export's UUID, checked here.
-    :param run_id: the run's UUID, checked here.
-    :param kwargs: the other :class:`ApiCall` fields.
-    """
+    """A call on one run of a batch export (``action`` such as ``"retry/"``), reaching runs of any age."""
     tail = f"runs/{check_uuid('run_id', run_id)}/{action}"
     return export_call(batch_export_id, tail, params={"after": _ANY_RUN_AFTER}, **kwargs)
 
 
 def exports_list_call(*, project_id: int | str | None = None, page_size: int = 100) -> ApiCall:
-    """
-    The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum).
+    """The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum)."""
+    params = {"limit": check_positive_int("page_size", page_size)}
+    return ApiCall(path="batch_exports/", resource="batch exports", params=params, project_id=project_id)
 
-    :param project_id: project/environment id; ``None`` means the connection's.
-    :param page_size: exports per page.
-    """
-    limit = check_positive_int("page_size", page_size)
-    return ApiCall(
-        path="batch_exports/", resource="batch exports", params={"limit": limit}, project_id=project_id
-    )
+
+def _bounds(filters: Any, naive_ok: bool) -> dict[str, str]:
+    """The ``after`` and ``before`` filters given, as PostHog's timestamps."""
+    return {
+        bound: format_timestamp(parse_timestamp(bound, filters[bound], naive_ok=naive_ok))
+        for bound in ("after", "before")
+        if filters.get(bound) is not None
+    }
 
 
 class RunFilters(TypedDict, total=False):
     """
     The filters of a batch export runs list, passed as keyword arguments; each is optional.
 
-    :param status: only runs in this status, or in any of several, from
+    :param status: only runs in this status, or any of several, from
         :data:`~airflow_provider_phenv.validation.RUN_STATUSES` (``Failed``, ``Running``...).
-    :param after: only runs created at or after this moment; it must carry a timezone. PostHog's
-        default is 7 days ago.
-    :param before: only runs created at or before this moment; it must carry a timezone.
+    :param after: only runs created at or after this aware moment (PostHog's default: 7 days ago).
+    :param before: only runs created at or before this aware moment.
     """
 
     status: str | Sequence[str] | None
@@ -359,31 +305,19 @@ def runs_call(
     params: dict[str, Any] = {}
     status = filters.get("status")
     if status is not None:
-        # An empty list is checked as one value, so it is refused rather than meaning "any status".
+        # An empty list is checked as one value, so it is refused rather than meaning "any status";
+        # a list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
         several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
         statuses = status if several else [status]
-        # A list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
         params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
-    for bound in ("after", "before"):
-        moment = filters.get(bound)
-        if moment is not None:
-            params[bound] = format_timestamp(parse_timestamp(bound, moment, naive_ok=False))
+    params.update(_bounds(filters, naive_ok=False))
     return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
 
 
 def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> ApiCall:
-    """
-    A call on one dashboard, or below it (``tail`` such as ``"collaborators/"``).
-
-    :param dashboard_id: the dashboard's integer id, checked here.
-    :param kwargs: the other :class:`ApiCall` fields.
-    """
+    """A call on one dashboard (id checked here), or below it (``tail`` such as ``"collaborators/"``)."""
     dashboard = check_positive_int("dashboard_id", dashboard_id)
     return ApiCall(path=f"dashboards/{dashboard}/{tail}", resource=f"dashboard {dashboard}", **kwargs)
-
-
-log = logging.getLogger(__name__)
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class LogFilters(TypedDict, total=False):
@@ -394,8 +328,7 @@ class LogFilters(TypedDict, total=False):
     :param before: only entries strictly before this moment.
     :param level: one level (``ERROR``), a comma list, or several (``["ERROR", "WARNING"]``).
     :param search: case-insensitive substring of the message.
-    :param instance_id: only entries of this Temporal workflow run (PostHog's ``instance_id``; not
-        a run id from ``runs/``, docs/posthog-api.md §6.3).
+    :param instance_id: only entries of this Temporal workflow run (not a run id: docs/posthog-api.md §6.3).
     """
 
     after: datetime | str | None
@@ -407,19 +340,14 @@ class LogFilters(TypedDict, total=False):
 
 def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) -> dict[str, Any]:
     """
-    Validate log filters and turn them into PostHog's query parameters.
+    Validate log filters (an unknown name raises ``TypeError``) and turn them into query parameters.
 
     :param limit: entries per page (1 to 500).
     :param filters: see :class:`LogFilters`; ``None`` means no such filter.
-    :raises TypeError: for a filter name that is not one of :class:`LogFilters`, as a misspelt
-        keyword argument would.
     """
     check_filter_names("log", filters, LogFilters.__annotations__)
     params: dict[str, Any] = {"limit": check_choice("limit", limit, range(1, MAX_LOGS_LIMIT + 1))}
-    for bound in ("after", "before"):
-        moment = filters.get(bound)
-        if moment is not None:
-            params[bound] = format_timestamp(parse_timestamp(bound, moment))
+    params.update(_bounds(filters, naive_ok=True))
     level = filters.get("level")
     if level is not None:
         params["level"] = level_param(check_log_levels("level", level))
@@ -432,13 +360,11 @@ def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) ->
 
 def level_param(levels: tuple[str, ...]) -> str | list[str]:
     """
-    The ``level`` query value that every PostHog build reads as ``levels``.
+    The ``level`` query value that every PostHog build reads as ``levels`` (docs/posthog-api.md §6.3).
 
-    Newer builds split one value on commas; older ones read ``level`` as a list field, where
-    ``INFO,ERROR`` is one level matching nothing (docs/posthog-api.md §6.3). Several levels
-    are therefore sent as ``level=INFO&level=ERROR&level=INFO,ERROR``: Django hands a plain field
-    the last value (the comma list), a list field all of them (the single levels match, the comma
-    list matches nothing). One level is sent once, which both read alike.
+    Several levels go as ``level=INFO&level=ERROR&level=INFO,ERROR``: a plain field (newer builds,
+    split on commas) reads the last value, a list field (older builds) all of them, where the
+    comma list matches nothing. One level is sent once, which both read alike.
     """
     if len(levels) == 1:
         return levels[0]
@@ -452,26 +378,17 @@ def logs_call(
     limit: int = MAX_LOGS_LIMIT,
     **filters: Unpack[LogFilters],
 ) -> ApiCall:
-    """
-    The request for one page of a batch export's logs, newest first.
-
-    :param batch_export_id: the export's UUID.
-    :param project_id: project/environment id; ``None`` means the connection's.
-    :param limit: entries per page (1 to 500).
-    :param filters: see :class:`LogFilters`.
-    """
-    return export_call(
-        batch_export_id,
-        "logs/",
-        params=logs_query(limit=limit, **filters),
-        project_id=project_id,
-        expect=page(),
-    )
+    """One page (``limit`` entries, 1 to 500) of a batch export's logs, newest first; see LogFilters."""
+    params = logs_query(limit=limit, **filters)
+    return export_call(batch_export_id, "logs/", params=params, project_id=project_id, expect=page())
 
 
 def entry_time(entry: dict[str, Any]) -> datetime:
     """The timestamp of a log entry as an aware datetime."""
     return parse_timestamp("log entry timestamp", entry["timestamp"])
+
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class LogsPager:
@@ -492,11 +409,7 @@ class LogsPager:
         self.path = urlsplit(url_of(call)).path
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
-        """
-        The entries of the page just read to hand out (newest first); sets up the next request.
-
-        :param page: the page.
-        """
+        """The entries of the ``page`` just read to hand out (newest first); sets up the next request."""
         assert self.call is not None and self.call.params is not None, "take() called after the last page"
         self.pages += 1
         entries = page.get("results") or []
@@ -520,29 +433,23 @@ class LogsPager:
         try:
             return entry_time(entry)
         except (KeyError, TypeError, ValueError) as error:
-            raise self._error(
-                PostHogUnexpectedResponseError,
-                f"unexpected answer: results item {index} has no valid timestamp ({type(error).__name__})",
-            ) from None
+            why = f"results item {index} has no valid timestamp ({type(error).__name__})"
+            raise self._error(f"unexpected answer: {why}", PostHogUnexpectedResponseError) from None
 
     def _read_before(self, moment: datetime) -> None:
         assert self.call is not None and self.call.params is not None
         previous = self.call.params.get("before")
+        stop = f"stopped reading after {self.pages:,} pages"
         if previous is not None and moment >= parse_timestamp("before", previous):
             raise self._error(
-                PostHogPaginationError,
-                f"stopped reading after {self.pages:,} pages: the server ignored before={previous} "
-                "(the page repeats entries at or after it)",
+                f"{stop}: the server ignored before={previous} (the page repeats entries at or after it)"
             )
         if self.pages >= self.max_pages:
-            raise self._error(
-                PostHogPaginationError,
-                f"stopped reading after {self.pages:,} pages: more than max_pages={self.max_pages:,}",
-            )
+            raise self._error(f"{stop}: more than max_pages={self.max_pages:,}")
         self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})
 
     def _error(
-        self, kind: type[PostHogUnexpectedResponseError], detail: str
+        self, detail: str, kind: type[PostHogUnexpectedResponseError] = PostHogPaginationError
     ) -> PostHogUnexpectedResponseError:
         assert self.call is not None
-        return _paging_error(kind, self.call, self.path, detail)
+        return _paging_error(self.call, self.path, detail, kind)
