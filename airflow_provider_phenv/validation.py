@@ -1,7 +1,7 @@
 """
-Checks on user input, run before any request is sent; each error names the parameter and the bad
-value. Tasks declare theirs as ``field_checks`` (:class:`CheckedFields`), run in ``__init__`` on
-literal values and again in ``execute`` once templates are rendered.
+Checks on user input and the request bodies built from it, run before any request is sent; each
+error names the parameter and the bad value. Tasks declare theirs as ``field_checks``
+(:class:`CheckedFields`), run in ``__init__`` on literal values and again in ``execute``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import Enum
+from functools import partial
 from types import MappingProxyType
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,14 +35,7 @@ DESTINATION_TYPES = (
 )
 # Destinations for which PostHog offers test steps (GET batch_exports/test/). The legacy type
 # ``S3`` has none: its test endpoint answers an empty 404 and run_test_step a 500 (docs §6.8).
-TESTABLE_DESTINATION_TYPES = (
-    "AwsS3",
-    "S3Compatible",
-    "BigQuery",
-    "Snowflake",
-    "Databricks",
-    "AzureBlob",
-)
+TESTABLE_DESTINATION_TYPES = ("AwsS3", "S3Compatible", "BigQuery", "Snowflake", "Databricks", "AzureBlob")
 BATCH_EXPORT_INTERVALS = ("hour", "day", "week", "every 5 minutes", "every 15 minutes")
 RESTRICTION_LEVELS = (21, 37)
 COLLABORATOR_LEVELS = (21, 37)
@@ -52,10 +46,7 @@ LOG_LEVELS = ("DEBUG", "LOG", "INFO", "WARNING", "ERROR")
 
 
 class RunStatus(str, Enum):
-    """
-    PostHog's ``BatchExportRun.Status`` (docs/posthog-api.md §5), also a backfill's (but FailedBilling);
-    members equal PostHog's strings. Here, not in the waits: the hook checks its filters against it.
-    """
+    """PostHog's ``BatchExportRun.Status``, also a backfill's (docs/posthog-api.md §5): its strings."""
 
     CANCELLED = "Cancelled"
     COMPLETED = "Completed"
@@ -194,8 +185,7 @@ def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime
     """
     Return an aware UTC datetime from a datetime or an ISO 8601 string.
 
-    :param naive_ok: take a value without a timezone as UTC; else refuse it (where a guessed
-        timezone would shift the answer by hours).
+    :param naive_ok: take a value without a timezone as UTC, else refuse it.
     """
     if isinstance(value, str):
         text = value.strip()
@@ -220,6 +210,7 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_OFFSETS = ("offset_day", "offset_hour")
 #: Export intervals whose backfills PostHog takes as dates, not datetimes (docs/posthog-api.md §6.9).
 DATE_ONLY_INTERVALS = ("day", "week")
 # PostHog's offset_day numbers its weekdays from Sunday = 0 (docs/posthog-api.md §5).
@@ -228,10 +219,7 @@ _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "
 
 @dataclass(frozen=True)
 class ExportSchedule:
-    """
-    The settings of a batch export that decide how PostHog reads backfill bounds: daily and weekly
-    exports take dates, read in ``timezone`` at ``offset_hour``, a weekly one on ``offset_day`` (§6.9).
-    """
+    """How PostHog reads an export's backfill bounds: days at ``offset_hour`` in ``timezone`` (§6.9)."""
 
     interval: str | None = None
     timezone: str = "UTC"
@@ -241,13 +229,8 @@ class ExportSchedule:
     @classmethod
     def of(cls, export: Mapping[str, Any]) -> ExportSchedule:
         """The schedule of an export as ``get_batch_export`` returns it."""
-        offset_day, offset_hour = export.get("offset_day"), export.get("offset_hour")
-        return cls(
-            interval=export.get("interval"),
-            timezone=export.get("timezone") or "UTC",
-            offset_day=offset_day if isinstance(offset_day, int) else None,
-            offset_hour=offset_hour if isinstance(offset_hour, int) else None,
-        )
+        offsets = {key: export[key] for key in _OFFSETS if isinstance(export.get(key), int)}
+        return cls(interval=export.get("interval"), timezone=export.get("timezone") or "UTC", **offsets)
 
     @property
     def dates_only(self) -> bool:
@@ -281,10 +264,7 @@ class ExportSchedule:
         return f"every day {at}"
 
     def as_day(self, name: str, value: Any, moment: datetime | date) -> date:
-        """
-        A date bound of a daily or weekly export: a date, or a datetime at midnight UTC (Airflow's
-        ``data_interval_start``) or at the export's own day start; else refused, naming the date.
-        """
+        """A date bound of a daily or weekly export: a date, or a datetime at midnight UTC or at day start."""
         if isinstance(moment, datetime):
             local = moment.astimezone(self.zone)
             if moment.astimezone(timezone.utc).time() == time.min:
@@ -325,10 +305,7 @@ def backfill_bound(name: str, value: Any) -> datetime | date:
 
 
 def backfill_moment(value: Any, schedule: ExportSchedule | None = None) -> datetime | None:
-    """
-    A backfill bound, as sent or as PostHog shows it, as the aware moment PostHog stores; a date is
-    read as PostHog reads it for ``schedule`` (midnight UTC without one). None if unreadable.
-    """
+    """A backfill bound as the moment PostHog stores (a date read for ``schedule``); None if unreadable."""
     try:
         moment = backfill_bound("bound", value)
     except ValueError:
@@ -341,10 +318,7 @@ def backfill_moment(value: Any, schedule: ExportSchedule | None = None) -> datet
 def check_backfill_range(
     start_at: Any, end_at: Any, *, schedule: ExportSchedule | None = None, now: datetime | None = None
 ) -> tuple[str, str]:
-    """
-    The bounds of a backfill over ``[start_at, end_at)`` (dates, aware datetimes or ISO 8601 text;
-    not in the future), formatted for PostHog as the export's ``schedule`` wants them.
-    """
+    """The checked bounds of a backfill over ``[start_at, end_at)``, formatted as ``schedule`` wants them."""
     schedule = schedule or ExportSchedule()
     start, end = backfill_bound("start_at", start_at), backfill_bound("end_at", end_at)
     if schedule.dates_only:
@@ -370,30 +344,17 @@ Check = Callable[[str, Any], Any]
 
 def optional(check: Check) -> Check:
     """``check`` for a field that may be left out: ``None`` stays ``None``."""
-
-    def optional_check(name: str, value: Any) -> Any:
-        return None if value is None else check(name, value)
-
-    return optional_check
+    return lambda name, value: None if value is None else check(name, value)
 
 
 def one_of(choices: Iterable[Any]) -> Check:
     """The check that a value is one of ``choices`` (ints may arrive as rendered strings)."""
-    options = tuple(choices)
-
-    def choice_check(name: str, value: Any) -> Any:
-        return check_choice(name, value, options)
-
-    return choice_check
+    return partial(check_choice, choices=tuple(choices))
 
 
 def unless_empty(check: Check) -> Check:
     """``check`` for a field where ``None`` or ``""`` (a template that rendered nothing) means unset."""
-
-    def unless_empty_check(name: str, value: Any) -> Any:
-        return None if value is None or value == "" else check(name, value)
-
-    return unless_empty_check
+    return lambda name, value: None if value is None or value == "" else check(name, value)
 
 
 def is_known(value: Any) -> bool:
@@ -403,6 +364,96 @@ def is_known(value: Any) -> bool:
     if isinstance(value, dict):
         return all(is_known(item) for item in value.values())
     return not is_template(value)
+
+
+#: The writable fields of a batch export that PostHog's ``run_test_step`` validates again: it runs
+#: the merged payload through the whole serializer (docs/posthog-api.md §6.6).
+EXPORT_FIELDS = (
+    "name",
+    "model",
+    "interval",
+    "start_at",
+    "end_at",
+    "hogql_query",
+    "hogql_modifiers",
+    "primary_key",
+    "version_key",
+    "incremental_mode",
+    "filters",
+    "timezone",
+    "offset_day",
+    "offset_hour",
+)
+
+
+def payload_from_export(export: dict[str, Any]) -> dict[str, Any]:
+    """Every non-null field of an existing export that PostHog's ``run_test_step`` validates."""
+    destination = export.get("destination") or {}
+    kept = ("type", "config", "integration")
+    payload = {key: export[key] for key in EXPORT_FIELDS if export.get(key) is not None}
+    return {**payload, "destination": {key: destination[key] for key in kept if key in destination}}
+
+
+def check_batch_export_payload(payload: Any) -> dict[str, Any]:
+    """Check a batch export create payload before testing it: name, interval, destination type."""
+    if not isinstance(payload, dict):
+        raise _fail("batch_export payload", payload, "a dict with name, interval, destination")
+    check_non_empty_str("batch_export name", payload.get("name"))
+    check_choice("interval", payload.get("interval"), BATCH_EXPORT_INTERVALS)
+    destination = payload.get("destination")
+    if not isinstance(destination, dict):
+        raise _fail("batch_export destination", destination, "a dict with type and config")
+    check_destination_type(destination.get("type"), testable=True)
+    return payload
+
+
+def _check_description(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(name, value, "a string")
+    return value
+
+
+def _check_tags(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) and tag.strip() for tag in value):
+        raise _fail(name, value, "a list of non-empty strings")
+    return list(value)
+
+
+#: A dashboard's own fields with their checks, written once: the hook's create and update, the
+#: dashboard operator's parameters and its ``if_exists="update"`` comparison all read them here.
+DASHBOARD_FIELDS: dict[str, Check] = {
+    "name": lambda _name, value: check_non_empty_str("dashboard name", value, max_length=400),
+    "description": _check_description,
+    "pinned": check_bool,
+    "tags": _check_tags,
+    "restriction_level": one_of(RESTRICTION_LEVELS),
+    "use_template": check_non_empty_str,
+    "use_dashboard": check_positive_int,
+}
+#: The fields that only apply when a dashboard is created.
+CREATE_ONLY = ("use_template", "use_dashboard")
+
+
+def dashboard_payload(*, create: bool = True, **fields: Any) -> dict[str, Any]:
+    """
+    Check dashboard fields and build a request body: :data:`DASHBOARD_FIELDS` (those given as
+    ``None`` are left out) and any other field PostHog accepts (``filters``...), as given.
+
+    :param create: the body of a create (``name`` required) rather than of an update.
+    """
+    if create and fields.get("name") is None:
+        raise ValueError("A dashboard needs a name.")
+    if not create and any(fields.get(name) is not None for name in CREATE_ONLY):
+        raise ValueError("use_template and use_dashboard only apply when a dashboard is created.")
+    if fields.get("use_template") is not None and fields.get("use_dashboard") is not None:
+        raise ValueError("use_template and use_dashboard cannot be used together: pick one.")
+    if fields.get("filters") and not isinstance(fields["filters"], dict):
+        raise _fail("filters", fields["filters"], "a dict")
+    body = {name: value for name, value in fields.items() if name not in DASHBOARD_FIELDS}
+    for name, check in DASHBOARD_FIELDS.items():
+        if fields.get(name) is not None:
+            body[name] = check(name, fields[name])
+    return body
 
 
 def extend(base: Mapping[str, Check], **checks: Check) -> Mapping[str, Check]:

@@ -42,11 +42,6 @@ from airflow_provider_phenv.hooks.calls import (
 )
 from airflow_provider_phenv.hooks.settings import PostHogSettings, row_wait_kwargs, slot_wait_kwargs
 from airflow_provider_phenv.hooks.transport import AsyncClient, SyncClient
-from airflow_provider_phenv.payloads import (
-    check_batch_export_payload,
-    dashboard_payload,
-    payload_from_export,
-)
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
     DASHBOARD_ACCESS_LEVELS,
@@ -54,12 +49,15 @@ from airflow_provider_phenv.validation import (
     ExportSchedule,
     backfill_moment,
     check_backfill_range,
+    check_batch_export_payload,
     check_bool,
     check_choice,
     check_destination_type,
     check_non_empty_str,
     check_positive_int,
     check_uuid,
+    dashboard_payload,
+    payload_from_export,
 )
 
 if TYPE_CHECKING:

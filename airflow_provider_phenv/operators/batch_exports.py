@@ -19,19 +19,20 @@ from airflow_provider_phenv.errors import (
 from airflow_provider_phenv.hooks.posthog import PostHogHook, find_backfill
 from airflow_provider_phenv.lineage import PostHogLineageMixin
 from airflow_provider_phenv.links import PostHogBackfillLink, PostHogBatchExportLink, backfill_ui_path
-from airflow_provider_phenv.payloads import check_batch_export_payload, payload_from_export
 from airflow_provider_phenv.validation import (
     TESTABLE_DESTINATION_TYPES,
     CheckedFields,
     ExportSchedule,
     backfill_bound,
     check_backfill_range,
+    check_batch_export_payload,
     check_bool,
     check_uuid,
     extend,
     format_timestamp,
     optional,
     parse_timestamp,
+    payload_from_export,
 )
 from airflow_provider_phenv.waits import (
     ACTIVE_STATUSES,

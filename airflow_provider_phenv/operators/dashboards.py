@@ -19,12 +19,14 @@ from airflow_provider_phenv.errors import (
 from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.batch_exports import PostHogBaseOperator
-from airflow_provider_phenv.payloads import CREATE_ONLY, DASHBOARD_FIELDS, dashboard_payload
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
+    CREATE_ONLY,
     DASHBOARD_ACCESS_LEVELS,
+    DASHBOARD_FIELDS,
     check_positive_int,
     check_uuid,
+    dashboard_payload,
     extend,
     is_known,
     one_of,
