@@ -108,6 +108,18 @@ def check_positive_int(name: str, value: Any) -> int:
     raise _fail(name, value, "a positive integer id")
 
 
+def check_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
+    """A number of seconds: positive, or with ``zero_ok`` non-negative."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (value == 0 and not zero_ok)
+    ):
+        raise _fail(name, value, f"a {'non-negative' if zero_ok else 'positive'} number of seconds")
+    return float(value)
+
+
 def check_project_id(value: Any) -> str:
     """Return a project id for the URL: a positive integer or PostHog's ``@current`` alias."""
     if value == "@current":

@@ -20,6 +20,7 @@ from airflow_provider_phenv.validation import (
     check_bool,
     check_non_empty_str,
     check_project_id,
+    check_seconds,
     check_uuid,
     format_timestamp,
     parse_timestamp,
@@ -80,13 +81,7 @@ class PostHogPollTrigger(BaseTrigger):
         super().__init__()
         self.posthog_conn_id = posthog_conn_id
         self.project_id = None if project_id in (None, "") else check_project_id(project_id)
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or poll_interval < 0
-        ):
-            raise ValueError(f"Invalid poll_interval {poll_interval!r}: expected a non-negative number.")
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = check_seconds("poll_interval", poll_interval, zero_ok=True)
         self.end_time = None if end_time is None else float(end_time)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.hook_params = check_hook_params(hook_params)
@@ -364,15 +359,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         super().__init__()
         self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
         self.statuses = check_statuses(statuses)
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or poll_interval <= 0
-        ):
-            raise ValueError(
-                f"Invalid poll_interval {poll_interval!r}: expected a positive number of seconds."
-            )
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = check_seconds("poll_interval", poll_interval)
         self.posthog_conn_id = check_non_empty_str("posthog_conn_id", posthog_conn_id)
         self.project_id = None if project_id in (None, "") else check_project_id(project_id)
         self.shared_poll = check_bool("shared_poll", shared_poll)

@@ -83,6 +83,10 @@ def test_bad_kwargs_fail_at_construction():
         make_trigger(utcnow(), cursor={"seen": []})
     with pytest.raises(ValueError, match=r"Invalid backoff .fast. in hook_params"):
         make_trigger(utcnow(), hook_params={"backoff": "fast"})
+    for bad in (-1, True, "60"):
+        with pytest.raises(ValueError, match=rf"Invalid poll_interval {bad!r}: expected a non-negative"):
+            make_trigger(utcnow(), poll_interval=bad)
+    assert make_trigger(utcnow(), poll_interval=0).poll_interval == 0.0  # poll back to back
 
 
 def test_success_event_with_entry_and_cursor(in_order_logs, emulator, posthog_conn):
