@@ -586,7 +586,6 @@ class RequestBudget:
     async def acquire(self) -> None:
         """Wait for a place, in arrival order (a pause after a 429 holds everyone)."""
         self.waiting += 1
-        started = time.monotonic()
         try:
             async with self._turn:
                 while True:
@@ -596,21 +595,26 @@ class RequestBudget:
                     )
                     if delay <= 0:
                         break
-                    await asyncio.sleep(delay)
+                    self._report_hold(now, delay)
+                    # Look again at least once a minute: a held wait is never silent for long.
+                    await asyncio.sleep(min(delay, _REPORT_EVERY))
                 for window in self.windows:
                     window.in_flight += 1
         finally:
             self.waiting -= 1
-        waited, now = time.monotonic() - started, time.monotonic()
-        if waited >= 1.0 and now - self._reported >= _REPORT_EVERY:
-            self._reported = now
-            log.warning(
-                "The request budget for %s is short: polls are stretched (this request waited %.1f s, "
-                "%d more waiting). Poll less often or raise the connection's request budget.",
-                self.label,
-                waited,
-                self.waiting,
-            )
+
+    def _report_hold(self, now: float, delay: float) -> None:
+        # Said while requests are held (once a minute at most), not after the wait.
+        if delay < 1.0 or now - self._reported < _REPORT_EVERY:
+            return
+        self._reported = now
+        log.warning(
+            "The request budget for %s is short: %d waiting, the next for %.0f s more "
+            "(polls are stretched). Poll less often or raise the connection's request budget.",
+            self.label,
+            self.waiting,
+            delay,
+        )
 
     def pause(self, seconds: float | None) -> None:
         """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -140,3 +141,27 @@ def test_waits_sharing_a_read_get_their_own_copy_of_the_answer(emulator, monkeyp
     assert len(api_requests(emulator)) == 1
     first["paused"] = "changed by one wait"
     assert second["paused"] != "changed by one wait"
+
+
+def test_a_held_request_is_reported_while_it_waits(caplog):
+    # A full minute window holds the next request for about a minute: the log says so at once,
+    # not after the wait (a wait held by the budget must never be silent).
+    async def main() -> float:
+        budget = RequestBudget(per_minute=2, per_hour=100, label="https://posthog.test")
+        for _ in range(2):
+            async with budget.slot():
+                pass
+        held = asyncio.create_task(budget.acquire())
+        began = time.monotonic()
+        while "is short" not in caplog.text and time.monotonic() - began < 2:
+            await asyncio.sleep(0.01)
+        assert not held.done()
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        return time.monotonic() - began
+
+    with caplog.at_level("WARNING"):
+        elapsed = asyncio.run(main())
+    assert elapsed < 1
+    assert re.search(r"https://posthog\.test is short: 1 waiting, the next for (59|60) s more", caplog.text)
