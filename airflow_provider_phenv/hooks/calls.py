@@ -196,7 +196,9 @@ def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[
     return parts.path.rstrip("/"), tuple(sorted(query))
 
 
-def _paging_error(call: ApiCall, path: str, detail: str, kind: type[PostHogUnexpectedResponseError]) -> Any:
+def _paging_error(
+    call: ApiCall, path: str, detail: str, kind: type[PostHogUnexpectedResponseError]
+) -> PostHogUnexpectedResponseError:
     return kind(status_code=None, method=call.method, path=path, resource=call.subject, detail=detail)
 
 

@@ -153,7 +153,7 @@ def test_a_held_request_is_reported_while_it_waits(caplog):
                 pass
         held = asyncio.create_task(budget.acquire())
         began = time.monotonic()
-        while "is short" not in caplog.text and time.monotonic() - began < 2:
+        while "is short" not in caplog.text and time.monotonic() - began < 30:
             await asyncio.sleep(0.01)
         assert not held.done()
         held.cancel()
@@ -163,5 +163,5 @@ def test_a_held_request_is_reported_while_it_waits(caplog):
 
     with caplog.at_level("WARNING"):
         elapsed = asyncio.run(main())
-    assert elapsed < 1
+    assert elapsed < 30  # said within the first half of a 60 s hold, not after it
     assert re.search(r"https://posthog\.test is short: 1 waiting, the next for (59|60) s more", caplog.text)
