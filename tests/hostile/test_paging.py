@@ -233,7 +233,9 @@ def test_trigger_keeps_its_end_time_during_a_long_listing(hostile):
         criteria={"message_pattern": "never"},
         poll_interval=0.05,
         end_time=time.time() + 1,
-        hook_params=FAST,
+        # Request limits far past end_time: the trigger's own deadline must stop it, and a loaded
+        # machine's slow page is no ReadTimeout.
+        hook_params={**FAST, "timeout": 10, "request_deadline": 20},
     )
     trigger.poll_grace = 0.5
     started = time.monotonic()
