@@ -1,7 +1,6 @@
-"""
-The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's
-error envelope, the status, the method and the path, never the API key; subclasses exist for the
-cases callers branch on.
+"""The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's error
+envelope, the status, the method and the path, never the API key; subclasses exist for the cases callers
+branch on.
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ class PostHogConnectionConfigError(PostHogError):
 
 
 class PostHogAPIError(PostHogError):
-    """
-    A request to PostHog failed.
+    """A request to PostHog failed.
 
     :param status_code: HTTP status, or ``None`` when no response arrived.
     :param method: HTTP method of the request.
@@ -125,8 +123,7 @@ class PostHogServerError(PostHogAPIError):
 
 
 class PostHogTransportError(PostHogAPIError):
-    """
-    No usable response: connection refused, dropped, timed out.
+    """No usable response: connection refused, dropped, timed out.
 
     :param request_sent: whether the request may have reached PostHog (False: the connection
         could not even be opened, so any request is safe to send again).
@@ -138,9 +135,8 @@ class PostHogTransportError(PostHogAPIError):
 
 
 class PostHogWriteOutcomeUnknownError(PostHogAPIError):
-    """
-    A create may or may not have been carried out (the response was lost): raised instead of
-    re-sending it; callers look up whether the object exists before trying again.
+    """A create may or may not have been carried out (the response was lost): raised instead of re-sending it;
+    callers look up whether the object exists before trying again.
     """
 
 
@@ -153,9 +149,8 @@ class PostHogDeadlineError(PostHogTransportError):
 
 
 class PostHogUnexpectedResponseError(PostHogAPIError):
-    """
-    An answer this provider cannot trust: a 2xx body that is not JSON or not of the expected shape,
-    a redirect it does not follow, or a response over a limit. Never retried.
+    """An answer this provider cannot trust: a 2xx body that is not JSON or not of the expected shape, a
+    redirect it does not follow, or a response over a limit. Never retried.
     """
 
 

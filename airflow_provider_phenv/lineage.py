@@ -52,8 +52,7 @@ def _uri_host(host: str) -> str:
 
 
 def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) -> str:
-    """
-    The asset URI of a batch export.
+    """The asset URI of a batch export.
 
     :param batch_export_id: the export's UUID.
     :param project_id: the PostHog project (environment) id.
@@ -124,8 +123,7 @@ def batch_export_asset(
     group: str = "posthog",
     extra: dict[str, Any] | None = None,
 ) -> Asset:
-    """
-    The Asset of a PostHog batch export, updated each time one of its runs reaches ``statuses``.
+    """The Asset of a PostHog batch export, updated each time one of its runs reaches ``statuses``.
 
     Each asset event's ``extra["payload"]`` is the run, as the run event trigger fires it.
 
@@ -166,8 +164,7 @@ def batch_export_outlet_extra(
     *,
     backfill_id: str | None = None,
 ) -> dict[str, Any]:
-    """
-    The extra of an asset event about some runs of a batch export: their ids, statuses, span, records.
+    """The extra of an asset event about some runs of a batch export: their ids, statuses, span, records.
 
     :param batch_export_id: the export's UUID.
     :param runs: runs as PostHog or the run sensor returns them.
@@ -190,8 +187,7 @@ def batch_export_outlet_extra(
 
 
 def attach_outlet_extras(context: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
-    """
-    Add ``extra`` to the asset event of each Asset (not alias) the running task has as an outlet.
+    """Add ``extra`` to the asset event of each Asset (not alias) the running task has as an outlet.
 
     :param context: the task's context (``task`` and ``outlet_events`` are read).
     :param extra: e.g. :func:`batch_export_outlet_extra`.
@@ -246,8 +242,7 @@ def _path(prefix: Any) -> str:
 def destination_dataset_name(
     destination: Mapping[str, Any], integration_config: Mapping[str, Any] | None = None
 ) -> tuple[str, str] | None:
-    """
-    ``(namespace, name)`` of the dataset a destination writes, or None when it writes none.
+    """``(namespace, name)`` of the dataset a destination writes, or None when it writes none.
 
     :param destination: ``{"type", "config"}`` as GET returns it.
     :param integration_config: details PostHog keeps in the export's integration, which GET does not return.
@@ -337,8 +332,7 @@ def batch_export_lineage(
     backfill_id: str | None = None,
     integration_config: Mapping[str, Any] | None = None,
 ) -> OperatorLineage:
-    """
-    The OpenLineage of a batch export's runs (needs the ``openlineage`` extra).
+    """The OpenLineage of a batch export's runs (needs the ``openlineage`` extra).
 
     :param export: the export as ``GET batch_exports/{id}/`` returns it.
     :param runs: the runs the task waited for or started (as PostHog returns them).
@@ -398,8 +392,7 @@ def batch_export_lineage(
 
 
 class PostHogLineageMixin:
-    """
-    Gives an operator ``get_openlineage_facets_on_complete``, from what it recorded while running.
+    """Gives an operator ``get_openlineage_facets_on_complete``, from what it recorded while running.
 
     ``execute`` calls :meth:`record_posthog_lineage` (plain values only); an operator may set
     ``lineage_integration_config`` (see :func:`destination_dataset_name`).

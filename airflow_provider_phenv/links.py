@@ -1,5 +1,4 @@
-"""
-Extra links from a task to the PostHog web app.
+"""Extra links from a task to the PostHog web app.
 
 The operator works out the URL while it runs (it knows the host, project and object id) and keeps
 it on itself; Airflow 3 calls ``get_link`` in the worker when the task finishes and stores the

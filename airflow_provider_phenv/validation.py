@@ -1,7 +1,6 @@
-"""
-Checks on user input and the request bodies built from it, run before any request is sent; each
-error names the parameter and the bad value. Tasks declare theirs as ``field_checks``
-(:class:`CheckedFields`), run in ``__init__`` on literal values and again in ``execute``.
+"""Checks on user input and the request bodies built from it, run before any request is sent; each error names
+the parameter and the bad value. Tasks declare theirs as ``field_checks`` (:class:`CheckedFields`), run in
+``__init__`` on literal values and again in ``execute``.
 """
 
 from __future__ import annotations
@@ -194,8 +193,7 @@ def check_filter_names(kind: str, filters: Mapping[str, Any], allowed: Collectio
 
 
 def parse_timestamp(name: str, value: Any, *, naive_ok: bool = True) -> datetime:
-    """
-    Return an aware UTC datetime from a datetime or an ISO 8601 string.
+    """Return an aware UTC datetime from a datetime or an ISO 8601 string.
 
     :param naive_ok: take a value without a timezone as UTC, else refuse it.
     """
@@ -447,9 +445,8 @@ CREATE_ONLY = ("use_template", "use_dashboard")
 
 
 def dashboard_payload(*, create: bool = True, **fields: Any) -> dict[str, Any]:
-    """
-    Check dashboard fields and build a request body: :data:`DASHBOARD_FIELDS` (those given as
-    ``None`` are left out) and any other field PostHog accepts (``filters``...), as given.
+    """Check dashboard fields and build a request body: :data:`DASHBOARD_FIELDS` (those given as ``None`` are
+    left out) and any other field PostHog accepts (``filters``...), as given.
 
     :param create: the body of a create (``name`` required) rather than of an update.
     """

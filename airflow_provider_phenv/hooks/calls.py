@@ -1,6 +1,5 @@
-"""
-Request descriptions (:class:`ApiCall`), the shapes their answers must have, and the pagers that
-follow a listing's pages. Nothing here knows an HTTP client or the connection.
+"""Request descriptions (:class:`ApiCall`), the shapes their answers must have, and the pagers that follow a
+listing's pages. Nothing here knows an HTTP client or the connection.
 
 A shape is a function ``(value) -> problem or None``, checked shallowly on the fields callers index.
 """
@@ -59,8 +58,7 @@ def _kinds_text(kinds: tuple[Any, ...]) -> str:
 
 
 def json_object(**fields: tuple[Any, ...]) -> Shape:
-    """
-    An object; each named field, when present, of one of the given types (``None`` for null).
+    """An object; each named field, when present, of one of the given types (``None`` for null).
 
     :param fields: each field's types; a leading ``...`` makes it required: ``json_object(id=(..., int))``.
     """
@@ -152,8 +150,7 @@ OBJECT = json_object()
 
 @dataclass(frozen=True, kw_only=True)
 class ApiCall:
-    """
-    One request to PostHog, built after every id is validated, so bad input fails before sending.
+    """One request to PostHog, built after every id is validated, so bad input fails before sending.
 
     :param path: path below ``/api/<prefix>/<project_id>/``, or below ``/api/`` with ``global_path``.
     :param resource: what the call is about, for messages (``batch export <id>``).
@@ -203,10 +200,9 @@ def _paging_error(
 
 
 class ListPager:
-    """
-    Follows the ``next`` links of a list: ``while pager.call is not None: pager.take(send(pager.call))``.
-    A link back to a page already read, or more than ``max_pages`` pages, is an error. A call that
-    names its own ``expect`` has each result checked by it.
+    """Follows the ``next`` links of a list: ``while pager.call is not None: pager.take(send(pager.call))``. A
+    link back to a page already read, or more than ``max_pages`` pages, is an error. A call that names its own
+    ``expect`` has each result checked by it.
 
     :param call: the first page's request.
     :param max_pages: most pages read.
@@ -279,8 +275,7 @@ def _bounds(filters: Any, naive_ok: bool) -> dict[str, str]:
 
 
 class RunFilters(TypedDict, total=False):
-    """
-    The filters of a batch export runs list, passed as keyword arguments; each is optional.
+    """The filters of a batch export runs list, passed as keyword arguments; each is optional.
 
     :param status: only runs in this status, or any of several, from
         :data:`~airflow_provider_phenv.validation.RUN_STATUSES` (``Failed``, ``Running``...).
@@ -296,8 +291,7 @@ class RunFilters(TypedDict, total=False):
 def runs_call(
     batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
 ) -> ApiCall:
-    """
-    The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
+    """The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
 
     :param batch_export_id: the export's UUID.
     :param project_id: project/environment id; ``None`` means the connection's.
@@ -323,8 +317,7 @@ def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> Ap
 
 
 class LogFilters(TypedDict, total=False):
-    """
-    The filters of a batch export logs query, passed as keyword arguments; each is optional.
+    """The filters of a batch export logs query, passed as keyword arguments; each is optional.
 
     :param after: only entries strictly after this moment (a datetime or an ISO 8601 string).
     :param before: only entries strictly before this moment.
@@ -341,8 +334,7 @@ class LogFilters(TypedDict, total=False):
 
 
 def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) -> dict[str, Any]:
-    """
-    Validate log filters (an unknown name raises ``TypeError``) and turn them into query parameters.
+    """Validate log filters (an unknown name raises ``TypeError``) and turn them into query parameters.
 
     :param limit: entries per page (1 to 500).
     :param filters: see :class:`LogFilters`; ``None`` means no such filter.
@@ -361,8 +353,7 @@ def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) ->
 
 
 def level_param(levels: tuple[str, ...]) -> str | list[str]:
-    """
-    The ``level`` query value that every PostHog build reads as ``levels`` (docs/posthog-api.md §6.3).
+    """The ``level`` query value that every PostHog build reads as ``levels`` (docs/posthog-api.md §6.3).
 
     Several levels go as ``level=INFO&level=ERROR&level=INFO,ERROR``: a plain field (newer builds,
     split on commas) reads the last value, a list field (older builds) all of them, where the
@@ -394,10 +385,9 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class LogsPager:
-    """
-    Walks the pages of one logs query backwards in time, used as :class:`ListPager` is. Each page's
-    ``before`` must be earlier than the last one (a server that ignores it would be read for ever),
-    and at most ``max_pages`` pages are read.
+    """Walks the pages of one logs query backwards in time, used as :class:`ListPager` is. Each page's
+    ``before`` must be earlier than the last one (a server that ignores it would be read for ever), and at
+    most ``max_pages`` pages are read.
 
     :param call: the first page's request, from :func:`logs_call`.
     :param max_pages: most pages read.

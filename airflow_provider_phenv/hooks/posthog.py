@@ -1,6 +1,5 @@
-"""
-The PostHog hooks, one method per endpoint: each validates its arguments, describes the request
-as an :class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it (:mod:`.transport`).
+"""The PostHog hooks, one method per endpoint: each validates its arguments, describes the request as an
+:class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it (:mod:`.transport`).
 
 :class:`PostHogHook` serves operators and poke/reschedule sensors; :class:`PostHogAsyncHook` serves
 triggers. The reads both need are written once, in :class:`PostHogReads`.
@@ -101,8 +100,7 @@ def find_backfill(
     schedule: ExportSchedule | None = None,
     skew: float = 60.0,
 ) -> dict[str, Any] | None:
-    """
-    The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
+    """The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
 
     :param backfills: the export's backfills as PostHog lists them.
     :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; ``None`` for any.
@@ -130,10 +128,9 @@ def find_backfill(
 
 
 class PostHogReads(Generic[One, Many, Each]):
-    """
-    The reads both hooks serve, each written once. They return what the hook's client returns:
-    on :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it
-    (and an async iterator from :meth:`iter_batch_export_logs`).
+    """The reads both hooks serve, each written once. They return what the hook's client returns: on
+    :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it (and an async
+    iterator from :meth:`iter_batch_export_logs`).
 
     The parameters every endpoint method of both hooks shares: ``project_id``, the project
     (environment) id, default the connection's; ``batch_export_id``, ``run_id``, ``backfill_id``,
@@ -151,8 +148,7 @@ class PostHogReads(Generic[One, Many, Each]):
         return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
     def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Many:
-        """
-        Return every batch export of the project (each with its ``latest_runs``), across all pages.
+        """Return every batch export of the project (each with its ``latest_runs``), across all pages.
 
         :param page_size: exports per page (``limit``); PostHog sets no maximum.
         """
@@ -166,9 +162,8 @@ class PostHogReads(Generic[One, Many, Each]):
         project_id: int | str | None = None,
         **filters: Unpack[LogFilters],
     ) -> One:
-        """
-        Return one page of a batch export's log entries, newest first:
-        ``{"count", "next", "previous", "results": [entries]}``.
+        """Return one page of a batch export's log entries, newest first: ``{"count", "next", "previous",
+        "results": [entries]}``.
 
         :param limit: at most this many entries (1 to 500).
         :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``
@@ -184,8 +179,7 @@ class PostHogReads(Generic[One, Many, Each]):
         project_id: int | str | None = None,
         **filters: Unpack[LogFilters],
     ) -> Each:
-        """
-        Yield every log entry after ``after`` (newest first), reading as many pages as needed.
+        """Yield every log entry after ``after`` (newest first), reading as many pages as needed.
 
         :param page_size: the ``limit`` of each request.
         :param filters: as for :meth:`get_batch_export_logs`.
@@ -202,8 +196,7 @@ class PostHogReads(Generic[One, Many, Each]):
     def list_batch_export_runs(
         self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
     ) -> Many:
-        """
-        Return the runs of a batch export, newest first, across all pages.
+        """Return the runs of a batch export, newest first, across all pages.
 
         :param filters: ``status``, ``after``, ``before``
             (:class:`~airflow_provider_phenv.hooks.calls.RunFilters`).
@@ -218,8 +211,7 @@ class PostHogReads(Generic[One, Many, Each]):
         project_id: int | str | None = None,
         row_timeout: float = 0.0,
     ) -> One:
-        """
-        Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
+        """Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
 
         :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
             just accepted (its row comes a moment after the 201).
@@ -236,8 +228,7 @@ class PostHogReads(Generic[One, Many, Each]):
         project_id: int | str | None = None,
         row_timeout: float = 0.0,
     ) -> One:
-        """
-        Cancel a running backfill and its active runs.
+        """Cancel a running backfill and its active runs.
 
         :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
             just accepted (it cannot be cancelled before its row exists).
@@ -275,10 +266,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Unpause a batch export. Returns ``{"paused": false}``. With ``backfill`` it is not repeatable
-        (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none):
-        an ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
+        """Unpause a batch export. Returns ``{"paused": false}``. With ``backfill`` it is not repeatable
+        (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none): an
+        ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
         :param backfill: also export the data of the time it was paused.
         """
@@ -297,8 +287,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def get_batch_export_test_steps(
         self, destination_type: str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
+        """Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
 
         :param destination_type: e.g. ``AwsS3``, ``BigQuery``, ``Snowflake``.
         """
@@ -320,9 +309,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         *,
         project_id: int | str | None = None,
     ) -> dict[str, Any]:
-        """
-        Run one test step against an existing export's destination:
-        ``{"name", "description", "result": {"status", "message"}}``.
+        """Run one test step against an existing export's destination: ``{"name", "description", "result":
+        {"status", "message"}}``.
 
         :param step: index of the step, from :meth:`get_batch_export_test_steps`.
         :param payload: export fields to test with; default: the export's own (PostHog validates
@@ -346,8 +334,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def run_batch_export_test_step_new(
         self, payload: dict[str, Any], step: int, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Run one test step for an export that does not exist yet.
+        """Run one test step for an export that does not exist yet.
 
         :param payload: the create payload: ``name``, ``interval``, ``destination``.
         :param step: index of the step.
@@ -374,11 +361,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         project_id: int | str | None = None,
         row_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """
-        Run a run's interval again, as PostHog does: as a backfill. PostHog answers with the
-        backfill's workflow id; this waits for the backfill's row (over the run's data interval)
-        and returns ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was
-        lost: then the backfill is looked up, never re-sent).
+        """Run a run's interval again, as PostHog does: as a backfill. PostHog answers with the backfill's
+        workflow id; this waits for the backfill's row (over the run's data interval) and returns
+        ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was lost: then the backfill
+        is looked up, never re-sent).
 
         :param row_timeout: seconds to wait for the backfill to show; default :attr:`backfill_row_grace`.
         :raises PostHogBackfillNotVisibleError: PostHog started it, but it did not show in time.
@@ -489,9 +475,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         wait: float = 0.0,
         project_id: int | str | None = None,
     ) -> dict[str, Any] | None:
-        """
-        The newest backfill over ``bounds`` created since ``since``, waiting up to ``wait`` seconds
-        for PostHog to show it; ``None`` when there is none by then.
+        """The newest backfill over ``bounds`` created since ``since``, waiting up to ``wait`` seconds for
+        PostHog to show it; ``None`` when there is none by then.
 
         :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; None for any.
         :param since: when the request that started it was sent; None for any time.
@@ -550,8 +535,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         page_size: int = 500,
         **filters: Any,
     ) -> list[dict[str, Any]]:
-        """
-        Return every dashboard of the project (pinned first, then by name), across all pages.
+        """Return every dashboard of the project (pinned first, then by name), across all pages.
 
         :param search: sent as ``search`` (at most 200 characters); older PostHog builds ignore it
             (docs/posthog-api.md §7.1), so match names on the result.
@@ -599,8 +583,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def update_dashboard(
         self, dashboard_id: int | str, *, project_id: int | str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        """
-        Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
+        """Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
 
         :param fields: the fields to change (``{"deleted": True}`` deletes it).
         """
@@ -628,8 +611,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         *,
         project_id: int | str | None = None,
     ) -> dict[str, Any]:
-        """
-        Give a user edit access to a restricted dashboard.
+        """Give a user edit access to a restricted dashboard.
 
         :param user_uuid: the user's UUID.
         :param level: 37 (can edit); PostHog accepts no other level for now.
@@ -652,9 +634,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def list_dashboard_access_controls(
         self, dashboard_id: int | str, *, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level",
-        ...}`` (empty on an organization without the access-control feature). Needs the key scope
+        """Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level", ...}``
+        (empty on an organization without the access-control feature). Needs the key scope
         ``access_control:read``.
         """
         return self._call(
@@ -672,10 +653,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         role: str | None = None,
         project_id: int | str | None = None,
     ) -> dict[str, Any] | None:
-        """
-        Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with
-        neither the dashboard's default; returns the rule as stored, ``None`` for a removed one.
-        Needs the key scope ``access_control:write`` and the dashboard's creator or an admin.
+        """Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with neither the
+        dashboard's default; returns the rule as stored, ``None`` for a removed one. Needs the key scope
+        ``access_control:write`` and the dashboard's creator or an admin.
 
         :param access_level: ``"none"``, ``"viewer"``, ``"editor"`` or ``"manager"``; ``None``
             removes the rule.
@@ -712,8 +692,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def get_organization(
         self, *, organization_id: str | None = None, project_id: int | str | None = None
     ) -> dict[str, Any]:
-        """
-        Return an organization, with its ``available_product_features``.
+        """Return an organization, with its ``available_product_features``.
 
         :param organization_id: the organization's UUID (or ``@current``); default: the project's.
         :param project_id: project/environment id whose organization is meant; default from the connection.
@@ -727,9 +706,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def list_organization_members(
         self, *, organization_id: str | None = None, project_id: int | str | None = None
     ) -> list[dict[str, Any]]:
-        """
-        Return every member of an organization, across all pages:
-        ``{"id" (the membership id), "user": {"uuid", "email", ...}, "level"}``.
+        """Return every member of an organization, across all pages: ``{"id" (the membership id), "user":
+        {"uuid", "email", ...}, "level"}``.
 
         :param organization_id: the organization's UUID (or ``@current``); default: the project's.
         :param project_id: project/environment id whose organization is meant; default from the connection.
@@ -755,8 +733,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return check_uuid("the project's organization", organization)
 
     def ui_url(self, project_id: int | str | None, path: str) -> str | None:
-        """
-        Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
+        """Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
 
         :param project_id: project id; ``None`` means the connection's. No link for ``@current``,
             which the web app does not understand.
@@ -776,8 +753,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return scopes if isinstance(scopes, list) else None
 
     def test_connection(self) -> tuple[bool, str]:
-        """
-        Check what the operators need, for Airflow's connection test: the key's scopes, then one
+        """Check what the operators need, for Airflow's connection test: the key's scopes, then one
         project-scoped GET, without retries or long waits.
 
         :return: ``(ok, message)``; the message names every missing piece.
@@ -788,10 +764,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 class PostHogAsyncHook(
     AsyncClient, PostHogReads[Awaitable[JSON], Awaitable[list[JSON]], AsyncIterator[JSON]]
 ):
-    """
-    The reads of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``; the connection is
-    read without blocking the event loop. Use it as an async context manager so its connections
-    are closed.
+    """The reads of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``; the connection is read
+    without blocking the event loop. Use it as an async context manager so its connections are closed.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param keepalive: seconds an idle connection is kept open.

@@ -76,10 +76,9 @@ def _option(default: float | None, kind: type, low: float, *, inclusive: bool = 
 
 @dataclass(frozen=True, kw_only=True)
 class HookOptions:
-    """
-    The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's
-    ``hook_params``). Each one left out comes from the connection's extra of the same name, else
-    its default. Every value is checked here, so a bad one fails when the DAG is parsed.
+    """The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's ``hook_params``). Each
+    one left out comes from the connection's extra of the same name, else its default. Every value is checked
+    here, so a bad one fails when the DAG is parsed.
 
     :param timeout: seconds to wait for an answer (default 30); connecting waits at most 10.
     :param max_retries: retries after a failed attempt (default 5).
@@ -108,8 +107,7 @@ class HookOptions:
 
     @classmethod
     def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
-        """
-        The options named in ``options``, refusing a name that is none of them.
+        """The options named in ``options``, refusing a name that is none of them.
 
         :param options: option names and values.
         :param what: how errors name the mapping (``"hook_params"``).
@@ -125,8 +123,7 @@ class HookOptions:
         return cls(**options)
 
     def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
-        """
-        Every option's value: given, else the connection's extra, else its default.
+        """Every option's value: given, else the connection's extra, else its default.
 
         :param extra: the connection's extra (URI-form extras are strings).
         :param conn_id: the connection id, for messages.
@@ -247,9 +244,8 @@ def without_userinfo(url: str) -> str:
 
 
 def normalize_host(host: str | None, port: int | None = None) -> str:
-    """
-    The connection's host as a base URL: none means US cloud, no scheme means https, no trailing
-    slash; ``port`` is used when the host names none. Userinfo is refused without repeating it.
+    """The connection's host as a base URL: none means US cloud, no scheme means https, no trailing slash;
+    ``port`` is used when the host names none. Userinfo is refused without repeating it.
 
     :param host: the connection's host.
     :param port: the connection's port.
@@ -348,8 +344,7 @@ def _extra_flag(extra: dict[str, Any], name: str) -> bool:
 
 
 def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
-    """
-    Build :class:`PostHogSettings` from an Airflow connection.
+    """Build :class:`PostHogSettings` from an Airflow connection.
 
     :param conn: the Airflow ``Connection``.
     :param extra: the connection's extra as a dict (read by the caller, sync or async).
@@ -417,8 +412,7 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class WaitForPostHog:
-    """
-    Tenacity wait: PostHog's ``Retry-After`` when it sent one, else exponential backoff with jitter.
+    """Tenacity wait: PostHog's ``Retry-After`` when it sent one, else exponential backoff with jitter.
 
     :param backoff: first backoff in seconds; doubles per attempt.
     :param backoff_max: longest backoff in seconds.
@@ -484,9 +478,8 @@ def is_backfill_slot_busy(error: BaseException) -> bool:
 
 
 def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
-    """
-    ``tenacity.Retrying`` arguments: ask again, soon then every 2 s, while ``retry`` says a new
-    backfill is not visible yet, for at most ``timeout`` seconds (one try for 0).
+    """``tenacity.Retrying`` arguments: ask again, soon then every 2 s, while ``retry`` says a new backfill is
+    not visible yet, for at most ``timeout`` seconds (one try for 0).
     """
     return {
         "retry": retry,
@@ -497,8 +490,7 @@ def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
 
 
 def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | Any) -> dict[str, Any]:
-    """
-    ``tenacity.Retrying`` arguments: try again every ``interval`` seconds while PostHog has no free
+    """``tenacity.Retrying`` arguments: try again every ``interval`` seconds while PostHog has no free
     backfill slot, for at most ``timeout`` seconds, saying so in the log.
     """
 
@@ -528,9 +520,8 @@ _REPORT_EVERY = 60.0
 
 
 class _Window:
-    """
-    At most ``limit`` requests in any ``seconds``-long window. A request counts from the moment it
-    may go until ``seconds`` after its answer: PostHog counts it somewhere in between.
+    """At most ``limit`` requests in any ``seconds``-long window. A request counts from the moment it may go
+    until ``seconds`` after its answer: PostHog counts it somewhere in between.
     """
 
     # While every counted request is still in flight, look again this often.
@@ -552,8 +543,7 @@ class _Window:
 
 
 class RequestBudget:
-    """
-    The shared budget of one host and key in one event loop.
+    """The shared budget of one host and key in one event loop.
 
     :param per_minute: requests a minute at most.
     :param per_hour: requests an hour at most.
@@ -617,9 +607,8 @@ class RequestBudget:
         )
 
     def pause(self, seconds: float | None) -> None:
-        """
-        After a 429: hold every request on this key for ``seconds`` (or a default), capped, so one
-        absurd ``Retry-After`` cannot freeze every wait.
+        """After a 429: hold every request on this key for ``seconds`` (or a default), capped, so one absurd
+        ``Retry-After`` cannot freeze every wait.
 
         :param seconds: PostHog's ``Retry-After``, if it sent one.
         """
@@ -633,10 +622,9 @@ class RequestBudget:
             )
 
     async def send(self, coalesce_key: Any, send: Callable[[], Awaitable[T]]) -> T:
-        """
-        Send one request within the budget, sharing an identical one already in flight. Each
-        sharer gets its own copy of the answer (or the same error); when the sender is cancelled,
-        the others send their own request.
+        """Send one request within the budget, sharing an identical one already in flight. Each sharer gets
+        its own copy of the answer (or the same error); when the sender is cancelled, the others send their
+        own request.
 
         :param coalesce_key: what makes two requests identical; None never shares.
         :param send: sends the request.

@@ -1,6 +1,5 @@
-"""
-How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async
-client (one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O.
+"""How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async client
+(one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O.
 
 Why each limit exists (deadline, body cap, same-origin redirects): docs/airflow-internals.md,
 "The transport's limits".
@@ -82,8 +81,7 @@ T = TypeVar("T")
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
-    """
-    Await ``awaitable``; ``asyncio.TimeoutError`` after ``seconds``. Unlike 3.11's ``wait_for``, a
+    """Await ``awaitable``; ``asyncio.TimeoutError`` after ``seconds``. Unlike 3.11's ``wait_for``, a
     cancellation arriving as the call answers is raised, not swallowed (docs/airflow-internals.md).
     """
     if sys.version_info < (3, 11):
@@ -104,8 +102,7 @@ class BodyTooLarge(ResponseProblem):
 
 
 class BodyDecoder:
-    """
-    Collect a response body from raw chunks, decoding ``gzip``/``deflate`` under a size cap.
+    """Collect a response body from raw chunks, decoding ``gzip``/``deflate`` under a size cap.
 
     :param content_encoding: the response's ``Content-Encoding`` header, or None.
     :param limit: largest decoded size in bytes.
@@ -192,9 +189,8 @@ _CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("phen
 
 
 class Deadline:
-    """
-    The end of one sync HTTP attempt, as a context manager around it: sockets opened or reused
-    inside are shut down by the watchdog thread when it passes, which ends a blocked read at once.
+    """The end of one sync HTTP attempt, as a context manager around it: sockets opened or reused inside are
+    shut down by the watchdog thread when it passes, which ends a blocked read at once.
 
     :param seconds: how long the attempt may take in all.
     """
@@ -364,9 +360,8 @@ def first_line(error: BaseException) -> str:
 
 
 class Exchange:
-    """
-    One attempt of a call, hop by hop: the URL and query to send next, how each answer is judged,
-    and the errors it raises. The sync and async clients drive it, each with its own I/O.
+    """One attempt of a call, hop by hop: the URL and query to send next, how each answer is judged, and the
+    errors it raises. The sync and async clients drive it, each with its own I/O.
 
     :param settings: the hook's settings.
     :param call: the call, its project resolved.
@@ -431,10 +426,9 @@ class Exchange:
         return self.error(PostHogTransportError, cause, path, request_sent=sent)
 
     def redirected(self, status: int, headers: Any) -> bool:
-        """
-        Whether the answer is a redirect to follow; if so, the next hop is set. Only 307/308 (method
-        and body kept) to the configured origin are followed, at most :data:`MAX_REDIRECTS` times:
-        the key goes nowhere else, and a 301/302/303 would turn a POST into a GET.
+        """Whether the answer is a redirect to follow; if so, the next hop is set. Only 307/308 (method and
+        body kept) to the configured origin are followed, at most :data:`MAX_REDIRECTS` times: the key goes
+        nowhere else, and a 301/302/303 would turn a POST into a GET.
         """
         if not 300 <= status < 400:
             return False

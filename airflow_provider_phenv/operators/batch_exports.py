@@ -94,8 +94,7 @@ def check_steps(name: str, steps: Any) -> list[int | str]:
 
 
 class PostHogBaseOperator(CheckedFields, BaseOperator):
-    """
-    Base of the PostHog operators; subclasses declare their inputs' checks in ``field_checks``.
+    """Base of the PostHog operators; subclasses declare their inputs' checks in ``field_checks``.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project (environment) id; default: the connection's. (templated)
@@ -299,8 +298,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
 
 
 class PostHogPauseBatchExportOperator(_BatchExportOperator):
-    """
-    Pause a PostHog batch export; pausing a paused export is a no-op, so the task is safe to retry.
+    """Pause a PostHog batch export; pausing a paused export is a no-op, so the task is safe to retry.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
@@ -321,8 +319,7 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
 
 
 class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
-    """
-    Unpause a PostHog batch export, optionally backfilling the time it was paused.
+    """Unpause a PostHog batch export, optionally backfilling the time it was paused.
 
     Unpausing an active export is a no-op (and starts no backfill), so the task is safe to retry.
 
@@ -469,8 +466,7 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
 
 
 class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
-    """
-    Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
+    """Backfill a PostHog batch export over ``[start_at, end_at)`` and wait until it is done.
 
     Fails unless the backfill ends Completed with every run Completed; a retry attaches to the
     backfill its earlier try started.
@@ -575,8 +571,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
 
 
 class PostHogTestBatchExportOperator(_BatchExportOperator):
-    """
-    Run PostHog's destination test steps for a batch export, in order, failing on the first failed step.
+    """Run PostHog's destination test steps for a batch export, in order, failing on the first failed step.
 
     :param batch_export_id: UUID of an existing batch export, tested with its stored destination. (templated)
     :param batch_export: create payload (name, interval, destination) of an export to be. (templated)

@@ -108,8 +108,7 @@ ACCESS_CHECKS = {
 
 @dataclass(frozen=True)
 class AccessWanted:
-    """
-    Who may do what on a dashboard, as a DAG declares it.
+    """Who may do what on a dashboard, as a DAG declares it.
 
     :param editors: people with ``editor``; with ``viewers``, all who have a level (``None``: as they are).
     :param viewers: people with ``viewer``.
@@ -131,8 +130,7 @@ class AccessWanted:
 
 
 class DashboardAccess:
-    """
-    Converges a dashboard's access controls to :class:`AccessWanted`, writing only what differs.
+    """Converges a dashboard's access controls to :class:`AccessWanted`, writing only what differs.
 
     :meth:`check` refuses before any write what PostHog would refuse or ignore; :meth:`converge` writes.
     """
@@ -339,8 +337,7 @@ class _DashboardAccessOperator(_DashboardOperator):
 
 
 class PostHogCreateDashboardOperator(_DashboardAccessOperator):
-    """
-    Create a PostHog dashboard, or reuse (``if_exists``) the one that already has this name.
+    """Create a PostHog dashboard, or reuse (``if_exists``) the one that already has this name.
 
     :param name: the dashboard's name. (templated)
     :param description: its description. (templated)
@@ -594,8 +591,7 @@ def _describe(differences: dict[str, tuple[Any, Any]]) -> str:
 
 
 class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
-    """
-    Give a user edit access to a restricted PostHog dashboard; one who already has it counts as success.
+    """Give a user edit access to a restricted PostHog dashboard; one who already has it counts as success.
 
     :param dashboard_id: id of the dashboard (restriction level 37). (templated)
     :param user_uuid: UUID of the user to add. (templated)
@@ -748,8 +744,7 @@ def _below_editor_by_access_control(
 
 
 class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
-    """
-    Make who may edit and view a PostHog dashboard (restriction level 21) match the task.
+    """Make who may edit and view a PostHog dashboard (restriction level 21) match the task.
 
     :param dashboard_id: id of the dashboard. (templated)
     :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)

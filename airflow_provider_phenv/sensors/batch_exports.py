@@ -67,8 +67,7 @@ _DECIDED = (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException)
 
 
 class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
-    """
-    Base of the PostHog sensors: one outcome in poke, reschedule and deferrable mode.
+    """Base of the PostHog sensors: one outcome in poke, reschedule and deferrable mode.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
     :param project_id: PostHog project id; default: the connection's. (templated)
@@ -285,8 +284,7 @@ def aware_timestamp(name: str, value: Any) -> datetime:
 
 
 class PostHogBatchExportLogsSensor(PostHogWaitSensor):
-    """
-    Wait until a PostHog batch export's log holds a matching entry; fail at once on a failing one.
+    """Wait until a PostHog batch export's log holds a matching entry; fail at once on a failing one.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param level: level(s) a matching entry has, e.g. ``"INFO"`` or ``["INFO", "WARNING"]``. (templated)
@@ -423,8 +421,7 @@ class PostHogBatchExportRunError(PostHogError):
 
 
 class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
-    """
-    Wait until completed runs of a PostHog batch export cover ``[since, until)``; fail on a failed one.
+    """Wait until completed runs of a PostHog batch export cover ``[since, until)``; fail on a failed one.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``. (templated)

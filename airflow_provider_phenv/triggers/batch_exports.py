@@ -54,8 +54,7 @@ __all__ = [
 
 
 class PostHogPollTrigger(BaseTrigger):
-    """
-    Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
+    """Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
@@ -161,8 +160,7 @@ class PostHogPollTrigger(BaseTrigger):
 
 
 class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
-    """
-    Poll a batch export's log until an entry matches or fails, or the deadline passes; one event.
+    """Poll a batch export's log until an entry matches or fails, or the deadline passes; one event.
 
     :param batch_export_id: UUID of the batch export.
     :param since: only entries strictly after this ISO 8601 moment count.
@@ -234,8 +232,7 @@ _ON_KILL_ROW_WAIT = 20.0
 
 
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
-    """
-    Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
+    """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
     :param batch_export_id: UUID of the batch export.
     :param backfill_id: wait for this backfill to end.
@@ -332,8 +329,7 @@ _EXPORTS_PAGE = 10_000
 
 
 class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
-    """
-    Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
+    """Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
 
     Each payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
     "data_interval_end", "records_completed", "latest_error"}``; no run fires twice. Airflow's side of

@@ -1,5 +1,4 @@
-"""
-The vocabulary of every PostHog wait, on both sides of a deferral: the outcome statuses, the event
+"""The vocabulary of every PostHog wait, on both sides of a deferral: the outcome statuses, the event
 envelope, the hand-over to a trigger and the task state store (docs/waits.md).
 """
 
@@ -153,8 +152,7 @@ def defer_to_trigger(
     deadline: float | None,
     resume_kwargs: dict[str, Any],
 ) -> NoReturn:
-    """
-    Hand a wait the task has just polled to a trigger; the task resumes in ``execute_complete``.
+    """Hand a wait the task has just polled to a trigger; the task resumes in ``execute_complete``.
 
     :param make_trigger: builds the trigger from the keyword arguments every ``PostHogPollTrigger``
         takes (connection, project, poll interval, end time, first poll, hook options).

@@ -1,6 +1,5 @@
-"""
-Watching a batch export's log, for the logs sensor and its trigger: the criteria, the cursor, the
-state kept between pokes and the trigger's events (docs/waits.md, "The log watch").
+"""Watching a batch export's log, for the logs sensor and its trigger: the criteria, the cursor, the state
+kept between pokes and the trigger's events (docs/waits.md, "The log watch").
 """
 
 from __future__ import annotations
@@ -64,8 +63,7 @@ def compact_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LogCursor:
-    """
-    How far the log has been judged; JSON ``{"after": iso, "seen": {iso: [digest, ...]}, "count": n}``.
+    """How far the log has been judged; JSON ``{"after": iso, "seen": {iso: [digest, ...]}, "count": n}``.
 
     :param after: the settled mark: entries stamped at or before it are final and never read again.
     :param seen: ``(timestamp, digest)`` of each entry judged after ``after``, oldest first.
@@ -119,8 +117,7 @@ class LogCursor:
 
 @dataclass(frozen=True)
 class LogOutcome:
-    """
-    What one batch of entries decided.
+    """What one batch of entries decided.
 
     :param status: ``waiting``, ``success`` (an entry matched) or ``failed``.
     :param cursor: the cursor after the entries judged (at the deciding entry after a decision).
@@ -169,10 +166,9 @@ CRITERIA_DEFAULTS: dict[str, Any] = {"fail_on_levels": ("ERROR",), "settle": DEF
 
 @dataclass(frozen=True)
 class LogWatch:
-    """
-    What matches and what fails (an entry that does both fails), built by :meth:`from_params`, and
-    how long to look back for entries PostHog reveals late (``settle``, in seconds). The fields are
-    the sensor's parameters, checked (see :data:`CRITERIA_CHECKS`).
+    """What matches and what fails (an entry that does both fails), built by :meth:`from_params`, and how long
+    to look back for entries PostHog reveals late (``settle``, in seconds). The fields are the sensor's
+    parameters, checked (see :data:`CRITERIA_CHECKS`).
     """
 
     level: tuple[str, ...] | None = None
@@ -226,11 +222,10 @@ class LogWatch:
     # -- what to ask PostHog -------------------------------------------------------------------
 
     def server_filters(self) -> list[dict[str, Any]]:
-        """
-        The filters to send to PostHog, one dict per request of a poll. They must never hide an
-        entry that would fail the task (``search`` alone would hide an ERROR line without the
-        word): with ``search`` and failure levels a poll makes two requests, and a
-        ``failure_pattern``, which can match any entry, leaves only ``instance_id`` to send.
+        """The filters to send to PostHog, one dict per request of a poll. They must never hide an entry that
+        would fail the task (``search`` alone would hide an ERROR line without the word): with ``search`` and
+        failure levels a poll makes two requests, and a ``failure_pattern``, which can match any entry, leaves
+        only ``instance_id`` to send.
         """
         base: dict[str, Any] = {"instance_id": self.instance_id}
         if not self.fail_on_levels and self.failure_pattern is None:
@@ -310,10 +305,9 @@ class LogWatch:
         since: datetime | None = None,
         polled_at: datetime | None = None,
     ) -> LogOutcome:
-        """
-        Judge the entries (newest first, as PostHog sends them) not judged before, oldest first;
-        the first deciding entry wins. Entries at or before ``since`` never count; entries stamped
-        ``settle`` seconds before ``polled_at`` (default: now) are final from then on.
+        """Judge the entries (newest first, as PostHog sends them) not judged before, oldest first; the first
+        deciding entry wins. Entries at or before ``since`` never count; entries stamped ``settle`` seconds
+        before ``polled_at`` (default: now) are final from then on.
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
         seen, count, new = list(cursor.seen), cursor.count, 0
@@ -346,9 +340,8 @@ def chronological(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """
-    Combine the answers of a poll's requests, keeping each entry once. Identical entries can
-    repeat within one answer, so each is kept as often as the answer that holds it most often.
+    """Combine the answers of a poll's requests, keeping each entry once. Identical entries can repeat within
+    one answer, so each is kept as often as the answer that holds it most often.
     """
     answers = [list(stream) for stream in streams]
     if len(answers) == 1:
@@ -383,9 +376,8 @@ STATE_KEY = "posthog_batch_export_logs_watch"
 
 @dataclass
 class WatchState:
-    """
-    ``since`` and the cursor of one sensor task instance, kept in the task state store across
-    reschedules and retries (Airflow >= 3.3; before, reschedule mode starts from ``since`` again).
+    """``since`` and the cursor of one sensor task instance, kept in the task state store across reschedules
+    and retries (Airflow >= 3.3; before, reschedule mode starts from ``since`` again).
 
     :param fingerprint: digest of the criteria the cursor was built with.
     :param saved: the JSON last read from or written to the store, to skip needless writes.
@@ -413,10 +405,9 @@ class WatchState:
         default_since: Callable[[], datetime],
         log: logging.Logger | Any,
     ) -> WatchState:
-        """
-        The state to continue from. ``since`` is the explicit one, else the saved one (fixed by the
-        first poke of the first try), else ``default_since()``; a saved cursor is reused only if
-        built with the same ``since`` and criteria.
+        """The state to continue from. ``since`` is the explicit one, else the saved one (fixed by the first
+        poke of the first try), else ``default_since()``; a saved cursor is reused only if built with the same
+        ``since`` and criteria.
         """
         saved = read_state(context, STATE_KEY, log)
         saved_since = _saved_time(saved, "since")

@@ -1,6 +1,5 @@
-"""
-One read of a project's batch exports list per poll interval, shared by every wait of one
-triggerer process (docs/waits.md, "The shared project poll").
+"""One read of a project's batch exports list per poll interval, shared by every wait of one triggerer process
+(docs/waits.md, "The shared project poll").
 """
 
 from __future__ import annotations
@@ -32,10 +31,9 @@ class Listing:
 
 
 class ProjectPoll:
-    """
-    The exports list of one project, read for every member wait of this event loop: one
-    ``GET batch_exports/`` (every page) when the earliest member is due, never more often than the
-    shortest interval a member asked for. Join with :meth:`member`; ask with :meth:`listing`.
+    """The exports list of one project, read for every member wait of this event loop: one ``GET
+    batch_exports/`` (every page) when the earliest member is due, never more often than the shortest interval
+    a member asked for. Join with :meth:`member`; ask with :meth:`listing`.
 
     :param posthog_conn_id: the connection the members read PostHog with.
     :param project_id: the project, or None for the connection's.
@@ -93,9 +91,8 @@ class ProjectPoll:
         return len(self._members)
 
     async def listing(self, not_before: float) -> Listing:
-        """
-        The first read of the list sent at or after ``not_before`` (``time.time()``): the last one
-        when it is recent enough, else the next one, waited for.
+        """The first read of the list sent at or after ``not_before`` (``time.time()``): the last one when it
+        is recent enough, else the next one, waited for.
 
         :raises PostHogError: the read failed after the hook's retries.
         """

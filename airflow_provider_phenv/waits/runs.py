@@ -1,7 +1,6 @@
-"""
-Judging batch export runs and backfills (the run sensor, the backfill waits and their trigger),
-what a task reports once they completed, and the run events an asset watcher fires
-(docs/waits.md, "Runs and backfills" and "Run events").
+"""Judging batch export runs and backfills (the run sensor, the backfill waits and their trigger), what a task
+reports once they completed, and the run events an asset watcher fires (docs/waits.md, "Runs and backfills"
+and "Run events").
 """
 
 from __future__ import annotations
@@ -50,8 +49,7 @@ _MAX_ERROR_CHARS = 1000
 
 @dataclass(frozen=True)
 class RunsOutcome:
-    """
-    What PostHog's runs say about a wait.
+    """What PostHog's runs say about a wait.
 
     :param status: ``waiting``, ``success`` or ``failed``.
     :param value: the task's XCom value (while waiting: the progress so far).
@@ -177,9 +175,8 @@ def _uncovered(
 def judge_interval(
     batch_export_id: str, runs: list[dict[str, Any]], since: datetime, until: datetime
 ) -> RunsOutcome:
-    """
-    Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run
-    counts only while no completed run (a retry) covers its interval and none active works on it.
+    """Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run counts
+    only while no completed run (a retry) covers its interval and none active works on it.
     """
     relevant = []
     for run in runs:
@@ -265,8 +262,7 @@ def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[st
 
 @dataclass(frozen=True)
 class RunsWait:
-    """
-    What a wait on runs asks PostHog each poll, and how it judges the answer: a wait for a backfill
+    """What a wait on runs asks PostHog each poll, and how it judges the answer: a wait for a backfill
     (``backfill_id``) or until a range is exported (``since``, ``until``); docs/waits.md.
 
     :param started_at: when the wait began: a backfill PostHog has just accepted may be 404 for
@@ -379,10 +375,9 @@ class RunsWait:
     async def poll_async(
         self, hook: PostHogAsyncHook, project_id: str | None, listing: Listing | None = None
     ) -> RunsOutcome:
-        """
-        One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the
-        project's shared exports list, stands for the export's own read and, while it shows a run
-        of the backfill at work, for the backfill's.
+        """One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the project's shared
+        exports list, stands for the export's own read and, while it shows a run of the backfill at work, for
+        the backfill's.
         """
         export_id = self.batch_export_id
         listed = None if listing is None else listing.exports.get(export_id)
@@ -451,8 +446,7 @@ def report_runs(
     backfill_id: str | None = None,
     export: Mapping[str, Any] | None = None,
 ) -> None:
-    """
-    Attach the completed ``runs`` (``run_summary`` of each) to the task's outlets and, with the
+    """Attach the completed ``runs`` (``run_summary`` of each) to the task's outlets and, with the
     ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
@@ -495,8 +489,7 @@ def _when(value: str) -> datetime:
 
 @dataclass
 class RunEventWatch:
-    """
-    What one watched export has seen so far; ``to_json()`` goes to the asset state store.
+    """What one watched export has seen so far; ``to_json()`` goes to the asset state store.
 
     :param since: when the watch first started (ISO 8601); None before its first poll.
     :param cursor: the newest ``created_at`` seen (ISO 8601), or ``since``.
