@@ -5,8 +5,7 @@ Run event watchers (``PostHogBatchExportRunEventTrigger``): what watching many e
 ``.venv``). A script, not a timed test. It measures, against the emulator in a subprocess:
 
 1. **Requests per poll interval** with 1, 100 and 1,000 watched exports in one project, in both
-   modes: Airflow 3.3's shared stream (the watchers subscribe through Airflow's own
-   ``SharedStreamManager``, as the 3.3 triggerer does) and one poll per watcher (Airflow 3.1/3.2).
+   modes: the shared project poll (the default) and one poll per watcher (``shared_poll=False``).
    Also the requests the watchers made to start.
 2. **RSS and event-loop lag** of the process running the 1,000 watchers (what a triggerer adds).
 3. With ``--e2e``: **time from a run finishing to the DAG run being queued**, from the e2e test
@@ -108,18 +107,11 @@ async def measure(
             lags.append(loop.time() - before - TICK)
             peak[0] = max(peak[0], rss_mb())
 
-    triggers = [PostHogBatchExportRunEventTrigger(export_id, poll_interval=interval) for export_id in exports]
-    manager = None
-    if shared:
-        from airflow.triggers.shared_stream import SharedStreamManager
-
-        manager = SharedStreamManager()
-        streams = [
-            t.filter_shared_stream(manager.subscribe(trigger_id=n, trigger=t, key=t.shared_stream_key()))
-            for n, t in enumerate(triggers)
-        ]
-    else:
-        streams = [t.run() for t in triggers]
+    triggers = [
+        PostHogBatchExportRunEventTrigger(export_id, poll_interval=interval, shared_poll=shared)
+        for export_id in exports
+    ]
+    streams = [t.run() for t in triggers]
 
     async def consume(stream: Any) -> None:
         async for _ in stream:
@@ -146,10 +138,8 @@ async def measure(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, watch, return_exceptions=True)
-    if manager is not None:
-        await manager.stop_all()
     return {
-        "mode": "shared stream (3.3)" if shared else "one poll per watcher (3.1/3.2)",
+        "mode": "shared project poll" if shared else "one poll per watcher (shared_poll=False)",
         "watchers": len(exports),
         "poll_interval_s": interval,
         "startup_requests": startup,

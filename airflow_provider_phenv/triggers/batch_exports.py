@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +38,7 @@ from airflow_provider_phenv.waits import (
     run_event,
 )
 from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, outcome_event
+from airflow_provider_phenv.waits.project_poll import ProjectPoll
 from airflow_provider_phenv.waits.runs import (
     BACKFILL_ROW_GRACE,
     SETTLE,
@@ -269,6 +272,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             row_grace=row_grace,
         )
         self._progress = ""
+        self._project: ProjectPoll | None = None
+        self._not_before = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         wait = self.wait
@@ -293,8 +298,22 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     def event_state(self) -> dict[str, Any]:
         return {"batch_export_id": self.wait.batch_export_id, "backfill_id": self.wait.backfill_id}
 
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Every run trigger of this triggerer on the project shares one read of its exports list; at
+        # the start, the last one will do (so triggers started together make one read).
+        self._not_before = time.time() - self.poll_interval
+        poll = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval, self.hook_params)
+        async with poll as self._project:
+            async for event in super().run():
+                yield event
+
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        outcome = await self.wait.poll_async(hook, self.project_id)
+        listing = None
+        if self._project is not None:
+            listing = await self._project.listing(self._not_before)
+            # The next read no later than the deadline, where the last poll happens.
+            self._not_before = min(listing.started + self.poll_interval, self.end_time or math.inf)
+        outcome = await self.wait.poll_async(hook, self.project_id, listing)
         if outcome.message != self._progress:
             self._progress = outcome.message
             self.log.info("%s", outcome.message)
@@ -324,23 +343,20 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
 
 
-# PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
-_EXPORTS_PAGE = 10_000
-
-
 class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     """Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
 
     Each payload is ``{"batch_export_id", "run_id", "status", "data_interval_start",
     "data_interval_end", "records_completed", "latest_error"}``; no run fires twice. Airflow's side of
-    it: docs/airflow-internals.md, "Event triggers and shared streams".
+    it: docs/airflow-internals.md, "Event triggers"; the shared poll: docs/waits.md.
 
     :param batch_export_id: UUID of the batch export.
     :param statuses: run statuses that fire (default ``("Completed",)``), e.g. ``("Failed", "TimedOut")``.
     :param poll_interval: seconds between polls (default 60).
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
-    :param shared_poll: on Airflow 3.3, share one poll of the exports list with sibling watchers.
+    :param shared_poll: share one read of the project's exports list per interval with the other waits
+        of this triggerer (``False``: read this export alone).
     """
 
     def __init__(
@@ -381,71 +397,41 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         """The asset state store key of this watch (one asset may have several watchers)."""
         return f"phenv.run_events.{self.batch_export_id}.{'+'.join(sorted(self.statuses))}"
 
-    def shared_stream_key(self) -> Hashable | None:
-        """Watchers reading the same project with the same connection and interval share one poll."""
-        if not self.shared_poll:
-            return None
-        return ("phenv-batch-export-runs", self.posthog_conn_id, self.project_id, self.poll_interval)
-
-    @classmethod
-    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        """One ``GET batch_exports/`` per interval for the group: ``{"exports": {id: export}}``."""
-        interval = float(kwargs["poll_interval"])
-        async with PostHogAsyncHook(kwargs["posthog_conn_id"], keepalive=interval + 30) as hook:
-            while True:
-                try:
-                    exports = await hook.list_batch_exports(
-                        project_id=kwargs.get("project_id"), page_size=_EXPORTS_PAGE
-                    )
-                    yield {"exports": {export["id"]: export for export in exports}}
-                except PostHogError as error:
-                    # The hook already retried; members wait for the next poll rather than fall back
-                    # to one request each against an API that is failing.
-                    yield {"error": str(error)}
-                await asyncio.sleep(interval)
-
-    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        async for event in self._events(shared_stream):
-            yield event
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in self._events(self._ticks()):
-            yield event
-
-    async def _ticks(self) -> AsyncIterator[Any]:
-        while True:
-            yield None
-            await asyncio.sleep(self.poll_interval)
-
-    async def _events(self, ticks: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        """For each poll (a shared snapshot, or None to read the runs list), the runs that fire."""
         try:
             watch = self._watch = await self._load()
-            async for tick in ticks:
-                if isinstance(tick, dict) and tick.get("error"):
-                    self.log.warning(
-                        "Batch export %s: PostHog could not be read: %s", self.batch_export_id, tick["error"]
-                    )
-                    continue
-                try:
-                    if isinstance(tick, dict):
-                        export = tick["exports"].get(self.batch_export_id)
-                    else:
-                        export = await self._hook_for_runs().get_batch_export(
-                            self.batch_export_id, project_id=self.project_id
+            async with contextlib.AsyncExitStack() as stack:
+                poll = None
+                if self.shared_poll:
+                    member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
+                    poll = await stack.enter_async_context(member)
+                not_before = time.time()
+                while True:
+                    export: dict[str, Any] | None
+                    try:
+                        if poll is None:
+                            export = await self._hook_for_runs().get_batch_export(
+                                self.batch_export_id, project_id=self.project_id
+                            )
+                        else:
+                            listing = await poll.listing(not_before)
+                            not_before = listing.started + self.poll_interval
+                            export = listing.exports.get(self.batch_export_id)
+                        self._note_pause(export)
+                        fired = await self._poll(watch, None if export is None else export.get("latest_runs"))
+                    except PostHogError as error:
+                        # The hook already retried; the watch goes on at the next poll.
+                        self.log.warning(
+                            "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
                         )
-                    self._note_pause(export)
-                    fired = await self._poll(watch, None if export is None else export.get("latest_runs"))
-                except PostHogError as error:
-                    self.log.warning(
-                        "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
-                    )
-                    continue
-                for run in fired:
-                    self.log.info(
-                        "Batch export %s: run %s is %s.", self.batch_export_id, run["id"], run["status"]
-                    )
-                    yield TriggerEvent(run_event(self.batch_export_id, run))
+                        fired = []
+                    for run in fired:
+                        self.log.info(
+                            "Batch export %s: run %s is %s.", self.batch_export_id, run["id"], run["status"]
+                        )
+                        yield TriggerEvent(run_event(self.batch_export_id, run))
+                    if poll is None:
+                        await asyncio.sleep(self.poll_interval)
         finally:
             if self._hook is not None:
                 await self._hook.aclose()

@@ -336,8 +336,11 @@ def test_a_restart_with_the_state_store_carries_on_exactly_once(emulator, postho
 
 
 @pytest.mark.slow  # about a second of real waiting: the --all tier
-def test_an_idle_trigger_sends_one_get_per_poll(emulator, posthog_conn):
-    trigger = make(poll_interval=0.1)
+@pytest.mark.parametrize(
+    ("shared_poll", "read"), [(True, "batch_exports/"), (False, f"batch_exports/{EXPORT_ID}/")]
+)
+def test_an_idle_trigger_sends_one_get_per_poll(emulator, posthog_conn, shared_poll, read):
+    trigger = make(poll_interval=0.1, shared_poll=shared_poll)
 
     async def scenario() -> None:
         async with watching(trigger):
@@ -349,8 +352,9 @@ def test_an_idle_trigger_sends_one_get_per_poll(emulator, posthog_conn):
     requests = api_requests(emulator)
     assert 8 <= len(requests) <= 12
     assert {request.method for request in requests} == {"GET"}
-    # The export answers each idle poll: its newest runs hold every run the watch follows.
-    assert all(request.path.endswith(f"batch_exports/{EXPORT_ID}/") for request in requests)
+    # The exports list (or the export alone) answers each idle poll: its newest runs hold every run
+    # the watch follows.
+    assert all(request.path.endswith(read) for request in requests)
 
 
 def test_a_paused_export_is_logged_and_watched_on_until_it_is_unpaused(emulator, posthog_conn, capfd):
@@ -397,46 +401,28 @@ def test_errors_never_fire_and_the_watch_goes_on(emulator, posthog_conn, monkeyp
     assert fired == [run]
 
 
-# -- Airflow 3.3: sibling watchers share one poll --------------------------------------------------
-
-
-def shared(manager: Any, triggers: list[PostHogBatchExportRunEventTrigger]) -> list[Running]:
-    """Subscribe each trigger as the 3.3 triggerer does, through Airflow's own SharedStreamManager."""
-    return [
-        Running(trigger.filter_shared_stream(manager.subscribe(trigger_id=n, trigger=trigger, key=key)))
-        for n, trigger in enumerate(triggers)
-        if (key := trigger.shared_stream_key()) is not None
-    ]
+# -- watchers on one project share one poll ------------------------------------------------------
 
 
 @pytest.mark.slow  # about a second of real waiting: the --all tier
 def test_watchers_on_one_project_share_one_request_per_poll(emulator, posthog_conn):
-    streams_module = pytest.importorskip("airflow.triggers.shared_stream")
     exports = [EXPORT_ID, OTHER_ID, SEED.postgres_export_id]
-    triggers = [make(batch_export_id=export_id, poll_interval=0.1) for export_id in exports]
-    assert len({trigger.shared_stream_key() for trigger in triggers}) == 1
-    # A watcher on another connection or interval polls apart; one told not to share, alone.
-    assert make(poll_interval=0.2).shared_stream_key() != triggers[0].shared_stream_key()
-    assert make(shared_poll=False).shared_stream_key() is None
+    # A slower watcher joins the same poll: the list is read at the shortest interval asked for.
+    triggers = [
+        make(batch_export_id=e, poll_interval=p) for e, p in zip(exports, (0.1, 0.1, 5.0), strict=True)
+    ]
 
     async def scenario() -> tuple[list[list[str]], dict[str, str]]:
-        manager = streams_module.SharedStreamManager()
-        running = shared(manager, triggers)
-        try:
-            async with running[0], running[1], running[2]:
-                for trigger in triggers:
-                    await started(trigger)
-                emulator.clear_requests()
-                runs = {
-                    EXPORT_ID: start_run(emulator, EXPORT_ID),
-                    OTHER_ID: start_run(emulator, OTHER_ID),
-                }
-                await running[0].until(lambda: len(running[0].events) == 1)
-                await running[1].until(lambda: len(running[1].events) == 1)
-                await asyncio.sleep(1.0)
-                return [stream.run_ids() for stream in running], runs
-        finally:
-            await manager.stop_all()
+        running = [watching(trigger) for trigger in triggers]
+        async with running[0], running[1], running[2]:
+            for trigger in triggers:
+                await started(trigger)
+            emulator.clear_requests()
+            runs = {EXPORT_ID: start_run(emulator, EXPORT_ID), OTHER_ID: start_run(emulator, OTHER_ID)}
+            await running[0].until(lambda: len(running[0].events) == 1)
+            await running[1].until(lambda: len(running[1].events) == 1)
+            await asyncio.sleep(1.0)
+            return [stream.run_ids() for stream in running], runs
 
     fired, runs = run_scenario(scenario())
     assert fired == [[runs[EXPORT_ID]], [runs[OTHER_ID]], []]
@@ -449,22 +435,16 @@ def test_watchers_on_one_project_share_one_request_per_poll(emulator, posthog_co
 @pytest.mark.slow  # over a second of real waiting: the --all tier
 @SLOW_STREAM_ON_31
 def test_a_shared_watcher_reads_its_runs_when_latest_runs_may_hide_some(emulator, posthog_conn):
-    streams_module = pytest.importorskip("airflow.triggers.shared_stream")
     trigger = make(poll_interval=1.0)
 
     async def scenario() -> list[str]:
-        manager = streams_module.SharedStreamManager()
-        (running,) = shared(manager, [trigger])
-        try:
-            async with running:
-                await started(trigger)
-                # Twelve runs start and end between two polls: latest_runs shows only ten of them.
-                made = [start_run(emulator, duration=0.01) for _ in range(12)]
-                await running.until(lambda: len(running.events) == 12, timeout=5)
-                assert sorted(running.run_ids()) == sorted(made)
-                return made
-        finally:
-            await manager.stop_all()
+        async with watching(trigger) as running:
+            await started(trigger)
+            # Twelve runs start and end between two polls: latest_runs shows only ten of them.
+            made = [start_run(emulator, duration=0.01) for _ in range(12)]
+            await running.until(lambda: len(running.events) == 12, timeout=5)
+            assert sorted(running.run_ids()) == sorted(made)
+            return made
 
     run_scenario(scenario())
     paths = [request.path for request in api_requests(emulator)]
