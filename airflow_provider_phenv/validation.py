@@ -108,15 +108,18 @@ def check_positive_int(name: str, value: Any) -> int:
 
 
 def check_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    """A number of seconds: positive, or with ``zero_ok`` non-negative."""
+    """A finite number of seconds or a ``timedelta``: positive, or with ``zero_ok`` non-negative."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < 0
-        or (value == 0 and not zero_ok)
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds < float("inf")
+        or (seconds == 0 and not zero_ok)
     ):
-        raise _fail(name, value, f"a {'non-negative' if zero_ok else 'positive'} number of seconds")
-    return float(value)
+        raise _fail(
+            name, value, f"a {'non-negative' if zero_ok else 'positive'} number of seconds or a timedelta"
+        )
+    return float(seconds)
 
 
 def check_project_id(value: Any) -> str:

@@ -27,6 +27,7 @@ from airflow_provider_phenv.validation import (
     check_backfill_range,
     check_batch_export_payload,
     check_bool,
+    check_seconds,
     check_uuid,
     extend,
     format_timestamp,
@@ -70,17 +71,6 @@ class PostHogBackfillError(PostHogError):
 
 class PostHogBackfillTimeoutError(PostHogError):
     """A backfill did not end within the task's ``timeout``; it was cancelled in PostHog."""
-
-
-def check_seconds(name: str, value: Any) -> float | None:
-    """A duration in seconds from a number or a ``timedelta``; ``None`` stays ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"Invalid {name} {value!r}: expected a positive number of seconds or a timedelta.")
-    return float(value)
 
 
 def check_steps(name: str, steps: Any) -> list[int | str]:
@@ -160,8 +150,8 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.poll_interval = check_seconds("poll_interval", poll_interval) or 60.0
-        self.wait_timeout = check_seconds("timeout", timeout)
+        self.poll_interval = check_seconds("poll_interval", poll_interval)
+        self.wait_timeout = None if timeout is None else check_seconds("timeout", timeout)
         self.deferrable = deferrable
         self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
         self.backfill_url: str | None = None
