@@ -7,6 +7,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def _modules(*names: str) -> list[dict[str, Any]]:
+    return [{"integration-name": "PostHog", "python-modules": [f"{__name__}.{name}" for name in names]}]
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
     return {
@@ -22,30 +26,10 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {"integration-name": "PostHog", "python-modules": ["airflow_provider_phenv.hooks.posthog"]}
-        ],
-        "operators": [
-            {
-                "integration-name": "PostHog",
-                "python-modules": [
-                    "airflow_provider_phenv.operators.batch_exports",
-                    "airflow_provider_phenv.operators.dashboards",
-                ],
-            }
-        ],
-        "sensors": [
-            {
-                "integration-name": "PostHog",
-                "python-modules": ["airflow_provider_phenv.sensors.batch_exports"],
-            }
-        ],
-        "triggers": [
-            {
-                "integration-name": "PostHog",
-                "python-modules": ["airflow_provider_phenv.triggers.batch_exports"],
-            }
-        ],
+        "hooks": _modules("hooks.posthog"),
+        "operators": _modules("operators.batch_exports", "operators.dashboards"),
+        "sensors": _modules("sensors.batch_exports"),
+        "triggers": _modules("triggers.batch_exports"),
         "connection-types": [
             {
                 "connection-type": "posthog",

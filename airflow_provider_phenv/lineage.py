@@ -16,22 +16,6 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Asset
 
-__all__ = [
-    "SCHEME",
-    "PostHogLineageMixin",
-    "asset_to_openlineage",
-    "attach_outlet_extras",
-    "batch_export_asset",
-    "batch_export_lineage",
-    "batch_export_outlet_extra",
-    "batch_export_uri",
-    "create_asset",
-    "destination_dataset_name",
-    "input_dataset_name",
-    "parse_uri",
-    "sanitize_uri",
-]
-
 SCHEME = "posthog"
 URI_FORM = f"{SCHEME}://<host>/<project_id>/batch_exports/<batch export UUID>"
 _PATH = re.compile(r"^/(?P<project_id>[^/]+)/batch_exports/(?P<batch_export_id>[^/]+)$")
@@ -96,11 +80,7 @@ def parse_uri(uri: str) -> dict[str, str]:
     parts = sanitize_uri(parts)
     match = _PATH.match(parts.path)
     assert match is not None
-    return {
-        "host": parts.netloc,
-        "project_id": match["project_id"],
-        "batch_export_id": match["batch_export_id"],
-    }
+    return {"host": parts.netloc, **match.groupdict()}
 
 
 def create_asset(*, batch_export_id: str, project_id: int | str, host: str, **kwargs: Any) -> Asset:
@@ -133,7 +113,7 @@ def batch_export_asset(
     :param statuses: run statuses that update the asset.
     :param poll_interval: seconds between polls of PostHog.
     :param posthog_conn_id: the connection the watcher uses.
-    :param shared_poll: on Airflow 3.3, share one poll with sibling watchers.
+    :param shared_poll: share one read of the project's exports list with the triggerer's other waits.
     :param name: the asset name; default: its URI.
     :param group: the asset group.
     :param extra: the asset's own extra.
