@@ -378,6 +378,13 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
         except ValueError as error:
             raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
     values = options.resolved(extra, conn_id)
+    # Each process polling with the key (several triggerers, say) takes its share of the budget.
+    shared_by = _budget(extra, "key_shared_by", conn_id, 1.0)
+    if not shared_by.is_integer():
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: extra 'key_shared_by' must be a whole number of processes, "
+            f"got {extra['key_shared_by']!r}."
+        )
     _mask(api_key)
     return PostHogSettings(
         conn_id=conn_id,
@@ -385,8 +392,8 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
         api_key=api_key,
         project_id=project_id,
         api_prefix=api_prefix,
-        requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE),
-        requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR),
+        requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE) / shared_by,
+        requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR) / shared_by,
         **values,
     )
 
@@ -528,7 +535,7 @@ class _Window:
     _RECHECK = 0.05
 
     def __init__(self, limit: float, seconds: float) -> None:
-        self.limit = int(limit)
+        self.limit = max(1, int(limit))  # a share below one request still lets one through
         self.seconds = seconds
         self.in_flight = 0
         self.answered: deque[float] = deque()
@@ -542,6 +549,21 @@ class _Window:
         return self.answered[0] + self.seconds - now if self.answered else self._RECHECK
 
 
+class _Pace:
+    """On average ``limit`` requests per ``seconds``, in bursts of at most ``burst`` (a token bucket): when
+    the hour's budget binds, polls are spread across the hour instead of spent in its first minutes.
+    """
+
+    def __init__(self, limit: float, seconds: float, burst: float) -> None:
+        self.rate, self.burst = limit / seconds, max(1.0, burst)
+        self.tokens, self.at = self.burst, time.monotonic()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one more request fits (0 when it does)."""
+        self.tokens, self.at = min(self.burst, self.tokens + (now - self.at) * self.rate), now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
 class RequestBudget:
     """The shared budget of one host and key in one event loop.
 
@@ -552,6 +574,8 @@ class RequestBudget:
 
     def __init__(self, per_minute: float, per_hour: float, label: str) -> None:
         self.windows = (_Window(per_minute, 60.0), _Window(per_hour, 3600.0))
+        # Five minutes' worth of the hour's average at once, then the average: never a silent hour.
+        self.pace = _Pace(per_hour, 3600.0, burst=per_hour / 12)
         self.label = label
         self.paused_until = 0.0
         self.waiting = 0
@@ -580,18 +604,25 @@ class RequestBudget:
             async with self._turn:
                 while True:
                     now = time.monotonic()
-                    delay = max(
-                        [self.paused_until - now, *(window.wait_time(now) for window in self.windows)]
-                    )
+                    waits = [window.wait_time(now) for window in self.windows]
+                    delay = max(self.paused_until - now, self.pace.wait_time(now), *waits)
                     if delay <= 0:
                         break
                     self._report_hold(now, delay)
                     # Look again at least once a minute: a held wait is never silent for long.
                     await asyncio.sleep(min(delay, _REPORT_EVERY))
+                self.pace.tokens -= 1
                 for window in self.windows:
                     window.in_flight += 1
         finally:
             self.waiting -= 1
+
+    def sent_within(self, now: float) -> tuple[int, int]:
+        """Requests answered or in flight in the last minute and in the last hour."""
+        return tuple(  # type: ignore[return-value]
+            window.in_flight + sum(1 for moment in window.answered if now - moment < window.seconds)
+            for window in self.windows
+        )
 
     def _report_hold(self, now: float, delay: float) -> None:
         # Said while requests are held (once a minute at most), not after the wait.

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+from airflow_provider_phenv.hooks.settings import request_budget
 from airflow_provider_phenv.hooks.transport import within
 
 log = logging.getLogger(__name__)
 
 # PostHog sets no maximum page size (docs/posthog-api.md §4): one request for up to 10,000 exports.
 EXPORTS_PAGE = 10_000
+# The triggerer's log says how each poll and its key fare at most this often.
+REPORT_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ProjectPoll:
         self._waiters: list[tuple[float, asyncio.Future[Listing]]] = []
         self._last: Listing | None = None
         self._read_at = float("-inf")
+        self._reported = float("-inf")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._hook: PostHogAsyncHook | None = None
@@ -121,7 +125,8 @@ class ProjectPoll:
             await self._read()
 
     async def _read(self) -> None:
-        started = self._read_at = time.time()
+        started, previous = time.time(), self._read_at
+        self._read_at = started
         self.reads += 1
         waiters = [(moment, future) for moment, future in self._waiters if moment <= started]
         self._waiters = [item for item in self._waiters if item[0] > started]
@@ -137,9 +142,31 @@ class ProjectPoll:
                     future.set_exception(error)
             return
         self._last = Listing(started, {export["id"]: export for export in exports})
+        if started - self._reported >= REPORT_EVERY:
+            self._reported = started
+            await self._report(started - previous)
         for _moment, future in waiters:
             if not future.done():
                 future.set_result(self._last)
+
+    async def _report(self, gap: float) -> None:
+        assert self._hook is not None
+        settings = await self._hook.get_settings()
+        budget = request_budget(settings)
+        minute, hour = budget.sent_within(time.monotonic())
+        log.info(
+            "PostHog project %s: %d waits share one read of the exports list, %s (asked for every %.0f s); "
+            "the key for %s sent %d requests in the last minute and %d in the last hour (budget %.0f, %.0f).",
+            self.project_id or settings.project_id,
+            self.members,
+            f"the last {gap:.0f} s after the one before" if gap < float("inf") else "the first",
+            self.interval,
+            budget.label,
+            minute,
+            hour,
+            settings.requests_per_minute,
+            settings.requests_per_hour,
+        )
 
     async def _close(self) -> None:
         if self._task is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -165,3 +168,79 @@ def test_a_held_request_is_reported_while_it_waits(caplog):
         elapsed = asyncio.run(main())
     assert elapsed < 30  # said within the first half of a 60 s hold, not after it
     assert re.search(r"https://posthog\.test is short: 1 waiting, the next for (59|60) s more", caplog.text)
+
+
+def test_when_the_hour_binds_requests_are_spread_across_it():
+    async def main() -> list[float]:
+        budget = RequestBudget(per_minute=1000, per_hour=120, label="test")
+        waits = []
+        for _ in range(11):
+            waits.append(budget.pace.wait_time(time.monotonic()))
+            async with budget.slot():
+                pass
+        return waits
+
+    waits = asyncio.run(main())
+    # Five minutes' worth of the hour's average (10) at once, then one every 3600 / 120 = 30 s: not
+    # the hour's other 110 at once and then silence.
+    assert waits[:10] == [0.0] * 10
+    assert 29 < waits[10] <= 30
+
+
+def test_processes_sharing_the_key_split_its_budget(emulator, monkeypatch):
+    def settings(**extra: object):
+        monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator, **extra))
+
+        async def read():
+            async with PostHogAsyncHook() as hook:
+                return await hook.get_settings()
+
+        return asyncio.run(read())
+
+    shared = settings(requests_per_minute="60", key_shared_by="3")
+    assert (shared.requests_per_minute, shared.requests_per_hour) == (20, 4000 / 3)
+    with pytest.raises(Exception, match=r"key_shared_by.*whole number.*'1\.5'"):
+        settings(key_shared_by="1.5")
+
+
+# One triggerer process: 12 distinct reads at once on one key, for at most 3 s; prints what came back.
+TRIGGERER = """
+import asyncio, sys
+from datetime import datetime, timedelta, timezone
+from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
+
+async def main():
+    async with PostHogAsyncHook(max_retries=0) as hook:
+        now = datetime.now(timezone.utc)
+        reads = [
+            asyncio.ensure_future(hook.list_batch_export_runs(sys.argv[1], after=now - timedelta(minutes=n)))
+            for n in range(12)
+        ]
+        done, held = await asyncio.wait(reads, timeout=3)
+        for read in held:
+            read.cancel()
+        answered = [read for read in done if read.exception() is None or read.exception().status_code]
+        print("sent", len(answered), len(held))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow  # two Airflow processes: the --all tier
+@pytest.mark.parametrize(("shared_by", "sent", "throttled"), [(2, 20, 0), (1, 24, 4)])
+def test_two_triggerers_on_one_key_stay_under_its_limit_together(emulator, shared_by, sent, throttled):
+    emulator.rate_limiter.configure(enabled=True, burst=20)
+    conn = connection_json(emulator, requests_per_minute=20, key_shared_by=shared_by)
+    env = {**os.environ, "AIRFLOW_CONN_POSTHOG_DEFAULT": conn}
+    command = [sys.executable, "-c", TRIGGERER, SEED.s3_export_id]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    statuses = [record.status for record in api_requests(emulator)]
+    # key_shared_by=2: each process sends its 10 and holds 2; told nothing, both send all 12.
+    assert len(statuses) == sent and statuses.count(429) == throttled
+    # Each process's line: requests answered (200 or 429), requests still held by its budget.
+    answered = [
+        line.split()[1:] for output in outputs for line in output.splitlines() if line.startswith("sent ")
+    ]
+    assert answered == ([["10", "2"]] * 2 if shared_by == 2 else [["12", "0"]] * 2)
