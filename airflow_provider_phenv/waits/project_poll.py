@@ -155,7 +155,7 @@ class ProjectPoll:
         budget = request_budget(settings)
         minute, hour = budget.sent_within(time.monotonic())
         log.info(
-            "PostHog project %s: %d waits share one read of the exports list, %s (asked for every %.0f s); "
+            "PostHog project %s: %d waits share one read of the exports list, %s (asked for every %g s); "
             "the key for %s sent %d requests in the last minute and %d in the last hour (budget %.0f, %.0f).",
             self.project_id or settings.project_id,
             self.members,

@@ -139,3 +139,24 @@ def test_a_range_wait_judges_from_the_listing_as_from_its_own_read(emulator, pos
     assert (shared.status, shared.message) == (own.status, own.message)
     gets = [record.path for record in api_requests(emulator)]
     assert gets == ([] if listed else [f"/api/projects/{SEED.project_id}/batch_exports/{HOURLY}/"])
+
+
+def test_the_poll_says_once_a_minute_how_it_and_its_key_fare(emulator, posthog_conn, caplog):
+    async def main() -> None:
+        async with (
+            ProjectPoll.member("posthog_default", None, 0.05, PARAMS) as poll,
+            ProjectPoll.member("posthog_default", None, 30.0, PARAMS),
+        ):
+            for _ in range(3):
+                await poll.listing(time.time())
+
+    with caplog.at_level("INFO", logger="airflow_provider_phenv.waits.project_poll"):
+        asyncio.run(main())
+    lines = [record.getMessage() for record in caplog.records if "share one read" in record.getMessage()]
+    # Three reads, one line: the waits it serves, how often it reads, the key's requests so far.
+    assert len(lines) == 1
+    assert lines[0].startswith(f"PostHog project {emulator.project_id}: 2 waits share one read")
+    assert (
+        "asked for every 0.05 s" in lines[0]
+        and "1 requests in the last minute and 1 in the last hour" in lines[0]
+    )
