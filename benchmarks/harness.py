@@ -63,6 +63,31 @@ class Figure:
         return {**asdict(self), "ratio": self.ratio}
 
 
+def latency_figure(
+    item: int,
+    name: str,
+    average: Callable[[list[float]], float],
+    ours: list[float],
+    overhead_ms: float,
+    http: list[float] | None = None,
+    http_note: str | None = None,
+    **floor: Any,
+) -> Figure:
+    """
+    A wait's latency in seconds: ``average`` of ``ours``, next to HttpSensor's where it has one.
+
+    The note gives our worst sample, what our task took after the deciding poll (``overhead_ms``)
+    and ``http_note`` on HttpSensor; without one, that HttpSensor cannot defer. ``floor``: the
+    Figure's ``floor`` and ``passed``.
+    """
+    note = f"max {max(ours):.3f} s; after the deciding poll: {overhead_ms:.1f} ms"
+    note += (
+        f" ({http_note})" if http_note is not None else "; HttpSensor with a response_check does not defer"
+    )
+    http_value = round(average(http), 3) if http else None
+    return Figure(item, name, round(average(ours), 3), "s", http_value, note=note, **floor)
+
+
 def check(value: float, op: str, limit: float) -> bool:
     """Whether ``value`` reaches a floor written as ``op limit``."""
     return {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]

@@ -367,34 +367,15 @@ def _creates(kind: str, server: Any, meta: dict[str, Any]) -> tuple[Callable[[],
 
 def _many_triggers(server: Any) -> Callable[[], Any]:
     def run() -> Any:
-        from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
-        from tests.helpers.sensor_modes import utcnow
+        from tests.helpers.sensor_modes import cancel_logs_triggers_mid_request
 
-        async def main() -> Any:
-            triggers = [
-                PostHogBatchExportLogsTrigger(
-                    batch_export_id=EXPORT_ID,
-                    since=utcnow().isoformat(),
-                    criteria={"message_pattern": "x"},
-                    poll_interval=1,
-                    hook_params={"timeout": 30},
-                )
-                for _ in range(200)
-            ]
-            tasks = [asyncio.create_task(t.run().__anext__()) for t in triggers]
-            for _ in range(400):
-                if len(server.requests) >= 200:
-                    break
-                await asyncio.sleep(0.05)
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.1)
-            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
-            return f"{cancelled}/200 cancelled, {len(left)} tasks left"
-
-        return asyncio.run(main())
+        _, results, left = asyncio.run(
+            cancel_logs_triggers_mid_request(
+                server, EXPORT_ID, count=200, polls=400, poll_interval=1, hook_params={"timeout": 30}
+            )
+        )
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        return f"{cancelled}/200 cancelled, {len(left)} tasks left"
 
     return run
 

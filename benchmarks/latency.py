@@ -26,7 +26,7 @@ from airflow.providers.http.sensors.http import HttpSensor
 
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 from airflow_provider_phenv.validation import format_timestamp
-from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, utcnow
+from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, latency_figure, utcnow
 from benchmarks.sensor_polls import EXPORT, http_check
 from tests.helpers.sensor_modes import MODES, FakeStateStore, FakeTI, make_context
 
@@ -114,25 +114,27 @@ def run(bench: Bench, interval: float, repeats: int) -> tuple[list[Figure], dict
         "latency_s": samples,
         "after_deciding_poll_s": after_poll,
     }
+    return _figures(samples, after_poll, interval, repeats), details
+
+
+def _figures(
+    samples: dict[str, list[float]], after_poll: dict[str, list[float]], interval: float, repeats: int
+) -> list[Figure]:
     figures = []
     for mode in MODES:
-        ours = samples[f"ours {mode}"]
         http = samples.get(f"http {mode}")
-        overhead = statistics.mean(after_poll[f"ours {mode}"]) * 1000
-        http_overhead = statistics.mean(after_poll[f"http {mode}"]) * 1000 if http else None
+        http_note = (
+            f"HttpSensor {statistics.mean(after_poll[f'http {mode}']) * 1000:.1f} ms" if http else None
+        )
         figures.append(
-            Figure(
+            latency_figure(
                 5,
                 f"entry to success, {mode} mode (mean of {repeats} phases, poke_interval {interval:g} s)",
-                round(statistics.mean(ours), 3),
-                "s",
-                round(statistics.mean(http), 3) if http else None,
-                note=f"max {max(ours):.3f} s; after the deciding poll: {overhead:.1f} ms"
-                + (
-                    f" (HttpSensor {http_overhead:.1f} ms)"
-                    if http_overhead is not None
-                    else "; HttpSensor with a response_check does not defer"
-                ),
+                statistics.mean,
+                samples[f"ours {mode}"],
+                statistics.mean(after_poll[f"ours {mode}"]) * 1000,
+                http,
+                http_note,
             )
         )
-    return figures, details
+    return figures

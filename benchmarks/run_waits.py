@@ -49,7 +49,16 @@ from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunT
 from airflow_provider_phenv.validation import format_timestamp, parse_timestamp
 from airflow_provider_phenv.waits import WAITING
 from airflow_provider_phenv.waits.runs import RunsWait
-from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, Traffic, idle_trigger_polls, traffic, utcnow
+from benchmarks.harness import (
+    HTTP_CONN_ID,
+    Bench,
+    Figure,
+    Traffic,
+    idle_trigger_polls,
+    latency_figure,
+    traffic,
+    utcnow,
+)
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, first_event, make_context
 
 EXPORT = SEED.s3_export_id  # hourly, three completed runs before the last hour in the seed
@@ -271,16 +280,11 @@ def one_wait(bench: Bench, case: str, interval: float, phase: float, history: in
     bench.emulator.clear_requests()
     began = time.time()
     backfill_id = run_id = None
+    # The arguments our backfill operator and run sensor share (for kind "ours").
+    ours = {**common, "batch_export_id": EXPORT, "deferrable": mode == "deferrable", "hook_params": FAST_HOOK}
     if what == "backfill" and kind == "ours":
         task: Any = PostHogBackfillBatchExportOperator(
-            task_id="backfill",
-            batch_export_id=EXPORT,
-            start_at=start,
-            end_at=end,
-            poll_interval=interval,
-            timeout=60,
-            deferrable=mode == "deferrable",
-            hook_params=FAST_HOOK,
+            task_id="backfill", start_at=start, end_at=end, poll_interval=interval, **ours
         )
     elif what == "backfill":
         with PostHogHook() as hook:  # HttpSensor waits on a backfill something else started
@@ -293,14 +297,11 @@ def one_wait(bench: Bench, case: str, interval: float, phase: float, history: in
         if kind == "ours":
             task = PostHogBatchExportRunSensor(
                 task_id=f"exported_{mode}",
-                batch_export_id=EXPORT,
                 since=since,
                 until=until,
                 poke_interval=interval,
                 mode="reschedule" if mode == "reschedule" else "poke",
-                deferrable=mode == "deferrable",
-                hook_params=FAST_HOOK,
-                **common,
+                **ours,
             )
         else:
             task = http_sensor(bench, "runs/", http_interval_done(since, until), **common)
@@ -432,25 +433,29 @@ def _slot_figures(samples: dict[str, list[Sample]]) -> list[Figure]:
         first = max(s.first_span_requests for s in runs)
         return f"execute made {first} request(s), then deferred; in a worker {busy:.0f} ms of {wait:.2f} s"
 
+    def slots(what: str, label: str, others: str) -> Figure:
+        """Slots held by the deferrable ``what`` wait, next to HttpSensor's in poke mode."""
+        deferrable = f"{what} ours deferrable"
+        return Figure(
+            8,
+            f"{label}, deferrable: worker slots held while waiting",
+            round(held(deferrable), 3),
+            "slots",
+            round(held(f"{what} http poke"), 3),
+            note=f"time-weighted; {stints(deferrable)}{others}; reference: HttpSensor, poke mode",
+        )
+
     return [
-        Figure(
-            8,
-            "backfill wait, deferrable: worker slots held while waiting",
-            round(held("backfill ours deferrable"), 3),
-            "slots",
-            round(held("backfill http poke"), 3),
-            note=f"time-weighted; {stints('backfill ours deferrable')} (read the export, create, one poll); "
-            f"deferrable=False {held('backfill ours worker'):.2f}; reference: HttpSensor, poke mode",
+        slots(
+            "backfill",
+            "backfill wait",
+            f" (read the export, create, one poll); deferrable=False {held('backfill ours worker'):.2f}",
         ),
-        Figure(
-            8,
-            "run sensor, deferrable: worker slots held while waiting",
-            round(held("run ours deferrable"), 3),
-            "slots",
-            round(held("run http poke"), 3),
-            note=f"time-weighted; {stints('run ours deferrable')}; poke mode {held('run ours poke'):.2f}, "
-            f"reschedule {held('run ours reschedule'):.3f} (HttpSensor {held('run http reschedule'):.3f}); "
-            "reference: HttpSensor, poke mode",
+        slots(
+            "run",
+            "run sensor",
+            f"; poke mode {held('run ours poke'):.2f}, reschedule {held('run ours reschedule'):.3f} "
+            f"(HttpSensor {held('run http reschedule'):.3f})",
         ),
     ]
 
@@ -468,23 +473,21 @@ def _latency_figures(samples: dict[str, list[Sample]], interval: float, repeats:
         ours = samples[f"{what} ours {mode}"]
         latencies = [s.latency for s in ours]
         http = [s.latency for s in samples[http_case]] if http_case else None
-        overhead = statistics.median(s.after_poll for s in ours) * 1000
-        note = f"max {max(latencies):.3f} s; after the deciding poll: {overhead:.1f} ms"
+        http_note = None
         if http_case:
             http_overhead = statistics.median(s.after_poll for s in samples[http_case]) * 1000
-            note += f" (HttpSensor {http_overhead:.1f} ms, max {max(http or [0]):.3f} s)"
-        else:
-            note += "; HttpSensor with a response_check does not defer"
+            http_note = f"HttpSensor {http_overhead:.1f} ms, max {max(http or [0]):.3f} s"
         figures.append(
-            Figure(
+            latency_figure(
                 8,
                 f"run finished to task done, {label} (median of {repeats} phases, poll {interval:g} s)",
-                round(statistics.median(latencies), 3),
-                "s",
-                round(statistics.median(http), 3) if http else None,
-                f"max <= {limit:g}",
-                max(latencies) <= limit,
-                note,
+                statistics.median,
+                latencies,
+                statistics.median(s.after_poll for s in ours) * 1000,
+                http,
+                http_note,
+                floor=f"max <= {limit:g}",
+                passed=max(latencies) <= limit,
             )
         )
     return figures

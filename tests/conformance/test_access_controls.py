@@ -10,11 +10,14 @@ apply to dashboards unchanged: the same mixin and permission class serve both.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 from phenv_emulator import SEED
 from phenv_emulator.dashboards import access_control_views
 
+from tests.helpers.api import INVALID_INPUT, PERMISSION_DENIED
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "products/access_control/backend/tests/test_access_control.py"
@@ -36,6 +39,18 @@ def controls(dashboard_id: int) -> str:
 
 def put(client, dashboard_id: int, body):
     return client.request("PUT", controls(dashboard_id), json=body)
+
+
+def view_and_edit(client, dashboard_id: int) -> tuple[int, int]:
+    """The statuses of a GET and then a PATCH of the dashboard."""
+    path = f"dashboards/{dashboard_id}/"
+    return client.get(path).status_code, client.patch(path, {"name": "changed"}).status_code
+
+
+def detail(response, status: int) -> str:
+    """The error's ``detail``, once the status is the expected one."""
+    assert response.status_code == status, response.text
+    return response.json()["detail"]
 
 
 # -- TestAccessControlObjectCap (dashboards) -------------------------------------------------
@@ -72,8 +87,7 @@ def at_cap(api, emulator, monkeypatch):
 @posthog_case(f"{SOURCE}::TestAccessControlObjectCap::test_new_object_rejected_at_cap", endpoint=ENDPOINT)
 def test_a_new_object_is_rejected_at_the_cap(api, emulator, at_cap):
     response = put(api, dashboard_of(emulator), {"access_level": "viewer"})
-    assert response.status_code == 400
-    assert "Reached the limit of 3 dashboards with access control overrides" in response.json()["detail"]
+    assert "Reached the limit of 3 dashboards with access control overrides" in detail(response, 400)
 
 
 @posthog_case(
@@ -133,7 +147,7 @@ def test_get_access_controls_as_the_creator(alice, emulator):
 )
 def test_a_member_cannot_change_rules_of_another_users_dashboard(alice, emulator, expect_error):
     response = put(alice, dashboard_of(emulator), {"access_level": "editor"})
-    expect_error(response, 403, "authentication_error", "permission_denied", NOT_MANAGER)
+    expect_error(response, *PERMISSION_DENIED, NOT_MANAGER)
 
 
 @posthog_case(
@@ -158,9 +172,7 @@ def test_the_creator_changes_rules(alice, emulator):
     f"{SOURCE}::TestAccessControlPermissions::test_default_allows_all_access", endpoint="dashboards/{id}/"
 )
 def test_by_default_members_view_and_edit(alice, emulator):
-    dashboard = dashboard_of(emulator)
-    assert alice.get(f"dashboards/{dashboard}/").status_code == 200
-    assert alice.patch(f"dashboards/{dashboard}/", {"name": "changed"}).status_code == 200
+    assert view_and_edit(alice, dashboard_of(emulator)) == (200, 200)
 
 
 @posthog_case(
@@ -173,9 +185,7 @@ def test_a_viewer_default_blocks_edits(alice, emulator, expect_error):
     assert alice.get(f"dashboards/{dashboard}/").status_code == 200
     expect_error(
         alice.patch(f"dashboards/{dashboard}/", {"name": "changed"}),
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "You do not have editor access to this resource.",
     )
 
@@ -189,14 +199,11 @@ def test_a_none_default_blocks_everyone_but_the_creator(alice, bob, emulator, ex
     emulator.state.add_access_control(dashboard, "none")
     expect_error(
         bob.get(f"dashboards/{dashboard}/"),
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "You do not have viewer access to this resource.",
     )
     assert bob.patch(f"dashboards/{dashboard}/", {"name": "x"}).status_code == 403
-    assert alice.get(f"dashboards/{dashboard}/").status_code == 200
-    assert alice.patch(f"dashboards/{dashboard}/", {"name": "x"}).status_code == 200
+    assert view_and_edit(alice, dashboard) == (200, 200)
 
 
 @posthog_case(
@@ -213,13 +220,7 @@ def test_without_project_access_everything_is_refused(emulator, make_api, expect
         carol.patch(f"dashboards/{dashboard}/", {"name": "x"}),
         carol.post("dashboards/", {"name": "x"}),
     ):
-        expect_error(
-            response,
-            403,
-            "authentication_error",
-            "permission_denied",
-            "You don't have access to the project.",
-        )
+        expect_error(response, *PERMISSION_DENIED, "You don't have access to the project.")
 
 
 # -- TestAccessControlFiltering -------------------------------------------------------------
@@ -256,56 +257,42 @@ def _project_level(name: str):
     return posthog_case(f"{SOURCE}::TestAccessControlProjectLevelAPI::{name}", endpoint=ENDPOINT)
 
 
+def _refusal(posthog_test: str, body: dict, *error: Any, features: list[str] | None = None, id: str):
+    """A case of ``test_a_rule_the_serializer_refuses``: PostHog's test, the body, the error."""
+    return pytest.param(features, body, error, marks=_project_level(posthog_test), id=id)
+
+
 @pytest.mark.parametrize(
     ("features", "body", "error"),
     [
-        pytest.param(
-            None,
+        _refusal(
+            "test_project_change_rejected_if_bad_access_level",
             {"access_level": "bad"},
-            (
-                400,
-                "validation_error",
-                "invalid_input",
-                "Invalid access level. Must be one of: none, viewer, editor, manager",
-                "access_level",
-            ),
-            marks=_project_level("test_project_change_rejected_if_bad_access_level"),
+            *INVALID_INPUT,
+            "Invalid access level. Must be one of: none, viewer, editor, manager",
+            "access_level",
             id="bad_access_level",
         ),
-        pytest.param(
-            None,
-            {"access_level": "viewer", "organization_member": SEED.carol_membership_id},
-            (
-                400,
-                "validation_error",
-                "invalid_input",
-                "The member must belong to the same organization as this project.",
-            ),
-            marks=_project_level("test_project_change_rejected_if_member_belongs_to_another_organization"),
-            id="member_of_another_organization",
+        # test_project_change_rejected_if_{member,role}_belongs_to_another_organization: one rule, two fields.
+        *(
+            _refusal(
+                f"test_project_change_rejected_if_{subject}_belongs_to_another_organization",
+                {"access_level": "viewer", field: of_another_organization},
+                *INVALID_INPUT,
+                f"The {subject} must belong to the same organization as this project.",
+                id=f"{subject}_of_another_organization",
+            )
+            for subject, field, of_another_organization in (
+                ("member", "organization_member", SEED.carol_membership_id),
+                ("role", "role", SEED.other_role_id),
+            )
         ),
-        pytest.param(
-            None,
-            {"access_level": "viewer", "role": SEED.other_role_id},
-            (
-                400,
-                "validation_error",
-                "invalid_input",
-                "The role must belong to the same organization as this project.",
-            ),
-            marks=_project_level("test_project_change_rejected_if_role_belongs_to_another_organization"),
-            id="role_of_another_organization",
-        ),
-        pytest.param(
-            ["access_control"],
+        _refusal(
+            "test_role_based_access_control_rejected_without_role_based_access_feature",
             {"access_level": "viewer", "role": SEED.role_id},
-            (
-                403,
-                "authentication_error",
-                "permission_denied",
-                "Role-based access controls require the Role-based access feature.",
-            ),
-            marks=_project_level("test_role_based_access_control_rejected_without_role_based_access_feature"),
+            *PERMISSION_DENIED,
+            "Role-based access controls require the Role-based access feature.",
+            features=["access_control"],
             id="role_without_the_role_based_access_feature",
         ),
     ],
@@ -352,9 +339,7 @@ def test_put_needs_the_write_scope(emulator, make_api):
     reader = make_api(emulator.state.add_api_key(["access_control:read"]))
     dashboard = dashboard_of(emulator)
     assert reader.get(controls(dashboard)).status_code == 200
-    response = put(reader, dashboard, {"access_level": "viewer"})
-    assert response.status_code == 403
-    assert "access_control:write" in response.json()["detail"]
+    assert "access_control:write" in detail(put(reader, dashboard, {"access_level": "viewer"}), 403)
 
 
 @posthog_case(
@@ -379,9 +364,7 @@ def test_without_access_control_a_restricted_dashboard_is_lowest_level(alice, em
     emulator.state.set_product_features([])
     expect_error(
         alice.post(f"dashboards/{dashboard}/collaborators/", {"user_uuid": SEED.bob_uuid, "level": 37}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Cannot add collaborators to a dashboard on the lowest restriction level.",
     )
 
@@ -396,9 +379,7 @@ def test_without_access_control_collaborators_cannot_be_removed(alice, emulator,
     emulator.state.set_access_control(False)
     expect_error(
         alice.delete(f"dashboards/{dashboard}/collaborators/{SEED.bob_uuid}/"),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Cannot remove collaborators from a dashboard on the lowest restriction level.",
     )
 
@@ -450,8 +431,6 @@ def test_members_of_another_organization_are_refused(emulator, expect_error):
     )
     expect_error(
         response,
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "You do not have permission to perform this action.",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from phenv_emulator import SEED
 
+from tests.helpers.api import INVALID_INPUT, PERMISSION_DENIED
 from tests.helpers.conformance import posthog_case
 
 SOURCE = "ee/api/test/test_dashboard_collaborators.py"
@@ -83,7 +84,7 @@ def test_anyone_in_the_project_lists_every_privilege(alice, emulator):
 def test_the_creator_cannot_add(alice, emulator, expect_error, restriction_level, user_uuid, detail):
     dashboard = dashboard_of(emulator, restriction_level)
     response = alice.post(collaborators(dashboard), {"user_uuid": user_uuid, "level": COLLABORATORS_ONLY})
-    expect_error(response, 400, "validation_error", "invalid_input", detail)
+    expect_error(response, *INVALID_INPUT, detail)
 
 
 @posthog_case(
@@ -107,7 +108,7 @@ def test_the_creator_adds_an_editor(alice, emulator):
 def test_a_member_without_edit_rights_cannot_add(alice, emulator, expect_error):
     dashboard = dashboard_of(emulator, COLLABORATORS_ONLY, creator=None)
     response = alice.post(collaborators(dashboard), {"user_uuid": SEED.bob_uuid, "level": COLLABORATORS_ONLY})
-    expect_error(response, 403, "authentication_error", "permission_denied", NO_EDIT_RIGHTS)
+    expect_error(response, *PERMISSION_DENIED, NO_EDIT_RIGHTS)
 
 
 @posthog_case(
@@ -118,9 +119,7 @@ def test_a_caller_outside_the_organization_is_forbidden(emulator, make_api, expe
     dashboard = dashboard_of(emulator, COLLABORATORS_ONLY)
     carol = make_api(emulator.state.add_api_key(["*"], SEED.carol_uuid))
     response = carol.post(collaborators(dashboard), {"user_uuid": SEED.bob_uuid, "level": COLLABORATORS_ONLY})
-    expect_error(
-        response, 403, "authentication_error", "permission_denied", "You don't have access to the project."
-    )
+    expect_error(response, *PERMISSION_DENIED, "You don't have access to the project.")
 
 
 @posthog_case(f"{SOURCE}::test_cannot_update_existing_collaborator", endpoint=DETAIL)
@@ -133,9 +132,7 @@ def test_a_collaborator_cannot_be_updated(alice, emulator, expect_error):
     # (posthog/permissions.py, ScopeBasePermission._get_required_scopes).
     expect_error(
         response,
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "This action does not support personal API key access",
     )
 
@@ -148,9 +145,7 @@ def test_no_removal_on_the_lowest_restriction_level(alice, emulator, expect_erro
     emulator.state.add_collaborator(dashboard, SEED.bob_uuid, COLLABORATORS_ONLY)
     expect_error(
         alice.delete(collaborators(dashboard) + SEED.bob_uuid),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Cannot remove collaborators from a dashboard on the lowest restriction level.",
     )
 
@@ -172,8 +167,6 @@ def test_a_member_without_edit_rights_cannot_remove(alice, emulator, expect_erro
     emulator.state.add_collaborator(dashboard, SEED.bob_uuid, COLLABORATORS_ONLY)
     expect_error(
         alice.delete(collaborators(dashboard) + SEED.bob_uuid),
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         NO_EDIT_RIGHTS,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 from phenv_emulator import SEED
 
+from tests.helpers.api import INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED
+
 S3_DESTINATION = {
     "type": "AwsS3",
     "config": {"bucket_name": "my-bucket", "region": "us-east-1", "prefix": "events/"},
@@ -75,9 +77,7 @@ def test_invalid_interval_is_invalid_choice(api, expect_error):  # 16
 def test_sub_hour_interval_needs_the_team_flag(api, emulator, expect_error):  # 17
     expect_error(
         api.post("batch_exports/", payload(interval="every 5 minutes")),
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "Higher frequency batch exports are not enabled for this team.",
     )
     emulator.state.set_feature_flag("high-frequency-batch-exports")
@@ -108,7 +108,7 @@ def test_sub_hour_interval_needs_the_team_flag(api, emulator, expect_error):  # 
 )
 def test_destination_config_validation(api, expect_error, destination, detail):  # 18, §5
     response = api.post("batch_exports/", payload(destination=destination))
-    expect_error(response, 400, "validation_error", "invalid_input", detail, "destination__non_field_errors")
+    expect_error(response, *INVALID_INPUT, detail, "destination__non_field_errors")
 
 
 def test_a_missing_integration_is_an_error_of_the_destination(api, expect_error):  # §5
@@ -118,9 +118,7 @@ def test_a_missing_integration_is_an_error_of_the_destination(api, expect_error)
     )
     expect_error(
         response,
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Integration is required for AwsS3 batch exports",
         "destination",
     )
@@ -183,9 +181,7 @@ def test_unpause_with_backfill_covers_the_paused_time(api, emulator):  # 23, §6
 def test_unpause_rejects_a_non_boolean_backfill(api, expect_error):  # 23
     expect_error(
         api.post(f"batch_exports/{SEED.paused_export_id}/unpause", {"backfill": "maybe"}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Must be a valid boolean.",
         "backfill",
     )
@@ -195,9 +191,7 @@ def test_unpause_rejects_a_non_boolean_backfill(api, expect_error):  # 23
 def test_pause_unpause_of_unknown_or_other_team_export_is_404(api, make_api, expect_error, action):  # 8, 24
     expect_error(
         api.post(f"batch_exports/{SEED.owner_uuid}/{action}"),
-        404,
-        "invalid_request",
-        "not_found",
+        *NOT_FOUND,
         "Not found.",
     )
     # An export of another environment of the same organization is not found either.
@@ -205,9 +199,7 @@ def test_pause_unpause_of_unknown_or_other_team_export_is_404(api, make_api, exp
     staging = (
         make_api(team=SEED.second_environment_id).post("batch_exports/", payload(destination=postgres)).json()
     )
-    expect_error(
-        api.post(f"batch_exports/{staging['id']}/{action}"), 404, "invalid_request", "not_found", "Not found."
-    )
+    expect_error(api.post(f"batch_exports/{staging['id']}/{action}"), *NOT_FOUND, "Not found.")
 
 
 @pytest.mark.parametrize(
@@ -217,18 +209,14 @@ def test_pause_or_unpause_with_missing_schedule_is_400(api, emulator, expect_err
     emulator.state.delete_schedule(export_id)
     expect_error(
         api.post(f"batch_exports/{export_id}/{action}"),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         f"Invalid request to {action} a BatchExport could not be carried out",
     )
 
 
 def test_delete_is_a_soft_delete(api, emulator, expect_error):  # 39
     assert api.delete(f"batch_exports/{SEED.s3_export_id}/").status_code == 204
-    expect_error(
-        api.get(f"batch_exports/{SEED.s3_export_id}/"), 404, "invalid_request", "not_found", "Not found."
-    )
+    expect_error(api.get(f"batch_exports/{SEED.s3_export_id}/"), *NOT_FOUND, "Not found.")
     assert SEED.s3_export_id not in [e["id"] for e in api.get("batch_exports/").json()["results"]]
     assert emulator.state.get_batch_export(SEED.s3_export_id)["deleted"] is True
 
@@ -311,9 +299,7 @@ def test_run_test_step_new_validates_the_full_payload(api, expect_error):  # 33
     }
     expect_error(
         api.post("batch_exports/run_test_step_new/", {**payload(destination=databricks), "step": 0}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Integration is required for Databricks batch exports",
         "destination",
     )

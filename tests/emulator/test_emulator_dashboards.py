@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from phenv_emulator import SEED
 
+from tests.helpers.api import INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED
+
 RESTRICTED = f"dashboards/{SEED.restricted_dashboard_id}/collaborators/"
 OPEN = f"dashboards/{SEED.product_dashboard_id}/collaborators/"
 
@@ -32,9 +34,7 @@ def test_list_hides_deleted_and_unlisted_and_does_not_rank_a_search(api, emulato
     assert names(api.get("dashboards/", params={"search": "METRICS"}).json()) == everything
     expect_error(
         api.get("dashboards/", params={"search": "x" * 201}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Search query must be 200 characters or fewer.",
         "search",
     )
@@ -109,16 +109,14 @@ def test_delete_is_405_and_patch_deleted_soft_deletes(api, expect_error):  # 48
     patched = api.patch(path, {"deleted": True, "creation_mode": "template"})
     assert patched.status_code == 200
     assert patched.json()["creation_mode"] == "default"
-    expect_error(api.get(path), 404, "invalid_request", "not_found", "Not found.")
+    expect_error(api.get(path), *NOT_FOUND, "Not found.")
 
 
 def test_non_editor_cannot_patch_a_restricted_dashboard(emulator, make_api, expect_error):
     bob = make_api(emulator.state.add_api_key(["*"], user_uuid=SEED.bob_uuid))
     expect_error(
         bob.patch(f"dashboards/{SEED.restricted_dashboard_id}/", {"name": "mine"}),
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "You don't have edit permissions for this dashboard.",
     )
 
@@ -127,9 +125,7 @@ def test_collaborators_list_is_a_bare_array(api, expect_error):  # 49
     [collaborator] = api.get(RESTRICTED).json()
     assert set(collaborator) == {"id", "dashboard_id", "user", "level", "added_at", "updated_at"}
     assert (collaborator["user"]["uuid"], collaborator["level"]) == (SEED.alice_uuid, 37)
-    expect_error(
-        api.get("dashboards/999/collaborators/"), 404, "invalid_request", "not_found", "Dashboard not found."
-    )
+    expect_error(api.get("dashboards/999/collaborators/"), *NOT_FOUND, "Dashboard not found.")
 
 
 def test_add_collaborator(api):  # 51
@@ -172,7 +168,7 @@ def test_add_collaborator(api):  # 51
     ],
 )
 def test_add_collaborator_rules(api, expect_error, path, body, detail):  # 50-53
-    expect_error(api.post(path, body), 400, "validation_error", "invalid_input", detail)
+    expect_error(api.post(path, body), *INVALID_INPUT, detail)
 
 
 def test_add_collaborator_field_validation(api, expect_error):
@@ -186,9 +182,7 @@ def test_add_collaborator_field_validation(api, expect_error):
     )
     expect_error(
         api.post(RESTRICTED, {"user_uuid": "nope", "level": 37}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Must be a valid UUID.",
         "user_uuid",
     )
@@ -198,9 +192,7 @@ def test_access_control_off_makes_every_dashboard_lowest_level(api, emulator, ex
     emulator.state.set_access_control(False)
     expect_error(
         api.post(RESTRICTED, {"user_uuid": SEED.bob_uuid, "level": 37}),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Cannot add collaborators to a dashboard on the lowest restriction level.",
     )
 
@@ -214,9 +206,7 @@ def test_non_editor_cannot_change_collaborators(emulator, make_api, expect_error
     ):
         expect_error(
             response,
-            403,
-            "authentication_error",
-            "permission_denied",
+            *PERMISSION_DENIED,
             "You don't have edit permissions for this dashboard.",
         )
     alice = make_api(emulator.state.add_api_key(["*"], user_uuid=SEED.alice_uuid))
@@ -226,13 +216,11 @@ def test_non_editor_cannot_change_collaborators(emulator, make_api, expect_error
 def test_remove_collaborator(api, emulator, expect_error):  # 55, §7.3
     assert api.delete(RESTRICTED + SEED.alice_uuid + "/").status_code == 204
     assert api.get(RESTRICTED).json() == []
-    expect_error(api.delete(OPEN + SEED.bob_uuid), 404, "invalid_request", "not_found", "Not found.")
+    expect_error(api.delete(OPEN + SEED.bob_uuid), *NOT_FOUND, "Not found.")
     emulator.state.add_collaborator(SEED.product_dashboard_id, SEED.bob_uuid, level=21)
     expect_error(
         api.delete(OPEN + SEED.bob_uuid),
-        400,
-        "validation_error",
-        "invalid_input",
+        *INVALID_INPUT,
         "Cannot remove collaborators from a dashboard on the lowest restriction level.",
     )
 
@@ -243,8 +231,6 @@ def test_collaborator_update_is_not_allowed(api, expect_error, method):  # 55
     response = api.request(method, RESTRICTED + SEED.alice_uuid, json={"level": 21})
     expect_error(
         response,
-        403,
-        "authentication_error",
-        "permission_denied",
+        *PERMISSION_DENIED,
         "This action does not support personal API key access",
     )

@@ -38,6 +38,12 @@ class Api:
         return self.request("DELETE", path, **kwargs)
 
 
+#: ``(status, type, code)`` of PostHog's usual errors: ``expect_error(response, *NOT_FOUND, detail)``.
+INVALID_INPUT = (400, "validation_error", "invalid_input")
+PERMISSION_DENIED = (403, "authentication_error", "permission_denied")
+NOT_FOUND = (404, "invalid_request", "not_found")
+
+
 def check_error(
     response: requests.Response, status: int, type_: str, code: str, detail: str, attr: str | None = None
 ) -> None:

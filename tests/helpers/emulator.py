@@ -9,6 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+#: Operator kwargs: hook retries in milliseconds, so a retried request costs the tests no time.
+FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
+
 
 def connection_json(emulator: Any, **extra: object) -> str:
     """

@@ -26,6 +26,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from phenv_emulator import SEED
 
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
+from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 
 EXPORT_ID = SEED.bigquery_export_id
 # Fast retries so fault tests take milliseconds, not the production backoff.
@@ -93,6 +94,38 @@ async def first_event(trigger: BaseTrigger, timeout: float = 20.0) -> TriggerEve
 
 def run_trigger(trigger: BaseTrigger, timeout: float = 20.0) -> TriggerEvent:
     return asyncio.run(first_event(trigger, timeout))
+
+
+async def cancel_logs_triggers_mid_request(
+    server: Any, batch_export_id: str, *, count: int, polls: int, **trigger_kwargs: Any
+) -> tuple[int, list[Any], list[asyncio.Task[Any]]]:
+    """
+    ``count`` logs triggers, each run into its first request to ``server`` (which holds them), all
+    cancelled once the server has them all or after ``polls`` checks 0.05 s apart, as the triggerer
+    cancels on shutdown. Returns the requests the server had by then, the results of the cancelled
+    runs, and the asyncio tasks still alive afterwards.
+    """
+    triggers = [
+        PostHogBatchExportLogsTrigger(
+            batch_export_id=batch_export_id,
+            since=utcnow().isoformat(),
+            criteria={"message_pattern": "x"},
+            **trigger_kwargs,
+        )
+        for _ in range(count)
+    ]
+    tasks = [asyncio.create_task(trigger.run().__anext__()) for trigger in triggers]
+    for _ in range(polls):
+        if len(server.requests) >= count:
+            break
+        await asyncio.sleep(0.05)
+    sent = len(server.requests)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    return sent, results, leftover
 
 
 def run_poke_mode(sensor: PostHogBatchExportLogsSensor, context: dict[str, Any]) -> Any:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import pytest
 from phenv_emulator import SEED
 
-from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
 from airflow_provider_phenv.operators.dashboards import (
     PostHogAddDashboardCollaboratorOperator,
     PostHogCreateDashboardOperator,
 )
 from tests.helpers.hostile_server import close, forward, json_reply, reply
 from tests.hostile.conftest import FAST
-from tests.runs.conftest import HOURLY, hours_ago
+from tests.runs.conftest import HOURLY, backfill_op, hours_ago
 
 AFTER_COMMIT = {
     "lost": close(),
@@ -133,14 +132,7 @@ def test_one_backfill_whatever_follows_the_commit(fronted, emulator, fault):
     """Issue 12: a 502-like answer after PostHog started the backfill is looked up, not re-sent."""
     emulator.state.set_run_outcome(HOURLY, "completed", duration=0.2)
     fronted.on(forward(then=AFTER_COMMIT[fault]), method="POST", path="/backfills", times=1)
-    operator = PostHogBackfillBatchExportOperator(
-        task_id="b",
-        batch_export_id=HOURLY,
-        start_at=hours_ago(9),
-        end_at=hours_ago(8),
-        poll_interval=0.1,
-        hook_params=HOOK,
-    )
+    operator = backfill_op(task_id="b", start_at=hours_ago(9), end_at=hours_ago(8), hook_params=HOOK)
     result = operator.execute({})
     assert result["status"] == "Completed"
     assert list(emulator.state.backfills) == [result["backfill_id"]]

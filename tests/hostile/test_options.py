@@ -15,9 +15,8 @@ from airflow_provider_phenv.errors import PostHogConnectionConfigError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
 from airflow_provider_phenv.operators.batch_exports import PostHogTestBatchExportOperator
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
-from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from tests.helpers.hostile_server import hang
-from tests.helpers.sensor_modes import utcnow
+from tests.helpers.sensor_modes import cancel_logs_triggers_mid_request
 from tests.hostile.conftest import EXPORT_ID, FAST, connection
 
 
@@ -88,31 +87,12 @@ def test_200_triggers_cancelled_mid_request_leave_nothing_behind(hostile):
     # Every trigger is inside a request the server never answers when the triggerer cancels them.
     hostile.on(hang(10))
 
-    async def main():
-        triggers = [
-            PostHogBatchExportLogsTrigger(
-                batch_export_id=EXPORT_ID,
-                since=utcnow().isoformat(),
-                criteria={"message_pattern": "x"},
-                poll_interval=0.05,
-                hook_params={**FAST, "timeout": 30, "request_deadline": 60},
-            )
-            for _ in range(200)
-        ]
-        tasks = [asyncio.create_task(trigger.run().__anext__()) for trigger in triggers]
-        for _ in range(200):
-            if len(hostile.requests) >= 200:
-                break
-            await asyncio.sleep(0.05)
-        sent = len(hostile.requests)
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0.1)
-        leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        return sent, results, leftover
-
-    sent, results, leftover = asyncio.run(main())
+    hook_params = {**FAST, "timeout": 30, "request_deadline": 60}
+    sent, results, leftover = asyncio.run(
+        cancel_logs_triggers_mid_request(
+            hostile, EXPORT_ID, count=200, polls=200, poll_interval=0.05, hook_params=hook_params
+        )
+    )
     assert sent == 200
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
     assert leftover == []

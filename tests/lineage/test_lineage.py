@@ -68,6 +68,12 @@ def ol(helper: Any) -> tuple[str, str]:
     return helper.get_namespace(), helper.get_name()
 
 
+def ol_table(helper: type, table: str, **location: str) -> tuple[str, str]:
+    """``ol`` of a database helper (Postgres, Redshift, Snowflake); ``table`` is database.schema.table."""
+    database, schema, name = table.split(".")
+    return ol(helper(**location, database=database, schema=schema, table=name))
+
+
 CASES = [
     (
         "AwsS3",
@@ -97,25 +103,13 @@ CASES = [
         "Snowflake",
         {"database": "RAW", "warehouse": "WH", "schema": "POSTHOG", "table_name": "EVENTS"},
         {"account": "ACME-PROD"},
-        ol(
-            naming.Snowflake(
-                organization_name="acme",
-                account_name="prod",
-                database="RAW",
-                schema="POSTHOG",
-                table="EVENTS",
-            )
-        ),
+        ol_table(naming.Snowflake, "RAW.POSTHOG.EVENTS", organization_name="acme", account_name="prod"),
     ),
     (
         "Postgres",
         {"database": "warehouse", "host": "db.acme.internal", "port": 6543, "table_name": "ph"},
         None,
-        ol(
-            naming.Postgres(
-                host="db.acme.internal", port="6543", database="warehouse", schema="public", table="ph"
-            )
-        ),
+        ol_table(naming.Postgres, "warehouse.public.ph", host="db.acme.internal", port="6543"),
     ),
     (
         "Redshift",
@@ -126,15 +120,12 @@ CASES = [
             "host": "examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com",
         },
         None,
-        ol(
-            naming.Redshift(
-                cluster_identifier="examplecluster",
-                region="us-west-2",
-                port="5439",
-                database="dev",
-                schema="posthog",
-                table="events",
-            )
+        ol_table(
+            naming.Redshift,
+            "dev.posthog.events",
+            cluster_identifier="examplecluster",
+            region="us-west-2",
+            port="5439",
         ),
     ),
     (

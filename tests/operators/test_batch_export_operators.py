@@ -13,9 +13,7 @@ from airflow_provider_phenv.operators.batch_exports import (
     PostHogUnpauseBatchExportOperator,
 )
 from tests.helpers.builds import builds
-from tests.helpers.emulator import api_requests
-
-FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
+from tests.helpers.emulator import FAST, api_requests
 
 
 def test_pause_returns_small_xcom_and_sets_link(emulator, posthog_conn):

@@ -14,9 +14,7 @@ from airflow_provider_phenv.operators.dashboards import (
     PostHogDashboardExistsError,
 )
 from tests.helpers.builds import COLLABORATOR_BUILDS
-from tests.helpers.emulator import api_requests, connection_json
-
-FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
+from tests.helpers.emulator import FAST, api_requests, connection_json
 
 
 def _named(emulator, name):

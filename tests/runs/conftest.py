@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from phenv_emulator import SEED
 
+from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
+from tests.helpers.emulator import FAST
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI
 
 HOURLY = SEED.s3_export_id  # an hourly AwsS3 export with three completed runs before this hour
-FAST = {"hook_params": {"backoff": 0.01, "backoff_max": 0.02}}
 
 
 class XComTI(FakeTI):
@@ -40,6 +41,17 @@ def this_hour() -> datetime:
 def hours_ago(n: int) -> datetime:
     """The start of the hour ``n`` hours before this one: old enough to have no seeded run."""
     return this_hour() - timedelta(hours=n)
+
+
+def backfill_op(**kwargs: Any) -> PostHogBackfillBatchExportOperator:
+    """A backfill of the hourly export, 8 to 6 hours ago, polled every 0.1 s with fast hook retries."""
+    kwargs.setdefault("task_id", "backfill")
+    kwargs.setdefault("batch_export_id", HOURLY)
+    kwargs.setdefault("start_at", hours_ago(8))
+    kwargs.setdefault("end_at", hours_ago(6))
+    kwargs.setdefault("poll_interval", 0.1)
+    kwargs.setdefault("hook_params", FAST["hook_params"])
+    return PostHogBackfillBatchExportOperator(**kwargs)
 
 
 @pytest.fixture

@@ -11,25 +11,15 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from phenv_emulator import SEED
 
 from airflow_provider_phenv.operators.batch_exports import (
-    PostHogBackfillBatchExportOperator,
     PostHogBackfillError,
     PostHogBackfillTimeoutError,
     PostHogUnpauseBatchExportOperator,
 )
 from tests.helpers.emulator import api_requests
 from tests.helpers.sensor_modes import FakeStateStore, run_trigger
-from tests.runs.conftest import FAST, HOURLY, hours_ago, task_context
+from tests.runs.conftest import FAST, HOURLY, backfill_op, hours_ago, task_context
 
 ERROR = "S3 bucket 'exports' does not exist"
-
-
-def backfill_op(**kwargs) -> PostHogBackfillBatchExportOperator:
-    kwargs.setdefault("task_id", "backfill")
-    kwargs.setdefault("batch_export_id", HOURLY)
-    kwargs.setdefault("start_at", hours_ago(8))
-    kwargs.setdefault("end_at", hours_ago(6))
-    kwargs.setdefault("poll_interval", 0.1)
-    return PostHogBackfillBatchExportOperator(**FAST, **kwargs)
 
 
 def run_op(op, context):

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from airflow.sdk import Asset
 
-from airflow_provider_phenv.operators.batch_exports import PostHogBackfillBatchExportOperator
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportRunSensor
 from tests.helpers.sensor_modes import FakeTI
-from tests.runs.conftest import FAST, HOURLY, hours_ago
+from tests.runs.conftest import FAST, HOURLY, backfill_op, hours_ago
 
 
 class OutletEvents(dict):
@@ -31,14 +30,7 @@ def context_with_outlet(task: Any) -> tuple[dict[str, Any], Asset, OutletEvents]
 
 @pytest.mark.slow  # over a second of real waiting: the --all tier
 def test_a_backfill_attaches_its_runs_to_the_outlet_and_reports_lineage(quick_runs):
-    op = PostHogBackfillBatchExportOperator(
-        task_id="backfill",
-        batch_export_id=HOURLY,
-        start_at=hours_ago(9),
-        end_at=hours_ago(7),
-        poll_interval=0.1,
-        **FAST,
-    )
+    op = backfill_op(start_at=hours_ago(9), end_at=hours_ago(7))
     context, asset, events = context_with_outlet(op)
     result = op.execute(context)
     extra = events[asset].extra

@@ -156,18 +156,12 @@ def test_failure_pattern_fails_on_any_level(emulator, posthog_conn):
 
 def test_explicit_since_and_already_true_condition_never_defers(emulator, posthog_conn):
     start = utcnow() - timedelta(minutes=10)
-    emulator.state.add_log_entries(
-        EXPORT_ID,
-        [
-            entry(seconds_after(start, -1), "ERROR", "before since: ignored"),
-            entry(seconds_after(start, 0), "ERROR", "exactly at since: ignored"),
-            entry(
-                seconds_after(start, 1),
-                "INFO",
-                "Batch export for range x finished successfully with 5 records exported",
-            ),
-        ],
-    )
+    timeline = [
+        (-1, "ERROR", "before since: ignored"),
+        (0, "ERROR", "exactly at since: ignored"),
+        (1, "INFO", "Batch export for range x finished successfully with 5 records exported"),
+    ]
+    _lay_out(emulator, timeline, start)
     sensor = sensor_for_mode("deferrable", message_pattern=FINISHED, since=start.isoformat())
     result = sensor.execute(make_context(FakeTI(utcnow())))  # no TaskDeferred
     assert result["entry"]["message"].endswith("finished successfully with 5 records exported")
@@ -310,13 +304,11 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
 def test_without_task_state_store_reschedule_counts_from_the_first_poke(emulator, posthog_conn):
     """Airflow < 3.3: since comes from the first reschedule date; each poke reads from since."""
     first_poke = utcnow() - timedelta(minutes=3)
-    emulator.state.add_log_entries(
-        EXPORT_ID,
-        [
-            entry(seconds_after(first_poke, -1), "INFO", "finished successfully with 1 records exported"),
-            entry(seconds_after(first_poke, 1), "INFO", "finished successfully with 2 records exported"),
-        ],
-    )
+    timeline = [
+        (-1, "INFO", "finished successfully with 1 records exported"),
+        (1, "INFO", "finished successfully with 2 records exported"),
+    ]
+    _lay_out(emulator, timeline, first_poke)
     ti = FakeTI(utcnow())
     ti.first_reschedule_date = first_poke
     sensor = sensor_for_mode("reschedule", message_pattern=FINISHED)

@@ -14,7 +14,7 @@ from typing import Any
 from ..store.records import ROLE_BASED_ACCESS
 from ..web.calls import Call, Response
 from ..web.errors import permission_denied, validation_error
-from ..web.fields import iso, parse_str, required
+from ..web.fields import copied, iso, parse_str, required
 from .access import get_permitted_dashboard
 from .access_control import (
     DEFAULT_LEVEL,
@@ -41,11 +41,7 @@ INVALID_MEMBER = (
 def _serialize(rule: dict[str, Any]) -> dict[str, Any]:
     """``AccessControlSerializer``: no ``id``; ``created_by`` is never set on this path."""
     return {
-        "access_level": rule["access_level"],
-        "resource": rule["resource"],
-        "resource_id": rule["resource_id"],
-        "organization_member": rule["organization_member"],
-        "role": rule["role"],
+        **copied(rule, "access_level", "resource", "resource_id", "organization_member", "role"),
         "created_by": None,
         "created_at": iso(rule["created_at"]),
         "updated_at": iso(rule["updated_at"]),

@@ -13,7 +13,7 @@ from typing import Any
 from ..store.records import FEATURE_NAMES
 from ..web.calls import Call, Response, limit_offset_page
 from ..web.errors import not_found
-from ..web.fields import iso
+from ..web.fields import copied, iso
 
 _PROJECT_NAMESPACE = uuid.UUID("01900000-0000-7000-8000-0000000000fe")
 
@@ -58,9 +58,7 @@ def retrieve_organization(call: Call) -> Response:
     return Response(
         200,
         {
-            "id": organization["id"],
-            "name": organization["name"],
-            "slug": organization["slug"],
+            **copied(organization, "id", "name", "slug"),
             "logo_media_id": None,
             "created_at": iso(organization["created_at"]),
             "updated_at": iso(organization["created_at"]),

@@ -254,16 +254,9 @@ def _dispatch_organization(
         if state.membership(user["uuid"], organization_id) is None:
             raise permission_denied(NOT_PERMITTED)
         limiter.check(key)
-        return _view(
-            request,
-            route,
-            method,
-            state,
-            user,
-            canonical_path=request.path,
-            team={},  # organization routes have no project
-            params={**params, "organization_id": organization_id},
-        )
+        params = {**params, "organization_id": organization_id}
+        # team={}: organization routes have no project.
+        return _view(request, route, method, state, user, canonical_path=request.path, team={}, params=params)
 
 
 def _authenticated(

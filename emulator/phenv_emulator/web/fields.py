@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -127,6 +127,11 @@ def to_datetime(value: datetime | str) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def copied(record: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The fields ``keys`` of a stored record as a serializer passes them through, in that order."""
+    return {key: record[key] for key in keys}
 
 
 def iso(value: datetime | None) -> str | None:
