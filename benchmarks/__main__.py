@@ -47,6 +47,9 @@ class Sizes:
     budget_waits: int = 1000
     budget_interval: float = 5.0
     budget_reveal: float = 20.0
+    many_waits: tuple[int, ...] = (1, 100, 1000, 10_000)
+    many_interval: float = 10.0
+    many_spread: int = 2
 
 
 SMOKE = Sizes(
@@ -67,6 +70,9 @@ SMOKE = Sizes(
     budget_waits=20,
     budget_interval=0.5,
     budget_reveal=1.0,
+    many_waits=(1, 20),
+    many_interval=0.5,
+    many_spread=1,
 )
 
 
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         deferral,
         imports,
         latency,
+        many_waits,
         operations,
         report,
         retry_after,
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 sizes.budget_waits, sizes.budget_interval, sizes.budget_reveal, max_seconds=600
             ),
             10: structure.run,
+            11: lambda: many_waits.run(sizes.many_waits, sizes.many_interval, sizes.many_spread),
         }
         for item, run in items.items():
             if args.only and item not in args.only:
