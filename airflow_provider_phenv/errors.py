@@ -173,17 +173,14 @@ class PostHogPaginationError(PostHogUnexpectedResponseError):
 
 def error_class_for_status(status_code: int) -> type[PostHogAPIError]:
     """Pick the :class:`PostHogAPIError` subclass callers branch on for an HTTP status."""
-    if status_code == 400:
-        return PostHogBadRequestError
-    if status_code in (401, 403):
-        return PostHogAuthError
-    if status_code == 404:
-        return PostHogNotFoundError
-    if status_code == 429:
-        return PostHogRateLimitError
-    if status_code >= 500:
-        return PostHogServerError
-    return PostHogAPIError
+    by_status: dict[int, type[PostHogAPIError]] = {
+        400: PostHogBadRequestError,
+        401: PostHogAuthError,
+        403: PostHogAuthError,
+        404: PostHogNotFoundError,
+        429: PostHogRateLimitError,
+    }
+    return by_status.get(status_code) or (PostHogServerError if status_code >= 500 else PostHogAPIError)
 
 
 def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, Any]:
