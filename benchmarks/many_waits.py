@@ -42,7 +42,7 @@ def _arrange(emulator: PostHogEmulator, exports: int, interval: float, spread: i
     arranged = []
     for number in range(exports):
         export = emulator.state.add_batch_export(f"bench {number}", DESTINATION)
-        duration = interval * (1 + spread * number / exports)  # past the waits' first poll
+        duration = interval * (1.5 + spread * number / exports)  # past every wait's first poll
         emulator.state.set_run_outcome(export["id"], "completed", duration=duration)
         backfill = emulator.state.start_backfill(export["id"], hour, hour + timedelta(hours=1))
         arranged.append({"export": export["id"], "backfill": backfill["id"], "hour": hour})
@@ -82,8 +82,10 @@ async def _measure(triggers: list[Any], shared: bool) -> tuple[list[tuple[float,
             lags.append(loop.time() - before - TICK)
             peak = max(peak, rss_mb())
 
-    async def one(trigger: Any) -> tuple[float, dict]:
-        # The reference: the polling base's own loop, each wait reading alone.
+    async def one(number: int, trigger: Any) -> tuple[float, dict]:
+        # Tasks defer at moments of their own: the starts spread over one interval. The reference:
+        # the polling base's own loop, each wait reading alone.
+        await asyncio.sleep(number / len(triggers) * trigger.poll_interval)
         events = trigger.run() if shared else PostHogPollTrigger.run(trigger)
         try:
             event = await events.__anext__()
@@ -92,7 +94,7 @@ async def _measure(triggers: list[Any], shared: bool) -> tuple[list[tuple[float,
         return time.time(), event.payload
 
     watch = asyncio.create_task(ticker())
-    results = await asyncio.gather(*(one(trigger) for trigger in triggers))
+    results = await asyncio.gather(*(one(number, trigger) for number, trigger in enumerate(triggers)))
     done.set()
     await watch
     return results, lags, peak - baseline

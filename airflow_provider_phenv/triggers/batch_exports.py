@@ -104,6 +104,10 @@ class PostHogPollTrigger(BaseTrigger):
         """The message of the ``timeout`` event."""
         return f"Sensor has timed out: nothing decided the wait on {self.about()} before the deadline."
 
+    def next_poll_at(self) -> float | None:
+        """When to poll next (UNIX time); None for at once, when :meth:`poll` itself waits."""
+        return time.time() + self.poll_interval
+
     def common_kwargs(self) -> dict[str, Any]:
         """The base's constructor arguments, for a subclass's ``serialize()``."""
         return {
@@ -134,7 +138,7 @@ class PostHogPollTrigger(BaseTrigger):
                         return event
                     if self.end_time is not None and time.time() >= self.end_time:
                         return self.event(TIMEOUT, message=self.timeout_message())
-                    await self._sleep_until(time.time() + self.poll_interval)
+                    await self._sleep_until(self.next_poll_at())
         except PostHogError as error:
             # The hook already retried what is worth retrying (429, 5xx, dropped connections).
             self.log.error("Giving up waiting on %s: %s", self.about(), error)
@@ -307,12 +311,17 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             async for event in super().run():
                 yield event
 
+    def next_poll_at(self) -> float | None:
+        # A shared poll waits in listing() for the project's next read.
+        return None if self._project is not None else super().next_poll_at()
+
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
         listing = None
         if self._project is not None:
             listing = await self._project.listing(self._not_before)
-            # The next read no later than the deadline, where the last poll happens.
-            self._not_before = min(listing.started + self.poll_interval, self.end_time or math.inf)
+            # The next read no later than the deadline, where the last poll happens (and newer than
+            # this one, even at a zero interval).
+            self._not_before = min(listing.started + max(self.poll_interval, 1e-3), self.end_time or math.inf)
         outcome = await self.wait.poll_async(hook, self.project_id, listing)
         if outcome.message != self._progress:
             self._progress = outcome.message
