@@ -50,6 +50,9 @@ class Sizes:
     many_waits: tuple[int, ...] = (1, 100, 1000, 10_000)
     many_interval: float = 10.0
     many_spread: int = 2
+    watchers: tuple[int, ...] = (1, 100, 1000)
+    watch_interval: float = 5.0
+    watch_intervals: int = 3
 
 
 SMOKE = Sizes(
@@ -73,6 +76,9 @@ SMOKE = Sizes(
     many_waits=(1, 20),
     many_interval=0.5,
     many_spread=1,
+    watchers=(1, 10),
+    watch_interval=0.5,
+    watch_intervals=2,
 )
 
 
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         operations,
         report,
         retry_after,
+        run_events,
         run_waits,
         sensor_polls,
         structure,
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             10: structure.run,
             11: lambda: many_waits.run(sizes.many_waits, sizes.many_interval, sizes.many_spread),
+            12: lambda: run_events.run(sizes.watchers, sizes.watch_interval, sizes.watch_intervals),
         }
         for item, run in items.items():
             if args.only and item not in args.only:

@@ -1,8 +1,9 @@
 """
-Run event watchers (``PostHogBatchExportRunEventTrigger``): what watching many exports costs.
+Item 12: run event watchers (``PostHogBatchExportRunEventTrigger``): what watching many exports costs.
 
-``python -m benchmarks.run_events [--smoke] [--e2e] [--out FILE]`` (from the work tree, with
-``.venv``). A script, not a timed test. It measures, against the emulator in a subprocess:
+In ``scripts/bench.sh``, or alone: ``python -m benchmarks.run_events [--smoke] [--e2e] [--out FILE]``
+(from the work tree, with ``.venv``). A script, not a timed test. It measures, against the emulator
+in a subprocess:
 
 1. **Requests per poll interval** with 1, 100 and 1,000 watched exports in one project, in both
    modes: the shared project poll (the default) and one poll per watcher (``shared_poll=False``).
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import Figure
 from tests.helpers.airflow_stack import spawn_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +187,77 @@ def e2e_latency() -> dict[str, Any]:
     return json.loads(match.group(1))
 
 
+def rows(sizes: tuple[int, ...], interval: float, intervals: int, out: Path | None = None) -> list[dict]:
+    """One row per size and mode, each measured in a fresh process against one emulator."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    process, _, url, key, project = spawn_emulator()
+    # Stopped like an interrupt, so the emulator subprocess is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_POSTHOG_DEFAULT": json.dumps(
+            {"conn_type": "posthog", "host": url, "password": key, "extra": {"project_id": project}}
+        ),
+    }
+    measured: list[dict] = []
+    try:
+        exports = create_exports(url, key, project, max(sizes))
+        listing = Path(tempfile.mkdtemp(prefix="phenv-bench-")) / "exports.json"
+        listing.write_text(json.dumps(exports))
+        for count in sizes:
+            for mode in ("shared", "own"):
+                # A fresh process per size and mode, so RSS is that of these watchers alone.
+                command = [sys.executable, "-m", "benchmarks.run_events", "--child", url, str(listing)]
+                command += [str(count), mode, f"{interval}:{intervals}"]
+                done = subprocess.run(
+                    command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(done.stderr[-3000:])
+                measured.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(json.dumps(measured[-1]), flush=True)
+                if out is not None:  # what is done so far
+                    out.write_text(json.dumps({"runs": measured}, indent=2) + "\n")
+    finally:
+        process.terminate()
+        process.wait(10)
+    return measured
+
+
+def run(sizes: tuple[int, ...], interval: float, intervals: int) -> tuple[list[Figure], dict[str, Any]]:
+    """Item 12: requests per poll, startup requests, RSS and loop lag of run event watchers."""
+    measured = rows(sizes, interval, intervals)
+    figures = []
+    for row in measured:
+        if row["mode"] != "shared project poll":
+            continue
+        alone = next(r for r in measured if r["watchers"] == row["watchers"] and r is not row)
+        label = f"{row['watchers']} run event watchers on one project"
+        figures += [
+            Figure(
+                12,
+                f"{label}: requests per poll interval / to start",
+                f"{row['requests_per_interval']} / {row['startup_requests']}",
+                "requests",
+                f"{alone['requests_per_interval']} / {alone['startup_requests']}",
+                "<= 2",
+                row["requests_per_interval"] <= 2,
+                f"poll interval {row['poll_interval_s']} s; reference: shared_poll=False",
+            ),
+            Figure(
+                12,
+                f"{label}: RSS added / event-loop lag p99",
+                f"{row['rss_added_mb']} MB / {row['loop_lag_p99_ms']} ms",
+                "",
+                f"{alone['rss_added_mb']} MB / {alone['loop_lag_p99_ms']} ms",
+                note=f"started in {row['started_in_s']} s",
+            ),
+        ]
+    return figures, {"rows": measured}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_events")
     parser.add_argument("--smoke", action="store_true", help="1 and 10 watchers, short intervals")
@@ -198,35 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes, interval, intervals = ((1, 10), 0.5, 2) if args.smoke else ((1, 100, 1000), 5.0, 3)
     sizes = tuple(args.sizes or sizes)
 
-    import logging
-
-    logging.disable(logging.WARNING)
-    process, _, url, key, project = spawn_emulator()
-    # Stopped like an interrupt, so the emulator subprocess is stopped too.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"] = json.dumps(
-        {"conn_type": "posthog", "host": url, "password": key, "extra": {"project_id": project}}
-    )
-    results: dict[str, Any] = {"runs": [], "latency_s": None}
-    try:
-        exports = create_exports(url, key, project, max(sizes))
-        listing = Path(tempfile.mkdtemp(prefix="phenv-bench-")) / "exports.json"
-        listing.write_text(json.dumps(exports))
-        for count in sizes:
-            for mode in ("shared", "own"):
-                # A fresh process per size and mode, so RSS is that of these watchers alone.
-                command = [sys.executable, "-m", "benchmarks.run_events", "--child", url, str(listing)]
-                command += [str(count), mode, f"{interval}:{intervals}"]
-                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-                if done.returncode != 0:
-                    raise RuntimeError(done.stderr[-3000:])
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                results["runs"].append(row)
-                print(json.dumps(row), flush=True)
-                args.out.write_text(json.dumps(results, indent=2) + "\n")  # what is done so far
-    finally:
-        process.terminate()
-        process.wait(10)
+    results: dict[str, Any] = {"runs": rows(sizes, interval, intervals, args.out), "latency_s": None}
     if args.e2e:
         results["latency_s"] = e2e_latency()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
