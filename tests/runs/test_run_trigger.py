@@ -128,3 +128,14 @@ def test_on_kill_of_a_run_sensor_wait_writes_nothing(emulator, posthog_conn):
     )
     asyncio.run(trigger.on_kill())
     assert api_requests(emulator) == []
+
+
+def test_a_wait_whose_export_leaves_the_list_fails_naming_it(quick_runs):
+    # Deleted while waited on: the shared list no longer shows it, and the export's own read says why.
+    with quick_runs.state.lock:
+        quick_runs.state.batch_exports[HOURLY]["deleted"] = True
+    trigger = make_trigger(since=hours_ago(2).isoformat(), until=hours_ago(1).isoformat())
+    payload = run_trigger(trigger).payload
+    assert payload["status"] == "error" and payload["final"] is True
+    assert f"HTTP 404 on GET /api/projects/1/batch_exports/{HOURLY}/" in payload["message"]
+    assert f"batch export {HOURLY}" in payload["message"]
