@@ -122,11 +122,14 @@ async def measure(
     began = time.monotonic()
     tasks = [asyncio.create_task(consume(stream)) for stream in streams]
     watch = asyncio.create_task(ticker())
-    while not all(t._watch is not None and t._watch.started for t in triggers):
+
+    def started() -> int:
+        return sum(t._watch is not None and t._watch.started for t in triggers)
+
+    # Watchers polling alone on a short budget may take the hour's pace to start: two minutes at most.
+    while started() < len(triggers) and time.monotonic() - began < 120:
         await asyncio.sleep(0.05)
-        if time.monotonic() - began > 900:
-            raise RuntimeError("the watchers did not start within 900 s")
-    started_in = time.monotonic() - began
+    started_in, started_count = time.monotonic() - began, started()
     await asyncio.sleep(interval / 2)
     startup = len(await asyncio.to_thread(api_requests, url))
     await asyncio.to_thread(clear_requests, url)
@@ -146,6 +149,7 @@ async def measure(
         "poll_interval_s": interval,
         "startup_requests": startup,
         "started_in_s": round(started_in, 2),
+        "started": started_count,
         "requests_per_interval": round(steady / intervals, 1),
         "response_kb_per_interval": round(steady_bytes / intervals / 1024, 1),
         "rss_baseline_mb": round(baseline, 1),
@@ -252,7 +256,8 @@ def run(sizes: tuple[int, ...], interval: float, intervals: int) -> tuple[list[F
                 f"{row['rss_added_mb']} MB / {row['loop_lag_p99_ms']} ms",
                 "",
                 f"{alone['rss_added_mb']} MB / {alone['loop_lag_p99_ms']} ms",
-                note=f"started in {row['started_in_s']} s",
+                note=f"all started in {row['started_in_s']} s; alone: {alone['started']} started in "
+                f"{alone['started_in_s']} s",
             ),
         ]
     return figures, {"rows": measured}

@@ -62,16 +62,9 @@ EVENT_FIELDS = (
 
 
 def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
-    """The payload of one run's event: plain JSON values only."""
-    return {
-        "batch_export_id": batch_export_id,
-        "run_id": run["id"],
-        "status": run["status"],
-        "data_interval_start": run.get("data_interval_start"),
-        "data_interval_end": run.get("data_interval_end"),
-        "records_completed": run.get("records_completed"),
-        "latest_error": run.get("latest_error"),
-    }
+    """The payload of one run's event (:data:`EVENT_FIELDS`): plain JSON values only."""
+    first = {"batch_export_id": batch_export_id, "run_id": run["id"], "status": run["status"]}
+    return {**first, **{field: run.get(field) for field in EVENT_FIELDS[len(first) :]}}
 
 
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
