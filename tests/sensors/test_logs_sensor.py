@@ -56,15 +56,15 @@ TIMELINES = {
     "matched": [
         (-2.0, "INFO", f"Batch export for range {R1} finished successfully with 900 records exported"),
         (-1.0, "ERROR", f"Batch export for range {R1} failed with a non-recoverable error: an old failure"),
-        (0.15, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
-        (0.3, "INFO", f"Batch export for range {R2} finished successfully with 1000 records exported"),
-        (0.4, "ERROR", f"Batch export for range {R2} failed with a non-recoverable error: a later run"),
+        (0.5, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
+        (0.65, "INFO", f"Batch export for range {R2} finished successfully with 1000 records exported"),
+        (0.75, "ERROR", f"Batch export for range {R2} failed with a non-recoverable error: a later run"),
     ],
     "failed": [
         (-2.0, "INFO", f"Batch export for range {R1} finished successfully with 900 records exported"),
-        (0.15, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
-        (0.25, "ERROR", ERROR_TEXT),
-        (0.35, "INFO", f"Batch export for range {R2} finished successfully with no records exported"),
+        (0.5, "INFO", f"Batch exporting range {R2} to BigQuery: dataset.events"),
+        (0.6, "ERROR", ERROR_TEXT),
+        (0.7, "INFO", f"Batch export for range {R2} finished successfully with no records exported"),
     ],
 }
 
