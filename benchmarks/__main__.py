@@ -53,6 +53,8 @@ class Sizes:
     watchers: tuple[int, ...] = (1, 100, 1000)
     watch_interval: float = 5.0
     watch_intervals: int = 3
+    key_loops: int = 100
+    key_seconds: float = 65.0
 
 
 SMOKE = Sizes(
@@ -79,6 +81,8 @@ SMOKE = Sizes(
     watchers=(1, 10),
     watch_interval=0.5,
     watch_intervals=2,
+    key_loops=5,
+    key_seconds=3.0,
 )
 
 
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         run_events,
         run_waits,
         sensor_polls,
+        shared_key,
         structure,
     )
     from benchmarks.harness import Bench, quiet_logs
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             10: structure.run,
             11: lambda: many_waits.run(sizes.many_waits, sizes.many_interval, sizes.many_spread),
             12: lambda: run_events.run(sizes.watchers, sizes.watch_interval, sizes.watch_intervals),
+            13: lambda: shared_key.run(sizes.key_loops, sizes.key_seconds),
         }
         for item, run in items.items():
             if args.only and item not in args.only:
