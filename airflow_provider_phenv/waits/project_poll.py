@@ -142,12 +142,13 @@ class ProjectPoll:
                     future.set_exception(error)
             return
         self._last = Listing(started, {export["id"]: export for export in exports})
-        if started - self._reported >= REPORT_EVERY:
-            self._reported = started
-            await self._report(started - previous)
         for _moment, future in waiters:
             if not future.done():
                 future.set_result(self._last)
+        # After the waiters have their answer: the report delays none of them.
+        if started - self._reported >= REPORT_EVERY:
+            self._reported = started
+            await self._report(started - previous)
 
     async def _report(self, gap: float) -> None:
         assert self._hook is not None
