@@ -88,6 +88,25 @@ def latency_figure(
     return Figure(item, name, round(average(ours), 3), "s", http_value, note=note, **floor)
 
 
+def shared_and_alone(rows: list[dict[str, Any]], size: str) -> Iterator[tuple[dict, dict]]:
+    """Each row of a shared project poll, with the row of the same ``size`` whose waits poll alone."""
+    for row in rows:
+        if row["mode"] == "shared project poll":
+            yield row, next(other for other in rows if other[size] == row[size] and other is not row)
+
+
+def memory_figure(item: int, label: str, row: dict, alone: dict, note: str) -> Figure:
+    """RSS added and event-loop lag p99 of a shared poll's row, beside its waits polling alone."""
+    return Figure(
+        item,
+        f"{label}: RSS added / event-loop lag p99",
+        f"{row['rss_added_mb']} MB / {row['loop_lag_p99_ms']} ms",
+        "",
+        f"{alone['rss_added_mb']} MB / {alone['loop_lag_p99_ms']} ms",
+        note=note,
+    )
+
+
 def check(value: float, op: str, limit: float) -> bool:
     """Whether ``value`` reaches a floor written as ``op limit``."""
     return {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]

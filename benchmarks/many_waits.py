@@ -30,7 +30,7 @@ from phenv_emulator.batch_exports.runs import ends_at
 
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger, PostHogPollTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from benchmarks.harness import Figure, median, percentile
+from benchmarks.harness import Figure, median, memory_figure, percentile, shared_and_alone
 from benchmarks.run_events import TICK, rss_mb
 
 DESTINATION = {"type": "Postgres", "config": {"database": "d", "host": "db", "port": 5432}}
@@ -153,52 +153,46 @@ def _one_run(waits: int, interval: float, spread: int, shared: bool) -> dict[str
     }
 
 
+def _figures(row: dict[str, Any], reference: dict[str, Any], interval: float, spread: int) -> list[Figure]:
+    label = f"{row['waits']} deferred waits over {row['exports']} exports, one key"
+    return [
+        Figure(
+            11,
+            f"{label}: responses 429",
+            row["responses_429"],
+            "responses",
+            reference["responses_429"],
+            "== 0",
+            row["responses_429"] == 0,
+            f"{row['ended']} of {row['waits']} waits ended; each alone: {reference['ended']} within "
+            f"{spread + 3} intervals",
+        ),
+        Figure(
+            11,
+            f"{label}: requests per poll interval (exports list reads)",
+            f"{row['requests_per_interval']} ({row['list_reads_per_interval']})",
+            "requests",
+            reference["requests_per_interval"],
+            note="the list once per interval, plus each backfill's own reads when its run ends",
+        ),
+        Figure(
+            11,
+            f"{label}: run end to event, median / p99",
+            f"{row['noticed_median_s']:.1f} / {row['noticed_p99_s']:.1f}",
+            "s",
+            None,
+            f"<= {interval + 5:g} / <= {2 * interval:g}",
+            row["noticed_median_s"] <= interval + 5 and row["noticed_p99_s"] <= 2 * interval,
+            f"poll interval {interval:g} s; each alone: {reference['noticed_median_s']:.1f} / "
+            f"{reference['noticed_p99_s']:.1f} s",
+        ),
+        memory_figure(11, label, row, reference, "the emulator runs in the same process"),
+    ]
+
+
 def run(sizes: tuple[int, ...], interval: float, spread: int) -> tuple[list[Figure], dict[str, Any]]:
     rows = [_one_run(waits, interval, spread, shared) for waits in sizes for shared in (True, False)]
-    figures = []
-    for row in rows:
-        if row["mode"] != "shared project poll":
-            continue
-        reference = next(r for r in rows if r["waits"] == row["waits"] and r is not row)
-        label = f"{row['waits']} deferred waits over {row['exports']} exports, one key"
-        figures += [
-            Figure(
-                11,
-                f"{label}: responses 429",
-                row["responses_429"],
-                "responses",
-                reference["responses_429"],
-                "== 0",
-                row["responses_429"] == 0,
-                f"{row['ended']} of {row['waits']} waits ended; each alone: {reference['ended']} within "
-                f"{spread + 3} intervals",
-            ),
-            Figure(
-                11,
-                f"{label}: requests per poll interval (exports list reads)",
-                f"{row['requests_per_interval']} ({row['list_reads_per_interval']})",
-                "requests",
-                reference["requests_per_interval"],
-                note="the list once per interval, plus each backfill's own reads when its run ends",
-            ),
-            Figure(
-                11,
-                f"{label}: run end to event, median / p99",
-                f"{row['noticed_median_s']:.1f} / {row['noticed_p99_s']:.1f}",
-                "s",
-                None,
-                f"<= {interval + 5:g} / <= {2 * interval:g}",
-                row["noticed_median_s"] <= interval + 5 and row["noticed_p99_s"] <= 2 * interval,
-                f"poll interval {interval:g} s; each alone: {reference['noticed_median_s']:.1f} / "
-                f"{reference['noticed_p99_s']:.1f} s",
-            ),
-            Figure(
-                11,
-                f"{label}: RSS added / event-loop lag p99",
-                f"{row['rss_added_mb']} MB / {row['loop_lag_p99_ms']} ms",
-                "",
-                f"{reference['rss_added_mb']} MB / {reference['loop_lag_p99_ms']} ms",
-                note="the emulator runs in the same process",
-            ),
-        ]
-    return figures, {"rows": rows}
+    pairs = shared_and_alone(rows, "waits")
+    return [figure for row, alone in pairs for figure in _figures(row, alone, interval, spread)], {
+        "rows": rows
+    }

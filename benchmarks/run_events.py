@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Figure
+from benchmarks.harness import Figure, memory_figure, shared_and_alone
 from tests.helpers.airflow_stack import spawn_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,37 +230,36 @@ def rows(sizes: tuple[int, ...], interval: float, intervals: int, out: Path | No
     return measured
 
 
+def _figures(row: dict[str, Any], alone: dict[str, Any]) -> list[Figure]:
+    label = f"{row['watchers']} run event watchers on one project"
+    return [
+        Figure(
+            12,
+            f"{label}: requests per poll interval / to start",
+            f"{row['requests_per_interval']} / {row['startup_requests']}",
+            "requests",
+            f"{alone['requests_per_interval']} / {alone['startup_requests']}",
+            "<= 2",
+            row["requests_per_interval"] <= 2,
+            f"poll interval {row['poll_interval_s']} s; reference: shared_poll=False",
+        ),
+        memory_figure(
+            12,
+            label,
+            row,
+            alone,
+            f"all started in {row['started_in_s']} s; alone: {alone['started']} started in "
+            f"{alone['started_in_s']} s",
+        ),
+    ]
+
+
 def run(sizes: tuple[int, ...], interval: float, intervals: int) -> tuple[list[Figure], dict[str, Any]]:
     """Item 12: requests per poll, startup requests, RSS and loop lag of run event watchers."""
     measured = rows(sizes, interval, intervals)
-    figures = []
-    for row in measured:
-        if row["mode"] != "shared project poll":
-            continue
-        alone = next(r for r in measured if r["watchers"] == row["watchers"] and r is not row)
-        label = f"{row['watchers']} run event watchers on one project"
-        figures += [
-            Figure(
-                12,
-                f"{label}: requests per poll interval / to start",
-                f"{row['requests_per_interval']} / {row['startup_requests']}",
-                "requests",
-                f"{alone['requests_per_interval']} / {alone['startup_requests']}",
-                "<= 2",
-                row["requests_per_interval"] <= 2,
-                f"poll interval {row['poll_interval_s']} s; reference: shared_poll=False",
-            ),
-            Figure(
-                12,
-                f"{label}: RSS added / event-loop lag p99",
-                f"{row['rss_added_mb']} MB / {row['loop_lag_p99_ms']} ms",
-                "",
-                f"{alone['rss_added_mb']} MB / {alone['loop_lag_p99_ms']} ms",
-                note=f"all started in {row['started_in_s']} s; alone: {alone['started']} started in "
-                f"{alone['started_in_s']} s",
-            ),
-        ]
-    return figures, {"rows": measured}
+    return [
+        figure for row, alone in shared_and_alone(measured, "watchers") for figure in _figures(row, alone)
+    ], {"rows": measured}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
 VENV=${VENV:-.venv}
+# Bytecode caches, pytest's rewritten test modules among them: with PYTHONDONTWRITEBYTECODE set
+# (some machines set it), every run and every Airflow subprocess recompiles the tests and sources.
+unset PYTHONDONTWRITEBYTECODE
 "$VENV/bin/ruff" check .
 # mypy runs beside pytest: the tests spend most of their time waiting on sockets and timers.
 mypy_log=$(mktemp)
