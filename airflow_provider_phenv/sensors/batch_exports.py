@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 # common-compat resolves these to the Task SDK or to the older core modules, whichever this
@@ -80,8 +80,6 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     ui_color = "#f9bd38"
     #: Raised when a deferred wait resumes with an error or an invalid event.
     wait_error: ClassVar[type[PostHogWaitError]] = PostHogWaitError
-    #: The outcome a trigger event carried, set by :meth:`resume_from_event`.
-    _outcome: Any = None
 
     def __init__(
         self,
@@ -115,19 +113,15 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """The trigger that carries the wait on; ``poll``: the polling options every trigger takes."""
         raise NotImplementedError
 
-    def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
-        """Take over the state an event carries (any status); raise :meth:`malformed` if invalid."""
+    def resume_from_event(self, context: Context, event: dict[str, Any]) -> Any:
+        """Take over the state an event carries (any status); the outcome of a decided one, for
+        :meth:`conclude`. Raise :meth:`malformed` if invalid.
+        """
+        raise NotImplementedError
 
     def conclude(self, context: Context, outcome: Any) -> bool | PokeReturnValue:
         """The sensor's result or error for an outcome, the same in every mode."""
         raise NotImplementedError
-
-    def conclude_event(self, context: Context, event: dict[str, Any]) -> Any:
-        """The task's result for a ``success`` event (a ``failed`` one raises)."""
-        assert self._outcome is not None  # resume_from_event ran first
-        concluded = self.conclude(context, self._outcome)
-        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
-        return concluded.xcom_value
 
     def malformed(self, event: dict[str, Any], error: ValueError) -> PostHogWaitError:
         return self.wait_error(f"Malformed {event['status']!r} trigger event for {self.about()}: {error}")
@@ -152,18 +146,13 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         # Created on first use, so that __init__ (DAG parsing) does no I/O.
         return PostHogHook(self.posthog_conn_id, **self.hook_params)
 
-    def _close_hook(self) -> None:
-        if "hook" in self.__dict__:
-            self.hook.close()
-
     def execute(self, context: Context) -> Any:
         self.begin()
         try:
-            if not self.deferrable:
-                return self._poke_mode(context)
-            return self._poke_then_defer(context)
+            return self._poke_then_defer(context) if self.deferrable else self._poke_mode(context)
         finally:
-            self._close_hook()
+            if "hook" in self.__dict__:
+                self.hook.close()
 
     def _poke_mode(self, context: Context) -> Any:
         try:
@@ -183,9 +172,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             return done.xcom_value
         elapsed = time.monotonic() - started
         if elapsed > self.timeout:
-            if self.soft_fail:
-                raise AirflowSkipException(self._timeout_message(elapsed))
-            raise AirflowSensorTimeout(self._timeout_message(elapsed))
+            timed_out = AirflowSkipException if self.soft_fail else AirflowSensorTimeout
+            raise timed_out(self._timeout_message(elapsed))
         self.defer_wait(context, deadline=time.time() + self.timeout - elapsed)
 
     def _first_poke(self, context: Context) -> bool | PokeReturnValue:
@@ -196,10 +184,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             if self.silent_fail and not isinstance(error, (*_DECIDED, AirflowSkipException)):
                 self.log.error("Sensor poke failed: %s", error, exc_info=True)
                 return False
-            skip = self._skip_instead_of(error)
-            if skip is not None:
-                raise skip from error
-            raise
+            self._raise_as_poke_mode(error)
 
     def defer_wait(self, context: Context, *, deadline: float) -> NoReturn:
         """Hand the wait to the trigger until ``deadline`` (UNIX time)."""
@@ -218,7 +203,7 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """Resume after the trigger fired: the same XCom or the same error as poke mode."""
         self.begin()
         event = check_event(event, self.about(), self.wait_error)
-        self.resume_from_event(context, event)
+        outcome = self.resume_from_event(context, event)
         status = event["status"]
         if status == TIMEOUT:
             raise AirflowSensorTimeout(event.get("message") or "Sensor has timed out.")
@@ -232,7 +217,9 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
                 raise AirflowSensorTimeout(self._timeout_message(self.timeout))
             self.defer_wait(context, deadline=time.time() + self.timeout if deadline is None else deadline)
         self.log.info("The deferred wait on %s ended with %s.", self.about(), status)
-        return self.conclude_event(context, event)
+        concluded = self.conclude(context, outcome)
+        assert isinstance(concluded, PokeReturnValue)  # SUCCESS, as FAILED raised
+        return concluded.xcom_value
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """Map errors after a deferral exactly as poke mode does (the base skips on any error)."""
@@ -242,22 +229,15 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             except TaskDeferralTimeout as error:
                 raise AirflowSensorTimeout(*error.args) from error
         except Exception as error:
-            skip = self._skip_instead_of(error)
-            if skip is not None:
-                raise skip from error
-            raise
+            self._raise_as_poke_mode(error)
 
-    def _skip_instead_of(self, error: Exception) -> AirflowSkipException | None:
-        """The skip poke mode would raise instead of ``error`` (soft_fail, never_fail), if any."""
-        if isinstance(error, AirflowSkipException):
-            return None
-        if isinstance(error, _DECIDED) and not isinstance(error, PostHogError):
-            if self.soft_fail or self.never_fail:
-                return AirflowSkipException("Skipping due to soft_fail or never_fail is set to True.")
-            return None
-        if self.never_fail:
-            return AirflowSkipException("Skipping due to never_fail is set to True.")
-        return None
+    def _raise_as_poke_mode(self, error: Exception) -> NoReturn:
+        """Raise ``error``, or the skip poke mode raises instead of it (soft_fail, never_fail)."""
+        decided = isinstance(error, _DECIDED) and not isinstance(error, PostHogError)
+        if not isinstance(error, AirflowSkipException) and (self.never_fail or (decided and self.soft_fail)):
+            flags = "soft_fail or never_fail is" if decided else "never_fail is"
+            raise AirflowSkipException(f"Skipping due to {flags} set to True.") from error
+        raise error
 
     def _timeout_message(self, duration: float) -> str:
         return (
@@ -278,9 +258,8 @@ class PostHogBatchExportRunWaitError(PostHogWaitError):
     """The deferred wait could not read the runs (PostHog kept failing) or got an invalid event."""
 
 
-def aware_timestamp(name: str, value: Any) -> datetime:
-    """A moment with a timezone: a naive one would be read in a guessed timezone, hours off."""
-    return parse_timestamp(name, value, naive_ok=False)
+# A moment with a timezone: a naive one would be read in a guessed timezone, hours off.
+aware_timestamp = partial(parse_timestamp, naive_ok=False)
 
 
 class PostHogBatchExportLogsSensor(PostHogWaitSensor):
@@ -348,7 +327,6 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
 
     def start_wait(self) -> None:
         self._state = None
-        self._outcome: LogOutcome | None = None
 
     def _fingerprint(self) -> str:
         # Whether a saved cursor still applies: a digest of the criteria and scope.
@@ -407,13 +385,14 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             **poll,
         )
 
-    def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
+    def resume_from_event(self, context: Context, event: dict[str, Any]) -> LogOutcome:
         try:
-            since, self._outcome = outcome_from_event(event)
+            since, outcome = outcome_from_event(event)
         except ValueError as error:
             raise self.malformed(event, error) from None
-        self._state = WatchState(since=since, cursor=self._outcome.cursor, fingerprint=self._fingerprint())
+        self._state = WatchState(since=since, cursor=outcome.cursor, fingerprint=self._fingerprint())
         self._state.save(context, log=self.log)
+        return outcome
 
 
 class PostHogBatchExportRunError(PostHogError):
@@ -465,7 +444,6 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def start_wait(self) -> None:
         self._wait: RunsWait | None = None
         self._export: dict[str, Any] | None = None
-        self._outcome: RunsOutcome | None = None
         self._progress = ""
 
     def _runs_wait(self, context: Context) -> RunsWait:
@@ -506,19 +484,12 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
-        wait = self._runs_wait(context)
-        assert wait.since is not None and wait.until is not None and wait.started_at is not None
-        return PostHogBatchExportRunTrigger(
-            batch_export_id=wait.batch_export_id,
-            since=format_timestamp(wait.since),
-            until=format_timestamp(wait.until),
-            started_at=format_timestamp(wait.started_at),
-            **poll,
-        )
+        return PostHogBatchExportRunTrigger(**self._runs_wait(context).to_params(), **poll)
 
-    def resume_from_event(self, context: Context, event: dict[str, Any]) -> None:
-        if event["status"] in (SUCCESS, FAILED):
-            try:
-                self._outcome = RunsOutcome.from_event(event)
-            except ValueError as error:
-                raise self.malformed(event, error) from None
+    def resume_from_event(self, context: Context, event: dict[str, Any]) -> RunsOutcome | None:
+        if event["status"] not in (SUCCESS, FAILED):
+            return None
+        try:
+            return RunsOutcome.from_event(event)
+        except ValueError as error:
+            raise self.malformed(event, error) from None

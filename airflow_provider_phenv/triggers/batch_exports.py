@@ -280,19 +280,9 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         self._not_before = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        wait = self.wait
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "batch_export_id": wait.batch_export_id,
-                "backfill_id": wait.backfill_id,
-                "since": None if wait.since is None else format_timestamp(wait.since),
-                "until": None if wait.until is None else format_timestamp(wait.until),
-                "started_at": None if wait.started_at is None else format_timestamp(wait.started_at),
-                "row_grace": wait.row_grace,
-                "cancel_on_kill": self.cancel_on_kill,
-                **self.common_kwargs(),
-            },
+            {**self.wait.to_params(), "cancel_on_kill": self.cancel_on_kill, **self.common_kwargs()},
         )
 
     def about(self) -> str:

@@ -276,6 +276,18 @@ class RunsWait:
     started_at: datetime | None = None
     row_grace: float = BACKFILL_ROW_GRACE
 
+    def to_params(self) -> dict[str, Any]:
+        """Plain values, accepted back by :func:`runs_wait`."""
+        moments = {"since": self.since, "until": self.until, "started_at": self.started_at}
+        return {
+            "batch_export_id": self.batch_export_id,
+            "backfill_id": self.backfill_id,
+            **{
+                name: None if moment is None else format_timestamp(moment) for name, moment in moments.items()
+            },
+            "row_grace": self.row_grace,
+        }
+
     def runs_after(self, backfill: dict[str, Any] | None) -> datetime:
         """The ``after`` filter (creation time) of the runs request."""
         if backfill is not None:
