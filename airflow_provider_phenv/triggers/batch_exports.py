@@ -37,7 +37,7 @@ from airflow_provider_phenv.waits import (
     check_hook_params,
     run_event,
 )
-from airflow_provider_phenv.waits.logs import LogCursor, LogWatch, outcome_event
+from airflow_provider_phenv.waits.logs import LogCursor, LogWatch
 from airflow_provider_phenv.waits.project_poll import ProjectPoll
 from airflow_provider_phenv.waits.runs import (
     BACKFILL_ROW_GRACE,
@@ -225,7 +225,7 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
             )
         if outcome.status == WAITING:
             return None
-        return self.event(outcome.status, **outcome_event(outcome))
+        return self.event(outcome.status, **outcome.to_event())
 
     def timeout_message(self) -> str:
         return (

@@ -4,13 +4,14 @@ kept between pokes and the trigger's events (docs/waits.md, "The log watch").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,8 @@ DEFAULT_SETTLE = 300.0
 
 def entry_digest(entry: dict[str, Any]) -> str:
     """A short, stable fingerprint of one entry, used to recognise entries already judged."""
-    text = "\x1f".join(
-        (
-            format_timestamp(entry_time(entry)),
-            str(entry.get("level") or ""),
-            str(entry.get("instance_id") or ""),
-            str(entry.get("message") or ""),
-        )
-    )
+    parts = (str(entry.get(key) or "") for key in ("level", "instance_id", "message"))
+    text = "\x1f".join((format_timestamp(entry_time(entry)), *parts))
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -132,6 +127,10 @@ class LogOutcome:
     reason: str | None = None
     new: int = 0
 
+    def to_event(self) -> dict[str, Any]:
+        """The fields a trigger event adds for a decided outcome: the deciding entry and the reason."""
+        return {"entry": self.entry, **({"reason": self.reason} if self.reason else {})}
+
 
 def _fail_levels(name: str, value: Any) -> tuple[str, ...]:
     return () if not value else check_log_levels(name, value)
@@ -160,15 +159,10 @@ CRITERIA_CHECKS: dict[str, Check] = {
 }
 
 
-#: Defaults of the criteria that have one (the others default to None: not a criterion).
-CRITERIA_DEFAULTS: dict[str, Any] = {"fail_on_levels": ("ERROR",), "settle": DEFAULT_SETTLE}
-
-
 @dataclass(frozen=True)
 class LogWatch:
-    """What matches and what fails (an entry that does both fails), built by :meth:`from_params`, and how long
-    to look back for entries PostHog reveals late (``settle``, in seconds). The fields are the sensor's
-    parameters, checked (see :data:`CRITERIA_CHECKS`).
+    """What matches and what fails (an entry that does both fails), and how long PostHog may take to reveal
+    an entry (``settle``, seconds): the sensor's parameters, checked by :data:`CRITERIA_CHECKS`.
     """
 
     level: tuple[str, ...] | None = None
@@ -185,7 +179,7 @@ class LogWatch:
         unknown = sorted(set(params) - set(CRITERIA_CHECKS))
         if unknown:
             raise TypeError(f"Unknown log criteria {unknown}: expected some of {list(CRITERIA_CHECKS)}.")
-        values = {**CRITERIA_DEFAULTS, **params}
+        values = {**{field.name: field.default for field in fields(cls)}, **params}
         checked = {name: check(name, values.get(name)) for name, check in CRITERIA_CHECKS.items()}
         return cls.from_checked(checked)
 
@@ -222,11 +216,9 @@ class LogWatch:
     # -- what to ask PostHog -------------------------------------------------------------------
 
     def server_filters(self) -> list[dict[str, Any]]:
-        """The filters to send to PostHog, one dict per request of a poll. They must never hide an entry that
-        would fail the task (``search`` alone would hide an ERROR line without the word): with ``search`` and
-        failure levels a poll makes two requests, and a ``failure_pattern``, which can match any entry, leaves
-        only ``instance_id`` to send.
-        """
+        """The filters to send to PostHog, one dict per request of a poll; never hiding a failing entry."""
+        # search alone would hide an ERROR line without the word: with failure levels, a second request
+        # reads those; a failure_pattern can match any entry, so only instance_id is sent then.
         base: dict[str, Any] = {"instance_id": self.instance_id}
         if not self.fail_on_levels and self.failure_pattern is None:
             plans = [{**base, "level": self.level, "search": self.search}]
@@ -305,9 +297,8 @@ class LogWatch:
         since: datetime | None = None,
         polled_at: datetime | None = None,
     ) -> LogOutcome:
-        """Judge the entries (newest first, as PostHog sends them) not judged before, oldest first; the first
-        deciding entry wins. Entries at or before ``since`` never count; entries stamped ``settle`` seconds
-        before ``polled_at`` (default: now) are final from then on.
+        """Judge the new entries (newest first, as PostHog sends them) oldest first: the first deciding one
+        wins; none at or before ``since`` counts; those ``settle`` seconds before ``polled_at`` are final.
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
         seen, count, new = list(cursor.seen), cursor.count, 0
@@ -340,9 +331,7 @@ def chronological(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Combine the answers of a poll's requests, keeping each entry once. Identical entries can repeat within
-    one answer, so each is kept as often as the answer that holds it most often.
-    """
+    """Combine the answers of a poll's requests, keeping each entry as often as one answer holds it."""
     answers = [list(stream) for stream in streams]
     if len(answers) == 1:
         return answers[0]
@@ -376,8 +365,7 @@ STATE_KEY = "posthog_batch_export_logs_watch"
 
 @dataclass
 class WatchState:
-    """``since`` and the cursor of one sensor task instance, kept in the task state store across reschedules
-    and retries (Airflow >= 3.3; before, reschedule mode starts from ``since`` again).
+    """``since`` and the cursor of one sensor task instance, kept in the task state store (docs/waits.md).
 
     :param fingerprint: digest of the criteria the cursor was built with.
     :param saved: the JSON last read from or written to the store, to skip needless writes.
@@ -405,12 +393,13 @@ class WatchState:
         default_since: Callable[[], datetime],
         log: logging.Logger | Any,
     ) -> WatchState:
-        """The state to continue from. ``since`` is the explicit one, else the saved one (fixed by the first
-        poke of the first try), else ``default_since()``; a saved cursor is reused only if built with the same
-        ``since`` and criteria.
+        """The state to continue from: ``since`` explicit, else saved by the first poke, else
+        ``default_since()``; the saved cursor only if built with the same ``since`` and criteria.
         """
-        saved = read_state(context, STATE_KEY, log)
-        saved_since = _saved_time(saved, "since")
+        saved, saved_since = read_state(context, STATE_KEY, log), None
+        if saved and saved.get("since"):
+            with contextlib.suppress(ValueError):
+                saved_since = parse_timestamp("since", saved["since"])
         since = explicit_since or saved_since or default_since()
         cursor = LogCursor.start(since)
         if saved is not None and saved_since == since and saved.get("criteria") == fingerprint:
@@ -429,24 +418,7 @@ class WatchState:
             self.saved = data
 
 
-def _saved_time(saved: dict[str, Any] | None, key: str) -> datetime | None:
-    if not saved or not saved.get(key):
-        return None
-    try:
-        return parse_timestamp(key, saved[key])
-    except ValueError:
-        return None
-
-
 # -- the trigger's events ----------------------------------------------------------------------------
-
-
-def outcome_event(outcome: LogOutcome) -> dict[str, Any]:
-    """The fields a trigger event adds for a decided outcome: the deciding entry and the reason."""
-    fields: dict[str, Any] = {"entry": outcome.entry}
-    if outcome.reason:
-        fields["reason"] = outcome.reason
-    return fields
 
 
 def outcome_from_event(event: dict[str, Any]) -> tuple[datetime, LogOutcome]:
