@@ -375,7 +375,6 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self.project_id = None if project_id in (None, "") else check_project_id(project_id)
         self.shared_poll = check_bool("shared_poll", shared_poll)
         self._watch: RunEventWatch | None = None
-        self._hook: PostHogAsyncHook | None = None
         self._paused: bool | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -397,50 +396,50 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         return f"phenv.run_events.{self.batch_export_id}.{'+'.join(sorted(self.statuses))}"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            watch = self._watch = await self._load()
-            async with contextlib.AsyncExitStack() as stack:
-                poll = None
-                if self.shared_poll:
-                    member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
-                    poll = await stack.enter_async_context(member)
-                not_before = time.time()
-                while True:
-                    export: dict[str, Any] | None
-                    try:
-                        if poll is None:
-                            export = await self._hook_for_runs().get_batch_export(
-                                self.batch_export_id, project_id=self.project_id
-                            )
-                        else:
-                            listing = await poll.listing(not_before)
-                            not_before = listing.started + self.poll_interval
-                            export = listing.exports.get(self.batch_export_id)
-                        self._note_pause(export)
-                        fired = await self._poll(watch, None if export is None else export.get("latest_runs"))
-                    except PostHogError as error:
-                        # The hook already retried; the watch goes on at the next poll.
-                        self.log.warning(
-                            "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
-                        )
-                        fired = []
-                    for run in fired:
-                        self.log.info(
-                            "Batch export %s: run %s is %s.", self.batch_export_id, run["id"], run["status"]
-                        )
-                        yield TriggerEvent(run_event(self.batch_export_id, run))
+        watch = self._watch = await self._load()
+        async with contextlib.AsyncExitStack() as stack:
+            # The hook connects on its first request: in a shared poll, only when the list is not enough.
+            hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
+            await stack.enter_async_context(hook)
+            poll = None
+            if self.shared_poll:
+                member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
+                poll = await stack.enter_async_context(member)
+            not_before = time.time()
+            while True:
+                export: dict[str, Any] | None
+                try:
                     if poll is None:
-                        await asyncio.sleep(self.poll_interval)
-        finally:
-            if self._hook is not None:
-                await self._hook.aclose()
-                self._hook = None
+                        export = await hook.get_batch_export(self.batch_export_id, project_id=self.project_id)
+                    else:
+                        listing = await poll.listing(not_before)
+                        not_before = listing.started + self.poll_interval
+                        export = listing.exports.get(self.batch_export_id)
+                    self._note_pause(export)
+                    fired = await self._poll(
+                        hook, watch, None if export is None else export.get("latest_runs")
+                    )
+                except PostHogError as error:
+                    # The hook already retried; the watch goes on at the next poll.
+                    self.log.warning(
+                        "Batch export %s: PostHog could not be read: %s", self.batch_export_id, error
+                    )
+                    fired = []
+                for run in fired:
+                    self.log.info(
+                        "Batch export %s: run %s is %s.", self.batch_export_id, run["id"], run["status"]
+                    )
+                    yield TriggerEvent(run_event(self.batch_export_id, run))
+                if poll is None:
+                    await asyncio.sleep(self.poll_interval)
 
-    async def _poll(self, watch: RunEventWatch, latest: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    async def _poll(
+        self, hook: PostHogAsyncHook, watch: RunEventWatch, latest: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
         """One poll: start the watch or judge new runs."""
         now = utcnow()
         if not watch.started:
-            watch.start(now, await self._starting_runs(now, latest))
+            watch.start(now, await self._starting_runs(hook, now, latest))
             self.log.info(
                 "Watching batch export %s for runs reaching %s; %d runs still active.",
                 self.batch_export_id,
@@ -452,7 +451,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         if latest is not None and watch.covers(latest):
             runs = latest
         else:
-            runs = await self._runs(after=watch.lower_bound())
+            runs = await self._runs(hook, after=watch.lower_bound())
         before = watch.to_json()
         fired = watch.judge(runs, now)
         if watch.to_json() != before:
@@ -461,17 +460,17 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         return fired
 
     async def _starting_runs(
-        self, now: datetime, latest: list[dict[str, Any]] | None
+        self, hook: PostHogAsyncHook, now: datetime, latest: list[dict[str, Any]] | None
     ) -> list[dict[str, Any]]:
         """The runs active now and those created in the last minutes (what ``RunEventWatch.start`` needs)."""
         if latest is not None and len(latest) < LATEST_RUNS:
             return latest  # every run of the export
-        active = await self._runs(status=[status.value for status in ACTIVE_STATUSES])
+        active = await self._runs(hook, status=[status.value for status in ACTIVE_STATUSES])
         if latest is not None and any(
             parse_timestamp("created_at", run["created_at"]) < now - SETTLE for run in latest
         ):
             return [*active, *latest]
-        return [*active, *await self._runs(after=now - SETTLE)]
+        return [*active, *await self._runs(hook, after=now - SETTLE)]
 
     def _note_pause(self, export: dict[str, Any] | None) -> None:
         # The watch goes on either way.
@@ -489,15 +488,8 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
             self.log.info("Batch export %s is unpaused again.", self.batch_export_id)
         self._paused = paused
 
-    def _hook_for_runs(self) -> PostHogAsyncHook:
-        if self._hook is None:
-            self._hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
-        return self._hook
-
-    async def _runs(self, **filters: Any) -> list[dict[str, Any]]:
-        return await self._hook_for_runs().list_batch_export_runs(
-            self.batch_export_id, project_id=self.project_id, **filters
-        )
+    async def _runs(self, hook: PostHogAsyncHook, **filters: Any) -> list[dict[str, Any]]:
+        return await hook.list_batch_export_runs(self.batch_export_id, project_id=self.project_id, **filters)
 
     def _state_accessors(self) -> list[Any]:
         store = getattr(self, "asset_state_store", None)
