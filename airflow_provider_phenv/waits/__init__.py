@@ -69,13 +69,8 @@ def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
 
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a run worth keeping in XCom and events."""
-    return {
-        "id": run.get("id"),
-        "status": run.get("status"),
-        "data_interval_start": run.get("data_interval_start"),
-        "data_interval_end": run.get("data_interval_end"),
-        "records_completed": run.get("records_completed"),
-    }
+    keys = ("id", "status", "data_interval_start", "data_interval_end", "records_completed")
+    return {key: run.get(key) for key in keys}
 
 
 # -- what travels to the triggerer -------------------------------------------------------------------

@@ -302,7 +302,8 @@ class LogWatch:
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
         seen, count, new = list(cursor.seen), cursor.count, 0
-        for entry in chronological(entries):
+        # Oldest first; those sharing a timestamp in the reverse of PostHog's order (the sort is stable).
+        for entry in sorted(reversed(list(entries)), key=entry_time):
             moment = entry_time(entry)
             if moment <= cursor.after or (since is not None and moment <= since):
                 continue
@@ -323,11 +324,6 @@ class LogWatch:
         polled_at = polled_at or datetime.now(timezone.utc)
         mark = polled_at - timedelta(seconds=self.settle)
         return LogOutcome(WAITING, LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark), new=new)
-
-
-def chronological(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries oldest first; those sharing a timestamp in the reverse of PostHog's order (stable)."""
-    return sorted(reversed(list(entries)), key=entry_time)
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -1,10 +1,9 @@
-"""Judging batch export runs and backfills (the run sensor, the backfill waits and their trigger), what a task
-reports once they completed, and the run events an asset watcher fires (docs/waits.md, "Runs and backfills"
-and "Run events").
-"""
+"""Judging batch export runs and backfills for the run sensor, the backfill waits and their trigger, reporting
+completed runs, and the run events of asset watchers (docs/waits.md, "Runs and backfills", "Run events")."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import time
@@ -113,20 +112,15 @@ def backfill_value(
     }
 
 
-def _progress(value: dict[str, Any]) -> str:
-    """``3/5 runs finished``, or what is known when PostHog gives no counts."""
-    if value["total_runs"] is None or value["finished_runs"] is None:
-        return f"{value['status']}, run count not known yet"
-    return f"{value['finished_runs']}/{value['total_runs']} runs finished"
-
-
 def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]) -> RunsOutcome:
     """Whether a backfill is done, and done well; of ``runs``, only the backfill's own count."""
     backfill_id = backfill.get("id")
     own = [run for run in runs if run.get("backfill") == backfill_id]
     value = backfill_value(batch_export_id, backfill, own)
     status = backfill.get("status")
-    progress = _progress(value)
+    progress = f"{value['finished_runs']}/{value['total_runs']} runs finished"
+    if value["total_runs"] is None or value["finished_runs"] is None:
+        progress = f"{status}, run count not known yet"
     if status in ACTIVE_STATUSES:
         return RunsOutcome(
             WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
@@ -247,19 +241,6 @@ INTERVAL_SECONDS = {
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
-def pause_of(export: Mapping[str, Any], started_at: datetime | None) -> tuple[str, bool] | None:
-    """``(description, during the wait)`` when the export is paused (PostHog may, §6.4), else None."""
-    if not export.get("paused"):
-        return None
-    paused_at = export.get("last_paused_at")
-    try:
-        moment = parse_timestamp("last_paused_at", paused_at) if paused_at else None
-    except ValueError:
-        moment = None
-    during = started_at is None or moment is None or moment >= started_at - _CLOCK_SKEW
-    return f"batch export {export.get('id')} was paused at {paused_at or 'an unknown time'}", during
-
-
 @dataclass(frozen=True)
 class RunsWait:
     """What a wait on runs asks PostHog each poll, and how it judges the answer: a wait for a backfill
@@ -339,14 +320,19 @@ class RunsWait:
         return latest if oldest < self.runs_after(None) else None
 
     def _with_pause(self, outcome: RunsOutcome, export: Mapping[str, Any]) -> RunsOutcome:
-        """The outcome, told by a pause of the export: a pause during the wait fails it at once."""
-        pause = pause_of(export, self.started_at)
-        if pause is None or outcome.status == SUCCESS:
+        """The outcome, told by a pause of the export (PostHog may pause one, §6.4): a pause during the wait
+        fails it at once.
+        """
+        if not export.get("paused") or outcome.status == SUCCESS:
             return outcome
-        description, during = pause
+        paused_at = export.get("last_paused_at")
+        description = f"batch export {export.get('id')} was paused at {paused_at or 'an unknown time'}"
         if outcome.status == FAILED:
             return RunsOutcome(FAILED, outcome.value, f"{outcome.message}; {description}.")
-        if during:
+        moment = None
+        with contextlib.suppress(ValueError):
+            moment = parse_timestamp("last_paused_at", paused_at) if paused_at else None
+        if self.started_at is None or moment is None or moment >= self.started_at - _CLOCK_SKEW:
             return RunsOutcome(
                 FAILED,
                 outcome.value,
