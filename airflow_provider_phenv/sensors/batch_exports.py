@@ -165,8 +165,13 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             raise
 
     def _poke_then_defer(self, context: Context) -> Any:
-        started = time.monotonic()
-        done = self._first_poke(context)
+        started, done = time.monotonic(), None
+        try:  # one poke with the error handling of poke mode (soft_fail, never_fail, silent_fail)
+            done = self.poke(context)
+        except Exception as error:
+            if not self.silent_fail or isinstance(error, (*_DECIDED, AirflowSkipException)):
+                self._raise_as_poke_mode(error)
+            self.log.error("Sensor poke failed: %s", error, exc_info=True)
         if isinstance(done, PokeReturnValue):
             self.log.info("Success criteria met. Exiting.")
             return done.xcom_value
@@ -175,16 +180,6 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
             timed_out = AirflowSkipException if self.soft_fail else AirflowSensorTimeout
             raise timed_out(self._timeout_message(elapsed))
         self.defer_wait(context, deadline=time.time() + self.timeout - elapsed)
-
-    def _first_poke(self, context: Context) -> bool | PokeReturnValue:
-        """One poke with the error handling of poke mode (soft_fail, never_fail, silent_fail)."""
-        try:
-            return self.poke(context)
-        except Exception as error:
-            if self.silent_fail and not isinstance(error, (*_DECIDED, AirflowSkipException)):
-                self.log.error("Sensor poke failed: %s", error, exc_info=True)
-                return False
-            self._raise_as_poke_mode(error)
 
     def defer_wait(self, context: Context, *, deadline: float) -> NoReturn:
         """Hand the wait to the trigger until ``deadline`` (UNIX time)."""

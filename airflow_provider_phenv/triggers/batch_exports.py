@@ -474,15 +474,15 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
 
     def _note_pause(self, export: dict[str, Any] | None) -> None:
         # The watch goes on either way.
-        paused = None if export is None else bool(export.get("paused"))
-        if paused is None or paused == self._paused:
+        if export is None or bool(export.get("paused")) == self._paused:
             return
+        paused = bool(export.get("paused"))
         if paused:
             self.log.warning(
                 "Batch export %s is paused (last_paused_at %s; PostHog pauses an export by itself after "
                 "repeated failures): no runs will come until it is unpaused. Still watching.",
                 self.batch_export_id,
-                export.get("last_paused_at") if export else None,
+                export.get("last_paused_at"),
             )
         elif self._paused is not None:
             self.log.info("Batch export %s is unpaused again.", self.batch_export_id)

@@ -90,13 +90,8 @@ class ProjectPoll:
         """The shortest interval a member asked for: the list is never read more often."""
         return min(self._members.values(), default=60.0)
 
-    @property
-    def members(self) -> int:
-        return len(self._members)
-
     async def listing(self, not_before: float) -> Listing:
-        """The first read of the list sent at or after ``not_before`` (``time.time()``): the last one when it
-        is recent enough, else the next one, waited for.
+        """The last read of the list if sent at or after ``not_before`` (``time.time()``), else the next one.
 
         :raises PostHogError: the read failed after the hook's retries.
         """
@@ -159,7 +154,7 @@ class ProjectPoll:
             "PostHog project %s: %d waits share one read of the exports list, %s (asked for every %g s); "
             "the key for %s sent %d requests in the last minute and %d in the last hour (budget %.0f, %.0f).",
             self.project_id or settings.project_id,
-            self.members,
+            len(self._members),
             f"the last {gap:.0f} s after the one before" if gap < float("inf") else "the first",
             self.interval,
             budget.label,
