@@ -1,13 +1,12 @@
 """The PostHog hooks, one method per endpoint: each validates its arguments, describes the request as an
-:class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it (:mod:`.transport`).
-
-:class:`PostHogHook` serves operators and poke/reschedule sensors; :class:`PostHogAsyncHook` serves
-triggers. The reads both need are written once, in :class:`PostHogReads`.
+:class:`~airflow_provider_phenv.hooks.calls.ApiCall` and sends it (:mod:`.transport`). :class:`PostHogHook`
+serves operators and poke/reschedule sensors, :class:`PostHogAsyncHook` triggers; the reads both need are
+written once, in :class:`PostHogReads`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -39,7 +38,7 @@ from airflow_provider_phenv.hooks.calls import (
     run_call,
     runs_call,
 )
-from airflow_provider_phenv.hooks.settings import PostHogSettings, row_wait_kwargs, slot_wait_kwargs
+from airflow_provider_phenv.hooks.settings import row_wait_kwargs, slot_wait_kwargs
 from airflow_provider_phenv.hooks.transport import AsyncClient, SyncClient
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
@@ -82,6 +81,7 @@ __all__ = [
 
 
 JSON = dict[str, Any]
+ProjectId = int | str | None
 # What a read returns: one JSON object, a list of them, an iterator of them (sync or async).
 One = TypeVar("One")
 Many = TypeVar("Many")
@@ -90,15 +90,16 @@ Each = TypeVar("Each")
 #: Seconds a backfill PostHog accepted may stay invisible: its row is written by the backfill
 #: workflow's first activity, after the 201 (docs/posthog-api.md §6.9).
 BACKFILL_ROW_GRACE = 300.0
+# Seconds of clock difference between this machine and PostHog that find_backfill allows.
+_CLOCK_SKEW = 60.0
 
 
 def find_backfill(
-    backfills: list[dict[str, Any]],
+    backfills: list[JSON],
     bounds: tuple[Any, Any] | None,
     since: datetime | None,
     *,
     schedule: ExportSchedule | None = None,
-    skew: float = 60.0,
 ) -> dict[str, Any] | None:
     """The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
 
@@ -106,35 +107,27 @@ def find_backfill(
     :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; ``None`` for any.
     :param since: when the request that may have made it was sent; ``None`` for any time.
     :param schedule: the export's schedule, to read date bounds as PostHog stores them.
-    :param skew: seconds of clock difference between this machine and PostHog to allow.
     """
     wanted = None if bounds is None else tuple(backfill_moment(bound, schedule) for bound in bounds)
-    earliest = None if since is None else since.timestamp() - skew
+    earliest = None if since is None else since.timestamp() - _CLOCK_SKEW
 
-    def created(backfill: dict[str, Any]) -> float:
+    def created(backfill: JSON) -> float:
         moment = backfill_moment(backfill.get("created_at"))
         return 0.0 if moment is None else moment.timestamp()
 
-    matches = [
-        backfill
-        for backfill in backfills
-        if (
-            wanted is None
-            or (backfill_moment(backfill.get("start_at")), backfill_moment(backfill.get("end_at"))) == wanted
-        )
-        and (earliest is None or created(backfill) >= earliest)
-    ]
-    return max(matches, key=created, default=None)
+    def matches(backfill: JSON) -> bool:
+        over = tuple(backfill_moment(backfill.get(bound)) for bound in ("start_at", "end_at"))
+        return (wanted is None or over == wanted) and (earliest is None or created(backfill) >= earliest)
+
+    return max(filter(matches, backfills), key=created, default=None)
 
 
 class PostHogReads(Generic[One, Many, Each]):
-    """The reads both hooks serve, each written once. They return what the hook's client returns: on
-    :class:`PostHogHook` the parsed JSON, on :class:`PostHogAsyncHook` an awaitable of it (and an async
-    iterator from :meth:`iter_batch_export_logs`).
+    """The reads both hooks serve, written once: on :class:`PostHogHook` they return parsed JSON, on
+    :class:`PostHogAsyncHook` awaitables of it (an async iterator from :meth:`iter_batch_export_logs`).
 
-    The parameters every endpoint method of both hooks shares: ``project_id``, the project
-    (environment) id, default the connection's; ``batch_export_id``, ``run_id``, ``backfill_id``,
-    UUIDs; ``dashboard_id``, the dashboard's integer id.
+    Shared parameters: ``project_id``, the project (environment) id, default the connection's;
+    ``batch_export_id``, ``run_id``, ``backfill_id``: UUIDs; ``dashboard_id``: the dashboard's integer id.
     """
 
     # Provided by SyncClient or AsyncClient (see :mod:`.transport`).
@@ -143,11 +136,11 @@ class PostHogReads(Generic[One, Many, Each]):
     _paginate: Callable[..., Each]
     _call_once_visible: Callable[[ApiCall, float], One]
 
-    def get_batch_export(self, batch_export_id: str, *, project_id: int | str | None = None) -> One:
+    def get_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> One:
         """Return one batch export."""
         return self._call(export_call(batch_export_id, project_id=project_id, expect=calls.BATCH_EXPORT))
 
-    def list_batch_exports(self, *, project_id: int | str | None = None, page_size: int = 100) -> Many:
+    def list_batch_exports(self, *, project_id: ProjectId = None, page_size: int = 100) -> Many:
         """Return every batch export of the project (each with its ``latest_runs``), across all pages.
 
         :param page_size: exports per page (``limit``); PostHog sets no maximum.
@@ -159,15 +152,13 @@ class PostHogReads(Generic[One, Many, Each]):
         batch_export_id: str,
         *,
         limit: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
         **filters: Unpack[LogFilters],
     ) -> One:
-        """Return one page of a batch export's log entries, newest first: ``{"count", "next", "previous",
-        "results": [entries]}``.
+        """Return one page of a batch export's log entries, newest first: ``{"count", "next", "results"...}``.
 
         :param limit: at most this many entries (1 to 500).
-        :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id``
-            (:class:`~airflow_provider_phenv.hooks.calls.LogFilters`).
+        :param filters: ``after``, ``before``, ``level``, ``search``, ``instance_id`` (:class:`LogFilters`).
         """
         return self._call(logs_call(batch_export_id, project_id=project_id, limit=limit, **filters))
 
@@ -176,7 +167,7 @@ class PostHogReads(Generic[One, Many, Each]):
         batch_export_id: str,
         *,
         page_size: int = MAX_LOGS_LIMIT,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
         **filters: Unpack[LogFilters],
     ) -> Each:
         """Yield every log entry after ``after`` (newest first), reading as many pages as needed.
@@ -187,55 +178,44 @@ class PostHogReads(Generic[One, Many, Each]):
         call = logs_call(batch_export_id, project_id=project_id, limit=page_size, **filters)
         return self._paginate(call, LogsPager)
 
-    def get_batch_export_run(
-        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
-    ) -> One:
+    def get_batch_export_run(self, batch_export_id: str, run_id: str, *, project_id: ProjectId = None) -> One:
         """Return one run of a batch export (of any age: PostHog hides older runs unless asked)."""
         return self._call(run_call(batch_export_id, run_id, project_id=project_id))
 
     def list_batch_export_runs(
-        self, batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
+        self, batch_export_id: str, *, project_id: ProjectId = None, **filters: Unpack[RunFilters]
     ) -> Many:
         """Return the runs of a batch export, newest first, across all pages.
 
-        :param filters: ``status``, ``after``, ``before``
-            (:class:`~airflow_provider_phenv.hooks.calls.RunFilters`).
+        :param filters: ``status``, ``after``, ``before`` (:class:`RunFilters`).
         """
         return self._collect(runs_call(batch_export_id, project_id=project_id, **filters))
 
     def get_batch_export_backfill(
-        self,
-        batch_export_id: str,
-        backfill_id: str,
-        *,
-        project_id: int | str | None = None,
-        row_timeout: float = 0.0,
+        self, batch_export_id: str, backfill_id: str, *, project_id: ProjectId = None, row_timeout: float = 0
     ) -> One:
         """Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
 
         :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
             just accepted (its row comes a moment after the 201).
         """
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/"
-        call = export_call(batch_export_id, tail, project_id=project_id, expect=calls.BACKFILL)
+        call = _backfill_call(batch_export_id, backfill_id, "", project_id=project_id, expect=calls.BACKFILL)
         return self._call_once_visible(call, row_timeout)
 
     def cancel_batch_export_backfill(
-        self,
-        batch_export_id: str,
-        backfill_id: str,
-        *,
-        project_id: int | str | None = None,
-        row_timeout: float = 0.0,
+        self, batch_export_id: str, backfill_id: str, *, project_id: ProjectId = None, row_timeout: float = 0
     ) -> One:
         """Cancel a running backfill and its active runs.
 
-        :param row_timeout: seconds to keep trying while PostHog answers 404, for a backfill it has
-            just accepted (it cannot be cancelled before its row exists).
+        :param row_timeout: as for :meth:`get_batch_export_backfill` (no cancel before the row exists).
         """
-        tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/cancel/"
-        call = export_call(batch_export_id, tail, method="POST", project_id=project_id)
+        call = _backfill_call(batch_export_id, backfill_id, "cancel/", method="POST", project_id=project_id)
         return self._call_once_visible(call, row_timeout)
+
+
+def _backfill_call(batch_export_id: str, backfill_id: str, action: str, **kwargs: Any) -> ApiCall:
+    tail = f"backfills/{check_uuid('backfill_id', backfill_id)}/{action}"
+    return export_call(batch_export_id, tail, **kwargs)
 
 
 class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
@@ -254,19 +234,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     # -- batch exports ------------------------------------------------------------------------------
 
-    def pause_batch_export(
-        self, batch_export_id: str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
+    def pause_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> dict[str, Any]:
         """Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``."""
-        call = export_call(
-            batch_export_id, "pause/", method="POST", project_id=project_id, expect=calls.paused_is(True)
-        )
+        paused = calls.paused_is(True)
+        call = export_call(batch_export_id, "pause/", method="POST", project_id=project_id, expect=paused)
         return self._call(call)
 
     def unpause_batch_export(
-        self, batch_export_id: str, *, backfill: bool = False, project_id: int | str | None = None
+        self, batch_export_id: str, *, backfill: bool = False, project_id: ProjectId = None
     ) -> dict[str, Any]:
-        """Unpause a batch export. Returns ``{"paused": false}``. With ``backfill`` it is not repeatable
+        """Unpause a batch export; returns ``{"paused": false}``. With ``backfill`` it is not repeatable
         (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none): an
         ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
 
@@ -285,7 +262,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(call)
 
     def get_batch_export_test_steps(
-        self, destination_type: str, *, project_id: int | str | None = None
+        self, destination_type: str, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
 
@@ -302,19 +279,12 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(call)
 
     def run_batch_export_test_step(
-        self,
-        batch_export_id: str,
-        step: int,
-        payload: dict[str, Any] | None = None,
-        *,
-        project_id: int | str | None = None,
+        self, batch_export_id: str, step: int, payload: JSON | None = None, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
-        """Run one test step against an existing export's destination: ``{"name", "description", "result":
-        {"status", "message"}}``.
+        """Run one test step against an existing export's destination: ``{"name", "description", "result"}``.
 
         :param step: index of the step, from :meth:`get_batch_export_test_steps`.
-        :param payload: export fields to test with; default: the export's own (PostHog validates
-            the whole payload).
+        :param payload: export fields to test with (PostHog validates them all); default: the export's own.
         """
         step = check_choice("step", step, range(100))
         if payload is None:
@@ -332,7 +302,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(call)
 
     def run_batch_export_test_step_new(
-        self, payload: dict[str, Any], step: int, *, project_id: int | str | None = None
+        self, payload: JSON, step: int, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Run one test step for an export that does not exist yet.
 
@@ -358,11 +328,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         batch_export_id: str,
         run_id: str,
         *,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
         row_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Run a run's interval again, as PostHog does: as a backfill. PostHog answers with the backfill's
-        workflow id; this waits for the backfill's row (over the run's data interval) and returns
+        """Run a run's interval again, as PostHog does: as a backfill. Waits for the backfill's row; returns
         ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was lost: then the backfill
         is looked up, never re-sent).
 
@@ -403,7 +372,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return {"backfill_id": str(backfill["id"]), "workflow_id": workflow_id}
 
     def cancel_batch_export_run(
-        self, batch_export_id: str, run_id: str, *, project_id: int | str | None = None
+        self, batch_export_id: str, run_id: str, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Cancel a Starting or Running run (PostHog answers 400 for any other status)."""
         return self._call(run_call(batch_export_id, run_id, "cancel/", method="POST", project_id=project_id))
@@ -414,17 +383,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         *,
         start_at: Any,
         end_at: Any,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
         export: Mapping[str, Any] | None = None,
         slot_timeout: float = 900.0,
         slot_poll_interval: float = 30.0,
     ) -> dict[str, Any]:
         """
-        Start a backfill of ``[start_at, end_at)``; returns ``{"backfill_id"}``. The bounds are
-        checked against the export's schedule (read first unless ``export`` is given); a lost answer
-        is looked up, never re-sent; while PostHog runs as many backfills as it allows, this waits
-        for a free slot. The new backfill may be 404 for a moment (see ``row_timeout`` of
-        :meth:`get_batch_export_backfill`).
+        Start a backfill of ``[start_at, end_at)``; returns ``{"backfill_id"}``. The bounds are checked
+        against the export's schedule; a lost answer is looked up, never re-sent; while PostHog runs as many
+        backfills as it allows, this waits for a free slot. The new backfill may be 404 for a moment (see
+        ``row_timeout`` of :meth:`get_batch_export_backfill`).
 
         :param start_at: first moment to export: a date, an aware datetime or ISO 8601 text.
         :param end_at: the moment after the last one to export; not in the future.
@@ -458,12 +426,11 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def list_batch_export_backfills(
-        self, batch_export_id: str, *, project_id: int | str | None = None
+        self, batch_export_id: str, *, project_id: ProjectId = None
     ) -> list[dict[str, Any]]:
         """Return the backfills of a batch export across all pages."""
-        return self._collect(
-            export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
-        )
+        call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
+        return self._collect(call)
 
     def find_batch_export_backfill(
         self,
@@ -473,35 +440,30 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         since: datetime | None = None,
         schedule: ExportSchedule | None = None,
         wait: float = 0.0,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
     ) -> dict[str, Any] | None:
-        """The newest backfill over ``bounds`` created since ``since``, waiting up to ``wait`` seconds for
-        PostHog to show it; ``None`` when there is none by then.
+        """:func:`find_backfill` on the export's backfills, waiting up to ``wait`` seconds for PostHog to
+        show it; ``None`` when there is none by then.
 
         :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; None for any.
         :param since: when the request that started it was sent; None for any time.
         :param schedule: the export's schedule, to read date bounds as PostHog stores them.
         :param wait: seconds to keep looking.
         """
-        retrying = Retrying(
-            **row_wait_kwargs(wait, retry_if_result(lambda found: found is None)),
-            retry_error_callback=lambda _state: None,
-        )
-        return retrying(
-            lambda: find_backfill(
-                self.list_batch_export_backfills(batch_export_id, project_id=project_id),
-                bounds,
-                since,
-                schedule=schedule,
-            )
-        )
+
+        def look() -> dict[str, Any] | None:
+            backfills = self.list_batch_export_backfills(batch_export_id, project_id=project_id)
+            return find_backfill(backfills, bounds, since, schedule=schedule)
+
+        until_found = row_wait_kwargs(wait, retry_if_result(lambda found: found is None))
+        return Retrying(**until_found, retry_error_callback=lambda _state: None)(look)
 
     def _backfill_made_since(
         self,
         batch_export_id: str,
         bounds: tuple[Any, Any],
         requested_at: datetime,
-        project_id: int | str | None,
+        project_id: ProjectId,
         error: PostHogWriteOutcomeUnknownError,
         schedule: ExportSchedule | None = None,
     ) -> dict[str, Any]:
@@ -517,23 +479,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         if backfill is None:
             raise error
-        self.log.warning(
-            "PostHog's answer was lost; backfill %s of batch export %s for %s - %s exists, so it is used.",
-            backfill["id"],
-            batch_export_id,
-            *bounds,
-        )
+        message = "PostHog's answer was lost; backfill %s of batch export %s for %s - %s exists: using it."
+        self.log.warning(message, backfill["id"], batch_export_id, *bounds)
         return {"backfill_id": backfill["id"]}
 
     # -- dashboards -------------------------------------------------------------------------------------
 
     def list_dashboards(
-        self,
-        *,
-        search: str | None = None,
-        project_id: int | str | None = None,
-        page_size: int = 500,
-        **filters: Any,
+        self, *, search: str | None = None, project_id: ProjectId = None, page_size: int = 500, **filters: Any
     ) -> list[dict[str, Any]]:
         """Return every dashboard of the project (pinned first, then by name), across all pages.
 
@@ -554,16 +507,13 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         return self._collect(call)
 
-    def get_dashboard(
-        self, dashboard_id: int | str, *, project_id: int | str | None = None
-    ) -> dict[str, Any]:
+    def get_dashboard(self, dashboard_id: int | str, *, project_id: ProjectId = None) -> dict[str, Any]:
         """Return one dashboard."""
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
-    def create_dashboard(self, *, project_id: int | str | None = None, **fields: Any) -> dict[str, Any]:
-        """
-        Create a dashboard. Never re-sent after an ambiguous failure: a lost response raises
-        :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
+    def create_dashboard(self, *, project_id: ProjectId = None, **fields: Any) -> dict[str, Any]:
+        """Create a dashboard; never re-sent after an ambiguous failure (that raises
+        :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`).
 
         :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.validation.DASHBOARD_FIELDS`,
             ``name`` required) and any other PostHog accepts (``filters``, ``variables``...).
@@ -581,7 +531,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(call)
 
     def update_dashboard(
-        self, dashboard_id: int | str, *, project_id: int | str | None = None, **fields: Any
+        self, dashboard_id: int | str, *, project_id: ProjectId = None, **fields: Any
     ) -> dict[str, Any]:
         """Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
 
@@ -590,13 +540,13 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         if not fields:
             raise ValueError("update_dashboard needs at least one field to change.")
         body = dashboard_payload(create=False, **fields)
-        call = dashboard_call(
+        patch = dashboard_call(
             dashboard_id, method="PATCH", body=body, project_id=project_id, expect=calls.DASHBOARD
         )
-        return self._call(call)
+        return self._call(patch)
 
     def list_dashboard_collaborators(
-        self, dashboard_id: int | str, *, project_id: int | str | None = None
+        self, dashboard_id: int | str, *, project_id: ProjectId = None
     ) -> list[dict[str, Any]]:
         """Return the collaborators of a dashboard (PostHog sends them all at once, unpaginated)."""
         return self._call(
@@ -604,12 +554,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
 
     def add_dashboard_collaborator(
-        self,
-        dashboard_id: int | str,
-        user_uuid: str,
-        level: int = 37,
-        *,
-        project_id: int | str | None = None,
+        self, dashboard_id: int | str, user_uuid: str, level: int = 37, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Give a user edit access to a restricted dashboard.
 
@@ -632,11 +577,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(call)
 
     def list_dashboard_access_controls(
-        self, dashboard_id: int | str, *, project_id: int | str | None = None
+        self, dashboard_id: int | str, *, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level", ...}``
-        (empty on an organization without the access-control feature). Needs the key scope
-        ``access_control:read``.
+        (empty without the access-control feature). Needs the key scope ``access_control:read``.
         """
         return self._call(
             dashboard_call(
@@ -651,46 +595,39 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         access_level: str | None,
         organization_member: str | None = None,
         role: str | None = None,
-        project_id: int | str | None = None,
+        project_id: ProjectId = None,
     ) -> dict[str, Any] | None:
         """Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with neither the
         dashboard's default; returns the rule as stored, ``None`` for a removed one. Needs the key scope
         ``access_control:write`` and the dashboard's creator or an admin.
 
-        :param access_level: ``"none"``, ``"viewer"``, ``"editor"`` or ``"manager"``; ``None``
-            removes the rule.
+        :param access_level: ``"none"``, ``"viewer"``, ``"editor"``, ``"manager"``; ``None`` removes the rule.
         :param organization_member: the member's membership id (from :meth:`list_organization_members`).
         :param role: a role's UUID, instead of a member.
         """
         if organization_member is not None and role is not None:
             raise ValueError("An access rule names a member or a role, not both.")
-        body: dict[str, Any] = {
-            "access_level": None
-            if access_level is None
-            else check_choice("access_level", access_level, DASHBOARD_ACCESS_LEVELS)
-        }
+        body: JSON = {"access_level": None}
+        if access_level is not None:
+            body["access_level"] = check_choice("access_level", access_level, DASHBOARD_ACCESS_LEVELS)
         if organization_member is not None:
             body["organization_member"] = check_uuid("organization_member", organization_member)
         if role is not None:
             body["role"] = check_uuid("role", role)
-        call = dashboard_call(
-            dashboard_id,
-            "access_controls/",
-            method="PUT",
-            body=body,
-            project_id=project_id,
-            expect=calls.ACCESS_CONTROL_ROW,
+        expect = calls.ACCESS_CONTROL_ROW
+        put = dashboard_call(
+            dashboard_id, "access_controls/", method="PUT", body=body, project_id=project_id, expect=expect
         )
-        return self._call(call)
+        return self._call(put)
 
     # -- projects and organizations ---------------------------------------------------------------------
 
-    def get_project(self, *, project_id: int | str | None = None) -> dict[str, Any]:
+    def get_project(self, *, project_id: ProjectId = None) -> dict[str, Any]:
         """Return the project (environment) record, with its ``organization`` id."""
         return self._call(ApiCall(path="", resource="the project", project_id=project_id))
 
     def get_organization(
-        self, *, organization_id: str | None = None, project_id: int | str | None = None
+        self, *, organization_id: str | None = None, project_id: ProjectId = None
     ) -> dict[str, Any]:
         """Return an organization, with its ``available_product_features``.
 
@@ -698,19 +635,17 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         :param project_id: project/environment id whose organization is meant; default from the connection.
         """
         organization = self._organization_id(organization_id, project_id)
-        call = ApiCall(
-            path=f"organizations/{organization}/", resource=f"organization {organization}", global_path=True
-        )
-        return self._call(call)
+        resource = f"organization {organization}"
+        return self._call(ApiCall(path=f"organizations/{organization}/", resource=resource, global_path=True))
 
     def list_organization_members(
-        self, *, organization_id: str | None = None, project_id: int | str | None = None
+        self, *, organization_id: str | None = None, project_id: ProjectId = None
     ) -> list[dict[str, Any]]:
         """Return every member of an organization, across all pages: ``{"id" (the membership id), "user":
         {"uuid", "email", ...}, "level"}``.
 
-        :param organization_id: the organization's UUID (or ``@current``); default: the project's.
-        :param project_id: project/environment id whose organization is meant; default from the connection.
+        :param organization_id: as for :meth:`get_organization`.
+        :param project_id: as for :meth:`get_organization`.
         """
         organization = self._organization_id(organization_id, project_id)
         call = ApiCall(
@@ -722,7 +657,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         return self._collect(call)
 
-    def _organization_id(self, organization_id: str | None, project_id: int | str | None) -> str:
+    def _organization_id(self, organization_id: str | None, project_id: ProjectId) -> str:
         if organization_id == "@current":
             return organization_id
         if organization_id is not None:
@@ -732,7 +667,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             organization = organization.get("id")
         return check_uuid("the project's organization", organization)
 
-    def ui_url(self, project_id: int | str | None, path: str) -> str | None:
+    def ui_url(self, project_id: ProjectId, path: str) -> str | None:
         """Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
 
         :param project_id: project id; ``None`` means the connection's. No link for ``@current``,
@@ -740,17 +675,25 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         :param path: page path below ``/project/<id>/``.
         """
         project = self._project(self.settings, project_id)
-        if not project.isdigit():
-            return None
-        return f"{self.settings.base_url}/project/{project}/{path}"
+        return f"{self.settings.base_url}/project/{project}/{path}" if project.isdigit() else None
 
-    # -- connection check -----------------------------------------------------------------------------
+    # -- connection check (Airflow's Test button, ``airflow connections test``) -------------------------
 
     def key_scopes(self) -> list[str] | None:
         """The scopes of the connection's personal API key, or ``None`` where PostHog cannot show them."""
-        key = read_own_key(self)
-        scopes = key.get("scopes") if key else None
-        return scopes if isinstance(scopes, list) else None
+        return _scopes(self._own_key())
+
+    def _own_key(self) -> dict[str, Any] | None:
+        # The key's own record (label, scopes); None on a PostHog that cannot show it.
+        call = ApiCall(path="personal_api_keys/@current/", resource="the personal API key", global_path=True)
+        try:
+            return self._call(call)
+        except PostHogNotFoundError:
+            return None  # an older PostHog without this endpoint
+        except PostHogAuthError as error:
+            if error.status_code == 403 and "personal api key access" in (error.detail or "").lower():
+                return None
+            raise
 
     def test_connection(self) -> tuple[bool, str]:
         """Check what the operators need, for Airflow's connection test: the key's scopes, then one
@@ -758,7 +701,64 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :return: ``(ok, message)``; the message names every missing piece.
         """
-        return check_connection(self)
+        try:
+            settings = self.settings
+            # A button press must answer quickly: a hook of its own, without retries or long waits.
+            timeout = min(settings.timeout, TEST_CONNECTION_TIMEOUT)
+            with type(self)(self.posthog_conn_id, max_retries=0, timeout=timeout) as probe:
+                return probe._check()
+        except PostHogTransportError as error:
+            return False, (
+                f"Could not reach PostHog at {settings.host_label} within {TEST_CONNECTION_TIMEOUT:g} s: "
+                f"{error.detail}. Check the connection's host and port, and that this machine can reach it."
+            )
+        except Exception as error:
+            return False, str(error)
+
+    def _check(self) -> tuple[bool, str]:
+        settings = self.settings
+        problems: list[str] = []
+        key = self._own_key()  # raises on an unreachable host or a rejected key
+        scopes = _scopes(key)
+        missing = _lacking(scopes, REQUIRED_SCOPES)
+        if missing:
+            problems.append(
+                f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} (it has {', '.join(scopes or []) or 'none'}): the operators need "
+                f"{', '.join(REQUIRED_SCOPES)}; edit the key in PostHog (Settings > Personal API keys)"
+            )
+        project = settings.project_id
+        # Read something the key may read, so a missing scope is not reported twice.
+        readable = [listing for scope, listing in _LISTINGS.items() if not _lacking(scopes, [scope])]
+        if project is None:
+            problems.append(
+                f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
+                "(environment) id, the number after /project/ in PostHog's URLs"
+            )
+        elif readable:
+            listing = readable[0]
+            call = ApiCall(
+                path=f"{listing}/",
+                params={"limit": 1},
+                resource=listing.replace("_", " "),
+                project_id=project,
+                expect=calls.page(),
+            )
+            try:
+                self._call(call)
+            except (PostHogAuthError, PostHogNotFoundError) as error:
+                problems.append(f"project {project} cannot be read: {error}")
+        where = f"PostHog at {settings.host_label}"
+        if problems:
+            return False, f"{where}: " + "; ".join(problems) + "."
+        label = f" with key {key['label']!r}" if key and key.get("label") else ""
+        scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
+        lacking = _lacking(scopes, ACCESS_SCOPES)
+        note = f" Only {ACCESS_TASKS} also need {', '.join(lacking)}, which it lacks." if lacking else ""
+        return True, (
+            f"Connected to {where}{label}: project {project} is readable and {scope_note} "
+            f"{', '.join(REQUIRED_SCOPES)}.{note}"
+        )
 
 
 class PostHogAsyncHook(
@@ -773,8 +773,6 @@ class PostHogAsyncHook(
     """
 
 
-# -- the connection test (Airflow's Test button, ``airflow connections test``) ------------------------
-
 #: What the operators and sensors need from a personal API key.
 REQUIRED_SCOPES = ("batch_export:read", "batch_export:write", "dashboard:read", "dashboard:write")
 #: What dashboard tasks that give access need besides; other tasks never need them.
@@ -782,90 +780,18 @@ ACCESS_SCOPES = ("access_control:write", "organization:read", "organization_memb
 ACCESS_TASKS = "dashboard tasks that set editors, viewers or default_access"
 #: Seconds the connection test waits to connect and for each answer.
 TEST_CONNECTION_TIMEOUT = 5.0
+# The listing the connection test reads with each scope, in order of preference.
+_LISTINGS = {"batch_export:read": "batch_exports", "dashboard:read": "dashboards"}
 
 
-def check_connection(hook: PostHogHook) -> tuple[bool, str]:
-    """``(ok, message)`` for the hook's connection; the message names every missing piece."""
-    try:
-        settings = hook.settings
-        # A button press must answer quickly: a hook of its own, without retries or long waits.
-        timeout = min(settings.timeout, TEST_CONNECTION_TIMEOUT)
-        with type(hook)(hook.posthog_conn_id, max_retries=0, timeout=timeout) as probe:
-            return _check(probe, probe.settings)
-    except PostHogTransportError as error:
-        return False, (
-            f"Could not reach PostHog at {settings.host_label} within {TEST_CONNECTION_TIMEOUT:g} s: "
-            f"{error.detail}. Check the connection's host and port, and that this machine can reach it."
-        )
-    except Exception as error:
-        return False, str(error)
-
-
-def _check(hook: PostHogHook, settings: PostHogSettings) -> tuple[bool, str]:
-    where = f"PostHog at {settings.host_label}"
-    problems: list[str] = []
-    key = read_own_key(hook)  # raises on an unreachable host or a rejected key
+def _scopes(key: JSON | None) -> list[str] | None:
     scopes = key.get("scopes") if key else None
-    if isinstance(scopes, list):
-        missing = [scope for scope in REQUIRED_SCOPES if not grants_scope(scopes, scope)]
-        if missing:
-            problems.append(
-                f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)} (it has {', '.join(scopes) or 'none'}): the operators need "
-                f"{', '.join(REQUIRED_SCOPES)}; edit the key in PostHog (Settings > Personal API keys)"
-            )
-    project = settings.project_id
-    if project is None:
-        problems.append(
-            f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
-            "(environment) id, the number after /project/ in PostHog's URLs"
-        )
-    else:
-        # Read something the key may read, so a missing scope is not reported twice.
-        readable = [
-            s
-            for s in ("batch_export:read", "dashboard:read")
-            if scopes is None or not isinstance(scopes, list) or grants_scope(scopes, s)
-        ]
-        if readable:
-            listing = "batch_exports" if readable[0] == "batch_export:read" else "dashboards"
-            check = ApiCall(
-                path=f"{listing}/",
-                params={"limit": 1},
-                resource=listing.replace("_", " "),
-                project_id=project,
-                expect=calls.page(),
-            )
-            try:
-                hook._call(check)
-            except (PostHogAuthError, PostHogNotFoundError) as error:
-                problems.append(f"project {project} cannot be read: {error}")
-    if problems:
-        return False, f"{where}: " + "; ".join(problems) + "."
-    label = f" with key {key['label']!r}" if key and key.get("label") else ""
-    scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
-    access_note = ""
-    if isinstance(scopes, list):
-        lacking = [scope for scope in ACCESS_SCOPES if not grants_scope(scopes, scope)]
-        if lacking:
-            access_note = f" Only {ACCESS_TASKS} also need {', '.join(lacking)}, which it lacks."
-    return True, (
-        f"Connected to {where}{label}: project {project} is readable and {scope_note} "
-        f"{', '.join(REQUIRED_SCOPES)}.{access_note}"
-    )
+    return scopes if isinstance(scopes, list) else None
 
 
-def read_own_key(hook: PostHogHook) -> dict[str, Any] | None:
-    """The key's own record (label, scopes), or ``None`` on a PostHog that cannot show it."""
-    call = ApiCall(path="personal_api_keys/@current/", resource="the personal API key", global_path=True)
-    try:
-        return hook._call(call)
-    except PostHogNotFoundError:
-        return None  # an older PostHog without this endpoint
-    except PostHogAuthError as error:
-        if error.status_code == 403 and "personal api key access" in (error.detail or "").lower():
-            return None
-        raise
+def _lacking(scopes: list[str] | None, wanted: Iterable[str]) -> list[str]:
+    # Nothing is known to lack when the scopes cannot be read.
+    return [] if scopes is None else [scope for scope in wanted if not grants_scope(scopes, scope)]
 
 
 def grants_scope(scopes: list[str], required: str) -> bool:
