@@ -62,25 +62,19 @@ class PostHogAPIError(PostHogError):
         self.method = method
         self.path = clip(path, 300)
         self.resource = resource
-        self.type = clip(type, _MAX_TAG_CHARS)
-        self.code = clip(code, _MAX_TAG_CHARS)
+        self.type, self.code, self.attr = (clip(tag, _MAX_TAG_CHARS) for tag in (type, code, attr))
         self.detail = clip(detail, MAX_DETAIL_CHARS)
-        self.attr = clip(attr, _MAX_TAG_CHARS)
         self.hint = hint
         super().__init__(self._message())
 
     def _message(self) -> str:
         status = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
         about = f" for {self.resource}" if self.resource else ""
+        tags = ", ".join(tag for tag in (self.code, f"attr={self.attr}" if self.attr else None) if tag)
         text = f"PostHog {status} on {self.method} {self.path}{about}"
-        if self.detail:
-            text += f": {self.detail}"
-        tags = [tag for tag in (self.code, f"attr={self.attr}" if self.attr else None) if tag]
-        if tags:
-            text += f" [{', '.join(tags)}]"
-        if self.hint:
-            text += f" {self.hint}"
-        return text
+        text += f": {self.detail}" if self.detail else ""
+        text += f" [{tags}]" if tags else ""
+        return text + (f" {self.hint}" if self.hint else "")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only __init__: rebuild from the attributes so the error survives pickling.
@@ -96,8 +90,6 @@ def _rebuild(cls: type[PostHogAPIError], state: dict[str, Any]) -> PostHogAPIErr
 
 # 400, 401, 403 and 404 cannot succeed on a retry: as AirflowFailException they fail the task
 # without Airflow's retries. Ambiguous outcomes, transport errors, 429 and 5xx are retried.
-
-
 class PostHogBadRequestError(PostHogAPIError, AirflowFailException):
     """400: PostHog rejected the request body or parameters (``detail`` says why). Not retried."""
 
@@ -197,7 +189,7 @@ def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, A
         if isinstance(data, dict):
             fields = {key: data.get(key) for key in ("type", "code", "detail", "attr")}
             if fields["detail"] is None and data:
-                fields["detail"] = _shorten(str(data)[: _MAX_DETAIL * 20])
+                fields["detail"] = _shorten(str(data))
             limits = {"detail": MAX_DETAIL_CHARS}
             return {
                 key: clip(str(value), limits.get(key, _MAX_TAG_CHARS)) if value is not None else None

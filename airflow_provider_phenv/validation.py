@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import Enum
@@ -88,22 +89,17 @@ def check_uuid(name: str, value: Any) -> str:
     """Return ``value`` as a canonical UUID string or raise ``ValueError`` naming it."""
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, str):
-        try:
+    with suppress(ValueError):
+        if isinstance(value, str):
             return str(uuid.UUID(value.strip()))
-        except ValueError:
-            pass
     raise _fail(name, value, "a UUID such as '018f2c3e-8d4a-7b1e-9c2d-3e4f5a6b7c8d'")
 
 
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as a positive int (accepting digit strings, as rendered templates are)."""
-    if isinstance(value, bool):
-        raise _fail(name, value, "a positive integer id")
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value)
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+        return number
     raise _fail(name, value, "a positive integer id")
 
 
@@ -305,10 +301,8 @@ def backfill_bound(name: str, value: Any) -> datetime | date:
     if isinstance(value, str):
         text = value.strip()
         if len(text) == 10:
-            try:
+            with suppress(ValueError):
                 return date.fromisoformat(text)
-            except ValueError:
-                pass
         value = parse_timestamp(name, text, naive_ok=False)
     if isinstance(value, datetime):
         return parse_timestamp(name, value, naive_ok=False)
