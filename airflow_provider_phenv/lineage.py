@@ -28,13 +28,6 @@ def _netloc(host: str) -> str:
     return (urlsplit(text).netloc if "://" in text else text.rstrip("/")).lower()
 
 
-def _uri_host(host: str) -> str:
-    netloc = _netloc(host) if isinstance(host, str) else ""
-    if not _HOST.match(netloc):
-        raise ValueError(f"Invalid host {host!r}: expected a PostHog host such as 'eu.posthog.com'.")
-    return netloc
-
-
 def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) -> str:
     """The asset URI of a batch export.
 
@@ -45,14 +38,14 @@ def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) 
     project = check_project_id(project_id)
     if project == "@current":
         raise ValueError("Invalid project_id '@current': an asset URI needs the project's numeric id.")
-    authority = _uri_host(host)
+    authority = _netloc(host) if isinstance(host, str) else ""
+    if not _HOST.match(authority):
+        raise ValueError(f"Invalid host {host!r}: expected a PostHog host such as 'eu.posthog.com'.")
     return f"{SCHEME}://{authority}/{project}/batch_exports/{check_uuid('batch_export_id', batch_export_id)}"
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Airflow's URI handler for the ``posthog`` scheme: check the form and normalise case."""
-    text = uri.geturl()
-    problem = None
     match = _PATH.match(uri.path)
     if not uri.netloc:
         problem = "it has no host"
@@ -65,11 +58,10 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
             normalised = batch_export_uri(
                 match["batch_export_id"], project_id=match["project_id"], host=uri.netloc
             )
+            return urlsplit(normalised)
         except ValueError as error:
             problem = str(error)
-        else:
-            return urlsplit(normalised)
-    raise ValueError(f"Invalid PostHog asset URI {text!r}: {problem}; expected {URI_FORM}.")
+    raise ValueError(f"Invalid PostHog asset URI {uri.geturl()!r}: {problem}; expected {URI_FORM}.")
 
 
 def parse_uri(uri: str) -> dict[str, str]:
@@ -131,10 +123,8 @@ def batch_export_asset(
         project_id=project_id,
         shared_poll=shared_poll,
     )
-    watcher = AssetWatcher(
-        name=f"posthog_runs_{'_'.join(trigger.statuses).lower()}_{trigger.batch_export_id}",
-        trigger=trigger,
-    )
+    watcher_name = f"posthog_runs_{'_'.join(trigger.statuses).lower()}_{trigger.batch_export_id}"
+    watcher = AssetWatcher(name=watcher_name, trigger=trigger)
     return Asset(name=name or uri, uri=uri, group=group, extra=extra or {}, watchers=[watcher])
 
 
@@ -173,19 +163,16 @@ def attach_outlet_extras(context: Mapping[str, Any], extra: Mapping[str, Any]) -
     :param extra: e.g. :func:`batch_export_outlet_extra`.
     :return: how many outlets got the extra.
     """
-    task = context.get("task")
-    outlets = getattr(task, "outlets", None) or []
     events = context.get("outlet_events")
     if events is None:
         return 0
     from airflow.sdk import Asset
 
-    count = 0
-    for outlet in outlets:
-        if isinstance(outlet, Asset):
-            events[outlet].extra.update(dict(extra))
-            count += 1
-    return count
+    outlets = getattr(context.get("task"), "outlets", None) or []
+    assets = [outlet for outlet in outlets if isinstance(outlet, Asset)]
+    for asset in assets:
+        events[asset].extra.update(dict(extra))
+    return len(assets)
 
 
 log = logging.getLogger(__name__)
@@ -240,21 +227,17 @@ def destination_dataset_name(
         return "bigquery", f"{project}.{_need(config, 'dataset_id', kind)}.{table}"
     if kind == "Snowflake":
         account = _need(config, "account", kind, hint="integration").lower()
-        table = config.get("table_name") or "events"
-        return (
-            f"snowflake://{account}",
-            f"{_need(config, 'database', kind)}.{_need(config, 'schema', kind)}.{table}",
-        )
+        schema = f"{_need(config, 'database', kind)}.{_need(config, 'schema', kind)}"
+        return f"snowflake://{account}", f"{schema}.{config.get('table_name') or 'events'}"
     if kind in ("Postgres", "Redshift"):
         host = _need(config, "host", kind).lower()
         schema, table_name = config.get("schema") or "public", config.get("table_name") or "events"
         table = f"{_need(config, 'database', kind)}.{schema}.{table_name}"
         if kind == "Postgres":
             return f"postgres://{host}:{config.get('port') or 5432}", table
-        port = config.get("port") or 5439
         match = _REDSHIFT_HOST.match(host)
         authority = f"{match['cluster']}.{match['region']}" if match else host
-        return f"redshift://{authority}:{port}", table
+        return f"redshift://{authority}:{config.get('port') or 5439}", table
     if kind == "Databricks":
         workspace = _netloc(_need(config, "server_hostname", kind, hint="integration"))
         name = ".".join(_need(config, key, kind) for key in ("catalog", "schema", "table_name"))
@@ -335,6 +318,7 @@ def batch_export_lineage(
     project = project_id if project_id not in (None, "") else export.get("team_id")
     namespace, name = input_dataset_name(export, host=host, project_id=str(project))
     destination = export.get("destination") or {}
+    records = _total(items, "records_completed")
     outputs = []
     try:
         target = destination_dataset_name(destination, integration_config)
@@ -343,7 +327,7 @@ def batch_export_lineage(
         target = None
     if target is not None:
         statistics = OutputStatisticsOutputDatasetFacet(
-            rowCount=_total(items, "records_completed"), size=_total(items, "bytes_exported")
+            rowCount=records, size=_total(items, "bytes_exported")
         )
         outputs.append(
             OutputDataset(namespace=target[0], name=target[1], outputFacets={"outputStatistics": statistics})
@@ -365,7 +349,7 @@ def batch_export_lineage(
             "posthogBatchExportRuns": runs_facet(
                 backfillId=backfill_id,
                 runs=[run_summary(run) for run in items],
-                recordsCompleted=_total(items, "records_completed"),
+                recordsCompleted=records,
             )
         },
     )
