@@ -1,9 +1,4 @@
-"""Extra links from a task to the PostHog web app.
-
-The operator works out the URL while it runs (it knows the host, project and object id) and keeps
-it on itself; Airflow 3 calls ``get_link`` in the worker when the task finishes and stores the
-result in XCom, which is what the API server shows. No request to PostHog is needed for it.
-"""
+"""Extra links from a task to PostHog's web app, from a URL the operator kept (docs/airflow-internals.md)."""
 
 from __future__ import annotations
 
