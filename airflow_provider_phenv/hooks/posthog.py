@@ -196,8 +196,7 @@ class PostHogReads(Generic[One, Many, Each]):
     ) -> One:
         """Return one backfill, with its ``status`` and ``progress`` (``total_runs``, ``finished_runs``).
 
-        :param row_timeout: seconds to keep asking while PostHog answers 404, for a backfill it has
-            just accepted (its row comes a moment after the 201).
+        :param row_timeout: seconds to keep asking while PostHog answers 404 (a new backfill shows late).
         """
         call = _backfill_call(batch_export_id, backfill_id, "", project_id=project_id, expect=calls.BACKFILL)
         return self._call_once_visible(call, row_timeout)
@@ -219,15 +218,12 @@ def _backfill_call(batch_export_id: str, backfill_id: str, action: str, **kwargs
 
 
 class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
-    """
-    Talks to PostHog's project API over one keep-alive HTTP session. Every method validates its
-    arguments before sending anything and returns parsed JSON; a failed request raises
-    :class:`~airflow_provider_phenv.errors.PostHogAPIError` (or a subclass). Throttling, server
-    errors and dropped connections are retried with backoff, honouring ``Retry-After``.
+    """PostHog's project API over one keep-alive HTTP session. Every method validates its arguments before
+    sending anything and returns parsed JSON; a failure raises :class:`PostHogAPIError` (or a subclass)
+    after retries of throttling, 5xx and dropped connections, honouring ``Retry-After``.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
-    :param options: :class:`~airflow_provider_phenv.hooks.settings.HookOptions` (``timeout``,
-        ``max_retries``...); each one left out comes from the connection's extra.
+    :param options: :class:`~airflow_provider_phenv.hooks.settings.HookOptions`, each default from the extra.
     """
 
     backfill_row_grace: float = BACKFILL_ROW_GRACE
@@ -243,9 +239,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: ProjectId = None
     ) -> dict[str, Any]:
-        """Unpause a batch export; returns ``{"paused": false}``. With ``backfill`` it is not repeatable
-        (PostHog saves ``paused=False`` before it starts the backfill, so a repeat would start none): an
-        ambiguous failure raises :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`.
+        """Unpause a batch export; returns ``{"paused": false}``. With ``backfill`` never re-sent (a repeat
+        would start no backfill): an ambiguous failure raises :class:`PostHogWriteOutcomeUnknownError`.
 
         :param backfill: also export the data of the time it was paused.
         """
@@ -331,9 +326,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         project_id: ProjectId = None,
         row_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Run a run's interval again, as PostHog does: as a backfill. Waits for the backfill's row; returns
-        ``{"backfill_id", "workflow_id"}`` (``workflow_id`` None when the answer was lost: then the backfill
-        is looked up, never re-sent).
+        """Run a run's interval again as a backfill and wait for its row: ``{"backfill_id", "workflow_id"}``
+        (``workflow_id`` None when the answer was lost: the backfill is then looked up, never re-sent).
 
         :param row_timeout: seconds to wait for the backfill to show; default :attr:`backfill_row_grace`.
         :raises PostHogBackfillNotVisibleError: PostHog started it, but it did not show in time.
@@ -388,11 +382,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         slot_timeout: float = 900.0,
         slot_poll_interval: float = 30.0,
     ) -> dict[str, Any]:
-        """
-        Start a backfill of ``[start_at, end_at)``; returns ``{"backfill_id"}``. The bounds are checked
-        against the export's schedule; a lost answer is looked up, never re-sent; while PostHog runs as many
-        backfills as it allows, this waits for a free slot. The new backfill may be 404 for a moment (see
-        ``row_timeout`` of :meth:`get_batch_export_backfill`).
+        """Start a backfill of ``[start_at, end_at)``, checked against the export's schedule; returns
+        ``{"backfill_id"}``. A lost answer is looked up, never re-sent; with no free backfill slot, it waits.
 
         :param start_at: first moment to export: a date, an aware datetime or ISO 8601 text.
         :param end_at: the moment after the last one to export; not in the future.
@@ -490,8 +481,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     ) -> list[dict[str, Any]]:
         """Return every dashboard of the project (pinned first, then by name), across all pages.
 
-        :param search: sent as ``search`` (at most 200 characters); older PostHog builds ignore it
-            (docs/posthog-api.md §7.1), so match names on the result.
+        :param search: at most 200 characters; older PostHog builds ignore it (docs/posthog-api.md §7.1).
         :param page_size: dashboards per request.
         :param filters: other PostHog list filters, e.g. ``tags`` or ``creation_mode``.
         """
@@ -512,11 +502,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
     def create_dashboard(self, *, project_id: ProjectId = None, **fields: Any) -> dict[str, Any]:
-        """Create a dashboard; never re-sent after an ambiguous failure (that raises
-        :class:`~airflow_provider_phenv.errors.PostHogWriteOutcomeUnknownError`).
+        """Create a dashboard; never re-sent, so an ambiguous failure raises PostHogWriteOutcomeUnknownError.
 
-        :param fields: the dashboard's fields (:data:`~airflow_provider_phenv.validation.DASHBOARD_FIELDS`,
-            ``name`` required) and any other PostHog accepts (``filters``, ``variables``...).
+        :param fields: ``validation.DASHBOARD_FIELDS`` (``name`` required) and any other PostHog accepts.
         """
         body = dashboard_payload(**fields)
         call = ApiCall(
@@ -597,9 +585,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         role: str | None = None,
         project_id: ProjectId = None,
     ) -> dict[str, Any] | None:
-        """Set one access rule of a dashboard (PUT, safe to repeat): a member's, a role's, or with neither the
-        dashboard's default; returns the rule as stored, ``None`` for a removed one. Needs the key scope
-        ``access_control:write`` and the dashboard's creator or an admin.
+        """Set a member's or a role's access rule on a dashboard, or with neither its default (a repeatable
+        PUT); returns the rule as stored, ``None`` for a removed one. Needs ``access_control:write`` and the
+        dashboard's creator or an admin.
 
         :param access_level: ``"none"``, ``"viewer"``, ``"editor"``, ``"manager"``; ``None`` removes the rule.
         :param organization_member: the member's membership id (from :meth:`list_organization_members`).
@@ -670,8 +658,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     def ui_url(self, project_id: ProjectId, path: str) -> str | None:
         """Link to a page of PostHog's web app on the connection's host, e.g. ``dashboard/12``.
 
-        :param project_id: project id; ``None`` means the connection's. No link for ``@current``,
-            which the web app does not understand.
+        :param project_id: project id; ``None`` means the connection's; no link for ``@current``.
         :param path: page path below ``/project/<id>/``.
         """
         project = self._project(self.settings, project_id)
@@ -696,8 +683,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             raise
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check what the operators need, for Airflow's connection test: the key's scopes, then one
-        project-scoped GET, without retries or long waits.
+        """Airflow's connection test: the key's scopes, then one project-scoped GET, without retries.
 
         :return: ``(ok, message)``; the message names every missing piece.
         """
