@@ -202,8 +202,7 @@ def _need(config: Mapping[str, Any], key: str, kind: str, hint: str = "") -> str
 
 
 def _path(prefix: Any) -> str:
-    text = str(prefix or "").strip("/")
-    return text or "/"
+    return str(prefix or "").strip("/") or "/"
 
 
 def destination_dataset_name(

@@ -112,9 +112,8 @@ def check_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
         or not 0 <= seconds < float("inf")
         or (seconds == 0 and not zero_ok)
     ):
-        raise _fail(
-            name, value, f"a {'non-negative' if zero_ok else 'positive'} number of seconds or a timedelta"
-        )
+        sign = "non-negative" if zero_ok else "positive"
+        raise _fail(name, value, f"a {sign} number of seconds or a timedelta")
     return float(seconds)
 
 
@@ -137,9 +136,8 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 def check_destination_type(value: Any, *, testable: bool = False) -> str:
     """Return a PostHog destination type; ``testable`` limits it to types PostHog can test."""
-    return check_choice(
-        "destination type", value, TESTABLE_DESTINATION_TYPES if testable else DESTINATION_TYPES
-    )
+    choices = TESTABLE_DESTINATION_TYPES if testable else DESTINATION_TYPES
+    return check_choice("destination type", value, choices)
 
 
 def check_bool(name: str, value: Any) -> bool:
