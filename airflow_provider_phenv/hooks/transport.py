@@ -504,20 +504,58 @@ class Exchange:
         if kind is PostHogRateLimitError:
             envelope["retry_after"] = parse_retry_after(headers.get("retry-after"))
         hint = PostHogHookBase._hint(self.settings, self.call, status, envelope)
-        error = kind(
-            status_code=status,
-            method=self.call.method,
-            path=self.path,
-            resource=self.call.subject,
-            hint=hint,
-            **envelope,
-        )
+        error = self.error(kind, envelope.pop("detail"), status_code=status, hint=hint, **envelope)
         if not self.call.repeatable and status in AMBIGUOUS_STATUSES:
             return self.outcome_unknown(status, str(error))
         return error
 
 
 # -- what both hooks share -------------------------------------------------------------------------
+
+#: Hints by (status, substring of PostHog's lower-cased detail, path suffix); the first match wins.
+_HINTS = {
+    (401, "", ""): (
+        "{host} rejected the personal API key of connection {conn!r}: check the key, and that the host is "
+        "your PostHog region (https://us.posthog.com or https://eu.posthog.com) or self-hosted URL."
+    ),
+    # Older builds gave the destination test endpoints an INTERNAL scope no key can hold.
+    (403, "'internal'", ""): (
+        "This PostHog build does not let personal API keys run destination tests (they need its INTERNAL "
+        "scope); upgrade PostHog or skip the test (leave PostHogTestBatchExportOperator out of the DAG)."
+    ),
+    (403, "does not support personal api key access", "logs/"): (
+        "This PostHog build does not let personal API keys read batch export logs; upgrade PostHog, or "
+        "wait on the export's runs instead of its logs."
+    ),
+    (403, "does not support personal api key access", ""): (
+        "This PostHog build does not accept personal API keys on this endpoint; upgrade PostHog."
+    ),
+    (403, "scope", ""): "Add that scope to the personal API key in PostHog (Settings > Personal API keys).",
+    # PostHog's DashboardSerializer.update: only the owner and project admins (docs §7.2).
+    (403, "restriction", ""): (
+        "Only the dashboard's creator and project admins may change its restriction_level: use the key of "
+        "one of them in connection {conn!r}, or leave restriction_level unchanged."
+    ),
+    (403, "project", ""): "Check project_id {project}, and that connection {conn!r}'s key may use it.",
+    (400, "lowest restriction level", ""): (
+        "Collaborators need restriction_level=37 and PostHog's paid access-control feature in the "
+        "organization (without it every dashboard acts as 21)."
+    ),
+    (400, "no access to the project", ""): (
+        "User {user} is not a member of project {project}: invite them in PostHog (Settings > Members), or "
+        "check the UUID."
+    ),
+    (400, "user does not exist", ""): "No active PostHog user has UUID {user}: check Settings > Members.",
+    (404, "project not found", ""): (
+        "Project {project} does not exist on {host}: check the connection's project_id (the number after "
+        "/project/ in PostHog's URLs) and that the host is the region (US or EU) that holds it."
+    ),
+}
+#: Where a 404's id is found in PostHog, by the start of the call's resource.
+_WHERE = {
+    "batch export ": "the id in PostHog under Data pipelines > Destinations (it is in the export's URL)",
+    "dashboard ": "the id in PostHog under Dashboards (the number in the dashboard's URL)",
+}
 
 
 class PostHogHookBase(BaseHook):
@@ -549,9 +587,6 @@ class PostHogHookBase(BaseHook):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(posthog_conn_id={self.posthog_conn_id!r})"
-
-    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> PostHogSettings:
-        return settings_from_connection(conn, extra, self.options)
 
     @staticmethod
     def _project(settings: PostHogSettings, project_id: int | str | None) -> str:
@@ -597,74 +632,20 @@ class PostHogHookBase(BaseHook):
     @staticmethod
     def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
         detail = (envelope.get("detail") or "").lower()
-        user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
-        if status == 401:
-            return (
-                f"{settings.host_label} rejected the personal API key of connection {settings.conn_id!r}: "
-                "check the key, and that the host is your PostHog region (https://us.posthog.com or "
-                "https://eu.posthog.com) or your self-hosted URL."
-            )
-        if status == 403 and "'internal'" in detail:
-            # Older builds gave the destination test endpoints an INTERNAL scope no key can hold.
-            return (
-                "This PostHog build does not let personal API keys run destination tests (they need "
-                "its INTERNAL scope, which no key can have); upgrade PostHog or skip the test "
-                "(leave PostHogTestBatchExportOperator out of the DAG)."
-            )
-        if status == 403 and "does not support personal api key access" in detail:
-            if call.path.endswith("logs/"):
-                return (
-                    "This PostHog build does not let personal API keys read batch export logs (its "
-                    "logs endpoint had no key scope); upgrade PostHog, or wait on the export's runs "
-                    "instead of its logs."
+        project = call.project_id
+        for (code, text, suffix), hint in _HINTS.items():
+            if status == code and text in detail and call.path.endswith(suffix):
+                user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
+                return hint.format(
+                    host=settings.host_label, conn=settings.conn_id, project=project, user=user
                 )
-            return "This PostHog build does not accept personal API keys on this endpoint; upgrade PostHog."
-        if status == 403 and "scope" in detail:
-            return "Add that scope to the personal API key in PostHog (Settings > Personal API keys)."
-        if status == 403 and "restriction" in detail:
-            # PostHog's DashboardSerializer.update: only the owner and project admins (docs §7.2).
-            return (
-                "Only the dashboard's creator and project admins may change its restriction_level: use "
-                f"a personal API key of one of them in connection {settings.conn_id!r}, or leave "
-                "restriction_level unchanged."
-            )
-        if status == 403 and "project" in detail:
-            return (
-                f"Check project_id {call.project_id} and that the key of connection "
-                f"{settings.conn_id!r} may use that project."
-            )
-        if status == 400 and "lowest restriction level" in detail:
-            return (
-                "Collaborators need restriction_level=37 on the dashboard and PostHog's paid "
-                "access-control feature in the organization (without it every dashboard acts as 21)."
-            )
-        if status == 400 and "no access to the project" in detail:
-            return (
-                f"User {user} is not a member of project {call.project_id}: invite them in PostHog "
-                "(Settings > Members), or check the UUID."
-            )
-        if status == 400 and "user does not exist" in detail:
-            return f"No active PostHog user has UUID {user}: check it in PostHog (Settings > Members)."
-        if status == 404:
-            return _not_found_hint(settings, call, detail)
-        return None
-
-
-def _not_found_hint(settings: PostHogSettings, call: ApiCall, detail: str) -> str:
-    project = call.project_id
-    owner = f"and that project_id {project} is the project that owns it"
-    if "project not found" in detail:
+        if status != 404:
+            return None
+        where = next((text for kind, text in _WHERE.items() if call.resource.startswith(kind)), "the id")
         return (
-            f"Project {project} does not exist on {settings.host_label}: check the connection's "
-            "project_id (the number after /project/ in PostHog's URLs) and that the host is the "
-            "region (US or EU) that holds it."
+            f"PostHog has no {call.resource} in project {project}: check {where}, and that project_id "
+            f"{project} is the project that owns it."
         )
-    where = "the id"
-    if call.resource.startswith("batch export "):
-        where = "the id in PostHog under Data pipelines > Destinations (it is in the export's URL)"
-    elif call.resource.startswith("dashboard "):
-        where = "the id in PostHog under Dashboards (the number in the dashboard's URL)"
-    return f"PostHog has no {call.resource} in project {project}: check {where}, {owner}."
 
 
 # -- the two clients -------------------------------------------------------------------------------
@@ -677,7 +658,7 @@ class SyncClient(PostHogHookBase):
     def settings(self) -> PostHogSettings:
         """The connection, read once per hook."""
         conn = self.get_connection(self.posthog_conn_id)
-        return self._settings_from(conn, conn.extra_dejson)
+        return settings_from_connection(conn, conn.extra_dejson, self.options)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -709,12 +690,8 @@ class SyncClient(PostHogHookBase):
         self.close()
 
     def _call(self, call: ApiCall) -> Any:
-        settings = self.settings
-        call, url = self._prepare(settings, call)
-        for attempt in Retrying(**retry_kwargs(settings, self.log)):
-            with attempt:
-                return self._send_once(settings, call, url)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        call, url = self._prepare(self.settings, call)
+        return Retrying(**retry_kwargs(self.settings, self.log))(self._send_once, self.settings, call, url)
 
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
@@ -791,10 +768,7 @@ class SyncClient(PostHogHookBase):
 
     def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
         """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
-        for attempt in Retrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET)):
-            with attempt:
-                return self._call(call)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        return Retrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET))(self._call, call)
 
 
 class AsyncClient(PostHogHookBase):
@@ -828,7 +802,7 @@ class AsyncClient(PostHogHookBase):
             )
 
             conn = await get_async_connection(self.posthog_conn_id, hook=type(self))
-            self._settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+            self._settings = settings_from_connection(conn, await get_async_extra_dejson(conn), self.options)
         return self._settings
 
     async def _get_client(self) -> httpx.AsyncClient:
@@ -862,10 +836,8 @@ class AsyncClient(PostHogHookBase):
         budget = request_budget(settings)
         # Identical reads in flight at the same moment are sent once; writes never are.
         same = (url, json.dumps(call.params, sort_keys=True, default=str)) if call.method == "GET" else None
-        async for attempt in AsyncRetrying(**retry_kwargs(settings, self.log)):
-            with attempt:
-                return await budget.send(same, lambda: self._send_once(settings, call, url))
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        retrying = AsyncRetrying(**retry_kwargs(settings, self.log))
+        return await retrying(budget.send, same, lambda: self._send_once(settings, call, url))
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt, cancelled when the request deadline passes (body and redirects included)."""
@@ -901,7 +873,7 @@ class AsyncClient(PostHogHookBase):
     async def _paginate(
         self, call: ApiCall, kind: type[ListPager | LogsPager] = ListPager
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every result of a paginated list, page by page; a list that never ends is an error."""
+        """As the sync client's."""
         pager = self._pager(await self.get_settings(), call, kind)
         while pager.call is not None:
             for result in pager.take(await self._call(pager.call)):
@@ -911,8 +883,5 @@ class AsyncClient(PostHogHookBase):
         return [result async for result in self._paginate(call)]
 
     async def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
-        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
-        async for attempt in AsyncRetrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET)):
-            with attempt:
-                return await self._call(call)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        """As the sync client's."""
+        return await AsyncRetrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET))(self._call, call)
