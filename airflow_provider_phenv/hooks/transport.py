@@ -81,9 +81,8 @@ T = TypeVar("T")
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable``; ``asyncio.TimeoutError`` after ``seconds``. Unlike 3.11's ``wait_for``, a
-    cancellation arriving as the call answers is raised, not swallowed (docs/airflow-internals.md).
-    """
+    """Await ``awaitable``, or raise ``asyncio.TimeoutError`` after ``seconds``; unlike 3.11's ``wait_for``,
+    a cancellation arriving as it answers is raised, not swallowed (docs/airflow-internals.md)."""
     if sys.version_info < (3, 11):
         return await asyncio.wait_for(awaitable, seconds)
     async with asyncio.timeout(seconds):
@@ -189,8 +188,7 @@ _CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("phen
 
 
 class Deadline:
-    """The end of one sync HTTP attempt, as a context manager around it: sockets opened or reused inside are
-    shut down by the watchdog thread when it passes, which ends a blocked read at once.
+    """The end of one sync HTTP attempt (a context manager): its sockets are shut down when it passes.
 
     :param seconds: how long the attempt may take in all.
     """
@@ -304,8 +302,8 @@ if hasattr(os, "register_at_fork"):
 
 @functools.cache
 def watched_adapter_class() -> type:
-    """A ``requests`` adapter whose sockets obey the current :class:`Deadline` (built on first use:
-    ``requests`` and ``urllib3`` cost ~30 ms to import)."""
+    """A ``requests`` adapter whose sockets obey the current :class:`Deadline`."""
+    # Built on first use: requests and urllib3 cost ~30 ms to import.
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -360,8 +358,7 @@ def first_line(error: BaseException) -> str:
 
 
 class Exchange:
-    """One attempt of a call, hop by hop: the URL and query to send next, how each answer is judged, and the
-    errors it raises. The sync and async clients drive it, each with its own I/O.
+    """One attempt of a call, hop by hop: what to send next, how each answer is judged, the errors it raises.
 
     :param settings: the hook's settings.
     :param call: the call, its project resolved.
@@ -381,12 +378,9 @@ class Exchange:
         self, kind: type[PostHogAPIError], detail: str, path: str | None = None, **kwargs: Any
     ) -> PostHogAPIError:
         """An error of ``kind`` about this call, at ``path`` (default: the current hop's)."""
+        call = self.call
         return kind(
-            method=self.call.method,
-            path=path or self.path,
-            resource=self.call.subject,
-            detail=detail,
-            **kwargs,
+            method=call.method, path=path or self.path, resource=call.subject, detail=detail, **kwargs
         )
 
     def outcome_unknown(self, status: int | None, cause: str, path: str | None = None) -> PostHogAPIError:
@@ -426,10 +420,8 @@ class Exchange:
         return self.error(PostHogTransportError, cause, path, request_sent=sent)
 
     def redirected(self, status: int, headers: Any) -> bool:
-        """Whether the answer is a redirect to follow; if so, the next hop is set. Only 307/308 (method and
-        body kept) to the configured origin are followed, at most :data:`MAX_REDIRECTS` times: the key goes
-        nowhere else, and a 301/302/303 would turn a POST into a GET.
-        """
+        """Whether the answer is a redirect to follow; if so, the next hop is set."""
+        # Only 307/308 (method and body kept) to the configured origin: the key goes nowhere else.
         if not 300 <= status < 400:
             return False
         if status == 304:
@@ -578,8 +570,7 @@ class PostHogHookBase(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form's fields for Airflow < 3.2 with the FAB provider (3.2+ reads
-        ``get_provider_info()``)."""
+        """The connection form's fields for Airflow < 3.2 with the FAB provider (3.2+ reads provider info)."""
         from airflow_provider_phenv import get_provider_info
 
         behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
