@@ -1,9 +1,6 @@
-"""
-What a connection sets: the hook options (checked once), the connection read into
-:class:`PostHogSettings`, and the retry and request-budget policy they drive.
-
-Why each rule exists: docs/airflow-internals.md, "Connection settings" and "Retries and the
-request budget".
+"""What a connection sets: the hook options (checked once), :class:`PostHogSettings`, and the retry and
+request-budget policy they drive. Why each rule exists: docs/airflow-internals.md, "Connection settings" and
+"Retries and the request budget".
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import (
@@ -67,11 +64,19 @@ DEFAULT_PER_HOUR = 4000
 # -- the hook options ---------------------------------------------------------------------------
 
 
-def _option(default: float | None, kind: type, low: float, *, inclusive: bool = True) -> Any:
-    """A :class:`HookOptions` field: a plain number of ``kind`` at least (or above) ``low``."""
-    return field(
-        default=None, metadata={"default": default, "kind": kind, "low": low, "inclusive": inclusive}
-    )
+class _Rule(NamedTuple):
+    """A number setting: a finite ``kind`` at least (or above) ``low``; ``default`` when not set."""
+
+    default: float | None
+    kind: type
+    low: float
+    inclusive: bool = True
+    expected: str | None = None  # what messages say it must be, if not "a finite number >= low"
+
+
+def _option(*rule: Any, **keywords: Any) -> Any:
+    """A :class:`HookOptions` field: None when not given, checked by ``_Rule(*rule, **keywords)``."""
+    return field(default=None, metadata={"rule": _Rule(*rule, **keywords)})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,11 +104,8 @@ class HookOptions:
 
     def __post_init__(self) -> None:
         for option in fields(self):
-            value = getattr(self, option.name)
-            if value is not None and not _fits(value, option):
-                raise ValueError(f"Invalid {option.name} {value!r}: expected {_expected(option)}.")
-            if value is not None:
-                object.__setattr__(self, option.name, option.metadata["kind"](value))
+            value = _checked(option.name, getattr(self, option.name), option.metadata["rule"])
+            object.__setattr__(self, option.name, value)
 
     @classmethod
     def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
@@ -112,14 +114,13 @@ class HookOptions:
         :param options: option names and values.
         :param what: how errors name the mapping (``"hook_params"``).
         """
-        declared = {option.name: option for option in fields(cls)}
+        rules = {option.name: option.metadata["rule"] for option in fields(cls)}
         for name, value in options.items():
-            if name not in declared:
-                about = what or "hook option"
-                raise ValueError(f"Invalid {about} key {name!r}: expected one of {sorted(declared)}.")
-            if value is not None and not _fits(value, declared[name]):
-                where = f" in {what}" if what else ""
-                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(declared[name])}.")
+            if name not in rules:
+                raise ValueError(
+                    f"Invalid {what or 'hook option'} key {name!r}: expected one of {sorted(rules)}."
+                )
+            _checked(name, value, rules[name], f" in {what}" if what else "")
         return cls(**options)
 
     def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
@@ -131,43 +132,57 @@ class HookOptions:
         values: dict[str, Any] = {}
         for option in fields(self):
             value = getattr(self, option.name)
-            if value is None and extra.get(option.name) not in (None, ""):
-                raw = extra[option.name]
-                if not _fits(_number(raw), option):
-                    raise PostHogConnectionConfigError(
-                        f"Connection {conn_id!r}: extra {option.name!r} must be {_expected(option)}, "
-                        f"got {raw!r}."
-                    )
-                value = option.metadata["kind"](_number(raw))
-            values[option.name] = option.metadata["default"] if value is None else value
+            if value is None:
+                value = _from_extra(extra, option.name, option.metadata["rule"], conn_id)
+            values[option.name] = value
         if values["request_deadline"] is None:
             values["request_deadline"] = values["timeout"] * DEADLINE_PER_TIMEOUT
         return values
 
 
-def _number(raw: Any) -> Any:
+def _checked(name: str, value: Any, rule: _Rule, where: str = "") -> Any:
+    """``value`` as ``rule.kind``; a ValueError naming it when it does not fit."""
+    if value is not None and not _fits(value, rule):
+        raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(rule)}.")
+    return None if value is None else rule.kind(value)
+
+
+def _from_extra(extra: Mapping[str, Any], name: str, rule: _Rule, conn_id: str) -> Any:
+    """The connection's extra ``name`` as ``rule.kind``, else the rule's default."""
+    raw = extra.get(name)
+    if raw in (None, ""):
+        return rule.default
     # URI-form connections deliver every extra as text; what is not a number is refused as given.
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return float(raw)
-    except ValueError:
-        return raw
+    number = raw
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            number = float(raw)
+    if not _fits(number, rule):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: extra {name!r} must be {_expected(rule)}, got {raw!r}."
+        )
+    return rule.kind(number)
 
 
-def _fits(value: Any, option: Any) -> bool:
-    kind, low, inclusive = option.metadata["kind"], option.metadata["low"], option.metadata["inclusive"]
+def _fits(value: Any, rule: _Rule) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
-    if kind is int and not float(value).is_integer():
+    if rule.kind is int and not float(value).is_integer():
         return False
-    return bool(value >= low if inclusive else value > low)
+    return bool(value >= rule.low if rule.inclusive else value > rule.low)
 
 
-def _expected(option: Any) -> str:
-    low, inclusive = option.metadata["low"], option.metadata["inclusive"]
-    what = "integer" if option.metadata["kind"] is int else "number"
-    return f"a finite {what} {'>=' if inclusive else '>'} {low}"
+def _expected(rule: _Rule) -> str:
+    what = "integer" if rule.kind is int else "number"
+    return rule.expected or f"a finite {what} {'>=' if rule.inclusive else '>'} {rule.low}"
+
+
+#: The request budget, extras only: each process polling with the key (triggerers...) takes its share.
+_BUDGET = {
+    "requests_per_minute": _Rule(DEFAULT_PER_MINUTE, float, 0, inclusive=False),
+    "requests_per_hour": _Rule(DEFAULT_PER_HOUR, float, 0, inclusive=False),
+    "key_shared_by": _Rule(1, int, 1, expected="a whole number of processes (1 or more)"),
+}
 
 
 # -- the connection -----------------------------------------------------------------------------
@@ -291,24 +306,6 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
-def _budget(extra: dict[str, Any], name: str, conn_id: str, default: float) -> float:
-    # URI-form connections deliver every extra as a string, so "7" must work as well as 7.
-    value = extra.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        number = None
-    if number is None or isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: extra {name!r} must be a non-negative number, got {value!r}."
-        )
-    if number == 0:
-        raise PostHogConnectionConfigError(f"Connection {conn_id!r}: extra {name!r} must be positive, got 0.")
-    return number
-
-
 def _clean_api_key(conn_id: str, password: str | None) -> str:
     # A pasted key often ends in a line break; one with a space or control character inside cannot
     # go into an HTTP header, so it is refused (without repeating it) before anything is sent.
@@ -370,21 +367,14 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
             f"got {api_prefix!r}."
         )
     project_id = extra.get("project_id")
-    if project_id in (None, ""):
-        project_id = None
-    else:
-        try:
-            project_id = check_project_id(str(project_id).strip())
-        except ValueError as error:
-            raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
+    try:
+        project_id = None if project_id in (None, "") else check_project_id(str(project_id).strip())
+    except ValueError as error:
+        raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
     values = options.resolved(extra, conn_id)
-    # Each process polling with the key (several triggerers, say) takes its share of the budget.
-    shared_by = _budget(extra, "key_shared_by", conn_id, 1.0)
-    if not shared_by.is_integer():
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: extra 'key_shared_by' must be a whole number of processes, "
-            f"got {extra['key_shared_by']!r}."
-        )
+    per_minute, per_hour, shared_by = (
+        _from_extra(extra, name, rule, conn_id) for name, rule in _BUDGET.items()
+    )
     _mask(api_key)
     return PostHogSettings(
         conn_id=conn_id,
@@ -392,8 +382,8 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
         api_key=api_key,
         project_id=project_id,
         api_prefix=api_prefix,
-        requests_per_minute=_budget(extra, "requests_per_minute", conn_id, DEFAULT_PER_MINUTE) / shared_by,
-        requests_per_hour=_budget(extra, "requests_per_hour", conn_id, DEFAULT_PER_HOUR) / shared_by,
+        requests_per_minute=per_minute / shared_by,
+        requests_per_hour=per_hour / shared_by,
         **values,
     )
 
@@ -438,8 +428,13 @@ class WaitForPostHog:
         return self._exponential(retry_state)
 
 
+def _retrying(retry: Any, stop: Any, wait: Any, before_sleep: Any = None) -> dict[str, Any]:
+    # Keyword arguments for tenacity's Retrying and AsyncRetrying alike; the last error is raised as is.
+    return {"retry": retry, "stop": stop, "wait": wait, "before_sleep": before_sleep, "reraise": True}
+
+
 def retry_kwargs(settings: PostHogSettings, logger: logging.Logger | Any) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying`` alike."""
+    """``tenacity.Retrying`` arguments for one call: PostHog's retryable failures, ``max_retries`` times."""
 
     def log_retry(retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -452,13 +447,9 @@ def retry_kwargs(settings: PostHogSettings, logger: logging.Logger | Any) -> dic
             error,
         )
 
-    return {
-        "retry": retry_if_exception(is_retryable),
-        "stop": stop_after_attempt(settings.max_retries + 1),
-        "wait": WaitForPostHog(settings.backoff, settings.backoff_max),
-        "before_sleep": log_retry,
-        "reraise": True,
-    }
+    stop = stop_after_attempt(settings.max_retries + 1)
+    wait = WaitForPostHog(settings.backoff, settings.backoff_max)
+    return _retrying(retry_if_exception(is_retryable), stop, wait, log_retry)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -485,21 +476,14 @@ def is_backfill_slot_busy(error: BaseException) -> bool:
 
 
 def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
-    """``tenacity.Retrying`` arguments: ask again, soon then every 2 s, while ``retry`` says a new backfill is
-    not visible yet, for at most ``timeout`` seconds (one try for 0).
-    """
-    return {
-        "retry": retry,
-        "stop": stop_after_delay(timeout),
-        "wait": wait_exponential(multiplier=0.1, max=2.0),
-        "reraise": True,
-    }
+    """``tenacity.Retrying`` arguments: while ``retry`` says a new backfill is not visible yet, ask again
+    (soon, then every 2 s) for at most ``timeout`` seconds (one try for 0)."""
+    return _retrying(retry, stop_after_delay(timeout), wait_exponential(multiplier=0.1, max=2.0))
 
 
 def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | Any) -> dict[str, Any]:
-    """``tenacity.Retrying`` arguments: try again every ``interval`` seconds while PostHog has no free
-    backfill slot, for at most ``timeout`` seconds, saying so in the log.
-    """
+    """``tenacity.Retrying`` arguments: while PostHog has no free backfill slot, try again every ``interval``
+    seconds for at most ``timeout`` seconds, saying so in the log."""
 
     def log_wait(retry_state: RetryCallState) -> None:
         logger.warning(
@@ -509,13 +493,8 @@ def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | A
             timeout,
         )
 
-    return {
-        "retry": retry_if_exception(is_backfill_slot_busy),
-        "stop": stop_after_delay(timeout),
-        "wait": wait_fixed(interval),
-        "before_sleep": log_wait,
-        "reraise": True,
-    }
+    busy = retry_if_exception(is_backfill_slot_busy)
+    return _retrying(busy, stop_after_delay(timeout), wait_fixed(interval), log_wait)
 
 
 # -- the request budget of the async hooks --------------------------------------------------------
@@ -527,9 +506,8 @@ _REPORT_EVERY = 60.0
 
 
 class _Window:
-    """At most ``limit`` requests in any ``seconds``-long window. A request counts from the moment it may go
-    until ``seconds`` after its answer: PostHog counts it somewhere in between.
-    """
+    """At most ``limit`` requests in any ``seconds``-long window, each counted from when it may go until
+    ``seconds`` after its answer (PostHog counts it somewhere in between)."""
 
     # While every counted request is still in flight, look again this often.
     _RECHECK = 0.05
@@ -550,9 +528,8 @@ class _Window:
 
 
 class _Pace:
-    """On average ``limit`` requests per ``seconds``, in bursts of at most ``burst`` (a token bucket): when
-    the hour's budget binds, polls are spread across the hour instead of spent in its first minutes.
-    """
+    """On average ``limit`` requests per ``seconds``, in bursts of at most ``burst`` (a token bucket), so a
+    binding hour's budget spreads polls across the hour instead of spending it in the first minutes."""
 
     def __init__(self, limit: float, seconds: float, burst: float) -> None:
         self.rate, self.burst = limit / seconds, max(1.0, burst)
@@ -579,8 +556,6 @@ class RequestBudget:
         self.label = label
         self.paused_until = 0.0
         self.waiting = 0
-        self.sent = 0
-        self.coalesced = 0
         self._turn = asyncio.Lock()
         self._in_flight: dict[Any, asyncio.Future[Any]] = {}
         self._reported = 0.0
@@ -638,8 +613,7 @@ class RequestBudget:
         )
 
     def pause(self, seconds: float | None) -> None:
-        """After a 429: hold every request on this key for ``seconds`` (or a default), capped, so one absurd
-        ``Retry-After`` cannot freeze every wait.
+        """After a 429: hold every request on this key for ``seconds`` (else a default), at most 120 s.
 
         :param seconds: PostHog's ``Retry-After``, if it sent one.
         """
@@ -653,9 +627,8 @@ class RequestBudget:
             )
 
     async def send(self, coalesce_key: Any, send: Callable[[], Awaitable[T]]) -> T:
-        """Send one request within the budget, sharing an identical one already in flight. Each sharer gets
-        its own copy of the answer (or the same error); when the sender is cancelled, the others send their
-        own request.
+        """Send one request within the budget, sharing an identical one in flight: each sharer gets its own
+        copy of the answer (or the same error), and sends its own request if the sender is cancelled.
 
         :param coalesce_key: what makes two requests identical; None never shares.
         :param send: sends the request.
@@ -665,14 +638,12 @@ class RequestBudget:
             # asyncio.wait raises only when this wait itself is cancelled, and never cancels ``shared``.
             await asyncio.wait({shared})
             if not shared.cancelled():
-                self.coalesced += 1
                 return copy.deepcopy(shared.result())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if coalesce_key is not None:
             self._in_flight[coalesce_key] = future
         try:
             async with self.slot():
-                self.sent += 1
                 result = await send()
         except asyncio.CancelledError:
             future.cancel()
