@@ -1,7 +1,5 @@
-"""Request descriptions (:class:`ApiCall`), the shapes their answers must have, and the pagers that follow a
-listing's pages. Nothing here knows an HTTP client or the connection.
-
-A shape is a function ``(value) -> problem or None``, checked shallowly on the fields callers index.
+"""Request descriptions (:class:`ApiCall`), the shapes their answers must have (functions ``value -> problem
+or None``, checked on the fields callers index) and the pagers of listings; no HTTP client, no connection.
 """
 
 from __future__ import annotations
@@ -58,10 +56,8 @@ def _kinds_text(kinds: tuple[Any, ...]) -> str:
 
 
 def json_object(**fields: tuple[Any, ...]) -> Shape:
-    """An object; each named field, when present, of one of the given types (``None`` for null).
-
-    :param fields: each field's types; a leading ``...`` makes it required: ``json_object(id=(..., int))``.
-    """
+    """An object whose named fields, when present, have one of the given types (``None`` for null); a leading
+    ``...`` makes a field required: ``json_object(id=(..., int))``."""
 
     def check(value: Any) -> str | None:
         if not isinstance(value, dict):
@@ -183,41 +179,44 @@ class ApiCall:
         return self.resource if self.global_path else f"{self.resource} in project {self.project_id}"
 
 
-def page_key(url: str, params: dict[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """Which page a URL and its query ``params`` name, whatever the parameter order or trailing slash."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    for name, value in (params or {}).items():
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            query.append((name, str(item)))
-    return parts.path.rstrip("/"), tuple(sorted(query))
-
-
-def _paging_error(
-    call: ApiCall, path: str, detail: str, kind: type[PostHogUnexpectedResponseError]
-) -> PostHogUnexpectedResponseError:
-    return kind(status_code=None, method=call.method, path=path, resource=call.subject, detail=detail)
-
-
-class ListPager:
-    """Follows the ``next`` links of a list: ``while pager.call is not None: pager.take(send(pager.call))``. A
-    link back to a page already read, or more than ``max_pages`` pages, is an error. A call that names its own
-    ``expect`` has each result checked by it.
+class _Pager:
+    """What both pagers share: the next page's request (None after the last), and their errors.
 
     :param call: the first page's request.
     :param max_pages: most pages read.
-    :param url_of: the URL a call is sent to, to recognise a page.
+    :param url_of: the URL a call is sent to, to recognise a page and for messages.
     """
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
-        self.call: ApiCall | None = replace(call, expect=page(None if call.expect is OBJECT else call.expect))
-        self.max_pages = max_pages
-        self.pages = 0
-        self._url_of = url_of
-        self._seen = {self._key(self.call)}
+        self.call: ApiCall | None = call
+        self.max_pages, self.pages, self._url_of = max_pages, 0, url_of
+
+    def _error(
+        self, call: ApiCall, detail: str, kind: type[PostHogUnexpectedResponseError] = PostHogPaginationError
+    ) -> PostHogUnexpectedResponseError:
+        path = urlsplit(self._url_of(call)).path
+        return kind(status_code=None, method=call.method, path=path, resource=call.subject, detail=detail)
+
+
+class ListPager(_Pager):
+    """Follows a list's ``next`` links (``while pager.call: pager.take(send(pager.call))``), each result
+    checked by the call's own ``expect``; a link back to a page read, or more than ``max_pages``, is an error.
+    """
+
+    def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
+        super().__init__(
+            replace(call, expect=page(None if call.expect is OBJECT else call.expect)), max_pages, url_of
+        )
+        self._seen = {self._key(call)}
 
     def _key(self, call: ApiCall) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return page_key(self._url_of(call), call.params)
+        """Which page ``call`` names, whatever the parameter order or trailing slash."""
+        parts = urlsplit(self._url_of(call))
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        for name, value in (call.params or {}).items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                query.append((name, str(item)))
+        return parts.path.rstrip("/"), tuple(sorted(query))
 
     def take(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The results of the page ``body`` just read; sets :attr:`call` to the next page or None."""
@@ -228,18 +227,14 @@ class ListPager:
             self.call = None
             return body["results"]
         following = replace(self.call, params=None, next_url=link)
-        key = self._key(following)
+        key, stop = self._key(following), f"stopped reading the list after {self.pages:,} pages"
         if key in self._seen:
-            raise self._error(following, "its next link points back at a page already read")
+            raise self._error(following, f"{stop}: its next link points back at a page already read")
         if self.pages >= self.max_pages:
-            raise self._error(following, f"it has more than max_pages={self.max_pages:,} pages")
+            raise self._error(following, f"{stop}: it has more than max_pages={self.max_pages:,} pages")
         self._seen.add(key)
         self.call = following
         return body["results"]
-
-    def _error(self, following: ApiCall, why: str) -> PostHogUnexpectedResponseError:
-        detail, path = f"stopped reading the list after {self.pages:,} pages: {why}", self._url_of(following)
-        return _paging_error(following, urlsplit(path).path, detail, PostHogPaginationError)
 
 
 def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
@@ -291,12 +286,7 @@ class RunFilters(TypedDict, total=False):
 def runs_call(
     batch_export_id: str, *, project_id: int | str | None = None, **filters: Unpack[RunFilters]
 ) -> ApiCall:
-    """The first page of a batch export's runs, newest first (PostHog pages hold 100 runs).
-
-    :param batch_export_id: the export's UUID.
-    :param project_id: project/environment id; ``None`` means the connection's.
-    :param filters: see :class:`RunFilters`.
-    """
+    """The first page of a batch export's runs, newest first (100 a page), filtered by :class:`RunFilters`."""
     check_filter_names("run", filters, RunFilters.__annotations__)
     params: dict[str, Any] = {}
     status = filters.get("status")
@@ -333,12 +323,22 @@ class LogFilters(TypedDict, total=False):
     instance_id: str | None
 
 
-def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) -> dict[str, Any]:
-    """Validate log filters (an unknown name raises ``TypeError``) and turn them into query parameters.
+def level_param(levels: tuple[str, ...]) -> str | list[str]:
+    """The ``level`` query value that every PostHog build reads as ``levels`` (docs/posthog-api.md §6.3)."""
+    # level=INFO&level=ERROR&level=INFO,ERROR: newer builds read the last value split on commas, older
+    # ones every value (the comma list matching nothing). One level is sent once, read alike by both.
+    return levels[0] if len(levels) == 1 else [*levels, ",".join(levels)]
 
-    :param limit: entries per page (1 to 500).
-    :param filters: see :class:`LogFilters`; ``None`` means no such filter.
-    """
+
+def logs_call(
+    batch_export_id: str,
+    *,
+    project_id: int | str | None = None,
+    limit: int = MAX_LOGS_LIMIT,
+    **filters: Unpack[LogFilters],
+) -> ApiCall:
+    """One page (``limit`` entries, 1 to 500) of a batch export's logs, newest first, filtered by
+    :class:`LogFilters` (an unknown filter raises ``TypeError``)."""
     check_filter_names("log", filters, LogFilters.__annotations__)
     params: dict[str, Any] = {"limit": check_choice("limit", limit, range(1, MAX_LOGS_LIMIT + 1))}
     params.update(_bounds(filters, naive_ok=True))
@@ -349,30 +349,6 @@ def logs_query(*, limit: int = MAX_LOGS_LIMIT, **filters: Unpack[LogFilters]) ->
         text = filters.get(name)
         if text is not None:
             params[name] = check_non_empty_str(name, text)
-    return params
-
-
-def level_param(levels: tuple[str, ...]) -> str | list[str]:
-    """The ``level`` query value that every PostHog build reads as ``levels`` (docs/posthog-api.md §6.3).
-
-    Several levels go as ``level=INFO&level=ERROR&level=INFO,ERROR``: a plain field (newer builds,
-    split on commas) reads the last value, a list field (older builds) all of them, where the
-    comma list matches nothing. One level is sent once, which both read alike.
-    """
-    if len(levels) == 1:
-        return levels[0]
-    return [*levels, ",".join(levels)]
-
-
-def logs_call(
-    batch_export_id: str,
-    *,
-    project_id: int | str | None = None,
-    limit: int = MAX_LOGS_LIMIT,
-    **filters: Unpack[LogFilters],
-) -> ApiCall:
-    """One page (``limit`` entries, 1 to 500) of a batch export's logs, newest first; see LogFilters."""
-    params = logs_query(limit=limit, **filters)
     return export_call(batch_export_id, "logs/", params=params, project_id=project_id, expect=page())
 
 
@@ -384,21 +360,10 @@ def entry_time(entry: dict[str, Any]) -> datetime:
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-class LogsPager:
-    """Walks the pages of one logs query backwards in time, used as :class:`ListPager` is. Each page's
-    ``before`` must be earlier than the last one (a server that ignores it would be read for ever), and at
-    most ``max_pages`` pages are read.
-
-    :param call: the first page's request, from :func:`logs_call`.
-    :param max_pages: most pages read.
-    :param url_of: the URL a call is sent to, for messages.
+class LogsPager(_Pager):
+    """Walks the pages of one :func:`logs_call` back in time, used as :class:`ListPager` is; each page's
+    ``before`` must be earlier than the last (a server ignoring it would be read for ever).
     """
-
-    def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
-        self.call: ApiCall | None = call
-        self.max_pages = max_pages
-        self.pages = 0
-        self.path = urlsplit(url_of(call)).path
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """The entries of the ``page`` just read to hand out (newest first); sets up the next request."""
@@ -422,11 +387,14 @@ class LogsPager:
         return newer
 
     def _time(self, index: int, entry: Any) -> datetime:
+        assert self.call is not None
         try:
             return entry_time(entry)
         except (KeyError, TypeError, ValueError) as error:
             why = f"results item {index} has no valid timestamp ({type(error).__name__})"
-            raise self._error(f"unexpected answer: {why}", PostHogUnexpectedResponseError) from None
+            raise self._error(
+                self.call, f"unexpected answer: {why}", PostHogUnexpectedResponseError
+            ) from None
 
     def _read_before(self, moment: datetime) -> None:
         assert self.call is not None and self.call.params is not None
@@ -434,14 +402,9 @@ class LogsPager:
         stop = f"stopped reading after {self.pages:,} pages"
         if previous is not None and moment >= parse_timestamp("before", previous):
             raise self._error(
-                f"{stop}: the server ignored before={previous} (the page repeats entries at or after it)"
+                self.call,
+                f"{stop}: the server ignored before={previous} (the page repeats entries at or after it)",
             )
         if self.pages >= self.max_pages:
-            raise self._error(f"{stop}: more than max_pages={self.max_pages:,}")
+            raise self._error(self.call, f"{stop}: more than max_pages={self.max_pages:,}")
         self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})
-
-    def _error(
-        self, detail: str, kind: type[PostHogUnexpectedResponseError] = PostHogPaginationError
-    ) -> PostHogUnexpectedResponseError:
-        assert self.call is not None
-        return _paging_error(self.call, self.path, detail, kind)
