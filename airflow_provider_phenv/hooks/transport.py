@@ -447,16 +447,16 @@ class Exchange:
             status, f"redirect to {shown} not followed: {why}", PostHogRedirectError, location=shown
         )
 
-    def decoder(self, headers: Any) -> BodyDecoder:
-        return BodyDecoder(
-            headers.get("content-encoding"), self.settings.max_body_bytes, headers.get("content-length")
-        )
-
-    def unreadable(self, status: int, problem: ResponseProblem) -> PostHogAPIError:
-        """A body that could not be read within the limits."""
-        if isinstance(problem, BodyTooLarge):
-            return self.unexpected(status, str(problem), PostHogResponseTooLargeError)
-        return self.unexpected(status, str(problem))
+    @contextlib.contextmanager
+    def reading(self, status: int, headers: Any) -> Iterator[BodyDecoder]:
+        """The decoder to feed the body to; a body not readable within the limits is raised as an error."""
+        limit = self.settings.max_body_bytes
+        try:
+            yield BodyDecoder(headers.get("content-encoding"), limit, headers.get("content-length"))
+        except BodyTooLarge as problem:
+            raise self.unexpected(status, str(problem), PostHogResponseTooLargeError) from None
+        except ResponseProblem as problem:
+            raise self.unexpected(status, str(problem)) from None
 
     def result(self, status: int, headers: Any, body: bytes) -> Any:
         """The parsed answer of a final (non-redirect) response, checked against the call's shape."""
@@ -624,12 +624,11 @@ class PostHogHookBase(BaseHook):
     def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
         detail = (envelope.get("detail") or "").lower()
         project = call.project_id
+        user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
+        values = {"host": settings.host_label, "conn": settings.conn_id, "project": project, "user": user}
         for (code, text, suffix), hint in _HINTS.items():
             if status == code and text in detail and call.path.endswith(suffix):
-                user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
-                return hint.format(
-                    host=settings.host_label, conn=settings.conn_id, project=project, user=user
-                )
+                return hint.format(**values)
         if status != 404:
             return None
         where = next((text for kind, text in _WHERE.items() if call.resource.startswith(kind)), "the id")
@@ -732,14 +731,11 @@ class SyncClient(PostHogHookBase):
                 status, headers = response.status_code, response.headers
                 if exchange.redirected(status, headers):
                     continue
-                try:
-                    decoder = exchange.decoder(headers)
+                with exchange.reading(status, headers) as decoder:
                     for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
                         decoder.feed(chunk)
                         deadline.check()
                     body = decoder.finish()
-                except ResponseProblem as problem:
-                    raise exchange.unreadable(status, problem) from None
                 if deadline.fired:
                     raise exchange.deadline_error(exchange.path)
             finally:
@@ -849,13 +845,10 @@ class AsyncClient(PostHogHookBase):
                     status, headers = response.status_code, response.headers
                     if exchange.redirected(status, headers):
                         continue
-                    try:
-                        decoder = exchange.decoder(headers)
+                    with exchange.reading(status, headers) as decoder:
                         async for chunk in response.aiter_raw(CHUNK_BYTES):
                             decoder.feed(chunk)
                         body = decoder.finish()
-                    except ResponseProblem as problem:
-                        raise exchange.unreadable(status, problem) from None
             except httpx.TransportError as error:
                 sent = not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
                 raise exchange.transport_failure(error, exchange.path, sent=sent) from None
