@@ -351,11 +351,8 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
     api_key = _clean_api_key(conn_id, conn.password)
     base_url = normalize_host(conn.host, conn.port)
     parts = urlsplit(base_url)
-    if (
-        parts.scheme == "http"
-        and not is_loopback(parts.hostname or "")
-        and not _extra_flag(extra, "allow_insecure_http")
-    ):
+    trusted = is_loopback(parts.hostname or "") or _extra_flag(extra, "allow_insecure_http")
+    if parts.scheme == "http" and not trusted:
         raise PostHogConnectionConfigError(
             f"Connection {conn_id!r}: refusing to send the API key over plain http to {parts.hostname}. "
             "Use https, or set extra allow_insecure_http=true if this network is trusted."
