@@ -510,6 +510,19 @@ _HINTS = {
         "{host} rejected the personal API key of connection {conn!r}: check the key, and that the host is "
         "your PostHog region (https://us.posthog.com or https://eu.posthog.com) or self-hosted URL."
     ),
+    (404, "project not found", ""): (
+        "Project {project} does not exist on {host}: check the connection's project_id (the number after "
+        "/project/ in PostHog's URLs) and that the host is the region (US or EU) that holds it."
+    ),
+    (400, "lowest restriction level", ""): (
+        "Collaborators need restriction_level=37 and PostHog's paid access-control feature in the "
+        "organization (without it every dashboard acts as 21)."
+    ),
+    (400, "no access to the project", ""): (
+        "User {user} is not a member of project {project}: invite them in PostHog (Settings > Members), or "
+        "check the UUID."
+    ),
+    (400, "user does not exist", ""): "No active PostHog user has UUID {user}: check Settings > Members.",
     # Older builds gave the destination test endpoints an INTERNAL scope no key can hold.
     (403, "'internal'", ""): (
         "This PostHog build does not let personal API keys run destination tests (they need its INTERNAL "
@@ -529,19 +542,6 @@ _HINTS = {
         "one of them in connection {conn!r}, or leave restriction_level unchanged."
     ),
     (403, "project", ""): "Check project_id {project}, and that connection {conn!r}'s key may use it.",
-    (400, "lowest restriction level", ""): (
-        "Collaborators need restriction_level=37 and PostHog's paid access-control feature in the "
-        "organization (without it every dashboard acts as 21)."
-    ),
-    (400, "no access to the project", ""): (
-        "User {user} is not a member of project {project}: invite them in PostHog (Settings > Members), or "
-        "check the UUID."
-    ),
-    (400, "user does not exist", ""): "No active PostHog user has UUID {user}: check Settings > Members.",
-    (404, "project not found", ""): (
-        "Project {project} does not exist on {host}: check the connection's project_id (the number after "
-        "/project/ in PostHog's URLs) and that the host is the region (US or EU) that holds it."
-    ),
 }
 #: Where a 404's id is found in PostHog, by the start of the call's resource.
 _WHERE = {
