@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
@@ -40,26 +39,18 @@ if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogHook
 
 IF_EXISTS_CHOICES = ("reuse", "update", "fail", "create")
-#: Restriction level at which a dashboard takes collaborators ("only collaborators can edit").
-COLLABORATORS_LEVEL = 37
-#: Restriction level of PostHog's current model, where access controls decide (the default).
-EVERYONE_CAN_EDIT = 21
-#: ``OrganizationMembership.Level.ADMIN``: admins (and owners, 15) manage every dashboard.
-ORGANIZATION_ADMIN = 8
-# Fields of the create payload that only apply when a dashboard is created.
-_CREATE_ONLY = ("name", *CREATE_ONLY)
+COLLABORATORS_LEVEL = 37  # restriction level "only collaborators can edit": the legacy model
+EVERYONE_CAN_EDIT = 21  # restriction level of the current model, where access controls decide
+ORGANIZATION_ADMIN = 8  # OrganizationMembership.Level.ADMIN: admins (and owners, 15) manage every dashboard
+_CREATE_ONLY = ("name", *CREATE_ONLY)  # the payload's fields that only apply to a create
 _STATE_KEY = "posthog_create_dashboard"
-# PostHog's search filter takes at most 200 characters; longer names are matched client-side.
-_MAX_SEARCH = 200
+_MAX_SEARCH = 200  # PostHog's search filter takes at most 200 characters; longer names match client-side
 # PostHog's 400 details for a collaborator who needs no adding (docs/posthog-api.md §7.3).
 ALREADY_COLLABORATOR = "User already is a collaborator."
 INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
-#: Levels a DAG may give everyone else on a dashboard (``manager`` is for people, not a default).
-DEFAULT_ACCESS_LEVELS = ("none", "viewer", "editor")
-#: The organization feature without which PostHog stores access levels and ignores them.
-ACCESS_CONTROL_FEATURE = "access_control"
-# The level everyone has on a dashboard without a default rule (``default_access_level``).
-_POSTHOG_DEFAULT = "editor"
+DEFAULT_ACCESS_LEVELS = ("none", "viewer", "editor")  # ``manager`` is for people, not a default
+ACCESS_CONTROL_FEATURE = "access_control"  # without it PostHog stores access levels and ignores them
+_POSTHOG_DEFAULT = "editor"  # everyone's level on a dashboard without a default rule
 
 
 class PostHogDashboardAccessError(PostHogError, AirflowFailException):
@@ -91,13 +82,6 @@ def _check_collaborators(name: str, value: Any) -> list[str]:
     return [check_uuid(name, item) for item in value]
 
 
-def check_access_combination(editors: Any, viewers: Any) -> None:
-    """Nobody may be both an editor and a viewer."""
-    both = sorted(set(editors or ()) & set(viewers or ()))
-    if both:
-        raise ValueError(f"{', '.join(both)} cannot be both in editors and in viewers: pick one.")
-
-
 #: The checks of the access parameters, shared by the operators that take them.
 ACCESS_CHECKS = {
     "editors": optional(check_people),
@@ -106,65 +90,54 @@ ACCESS_CHECKS = {
 }
 
 
-@dataclass(frozen=True)
-class AccessWanted:
-    """Who may do what on a dashboard, as a DAG declares it.
-
-    :param editors: people with ``editor``; with ``viewers``, all who have a level (``None``: as they are).
-    :param viewers: people with ``viewer``.
-    :param default: everyone else's level; ``None`` leaves it as it is.
-    """
-
-    editors: list[str] | None
-    viewers: list[str] | None
-    default: str | None
-
-    @property
-    def manages_members(self) -> bool:
-        return self.editors is not None or self.viewers is not None
-
-    def level_of(self, person: str) -> str | None:
-        if person in (self.editors or ()):
-            return "editor"
-        return "viewer" if person in (self.viewers or ()) else None
-
-
 class DashboardAccess:
-    """Converges a dashboard's access controls to :class:`AccessWanted`, writing only what differs.
+    """Converges a dashboard's access controls to a task's access parameters, writing only what differs.
 
     :meth:`check` refuses before any write what PostHog would refuse or ignore; :meth:`converge` writes.
+
+    :param values: the task's checked fields: ``editors`` and ``viewers`` together name all who have a
+        level (``None``: as they are), ``default_access`` everyone else's (``None``: as it is).
     """
 
-    def __init__(self, hook: PostHogHook, log: Any, wanted: AccessWanted, project_id: str | None) -> None:
-        self.hook, self.log, self.wanted, self.project_id = hook, log, wanted, project_id
+    def __init__(self, hook: PostHogHook, log: Any, values: dict[str, Any]) -> None:
+        self.hook, self.log, self.project_id = hook, log, values["project_id"]
+        self.editors: list[str] | None = values["editors"]
+        self.viewers: list[str] | None = values["viewers"]
+        self.default: str | None = values["default_access"]
+        self.manages_members = self.editors is not None or self.viewers is not None
         self._members: dict[str, dict[str, Any]] = {}  # by membership id
         self._by_person: dict[str, dict[str, Any]] = {}  # by user UUID and by email
-        #: everyone else's level once :meth:`converge` ran
-        self.default_level: str | None = None
+        self.default_level: str | None = None  # everyone else's level once converge ran
 
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
-        check_scopes(self.hook, ACCESS_SCOPES, ACCESS_TASKS)
+        held = self.hook.key_scopes()  # None: an older PostHog that cannot show a key its scopes
+        missing = [scope for scope in ACCESS_SCOPES if held is not None and not grants_scope(held, scope)]
+        if missing:
+            raise PostHogDashboardAccessError(
+                f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+                f", needed by {ACCESS_TASKS}. Add {'them' if len(missing) > 1 else 'it'} to the key in "
+                "PostHog (Settings > Personal API keys)."
+            )
         organization_id = require_access_control(
             self.hook, self.project_id, "editors, viewers and default_access"
         )
-        if not self.wanted.manages_members:
+        if not self.manages_members:
             return
         members = self.hook.list_organization_members(organization_id=organization_id)
-        by_person: dict[str, dict[str, Any]] = {}
+        self._members = {member["id"]: member for member in members}
         for member in members:
             user = member.get("user") or {}
             for key in (user.get("uuid"), (user.get("email") or "").lower()):
                 if key:
-                    by_person[key] = member
-        unknown = [person for person in self._people() if person not in by_person]
+                    self._by_person[key] = member
+        people = [*(self.editors or ()), *(self.viewers or ())]
+        unknown = [person for person in people if person not in self._by_person]
         if unknown:
             raise PostHogDashboardAccessError(
                 f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a member of the project's "
                 "organization in PostHog: invite them first, or correct the email or user UUID."
             )
-        self._members = {member["id"]: member for member in members}
-        self._by_person = by_person
 
     def check_dashboard(self, dashboard: dict[str, Any], restriction_level: Any = None) -> None:
         """Refuse a dashboard on the legacy model, where collaborators decide who edits."""
@@ -189,14 +162,13 @@ class DashboardAccess:
         old, explicit = access_rules(current)
         changes: list[dict[str, Any]] = []
         self.default_level = old or current.get("default_access_level") or _POSTHOG_DEFAULT
-        if self.wanted.default is not None and self.default_level != self.wanted.default:
-            self._write(dashboard_id, None, self.wanted.default)
-            changes.append({"default": True, "old": old, "new": self.wanted.default})
-            self.default_level = self.wanted.default
-        if self.wanted.manages_members:
-            wanted = {
-                self._by_person[person]["id"]: self.wanted.level_of(person) for person in self._people()
-            }
+        if self.default is not None and self.default_level != self.default:
+            self._write(dashboard_id, None, self.default)
+            changes.append({"default": True, "old": old, "new": self.default})
+            self.default_level = self.default
+        if self.manages_members:
+            wanted = {self._by_person[person]["id"]: "editor" for person in self.editors or ()}
+            wanted |= {self._by_person[person]["id"]: "viewer" for person in self.viewers or ()}
             for member_id in sorted({*explicit, *wanted}):
                 old, new = explicit.get(member_id), wanted.get(member_id)
                 if old != new:
@@ -210,8 +182,8 @@ class DashboardAccess:
         """``{"default", "editors", "viewers"}`` as :meth:`converge` left them (emails)."""
         return {
             "default": self.default_level,
-            "editors": [self._email(p) for p in self.wanted.editors or ()],
-            "viewers": [self._email(p) for p in self.wanted.viewers or ()],
+            "editors": [self._email(p) for p in self.editors or ()],
+            "viewers": [self._email(p) for p in self.viewers or ()],
         }
 
     def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
@@ -223,9 +195,6 @@ class DashboardAccess:
             dashboard_id, access_level=level, organization_member=member_id, project_id=self.project_id
         )
 
-    def _people(self) -> list[str]:
-        return [*(self.wanted.editors or ()), *(self.wanted.viewers or ())]
-
     def _name(self, member_id: str) -> str:
         user = (self._members.get(member_id) or {}).get("user") or {}
         return user.get("email") or user.get("uuid") or member_id
@@ -235,14 +204,11 @@ class DashboardAccess:
         return user.get("email") or person
 
 
-def access_of(
-    hook: PostHogHook, log: Any, values: dict[str, Any], project_id: str | None
-) -> DashboardAccess | None:
+def access_of(hook: PostHogHook, log: Any, values: dict[str, Any]) -> DashboardAccess | None:
     """The access a task's checked ``values`` ask for, or ``None`` when they name none."""
-    wanted = AccessWanted(values.get("editors"), values.get("viewers"), values.get("default_access"))
-    if not wanted.manages_members and wanted.default is None:
+    if all(values[name] is None for name in ACCESS_CHECKS):
         return None
-    return DashboardAccess(hook, log, wanted, project_id)
+    return DashboardAccess(hook, log, values)
 
 
 def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
@@ -253,20 +219,6 @@ def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
         row["organization_member"]: row["access_level"] for row in rows if row.get("organization_member")
     }
     return default, members
-
-
-def check_scopes(hook: PostHogHook, scopes: Sequence[str], purpose: str) -> None:
-    """Refuse, before any write, a key whose own record shows it lacks one of ``scopes``."""
-    held = hook.key_scopes()
-    if held is None:
-        return  # an older PostHog that cannot show a key its scopes: PostHog will say
-    missing = [scope for scope in scopes if not grants_scope(held, scope)]
-    if missing:
-        raise PostHogDashboardAccessError(
-            f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
-            f"needed by {purpose}. Add {'them' if len(missing) > 1 else 'it'} to the key in PostHog "
-            "(Settings > Personal API keys)."
-        )
 
 
 def require_access_control(hook: PostHogHook, project_id: str | None, what: str) -> str:
@@ -302,10 +254,7 @@ class _DashboardOperator(PostHogBaseOperator):
     """An operator about one dashboard, with a link to it."""
 
     operator_extra_links = (PostHogDashboardLink(),)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.dashboard_url: str | None = None
+    dashboard_url: str | None = None
 
     def _link_dashboard(self, project_id: Any, dashboard_id: Any) -> str | None:
         self.dashboard_url = self.hook.ui_url(project_id, f"dashboard/{dashboard_id}")
@@ -333,7 +282,9 @@ class _DashboardAccessOperator(_DashboardOperator):
         return self.editors is not None or self.viewers is not None or self.default_access is not None
 
     def check_combination(self, values: dict[str, Any]) -> None:
-        check_access_combination(values.get("editors"), values.get("viewers"))
+        both = sorted(set(values.get("editors") or ()) & set(values.get("viewers") or ()))
+        if both:
+            raise ValueError(f"{', '.join(both)} cannot be both in editors and in viewers: pick one.")
 
 
 class PostHogCreateDashboardOperator(_DashboardAccessOperator):
@@ -363,9 +314,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         *DASHBOARD_FIELDS,
         "fields",
         "collaborators",
-        "editors",
-        "viewers",
-        "default_access",
+        *ACCESS_CHECKS,
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
     field_checks = extend(
@@ -399,26 +348,23 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
                 "(PostHog's current model, restriction_level=21) cannot be used together: pick one; "
                 "editors/viewers is what PostHog uses for new dashboards."
             )
-        if self.access_given and str(restriction_level) == str(COLLABORATORS_LEVEL):
+        if collaborators is not None and restriction_level is None:
+            restriction_level = COLLABORATORS_LEVEL
+        legacy = str(restriction_level) == str(COLLABORATORS_LEVEL)
+        if self.access_given and legacy:
             raise ValueError(
                 "editors, viewers and default_access need restriction_level=21 (PostHog's current "
                 f"access model); got restriction_level={restriction_level!r}, where only collaborators edit."
             )
-        if collaborators is not None and restriction_level is None:
-            restriction_level = COLLABORATORS_LEVEL
-        if collaborators is not None and str(restriction_level) != str(COLLABORATORS_LEVEL):
+        if collaborators is not None and not legacy:
             raise ValueError(
                 f"collaborators need restriction_level={COLLABORATORS_LEVEL} (only collaborators can "
                 f"edit); got restriction_level={restriction_level!r}. PostHog refuses collaborators on "
                 "a dashboard everyone in the project can edit."
             )
-        self.name = name
-        self.description = description
-        self.pinned = pinned
-        self.tags = tags
-        self.restriction_level = restriction_level
-        self.use_template = use_template
-        self.use_dashboard = use_dashboard
+        parameters = locals()  # the dashboard's fields are the parameters named in DASHBOARD_FIELDS
+        for field in DASHBOARD_FIELDS:
+            setattr(self, field, parameters[field])
         self.if_exists = if_exists
         self.fields = fields or {}
         self.collaborators = collaborators
@@ -436,8 +382,8 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
         payload, project_id = values["payload"], values["project_id"]
-        name, collaborators = payload["name"], values.get("collaborators")
-        self._access = access_of(self.hook, self.log, values, project_id)
+        name, collaborators = payload["name"], values["collaborators"]
+        self._access = access_of(self.hook, self.log, values)
         if self._access is not None:
             self._access.check()
         elif payload.get("restriction_level") == COLLABORATORS_LEVEL:
@@ -511,17 +457,17 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
                     name,
                     _describe(differences),
                 )
-            result = self._result(dashboard, project_id, created=False)
         elif differences:
             changes = {key: new for key, (_old, new) in differences.items()}
-            updated = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
+            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
             self.log.info(
                 "Updated PostHog dashboard %s named %r: %s.", dashboard["id"], name, _describe(differences)
             )
-            result = {**self._result(updated, project_id, created=False), "updated": sorted(differences)}
         else:
             self.log.info("PostHog dashboard %s named %r already matches this task.", dashboard["id"], name)
-            result = {**self._result(dashboard, project_id, created=False), "updated": []}
+        result = self._result(dashboard, project_id, created=False)
+        if self.if_exists == "update":
+            result["updated"] = sorted(differences)
         return self._grant(result, collaborators, project_id)
 
     def _grant(
@@ -567,15 +513,12 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         """Non-deleted dashboards named exactly ``name``, oldest first."""
         search = name if len(name) <= _MAX_SEARCH else None
         dashboards = self.hook.list_dashboards(search=search, project_id=project_id)
-        return sorted((d for d in dashboards if d.get("name") == name and not d.get("deleted")), key=_by_id)
+        found = (d for d in dashboards if d.get("name") == name and not d.get("deleted"))
+        return sorted(found, key=lambda dashboard: dashboard["id"])
 
     def _result(self, dashboard: dict[str, Any], project_id: str | None, *, created: bool) -> dict[str, Any]:
         url = self._link_dashboard(project_id or dashboard.get("team_id"), dashboard["id"])
         return {"id": dashboard["id"], "name": dashboard.get("name"), "url": url, "created": created}
-
-
-def _by_id(dashboard: dict[str, Any]) -> int:
-    return dashboard["id"]
 
 
 def _same(key: str, current: Any, wanted: Any) -> bool:
@@ -625,11 +568,14 @@ class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
-        dashboard_id, user_uuid, level = values["dashboard_id"], values["user_uuid"], values["level"]
-        project_id = values["project_id"]
+        dashboard_id, user_uuid, project_id = (
+            values["dashboard_id"],
+            values["user_uuid"],
+            values["project_id"],
+        )
         self._link_dashboard(project_id, dashboard_id)
         check_collaborator_grants(self.hook, dashboard_id, [user_uuid], project_id)
-        return add_collaborator(self.hook, self.log, dashboard_id, user_uuid, level, project_id)
+        return add_collaborator(self.hook, self.log, dashboard_id, user_uuid, values["level"], project_id)
 
 
 def add_collaborator(
@@ -640,9 +586,6 @@ def add_collaborator(
     try:
         return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
     except PostHogBadRequestError as error:
-        if error.detail == ALREADY_COLLABORATOR:
-            log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
-            return _existing(hook, dashboard_id, user_uuid, project_id) or _inherent(dashboard_id, user_uuid)
         if error.detail and error.detail.startswith(INHERENT_ACCESS):
             log.info(
                 "User %s has access to dashboard %s as its owner or a project admin; nothing to add.",
@@ -650,31 +593,41 @@ def add_collaborator(
                 dashboard_id,
             )
             return _inherent(dashboard_id, user_uuid)
-        raise
+        return _already_collaborator(hook, log, error, dashboard_id, user_uuid, project_id)
     except PostHogWriteOutcomeUnknownError:
         log.warning(
             "The answer to adding %s to dashboard %s was lost; looking it up.", user_uuid, dashboard_id
         )
-        existing = _existing(hook, dashboard_id, user_uuid, project_id)
-        if existing:
-            return existing
-        try:
-            return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
-        except PostHogBadRequestError as error:
-            if error.detail != ALREADY_COLLABORATOR:
-                raise
-            # The lost add committed after the look-up: it is this task's own collaborator.
-            log.info("The lost add of %s to dashboard %s was carried out.", user_uuid, dashboard_id)
-            return _existing(hook, dashboard_id, user_uuid, project_id) or _inherent(dashboard_id, user_uuid)
+    existing = _existing(hook, dashboard_id, user_uuid, project_id)
+    if existing:
+        return existing
+    try:
+        return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+    except PostHogBadRequestError as error:
+        # The lost add committed after the look-up: it is this task's own collaborator.
+        return _already_collaborator(hook, log, error, dashboard_id, user_uuid, project_id)
+
+
+def _already_collaborator(
+    hook: PostHogHook,
+    log: Any,
+    error: PostHogBadRequestError,
+    dashboard_id: int,
+    user_uuid: str,
+    project_id: str | None,
+) -> dict[str, Any]:
+    """The user's collaborator record when ``error`` says there is one; else ``error`` is raised."""
+    if error.detail != ALREADY_COLLABORATOR:
+        raise error
+    log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
+    return _existing(hook, dashboard_id, user_uuid, project_id) or _inherent(dashboard_id, user_uuid)
 
 
 def _existing(
     hook: PostHogHook, dashboard_id: int, user_uuid: str, project_id: str | None
 ) -> dict[str, Any] | None:
-    for collaborator in hook.list_dashboard_collaborators(dashboard_id, project_id=project_id):
-        if (collaborator.get("user") or {}).get("uuid") == user_uuid:
-            return collaborator
-    return None
+    collaborators = hook.list_dashboard_collaborators(dashboard_id, project_id=project_id)
+    return next((c for c in collaborators if (c.get("user") or {}).get("uuid") == user_uuid), None)
 
 
 def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
@@ -717,18 +670,15 @@ def _below_editor_by_access_control(
     hook: PostHogHook, dashboard: dict[str, Any], user_uuids: Sequence[str], project_id: str | None
 ) -> dict[str, str]:
     """The users kept below ``editor`` by the dashboard's access controls, with their level."""
-    # When the rules or the members cannot be read (scopes, older builds), nobody is judged.
     try:
-        current = hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
-    except (PostHogAuthError, PostHogNotFoundError):
-        return {}  # no access_control:read scope, or a build without access controls
-    default, explicit = access_rules(current)
-    if default is None and not explicit:
-        return {}
-    try:
+        default, explicit = access_rules(
+            hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
+        )
+        if default is None and not explicit:
+            return {}
         members = hook.list_organization_members(project_id=project_id)
     except (PostHogAuthError, PostHogNotFoundError):
-        return {}
+        return {}  # rules or members unreadable (scopes, builds without access controls): nobody judged
     by_user = {str((m.get("user") or {}).get("uuid")): m for m in members}
     creator = (dashboard.get("created_by") or {}).get("uuid")
     ranks = {level: rank for rank, level in enumerate(DASHBOARD_ACCESS_LEVELS)}
@@ -755,13 +705,7 @@ class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
     :return: ``{"dashboard_id", "changed": [{"member" or "default", "old", "new"}], "access"}``.
     """
 
-    template_fields: Sequence[str] = (
-        *PostHogBaseOperator.template_fields,
-        "dashboard_id",
-        "editors",
-        "viewers",
-        "default_access",
-    )
+    template_fields: Sequence[str] = (*PostHogBaseOperator.template_fields, "dashboard_id", *ACCESS_CHECKS)
     field_checks = extend(PostHogBaseOperator.field_checks, dashboard_id=check_positive_int, **ACCESS_CHECKS)
 
     def __init__(self, *, dashboard_id: int | str, **kwargs: Any) -> None:
@@ -775,7 +719,7 @@ class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
         values = self.checked_fields()
         dashboard_id, project_id = values["dashboard_id"], values["project_id"]
         self._link_dashboard(project_id, dashboard_id)
-        access = access_of(self.hook, self.log, values, project_id)
+        access = access_of(self.hook, self.log, values)
         assert access is not None, "__init__ refuses a task without access parameters"
         access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))
         access.check()
