@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -111,6 +112,11 @@ class PostHogBaseOperator(CheckedFields, BaseOperator):
         # Created on first use, so that __init__ (DAG parsing) does no I/O.
         return PostHogHook(self.posthog_conn_id, **self.hook_params)
 
+    def _earlier_try(self, context: Context, key: str, **about: Any) -> dict[str, Any] | None:
+        """What an earlier try of this task instance saved under ``key``, if it was ``about`` the same."""
+        saved = read_state(context, key, self.log)
+        return saved if saved and all(saved.get(name) == value for name, value in about.items()) else None
+
 
 class _BatchExportOperator(PostHogBaseOperator):
     """An operator about one existing batch export, with a link to it."""
@@ -118,11 +124,11 @@ class _BatchExportOperator(PostHogBaseOperator):
     template_fields: Sequence[str] = (*PostHogBaseOperator.template_fields, "batch_export_id")
     field_checks = extend(PostHogBaseOperator.field_checks, batch_export_id=check_uuid)
     operator_extra_links: tuple[BaseOperatorLink, ...] = (PostHogBatchExportLink(),)
+    batch_export_url: str | None = None
 
     def __init__(self, *, batch_export_id: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
-        self.batch_export_url: str | None = None
 
     def _link_export(self, values: dict[str, Any]) -> str:
         # Before any request, so that a failed task has the link too.
@@ -139,6 +145,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
     #: The export as ``execute`` read it, so the runs' report does not read it again.
     _export: dict[str, Any] | None = None
     operator_extra_links = (PostHogBatchExportLink(), PostHogBackfillLink())
+    backfill_url: str | None = None
 
     def __init__(
         self,
@@ -154,7 +161,6 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         self.wait_timeout = None if timeout is None else check_seconds("timeout", timeout)
         self.deferrable = deferrable
         self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
-        self.backfill_url: str | None = None
 
     def backfill_result(self, context: Context, value: dict[str, Any]) -> Any:
         """The task's result once the backfill completed; ``value`` is the backfill's summary."""
@@ -176,12 +182,8 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
                     self._time_out(export_id, backfill_id, project_id)
                 if self.deferrable:
                     self._defer(wait, project_id, deadline)
-                pause = (
-                    self.poll_interval
-                    if deadline is None
-                    else min(self.poll_interval, deadline - time.time())
-                )
-                time.sleep(max(0.0, pause))
+                remaining = math.inf if deadline is None else deadline - time.time()
+                time.sleep(max(0.0, min(self.poll_interval, remaining)))
                 outcome = wait.poll(self.hook, project_id)
         except AirflowTaskTimeout:
             self._cancel(export_id, backfill_id, project_id, "the task's execution_timeout passed")
@@ -236,9 +238,8 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         if outcome.status == FAILED:
             raise PostHogBackfillError(outcome.message)
         self.log.info("%s", outcome.message)
-        value = outcome.value
+        value, runs = outcome.value, outcome.runs
         export_id, backfill_id = value["batch_export_id"], value["backfill_id"]
-        runs = outcome.runs
         report_runs(
             self,
             context,
@@ -253,10 +254,9 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
         self.log.warning(
-            "Backfill %s of batch export %s is still not finished after %s s. If PostHog's workflow of "
-            "it was terminated, PostHog shows it Running for ever, and only this timeout ends the wait.",
+            "Backfill %s is still not finished after %s s. If PostHog's workflow of it was terminated, "
+            "PostHog shows it Running for ever, and only this timeout ends the wait.",
             backfill_id,
-            export_id,
             self.wait_timeout,
         )
         self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")
@@ -309,9 +309,7 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
 
 
 class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
-    """Unpause a PostHog batch export, optionally backfilling the time it was paused.
-
-    Unpausing an active export is a no-op (and starts no backfill), so the task is safe to retry.
+    """Unpause a PostHog batch export, optionally backfilling the pause; unpausing an active one is a no-op.
 
     :param batch_export_id: UUID of the batch export. (templated)
     :param backfill: also export the data from the pause until now. (templated)
@@ -365,10 +363,10 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         self, context: Context, export_id: str, project_id: str | None, unpaused_at: datetime
     ) -> str | None:
         """Unpause with a backfill (once), and return the id of the backfill PostHog started."""
-        earlier = read_state(context, _UNPAUSE_KEY, self.log)
+        earlier = self._earlier_try(context, _UNPAUSE_KEY, batch_export_id=export_id)
         export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
         if not export.get("paused"):
-            if earlier and earlier.get("batch_export_id") == export_id:
+            if earlier is not None:
                 backfill_id = earlier.get("backfill_id")
                 self.log.info(
                     "An earlier try unpaused batch export %s; its backfill is %s.", export_id, backfill_id
@@ -413,16 +411,12 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
             self.log.warning("%s", message)
         backfill_id = None if backfill is None else str(backfill["id"])
         if backfill is not None:
+            bounds = backfill.get("start_at"), backfill.get("end_at")
             self.log.info(
-                "PostHog started backfill %s of batch export %s for %s - %s.",
-                backfill_id,
-                export_id,
-                backfill.get("start_at"),
-                backfill.get("end_at"),
+                "PostHog started backfill %s of batch export %s for %s - %s.", backfill_id, export_id, *bounds
             )
-        write_state(
-            context, _UNPAUSE_KEY, {"batch_export_id": export_id, "backfill_id": backfill_id}, self.log
-        )
+        state = {"batch_export_id": export_id, "backfill_id": backfill_id}
+        write_state(context, _UNPAUSE_KEY, state, self.log)
         return backfill_id
 
     def _backfill_the_pause(
@@ -534,10 +528,8 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         project_id: str | None,
     ) -> str | None:
         """The backfill an earlier try of this task started over ``bounds``, if it is worth attaching to."""
-        saved = read_state(context, _BACKFILL_KEY, self.log)
+        saved = self._earlier_try(context, _BACKFILL_KEY, batch_export_id=export_id, range=list(bounds))
         if saved is not None:
-            if saved.get("batch_export_id") != export_id or tuple(saved.get("range") or ()) != bounds:
-                return None
             status = self._read_backfill(export_id, saved["id"], project_id).get("status")
             if status in FAILED_STATUSES:
                 self.log.info(

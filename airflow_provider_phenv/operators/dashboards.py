@@ -31,7 +31,7 @@ from airflow_provider_phenv.validation import (
     one_of,
     optional,
 )
-from airflow_provider_phenv.waits import read_state, write_state
+from airflow_provider_phenv.waits import write_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -488,8 +488,8 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         self, context: Context, name: str, project_id: str | None, existing: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
         """The dashboard an earlier try of this task instance created, if it still exists."""
-        saved = read_state(context, _STATE_KEY, self.log)
-        if not saved or (saved.get("name"), saved.get("project_id")) != (name, project_id):
+        saved = self._earlier_try(context, _STATE_KEY, name=name, project_id=project_id)
+        if saved is None:
             return None
         if saved.get("id") is not None:
             return next((d for d in existing if d["id"] == saved["id"]), None)
