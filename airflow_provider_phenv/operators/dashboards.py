@@ -582,57 +582,34 @@ def add_collaborator(
     hook: PostHogHook, log: Any, dashboard_id: int, user_uuid: str, level: int, project_id: str | None
 ) -> dict[str, Any]:
     """Add one collaborator; one who already has access counts as success, a lost answer is looked up."""
+    # The record of a user whose access needs no collaborator entry (the owner, an admin).
+    inherent = dict(dashboard_id=dashboard_id, user={"uuid": user_uuid}, level=37, inherent_access=True)
+
+    def existing() -> dict[str, Any] | None:
+        collaborators = hook.list_dashboard_collaborators(dashboard_id, project_id=project_id)
+        return next((c for c in collaborators if (c.get("user") or {}).get("uuid") == user_uuid), None)
+
+    def add() -> dict[str, Any]:
+        try:
+            return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+        except PostHogBadRequestError as error:
+            if error.detail != ALREADY_COLLABORATOR:
+                raise
+            log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
+            return existing() or inherent
+
     log.info("Adding user %s to PostHog dashboard %s at level %s.", user_uuid, dashboard_id, level)
     try:
-        return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
+        return add()
     except PostHogBadRequestError as error:
-        if error.detail and error.detail.startswith(INHERENT_ACCESS):
-            log.info(
-                "User %s has access to dashboard %s as its owner or a project admin; nothing to add.",
-                user_uuid,
-                dashboard_id,
-            )
-            return _inherent(dashboard_id, user_uuid)
-        return _already_collaborator(hook, log, error, dashboard_id, user_uuid, project_id)
+        if not (error.detail or "").startswith(INHERENT_ACCESS):
+            raise
+        log.info("%s has access to dashboard %s as its owner or a project admin.", user_uuid, dashboard_id)
+        return inherent
     except PostHogWriteOutcomeUnknownError:
-        log.warning(
-            "The answer to adding %s to dashboard %s was lost; looking it up.", user_uuid, dashboard_id
-        )
-    existing = _existing(hook, dashboard_id, user_uuid, project_id)
-    if existing:
-        return existing
-    try:
-        return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
-    except PostHogBadRequestError as error:
-        # The lost add committed after the look-up: it is this task's own collaborator.
-        return _already_collaborator(hook, log, error, dashboard_id, user_uuid, project_id)
-
-
-def _already_collaborator(
-    hook: PostHogHook,
-    log: Any,
-    error: PostHogBadRequestError,
-    dashboard_id: int,
-    user_uuid: str,
-    project_id: str | None,
-) -> dict[str, Any]:
-    """The user's collaborator record when ``error`` says there is one; else ``error`` is raised."""
-    if error.detail != ALREADY_COLLABORATOR:
-        raise error
-    log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
-    return _existing(hook, dashboard_id, user_uuid, project_id) or _inherent(dashboard_id, user_uuid)
-
-
-def _existing(
-    hook: PostHogHook, dashboard_id: int, user_uuid: str, project_id: str | None
-) -> dict[str, Any] | None:
-    collaborators = hook.list_dashboard_collaborators(dashboard_id, project_id=project_id)
-    return next((c for c in collaborators if (c.get("user") or {}).get("uuid") == user_uuid), None)
-
-
-def _inherent(dashboard_id: int, user_uuid: str) -> dict[str, Any]:
-    """The record returned for a user whose access needs no collaborator entry."""
-    return {"dashboard_id": dashboard_id, "user": {"uuid": user_uuid}, "level": 37, "inherent_access": True}
+        log.warning("Lost the answer to adding %s to dashboard %s; looking it up.", user_uuid, dashboard_id)
+    # A lost add that committed after the look-up answers "already a collaborator": this task's own.
+    return existing() or add()
 
 
 def check_collaborator_grants(
