@@ -215,9 +215,7 @@ def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
     """The default level (``None``: no rule) and the members' levels by membership id; roles left alone."""
     rows = [row for row in current["access_controls"] if isinstance(row, dict) and not row.get("role")]
     default = next((row["access_level"] for row in rows if not row.get("organization_member")), None)
-    members = {
-        row["organization_member"]: row["access_level"] for row in rows if row.get("organization_member")
-    }
+    members = {r["organization_member"]: r["access_level"] for r in rows if r.get("organization_member")}
     return default, members
 
 
@@ -381,8 +379,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
-        payload, project_id = values["payload"], values["project_id"]
-        name, collaborators = payload["name"], values["collaborators"]
+        payload, project_id, name = values["payload"], values["project_id"], values["payload"]["name"]
         self._access = access_of(self.hook, self.log, values)
         if self._access is not None:
             self._access.check()
@@ -394,36 +391,32 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         earlier_try = self._created_by_an_earlier_try(context, name, project_id, existing)
         if earlier_try is not None:
             self.log.info("An earlier try created PostHog dashboard %s named %r.", earlier_try["id"], name)
-            return self._grant(self._result(earlier_try, project_id, created=True), collaborators, project_id)
-        known_ids = {dashboard["id"] for dashboard in existing}
-        if existing and self.if_exists in ("reuse", "update"):
-            return self._reuse(existing, payload, project_id, collaborators)
-        if existing and self.if_exists == "fail":
+            result = self._result(earlier_try, project_id, created=True)
+        elif existing and self.if_exists in ("reuse", "update"):
+            result = self._reuse(existing, payload, project_id)
+        elif existing and self.if_exists == "fail":
             raise PostHogDashboardExistsError(
                 f"A dashboard named {name!r} already exists (id {existing[0]['id']}) and if_exists='fail'."
             )
-        attempt = {"name": name, "project_id": project_id, "known_ids": sorted(known_ids)}
-        write_state(context, _STATE_KEY, attempt, self.log)
-        try:
-            dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
-        except PostHogWriteOutcomeUnknownError:
-            self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
-            created = self._find_lost_create(name, project_id, known_ids)
-            if not created:
-                self.log.info("Dashboard %r was not created; creating it.", name)
-            dashboard = (
-                created[0] if created else self.hook.create_dashboard(**payload, project_id=project_id)
-            )
-        write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
-        self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
-        return self._grant(self._result(dashboard, project_id, created=True), collaborators, project_id)
+        else:
+            known_ids = {dashboard["id"] for dashboard in existing}
+            attempt = {"name": name, "project_id": project_id, "known_ids": sorted(known_ids)}
+            write_state(context, _STATE_KEY, attempt, self.log)
+            try:
+                dashboard = self.hook.create_dashboard(**payload, project_id=project_id)
+            except PostHogWriteOutcomeUnknownError:
+                self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
+                found = self._find_lost_create(name, project_id, known_ids)
+                if found is None:
+                    self.log.info("Dashboard %r was not created; creating it.", name)
+                dashboard = found or self.hook.create_dashboard(**payload, project_id=project_id)
+            write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
+            self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
+            result = self._result(dashboard, project_id, created=True)
+        return self._grant(result, values["collaborators"], project_id)
 
     def _reuse(
-        self,
-        existing: list[dict[str, Any]],
-        payload: dict[str, Any],
-        project_id: str | None,
-        collaborators: list[str] | None,
+        self, existing: list[dict[str, Any]], payload: dict[str, Any], project_id: str | None
     ) -> dict[str, Any]:
         """The oldest dashboard with the name, made to match with ``if_exists="update"``."""
         dashboard, name = existing[0], payload["name"]
@@ -468,7 +461,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         result = self._result(dashboard, project_id, created=False)
         if self.if_exists == "update":
             result["updated"] = sorted(differences)
-        return self._grant(result, collaborators, project_id)
+        return result
 
     def _grant(
         self, result: dict[str, Any], collaborators: list[str] | None, project_id: str | None
@@ -498,16 +491,16 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
 
     def _find_lost_create(
         self, name: str, project_id: str | None, known_ids: set[int]
-    ) -> list[dict[str, Any]]:
-        """The dashboards named ``name`` not in ``known_ids``, asked again after each lost-create wait."""
+    ) -> dict[str, Any] | None:
+        """The dashboard named ``name`` not in ``known_ids``, asked again after each lost-create wait."""
         for wait in (0.0, *self.lost_create_waits):
             if wait:
                 self.log.info("Dashboard %r not found yet; looking again in %.0f s.", name, wait)
                 time.sleep(wait)
             created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
             if created:
-                return created
-        return []
+                return created[0]
+        return None
 
     def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
         """Non-deleted dashboards named exactly ``name``, oldest first."""
