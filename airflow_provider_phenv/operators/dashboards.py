@@ -144,11 +144,9 @@ class DashboardAccess:
         level = restriction_level if restriction_level is not None else dashboard.get("restriction_level")
         if level is not None and int(level) > EVERYONE_CAN_EDIT:
             raise PostHogDashboardAccessError(
-                f"{_about(dashboard)} is on PostHog's legacy access model (restriction_level={level}, "
-                "access_control_version v1): there only collaborators edit, and an access-control editor "
-                "who is not one still cannot. Move it to the current model with "
-                "PostHogCreateDashboardOperator(..., restriction_level=21, if_exists='update') before "
-                "giving editors or viewers, or keep collaborators=[...] on it."
+                f"{_about(dashboard)} is on PostHog's legacy access model (restriction_level={level}): only "
+                "collaborators edit it. Move it first with PostHogCreateDashboardOperator(..., "
+                "restriction_level=21, if_exists='update'), or keep collaborators=[...] on it."
             )
 
     def converge(self, dashboard_id: int) -> list[dict[str, Any]]:
@@ -233,12 +231,11 @@ def require_access_control(hook: PostHogHook, project_id: str | None, what: str)
         for feature in organization.get("available_product_features") or []
     ]
     if ACCESS_CONTROL_FEATURE not in features:
+        name = organization.get("name") or organization.get("id")
         raise PostHogDashboardAccessError(
-            f"Organization {organization.get('name') or organization.get('id')!r} lacks PostHog's "
-            f"access-control feature ({ACCESS_CONTROL_FEATURE!r} is not among its "
-            f"available_product_features): PostHog would accept {what} and ignore them, leaving "
-            "everyone in the project able to edit. Enable the feature (a paid add-on, Organization "
-            "settings > Billing), or drop them from the task."
+            f"Organization {name!r} lacks PostHog's access-control feature ({ACCESS_CONTROL_FEATURE!r} is "
+            f"not among its available_product_features): PostHog would accept {what} and ignore them. "
+            "Enable it (a paid add-on, Organization settings > Billing), or drop them."
         )
     return str(organization.get("id"))
 
@@ -343,8 +340,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         if self.access_given and collaborators is not None:
             raise ValueError(
                 "collaborators (the legacy model, restriction_level=37) and editors/viewers/default_access "
-                "(PostHog's current model, restriction_level=21) cannot be used together: pick one; "
-                "editors/viewers is what PostHog uses for new dashboards."
+                "(PostHog's current model, restriction_level=21) cannot be used together: pick one."
             )
         if collaborators is not None and restriction_level is None:
             restriction_level = COLLABORATORS_LEVEL
@@ -356,9 +352,8 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             )
         if collaborators is not None and not legacy:
             raise ValueError(
-                f"collaborators need restriction_level={COLLABORATORS_LEVEL} (only collaborators can "
-                f"edit); got restriction_level={restriction_level!r}. PostHog refuses collaborators on "
-                "a dashboard everyone in the project can edit."
+                f"collaborators need restriction_level={COLLABORATORS_LEVEL} (only collaborators can edit); "
+                f"got restriction_level={restriction_level!r}, where PostHog refuses collaborators."
             )
         parameters = locals()  # the dashboard's fields are the parameters named in DASHBOARD_FIELDS
         for field in DASHBOARD_FIELDS:
@@ -613,11 +608,9 @@ def check_collaborator_grants(
     stored = dashboard.get("restriction_level", EVERYONE_CAN_EDIT)
     if stored <= EVERYONE_CAN_EDIT:
         raise PostHogDashboardAccessError(
-            f"{_about(dashboard)} has restriction_level={stored}: it is on PostHog's current access model "
-            "(access_control_version v2), where collaborators play no part and PostHog refuses them "
-            '("Cannot add collaborators to a dashboard on the lowest restriction level."). Give edit '
-            f"access with PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, editors=[...]), "
-            "or editors=[...] on PostHogCreateDashboardOperator."
+            f"{_about(dashboard)} has restriction_level={stored}: on PostHog's current access model "
+            "collaborators play no part and PostHog refuses them. Give edit access with "
+            f"PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, editors=[...]) instead."
         )
     if dashboard.get("effective_restriction_level", stored) <= EVERYONE_CAN_EDIT:
         raise PostHogDashboardAccessError(
@@ -630,9 +623,8 @@ def check_collaborator_grants(
         who = ", ".join(f"{user} ({level})" for user, level in overruled.items())
         raise PostHogDashboardAccessError(
             f"{_about(dashboard)}: its access controls keep {who} below editor, and PostHog checks them "
-            "before collaborators, so a collaborator grant would not let them edit. Raise their level "
-            f"with PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, ...) instead, after "
-            "moving the dashboard to restriction_level=21."
+            "before collaborators. Move the dashboard to restriction_level=21 and raise their level with "
+            f"PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, ...) instead."
         )
 
 
