@@ -272,9 +272,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
 
     def _cancel(self, export_id: str, backfill_id: str, project_id: str | None, why: str) -> None:
         if not self.cancel_on_kill:
-            self.log.warning(
-                "Leaving backfill %s running although %s (cancel_on_kill=False).", backfill_id, why
-            )
+            self.log.warning("Leaving backfill %s running: %s (cancel_on_kill=False).", backfill_id, why)
             return
         self.log.warning("Cancelling backfill %s of batch export %s: %s.", backfill_id, export_id, why)
         try:
@@ -391,9 +389,7 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
                 self.hook.unpause_batch_export(export_id, backfill=True, project_id=project_id)
             else:
                 answer_lost = True
-                self.log.warning(
-                    "PostHog's answer was lost, but the export is unpaused: not sending it again."
-                )
+                self.log.warning("The answer was lost, but the export is unpaused: not sending it again.")
         self.log.info("Looking for the backfill PostHog started (it shows once its workflow runs).")
         backfill = self.hook.find_batch_export_backfill(
             export_id, since=unpaused_at, wait=self.hook.backfill_row_grace, project_id=project_id
