@@ -355,9 +355,9 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
                 f"collaborators need restriction_level={COLLABORATORS_LEVEL} (only collaborators can edit); "
                 f"got restriction_level={restriction_level!r}, where PostHog refuses collaborators."
             )
-        parameters = locals()  # the dashboard's fields are the parameters named in DASHBOARD_FIELDS
-        for field in DASHBOARD_FIELDS:
-            setattr(self, field, parameters[field])
+        self.name, self.description, self.pinned = name, description, pinned
+        self.tags, self.restriction_level = tags, restriction_level
+        self.use_template, self.use_dashboard = use_template, use_dashboard
         self.if_exists = if_exists
         self.fields = fields or {}
         self.collaborators = collaborators
