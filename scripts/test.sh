@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: create the virtual environment if needed, lint and type-check, run the tests.
-#   scripts/test.sh                  # fast tier (~1 min): ruff, mypy, every test not marked slow
+#   scripts/test.sh                  # fast tier (~35 s on 2 cores): ruff, mypy, every test not marked slow
 #   scripts/test.sh --all            # every tier (~9 min): adds the e2e DAG runs, the scheduler/
 #                                    # triggerer run, packaging, the connection-form UI checks, the
 #                                    # benchmark smoke run and the single slow tests
@@ -25,8 +25,10 @@ mypy_pid=$!
 # A test stuck for 10 minutes prints every thread's stack (faulthandler), and a run that takes
 # longer than 40 minutes is stopped: a hang fails CI with a trace instead of eating its time.
 status=0
+# The tests run in one worker process per core (pytest-xdist), a test file to a worker: most of their
+# time is spent waiting. `scripts/test.sh -n 0` runs them in this process (for -s or --pdb).
 timeout --signal=INT --kill-after=60 2400 \
-  "$VENV/bin/python" -m pytest -o faulthandler_timeout=600 "$@" || status=$?
+  "$VENV/bin/python" -m pytest -o faulthandler_timeout=600 -n auto --dist loadfile "$@" || status=$?
 if ! wait "$mypy_pid"; then
   [ "$status" -ne 0 ] || status=1  # a type error fails the run even when every test passed
 fi

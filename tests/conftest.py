@@ -53,6 +53,7 @@ SLOW_MARKERS = frozenset({"e2e", "packaging", "ui", "bench", "slow"})
 TESTS = Path(__file__).resolve().parent
 _DESELECTED = pytest.StashKey[int]()
 _COLLECTED = pytest.StashKey[list]()
+_SUMMARY = pytest.StashKey[tuple]()
 
 
 def pytest_configure(config):
@@ -116,26 +117,45 @@ def pytest_collection_modifyitems(config, items):
     config.stash[_COLLECTED] = list(items)
 
 
-def _conformance_report(terminalreporter, items) -> None:
-    endpoints: dict[str, int] = {}
-    files: dict[str, int] = {}
+def _conformance_counts(items) -> dict[str, dict[str, int]]:
+    """Conformance cases per endpoint and per PostHog test file."""
+    counts: dict[str, dict[str, int]] = {"endpoint": {}, "PostHog test file": {}}
     for item in items:
         mark = item.get_closest_marker("posthog")
         if mark is None:
             continue
-        endpoints[mark.kwargs["endpoint"]] = endpoints.get(mark.kwargs["endpoint"], 0) + 1
-        source = mark.kwargs["source"].split("::")[0]
-        files[source] = files.get(source, 0) + 1
-    terminalreporter.write_sep("-", f"conformance cases: {sum(endpoints.values())}")
-    for name, counts in (("endpoint", endpoints), ("PostHog test file", files)):
-        for key, count in sorted(counts.items()):
-            terminalreporter.write_line(f"{count:4d}  {name} {key}")
+        source = mark.kwargs["source"].split("::")[0]  # the PostHog test file, not one test of it
+        for name, key in (("endpoint", mark.kwargs["endpoint"]), ("PostHog test file", source)):
+            counts[name][key] = counts[name].get(key, 0) + 1
+    return counts
+
+
+def pytest_sessionfinish(session):
+    # An xdist worker collects and deselects; the controller prints the summary (pytest_testnodedown).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["phenv_deselected"] = session.config.stash.get(_DESELECTED, 0)
+        workeroutput["phenv_conformance"] = _conformance_counts(session.config.stash.get(_COLLECTED, []))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    # Every worker collects the same tests: the first one to finish speaks for all.
+    output = getattr(node, "workeroutput", {})
+    if "phenv_deselected" in output and _SUMMARY not in node.config.stash:
+        node.config.stash[_SUMMARY] = (output["phenv_deselected"], output["phenv_conformance"])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    summary = config.stash.get(_SUMMARY, None)
+    if summary is None:  # no xdist workers: this process collected
+        summary = (config.stash.get(_DESELECTED, 0), _conformance_counts(config.stash.get(_COLLECTED, [])))
+    count, conformance = summary
     if config.getoption("conformance_report"):
-        _conformance_report(terminalreporter, terminalreporter.config.stash.get(_COLLECTED, []))
-    count = config.stash.get(_DESELECTED, 0)
+        terminalreporter.write_sep("-", f"conformance cases: {sum(conformance['endpoint'].values())}")
+        for name, counts in conformance.items():
+            for key, cases in sorted(counts.items()):
+                terminalreporter.write_line(f"{cases:4d}  {name} {key}")
     if count:
         terminalreporter.write_line(
             f"{count} slow tests deselected (e2e, packaging, ui, bench, slow): "
