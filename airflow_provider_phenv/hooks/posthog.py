@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from tenacity import Retrying, retry_if_result
+from tenacity import Retrying, retry_if_exception_type, retry_if_result
 
 from airflow_provider_phenv.errors import (
     PostHogAPIError,
@@ -134,7 +134,12 @@ class PostHogReads(Generic[One, Many, Each]):
     _call: Callable[[ApiCall], One]
     _collect: Callable[[ApiCall], Many]
     _paginate: Callable[..., Each]
-    _call_once_visible: Callable[[ApiCall, float], One]
+    _retrying: Callable[..., Any]  # tenacity's Retrying or AsyncRetrying
+
+    def _call_once_visible(self, call: ApiCall, row_timeout: float) -> One:
+        # A backfill PostHog has just accepted is 404 until its row is written: asked again meanwhile.
+        not_visible = retry_if_exception_type(PostHogNotFoundError)
+        return self._retrying(**row_wait_kwargs(row_timeout, not_visible))(self._call, call)
 
     def get_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> One:
         """Return one batch export."""

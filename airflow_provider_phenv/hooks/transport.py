@@ -29,14 +29,13 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from airflow.sdk import BaseHook
-from tenacity import AsyncRetrying, Retrying, retry_if_exception_type
+from tenacity import AsyncRetrying, Retrying
 
 from airflow_provider_phenv import __version__
 from airflow_provider_phenv.errors import (
     PostHogAPIError,
     PostHogConnectionConfigError,
     PostHogDeadlineError,
-    PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogRedirectError,
     PostHogResponseTooLargeError,
@@ -56,7 +55,6 @@ from airflow_provider_phenv.hooks.settings import (
     parse_retry_after,
     request_budget,
     retry_kwargs,
-    row_wait_kwargs,
     settings_from_connection,
     without_userinfo,
 )
@@ -75,8 +73,6 @@ ACCEPT_ENCODING = "gzip, deflate"
 USER_AGENT = f"airflow-provider-phenv/{__version__}"
 #: Redirects followed within one attempt (307/308 to the same origin only).
 MAX_REDIRECTS = 5
-# A resource PostHog has just accepted (a backfill) is 404 until its row is written.
-NOT_VISIBLE_YET = retry_if_exception_type(PostHogNotFoundError)
 T = TypeVar("T")
 
 
@@ -351,12 +347,6 @@ def shared_ssl_context() -> ssl.SSLContext:
 # -- one exchange: the hops of one attempt, and how each answer is judged --------------------------
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for a one-line error detail."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 class Exchange:
     """One attempt of a call, hop by hop: what to send next, how each answer is judged, the errors it raises.
 
@@ -375,20 +365,27 @@ class Exchange:
         return self.settings.scrub(urlsplit(self.url).path)
 
     def error(
-        self, kind: type[PostHogAPIError], detail: str, path: str | None = None, **kwargs: Any
+        self,
+        kind: type[PostHogAPIError],
+        detail: str,
+        path: str | None = None,
+        *,
+        unsure: bool = False,
+        **kwargs: Any,
     ) -> PostHogAPIError:
-        """An error of ``kind`` about this call, at ``path`` (default: the current hop's)."""
-        call = self.call
-        return kind(
-            method=call.method, path=path or self.path, resource=call.subject, detail=detail, **kwargs
-        )
-
-    def outcome_unknown(self, status: int | None, cause: str, path: str | None = None) -> PostHogAPIError:
+        """An error of ``kind`` about this call, at ``path`` (default: the current hop's); when the call may
+        have been carried out (``unsure``) and is not repeatable, the error that its outcome is unknown."""
+        call, path = self.call, path or self.path
+        error = kind(method=call.method, path=path, resource=call.subject, detail=detail, **kwargs)
+        if not unsure or call.repeatable:
+            return error
+        # A transport error's message would only add the method and path to its detail.
+        cause = detail if isinstance(error, PostHogTransportError) else str(error)
         return self.error(
             PostHogWriteOutcomeUnknownError,
             f"the request may or may not have been carried out ({cause})",
             path,
-            status_code=status,
+            status_code=kwargs.get("status_code"),
             hint="It was not sent again, to avoid a duplicate; look up whether it exists before retrying.",
         )
 
@@ -400,24 +397,20 @@ class Exchange:
         **kwargs: Any,
     ) -> PostHogAPIError:
         """An answer that cannot be trusted; a write may have been carried out all the same."""
-        error = self.error(kind, self.settings.scrub(detail), status_code=status, **kwargs)
-        return error if self.call.repeatable else self.outcome_unknown(status, str(error))
+        return self.error(kind, self.settings.scrub(detail), status_code=status, unsure=True, **kwargs)
 
     def deadline_error(self, path: str) -> PostHogAPIError:
         cause = (
             f"no complete answer within request_deadline={self.settings.request_deadline:g} s "
             f"(connect, redirects, headers and body together)"
         )
-        if not self.call.repeatable:
-            return self.outcome_unknown(None, cause, path)
-        return self.error(PostHogDeadlineError, cause, path, request_sent=True)
+        return self.error(PostHogDeadlineError, cause, path, unsure=True, request_sent=True)
 
     def transport_failure(self, error: BaseException, path: str, *, sent: bool) -> PostHogAPIError:
         """A request that got no answer: its outcome unknown for a write that may have been sent."""
-        cause = self.settings.scrub(f"{type(error).__name__}: {first_line(error)}")
-        if sent and not self.call.repeatable:
-            return self.outcome_unknown(None, cause, path)
-        return self.error(PostHogTransportError, cause, path, request_sent=sent)
+        lines = str(error).strip().splitlines()
+        cause = self.settings.scrub(f"{type(error).__name__}: {lines[0] if lines else type(error).__name__}")
+        return self.error(PostHogTransportError, cause, path, unsure=sent, request_sent=sent)
 
     def redirected(self, status: int, headers: Any) -> bool:
         """Whether the answer is a redirect to follow; if so, the next hop is set."""
@@ -495,14 +488,28 @@ class Exchange:
             kind = PostHogAPIError  # not a PostHogServerError: never retried
         if kind is PostHogRateLimitError:
             envelope["retry_after"] = parse_retry_after(headers.get("retry-after"))
-        hint = PostHogHookBase._hint(self.settings, self.call, status, envelope)
-        error = self.error(kind, envelope.pop("detail"), status_code=status, hint=hint, **envelope)
-        if not self.call.repeatable and status in AMBIGUOUS_STATUSES:
-            return self.outcome_unknown(status, str(error))
-        return error
+        hint = self.hint(status, envelope)
+        unsure = status in AMBIGUOUS_STATUSES
+        return self.error(
+            kind, envelope.pop("detail"), status_code=status, hint=hint, unsure=unsure, **envelope
+        )
 
+    def hint(self, status: int, envelope: dict[str, Any]) -> str | None:
+        """What to check after PostHog's error answer, if this provider knows."""
+        call, project, detail = self.call, self.call.project_id, (envelope.get("detail") or "").lower()
+        user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
+        values = {"host": self.settings.host_label, "conn": self.settings.conn_id, "project": project}
+        for (code, text, suffix), hint in _HINTS.items():
+            if status == code and text in detail and call.path.endswith(suffix):
+                return hint.format(user=user, **values)
+        if status != 404:
+            return None
+        where = next((text for kind, text in _WHERE.items() if call.resource.startswith(kind)), "the id")
+        return (
+            f"PostHog has no {call.resource} in project {project}: check {where}, and that project_id "
+            f"{project} is the project that owns it."
+        )
 
-# -- what both hooks share -------------------------------------------------------------------------
 
 #: Hints by (status, substring of PostHog's lower-cased detail, path suffix); the first match wins.
 _HINTS = {
@@ -548,6 +555,9 @@ _WHERE = {
     "batch export ": "the id in PostHog under Data pipelines > Destinations (it is in the export's URL)",
     "dashboard ": "the id in PostHog under Dashboards (the number in the dashboard's URL)",
 }
+
+
+# -- what both hooks share -------------------------------------------------------------------------
 
 
 class PostHogHookBase(BaseHook):
@@ -620,29 +630,14 @@ class PostHogHookBase(BaseHook):
             "User-Agent": USER_AGENT,
         }
 
-    @staticmethod
-    def _hint(settings: PostHogSettings, call: ApiCall, status: int, envelope: dict[str, Any]) -> str | None:
-        detail = (envelope.get("detail") or "").lower()
-        project = call.project_id
-        user = call.body.get("user_uuid") if isinstance(call.body, dict) else None
-        values = {"host": settings.host_label, "conn": settings.conn_id, "project": project, "user": user}
-        for (code, text, suffix), hint in _HINTS.items():
-            if status == code and text in detail and call.path.endswith(suffix):
-                return hint.format(**values)
-        if status != 404:
-            return None
-        where = next((text for kind, text in _WHERE.items() if call.resource.startswith(kind)), "the id")
-        return (
-            f"PostHog has no {call.resource} in project {project}: check {where}, and that project_id "
-            f"{project} is the project that owns it."
-        )
-
 
 # -- the two clients -------------------------------------------------------------------------------
 
 
 class SyncClient(PostHogHookBase):
     """What :class:`~airflow_provider_phenv.hooks.posthog.PostHogHook` sends its calls with."""
+
+    _retrying = Retrying
 
     @cached_property
     def settings(self) -> PostHogSettings:
@@ -753,13 +748,11 @@ class SyncClient(PostHogHookBase):
     def _collect(self, call: ApiCall) -> list[dict[str, Any]]:
         return list(self._paginate(call))
 
-    def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
-        """Send ``call``, again while PostHog answers 404 for up to ``row_timeout`` seconds."""
-        return Retrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET))(self._call, call)
-
 
 class AsyncClient(PostHogHookBase):
     """What :class:`~airflow_provider_phenv.hooks.posthog.PostHogAsyncHook` sends its calls with."""
+
+    _retrying = AsyncRetrying
 
     _settings: PostHogSettings | None = None
     _client: httpx.AsyncClient | None = None
@@ -865,7 +858,3 @@ class AsyncClient(PostHogHookBase):
 
     async def _collect(self, call: ApiCall) -> list[dict[str, Any]]:
         return [result async for result in self._paginate(call)]
-
-    async def _call_once_visible(self, call: ApiCall, row_timeout: float) -> Any:
-        """As the sync client's."""
-        return await AsyncRetrying(**row_wait_kwargs(row_timeout, NOT_VISIBLE_YET))(self._call, call)

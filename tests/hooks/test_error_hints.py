@@ -11,7 +11,7 @@ from airflow_provider_phenv.errors import PostHogBadRequestError, PostHogNotFoun
 from airflow_provider_phenv.hooks.calls import ApiCall, export_call
 from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.hooks.settings import PostHogSettings
-from airflow_provider_phenv.hooks.transport import PostHogHookBase
+from airflow_provider_phenv.hooks.transport import Exchange
 from airflow_provider_phenv.operators.batch_exports import PostHogPauseBatchExportOperator
 from airflow_provider_phenv.operators.dashboards import PostHogAddDashboardCollaboratorOperator
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
@@ -31,7 +31,7 @@ SETTINGS = PostHogSettings(
 def _hint(call: ApiCall, status: int, detail: str) -> str | None:
     from dataclasses import replace
 
-    return PostHogHookBase._hint(SETTINGS, replace(call, project_id="1"), status, {"detail": detail})
+    return Exchange(SETTINGS, replace(call, project_id="1"), "").hint(status, {"detail": detail})
 
 
 def test_404_of_a_batch_export_names_it_and_where_to_look(emulator, posthog_conn):
