@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
@@ -144,7 +144,7 @@ MEMBER = json_object(id=(..., str), user=(..., dict))
 OBJECT = json_object()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class ApiCall:
     """One request to PostHog, built after every id is validated, so bad input fails before sending.
 
@@ -163,6 +163,7 @@ class ApiCall:
 
     path: str
     resource: str
+    _: KW_ONLY
     method: str = "GET"
     params: dict[str, Any] | None = None
     body: Any = None
@@ -240,7 +241,7 @@ class ListPager(_Pager):
 def export_call(batch_export_id: str, tail: str = "", **kwargs: Any) -> ApiCall:
     """A call on one batch export (UUID checked here), or below it (``tail`` such as ``"logs/"``)."""
     export_id = check_uuid("batch_export_id", batch_export_id)
-    return ApiCall(path=f"batch_exports/{export_id}/{tail}", resource=f"batch export {export_id}", **kwargs)
+    return ApiCall(f"batch_exports/{export_id}/{tail}", f"batch export {export_id}", **kwargs)
 
 
 # PostHog looks runs up among those created in the last 7 days unless ``after`` reaches further,
@@ -252,12 +253,6 @@ def run_call(batch_export_id: str, run_id: str, action: str = "", **kwargs: Any)
     """A call on one run of a batch export (``action`` such as ``"retry/"``), reaching runs of any age."""
     tail = f"runs/{check_uuid('run_id', run_id)}/{action}"
     return export_call(batch_export_id, tail, params={"after": _ANY_RUN_AFTER}, **kwargs)
-
-
-def exports_list_call(*, project_id: int | str | None = None, page_size: int = 100) -> ApiCall:
-    """The first page of the project's batch exports (limit/offset pages; PostHog sets no maximum)."""
-    params = {"limit": check_positive_int("page_size", page_size)}
-    return ApiCall(path="batch_exports/", resource="batch exports", params=params, project_id=project_id)
 
 
 def _bounds(filters: Any, naive_ok: bool) -> dict[str, str]:
@@ -303,7 +298,7 @@ def runs_call(
 def dashboard_call(dashboard_id: int | str, tail: str = "", **kwargs: Any) -> ApiCall:
     """A call on one dashboard (id checked here), or below it (``tail`` such as ``"collaborators/"``)."""
     dashboard = check_positive_int("dashboard_id", dashboard_id)
-    return ApiCall(path=f"dashboards/{dashboard}/{tail}", resource=f"dashboard {dashboard}", **kwargs)
+    return ApiCall(f"dashboards/{dashboard}/{tail}", f"dashboard {dashboard}", **kwargs)
 
 
 class LogFilters(TypedDict, total=False):

@@ -33,7 +33,6 @@ from airflow_provider_phenv.hooks.calls import (
     RunFilters,
     dashboard_call,
     export_call,
-    exports_list_call,
     logs_call,
     run_call,
     runs_call,
@@ -150,7 +149,9 @@ class PostHogReads(Generic[One, Many, Each]):
 
         :param page_size: exports per page (``limit``); PostHog sets no maximum.
         """
-        return self._collect(exports_list_call(project_id=project_id, page_size=page_size))
+        limit = check_positive_int("page_size", page_size)
+        call = ApiCall("batch_exports/", "batch exports", params={"limit": limit}, project_id=project_id)
+        return self._collect(call)
 
     def get_batch_export_logs(
         self,
@@ -225,10 +226,8 @@ def _backfill_call(batch_export_id: str, backfill_id: str, action: str, **kwargs
 class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     """PostHog's project API over one keep-alive HTTP session. Every method validates its arguments before
     sending anything and returns parsed JSON; a failure raises :class:`PostHogAPIError` (or a subclass)
-    after retries of throttling, 5xx and dropped connections, honouring ``Retry-After``.
-
-    :param posthog_conn_id: Airflow connection id of type ``posthog``.
-    :param options: :class:`~airflow_provider_phenv.hooks.settings.HookOptions`, each default from the extra.
+    after retries of throttling, 5xx and dropped connections, honouring ``Retry-After``. Its parameters are
+    those of :class:`~.transport.PostHogHookBase`; its methods' shared ones, those of :class:`PostHogReads`.
     """
 
     backfill_row_grace: float = BACKFILL_ROW_GRACE
@@ -270,9 +269,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         destination = check_destination_type(destination_type, testable=True)
         call = ApiCall(
-            path="batch_exports/test/",
+            "batch_exports/test/",
+            f"{destination} destination tests",
             params={"destination": destination},
-            resource=f"{destination} destination tests",
             project_id=project_id,
             expect=calls.TEST_STEPS,
         )
@@ -312,10 +311,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         check_batch_export_payload(payload)
         step = check_choice("step", step, range(100))
         call = ApiCall(
+            "batch_exports/run_test_step_new/",
+            f"test of a new {payload['destination']['type']} batch export",
             method="POST",
-            path="batch_exports/run_test_step_new/",
             body={**payload, "step": step},
-            resource=f"test of a new {payload['destination']['type']} batch export",
             project_id=project_id,
             expect=calls.TEST_STEP_RESULT,
         )
@@ -438,12 +437,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         wait: float = 0.0,
         project_id: ProjectId = None,
     ) -> dict[str, Any] | None:
-        """:func:`find_backfill` on the export's backfills, waiting up to ``wait`` seconds for PostHog to
-        show it; ``None`` when there is none by then.
+        """:func:`find_backfill` on the export's backfills (``bounds``, ``since`` and ``schedule`` as there),
+        waiting up to ``wait`` seconds for PostHog to show it; ``None`` when there is none by then.
 
-        :param bounds: ``(start_at, end_at)`` as sent or as a run's data interval; None for any.
-        :param since: when the request that started it was sent; None for any time.
-        :param schedule: the export's schedule, to read date bounds as PostHog stores them.
         :param wait: seconds to keep looking.
         """
 
@@ -494,11 +490,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         if search is not None:
             params["search"] = check_non_empty_str("search", search, max_length=200)
         call = ApiCall(
-            path="dashboards/",
-            params=params,
-            resource="dashboards",
-            project_id=project_id,
-            expect=calls.DASHBOARD,
+            "dashboards/", "dashboards", params=params, project_id=project_id, expect=calls.DASHBOARD
         )
         return self._collect(call)
 
@@ -513,11 +505,11 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         body = dashboard_payload(**fields)
         call = ApiCall(
+            "dashboards/",
+            f"dashboard {body['name']!r}",
             method="POST",
-            path="dashboards/",
             body=body,
             repeatable=False,
-            resource=f"dashboard {body['name']!r}",
             project_id=project_id,
             expect=calls.DASHBOARD,
         )
@@ -617,7 +609,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def get_project(self, *, project_id: ProjectId = None) -> dict[str, Any]:
         """Return the project (environment) record, with its ``organization`` id."""
-        return self._call(ApiCall(path="", resource="the project", project_id=project_id))
+        return self._call(ApiCall("", "the project", project_id=project_id))
 
     def get_organization(
         self, *, organization_id: str | None = None, project_id: ProjectId = None
@@ -625,11 +617,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """Return an organization, with its ``available_product_features``.
 
         :param organization_id: the organization's UUID (or ``@current``); default: the project's.
-        :param project_id: project/environment id whose organization is meant; default from the connection.
         """
         organization = self._organization_id(organization_id, project_id)
-        resource = f"organization {organization}"
-        return self._call(ApiCall(path=f"organizations/{organization}/", resource=resource, global_path=True))
+        call = ApiCall(f"organizations/{organization}/", f"organization {organization}", global_path=True)
+        return self._call(call)
 
     def list_organization_members(
         self, *, organization_id: str | None = None, project_id: ProjectId = None
@@ -638,16 +629,10 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         {"uuid", "email", ...}, "level"}``.
 
         :param organization_id: as for :meth:`get_organization`.
-        :param project_id: as for :meth:`get_organization`.
         """
         organization = self._organization_id(organization_id, project_id)
-        call = ApiCall(
-            path=f"organizations/{organization}/members/",
-            params={"limit": 100},
-            resource=f"members of organization {organization}",
-            global_path=True,
-            expect=calls.MEMBER,
-        )
+        path, resource = f"organizations/{organization}/members/", f"members of organization {organization}"
+        call = ApiCall(path, resource, params={"limit": 100}, global_path=True, expect=calls.MEMBER)
         return self._collect(call)
 
     def _organization_id(self, organization_id: str | None, project_id: ProjectId) -> str:
@@ -677,7 +662,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def _own_key(self) -> dict[str, Any] | None:
         # The key's own record (label, scopes); None on a PostHog that cannot show it.
-        call = ApiCall(path="personal_api_keys/@current/", resource="the personal API key", global_path=True)
+        call = ApiCall("personal_api_keys/@current/", "the personal API key", global_path=True)
         try:
             return self._call(call)
         except PostHogNotFoundError:
@@ -720,18 +705,17 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             )
         project = settings.project_id
         # Read something the key may read, so a missing scope is not reported twice.
-        readable = [listing for scope, listing in _LISTINGS.items() if not _lacking(scopes, [scope])]
+        listing = next((name for scope, name in _LISTINGS.items() if not _lacking(scopes, [scope])), None)
         if project is None:
             problems.append(
                 f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
                 "(environment) id, the number after /project/ in PostHog's URLs"
             )
-        elif readable:
-            listing = readable[0]
+        elif listing:
             call = ApiCall(
-                path=f"{listing}/",
+                f"{listing}/",
+                listing.replace("_", " "),
                 params={"limit": 1},
-                resource=listing.replace("_", " "),
                 project_id=project,
                 expect=calls.page(),
             )
@@ -757,10 +741,7 @@ class PostHogAsyncHook(
 ):
     """The reads of :class:`PostHogHook` for triggers, over ``httpx.AsyncClient``; the connection is read
     without blocking the event loop. Use it as an async context manager so its connections are closed.
-
-    :param posthog_conn_id: Airflow connection id of type ``posthog``.
-    :param keepalive: seconds an idle connection is kept open.
-    :param options: as for :class:`PostHogHook`.
+    Its parameters are those of :class:`~.transport.AsyncClient`.
     """
 
 

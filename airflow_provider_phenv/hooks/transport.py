@@ -764,11 +764,10 @@ class AsyncClient(PostHogHookBase):
         keepalive: float = 120.0,
         **options: Any,
     ) -> None:
-        """
-        :param posthog_conn_id: Airflow connection id of type ``posthog``.
+        """Also the parameters of :class:`PostHogHookBase`.
+
         :param keepalive: seconds an idle connection is kept open; longer than the poll interval,
             or every poll pays a new TCP (and TLS) handshake.
-        :param options: as for :class:`~airflow_provider_phenv.hooks.posthog.PostHogHook`.
         """
         super().__init__(posthog_conn_id, **options)
         self._keepalive = keepalive
