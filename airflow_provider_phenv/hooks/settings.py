@@ -102,11 +102,6 @@ class HookOptions:
     request_deadline: float | None = _option(None, float, 0, inclusive=False)
     max_pages: int | None = _option(DEFAULT_MAX_PAGES, int, 1)
 
-    def __post_init__(self) -> None:
-        for option in fields(self):
-            value = _checked(option.name, getattr(self, option.name), option.metadata["rule"])
-            object.__setattr__(self, option.name, value)
-
     @classmethod
     def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
         """The options named in ``options``, refusing a name that is none of them.
@@ -115,13 +110,17 @@ class HookOptions:
         :param what: how errors name the mapping (``"hook_params"``).
         """
         rules = {option.name: option.metadata["rule"] for option in fields(cls)}
+        values = {}
         for name, value in options.items():
             if name not in rules:
                 raise ValueError(
                     f"Invalid {what or 'hook option'} key {name!r}: expected one of {sorted(rules)}."
                 )
-            _checked(name, value, rules[name], f" in {what}" if what else "")
-        return cls(**options)
+            if value is not None and not _fits(value, rules[name]):
+                where = f" in {what}" if what else ""
+                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(rules[name])}.")
+            values[name] = None if value is None else rules[name].kind(value)
+        return cls(**values)
 
     def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
         """Every option's value: given, else the connection's extra, else its default.
@@ -138,13 +137,6 @@ class HookOptions:
         if values["request_deadline"] is None:
             values["request_deadline"] = values["timeout"] * DEADLINE_PER_TIMEOUT
         return values
-
-
-def _checked(name: str, value: Any, rule: _Rule, where: str = "") -> Any:
-    """``value`` as ``rule.kind``; a ValueError naming it when it does not fit."""
-    if value is not None and not _fits(value, rule):
-        raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(rule)}.")
-    return None if value is None else rule.kind(value)
 
 
 def _from_extra(extra: Mapping[str, Any], name: str, rule: _Rule, conn_id: str) -> Any:
@@ -224,11 +216,6 @@ class PostHogSettings:
         return f"{parts.scheme}://{parts.netloc}"
 
     @property
-    def origin(self) -> tuple[str, str]:
-        """The only origin the key is ever sent to."""
-        return origin_of(self.base_url)
-
-    @property
     def use_env_proxies(self) -> bool:
         """Never for plain http, where a proxy would read the key in clear text."""
         return urlsplit(self.base_url).scheme == "https"
@@ -296,16 +283,6 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def is_loopback(hostname: str) -> bool:
-    """Whether a hostname is this machine, where plain http exposes the key to no network."""
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
 def _clean_api_key(conn_id: str, password: str | None) -> str:
     # A pasted key often ends in a line break; one with a space or control character inside cannot
     # go into an HTTP header, so it is refused (without repeating it) before anything is sent.
@@ -323,23 +300,6 @@ def _clean_api_key(conn_id: str, password: str | None) -> str:
     return key
 
 
-def _mask(key: str) -> None:
-    # Airflow's secrets masker only knows the stored form, and ignores (and warns about) short values.
-    if len(key) < 5:
-        return
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(key)
-    except Exception:  # pragma: no cover - masking is a safety net, never a reason to fail
-        log.debug("Could not register the API key with the secrets masker.")
-
-
-def _extra_flag(extra: dict[str, Any], name: str) -> bool:
-    value = extra.get(name, False)
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
-
-
 def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
     """Build :class:`PostHogSettings` from an Airflow connection.
 
@@ -350,11 +310,15 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
     conn_id = conn.conn_id
     api_key = _clean_api_key(conn_id, conn.password)
     base_url = normalize_host(conn.host, conn.port)
-    parts = urlsplit(base_url)
-    trusted = is_loopback(parts.hostname or "") or _extra_flag(extra, "allow_insecure_http")
+    parts, host = urlsplit(base_url), urlsplit(base_url).hostname or ""
+    # Plain http exposes the key to no network on this machine, or on one the connection says is trusted.
+    flag = extra.get("allow_insecure_http", False)
+    trusted = flag is True or (isinstance(flag, str) and flag.strip().lower() in ("true", "1", "yes"))
+    with contextlib.suppress(ValueError):  # not an IP address
+        trusted = trusted or host == "localhost" or ipaddress.ip_address(host).is_loopback
     if parts.scheme == "http" and not trusted:
         raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: refusing to send the API key over plain http to {parts.hostname}. "
+            f"Connection {conn_id!r}: refusing to send the API key over plain http to {host}. "
             "Use https, or set extra allow_insecure_http=true if this network is trusted."
         )
     api_prefix = str(extra.get("api_prefix") or DEFAULT_API_PREFIX).strip().strip("/")
@@ -372,7 +336,14 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
     per_minute, per_hour, shared_by = (
         _from_extra(extra, name, rule, conn_id) for name, rule in _BUDGET.items()
     )
-    _mask(api_key)
+    # Airflow's secrets masker only knows the stored form, and ignores (and warns about) short values.
+    if len(api_key) >= 5:
+        try:
+            from airflow.providers.common.compat.sdk import mask_secret
+
+            mask_secret(api_key)
+        except Exception:  # pragma: no cover - masking is a safety net, never a reason to fail
+            log.debug("Could not register the API key with the secrets masker.")
     return PostHogSettings(
         conn_id=conn_id,
         base_url=base_url,
@@ -387,7 +358,6 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
 
 # -- retries --------------------------------------------------------------------------------------
 
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 # After any 5xx (a proxy's 520/524 too) a request that is not safe to repeat may have been carried out.
 AMBIGUOUS_STATUSES = frozenset(range(500, 600))
 MAX_RETRY_AFTER = 120.0
@@ -401,7 +371,7 @@ def is_retryable(error: BaseException) -> bool:
         # Not throttling: a wait for a free backfill slot, which the backfill create does itself.
         return error.code != TOO_MANY_BACKFILLS
     if isinstance(error, PostHogServerError):
-        return error.status_code in RETRYABLE_STATUSES
+        return error.status_code in (500, 502, 503, 504)
     return isinstance(error, PostHogTransportError)
 
 
@@ -410,18 +380,16 @@ class WaitForPostHog:
 
     :param backoff: first backoff in seconds; doubles per attempt.
     :param backoff_max: longest backoff in seconds.
-    :param retry_after_max: longest ``Retry-After`` honoured, so a bad header cannot stall a task.
     """
 
-    def __init__(self, backoff: float, backoff_max: float, retry_after_max: float = MAX_RETRY_AFTER) -> None:
-        self.retry_after_max = retry_after_max
+    def __init__(self, backoff: float, backoff_max: float) -> None:
         # Composed from the two oldest tenacity waits, so every tenacity Airflow ships behaves alike.
         self._exponential = wait_exponential(multiplier=backoff, max=backoff_max) + wait_random(0, backoff)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, PostHogRateLimitError) and error.retry_after is not None:
-            return min(error.retry_after, self.retry_after_max)
+            return min(error.retry_after, MAX_RETRY_AFTER)  # a bad header cannot stall a task
         return self._exponential(retry_state)
 
 
@@ -467,11 +435,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
-def is_backfill_slot_busy(error: BaseException) -> bool:
-    """Whether PostHog refused a backfill because too many run already."""
-    return isinstance(error, PostHogRateLimitError) and error.code == TOO_MANY_BACKFILLS
-
-
 def row_wait_kwargs(timeout: float, retry: Any) -> dict[str, Any]:
     """``tenacity.Retrying`` arguments: while ``retry`` says a new backfill is not visible yet, ask again
     (soon, then every 2 s) for at most ``timeout`` seconds (one try for 0)."""
@@ -490,14 +453,12 @@ def slot_wait_kwargs(timeout: float, interval: float, logger: logging.Logger | A
             timeout,
         )
 
-    busy = retry_if_exception(is_backfill_slot_busy)
+    busy = retry_if_exception(lambda e: isinstance(e, PostHogRateLimitError) and e.code == TOO_MANY_BACKFILLS)
     return _retrying(busy, stop_after_delay(timeout), wait_fixed(interval), log_wait)
 
 
 # -- the request budget of the async hooks --------------------------------------------------------
 
-# A 429 without Retry-After pauses the key this long.
-_DEFAULT_PAUSE = 30.0
 # Say at most this often that the budget is short.
 _REPORT_EVERY = 60.0
 
@@ -610,11 +571,11 @@ class RequestBudget:
         )
 
     def pause(self, seconds: float | None) -> None:
-        """After a 429: hold every request on this key for ``seconds`` (else a default), at most 120 s.
+        """After a 429: hold every request on this key for ``seconds`` (else 30 s), at most 120 s.
 
         :param seconds: PostHog's ``Retry-After``, if it sent one.
         """
-        until = time.monotonic() + min(_DEFAULT_PAUSE if seconds is None else seconds, MAX_RETRY_AFTER)
+        until = time.monotonic() + min(30.0 if seconds is None else seconds, MAX_RETRY_AFTER)
         if until > self.paused_until:
             self.paused_until = until
             log.warning(

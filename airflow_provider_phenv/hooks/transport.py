@@ -427,7 +427,7 @@ class Exchange:
             why = f"HTTP {status} redirects are not followed (only 307/308 to {self.settings.host_label})"
         elif target is None:
             why = "the redirect has no Location header"
-        elif origin_of(target) != self.settings.origin:
+        elif origin_of(target) != origin_of(self.settings.base_url):
             why = f"the redirect leaves {self.settings.host_label}, and the API key is sent nowhere else"
         elif self.redirects >= MAX_REDIRECTS:
             why = f"more than {MAX_REDIRECTS} redirects"
