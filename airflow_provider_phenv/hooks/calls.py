@@ -45,31 +45,21 @@ def describe(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) else type(value).__name__
 
 
-def _is(value: Any, kinds: tuple[Any, ...]) -> bool:
-    if isinstance(value, bool):  # a JSON boolean is no integer
-        return bool in kinds
-    return any(value is None if kind is None else isinstance(value, kind) for kind in kinds)
-
-
-def _kinds_text(kinds: tuple[Any, ...]) -> str:
-    return " or ".join("null" if kind is None else _NAMES.get(kind, kind.__name__) for kind in kinds)
-
-
 def json_object(**fields: tuple[Any, ...]) -> Shape:
-    """An object whose named fields, when present, have one of the given types (``None`` for null); a leading
-    ``...`` makes a field required: ``json_object(id=(..., int))``."""
+    """An object whose named fields, when present, have one of the given types (of ``_NAMES``, ``None`` for
+    null); a leading ``...`` makes a field required: ``json_object(id=(..., int))``."""
 
     def check(value: Any) -> str | None:
         if not isinstance(value, dict):
             return f"expected a JSON object, got {describe(value)}"
         for name, kinds in fields.items():
             required = bool(kinds) and kinds[0] is ...
-            allowed = kinds[1:] if required else kinds
+            allowed = [_NAMES.get(kind, "null") for kind in kinds if kind is not ...]
             if name not in value:
                 if required:
                     return f"expected a JSON object with {name!r}, which is missing"
-            elif not _is(value[name], allowed):
-                return f"expected {name!r} to be {_kinds_text(allowed)}, got {describe(value[name])}"
+            elif describe(value[name]) not in allowed:
+                return f"expected {name!r} to be {' or '.join(allowed)}, got {describe(value[name])}"
         return None
 
     return check
@@ -365,7 +355,15 @@ class LogsPager(_Pager):
         assert self.call is not None and self.call.params is not None, "take() called after the last page"
         self.pages += 1
         entries = page.get("results") or []
-        times = [self._time(index, entry) for index, entry in enumerate(entries)]
+        times = []
+        for index, entry in enumerate(entries):
+            try:
+                times.append(entry_time(entry))
+            except (KeyError, TypeError, ValueError) as error:
+                why = f"results item {index} has no valid timestamp ({type(error).__name__})"
+                raise self._error(
+                    self.call, f"unexpected answer: {why}", PostHogUnexpectedResponseError
+                ) from None
         limit = self.call.params["limit"]
         if len(entries) < limit:
             self.call = None
@@ -380,16 +378,6 @@ class LogsPager(_Pager):
             return entries
         self._read_before(oldest + _ONE_MICROSECOND)
         return newer
-
-    def _time(self, index: int, entry: Any) -> datetime:
-        assert self.call is not None
-        try:
-            return entry_time(entry)
-        except (KeyError, TypeError, ValueError) as error:
-            why = f"results item {index} has no valid timestamp ({type(error).__name__})"
-            raise self._error(
-                self.call, f"unexpected answer: {why}", PostHogUnexpectedResponseError
-            ) from None
 
     def _read_before(self, moment: datetime) -> None:
         assert self.call is not None and self.call.params is not None

@@ -70,7 +70,6 @@ CHUNK_BYTES = 64 * 1024
 DECODE_STEP = 256 * 1024
 #: The encodings this provider asks for (``Accept-Encoding``) and can decode under a cap.
 ACCEPT_ENCODING = "gzip, deflate"
-USER_AGENT = f"airflow-provider-phenv/{__version__}"
 #: Redirects followed within one attempt (307/308 to the same origin only).
 MAX_REDIRECTS = 5
 T = TypeVar("T")
@@ -190,9 +189,8 @@ class Deadline:
     """
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
         self.at = time.monotonic() + seconds
-        self.fired = False
+        self.fired = self.done = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._token: contextvars.Token[Deadline | None] | None = None
@@ -230,7 +228,7 @@ class Deadline:
             _CURRENT.reset(self._token)
         with self._lock:
             self._sockets = []
-        _REAPER.discard(self)
+        self.done = True  # the reaper forgets it
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -244,7 +242,6 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Deadline]] = []
-        self._live: set[int] = set()
         self._counter = itertools.count()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -252,20 +249,15 @@ class _Reaper:
     def add(self, deadline: Deadline) -> None:
         with self._wake:
             heapq.heappush(self._heap, (deadline.at, next(self._counter), deadline))
-            self._live.add(id(deadline))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="posthog-deadlines", daemon=True)
                 self._thread.start()
             self._wake.notify()
 
-    def discard(self, deadline: Deadline) -> None:
-        with self._wake:
-            self._live.discard(id(deadline))
-
     def _run(self) -> None:
         while True:
             with self._wake:
-                while self._heap and id(self._heap[0][2]) not in self._live:
+                while self._heap and self._heap[0][2].done:
                     heapq.heappop(self._heap)
                 if not self._heap:
                     self._wake.wait(60.0)
@@ -279,7 +271,6 @@ class _Reaper:
                     self._wake.wait(delay)
                     continue
                 heapq.heappop(self._heap)
-                self._live.discard(id(deadline))
             deadline.fire()
 
 
@@ -627,7 +618,7 @@ class PostHogHookBase(BaseHook):
             "Authorization": f"Bearer {settings.api_key}",
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
-            "User-Agent": USER_AGENT,
+            "User-Agent": f"airflow-provider-phenv/{__version__}",
         }
 
 
