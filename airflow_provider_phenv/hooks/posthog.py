@@ -505,11 +505,11 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         body = dashboard_payload(**fields)
         call = ApiCall(
-            "dashboards/",
-            f"dashboard {body['name']!r}",
             method="POST",
+            path="dashboards/",
             body=body,
             repeatable=False,
+            resource=f"dashboard {body['name']!r}",
             project_id=project_id,
             expect=calls.DASHBOARD,
         )
