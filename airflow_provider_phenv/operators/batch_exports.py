@@ -138,7 +138,13 @@ class _BatchExportOperator(PostHogBaseOperator):
 
 
 class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
-    """An operator that may wait for a backfill it started (``poll_interval``, ``timeout``, ...)."""
+    """An operator that may wait for a backfill it started.
+
+    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
+    :param timeout: longest wait (seconds or timedelta), then the backfill is cancelled; default none.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
+    """
 
     #: ``(export, backfill, project)`` while this worker waits: what ``on_kill`` cancels.
     _waiting_on: tuple[str, str, str | None] | None = None
@@ -289,8 +295,7 @@ class PostHogPauseBatchExportOperator(_BatchExportOperator):
     """Pause a PostHog batch export; pausing a paused export is a no-op, so the task is safe to retry.
 
     :param batch_export_id: UUID of the batch export. (templated)
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`PostHogBaseOperator` (``posthog_conn_id``, ``project_id``...).
     :return: ``{"batch_export_id": ..., "paused": true}``
     """
 
@@ -312,12 +317,7 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     :param batch_export_id: UUID of the batch export. (templated)
     :param backfill: also export the data from the pause until now. (templated)
     :param wait_for_backfill: wait until that backfill ends, failing unless it and all its runs completed.
-    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
-    :param timeout: longest wait for the backfill (seconds or timedelta), then it is cancelled; default none.
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`_BackfillWaitOperator` (``poll_interval``, ``timeout``...) and its bases.
     :return: ``{"batch_export_id": ..., "paused": false}``; XCom keys ``unpaused_at`` and ``backfill_id``.
     """
 
@@ -340,19 +340,23 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     def execute(self, context: Context) -> Any:
         values = self.checked_fields()
         export_id, project_id = self._link_export(values), values["project_id"]
-        unpaused_at = datetime.now(timezone.utc)
-        if not values["backfill"]:
+        unpaused_at, paused, backfill_id = datetime.now(timezone.utc), False, None
+        if values["backfill"]:
+            backfill_id = self._unpause_with_backfill(context, export_id, project_id, unpaused_at)
+        else:
             self.log.info("Unpausing PostHog batch export %s.", export_id)
             result = self.hook.unpause_batch_export(export_id, project_id=project_id)
-            self._push(context, unpaused_at, None)
-            return {"batch_export_id": export_id, "paused": bool(result.get("paused", False))}
-        backfill_id = self._unpause_with_backfill(context, export_id, project_id, unpaused_at)
-        self._push(context, unpaused_at, backfill_id)
+            paused = bool(result.get("paused", False))
+        ti = context.get("ti")
+        if ti is not None:
+            # A downstream sensor's ``since``: runs of this unpause log after this moment.
+            ti.xcom_push(key="unpaused_at", value=format_timestamp(unpaused_at))
+            ti.xcom_push(key="backfill_id", value=backfill_id)
         if backfill_id is not None:
             self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
             if self.wait_for_backfill_completion:
                 return self.wait_for_backfill(context, export_id, backfill_id, project_id)
-        return {"batch_export_id": export_id, "paused": False}
+        return {"batch_export_id": export_id, "paused": paused}
 
     def backfill_result(self, context: Context, value: dict[str, Any]) -> Any:
         return {"batch_export_id": value["batch_export_id"], "paused": False}
@@ -396,8 +400,9 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         )
         if backfill is None and answer_lost:
             # PostHog failed between saving the unpause and starting the backfill: only we can start it.
-            backfill = self._backfill_the_pause(export, unpaused_at, project_id)
+            backfill_id = self._backfill_the_pause(export, unpaused_at, project_id)
         elif backfill is None:
+            backfill_id = None
             message = (
                 f"PostHog unpaused batch export {export_id} with a backfill, but no backfill of it "
                 f"appeared within {self.hook.backfill_row_grace:.0f} s."
@@ -405,9 +410,8 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
             if self.wait_for_backfill_completion:
                 raise PostHogBackfillNotVisibleError(message)
             self.log.warning("%s", message)
-        backfill_id = None if backfill is None else str(backfill["id"])
-        if backfill is not None:
-            bounds = backfill.get("start_at"), backfill.get("end_at")
+        else:
+            backfill_id, bounds = str(backfill["id"]), (backfill.get("start_at"), backfill.get("end_at"))
             self.log.info(
                 "PostHog started backfill %s of batch export %s for %s - %s.", backfill_id, export_id, *bounds
             )
@@ -417,8 +421,8 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
 
     def _backfill_the_pause(
         self, export: dict[str, Any], unpaused_at: datetime, project_id: str | None
-    ) -> dict[str, Any] | None:
-        """Start the backfill of ``[last_paused_at, unpaused_at)`` that PostHog did not start."""
+    ) -> str | None:
+        """Start the backfill of ``[last_paused_at, unpaused_at)`` that PostHog did not start; its id."""
         export_id, schedule = str(export["id"]), ExportSchedule.of(export)
         paused_at = parse_timestamp("last_paused_at", export["last_paused_at"])
         start: date | datetime = paused_at
@@ -434,15 +438,8 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         created = self.hook.create_batch_export_backfill(
             export_id, start_at=bounds[0], end_at=bounds[1], project_id=project_id, export=export
         )
-        return {"id": created["backfill_id"], "start_at": bounds[0], "end_at": bounds[1]}
-
-    @staticmethod
-    def _push(context: Context, unpaused_at: datetime, backfill_id: str | None) -> None:
-        ti = context.get("ti")
-        if ti is not None:
-            # A downstream sensor's ``since``: runs of this unpause log after this moment.
-            ti.xcom_push(key="unpaused_at", value=format_timestamp(unpaused_at))
-            ti.xcom_push(key="backfill_id", value=backfill_id)
+        self.log.info("Started backfill %s of batch export %s.", created["backfill_id"], export_id)
+        return str(created["backfill_id"])
 
 
 class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
@@ -455,12 +452,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
     :param start_at: first moment to export: a date, a datetime with a timezone, or ISO 8601 text. (templated)
     :param end_at: the moment after the last one to export; not in the future. (templated)
     :param wait_for_completion: wait until the backfill ends; else return once it started.
-    :param poll_interval: seconds (or a timedelta) between two looks at the backfill while waiting.
-    :param timeout: longest wait (seconds or timedelta), then the backfill is cancelled; default none.
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param cancel_on_kill: cancel the backfill in PostHog when the task is killed or times out.
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`_BackfillWaitOperator` (``poll_interval``, ``timeout``...) and its bases.
     :return: ``{"batch_export_id", "backfill_id", "status", "total_runs", "finished_runs",
         "records_completed"}``
     """
@@ -554,8 +546,7 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
     :param batch_export_id: UUID of an existing batch export, tested with its stored destination. (templated)
     :param batch_export: create payload (name, interval, destination) of an export to be. (templated)
     :param steps: indexes or names of the steps to run; default all of them. (templated)
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`PostHogBaseOperator` (``posthog_conn_id``, ``project_id``...).
     :return: one ``{"step", "name", "status", "message"}`` per step run.
     """
 
