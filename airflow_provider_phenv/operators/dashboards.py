@@ -257,7 +257,12 @@ class _DashboardOperator(PostHogBaseOperator):
 
 
 class _DashboardAccessOperator(_DashboardOperator):
-    """A dashboard operator that takes ``editors``, ``viewers`` and ``default_access``."""
+    """A dashboard operator that takes ``editors``, ``viewers`` and ``default_access``.
+
+    :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)
+    :param viewers: user emails or UUIDs who may only view. (templated)
+    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``. (templated)
+    """
 
     def __init__(
         self,
@@ -295,11 +300,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     :param if_exists: ``"reuse"``, ``"update"`` (reuse, fields made to match), ``"fail"`` or ``"create"``.
     :param fields: other dashboard fields PostHog accepts (``filters``...). (templated)
     :param collaborators: user UUIDs given edit access the legacy way (``restriction_level=37``). (templated)
-    :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)
-    :param viewers: user emails or UUIDs who may only view. (templated)
-    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``. (templated)
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`_DashboardAccessOperator` (``editors``, ``viewers``...) and its bases.
     :return: ``{"id", "name", "url", "created"}``, plus ``"updated"`` with ``if_exists="update"``,
         ``"collaborators"`` when given, and ``"access": {"default", "editors", "viewers"}`` when asked for.
     """
@@ -527,8 +528,7 @@ class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
     :param dashboard_id: id of the dashboard (restriction level 37). (templated)
     :param user_uuid: UUID of the user to add. (templated)
     :param level: 37 (can edit), the only level PostHog accepts for now.
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`PostHogBaseOperator` (``posthog_conn_id``, ``project_id``...).
     :return: PostHog's collaborator record ``{"id", "dashboard_id", "user", "level", ...}``
     """
 
@@ -556,11 +556,8 @@ class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
-        dashboard_id, user_uuid, project_id = (
-            values["dashboard_id"],
-            values["user_uuid"],
-            values["project_id"],
-        )
+        dashboard_id, project_id = values["dashboard_id"], values["project_id"]
+        user_uuid = values["user_uuid"]
         self._link_dashboard(project_id, dashboard_id)
         check_collaborator_grants(self.hook, dashboard_id, [user_uuid], project_id)
         return add_collaborator(self.hook, self.log, dashboard_id, user_uuid, values["level"], project_id)
@@ -618,52 +615,36 @@ def check_collaborator_grants(
             "can edit): the organization lacks PostHog's paid access-control feature, which "
             "collaborators need. Enable it (Organization settings > Billing), or drop the collaborators."
         )
-    overruled = _below_editor_by_access_control(hook, dashboard, user_uuids, project_id)
-    if overruled:
-        who = ", ".join(f"{user} ({level})" for user, level in overruled.items())
-        raise PostHogDashboardAccessError(
-            f"{_about(dashboard)}: its access controls keep {who} below editor, and PostHog checks them "
-            "before collaborators. Move the dashboard to restriction_level=21 and raise their level with "
-            f"PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, ...) instead."
-        )
-
-
-def _below_editor_by_access_control(
-    hook: PostHogHook, dashboard: dict[str, Any], user_uuids: Sequence[str], project_id: str | None
-) -> dict[str, str]:
-    """The users kept below ``editor`` by the dashboard's access controls, with their level."""
     try:
-        default, explicit = access_rules(
-            hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
-        )
-        if default is None and not explicit:
-            return {}
-        members = hook.list_organization_members(project_id=project_id)
+        rules = hook.list_dashboard_access_controls(dashboard["id"], project_id=project_id)
+        default, explicit = access_rules(rules)
+        members = hook.list_organization_members(project_id=project_id) if default or explicit else []
     except (PostHogAuthError, PostHogNotFoundError):
-        return {}  # rules or members unreadable (scopes, builds without access controls): nobody judged
+        return  # rules or members unreadable (scopes, builds without access controls): nobody judged
     by_user = {str((m.get("user") or {}).get("uuid")): m for m in members}
     creator = (dashboard.get("created_by") or {}).get("uuid")
     ranks = {level: rank for rank, level in enumerate(DASHBOARD_ACCESS_LEVELS)}
-    overruled = {}
+    overruled = []
     for user_uuid in user_uuids:
         member = by_user.get(user_uuid)
         if member is None or user_uuid == creator or (member.get("level") or 0) >= ORGANIZATION_ADMIN:
             continue  # PostHog refuses outsiders itself; the creator and admins manage it anyway
         level = explicit.get(member["id"], default)
         if level is not None and ranks.get(level, 0) < ranks["editor"]:
-            overruled[user_uuid] = level
-    return overruled
+            overruled.append(f"{user_uuid} ({level})")
+    if overruled:
+        raise PostHogDashboardAccessError(
+            f"{_about(dashboard)}: its access controls keep {', '.join(overruled)} below editor, and PostHog "
+            "checks them before collaborators. Move the dashboard to restriction_level=21 and raise their "
+            f"level with PostHogSetDashboardAccessOperator(dashboard_id={dashboard_id}, ...) instead."
+        )
 
 
 class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
     """Make who may edit and view a PostHog dashboard (restriction level 21) match the task.
 
     :param dashboard_id: id of the dashboard. (templated)
-    :param editors: user emails or UUIDs who may edit; with ``viewers``, all who have a level. (templated)
-    :param viewers: user emails or UUIDs who may only view. (templated)
-    :param default_access: everyone else's level: ``"none"``, ``"viewer"`` or ``"editor"``. (templated)
-    :param posthog_conn_id: Airflow connection id of type ``posthog``. (templated)
-    :param project_id: PostHog project id; default: the connection's. (templated)
+    :param kwargs: as for :class:`_DashboardAccessOperator` (``editors``, ``viewers``...) and its bases.
     :return: ``{"dashboard_id", "changed": [{"member" or "default", "old", "new"}], "access"}``.
     """
 
