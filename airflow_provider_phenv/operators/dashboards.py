@@ -38,17 +38,14 @@ if TYPE_CHECKING:
 
     from airflow_provider_phenv.hooks.posthog import PostHogHook
 
-IF_EXISTS_CHOICES = ("reuse", "update", "fail", "create")
 COLLABORATORS_LEVEL = 37  # restriction level "only collaborators can edit": the legacy model
 EVERYONE_CAN_EDIT = 21  # restriction level of the current model, where access controls decide
 ORGANIZATION_ADMIN = 8  # OrganizationMembership.Level.ADMIN: admins (and owners, 15) manage every dashboard
-_CREATE_ONLY = ("name", *CREATE_ONLY)  # the payload's fields that only apply to a create
 _STATE_KEY = "posthog_create_dashboard"
 _MAX_SEARCH = 200  # PostHog's search filter takes at most 200 characters; longer names match client-side
 # PostHog's 400 details for a collaborator who needs no adding (docs/posthog-api.md §7.3).
 ALREADY_COLLABORATOR = "User already is a collaborator."
 INHERENT_ACCESS = "Cannot add collaborators that already have inherent access"
-DEFAULT_ACCESS_LEVELS = ("none", "viewer", "editor")  # ``manager`` is for people, not a default
 ACCESS_CONTROL_FEATURE = "access_control"  # without it PostHog stores access levels and ignores them
 _POSTHOG_DEFAULT = "editor"  # everyone's level on a dashboard without a default rule
 
@@ -86,7 +83,7 @@ def _check_collaborators(name: str, value: Any) -> list[str]:
 ACCESS_CHECKS = {
     "editors": optional(check_people),
     "viewers": optional(check_people),
-    "default_access": optional(one_of(DEFAULT_ACCESS_LEVELS)),
+    "default_access": optional(one_of(("none", "viewer", "editor"))),  # ``manager`` is for people
 }
 
 
@@ -180,8 +177,8 @@ class DashboardAccess:
         """``{"default", "editors", "viewers"}`` as :meth:`converge` left them (emails)."""
         return {
             "default": self.default_level,
-            "editors": [self._email(p) for p in self.editors or ()],
-            "viewers": [self._email(p) for p in self.viewers or ()],
+            "editors": [self._name(self._by_person[p]["id"]) for p in self.editors or ()],
+            "viewers": [self._name(self._by_person[p]["id"]) for p in self.viewers or ()],
         }
 
     def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
@@ -196,17 +193,6 @@ class DashboardAccess:
     def _name(self, member_id: str) -> str:
         user = (self._members.get(member_id) or {}).get("user") or {}
         return user.get("email") or user.get("uuid") or member_id
-
-    def _email(self, person: str) -> str:
-        user = self._by_person[person].get("user") or {}
-        return user.get("email") or person
-
-
-def access_of(hook: PostHogHook, log: Any, values: dict[str, Any]) -> DashboardAccess | None:
-    """The access a task's checked ``values`` ask for, or ``None`` when they name none."""
-    if all(values[name] is None for name in ACCESS_CHECKS):
-        return None
-    return DashboardAccess(hook, log, values)
 
 
 def access_rules(current: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
@@ -315,7 +301,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"fields": "json"}
     field_checks = extend(
         PostHogBaseOperator.field_checks,
-        if_exists=one_of(IF_EXISTS_CHOICES),
+        if_exists=one_of(("reuse", "update", "fail", "create")),
         collaborators=optional(_check_collaborators),
         **ACCESS_CHECKS,
     )
@@ -376,8 +362,8 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         values = self.checked_fields()
         payload, project_id, name = values["payload"], values["project_id"], values["payload"]["name"]
-        self._access = access_of(self.hook, self.log, values)
-        if self._access is not None:
+        if any(values[key] is not None for key in ACCESS_CHECKS):
+            self._access = DashboardAccess(self.hook, self.log, values)
             self._access.check()
         elif payload.get("restriction_level") == COLLABORATORS_LEVEL:
             require_access_control(self.hook, project_id, "restriction_level=37 and collaborators")
@@ -425,7 +411,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
                 ", ".join(str(d["id"]) for d in existing),
                 dashboard["id"],
             )
-        wanted = {key: value for key, value in payload.items() if key not in _CREATE_ONLY}
+        wanted = {key: value for key, value in payload.items() if key not in ("name", *CREATE_ONLY)}
         if any(key not in dashboard for key in wanted):  # e.g. filters: not in the list's records
             dashboard = self.hook.get_dashboard(dashboard["id"], project_id=project_id)
         if self._access is not None:  # before any write: the level the dashboard will have
@@ -662,8 +648,7 @@ class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
         values = self.checked_fields()
         dashboard_id, project_id = values["dashboard_id"], values["project_id"]
         self._link_dashboard(project_id, dashboard_id)
-        access = access_of(self.hook, self.log, values)
-        assert access is not None, "__init__ refuses a task without access parameters"
+        access = DashboardAccess(self.hook, self.log, values)
         access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))
         access.check()
         changed = access.converge(dashboard_id)
