@@ -177,8 +177,7 @@ def error_class_for_status(status_code: int) -> type[PostHogAPIError]:
 
 def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, Any]:
     """PostHog's error envelope from a body; any other body (a proxy's page) gives a short ``detail``."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = text.strip()
+    text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
     if not text:
         return {}
     if "json" in (content_type or "") or text.startswith("{"):

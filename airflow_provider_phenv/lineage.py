@@ -143,7 +143,6 @@ def batch_export_outlet_extra(
     items = list(runs)
     starts = [run["data_interval_start"] for run in items if run.get("data_interval_start")]
     ends = [run["data_interval_end"] for run in items if run.get("data_interval_end")]
-    records = [run["records_completed"] for run in items if isinstance(run.get("records_completed"), int)]
     return {
         "batch_export_id": check_uuid("batch_export_id", batch_export_id),
         "backfill_id": backfill_id,
@@ -152,7 +151,7 @@ def batch_export_outlet_extra(
         # ISO 8601 strings in UTC from PostHog sort in time order.
         "data_interval_start": min(starts) if starts else None,
         "data_interval_end": max(ends) if ends else None,
-        "records_completed": sum(records) if records else None,
+        "records_completed": _total(items, "records_completed"),
     }
 
 
@@ -315,24 +314,17 @@ def batch_export_lineage(
     job_facet, runs_facet = _facets()
     items = list(runs)
     project = project_id if project_id not in (None, "") else export.get("team_id")
-    namespace, name = input_dataset_name(export, host=host, project_id=str(project))
     destination = export.get("destination") or {}
     records = _total(items, "records_completed")
-    outputs = []
     try:
         target = destination_dataset_name(destination, integration_config)
     except MissingLineageDetail as error:
         log.warning("OpenLineage: no output dataset for batch export %s: %s.", export.get("id"), error)
         target = None
-    if target is not None:
-        statistics = OutputStatisticsOutputDatasetFacet(
-            rowCount=records, size=_total(items, "bytes_exported")
-        )
-        outputs.append(
-            OutputDataset(namespace=target[0], name=target[1], outputFacets={"outputStatistics": statistics})
-        )
+    statistics = OutputStatisticsOutputDatasetFacet(rowCount=records, size=_total(items, "bytes_exported"))
+    outputs = [OutputDataset(*target, outputFacets={"outputStatistics": statistics})] if target else []
     return OperatorLineage(
-        inputs=[InputDataset(namespace=namespace, name=name)],
+        inputs=[InputDataset(*input_dataset_name(export, host=host, project_id=str(project)))],
         outputs=outputs,
         job_facets={
             "posthogBatchExport": job_facet(

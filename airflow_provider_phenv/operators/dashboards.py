@@ -183,9 +183,7 @@ class DashboardAccess:
 
     def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
         who = "default" if member_id is None else self._name(member_id)
-        self.log.info(
-            "PostHog dashboard %s: %s -> %s.", dashboard_id, who, level if level is not None else "default"
-        )
+        self.log.info("PostHog dashboard %s: %s -> %s.", dashboard_id, who, level or "default")
         self.hook.set_dashboard_access_control(
             dashboard_id, access_level=level, organization_member=member_id, project_id=self.project_id
         )
