@@ -192,12 +192,8 @@ def input_dataset_name(export: Mapping[str, Any], *, host: str, project_id: int 
     return f"posthog://{_netloc(host)}", f"{project_id}.{export.get('model') or 'events'}"
 
 
-def _need(config: Mapping[str, Any], key: str, kind: str, hint: str = "") -> str:
-    value = config.get(key)
-    if value in (None, ""):
-        where = f"; pass integration_config={{{key!r}: ...}}" if hint else ""
-        raise MissingLineageDetail(f"{kind} destination without {key!r}{where}")
-    return str(value)
+#: Destination details PostHog keeps in the export's integration, which GET does not return.
+_INTEGRATION_KEYS = frozenset({"project_id", "account", "server_hostname", "storage_account"})
 
 
 def _path(prefix: Any) -> str:
@@ -215,42 +211,43 @@ def destination_dataset_name(
     """
     kind = str(destination.get("type"))
     config = {**(destination.get("config") or {}), **(integration_config or {})}
+
+    def need(key: str) -> str:
+        if config.get(key) in (None, ""):
+            where = f"; pass integration_config={{{key!r}: ...}}" if key in _INTEGRATION_KEYS else ""
+            raise MissingLineageDetail(f"{kind} destination without {key!r}{where}")
+        return str(config[key])
+
     if kind in NO_DATASET:
         return None
     if kind in ("S3", "AwsS3", "S3Compatible"):
-        return f"s3://{_need(config, 'bucket_name', kind)}", _path(config.get("prefix"))
+        return f"s3://{need('bucket_name')}", _path(config.get("prefix"))
     if kind == "BigQuery":
-        table = config.get("table_id") or "events"
-        project = _need(config, "project_id", kind, hint="integration")
-        return "bigquery", f"{project}.{_need(config, 'dataset_id', kind)}.{table}"
+        return "bigquery", f"{need('project_id')}.{need('dataset_id')}.{config.get('table_id') or 'events'}"
     if kind == "Snowflake":
-        account = _need(config, "account", kind, hint="integration").lower()
-        schema = f"{_need(config, 'database', kind)}.{_need(config, 'schema', kind)}"
+        account = need("account").lower()
+        schema = f"{need('database')}.{need('schema')}"
         return f"snowflake://{account}", f"{schema}.{config.get('table_name') or 'events'}"
     if kind in ("Postgres", "Redshift"):
-        host = _need(config, "host", kind).lower()
+        host = need("host").lower()
         schema, table_name = config.get("schema") or "public", config.get("table_name") or "events"
-        table = f"{_need(config, 'database', kind)}.{schema}.{table_name}"
+        table = f"{need('database')}.{schema}.{table_name}"
         if kind == "Postgres":
             return f"postgres://{host}:{config.get('port') or 5432}", table
         match = _REDSHIFT_HOST.match(host)
         authority = f"{match['cluster']}.{match['region']}" if match else host
         return f"redshift://{authority}:{config.get('port') or 5439}", table
     if kind == "Databricks":
-        workspace = _netloc(_need(config, "server_hostname", kind, hint="integration"))
-        name = ".".join(_need(config, key, kind) for key in ("catalog", "schema", "table_name"))
-        return f"databricks://{workspace}", name
+        workspace = _netloc(need("server_hostname"))
+        return f"databricks://{workspace}", ".".join(need(key) for key in ("catalog", "schema", "table_name"))
     if kind == "AzureBlob":
-        account = _need(config, "storage_account", kind, hint="integration")
-        container = _need(config, "container_name", kind)
+        account, container = need("storage_account"), need("container_name")
         return f"wasbs://{container}@{account}.dfs.core.windows.net", _path(config.get("prefix"))
     raise MissingLineageDetail(f"unknown destination type {kind!r}")
 
 
 def _total(runs: list[Mapping[str, Any]], key: str) -> int | None:
-    values = [
-        run[key] for run in runs if isinstance(run.get(key), int) and not isinstance(run.get(key), bool)
-    ]
+    values = [run[key] for run in runs if type(run.get(key)) is int]  # not a bool
     return sum(values) if values else None
 
 
