@@ -59,12 +59,9 @@ class PostHogAPIError(PostHogError):
     ) -> None:
         # AirflowException declares status_code for its REST API errors; here it is PostHog's.
         self.status_code = status_code  # type: ignore[assignment]
-        self.method = method
-        self.path = clip(path, 300)
-        self.resource = resource
+        self.method, self.path, self.resource, self.hint = method, clip(path, 300), resource, hint
         self.type, self.code, self.attr = (clip(tag, _MAX_TAG_CHARS) for tag in (type, code, attr))
         self.detail = clip(detail, MAX_DETAIL_CHARS)
-        self.hint = hint
         super().__init__(self._message())
 
     def _message(self) -> str:

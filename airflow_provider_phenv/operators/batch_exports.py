@@ -578,8 +578,7 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         values = self.checked_fields()
-        project_id = values["project_id"]
-        export_id = None
+        project_id, export_id = values["project_id"], None
         if values["batch_export_id"] is not None:
             export_id = self._link_export(values)
             payload = payload_from_export(self.hook.get_batch_export(export_id, project_id=project_id))

@@ -64,10 +64,7 @@ def check_people(name: str, value: Any) -> list[str]:
         raise ValueError(f"Invalid {name} {value!r}: expected a list of user emails or UUIDs.")
     people: list[str] = []
     for item in value:
-        if isinstance(item, str) and "@" in item and item.strip():
-            person = item.strip().lower()
-        else:
-            person = check_uuid(name, item)
+        person = item.strip().lower() if isinstance(item, str) and "@" in item else check_uuid(name, item)
         if person not in people:
             people.append(person)
     return people
@@ -89,8 +86,6 @@ ACCESS_CHECKS = {
 
 class DashboardAccess:
     """Converges a dashboard's access controls to a task's access parameters, writing only what differs.
-
-    :meth:`check` refuses before any write what PostHog would refuse or ignore; :meth:`converge` writes.
 
     :param values: the task's checked fields: ``editors`` and ``viewers`` together name all who have a
         level (``None``: as they are), ``default_access`` everyone else's (``None``: as it is).
