@@ -520,9 +520,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         if saved is not None:
             status = self._read_backfill(export_id, saved["id"], project_id).get("status")
             if status in FAILED_STATUSES:
-                self.log.info(
-                    "An earlier try's backfill %s ended %s: starting a new one.", saved["id"], status
-                )
+                self.log.info("An earlier try's backfill %s ended %s: starting anew.", saved["id"], status)
                 return None
             self.log.info("Attaching to backfill %s, which an earlier try started.", saved["id"])
             return str(saved["id"])
