@@ -7,8 +7,9 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
@@ -48,6 +49,7 @@ from airflow_provider_phenv.waits.runs import (
     utcnow,
 )
 
+
 __all__ = [
     "EVENT_STATUSES",
     "PostHogBatchExportLogsTrigger",
@@ -56,8 +58,15 @@ __all__ = [
 ]
 
 
+def _classpath(trigger: BaseTrigger) -> str:
+    return f"{type(trigger).__module__}.{type(trigger).__qualname__}"
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
 class PostHogPollTrigger(BaseTrigger):
     """Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
+
+    A trigger's fields are its constructor's keyword arguments and, checked, what ``serialize()`` gives.
 
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
@@ -67,26 +76,25 @@ class PostHogPollTrigger(BaseTrigger):
     :param hook_params: keyword arguments for :class:`PostHogAsyncHook` (numbers only).
     """
 
+    posthog_conn_id: str = PostHogAsyncHook.default_conn_name
+    project_id: int | str | None = None
+    poll_interval: float = 60.0
+    end_time: float | None = None
+    first_poll_at: float | None = None
+    hook_params: dict[str, Any] = field(default_factory=dict)
     #: Seconds a poll may run past ``end_time`` before the trigger reports its timeout anyway.
-    poll_grace = 5.0
+    poll_grace: ClassVar[float] = 5.0
 
-    def __init__(
-        self,
-        *,
-        posthog_conn_id: str = PostHogAsyncHook.default_conn_name,
-        project_id: int | str | None = None,
-        poll_interval: float = 60.0,
-        end_time: float | None = None,
-        first_poll_at: float | None = None,
-        hook_params: dict[str, Any] | None = None,
-    ) -> None:
+    def __post_init__(self) -> None:
         super().__init__()
-        self.posthog_conn_id = posthog_conn_id
-        self.project_id = None if project_id in (None, "") else check_project_id(project_id)
-        self.poll_interval = check_seconds("poll_interval", poll_interval, zero_ok=True)
-        self.end_time = None if end_time is None else float(end_time)
-        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
-        self.hook_params = check_hook_params(hook_params)
+        self.project_id = None if self.project_id in (None, "") else check_project_id(self.project_id)
+        self.poll_interval = check_seconds("poll_interval", self.poll_interval, zero_ok=True)
+        self.end_time = None if self.end_time is None else float(self.end_time)
+        self.first_poll_at = None if self.first_poll_at is None else float(self.first_poll_at)
+        self.hook_params = check_hook_params(self.hook_params)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return _classpath(self), asdict(self)
 
     def about(self) -> str:
         """What the wait is about, for log lines (``batch export <id>``)."""
@@ -107,17 +115,6 @@ class PostHogPollTrigger(BaseTrigger):
     def next_poll_at(self) -> float | None:
         """When to poll next (UNIX time); None for at once, when :meth:`poll` itself waits."""
         return time.time() + self.poll_interval
-
-    def common_kwargs(self) -> dict[str, Any]:
-        """The base's constructor arguments, for a subclass's ``serialize()``."""
-        return {
-            "posthog_conn_id": self.posthog_conn_id,
-            "project_id": self.project_id,
-            "poll_interval": self.poll_interval,
-            "end_time": self.end_time,
-            "first_poll_at": self.first_poll_at,
-            "hook_params": dict(self.hook_params),
-        }
 
     def event(self, status: str, **fields: Any) -> dict[str, Any]:
         """An event payload: the status, the subclass's state, then ``fields``."""
@@ -166,6 +163,7 @@ class PostHogPollTrigger(BaseTrigger):
         await asyncio.sleep(max(0.0, moment - time.time()))
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
     """Poll a batch export's log until an entry matches or fails, or the deadline passes; one event.
 
@@ -176,36 +174,21 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
     :param kwargs: the polling options of :class:`PostHogPollTrigger`.
     """
 
-    def __init__(
-        self,
-        *,
-        batch_export_id: str,
-        since: str,
-        criteria: dict[str, Any] | None = None,
-        cursor: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
-        since_time = parse_timestamp("since", since)
+    batch_export_id: str
+    since: str
+    criteria: dict[str, Any] | None = None
+    cursor: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.batch_export_id = check_uuid("batch_export_id", self.batch_export_id)
+        since_time = parse_timestamp("since", self.since)
         self.since = format_timestamp(since_time)
         # Checked here, so that a bad kwarg fails when the task defers, not later in the triggerer.
-        self.watch = LogWatch.from_params(**(criteria or {}))
-        self.cursor = (
-            LogCursor.start(since_time) if cursor is None else LogCursor.from_json(cursor)
-        ).to_json()
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "batch_export_id": self.batch_export_id,
-                "since": self.since,
-                "criteria": self.watch.to_params(),
-                "cursor": self.cursor,
-                **self.common_kwargs(),
-            },
-        )
+        self.watch = LogWatch.from_params(**(self.criteria or {}))
+        self.criteria = self.watch.to_params()
+        cursor = LogCursor.start(since_time) if self.cursor is None else LogCursor.from_json(self.cursor)
+        self.cursor = cursor.to_json()
 
     def about(self) -> str:
         return f"the log of batch export {self.batch_export_id}"
@@ -228,6 +211,7 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         return self.event(outcome.status, **outcome.to_event())
 
     def timeout_message(self) -> str:
+        assert self.cursor is not None  # set by __post_init__
         return (
             f"Sensor has timed out: no log entry of batch export {self.batch_export_id} decided the wait "
             f"before the deadline (cursor at {self.cursor['after']}, {self.cursor['count']} entries judged)."
@@ -238,6 +222,7 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
 _ON_KILL_ROW_WAIT = 20.0
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
@@ -251,39 +236,34 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param kwargs: the polling options of :class:`PostHogPollTrigger`.
     """
 
-    def __init__(
-        self,
-        *,
-        batch_export_id: str,
-        backfill_id: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        started_at: str | None = None,
-        row_grace: float = BACKFILL_ROW_GRACE,
-        cancel_on_kill: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
-        if backfill_id is not None and started_at is None:
-            started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
+    batch_export_id: str
+    backfill_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+    started_at: str | None = None
+    row_grace: float = BACKFILL_ROW_GRACE
+    cancel_on_kill: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.cancel_on_kill = check_bool("cancel_on_kill", self.cancel_on_kill)
+        if self.backfill_id is not None and self.started_at is None:
+            self.started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
         self.wait = runs_wait(
-            batch_export_id,
-            backfill_id=backfill_id,
-            since=since,
-            until=until,
-            started_at=started_at,
-            row_grace=row_grace,
+            self.batch_export_id,
+            backfill_id=self.backfill_id,
+            since=self.since,
+            until=self.until,
+            started_at=self.started_at,
+            row_grace=self.row_grace,
         )
         self._progress = ""
         self._project: ProjectPoll | None = None
         self._not_before = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self.wait.to_params(), "cancel_on_kill": self.cancel_on_kill, **self.common_kwargs()},
-        )
+        classpath, kwargs = super().serialize()
+        return classpath, {**kwargs, **self.wait.to_params()}  # the checked values
 
     def about(self) -> str:
         what = f"backfill {self.wait.backfill_id}" if self.wait.backfill_id else "the runs"
@@ -342,6 +322,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
 
 
+@dataclass(eq=False, repr=False)
 class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     """Fire one event per batch export run that newly reaches one of ``statuses``: for ``AssetWatcher``.
 
@@ -358,38 +339,27 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         of this triggerer (``False``: read this export alone).
     """
 
-    def __init__(
-        self,
-        batch_export_id: str,
-        statuses: str | Sequence[str] = ("Completed",),
-        poll_interval: float = 60,
-        posthog_conn_id: str = PostHogAsyncHook.default_conn_name,
-        project_id: int | str | None = None,
-        shared_poll: bool = True,
-    ) -> None:
+    batch_export_id: str
+    statuses: str | Sequence[str] = ("Completed",)
+    poll_interval: float = 60
+    posthog_conn_id: str = PostHogAsyncHook.default_conn_name
+    project_id: int | str | None = None
+    shared_poll: bool = True
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.batch_export_id = check_uuid("batch_export_id", batch_export_id)
-        self.statuses = check_statuses(statuses)
-        self.poll_interval = check_seconds("poll_interval", poll_interval)
-        self.posthog_conn_id = check_non_empty_str("posthog_conn_id", posthog_conn_id)
-        self.project_id = None if project_id in (None, "") else check_project_id(project_id)
-        self.shared_poll = check_bool("shared_poll", shared_poll)
+        self.batch_export_id = check_uuid("batch_export_id", self.batch_export_id)
+        self.statuses = check_statuses(self.statuses)
+        self.poll_interval = check_seconds("poll_interval", self.poll_interval)
+        self.posthog_conn_id = check_non_empty_str("posthog_conn_id", self.posthog_conn_id)
+        self.project_id = None if self.project_id in (None, "") else check_project_id(self.project_id)
+        self.shared_poll = check_bool("shared_poll", self.shared_poll)
         self._watch: RunEventWatch | None = None
         self._paused: bool | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # The same at every parse: Airflow matches watchers by a hash of classpath and kwargs.
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "batch_export_id": self.batch_export_id,
-                "statuses": list(self.statuses),
-                "poll_interval": self.poll_interval,
-                "posthog_conn_id": self.posthog_conn_id,
-                "project_id": self.project_id,
-                "shared_poll": self.shared_poll,
-            },
-        )
+        return _classpath(self), asdict(self)
 
     def state_key(self) -> str:
         """The asset state store key of this watch (one asset may have several watchers)."""

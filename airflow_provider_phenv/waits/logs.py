@@ -279,7 +279,7 @@ class LogWatch:
         self,
         hook: PostHogAsyncHook,
         batch_export_id: str,
-        project_id: str | None,
+        project_id: int | str | None,
         cursor: LogCursor,
         since: datetime | None,
     ) -> LogOutcome:

@@ -43,7 +43,9 @@ class ProjectPoll:
     :param hook_params: the members' hook options.
     """
 
-    def __init__(self, posthog_conn_id: str, project_id: str | None, hook_params: dict[str, Any]) -> None:
+    def __init__(
+        self, posthog_conn_id: str, project_id: int | str | None, hook_params: dict[str, Any]
+    ) -> None:
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
         self.hook_params = hook_params
@@ -63,7 +65,7 @@ class ProjectPoll:
     async def member(
         cls,
         posthog_conn_id: str,
-        project_id: str | None,
+        project_id: int | str | None,
         interval: float,
         hook_params: dict[str, Any] | None = None,
     ) -> AsyncIterator[ProjectPoll]:

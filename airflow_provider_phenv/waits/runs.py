@@ -371,7 +371,7 @@ class RunsWait:
         return outcome
 
     async def poll_async(
-        self, hook: PostHogAsyncHook, project_id: str | None, listing: Listing | None = None
+        self, hook: PostHogAsyncHook, project_id: int | str | None, listing: Listing | None = None
     ) -> RunsOutcome:
         """One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the project's shared
         exports list, stands for the export's own read and, while it shows a run of the backfill at work, for

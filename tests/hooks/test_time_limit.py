@@ -52,9 +52,6 @@ class _AnsweredOnCue(PostHogPollTrigger):
         super().__init__(**kwargs)
         self.answers: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{__name__}._AnsweredOnCue", self.common_kwargs()
-
     def about(self) -> str:
         return "a test wait"
 
