@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -46,10 +47,13 @@ from airflow_provider_phenv.waits import (
     check_hook_params,
     defer_to_trigger,
     raise_wait_error,
+    read_state,
 )
 from airflow_provider_phenv.waits.logs import (
     CRITERIA_CHECKS,
     DEFAULT_SETTLE,
+    STATE_KEY,
+    LogCursor,
     LogOutcome,
     LogWatch,
     WatchState,
@@ -115,16 +119,13 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> Any:
         """Take over the state an event carries (any status); the outcome of a decided one, for
-        :meth:`conclude`. Raise :meth:`malformed` if invalid.
+        :meth:`conclude`. Raise ``ValueError`` if invalid.
         """
         raise NotImplementedError
 
     def conclude(self, context: Context, outcome: Any) -> bool | PokeReturnValue:
         """The sensor's result or error for an outcome, the same in every mode."""
         raise NotImplementedError
-
-    def malformed(self, event: dict[str, Any], error: ValueError) -> PostHogWaitError:
-        return self.wait_error(f"Malformed {event['status']!r} trigger event for {self.about()}: {error}")
 
     def task_started_at(self, context: Context) -> datetime:
         """When this task first started: its first reschedule in reschedule mode, else its start."""
@@ -198,7 +199,11 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """Resume after the trigger fired: the same XCom or the same error as poke mode."""
         self.begin()
         event = check_event(event, self.about(), self.wait_error)
-        outcome = self.resume_from_event(context, event)
+        try:
+            outcome = self.resume_from_event(context, event)
+        except ValueError as error:
+            malformed = f"Malformed {event['status']!r} trigger event for {self.about()}: {error}"
+            raise self.wait_error(malformed) from None
         status = event["status"]
         if status == TIMEOUT:
             raise AirflowSensorTimeout(event.get("message") or "Sensor has timed out.")
@@ -328,14 +333,24 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         return self.inputs["watch"].fingerprint(self.inputs["batch_export_id"], self.inputs["project_id"])
 
     def _watch_state(self, context: Context) -> WatchState:
-        if self._state is None:
-            self._state = WatchState.load(
-                context,
-                explicit_since=self.inputs["since"],
-                fingerprint=self._fingerprint(),
-                default_since=lambda: self.task_started_at(context),
-                log=self.log,
-            )
+        """The state to go on from: ``since`` given, else saved by the first poke, else the task's first
+        start; the saved cursor only if built with the same ``since`` and criteria.
+        """
+        if self._state is not None:
+            return self._state
+        saved, saved_since = read_state(context, STATE_KEY, self.log), None
+        if saved and saved.get("since"):
+            with contextlib.suppress(ValueError):
+                saved_since = parse_timestamp("since", saved["since"])
+        since = self.inputs["since"] or saved_since or self.task_started_at(context)
+        cursor, fingerprint = LogCursor.start(since), self._fingerprint()
+        if saved is not None and saved_since == since and saved.get("criteria") == fingerprint:
+            try:
+                cursor = LogCursor.from_json(saved.get("cursor"))
+            except ValueError as error:
+                self.log.warning("Ignoring a malformed saved cursor: %s", error)
+        self.log.info("Counting log entries after %s; cursor %s.", format_timestamp(since), cursor.to_json())
+        self._state = WatchState(since=since, cursor=cursor, fingerprint=fingerprint, saved=saved)
         return self._state
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -381,10 +396,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         )
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> LogOutcome:
-        try:
-            since, outcome = outcome_from_event(event)
-        except ValueError as error:
-            raise self.malformed(event, error) from None
+        since, outcome = outcome_from_event(event)
         self._state = WatchState(since=since, cursor=outcome.cursor, fingerprint=self._fingerprint())
         self._state.save(context, log=self.log)
         return outcome
@@ -482,9 +494,4 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
         return PostHogBatchExportRunTrigger(**self._runs_wait(context).to_params(), **poll)
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> RunsOutcome | None:
-        if event["status"] not in (SUCCESS, FAILED):
-            return None
-        try:
-            return RunsOutcome.from_event(event)
-        except ValueError as error:
-            raise self.malformed(event, error) from None
+        return RunsOutcome.from_event(event) if event["status"] in (SUCCESS, FAILED) else None

@@ -46,9 +46,7 @@ from airflow_provider_phenv.waits.runs import (
     RunEventWatch,
     check_statuses,
     runs_wait,
-    utcnow,
 )
-
 
 __all__ = [
     "EVENT_STATUSES",
@@ -407,7 +405,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         self, hook: PostHogAsyncHook, watch: RunEventWatch, latest: list[dict[str, Any]] | None
     ) -> list[dict[str, Any]]:
         """One poll: start the watch or judge new runs."""
-        now = utcnow()
+        now = datetime.now(timezone.utc)
         if not watch.started:
             watch.start(now, await self._starting_runs(hook, now, latest))
             self.log.info(

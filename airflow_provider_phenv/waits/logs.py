@@ -4,13 +4,12 @@ kept between pokes and the trigger's events (docs/waits.md, "The log watch").
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_phenv.hooks.calls import entry_time
 from airflow_provider_phenv.validation import (
     Check,
+    check_filter_names,
     check_log_levels,
     check_non_empty_str,
     check_regex,
@@ -25,7 +25,7 @@ from airflow_provider_phenv.validation import (
     optional,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, read_state, write_state
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, write_state
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
@@ -176,9 +176,7 @@ class LogWatch:
     @classmethod
     def from_params(cls, **params: Any) -> LogWatch:
         """The sensor's criteria, checked; every error names the parameter and the bad value."""
-        unknown = sorted(set(params) - set(CRITERIA_CHECKS))
-        if unknown:
-            raise TypeError(f"Unknown log criteria {unknown}: expected some of {list(CRITERIA_CHECKS)}.")
+        check_filter_names("log criteria", params, CRITERIA_CHECKS)
         values = {**{field.name: field.default for field in fields(cls)}, **params}
         checked = {name: check(name, values.get(name)) for name, check in CRITERIA_CHECKS.items()}
         return cls.from_checked(checked)
@@ -378,34 +376,6 @@ class WatchState:
             "cursor": self.cursor.to_json(),
             "criteria": self.fingerprint,
         }
-
-    @classmethod
-    def load(
-        cls,
-        context: Any,
-        *,
-        explicit_since: datetime | None,
-        fingerprint: str,
-        default_since: Callable[[], datetime],
-        log: logging.Logger | Any,
-    ) -> WatchState:
-        """The state to continue from: ``since`` explicit, else saved by the first poke, else
-        ``default_since()``; the saved cursor only if built with the same ``since`` and criteria.
-        """
-        saved, saved_since = read_state(context, STATE_KEY, log), None
-        if saved and saved.get("since"):
-            with contextlib.suppress(ValueError):
-                saved_since = parse_timestamp("since", saved["since"])
-        since = explicit_since or saved_since or default_since()
-        cursor = LogCursor.start(since)
-        if saved is not None and saved_since == since and saved.get("criteria") == fingerprint:
-            try:
-                cursor = LogCursor.from_json(saved.get("cursor"))
-            except ValueError as error:
-                log.warning("Ignoring a malformed saved cursor: %s", error)
-        state = cls(since=since, cursor=cursor, fingerprint=fingerprint, saved=saved)
-        log.info("Counting log entries after %s; cursor %s.", format_timestamp(since), cursor.to_json())
-        return state
 
     def save(self, context: Any, *, log: logging.Logger | Any) -> None:
         """Write the state to the task state store when there is one and the state changed."""

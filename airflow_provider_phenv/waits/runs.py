@@ -4,11 +4,10 @@ completed runs, and the run events of asset watchers (docs/waits.md, "Runs and b
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -172,11 +171,10 @@ def judge_interval(
     """Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run counts
     only while no completed run (a retry) covers its interval and none active works on it.
     """
-    relevant = []
-    for run in runs:
-        span = _interval(run)
-        if span is not None and span[0] < until and span[1] > since:
-            relevant.append((span, run))
+    spans = ((_interval(run), run) for run in runs)
+    relevant = [
+        (span, run) for span, run in spans if span is not None and span[0] < until and span[1] > since
+    ]
     completed = [run for _span, run in relevant if run.get("status") == "Completed"]
     summaries = [run_summary(run) for run in completed]
     value = {"batch_export_id": batch_export_id, "runs": summaries, "records_completed": _records(completed)}
@@ -259,15 +257,8 @@ class RunsWait:
 
     def to_params(self) -> dict[str, Any]:
         """Plain values, accepted back by :func:`runs_wait`."""
-        moments = {"since": self.since, "until": self.until, "started_at": self.started_at}
-        return {
-            "batch_export_id": self.batch_export_id,
-            "backfill_id": self.backfill_id,
-            **{
-                name: None if moment is None else format_timestamp(moment) for name, moment in moments.items()
-            },
-            "row_grace": self.row_grace,
-        }
+        fields = asdict(self).items()
+        return {name: format_timestamp(v) if isinstance(v, datetime) else v for name, v in fields}
 
     def runs_after(self, backfill: dict[str, Any] | None) -> datetime:
         """The ``after`` filter (creation time) of the runs request."""
@@ -299,12 +290,15 @@ class RunsWait:
                 f"{what} is still not in PostHog {waited:.0f} s after it was started (PostHog answers "
                 f"404: {error.detail or error})."
             ) from error
-        return RunsOutcome(
-            WAITING,
-            {"batch_export_id": self.batch_export_id, "backfill_id": self.backfill_id, "status": None},
+        return self._unread(
             f"{what} is not visible in PostHog yet (its workflow writes it after starting; "
-            f"{waited:.0f} s of {self.row_grace:.0f} s).",
+            f"{waited:.0f} s of {self.row_grace:.0f} s)."
         )
+
+    def _unread(self, message: str) -> RunsOutcome:
+        """Waiting on a backfill this poll did not read."""
+        value = {"batch_export_id": self.batch_export_id, "backfill_id": self.backfill_id, "status": None}
+        return RunsOutcome(WAITING, value, message)
 
     def _latest_suffice(self, export: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         """The export's newest runs when they hold every run created since ``runs_after``."""
@@ -413,24 +407,11 @@ class RunsWait:
             if run.get("backfill") == self.backfill_id and run.get("status") in ACTIVE_STATUSES:
                 what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
                 span = f"{run.get('data_interval_start')} - {run.get('data_interval_end')}"
-                value = {
-                    "batch_export_id": self.batch_export_id,
-                    "backfill_id": self.backfill_id,
-                    "status": None,
-                }
-                return RunsOutcome(
-                    WAITING, value, f"{what}: run {run.get('id')} for {span} is {run.get('status')}."
-                )
+                return self._unread(f"{what}: run {run.get('id')} for {span} is {run.get('status')}.")
         return None
 
 
 # -- what a task reports once the runs completed -------------------------------------------------
-
-
-@functools.cache
-def openlineage_installed() -> bool:
-    """Whether the OpenLineage provider is there to ask for lineage (the ``openlineage`` extra)."""
-    return importlib.util.find_spec("airflow.providers.openlineage") is not None
 
 
 def report_runs(
@@ -448,7 +429,8 @@ def report_runs(
     ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
-    if isinstance(task, PostHogLineageMixin) and openlineage_installed():
+    # Lineage needs the OpenLineage provider (the ``openlineage`` extra).
+    if isinstance(task, PostHogLineageMixin) and importlib.util.find_spec("airflow.providers.openlineage"):
         # The destination's dataset name comes from the export: one read when the task has none.
         export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
         task.record_posthog_lineage(
@@ -601,7 +583,3 @@ class RunEventWatch:
             self.tracked = dict(newest_first[:MAX_TRACKED])
         horizon = self.horizon()
         self.done = {run_id: created for run_id, created in self.done.items() if _when(created) >= horizon}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
