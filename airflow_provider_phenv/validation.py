@@ -69,8 +69,6 @@ RUN_STATUSES = tuple(status.value for status in RunStatus)
 
 MAX_LOGS_LIMIT = 500
 
-_TEMPLATE_MARKERS = ("{{", "{%")
-
 
 def is_template(value: Any) -> bool:
     """Whether ``value`` is only known when the task runs: a Jinja string or an upstream ``XComArg``."""
@@ -78,7 +76,7 @@ def is_template(value: Any) -> bool:
 
     if isinstance(value, XComArg):
         return True
-    return isinstance(value, str) and any(marker in value for marker in _TEMPLATE_MARKERS)
+    return isinstance(value, str) and any(marker in value for marker in ("{{", "{%"))
 
 
 def _fail(name: str, value: Any, expected: str) -> ValueError:

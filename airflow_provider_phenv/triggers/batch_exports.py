@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -44,6 +44,7 @@ from airflow_provider_phenv.waits.runs import (
     BACKFILL_ROW_GRACE,
     SETTLE,
     RunEventWatch,
+    RunsWait,
     check_statuses,
     runs_wait,
 )
@@ -216,10 +217,6 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         )
 
 
-# Seconds on_kill keeps trying to cancel a backfill PostHog does not show yet, within Airflow's bound.
-_ON_KILL_ROW_WAIT = 20.0
-
-
 @dataclass(eq=False, repr=False, kw_only=True)
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
@@ -247,14 +244,8 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         self.cancel_on_kill = check_bool("cancel_on_kill", self.cancel_on_kill)
         if self.backfill_id is not None and self.started_at is None:
             self.started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
-        self.wait = runs_wait(
-            self.batch_export_id,
-            backfill_id=self.backfill_id,
-            since=self.since,
-            until=self.until,
-            started_at=self.started_at,
-            row_grace=self.row_grace,
-        )
+        given = asdict(self)  # the trigger's fields include those of the wait
+        self.wait = runs_wait(**{wait_field.name: given[wait_field.name] for wait_field in fields(RunsWait)})
         self._progress = ""
         self._project: ProjectPoll | None = None
         self._not_before = 0.0
@@ -306,11 +297,11 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         self.log.warning(
             "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
         )
-        # A backfill PostHog does not show yet cannot be cancelled: ask again, within Airflow's bound.
+        # A backfill PostHog does not show yet cannot be cancelled: ask for 20 s, within Airflow's bound.
         not_yet = retry_if_exception_type(PostHogNotFoundError)
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
-                async for attempt in AsyncRetrying(**row_wait_kwargs(_ON_KILL_ROW_WAIT, not_yet)):
+                async for attempt in AsyncRetrying(**row_wait_kwargs(20.0, not_yet)):
                     with attempt:
                         await hook.cancel_batch_export_backfill(
                             export_id, backfill_id, project_id=self.project_id

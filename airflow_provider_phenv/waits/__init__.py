@@ -121,14 +121,7 @@ class DeferringTask(Protocol):
     posthog_conn_id: str
     hook_params: dict[str, Any]
 
-    def defer(
-        self,
-        *,
-        trigger: BaseTrigger,
-        method_name: str,
-        kwargs: dict[str, Any] | None = None,
-        timeout: timedelta | int | float | None = None,
-    ) -> NoReturn: ...
+    def defer(self, *args: Any, **kwargs: Any) -> NoReturn: ...
 
 
 def defer_to_trigger(
