@@ -110,9 +110,6 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         """What the wait is about, for messages (``batch export <id>``)."""
         raise NotImplementedError
 
-    def start_wait(self) -> None:
-        """Forget what an earlier call on this instance kept; called after the inputs are checked."""
-
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         """The trigger that carries the wait on; ``poll``: the polling options every trigger takes."""
         raise NotImplementedError
@@ -138,9 +135,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         return parse_timestamp("start_date", started) if started else datetime.now(timezone.utc)
 
     def begin(self) -> None:
-        """Check the rendered inputs (before any request) and start a fresh wait."""
+        """Check the rendered inputs (before any request); a subclass also forgets an earlier wait's state."""
         self.inputs = self.checked_fields()
-        self.start_wait()
 
     @cached_property
     def hook(self) -> PostHogHook:
@@ -325,7 +321,8 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     def about(self) -> str:
         return f"the log of batch export {self.inputs['batch_export_id']}"
 
-    def start_wait(self) -> None:
+    def begin(self) -> None:
+        super().begin()
         self._state = None
 
     def _fingerprint(self) -> str:
@@ -448,7 +445,8 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     def about(self) -> str:
         return f"the runs of batch export {self.inputs['batch_export_id']}"
 
-    def start_wait(self) -> None:
+    def begin(self) -> None:
+        super().begin()
         self._wait: RunsWait | None = None
         self._export: dict[str, Any] | None = None
         self._progress = ""

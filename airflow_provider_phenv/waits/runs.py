@@ -270,12 +270,10 @@ class RunsWait:
             start = self.since
         return start - _CLOCK_SKEW
 
-    def judge(self, backfill: dict[str, Any] | None, runs: list[dict[str, Any]]) -> RunsOutcome:
-        """The outcome of one poll's answers."""
-        if backfill is not None:
-            return judge_backfill(self.batch_export_id, backfill, runs)
+    def _interval_outcome(self, export: Mapping[str, Any], runs: list[dict[str, Any]]) -> RunsOutcome:
+        """Whether the range is exported, told by a pause of the export."""
         assert self.since is not None and self.until is not None
-        return judge_interval(self.batch_export_id, runs, self.since, self.until)
+        return self._with_pause(judge_interval(self.batch_export_id, runs, self.since, self.until), export)
 
     # -- the steps of a poll, shared by poll and poll_async ----------------------------------------
 
@@ -351,15 +349,15 @@ class RunsWait:
                 runs = hook.list_batch_export_runs(
                     export_id, after=self.runs_after(None), project_id=project_id
                 )
-            return self._with_pause(self.judge(None, runs), export)
+            return self._interval_outcome(export, runs)
         try:
             backfill = hook.get_batch_export_backfill(export_id, self.backfill_id, project_id=project_id)
         except PostHogNotFoundError as error:
             return self._not_visible(error)
         if backfill.get("status") in ACTIVE_STATUSES:
-            return self.judge(backfill, [])
+            return judge_backfill(export_id, backfill, [])
         runs = hook.list_batch_export_runs(export_id, after=self.runs_after(backfill), project_id=project_id)
-        outcome = self.judge(backfill, runs)
+        outcome = judge_backfill(export_id, backfill, runs)
         if outcome.status == FAILED:
             outcome = self._with_pause(outcome, hook.get_batch_export(export_id, project_id=project_id))
         return outcome
@@ -380,7 +378,7 @@ class RunsWait:
                 runs = await hook.list_batch_export_runs(
                     export_id, after=self.runs_after(None), project_id=project_id
                 )
-            return self._with_pause(self.judge(None, runs), export)
+            return self._interval_outcome(export, runs)
         at_work = self._backfill_at_work(listed)
         if at_work is not None:
             return at_work
@@ -391,11 +389,11 @@ class RunsWait:
         except PostHogNotFoundError as error:
             return self._not_visible(error)
         if backfill.get("status") in ACTIVE_STATUSES:
-            return self.judge(backfill, [])
+            return judge_backfill(export_id, backfill, [])
         runs = await hook.list_batch_export_runs(
             export_id, after=self.runs_after(backfill), project_id=project_id
         )
-        outcome = self.judge(backfill, runs)
+        outcome = judge_backfill(export_id, backfill, runs)
         if outcome.status == FAILED:
             export = listed or await hook.get_batch_export(export_id, project_id=project_id)
             outcome = self._with_pause(outcome, export)
