@@ -132,10 +132,6 @@ class LogOutcome:
         return {"entry": self.entry, **({"reason": self.reason} if self.reason else {})}
 
 
-def _fail_levels(name: str, value: Any) -> tuple[str, ...]:
-    return () if not value else check_log_levels(name, value)
-
-
 def check_settle(name: str, value: Any) -> float:
     """A settle time: seconds (a number or digit string) or a ``timedelta``, at least 0."""
     if isinstance(value, timedelta):
@@ -154,7 +150,7 @@ CRITERIA_CHECKS: dict[str, Check] = {
     "search": optional(check_non_empty_str),
     "instance_id": optional(check_non_empty_str),
     "failure_pattern": optional(check_regex),
-    "fail_on_levels": _fail_levels,
+    "fail_on_levels": lambda name, value: check_log_levels(name, value) if value else (),
     "settle": check_settle,
 }
 
