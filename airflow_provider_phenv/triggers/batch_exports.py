@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -44,7 +44,6 @@ from airflow_provider_phenv.waits.runs import (
     BACKFILL_ROW_GRACE,
     SETTLE,
     RunEventWatch,
-    RunsWait,
     check_statuses,
     runs_wait,
 )
@@ -217,7 +216,6 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         )
 
 
-@dataclass(eq=False, repr=False, kw_only=True)
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
@@ -231,28 +229,38 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param kwargs: the polling options of :class:`PostHogPollTrigger`.
     """
 
-    batch_export_id: str
-    backfill_id: str | None = None
-    since: str | None = None
-    until: str | None = None
-    started_at: str | None = None
-    row_grace: float = BACKFILL_ROW_GRACE
-    cancel_on_kill: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.cancel_on_kill = check_bool("cancel_on_kill", self.cancel_on_kill)
-        if self.backfill_id is not None and self.started_at is None:
-            self.started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
-        given = asdict(self)  # the trigger's fields include those of the wait
-        self.wait = runs_wait(**{wait_field.name: given[wait_field.name] for wait_field in fields(RunsWait)})
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        backfill_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        started_at: str | None = None,
+        row_grace: float = BACKFILL_ROW_GRACE,
+        cancel_on_kill: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        if backfill_id is not None and started_at is None:
+            started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
+        self.wait = runs_wait(
+            batch_export_id,
+            backfill_id=backfill_id,
+            since=since,
+            until=until,
+            started_at=started_at,
+            row_grace=row_grace,
+        )
         self._progress = ""
         self._project: ProjectPoll | None = None
         self._not_before = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        # The polling options, then the wait's (checked) and this trigger's own.
         classpath, kwargs = super().serialize()
-        return classpath, {**kwargs, **self.wait.to_params()}  # the checked values
+        return classpath, {**kwargs, **self.wait.to_params(), "cancel_on_kill": self.cancel_on_kill}
 
     def about(self) -> str:
         what = f"backfill {self.wait.backfill_id}" if self.wait.backfill_id else "the runs"
