@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: create the virtual environment if needed, lint and type-check, run the tests.
 #   scripts/test.sh                  # fast tier (~35 s on 2 cores): ruff, mypy, every test not marked slow
-#   scripts/test.sh --all            # every tier (~9 min): adds the e2e DAG runs, the scheduler/
+#   scripts/test.sh --all            # every tier (~10 min on 2 cores): adds the e2e DAG runs, the scheduler/
 #                                    # triggerer run, packaging, the connection-form UI checks, the
 #                                    # benchmark smoke run and the single slow tests
 # Other arguments go to pytest: scripts/test.sh -k retries, scripts/test.sh --all -k demo.
