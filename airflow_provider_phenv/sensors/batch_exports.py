@@ -351,6 +351,8 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         return self._state
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        if not self.inputs:  # called directly (a user's own test), not through execute
+            self.begin()
         export_id, watch = self.inputs["batch_export_id"], self.inputs["watch"]
         state = self._watch_state(context)
         self.log.info(
@@ -468,6 +470,8 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
         return self._wait
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        if not self.inputs:  # called directly (a user's own test), not through execute
+            self.begin()
         return self.conclude(context, self._runs_wait(context).poll(self.hook, self.inputs["project_id"]))
 
     def conclude(self, context: Context, outcome: RunsOutcome) -> bool | PokeReturnValue:

@@ -121,3 +121,14 @@ def test_templates_render_and_are_checked_before_any_request(emulator, posthog_c
     with pytest.raises(ValueError, match="Invalid until 'not a date'"):
         sensor.execute(make_context(FakeTI(utcnow())))
     assert api_requests(emulator) == []
+
+
+def test_poke_called_directly_checks_its_inputs_first(quick_runs):
+    # As a user's own test calls it, without execute: the inputs are checked, then one poll runs.
+    sensor = run_sensor("poke", since=hours_ago(9), until=hours_ago(8))
+    assert sensor.poke(make_context(FakeTI(utcnow()))) is False
+    (poll,) = api_requests(quick_runs)
+    assert poll.path.endswith(f"/batch_exports/{HOURLY}/")
+    with pytest.raises(ValueError, match="not-a-uuid"):
+        bad = run_sensor("poke", batch_export_id="not-a-uuid", until=hours_ago(8))
+        bad.poke(make_context(FakeTI(utcnow())))

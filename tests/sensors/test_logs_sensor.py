@@ -142,6 +142,16 @@ def test_an_entry_revealed_after_a_newer_one_is_judged_in_every_mode(emulator, p
         reveal.cancel()
 
 
+def test_poke_called_directly_checks_its_inputs_first(in_order_logs, posthog_conn):
+    # As a user's own test calls it, without execute: the inputs are checked, then the poll runs.
+    start = utcnow() - timedelta(minutes=10)
+    _lay_out(in_order_logs, [(1, "INFO", "Batch export for range x finished with 3 records exported")], start)
+    sensor = sensor_for_mode("poke", message_pattern=FINISHED, since=start.isoformat())
+    assert sensor.poke(make_context(FakeTI(utcnow()))).is_done
+    with pytest.raises(ValueError, match="Invalid level 'LOUD'"):
+        sensor_for_mode("poke", level="LOUD", since=start.isoformat()).poke(make_context(FakeTI(utcnow())))
+
+
 def test_failure_pattern_fails_on_any_level(emulator, posthog_conn):
     start = utcnow() - timedelta(seconds=5)
     emulator.state.add_log_entries(
