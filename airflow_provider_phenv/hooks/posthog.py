@@ -696,7 +696,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         problems: list[str] = []
         key = self._own_key()  # raises on an unreachable host or a rejected key
         scopes = _scopes(key)
-        missing = _lacking(scopes, REQUIRED_SCOPES)
+        missing = lacking_scopes(scopes, REQUIRED_SCOPES)
         if missing:
             problems.append(
                 f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
@@ -705,7 +705,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             )
         project = settings.project_id
         # Read something the key may read, so a missing scope is not reported twice.
-        listing = next((name for scope, name in _LISTINGS.items() if not _lacking(scopes, [scope])), None)
+        listing = next(
+            (name for scope, name in _LISTINGS.items() if not lacking_scopes(scopes, [scope])), None
+        )
         if project is None:
             problems.append(
                 f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
@@ -728,7 +730,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             return False, f"{where}: " + "; ".join(problems) + "."
         label = f" with key {key['label']!r}" if key and key.get("label") else ""
         scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
-        lacking = _lacking(scopes, ACCESS_SCOPES)
+        lacking = lacking_scopes(scopes, ACCESS_SCOPES)
         note = f" Only {ACCESS_TASKS} also need {', '.join(lacking)}, which it lacks." if lacking else ""
         return True, (
             f"Connected to {where}{label}: project {project} is readable and {scope_note} "
@@ -761,8 +763,8 @@ def _scopes(key: JSON | None) -> list[str] | None:
     return scopes if isinstance(scopes, list) else None
 
 
-def _lacking(scopes: list[str] | None, wanted: Iterable[str]) -> list[str]:
-    # Nothing is known to lack when the scopes cannot be read.
+def lacking_scopes(scopes: list[str] | None, wanted: Iterable[str]) -> list[str]:
+    """The ``wanted`` scopes that ``scopes`` do not grant; none when the scopes cannot be read (None)."""
     return [] if scopes is None else [scope for scope in wanted if not grants_scope(scopes, scope)]
 
 

@@ -15,7 +15,7 @@ from airflow_provider_phenv.errors import (
     PostHogNotFoundError,
     PostHogWriteOutcomeUnknownError,
 )
-from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, grants_scope
+from airflow_provider_phenv.hooks.posthog import ACCESS_SCOPES, ACCESS_TASKS, lacking_scopes
 from airflow_provider_phenv.links import PostHogDashboardLink
 from airflow_provider_phenv.operators.batch_exports import PostHogBaseOperator
 from airflow_provider_phenv.validation import (
@@ -103,8 +103,8 @@ class DashboardAccess:
 
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
-        held = self.hook.key_scopes()  # None: an older PostHog that cannot show a key its scopes
-        missing = [scope for scope in ACCESS_SCOPES if held is not None and not grants_scope(held, scope)]
+        # key_scopes() is None on an older PostHog that cannot show a key its scopes: nothing to refuse.
+        missing = lacking_scopes(self.hook.key_scopes(), ACCESS_SCOPES)
         if missing:
             raise PostHogDashboardAccessError(
                 f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
