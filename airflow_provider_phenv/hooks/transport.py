@@ -11,10 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import heapq
-import itertools
 import json
-import os
 import socket
 import ssl
 import sys
@@ -107,10 +104,9 @@ class BodyDecoder:
         self.limit = limit
         self.raw_bytes = 0
         self._body = bytearray()
-        self._encoding = (content_encoding or "identity").strip().lower() or "identity"
-        if self._encoding == "x-gzip":
-            self._encoding = "gzip"
-        elif self._encoding not in ("identity", "gzip", "deflate"):
+        encoding = (content_encoding or "identity").strip().lower() or "identity"
+        self._encoding = "gzip" if encoding == "x-gzip" else encoding
+        if self._encoding not in ("identity", "gzip", "deflate"):
             raise ResponseProblem(
                 f"the body is encoded as {self._encoding[:40]!r}; only {ACCEPT_ENCODING} were asked for"
             )
@@ -190,10 +186,13 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.at = time.monotonic() + seconds
-        self.fired = self.done = False
+        self.fired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._token: contextvars.Token[Deadline | None] | None = None
+        # A blocking read cannot be cancelled: a watchdog thread shuts its socket down instead.
+        self._watchdog = threading.Timer(seconds, self.fire)
+        self._watchdog.daemon, self._watchdog.name = True, "posthog-deadline"
 
     def watch(self, sock: Any) -> None:
         """Shut ``sock`` down when the deadline passes (at once if it already has)."""
@@ -219,16 +218,16 @@ class Deadline:
             self.fire()
 
     def __enter__(self) -> Deadline:
-        _REAPER.add(self)
+        self._watchdog.start()
         self._token = _CURRENT.set(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._watchdog.cancel()
         if self._token is not None:
             _CURRENT.reset(self._token)
         with self._lock:
             self._sockets = []
-        self.done = True  # the reaper forgets it
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -237,54 +236,12 @@ def _shutdown(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _Reaper:
-    """One daemon thread that fires the deadlines of every sync hook in the process."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Deadline]] = []
-        self._counter = itertools.count()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: Deadline) -> None:
-        with self._wake:
-            heapq.heappush(self._heap, (deadline.at, next(self._counter), deadline))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="posthog-deadlines", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._wake.wait(60.0)
-                    if not self._heap:
-                        self._thread = None
-                        return
-                    continue
-                at, _, deadline = self._heap[0]
-                delay = at - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-            deadline.fire()
-
-
-_REAPER = _Reaper()
-
-
-def _reset_after_fork() -> None:
-    # A forked task process inherits neither the thread nor a usable lock: start afresh.
-    global _REAPER
-    _REAPER = _Reaper()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+def _watch(sock: Any) -> Any:
+    # The current attempt's deadline, if any, shuts ``sock`` down when it passes (None is ignored).
+    deadline = _CURRENT.get()
+    if deadline is not None:
+        deadline.watch(sock)
+    return sock
 
 
 @functools.cache
@@ -295,34 +252,26 @@ def watched_adapter_class() -> type:
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    def watched(base: type) -> type:
-        class Watched(base):  # type: ignore[misc,valid-type]
+    def watched(pool: type, connection: type) -> type:
+        class WatchedConnection(connection):  # type: ignore[misc,valid-type]
             def _new_conn(self) -> Any:
-                sock = super()._new_conn()
-                deadline = _CURRENT.get()
-                if deadline is not None:
-                    deadline.watch(sock)
-                return sock
+                return _watch(super()._new_conn())
 
             def request(self, *args: Any, **kwargs: Any) -> Any:
-                deadline = _CURRENT.get()
-                if deadline is not None and self.sock is not None:
-                    deadline.watch(self.sock)  # a kept-alive connection, opened by an earlier attempt
+                _watch(self.sock)  # a kept-alive connection, opened by an earlier attempt
                 return super().request(*args, **kwargs)
 
-        Watched.__name__ = f"Watched{base.__name__}"
-        return Watched
+        class WatchedPool(pool):  # type: ignore[misc,valid-type]
+            ConnectionCls = WatchedConnection
 
-    class WatchedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = watched(HTTPConnection)
+        return WatchedPool
 
-    class WatchedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = watched(HTTPSConnection)
+    http, https = watched(HTTPConnectionPool, HTTPConnection), watched(HTTPSConnectionPool, HTTPSConnection)
 
     class WatchedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+            self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
 
     return WatchedAdapter
 
