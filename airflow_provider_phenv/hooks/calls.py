@@ -73,8 +73,7 @@ def list_of_objects(item: Shape | None = None) -> Shape:
         if not isinstance(value, list):
             return f"expected a JSON list, got {describe(value)}"
         for index, entry in enumerate(value):
-            problem = item_shape(entry)
-            if problem:
+            if problem := item_shape(entry):
                 return f"item {index}: {problem}"
         return None
 
@@ -86,11 +85,9 @@ def _with_list(name: str, item: Shape | None = None, **others: tuple[Any, ...]) 
     head, items = json_object(**{name: (..., list)}, **others), list_of_objects(item)
 
     def check(value: Any) -> str | None:
-        problem = head(value)
-        if problem:
+        if problem := head(value):
             return problem
-        problem = items(value[name])
-        return f"{name} {problem}" if problem else None
+        return f"{name} {problem}" if (problem := items(value[name])) else None
 
     return check
 
@@ -104,8 +101,7 @@ def paused_is(expected: bool) -> Shape:
     """PostHog's answer to pause (``expected`` True) or unpause, which must say the state it reached."""
 
     def check(value: Any) -> str | None:
-        problem = json_object(paused=(..., bool))(value)
-        if problem:
+        if problem := json_object(paused=(..., bool))(value):
             return f"{problem} (no evidence that the export is {'paused' if expected else 'unpaused'})"
         if value["paused"] is not expected:
             return f"expected 'paused': {str(expected).lower()}, got {str(value['paused']).lower()}"
@@ -214,17 +210,14 @@ class ListPager(_Pager):
         assert self.call is not None, "take() called after the last page"
         self.pages += 1
         link = body.get("next")
-        if not link:
-            self.call = None
-            return body["results"]
-        following = replace(self.call, params=None, next_url=link)
-        key, stop = self._key(following), f"stopped reading the list after {self.pages:,} pages"
-        if key in self._seen:
-            raise self._error(following, f"{stop}: its next link points back at a page already read")
-        if self.pages >= self.max_pages:
-            raise self._error(following, f"{stop}: it has more than max_pages={self.max_pages:,} pages")
-        self._seen.add(key)
-        self.call = following
+        self.call = replace(self.call, params=None, next_url=link) if link else None
+        if self.call is not None:
+            key, stop = self._key(self.call), f"stopped reading the list after {self.pages:,} pages"
+            if key in self._seen:
+                raise self._error(self.call, f"{stop}: its next link points back at a page already read")
+            if self.pages >= self.max_pages:
+                raise self._error(self.call, f"{stop}: it has more than max_pages={self.max_pages:,} pages")
+            self._seen.add(key)
         return body["results"]
 
 
@@ -360,10 +353,9 @@ class LogsPager(_Pager):
             try:
                 times.append(entry_time(entry))
             except (KeyError, TypeError, ValueError) as error:
-                why = f"results item {index} has no valid timestamp ({type(error).__name__})"
-                raise self._error(
-                    self.call, f"unexpected answer: {why}", PostHogUnexpectedResponseError
-                ) from None
+                kind = type(error).__name__
+                why = f"unexpected answer: results item {index} has no valid timestamp ({kind})"
+                raise self._error(self.call, why, PostHogUnexpectedResponseError) from None
         limit = self.call.params["limit"]
         if len(entries) < limit:
             self.call = None

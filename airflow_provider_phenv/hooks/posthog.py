@@ -99,7 +99,7 @@ def find_backfill(
     since: datetime | None,
     *,
     schedule: ExportSchedule | None = None,
-) -> dict[str, Any] | None:
+) -> JSON | None:
     """The newest backfill over exactly ``bounds`` created at or after ``since``, if any.
 
     :param backfills: the export's backfills as PostHog lists them.
@@ -234,7 +234,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     # -- batch exports ------------------------------------------------------------------------------
 
-    def pause_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> dict[str, Any]:
+    def pause_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> JSON:
         """Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``."""
         paused = calls.paused_is(True)
         call = export_call(batch_export_id, "pause/", method="POST", project_id=project_id, expect=paused)
@@ -242,7 +242,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Unpause a batch export; returns ``{"paused": false}``. With ``backfill`` never re-sent (a repeat
         would start no backfill): an ambiguous failure raises :class:`PostHogWriteOutcomeUnknownError`.
 
@@ -260,9 +260,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         return self._call(call)
 
-    def get_batch_export_test_steps(
-        self, destination_type: str, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    def get_batch_export_test_steps(self, destination_type: str, *, project_id: ProjectId = None) -> JSON:
         """Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
 
         :param destination_type: e.g. ``AwsS3``, ``BigQuery``, ``Snowflake``.
@@ -279,7 +277,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def run_batch_export_test_step(
         self, batch_export_id: str, step: int, payload: JSON | None = None, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Run one test step against an existing export's destination: ``{"name", "description", "result"}``.
 
         :param step: index of the step, from :meth:`get_batch_export_test_steps`.
@@ -302,7 +300,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def run_batch_export_test_step_new(
         self, payload: JSON, step: int, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Run one test step for an export that does not exist yet.
 
         :param payload: the create payload: ``name``, ``interval``, ``destination``.
@@ -329,7 +327,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         *,
         project_id: ProjectId = None,
         row_timeout: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Run a run's interval again as a backfill and wait for its row: ``{"backfill_id", "workflow_id"}``
         (``workflow_id`` None when the answer was lost: the backfill is then looked up, never re-sent).
 
@@ -371,7 +369,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def cancel_batch_export_run(
         self, batch_export_id: str, run_id: str, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Cancel a Starting or Running run (PostHog answers 400 for any other status)."""
         return self._call(run_call(batch_export_id, run_id, "cancel/", method="POST", project_id=project_id))
 
@@ -385,7 +383,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         export: Mapping[str, Any] | None = None,
         slot_timeout: float = 900.0,
         slot_poll_interval: float = 30.0,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Start a backfill of ``[start_at, end_at)``, checked against the export's schedule; returns
         ``{"backfill_id"}``. A lost answer is looked up, never re-sent; with no free backfill slot, it waits.
 
@@ -422,7 +420,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: ProjectId = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JSON]:
         """Return the backfills of a batch export across all pages."""
         call = export_call(batch_export_id, "backfills/", project_id=project_id, expect=calls.BACKFILL)
         return self._collect(call)
@@ -436,14 +434,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         schedule: ExportSchedule | None = None,
         wait: float = 0.0,
         project_id: ProjectId = None,
-    ) -> dict[str, Any] | None:
+    ) -> JSON | None:
         """:func:`find_backfill` on the export's backfills (``bounds``, ``since`` and ``schedule`` as there),
         waiting up to ``wait`` seconds for PostHog to show it; ``None`` when there is none by then.
 
         :param wait: seconds to keep looking.
         """
 
-        def look() -> dict[str, Any] | None:
+        def look() -> JSON | None:
             backfills = self.list_batch_export_backfills(batch_export_id, project_id=project_id)
             return find_backfill(backfills, bounds, since, schedule=schedule)
 
@@ -458,7 +456,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         project_id: ProjectId,
         error: PostHogWriteOutcomeUnknownError,
         schedule: ExportSchedule | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
         # since sending the create again could make a second one if the first commits late.
         backfill = self.find_batch_export_backfill(
@@ -479,7 +477,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def list_dashboards(
         self, *, search: str | None = None, project_id: ProjectId = None, page_size: int = 500, **filters: Any
-    ) -> list[dict[str, Any]]:
+    ) -> list[JSON]:
         """Return every dashboard of the project (pinned first, then by name), across all pages.
 
         :param search: at most 200 characters; older PostHog builds ignore it (docs/posthog-api.md §7.1).
@@ -494,11 +492,11 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         return self._collect(call)
 
-    def get_dashboard(self, dashboard_id: int | str, *, project_id: ProjectId = None) -> dict[str, Any]:
+    def get_dashboard(self, dashboard_id: int | str, *, project_id: ProjectId = None) -> JSON:
         """Return one dashboard."""
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
-    def create_dashboard(self, *, project_id: ProjectId = None, **fields: Any) -> dict[str, Any]:
+    def create_dashboard(self, *, project_id: ProjectId = None, **fields: Any) -> JSON:
         """Create a dashboard; never re-sent, so an ambiguous failure raises PostHogWriteOutcomeUnknownError.
 
         :param fields: ``validation.DASHBOARD_FIELDS`` (``name`` required) and any other PostHog accepts.
@@ -517,7 +515,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def update_dashboard(
         self, dashboard_id: int | str, *, project_id: ProjectId = None, **fields: Any
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Change some fields of a dashboard (PATCH) and return the whole dashboard as it now is.
 
         :param fields: the fields to change (``{"deleted": True}`` deletes it).
@@ -532,7 +530,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def list_dashboard_collaborators(
         self, dashboard_id: int | str, *, project_id: ProjectId = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JSON]:
         """Return the collaborators of a dashboard (PostHog sends them all at once, unpaginated)."""
         return self._call(
             dashboard_call(dashboard_id, "collaborators/", project_id=project_id, expect=calls.COLLABORATORS)
@@ -540,7 +538,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def add_dashboard_collaborator(
         self, dashboard_id: int | str, user_uuid: str, level: int = 37, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Give a user edit access to a restricted dashboard.
 
         :param user_uuid: the user's UUID.
@@ -563,7 +561,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def list_dashboard_access_controls(
         self, dashboard_id: int | str, *, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Return a dashboard's access controls: ``{"access_controls": [...], "default_access_level", ...}``
         (empty without the access-control feature). Needs the key scope ``access_control:read``.
         """
@@ -581,7 +579,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         organization_member: str | None = None,
         role: str | None = None,
         project_id: ProjectId = None,
-    ) -> dict[str, Any] | None:
+    ) -> JSON | None:
         """Set a member's or a role's access rule on a dashboard, or with neither its default (a repeatable
         PUT); returns the rule as stored, ``None`` for a removed one. Needs ``access_control:write`` and the
         dashboard's creator or an admin.
@@ -607,13 +605,11 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     # -- projects and organizations ---------------------------------------------------------------------
 
-    def get_project(self, *, project_id: ProjectId = None) -> dict[str, Any]:
+    def get_project(self, *, project_id: ProjectId = None) -> JSON:
         """Return the project (environment) record, with its ``organization`` id."""
         return self._call(ApiCall("", "the project", project_id=project_id))
 
-    def get_organization(
-        self, *, organization_id: str | None = None, project_id: ProjectId = None
-    ) -> dict[str, Any]:
+    def get_organization(self, *, organization_id: str | None = None, project_id: ProjectId = None) -> JSON:
         """Return an organization, with its ``available_product_features``.
 
         :param organization_id: the organization's UUID (or ``@current``); default: the project's.
@@ -624,7 +620,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def list_organization_members(
         self, *, organization_id: str | None = None, project_id: ProjectId = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JSON]:
         """Return every member of an organization, across all pages: ``{"id" (the membership id), "user":
         {"uuid", "email", ...}, "level"}``.
 
@@ -660,7 +656,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """The scopes of the connection's personal API key, or ``None`` where PostHog cannot show them."""
         return _scopes(self._own_key())
 
-    def _own_key(self) -> dict[str, Any] | None:
+    def _own_key(self) -> JSON | None:
         # The key's own record (label, scopes); None on a PostHog that cannot show it.
         call = ApiCall("personal_api_keys/@current/", "the personal API key", global_path=True)
         try:

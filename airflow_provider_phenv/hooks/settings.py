@@ -16,7 +16,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, TypeVar
@@ -109,17 +109,16 @@ class HookOptions:
         :param options: option names and values.
         :param what: how errors name the mapping (``"hook_params"``).
         """
-        rules = {option.name: option.metadata["rule"] for option in fields(cls)}
         values = {}
         for name, value in options.items():
-            if name not in rules:
+            if name not in _RULES:
                 raise ValueError(
-                    f"Invalid {what or 'hook option'} key {name!r}: expected one of {sorted(rules)}."
+                    f"Invalid {what or 'hook option'} key {name!r}: expected one of {sorted(_RULES)}."
                 )
-            if value is not None and not _fits(value, rules[name]):
+            if value is not None and not _fits(value, _RULES[name]):
                 where = f" in {what}" if what else ""
-                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(rules[name])}.")
-            values[name] = None if value is None else rules[name].kind(value)
+                raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(_RULES[name])}.")
+            values[name] = None if value is None else _RULES[name].kind(value)
         return cls(**values)
 
     def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
@@ -128,15 +127,15 @@ class HookOptions:
         :param extra: the connection's extra (URI-form extras are strings).
         :param conn_id: the connection id, for messages.
         """
-        values: dict[str, Any] = {}
-        for option in fields(self):
-            value = getattr(self, option.name)
-            if value is None:
-                value = _from_extra(extra, option.name, option.metadata["rule"], conn_id)
-            values[option.name] = value
-        if values["request_deadline"] is None:
-            values["request_deadline"] = values["timeout"] * DEADLINE_PER_TIMEOUT
+        values = {
+            name: _from_extra(extra, name, _RULES[name], conn_id) if value is None else value
+            for name, value in asdict(self).items()
+        }
+        values["request_deadline"] = values["request_deadline"] or values["timeout"] * DEADLINE_PER_TIMEOUT
         return values
+
+
+_RULES: dict[str, _Rule] = {option.name: option.metadata["rule"] for option in fields(HookOptions)}
 
 
 def _from_extra(extra: Mapping[str, Any], name: str, rule: _Rule, conn_id: str) -> Any:
