@@ -492,7 +492,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         )
         return self._collect(call)
 
-    def get_dashboard(self, dashboard_id: int | str, *, project_id: ProjectId = None) -> JSON:
+    def get_dashboard(self, dashboard_id: int | str, *, project_id: ProjectId = None) -> dict[str, Any]:
         """Return one dashboard."""
         return self._call(dashboard_call(dashboard_id, project_id=project_id, expect=calls.DASHBOARD))
 
@@ -688,42 +688,32 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             return False, str(error)
 
     def _check(self) -> tuple[bool, str]:
-        settings = self.settings
-        problems: list[str] = []
+        settings, project, problems = self.settings, self.settings.project_id, []
         key = self._own_key()  # raises on an unreachable host or a rejected key
         scopes = _scopes(key)
-        missing = lacking_scopes(scopes, REQUIRED_SCOPES)
-        if missing:
+        if missing := lacking_scopes(scopes, REQUIRED_SCOPES):
             problems.append(
                 f"the personal API key lacks the scope{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)} (it has {', '.join(scopes or []) or 'none'}): the operators need "
                 f"{', '.join(REQUIRED_SCOPES)}; edit the key in PostHog (Settings > Personal API keys)"
             )
-        project = settings.project_id
         # Read something the key may read, so a missing scope is not reported twice.
-        listing = next(
-            (name for scope, name in _LISTINGS.items() if not lacking_scopes(scopes, [scope])), None
-        )
+        readable = [listing for scope, listing in _LISTINGS.items() if not lacking_scopes(scopes, [scope])]
         if project is None:
             problems.append(
                 f"connection {settings.conn_id!r} has no extra 'project_id': set it to the project "
                 "(environment) id, the number after /project/ in PostHog's URLs"
             )
-        elif listing:
-            call = ApiCall(
-                f"{listing}/",
-                listing.replace("_", " "),
-                params={"limit": 1},
-                project_id=project,
-                expect=calls.page(),
-            )
+        elif readable:
+            path, resource = readable[0]
+            call = ApiCall(path, resource, params={"limit": 1}, project_id=project, expect=calls.page())
             try:
                 self._call(call)
             except (PostHogAuthError, PostHogNotFoundError) as error:
                 problems.append(f"project {project} cannot be read: {error}")
         where = f"PostHog at {settings.host_label}"
         if problems:
-            return False, f"{where}: " + "; ".join(problems) + "."
+            return False, f"{where}: {'; '.join(problems)}."
         label = f" with key {key['label']!r}" if key and key.get("label") else ""
         scope_note = "its scopes cover" if key else "its scopes could not be read (older PostHog); it needs"
         lacking = lacking_scopes(scopes, ACCESS_SCOPES)
@@ -751,7 +741,10 @@ ACCESS_TASKS = "dashboard tasks that set editors, viewers or default_access"
 #: Seconds the connection test waits to connect and for each answer.
 TEST_CONNECTION_TIMEOUT = 5.0
 # The listing the connection test reads with each scope, in order of preference.
-_LISTINGS = {"batch_export:read": "batch_exports", "dashboard:read": "dashboards"}
+_LISTINGS = {
+    "batch_export:read": ("batch_exports/", "batch exports"),
+    "dashboard:read": ("dashboards/", "dashboards"),
+}
 
 
 def _scopes(key: JSON | None) -> list[str] | None:
