@@ -580,9 +580,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         role: str | None = None,
         project_id: ProjectId = None,
     ) -> JSON | None:
-        """Set a member's or a role's access rule on a dashboard, or with neither its default (a repeatable
-        PUT); returns the rule as stored, ``None`` for a removed one. Needs ``access_control:write`` and the
-        dashboard's creator or an admin.
+        """Set a member's, a role's or (neither) the default access rule of a dashboard (a repeatable PUT);
+        returns the rule stored, ``None`` if removed. Needs ``access_control:write``, the creator or an admin.
 
         :param access_level: ``"none"``, ``"viewer"``, ``"editor"``, ``"manager"``; ``None`` removes the rule.
         :param organization_member: the member's membership id (from :meth:`list_organization_members`).

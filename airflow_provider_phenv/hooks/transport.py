@@ -621,6 +621,7 @@ class SyncClient(PostHogHookBase):
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
         import requests
+        from requests.exceptions import ChunkedEncodingError, InvalidHeader, InvalidURL
         from urllib3.exceptions import HTTPError as Urllib3Error
         from urllib3.exceptions import NewConnectionError
 
@@ -634,10 +635,8 @@ class SyncClient(PostHogHookBase):
                 deadline.check()
                 if deadline.fired:
                     raise exchange.deadline_error(path) from None
-                unsent = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError)
-                if isinstance(error, unsent) and not isinstance(
-                    error, requests.exceptions.ChunkedEncodingError
-                ):
+                unsent = isinstance(error, (InvalidHeader, InvalidURL, ValueError))
+                if unsent and not isinstance(error, ChunkedEncodingError):
                     # Refused by the client before sending. Its text may quote a header (the key): not kept.
                     detail = f"the request could not be built ({type(error).__name__}); nothing was sent"
                     raise exchange.error(PostHogAPIError, detail, path, status_code=None) from None
@@ -706,8 +705,7 @@ class AsyncClient(PostHogHookBase):
     ) -> None:
         """Also the parameters of :class:`PostHogHookBase`.
 
-        :param keepalive: seconds an idle connection is kept open; longer than the poll interval,
-            or every poll pays a new TCP (and TLS) handshake.
+        :param keepalive: seconds an idle connection stays open; above the poll interval, or polls handshake.
         """
         super().__init__(posthog_conn_id, **options)
         self._keepalive = keepalive
