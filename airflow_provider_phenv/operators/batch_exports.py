@@ -202,14 +202,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
         self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
-        assert wait.started_at is not None and wait.backfill_id is not None
-        trigger_kwargs: dict[str, Any] = {
-            "batch_export_id": wait.batch_export_id,
-            "backfill_id": wait.backfill_id,
-            "started_at": format_timestamp(wait.started_at),
-            "row_grace": wait.row_grace,
-            "cancel_on_kill": self.cancel_on_kill,
-        }
+        trigger_kwargs = {**wait.to_params(), "cancel_on_kill": self.cancel_on_kill}
         self.log.info(
             "Deferring the wait on backfill %s of batch export %s.", wait.backfill_id, wait.batch_export_id
         )
