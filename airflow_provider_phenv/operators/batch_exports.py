@@ -255,8 +255,8 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")
         raise PostHogBackfillTimeoutError(
             f"Backfill {backfill_id} of batch export {export_id} did not end within {self.wait_timeout} s; "
-            "it was cancelled in PostHog. (PostHog shows a backfill whose workflow was terminated Running for "
-            "ever: only this timeout ends such a wait.)"
+            "it was cancelled in PostHog. (PostHog shows a backfill whose workflow was terminated Running "
+            "for ever: only this timeout ends such a wait.)"
         )
 
     def on_kill(self) -> None:
