@@ -74,15 +74,8 @@ class PostHogAPIError(PostHogError):
         return text + (f" {self.hint}" if self.hint else "")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only __init__: rebuild from the attributes so the error survives pickling.
-        return (_rebuild, (type(self), self.__dict__.copy()))
-
-
-def _rebuild(cls: type[PostHogAPIError], state: dict[str, Any]) -> PostHogAPIError:
-    error = cls.__new__(cls)
-    error.__dict__.update(state)
-    Exception.__init__(error, error._message())
-    return error
+        # Keyword-only __init__: pickle rebuilds the error from its message and attributes instead.
+        return (type(self).__new__, (type(self), *self.args), self.__dict__.copy())
 
 
 # 400, 401, 403 and 404 cannot succeed on a retry: as AirflowFailException they fail the task

@@ -129,10 +129,7 @@ def batch_export_asset(
 
 
 def batch_export_outlet_extra(
-    batch_export_id: str,
-    runs: Iterable[Mapping[str, Any]],
-    *,
-    backfill_id: str | None = None,
+    batch_export_id: str, runs: Iterable[Mapping[str, Any]], *, backfill_id: str | None = None
 ) -> dict[str, Any]:
     """The extra of an asset event about some runs of a batch export: their ids, statuses, span, records.
 
@@ -335,9 +332,7 @@ def batch_export_lineage(
         },
         run_facets={
             "posthogBatchExportRuns": runs_facet(
-                backfillId=backfill_id,
-                runs=[run_summary(run) for run in items],
-                recordsCompleted=records,
+                backfillId=backfill_id, runs=[run_summary(run) for run in items], recordsCompleted=records
             )
         },
     )

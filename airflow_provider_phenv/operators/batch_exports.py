@@ -202,14 +202,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportRunTrigger
 
         self._waiting_on = None  # the worker leaves: nothing to cancel on kill here any more
-        assert wait.started_at is not None and wait.backfill_id is not None
-        trigger_kwargs: dict[str, Any] = {
-            "batch_export_id": wait.batch_export_id,
-            "backfill_id": wait.backfill_id,
-            "started_at": format_timestamp(wait.started_at),
-            "row_grace": wait.row_grace,
-            "cancel_on_kill": self.cancel_on_kill,
-        }
+        trigger_kwargs = {**wait.to_params(), "cancel_on_kill": self.cancel_on_kill}
         self.log.info(
             "Deferring the wait on backfill %s of batch export %s.", wait.backfill_id, wait.batch_export_id
         )
@@ -259,16 +252,11 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         return self.backfill_result(context, value)
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
-        self.log.warning(
-            "Backfill %s is still not finished after %s s. If PostHog's workflow of it was terminated, "
-            "PostHog shows it Running for ever, and only this timeout ends the wait.",
-            backfill_id,
-            self.wait_timeout,
-        )
         self._cancel(export_id, backfill_id, project_id, f"it did not end within {self.wait_timeout} s")
         raise PostHogBackfillTimeoutError(
             f"Backfill {backfill_id} of batch export {export_id} did not end within {self.wait_timeout} s; "
-            "it was cancelled in PostHog."
+            "it was cancelled in PostHog. (PostHog shows a backfill whose workflow was terminated Running "
+            "for ever: only this timeout ends such a wait.)"
         )
 
     def on_kill(self) -> None:
@@ -368,14 +356,10 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
         earlier = self._earlier_try(context, _UNPAUSE_KEY, batch_export_id=export_id)
         export = self._export = self.hook.get_batch_export(export_id, project_id=project_id)
         if not export.get("paused"):
-            if earlier is not None:
-                backfill_id = earlier.get("backfill_id")
-                self.log.info(
-                    "An earlier try unpaused batch export %s; its backfill is %s.", export_id, backfill_id
-                )
-                return backfill_id
-            self.log.info("Batch export %s is not paused: PostHog starts no backfill.", export_id)
-            return None
+            # Already active (PostHog starts no backfill), or unpaused by an earlier try, with its backfill.
+            backfill_id = None if earlier is None else earlier.get("backfill_id")
+            self.log.info("Batch export %s is not paused; its backfill: %s.", export_id, backfill_id)
+            return backfill_id
         if not export.get("last_paused_at"):
             raise ValueError(
                 f"Batch export {export_id} is paused but has no last_paused_at (it was created paused, "

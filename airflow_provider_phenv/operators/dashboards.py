@@ -116,15 +116,12 @@ class DashboardAccess:
         )
         if not self.manages_members:
             return
-        members = self.hook.list_organization_members(organization_id=organization_id)
-        self._members = {member["id"]: member for member in members}
-        for member in members:
+        for member in self.hook.list_organization_members(organization_id=organization_id):
+            self._members[member["id"]] = member
             user = member.get("user") or {}
-            for key in (user.get("uuid"), (user.get("email") or "").lower()):
-                if key:
-                    self._by_person[key] = member
-        people = [*(self.editors or ()), *(self.viewers or ())]
-        unknown = [person for person in people if person not in self._by_person]
+            keys = (user.get("uuid"), (user.get("email") or "").lower())
+            self._by_person |= {key: member for key in keys if key}
+        unknown = [p for p in (*(self.editors or ()), *(self.viewers or ())) if p not in self._by_person]
         if unknown:
             raise PostHogDashboardAccessError(
                 f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a member of the project's "
@@ -317,23 +314,14 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if self.access_given and collaborators is not None:
-            raise ValueError(
-                "collaborators (the legacy model, restriction_level=37) and editors/viewers/default_access "
-                "(PostHog's current model, restriction_level=21) cannot be used together: pick one."
-            )
         if collaborators is not None and restriction_level is None:
             restriction_level = COLLABORATORS_LEVEL
         legacy = str(restriction_level) == str(COLLABORATORS_LEVEL)
-        if self.access_given and legacy:
+        if (self.access_given and legacy) or (collaborators is not None and not legacy):
             raise ValueError(
-                "editors, viewers and default_access need restriction_level=21 (PostHog's current "
-                f"access model); got restriction_level={restriction_level!r}, where only collaborators edit."
-            )
-        if collaborators is not None and not legacy:
-            raise ValueError(
-                f"collaborators need restriction_level={COLLABORATORS_LEVEL} (only collaborators can edit); "
-                f"got restriction_level={restriction_level!r}, where PostHog refuses collaborators."
+                "collaborators need restriction_level=37 (PostHog's legacy model) and editors, viewers and "
+                "default_access need restriction_level=21 (its current model): they cannot be used together; "
+                f"got restriction_level={restriction_level!r}."
             )
         self.name, self.description, self.pinned = name, description, pinned
         self.tags, self.restriction_level = tags, restriction_level
@@ -415,24 +403,20 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             for key, value in wanted.items()
             if not _same(key, dashboard.get(key), value)
         }
-        if self.if_exists == "reuse":
-            self.log.info("Reusing PostHog dashboard %s named %r.", dashboard["id"], name)
-            if differences:
-                self.log.warning(
-                    "PostHog dashboard %s named %r differs from this task: %s. It was reused as it is; "
-                    "use if_exists='update' to make it match.",
-                    dashboard["id"],
-                    name,
-                    _describe(differences),
-                )
-        elif differences:
-            changes = {key: new for key, (_old, new) in differences.items()}
-            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
-            self.log.info(
-                "Updated PostHog dashboard %s named %r: %s.", dashboard["id"], name, _describe(differences)
+        about = f"PostHog dashboard {dashboard['id']} named {name!r}"
+        if not differences:
+            self.log.info("Reusing %s, which already matches this task.", about)
+        elif self.if_exists == "reuse":
+            self.log.warning(
+                "Reusing %s as it is, though it differs from this task: %s. Use if_exists='update' to make "
+                "it match.",
+                about,
+                _describe(differences),
             )
         else:
-            self.log.info("PostHog dashboard %s named %r already matches this task.", dashboard["id"], name)
+            changes = {key: new for key, (_old, new) in differences.items()}
+            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
+            self.log.info("Updated %s: %s.", about, _describe(differences))
         result = self._result(dashboard, project_id, created=False)
         if self.if_exists == "update":
             result["updated"] = sorted(differences)
