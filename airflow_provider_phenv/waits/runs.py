@@ -120,20 +120,15 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
     progress = f"{value['finished_runs']}/{value['total_runs']} runs finished"
     if value["total_runs"] is None or value["finished_runs"] is None:
         progress = f"{status}, run count not known yet"
+    what = f"Backfill {backfill_id} of batch export {batch_export_id}"
     if status in ACTIVE_STATUSES:
-        return RunsOutcome(
-            WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
-        )
+        return RunsOutcome(WAITING, value, f"{what}: {progress}.")
     failed = [run for run in own if run.get("status") in FAILED_STATUSES]
     if status == "Completed" and not failed:
         runs = [run_summary(run) for run in own]
         return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
     why = f"; {_describe_failures(failed)}" if failed else ""
-    return RunsOutcome(
-        FAILED,
-        value,
-        f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
-    )
+    return RunsOutcome(FAILED, value, f"{what} ended {status} ({progress}){why}")
 
 
 # -- data intervals --------------------------------------------------------------------------------
@@ -312,9 +307,7 @@ class RunsWait:
         return latest if oldest < self.runs_after(None) else None
 
     def _with_pause(self, outcome: RunsOutcome, export: Mapping[str, Any]) -> RunsOutcome:
-        """The outcome, told by a pause of the export (PostHog may pause one, §6.4): a pause during the wait
-        fails it at once.
-        """
+        """The outcome, told by a pause of the export (§6.4): a pause during the wait fails it at once."""
         if not export.get("paused") or outcome.status == SUCCESS:
             return outcome
         paused_at = export.get("last_paused_at")
@@ -365,9 +358,8 @@ class RunsWait:
     async def poll_async(
         self, hook: PostHogAsyncHook, project_id: int | str | None, listing: Listing | None = None
     ) -> RunsOutcome:
-        """One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the project's shared
-        exports list, stands for the export's own read and, while it shows a run of the backfill at work, for
-        the backfill's.
+        """One poll with the async hook, judged as :meth:`poll`; ``listing``, the project's shared exports
+        list, stands for the export's read and, while it shows a run of the backfill at work, the backfill's.
         """
         export_id = self.batch_export_id
         listed = None if listing is None else listing.exports.get(export_id)
@@ -427,9 +419,7 @@ def report_runs(
     ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
-    # Lineage needs the OpenLineage provider (the ``openlineage`` extra).
     if isinstance(task, PostHogLineageMixin) and importlib.util.find_spec("airflow.providers.openlineage"):
-        # The destination's dataset name comes from the export: one read when the task has none.
         export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
         task.record_posthog_lineage(
             export,
@@ -529,10 +519,7 @@ class RunEventWatch:
 
     def lower_bound(self) -> datetime:
         """The ``after=`` of the next runs query: nothing older can still change what fires."""
-        bound = self.horizon()
-        if self.tracked:
-            bound = min(bound, min(_when(created) for created, _ in self.tracked.values()))
-        return bound
+        return min([self.horizon(), *(_when(created) for created, _status in self.tracked.values())])
 
     def covers(self, latest_runs: Sequence[dict[str, Any]]) -> bool:
         """Whether an export's ``latest_runs`` (the 10 newest) shows every run that matters."""
