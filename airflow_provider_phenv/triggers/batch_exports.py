@@ -366,18 +366,15 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         async with hook, member if self.shared_poll else contextlib.nullcontext() as poll:
             not_before = time.time()
             while True:
-                export: dict[str, Any] | None
                 try:
-                    if poll is None:
-                        export = await hook.get_batch_export(self.batch_export_id, project_id=self.project_id)
-                    else:
+                    if poll is not None:
                         listing = await poll.listing(not_before)
                         not_before = listing.started + self.poll_interval
                         export = listing.exports.get(self.batch_export_id)
+                    else:
+                        export = await hook.get_batch_export(self.batch_export_id, project_id=self.project_id)
                     self._note_pause(export)
-                    fired = await self._poll(
-                        hook, watch, None if export is None else export.get("latest_runs")
-                    )
+                    fired = await self._poll(hook, watch, (export or {}).get("latest_runs"))
                 except PostHogError as error:
                     # The hook already retried; the watch goes on at the next poll.
                     self.log.warning(
