@@ -26,8 +26,6 @@ TIMEOUT = "timeout"  # the deadline passed (the trigger reports it, with its cur
 ERROR = "error"  # PostHog could not be read, after the hook's retries
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
-# -- run and backfill statuses: the groups every judgement uses ----------------------------------
-
 #: Final statuses of a run (or backfill) that did not export its data.
 FAILED_STATUSES = frozenset(
     {
@@ -45,8 +43,6 @@ ACTIVE_STATUSES = tuple(status for status in RunStatus if status not in FINAL_ST
 #: How many runs PostHog puts in an export's ``latest_runs``, newest first (docs/posthog-api.md §5).
 LATEST_RUNS = 10
 
-# -- the run fields events and XCom carry ------------------------------------------------------
-
 #: The fields of a run worth keeping in XCom and events (:func:`run_summary`).
 SUMMARY_FIELDS = ("id", "status", "data_interval_start", "data_interval_end", "records_completed")
 #: The fields of a run event, in this order: the summary's (``id`` as ``run_id``) and the error.
@@ -62,9 +58,6 @@ def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """The :data:`SUMMARY_FIELDS` of a run."""
     return {key: run.get(key) for key in SUMMARY_FIELDS}
-
-
-# -- what travels to the triggerer -------------------------------------------------------------------
 
 
 class PostHogWaitError(PostHogError):
@@ -99,8 +92,6 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
         )
     return event
 
-
-# -- handing a wait to the triggerer ------------------------------------------------------------------
 
 #: The trigger reports its own deadline (with its state); Airflow's deferral timeout is a backstop.
 DEFER_TIMEOUT_GRACE = 60.0
@@ -147,9 +138,6 @@ def defer_to_trigger(
     task.defer(
         trigger=make_trigger(poll), method_name="execute_complete", kwargs=resume_kwargs, timeout=timeout
     )
-
-
-# -- the task state store (Airflow >= 3.3; what must survive a retry, docs/waits.md) -----------------
 
 
 def task_state_store(context: Any) -> Any | None:

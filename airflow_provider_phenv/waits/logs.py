@@ -1,6 +1,4 @@
-"""Watching a batch export's log, for the logs sensor and its trigger: the criteria, the cursor and the
-trigger's events (docs/waits.md, "The log watch").
-"""
+"""Watching a batch export's log, for the logs sensor and its trigger (docs/waits.md, "The log watch")."""
 
 from __future__ import annotations
 
@@ -206,8 +204,6 @@ class LogWatch:
         text = json.dumps([self.to_params(), *scope], sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
-    # -- what to ask PostHog -------------------------------------------------------------------
-
     def server_filters(self) -> list[dict[str, Any]]:
         """The filters to send to PostHog, one dict per request of a poll; never hiding a failing entry."""
         # search alone would hide an ERROR line without the word: with failure levels, a second request
@@ -226,8 +222,6 @@ class LogWatch:
                 {**base, "level": self.fail_on_levels},
             ]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
-
-    # -- judging entries -----------------------------------------------------------------------
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
         """``(FAILED, reason)``, ``(SUCCESS, None)``, or None when the entry decides nothing."""
@@ -250,8 +244,6 @@ class LogWatch:
     def requests(self, cursor: LogCursor) -> list[dict[str, Any]]:
         """Keyword arguments for ``iter_batch_export_logs``, one dict per request of the next poll."""
         return [{"after": cursor.after, **filters} for filters in self.server_filters()]
-
-    # -- one poll, from a worker or from the triggerer -----------------------------------------
 
     def poll(
         self,
@@ -349,9 +341,6 @@ def describe_failure(batch_export_id: str, entry: dict[str, Any], reason: str | 
 
 #: The task state store key of the logs sensor's ``since`` and cursor (docs/waits.md, "The log watch").
 STATE_KEY = "posthog_batch_export_logs_watch"
-
-
-# -- the trigger's events ----------------------------------------------------------------------------
 
 
 def outcome_from_event(event: dict[str, Any]) -> tuple[datetime, LogOutcome]:

@@ -91,9 +91,6 @@ def _describe_failures(runs: list[dict[str, Any]]) -> str:
     return "; ".join(lines)
 
 
-# -- backfills -------------------------------------------------------------------------------------
-
-
 def backfill_value(
     batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -129,9 +126,6 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
         return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
     why = f"; {_describe_failures(failed)}" if failed else ""
     return RunsOutcome(FAILED, value, f"{what} ended {status} ({progress}){why}")
-
-
-# -- data intervals --------------------------------------------------------------------------------
 
 
 def _interval(run: dict[str, Any]) -> tuple[datetime, datetime] | None:
@@ -175,9 +169,9 @@ def judge_interval(
     value = {"batch_export_id": batch_export_id, "runs": summaries, "records_completed": _records(completed)}
     completed_spans = [span for span, run in relevant if run.get("status") == "Completed"]
     gaps = _uncovered(since, until, completed_spans)
-    where = f"{format_timestamp(since)} - {format_timestamp(until)}"
+    what, where = f"Batch export {batch_export_id}", f"{format_timestamp(since)} - {format_timestamp(until)}"
     if not gaps:
-        return RunsOutcome(SUCCESS, value, f"Batch export {batch_export_id} has exported {where}.", summaries)
+        return RunsOutcome(SUCCESS, value, f"{what} has exported {where}.", summaries)
     working = [span for span, run in relevant if run.get("status") in ACTIVE_STATUSES]
     failed = [
         run
@@ -187,13 +181,9 @@ def judge_interval(
         and not any(start < span[1] and end > span[0] for start, end in working)
     ]
     if failed:
-        return RunsOutcome(
-            FAILED,
-            value,
-            f"Batch export {batch_export_id} could not export {where}: {_describe_failures(failed)}",
-        )
+        return RunsOutcome(FAILED, value, f"{what} could not export {where}: {_describe_failures(failed)}")
     missing = ", ".join(f"{format_timestamp(start)} - {format_timestamp(end)}" for start, end in gaps)
-    return RunsOutcome(WAITING, value, f"Batch export {batch_export_id}: waiting for {missing}.")
+    return RunsOutcome(WAITING, value, f"{what}: waiting for {missing}.")
 
 
 def runs_wait(
@@ -219,8 +209,6 @@ def runs_wait(
         raise ValueError(f"Invalid since {since!r}: it must be before until {until!r}.")
     return RunsWait(export_id, since=start, until=end, started_at=started)
 
-
-# -- one poll, from a worker or from the triggerer ---------------------------------------------------
 
 #: Seconds of each export interval (docs/posthog-api.md §5), for the run sensor's default ``since``.
 INTERVAL_SECONDS = {
@@ -269,8 +257,6 @@ class RunsWait:
         """Whether the range is exported, told by a pause of the export."""
         assert self.since is not None and self.until is not None
         return self._with_pause(judge_interval(self.batch_export_id, runs, self.since, self.until), export)
-
-    # -- the steps of a poll, shared by poll and poll_async ----------------------------------------
 
     def _not_visible(self, error: PostHogNotFoundError) -> RunsOutcome:
         """A backfill PostHog answers 404 for: not written yet within the grace, else gone."""
@@ -329,8 +315,6 @@ class RunsWait:
             outcome.value,
             f"{outcome.message} The export is paused since before the wait: waiting for it to be unpaused.",
         )
-
-    # -- one poll ---------------------------------------------------------------------------------
 
     def poll(self, hook: PostHogHook, project_id: str | None) -> RunsOutcome:
         """One poll with the sync hook."""
@@ -399,9 +383,6 @@ class RunsWait:
                 span = f"{run.get('data_interval_start')} - {run.get('data_interval_end')}"
                 return self._unread(f"{what}: run {run.get('id')} for {span} is {run.get('status')}.")
         return None
-
-
-# -- what a task reports once the runs completed -------------------------------------------------
 
 
 def report_runs(
