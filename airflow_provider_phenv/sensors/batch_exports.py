@@ -48,6 +48,7 @@ from airflow_provider_phenv.waits import (
     defer_to_trigger,
     raise_wait_error,
     read_state,
+    write_state,
 )
 from airflow_provider_phenv.waits.logs import (
     CRITERIA_CHECKS,
@@ -56,7 +57,6 @@ from airflow_provider_phenv.waits.logs import (
     LogCursor,
     LogOutcome,
     LogWatch,
-    WatchState,
     describe_failure,
     outcome_from_event,
 )
@@ -312,7 +312,6 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.failure_pattern = failure_pattern
         self.fail_on_levels = fail_on_levels
         self.settle = settle
-        self._state: WatchState | None = None
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:
@@ -323,15 +322,17 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
 
     def begin(self) -> None:
         super().begin()
-        self._state = None
+        # ``since`` and the cursor reached; what was last read from or written to the task state store.
+        self._state: tuple[datetime, LogCursor] | None = None
+        self._saved: dict[str, Any] | None = None
 
     def _fingerprint(self) -> str:
         # Whether a saved cursor still applies: a digest of the criteria and scope.
         return self.inputs["watch"].fingerprint(self.inputs["batch_export_id"], self.inputs["project_id"])
 
-    def _watch_state(self, context: Context) -> WatchState:
-        """The state to go on from: ``since`` given, else saved by the first poke, else the task's first
-        start; the saved cursor only if built with the same ``since`` and criteria.
+    def _watch_state(self, context: Context) -> tuple[datetime, LogCursor]:
+        """``since`` and the cursor to go on from: ``since`` given, else saved by the first poke, else the
+        task's first start; the saved cursor only if built with the same ``since`` and criteria.
         """
         if self._state is not None:
             return self._state
@@ -340,29 +341,36 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             with contextlib.suppress(ValueError):
                 saved_since = parse_timestamp("since", saved["since"])
         since = self.inputs["since"] or saved_since or self.task_started_at(context)
-        cursor, fingerprint = LogCursor.start(since), self._fingerprint()
-        if saved is not None and saved_since == since and saved.get("criteria") == fingerprint:
+        cursor = LogCursor.start(since)
+        if saved is not None and saved_since == since and saved.get("criteria") == self._fingerprint():
             try:
                 cursor = LogCursor.from_json(saved.get("cursor"))
             except ValueError as error:
                 self.log.warning("Ignoring a malformed saved cursor: %s", error)
         self.log.info("Counting log entries after %s; cursor %s.", format_timestamp(since), cursor.to_json())
-        self._state = WatchState(since=since, cursor=cursor, fingerprint=fingerprint, saved=saved)
+        self._state, self._saved = (since, cursor), saved
         return self._state
+
+    def _save_state(self, context: Context) -> None:
+        """Keep ``since`` and the cursor in the task state store, when they changed."""
+        since, cursor = self._watch_state(context)
+        data = {"since": format_timestamp(since), "cursor": cursor.to_json(), "criteria": self._fingerprint()}
+        if data != self._saved and write_state(context, STATE_KEY, data, self.log):
+            self._saved = data
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if not self.inputs:  # called directly (a user's own test), not through execute
             self.begin()
         export_id, watch = self.inputs["batch_export_id"], self.inputs["watch"]
-        state = self._watch_state(context)
+        since, cursor = self._watch_state(context)
         self.log.info(
-            "Reading the log of batch export %s after %s.", export_id, format_timestamp(state.cursor.after)
+            "Reading the log of batch export %s after %s.", export_id, format_timestamp(cursor.after)
         )
-        outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], state.cursor, state.since)
-        state.cursor = outcome.cursor
+        outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], cursor, since)
+        self._state = (since, outcome.cursor)
         # Saved only for news (or the first time): an older settled mark is still consistent.
-        if outcome.new or state.saved is None:
-            state.save(context, log=self.log)
+        if outcome.new or self._saved is None:
+            self._save_state(context)
         self.log.info("Batch export %s: %d new log entries, %s.", export_id, outcome.new, outcome.status)
         return self.conclude(context, outcome)
 
@@ -378,24 +386,24 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         return False
 
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
-        state = self._watch_state(context)
-        state.save(context, log=self.log)
-        self.log.info("Log cursor of %s: %s.", self.about(), state.cursor.to_json())
+        since, cursor = self._watch_state(context)
+        self._save_state(context)
+        self.log.info("Log cursor of %s: %s.", self.about(), cursor.to_json())
         # Imported here: Airflow's trigger machinery is only needed by a task that defers.
         from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 
         return PostHogBatchExportLogsTrigger(
             batch_export_id=self.inputs["batch_export_id"],
-            since=format_timestamp(state.since),
+            since=format_timestamp(since),
             criteria=self.inputs["watch"].to_params(),
-            cursor=state.cursor.to_json(),
+            cursor=cursor.to_json(),
             **poll,
         )
 
     def resume_from_event(self, context: Context, event: dict[str, Any]) -> LogOutcome:
         since, outcome = outcome_from_event(event)
-        self._state = WatchState(since=since, cursor=outcome.cursor, fingerprint=self._fingerprint())
-        self._state.save(context, log=self.log)
+        self._state = (since, outcome.cursor)
+        self._save_state(context)
         return outcome
 
 

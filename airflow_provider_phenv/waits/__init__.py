@@ -1,6 +1,4 @@
-"""The vocabulary of every PostHog wait, on both sides of a deferral: the outcome statuses, the event
-envelope, the hand-over to a trigger and the task state store (docs/waits.md).
-"""
+"""What PostHog waits share on both sides of a deferral: outcomes, events, deferral, state (docs/waits.md)."""
 
 from __future__ import annotations
 
@@ -28,8 +26,6 @@ TIMEOUT = "timeout"  # the deadline passed (the trigger reports it, with its cur
 ERROR = "error"  # PostHog could not be read, after the hook's retries
 EVENT_STATUSES = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
-# -- run and backfill statuses: the groups every judgement uses ----------------------------------
-
 #: Final statuses of a run (or backfill) that did not export its data.
 FAILED_STATUSES = frozenset(
     {
@@ -47,33 +43,21 @@ ACTIVE_STATUSES = tuple(status for status in RunStatus if status not in FINAL_ST
 #: How many runs PostHog puts in an export's ``latest_runs``, newest first (docs/posthog-api.md §5).
 LATEST_RUNS = 10
 
-# -- the run fields events and XCom carry ------------------------------------------------------
-
-#: The fields of a run event, in this order.
-EVENT_FIELDS = (
-    "batch_export_id",
-    "run_id",
-    "status",
-    "data_interval_start",
-    "data_interval_end",
-    "records_completed",
-    "latest_error",
-)
+#: The fields of a run worth keeping in XCom and events (:func:`run_summary`).
+SUMMARY_FIELDS = ("id", "status", "data_interval_start", "data_interval_end", "records_completed")
+#: The fields of a run event, in this order: the summary's (``id`` as ``run_id``) and the error.
+EVENT_FIELDS = ("batch_export_id", "run_id", *SUMMARY_FIELDS[1:], "latest_error")
 
 
 def run_event(batch_export_id: str, run: dict[str, Any]) -> dict[str, Any]:
     """The payload of one run's event (:data:`EVENT_FIELDS`): plain JSON values only."""
-    first = {"batch_export_id": batch_export_id, "run_id": run["id"], "status": run["status"]}
-    return {**first, **{field: run.get(field) for field in EVENT_FIELDS[len(first) :]}}
+    fields = {key: run.get(key) for key in EVENT_FIELDS[2:]}
+    return {"batch_export_id": batch_export_id, "run_id": run["id"], **fields}
 
 
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a run worth keeping in XCom and events."""
-    keys = ("id", "status", "data_interval_start", "data_interval_end", "records_completed")
-    return {key: run.get(key) for key in keys}
-
-
-# -- what travels to the triggerer -------------------------------------------------------------------
+    """The :data:`SUMMARY_FIELDS` of a run."""
+    return {key: run.get(key) for key in SUMMARY_FIELDS}
 
 
 class PostHogWaitError(PostHogError):
@@ -108,8 +92,6 @@ def check_event(event: Any, about: str, error: type[PostHogWaitError] = PostHogW
         )
     return event
 
-
-# -- handing a wait to the triggerer ------------------------------------------------------------------
 
 #: The trigger reports its own deadline (with its state); Airflow's deferral timeout is a backstop.
 DEFER_TIMEOUT_GRACE = 60.0
@@ -158,25 +140,17 @@ def defer_to_trigger(
     )
 
 
-# -- the task state store (Airflow >= 3.3; what must survive a retry, docs/waits.md) -----------------
-
-
 def task_state_store(context: Any) -> Any | None:
     """The context's task state store (Airflow >= 3.3), or None on older versions and in bare tests."""
-    getter = getattr(context, "get", None)
-    store = getter("task_state_store") if getter else None
-    if store is None or not (hasattr(store, "get") and hasattr(store, "set")):
-        return None
-    return store
+    store = context.get("task_state_store") if hasattr(context, "get") else None
+    return store if hasattr(store, "get") and hasattr(store, "set") else None
 
 
 def read_state(context: Any, key: str, log: logging.Logger | Any) -> dict[str, Any] | None:
     """The dict saved under ``key``, or None (no store, nothing saved, or the store failed)."""
     store = task_state_store(context)
-    if store is None:
-        return None
     try:
-        saved = store.get(key)
+        saved = None if store is None else store.get(key)
     except Exception as error:
         # The store only spares work on retries; a failing read must not fail the task.
         log.warning("Could not read %s from task_state_store: %s", key, error)

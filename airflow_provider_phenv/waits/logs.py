@@ -1,12 +1,9 @@
-"""Watching a batch export's log, for the logs sensor and its trigger: the criteria, the cursor, the state
-kept between pokes and the trigger's events (docs/waits.md, "The log watch").
-"""
+"""Watching a batch export's log, for the logs sensor and its trigger (docs/waits.md, "The log watch")."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -25,7 +22,7 @@ from airflow_provider_phenv.validation import (
     optional,
     parse_timestamp,
 )
-from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING, write_state
+from airflow_provider_phenv.waits import FAILED, SUCCESS, WAITING
 
 if TYPE_CHECKING:
     from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook, PostHogHook
@@ -207,8 +204,6 @@ class LogWatch:
         text = json.dumps([self.to_params(), *scope], sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
-    # -- what to ask PostHog -------------------------------------------------------------------
-
     def server_filters(self) -> list[dict[str, Any]]:
         """The filters to send to PostHog, one dict per request of a poll; never hiding a failing entry."""
         # search alone would hide an ERROR line without the word: with failure levels, a second request
@@ -227,8 +222,6 @@ class LogWatch:
                 {**base, "level": self.fail_on_levels},
             ]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
-
-    # -- judging entries -----------------------------------------------------------------------
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
         """``(FAILED, reason)``, ``(SUCCESS, None)``, or None when the entry decides nothing."""
@@ -251,8 +244,6 @@ class LogWatch:
     def requests(self, cursor: LogCursor) -> list[dict[str, Any]]:
         """Keyword arguments for ``iter_batch_export_logs``, one dict per request of the next poll."""
         return [{"after": cursor.after, **filters} for filters in self.server_filters()]
-
-    # -- one poll, from a worker or from the triggerer -----------------------------------------
 
     def poll(
         self,
@@ -348,39 +339,8 @@ def describe_failure(batch_export_id: str, entry: dict[str, Any], reason: str | 
     )
 
 
-# -- the state kept between pokes, reschedules and tries ---------------------------------------------
-
+#: The task state store key of the logs sensor's ``since`` and cursor (docs/waits.md, "The log watch").
 STATE_KEY = "posthog_batch_export_logs_watch"
-
-
-@dataclass
-class WatchState:
-    """``since`` and the cursor of one sensor task instance, kept in the task state store (docs/waits.md).
-
-    :param fingerprint: digest of the criteria the cursor was built with.
-    :param saved: the JSON last read from or written to the store, to skip needless writes.
-    """
-
-    since: datetime
-    cursor: LogCursor
-    fingerprint: str
-    saved: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "since": format_timestamp(self.since),
-            "cursor": self.cursor.to_json(),
-            "criteria": self.fingerprint,
-        }
-
-    def save(self, context: Any, *, log: logging.Logger | Any) -> None:
-        """Write the state to the task state store when there is one and the state changed."""
-        data = self.to_json()
-        if data != self.saved and write_state(context, STATE_KEY, data, log):
-            self.saved = data
-
-
-# -- the trigger's events ----------------------------------------------------------------------------
 
 
 def outcome_from_event(event: dict[str, Any]) -> tuple[datetime, LogOutcome]:

@@ -152,18 +152,12 @@ class ProjectPoll:
         settings = await self._hook.get_settings()
         budget = request_budget(settings)
         minute, hour = budget.sent_within(time.monotonic())
+        last = f"the last {gap:.0f} s after the one before" if gap < float("inf") else "the first"
         log.info(
-            "PostHog project %s: %d waits share one read of the exports list, %s (asked for every %g s); "
-            "the key for %s sent %d requests in the last minute and %d in the last hour (budget %.0f, %.0f).",
-            self.project_id or settings.project_id,
-            len(self._members),
-            f"the last {gap:.0f} s after the one before" if gap < float("inf") else "the first",
-            self.interval,
-            budget.label,
-            minute,
-            hour,
-            settings.requests_per_minute,
-            settings.requests_per_hour,
+            f"PostHog project {self.project_id or settings.project_id}: {len(self._members)} waits share one "
+            f"read of the exports list, {last} (asked for every {self.interval:g} s); the key for "
+            f"{budget.label} sent {minute} requests in the last minute and {hour} in the last hour (budget "
+            f"{settings.requests_per_minute:.0f}, {settings.requests_per_hour:.0f})."
         )
 
     async def _close(self) -> None:

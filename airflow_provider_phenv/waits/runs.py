@@ -91,9 +91,6 @@ def _describe_failures(runs: list[dict[str, Any]]) -> str:
     return "; ".join(lines)
 
 
-# -- backfills -------------------------------------------------------------------------------------
-
-
 def backfill_value(
     batch_export_id: str, backfill: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -120,23 +117,15 @@ def judge_backfill(batch_export_id: str, backfill: dict[str, Any], runs: list[di
     progress = f"{value['finished_runs']}/{value['total_runs']} runs finished"
     if value["total_runs"] is None or value["finished_runs"] is None:
         progress = f"{status}, run count not known yet"
+    what = f"Backfill {backfill_id} of batch export {batch_export_id}"
     if status in ACTIVE_STATUSES:
-        return RunsOutcome(
-            WAITING, value, f"Backfill {backfill_id} of batch export {batch_export_id}: {progress}."
-        )
+        return RunsOutcome(WAITING, value, f"{what}: {progress}.")
     failed = [run for run in own if run.get("status") in FAILED_STATUSES]
     if status == "Completed" and not failed:
         runs = [run_summary(run) for run in own]
         return RunsOutcome(SUCCESS, value, f"Backfill {backfill_id} completed: {progress}.", runs)
     why = f"; {_describe_failures(failed)}" if failed else ""
-    return RunsOutcome(
-        FAILED,
-        value,
-        f"Backfill {backfill_id} of batch export {batch_export_id} ended {status} ({progress}){why}",
-    )
-
-
-# -- data intervals --------------------------------------------------------------------------------
+    return RunsOutcome(FAILED, value, f"{what} ended {status} ({progress}){why}")
 
 
 def _interval(run: dict[str, Any]) -> tuple[datetime, datetime] | None:
@@ -180,9 +169,9 @@ def judge_interval(
     value = {"batch_export_id": batch_export_id, "runs": summaries, "records_completed": _records(completed)}
     completed_spans = [span for span, run in relevant if run.get("status") == "Completed"]
     gaps = _uncovered(since, until, completed_spans)
-    where = f"{format_timestamp(since)} - {format_timestamp(until)}"
+    what, where = f"Batch export {batch_export_id}", f"{format_timestamp(since)} - {format_timestamp(until)}"
     if not gaps:
-        return RunsOutcome(SUCCESS, value, f"Batch export {batch_export_id} has exported {where}.", summaries)
+        return RunsOutcome(SUCCESS, value, f"{what} has exported {where}.", summaries)
     working = [span for span, run in relevant if run.get("status") in ACTIVE_STATUSES]
     failed = [
         run
@@ -192,13 +181,9 @@ def judge_interval(
         and not any(start < span[1] and end > span[0] for start, end in working)
     ]
     if failed:
-        return RunsOutcome(
-            FAILED,
-            value,
-            f"Batch export {batch_export_id} could not export {where}: {_describe_failures(failed)}",
-        )
+        return RunsOutcome(FAILED, value, f"{what} could not export {where}: {_describe_failures(failed)}")
     missing = ", ".join(f"{format_timestamp(start)} - {format_timestamp(end)}" for start, end in gaps)
-    return RunsOutcome(WAITING, value, f"Batch export {batch_export_id}: waiting for {missing}.")
+    return RunsOutcome(WAITING, value, f"{what}: waiting for {missing}.")
 
 
 def runs_wait(
@@ -224,8 +209,6 @@ def runs_wait(
         raise ValueError(f"Invalid since {since!r}: it must be before until {until!r}.")
     return RunsWait(export_id, since=start, until=end, started_at=started)
 
-
-# -- one poll, from a worker or from the triggerer ---------------------------------------------------
 
 #: Seconds of each export interval (docs/posthog-api.md §5), for the run sensor's default ``since``.
 INTERVAL_SECONDS = {
@@ -275,8 +258,6 @@ class RunsWait:
         assert self.since is not None and self.until is not None
         return self._with_pause(judge_interval(self.batch_export_id, runs, self.since, self.until), export)
 
-    # -- the steps of a poll, shared by poll and poll_async ----------------------------------------
-
     def _not_visible(self, error: PostHogNotFoundError) -> RunsOutcome:
         """A backfill PostHog answers 404 for: not written yet within the grace, else gone."""
         waited = None if self.started_at is None else time.time() - self.started_at.timestamp()
@@ -312,9 +293,7 @@ class RunsWait:
         return latest if oldest < self.runs_after(None) else None
 
     def _with_pause(self, outcome: RunsOutcome, export: Mapping[str, Any]) -> RunsOutcome:
-        """The outcome, told by a pause of the export (PostHog may pause one, §6.4): a pause during the wait
-        fails it at once.
-        """
+        """The outcome, told by a pause of the export (§6.4): a pause during the wait fails it at once."""
         if not export.get("paused") or outcome.status == SUCCESS:
             return outcome
         paused_at = export.get("last_paused_at")
@@ -336,8 +315,6 @@ class RunsWait:
             outcome.value,
             f"{outcome.message} The export is paused since before the wait: waiting for it to be unpaused.",
         )
-
-    # -- one poll ---------------------------------------------------------------------------------
 
     def poll(self, hook: PostHogHook, project_id: str | None) -> RunsOutcome:
         """One poll with the sync hook."""
@@ -365,9 +342,8 @@ class RunsWait:
     async def poll_async(
         self, hook: PostHogAsyncHook, project_id: int | str | None, listing: Listing | None = None
     ) -> RunsOutcome:
-        """One poll with the async hook: the same judgement as :meth:`poll`. ``listing``, the project's shared
-        exports list, stands for the export's own read and, while it shows a run of the backfill at work, for
-        the backfill's.
+        """One poll with the async hook, judged as :meth:`poll`; ``listing``, the project's shared exports
+        list, stands for the export's read and, while it shows a run of the backfill at work, the backfill's.
         """
         export_id = self.batch_export_id
         listed = None if listing is None else listing.exports.get(export_id)
@@ -409,9 +385,6 @@ class RunsWait:
         return None
 
 
-# -- what a task reports once the runs completed -------------------------------------------------
-
-
 def report_runs(
     task: Any,
     context: Mapping[str, Any],
@@ -427,9 +400,7 @@ def report_runs(
     ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
-    # Lineage needs the OpenLineage provider (the ``openlineage`` extra).
     if isinstance(task, PostHogLineageMixin) and importlib.util.find_spec("airflow.providers.openlineage"):
-        # The destination's dataset name comes from the export: one read when the task has none.
         export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
         task.record_posthog_lineage(
             export,
@@ -529,10 +500,7 @@ class RunEventWatch:
 
     def lower_bound(self) -> datetime:
         """The ``after=`` of the next runs query: nothing older can still change what fires."""
-        bound = self.horizon()
-        if self.tracked:
-            bound = min(bound, min(_when(created) for created, _ in self.tracked.values()))
-        return bound
+        return min([self.horizon(), *(_when(created) for created, _status in self.tracked.values())])
 
     def covers(self, latest_runs: Sequence[dict[str, Any]]) -> bool:
         """Whether an export's ``latest_runs`` (the 10 newest) shows every run that matters."""
