@@ -64,6 +64,8 @@ def _classpath(trigger: BaseTrigger) -> str:
 class PostHogPollTrigger(BaseTrigger):
     """Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
 
+    A trigger's fields are its constructor's keyword arguments and, checked, what ``serialize()`` gives.
+
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
     :param poll_interval: seconds between polls.
@@ -214,7 +216,6 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         )
 
 
-@dataclass(eq=False, repr=False, kw_only=True)
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
@@ -228,35 +229,38 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     :param kwargs: the polling options of :class:`PostHogPollTrigger`.
     """
 
-    batch_export_id: str
-    backfill_id: str | None = None
-    since: str | None = None
-    until: str | None = None
-    started_at: str | None = None
-    row_grace: float = BACKFILL_ROW_GRACE
-    cancel_on_kill: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.cancel_on_kill = check_bool("cancel_on_kill", self.cancel_on_kill)
-        if self.backfill_id is not None and self.started_at is None:
-            self.started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        backfill_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        started_at: str | None = None,
+        row_grace: float = BACKFILL_ROW_GRACE,
+        cancel_on_kill: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
+        if backfill_id is not None and started_at is None:
+            started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
         self.wait = runs_wait(
-            self.batch_export_id,
-            backfill_id=self.backfill_id,
-            since=self.since,
-            until=self.until,
-            started_at=self.started_at,
-            row_grace=self.row_grace,
+            batch_export_id,
+            backfill_id=backfill_id,
+            since=since,
+            until=until,
+            started_at=started_at,
+            row_grace=row_grace,
         )
         self._progress = ""
         self._project: ProjectPoll | None = None
         self._not_before = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # The fields as the wait checked them.
+        # The polling options, then the wait's (checked) and this trigger's own.
         classpath, kwargs = super().serialize()
-        return classpath, {**kwargs, **self.wait.to_params()}
+        return classpath, {**kwargs, **self.wait.to_params(), "cancel_on_kill": self.cancel_on_kill}
 
     def about(self) -> str:
         what = f"backfill {self.wait.backfill_id}" if self.wait.backfill_id else "the runs"
@@ -360,10 +364,14 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = self._watch = await self._load()
-        # The hook connects on its first request: in a shared poll, only when the list is not enough.
-        hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
-        member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
-        async with hook, member if self.shared_poll else contextlib.nullcontext() as poll:
+        async with contextlib.AsyncExitStack() as stack:
+            # The hook connects on its first request: in a shared poll, only when the list is not enough.
+            hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
+            await stack.enter_async_context(hook)
+            poll = None
+            if self.shared_poll:
+                member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
+                poll = await stack.enter_async_context(member)
             not_before = time.time()
             while True:
                 try:
