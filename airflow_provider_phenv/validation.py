@@ -445,7 +445,7 @@ class CheckedFields:
         {"project_id": unless_empty(lambda _name, value: check_project_id(value))}
     )
 
-    def check_literal_fields(self) -> dict[str, Any]:
+    def check_literal_fields(self) -> None:
         """Check the values known at DAG parsing time; call at the end of ``__init__``. No I/O."""
         # Rendering replaces a template with its value; keep the template, so an error about the
         # rendered value can say where it came from.
@@ -460,7 +460,6 @@ class CheckedFields:
             if is_known(getattr(self, name))
         }
         self.check_combination(values)
-        return values
 
     def checked_fields(self) -> dict[str, Any]:
         """Check every (rendered) value; call at the start of ``execute``, before any request."""
@@ -491,9 +490,7 @@ class CheckedFields:
             if value in (None, "None", "") or "xcom_pull" in template:
                 note += "; an xcom_pull that found nothing renders as 'None'"
             notes.append(note)
-        if not notes:
-            return error
-        return ValueError(f"{message} ({'; '.join(notes)})")
+        return ValueError(f"{message} ({'; '.join(notes)})") if notes else error
 
     def check_combination(self, values: dict[str, Any]) -> None:
         """Checks across fields (at parsing time, templated ones are missing from ``values``)."""
