@@ -1,6 +1,5 @@
-"""Checks on user input and the request bodies built from it, run before any request is sent; each error names
-the parameter and the bad value. Tasks declare theirs as ``field_checks`` (:class:`CheckedFields`), run in
-``__init__`` on literal values and again in ``execute``.
+"""Checks on user input and request bodies before any request; errors name the parameter and the bad value.
+Tasks declare theirs as ``field_checks`` (:class:`CheckedFields`), run in ``__init__`` and in ``execute``.
 """
 
 from __future__ import annotations
@@ -14,25 +13,9 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import Enum
 from functools import partial
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# PostHog's BatchExportDestination.Destination choices (docs/posthog-api.md §5).
-DESTINATION_TYPES = (
-    "S3",
-    "AwsS3",
-    "S3Compatible",
-    "Snowflake",
-    "Postgres",
-    "Redshift",
-    "BigQuery",
-    "Databricks",
-    "AzureBlob",
-    "Workflows",
-    "HTTP",
-    "NoOp",
-    "FileDownload",
-)
 # Destinations for which PostHog offers test steps (GET batch_exports/test/). The legacy type
 # ``S3`` has none: its test endpoint answers an empty 404 and run_test_step a 500 (docs §6.8).
 TESTABLE_DESTINATION_TYPES = ("AwsS3", "S3Compatible", "BigQuery", "Snowflake", "Databricks", "AzureBlob")
@@ -74,9 +57,7 @@ def is_template(value: Any) -> bool:
     """Whether ``value`` is only known when the task runs: a Jinja string or an upstream ``XComArg``."""
     from airflow.sdk import XComArg
 
-    if isinstance(value, XComArg):
-        return True
-    return isinstance(value, str) and any(marker in value for marker in ("{{", "{%"))
+    return isinstance(value, XComArg) or (isinstance(value, str) and any(m in value for m in ("{{", "{%")))
 
 
 def _fail(name: str, value: Any, expected: str) -> ValueError:
@@ -117,9 +98,7 @@ def check_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
 
 def check_project_id(value: Any) -> str:
     """Return a project id for the URL: a positive integer or PostHog's ``@current`` alias."""
-    if value == "@current":
-        return value
-    return str(check_positive_int("project_id", value))
+    return value if value == "@current" else str(check_positive_int("project_id", value))
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -132,10 +111,9 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     raise _fail(name, value, "one of " + ", ".join(repr(option) for option in options))
 
 
-def check_destination_type(value: Any, *, testable: bool = False) -> str:
-    """Return a PostHog destination type; ``testable`` limits it to types PostHog can test."""
-    choices = TESTABLE_DESTINATION_TYPES if testable else DESTINATION_TYPES
-    return check_choice("destination type", value, choices)
+def check_destination_type(value: Any, *, testable: Literal[True] = True) -> str:
+    """Return a destination type PostHog can test, the only kind checked here (docs/posthog-api.md §5)."""
+    return check_choice("destination type", value, TESTABLE_DESTINATION_TYPES)
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -270,6 +248,7 @@ class ExportSchedule:
 
     def as_day(self, name: str, value: Any, moment: datetime | date) -> date:
         """A date bound of a daily or weekly export: a date, or a datetime at midnight UTC or at day start."""
+        day = moment
         if isinstance(moment, datetime):
             local = moment.astimezone(self.zone)
             if moment.astimezone(timezone.utc).time() == time.min:
@@ -281,8 +260,6 @@ class ExportSchedule:
                     f"Invalid {name} {value!r}: batch export runs {self.describe()}, so PostHog backfills "
                     f"whole days and takes dates only; give a date such as {local.date().isoformat()!r}."
                 )
-        else:
-            day = moment
         weekday = day.isoweekday() % 7
         if self.interval == "week" and weekday != (self.offset_day or 0):
             raise ValueError(
@@ -330,9 +307,7 @@ def check_backfill_range(
     first, last = backfill_moment(start, schedule), backfill_moment(end, schedule)
     assert first is not None and last is not None  # both were just parsed
     if first >= last:
-        raise ValueError(
-            f"Invalid backfill range {start_at!r} to {end_at!r}: start_at must be before end_at."
-        )
+        raise ValueError(f"Invalid backfill range {start_at!r}, {end_at!r}: start_at must be before end_at.")
     if last > (now or datetime.now(timezone.utc)):
         raise ValueError(f"Invalid end_at {end_at!r}: it is in the future; PostHog only backfills the past.")
     if schedule.dates_only:
@@ -406,7 +381,7 @@ def check_batch_export_payload(payload: Any) -> dict[str, Any]:
     destination = payload.get("destination")
     if not isinstance(destination, dict):
         raise _fail("batch_export destination", destination, "a dict with type and config")
-    check_destination_type(destination.get("type"), testable=True)
+    check_destination_type(destination.get("type"))
     return payload
 
 
@@ -438,8 +413,7 @@ CREATE_ONLY = ("use_template", "use_dashboard")
 
 
 def dashboard_payload(*, create: bool = True, **fields: Any) -> dict[str, Any]:
-    """Check dashboard fields and build a request body: :data:`DASHBOARD_FIELDS` (those given as ``None`` are
-    left out) and any other field PostHog accepts (``filters``...), as given.
+    """A checked request body: :data:`DASHBOARD_FIELDS` not ``None``, other fields (``filters``...) as given.
 
     :param create: the body of a create (``name`` required) rather than of an update.
     """
@@ -471,7 +445,7 @@ class CheckedFields:
         {"project_id": unless_empty(lambda _name, value: check_project_id(value))}
     )
 
-    def check_literal_fields(self) -> dict[str, Any]:
+    def check_literal_fields(self) -> None:
         """Check the values known at DAG parsing time; call at the end of ``__init__``. No I/O."""
         # Rendering replaces a template with its value; keep the template, so an error about the
         # rendered value can say where it came from.
@@ -486,7 +460,6 @@ class CheckedFields:
             if is_known(getattr(self, name))
         }
         self.check_combination(values)
-        return values
 
     def checked_fields(self) -> dict[str, Any]:
         """Check every (rendered) value; call at the start of ``execute``, before any request."""
@@ -517,9 +490,7 @@ class CheckedFields:
             if value in (None, "None", "") or "xcom_pull" in template:
                 note += "; an xcom_pull that found nothing renders as 'None'"
             notes.append(note)
-        if not notes:
-            return error
-        return ValueError(f"{message} ({'; '.join(notes)})")
+        return ValueError(f"{message} ({'; '.join(notes)})") if notes else error
 
     def check_combination(self, values: dict[str, Any]) -> None:
         """Checks across fields (at parsing time, templated ones are missing from ``values``)."""

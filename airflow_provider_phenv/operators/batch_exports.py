@@ -103,8 +103,7 @@ class PostHogBaseOperator(CheckedFields, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.posthog_conn_id = posthog_conn_id
-        self.project_id = project_id
+        self.posthog_conn_id, self.project_id = posthog_conn_id, project_id
         self.hook_params = hook_params or {}
 
     @cached_property
@@ -454,8 +453,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_export_id=batch_export_id, **kwargs)
-        self.start_at = start_at
-        self.end_at = end_at
+        self.start_at, self.end_at = start_at, end_at
         self.wait_for_completion = check_bool("wait_for_completion", wait_for_completion)
         self.check_literal_fields()
 
@@ -550,8 +548,7 @@ class PostHogTestBatchExportOperator(_BatchExportOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_export_id=batch_export_id, **kwargs)
-        self.batch_export = batch_export
-        self.steps = steps
+        self.batch_export, self.steps = batch_export, steps
         if (batch_export_id is None) == (batch_export is None):
             raise ValueError(
                 "Give exactly one of batch_export_id (an existing export) or batch_export (a payload)."

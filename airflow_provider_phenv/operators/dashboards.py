@@ -21,7 +21,6 @@ from airflow_provider_phenv.operators.batch_exports import PostHogBaseOperator
 from airflow_provider_phenv.validation import (
     COLLABORATOR_LEVELS,
     CREATE_ONLY,
-    DASHBOARD_ACCESS_LEVELS,
     DASHBOARD_FIELDS,
     check_positive_int,
     check_uuid,
@@ -249,9 +248,7 @@ class _DashboardAccessOperator(_DashboardOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.editors = editors
-        self.viewers = viewers
-        self.default_access = default_access
+        self.editors, self.viewers, self.default_access = editors, viewers, default_access
 
     @property
     def access_given(self) -> bool:
@@ -326,9 +323,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         self.name, self.description, self.pinned = name, description, pinned
         self.tags, self.restriction_level = tags, restriction_level
         self.use_template, self.use_dashboard = use_template, use_dashboard
-        self.if_exists = if_exists
-        self.fields = fields or {}
-        self.collaborators = collaborators
+        self.if_exists, self.fields, self.collaborators = if_exists, fields or {}, collaborators
         self._access: DashboardAccess | None = None
         self.check_literal_fields()
 
@@ -512,9 +507,7 @@ class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
         self, *, dashboard_id: int | str, user_uuid: str, level: int | str = 37, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.dashboard_id = dashboard_id
-        self.user_uuid = user_uuid
-        self.level = level
+        self.dashboard_id, self.user_uuid, self.level = dashboard_id, user_uuid, level
         self.check_literal_fields()
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -586,14 +579,13 @@ def check_collaborator_grants(
         return  # rules or members unreadable (scopes, builds without access controls): nobody judged
     by_user = {str((m.get("user") or {}).get("uuid")): m for m in members}
     creator = (dashboard.get("created_by") or {}).get("uuid")
-    ranks = {level: rank for rank, level in enumerate(DASHBOARD_ACCESS_LEVELS)}
     overruled = []
     for user_uuid in user_uuids:
         member = by_user.get(user_uuid)
         if member is None or user_uuid == creator or (member.get("level") or 0) >= ORGANIZATION_ADMIN:
             continue  # PostHog refuses outsiders itself; the creator and admins manage it anyway
         level = explicit.get(member["id"], default)
-        if level is not None and ranks.get(level, 0) < ranks["editor"]:
+        if level is not None and level not in ("editor", "manager"):
             overruled.append(f"{user_uuid} ({level})")
     if overruled:
         raise PostHogDashboardAccessError(
