@@ -5,8 +5,12 @@ Batch export CRUD, pause/unpause and destination tests (docs/posthog-api.md §11
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from phenv_emulator import SEED
+from phenv_emulator.store.seed_data import populate
+from phenv_emulator.store.state import EmulatorState
 
 from tests.helpers.api import INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED
 
@@ -157,6 +161,16 @@ def test_unpause_and_unpause_of_an_active_export_is_a_no_op(api, emulator):  # 2
     assert api.post(f"batch_exports/{SEED.paused_export_id}/unpause", {}).json() == {"paused": False}
     assert emulator.state.get_batch_export(SEED.paused_export_id)["paused"] is False
     assert api.get(f"batch_exports/{SEED.paused_export_id}/backfills/").json()["results"] == []
+
+
+@pytest.mark.parametrize("clock", ["00:10", "00:59", "01:30", "02:59", "12:00", "23:59"])
+def test_the_seeded_pause_is_on_the_day_of_the_reset_at_any_hour(clock):
+    state = EmulatorState()
+    now = datetime.fromisoformat(f"2026-12-08T{clock}:00+00:00")
+    state.clear()
+    populate(state, now)
+    paused_at = state.get_batch_export(SEED.paused_export_id)["last_paused_at"]
+    assert now.replace(hour=0, minute=0) <= paused_at < now
 
 
 @pytest.mark.usefixtures("prompt_backfills")

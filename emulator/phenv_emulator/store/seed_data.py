@@ -88,9 +88,9 @@ def populate(state: Records, now: datetime) -> None:
 
 
 def _seed_batch_exports(state: Records, hour: datetime) -> None:
-    # Two hours ago, but never before today's midnight (UTC): the daily export's pause stays within
-    # one interval whatever the time of day, as the seed promises.
-    paused_at = max(hour - timedelta(hours=2), hour.replace(hour=0))
+    # Two hours ago, but never before today's midnight (UTC; ``hour`` is an hour back, so yesterday's
+    # in the first hour of a day): the daily export's pause stays within one interval at any time.
+    paused_at = max(hour - timedelta(hours=2), (hour + timedelta(hours=1)).replace(hour=0))
     created = hour - timedelta(days=30)
     # Each export's id, creation (hours after ``created``), name, destination and other fields.
     exports: tuple[tuple[str, int, str, dict[str, Any], dict[str, Any]], ...] = (
