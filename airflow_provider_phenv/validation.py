@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import Enum
 from functools import partial
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Destinations for which PostHog offers test steps (GET batch_exports/test/). The legacy type
@@ -111,7 +111,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     raise _fail(name, value, "one of " + ", ".join(repr(option) for option in options))
 
 
-def check_destination_type(value: Any, *, testable: Literal[True] = True) -> str:
+def check_destination_type(value: Any) -> str:
     """Return a destination type PostHog can test, the only kind checked here (docs/posthog-api.md §5)."""
     return check_choice("destination type", value, TESTABLE_DESTINATION_TYPES)
 

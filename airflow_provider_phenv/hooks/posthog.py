@@ -265,7 +265,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :param destination_type: e.g. ``AwsS3``, ``BigQuery``, ``Snowflake``.
         """
-        destination = check_destination_type(destination_type, testable=True)
+        destination = check_destination_type(destination_type)
         call = ApiCall(
             "batch_exports/test/",
             f"{destination} destination tests",
