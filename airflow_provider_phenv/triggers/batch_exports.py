@@ -13,11 +13,9 @@ from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
-from tenacity import AsyncRetrying, retry_if_exception_type
 
-from airflow_provider_phenv.errors import PostHogError, PostHogNotFoundError
+from airflow_provider_phenv.errors import PostHogError
 from airflow_provider_phenv.hooks.posthog import PostHogAsyncHook
-from airflow_provider_phenv.hooks.settings import row_wait_kwargs
 from airflow_provider_phenv.hooks.transport import within
 from airflow_provider_phenv.validation import (
     check_bool,
@@ -306,14 +304,11 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
             "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
         )
         # A backfill PostHog does not show yet cannot be cancelled: ask for 20 s, within Airflow's bound.
-        not_yet = retry_if_exception_type(PostHogNotFoundError)
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
-                async for attempt in AsyncRetrying(**row_wait_kwargs(20.0, not_yet)):
-                    with attempt:
-                        await hook.cancel_batch_export_backfill(
-                            export_id, backfill_id, project_id=self.project_id
-                        )
+                await hook.cancel_batch_export_backfill(
+                    export_id, backfill_id, project_id=self.project_id, row_timeout=20.0
+                )
         except PostHogError as error:
             # A backfill that ended meanwhile cannot be cancelled.
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, error)
