@@ -359,14 +359,10 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = self._watch = await self._load()
-        async with contextlib.AsyncExitStack() as stack:
-            # The hook connects on its first request: in a shared poll, only when the list is not enough.
-            hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
-            await stack.enter_async_context(hook)
-            poll = None
-            if self.shared_poll:
-                member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
-                poll = await stack.enter_async_context(member)
+        # The hook connects on its first request: in a shared poll, only when the list is not enough.
+        hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
+        member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
+        async with hook, member if self.shared_poll else contextlib.nullcontext() as poll:
             not_before = time.time()
             while True:
                 try:
