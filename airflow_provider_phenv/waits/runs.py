@@ -457,13 +457,8 @@ class RunEventWatch:
         return self.since is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": 1,
-            "since": self.since,
-            "cursor": self.cursor,
-            "tracked": {run_id: list(seen) for run_id, seen in self.tracked.items()},
-            "done": dict(self.done),
-        }
+        # The state store's format: version 1 and every field but the statuses (part of the key).
+        return {"version": 1, **{name: value for name, value in asdict(self).items() if name != "statuses"}}
 
     @classmethod
     def from_json(cls, statuses: Iterable[str], value: Any) -> RunEventWatch:
