@@ -126,12 +126,10 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
 
     def task_started_at(self, context: Context) -> datetime:
         """When this task first started: its first reschedule in reschedule mode, else its start."""
-        ti = context.get("ti")
-        started = None
-        if ti is not None:
-            if self.reschedule and hasattr(ti, "get_first_reschedule_date"):
-                started = ti.get_first_reschedule_date(context)
-            started = started or getattr(ti, "start_date", None)
+        ti, started = context.get("ti"), None
+        if self.reschedule and ti is not None and hasattr(ti, "get_first_reschedule_date"):
+            started = ti.get_first_reschedule_date(context)
+        started = started or getattr(ti, "start_date", None)
         return parse_timestamp("start_date", started) if started else datetime.now(timezone.utc)
 
     def begin(self) -> None:
