@@ -355,9 +355,11 @@ class RunsWait:
                     export_id, after=self.runs_after(None), project_id=project_id
                 )
             return self._interval_outcome(export, runs)
-        at_work = self._backfill_at_work(listed)
-        if at_work is not None:
-            return at_work
+        for run in (listed or {}).get("latest_runs") or ():
+            if run.get("backfill") == self.backfill_id and run.get("status") in ACTIVE_STATUSES:
+                span = f"{run.get('data_interval_start')} - {run.get('data_interval_end')}"
+                what = f"Backfill {self.backfill_id} of batch export {export_id}"
+                return self._unread(f"{what}: run {run.get('id')} for {span} is {run.get('status')}.")
         try:
             backfill = await hook.get_batch_export_backfill(
                 export_id, self.backfill_id, project_id=project_id
@@ -374,15 +376,6 @@ class RunsWait:
             export = listed or await hook.get_batch_export(export_id, project_id=project_id)
             outcome = self._with_pause(outcome, export)
         return outcome
-
-    def _backfill_at_work(self, export: Mapping[str, Any] | None) -> RunsOutcome | None:
-        """Waiting, when the export's newest runs show a run of the backfill still at work."""
-        for run in (export or {}).get("latest_runs") or ():
-            if run.get("backfill") == self.backfill_id and run.get("status") in ACTIVE_STATUSES:
-                what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
-                span = f"{run.get('data_interval_start')} - {run.get('data_interval_end')}"
-                return self._unread(f"{what}: run {run.get('id')} for {span} is {run.get('status')}.")
-        return None
 
 
 def report_runs(
