@@ -335,9 +335,8 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         if self._state is not None:
             return self._state
         saved, saved_since = read_state(context, STATE_KEY, self.log), None
-        if saved and saved.get("since"):
-            with contextlib.suppress(ValueError):
-                saved_since = parse_timestamp("since", saved["since"])
+        with contextlib.suppress(ValueError):  # nothing saved, or no readable since
+            saved_since = parse_timestamp("since", (saved or {}).get("since"))
         since = self.inputs["since"] or saved_since or self.task_started_at(context)
         cursor = LogCursor.start(since)
         if saved is not None and saved_since == since and saved.get("criteria") == self._fingerprint():
