@@ -286,7 +286,7 @@ class LogWatch:
         wins; none at or before ``since`` counts; those ``settle`` seconds before ``polled_at`` are final.
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
-        seen, count, new = list(cursor.seen), cursor.count, 0
+        seen, count = list(cursor.seen), cursor.count
         # Oldest first; those sharing a timestamp in the reverse of PostHog's order (the sort is stable).
         for entry in sorted(reversed(list(entries)), key=entry_time):
             moment = entry_time(entry)
@@ -296,19 +296,18 @@ class LogWatch:
             if already[digest] > 0:
                 already[digest] -= 1
                 continue
-            seen.append((format_timestamp(moment), digest))
+            stamp = format_timestamp(moment)
+            seen.append((stamp, digest))
             count += 1
-            new += 1
             verdict = self.judge(entry)
             if verdict is not None:
                 status, reason = verdict
                 # The cursor stops at the deciding entry (keeping newer ones already judged).
-                stamp = format_timestamp(moment)
                 decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
-                return LogOutcome(status, decided, compact_entry(entry), reason, new)
-        polled_at = polled_at or datetime.now(timezone.utc)
-        mark = polled_at - timedelta(seconds=self.settle)
-        return LogOutcome(WAITING, LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark), new=new)
+                return LogOutcome(status, decided, compact_entry(entry), reason, count - cursor.count)
+        mark = (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle)
+        settled = LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark)
+        return LogOutcome(WAITING, settled, new=count - cursor.count)
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
