@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -38,13 +38,7 @@ from airflow_provider_phenv.waits import (
 )
 from airflow_provider_phenv.waits.logs import LogCursor, LogWatch
 from airflow_provider_phenv.waits.project_poll import ProjectPoll
-from airflow_provider_phenv.waits.runs import (
-    BACKFILL_ROW_GRACE,
-    SETTLE,
-    RunEventWatch,
-    check_statuses,
-    runs_wait,
-)
+from airflow_provider_phenv.waits.runs import SETTLE, RunEventWatch, check_statuses, runs_wait
 
 __all__ = [
     "EVENT_STATUSES",
@@ -217,40 +211,16 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
 class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
-    :param batch_export_id: UUID of the batch export.
-    :param backfill_id: wait for this backfill to end.
-    :param since: wait until ``[since, until)`` is exported (ISO 8601).
-    :param until: see ``since``.
-    :param started_at: when the wait began (ISO 8601), as for ``waits.runs.RunsWait``.
-    :param row_grace: seconds a new backfill may stay 404 after ``started_at``.
     :param cancel_on_kill: cancel the backfill when a user ends the deferred task.
-    :param kwargs: the polling options of :class:`PostHogPollTrigger`.
+    :param kwargs: the polling options of :class:`PostHogPollTrigger`; the rest, the wait as
+        ``waits.runs.runs_wait`` takes it: ``batch_export_id``, ``backfill_id`` or ``since`` and ``until``.
     """
 
-    def __init__(
-        self,
-        *,
-        batch_export_id: str,
-        backfill_id: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        started_at: str | None = None,
-        row_grace: float = BACKFILL_ROW_GRACE,
-        cancel_on_kill: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
+        polling = {option.name for option in fields(PostHogPollTrigger)}
+        super().__init__(**{name: value for name, value in kwargs.items() if name in polling})
         self.cancel_on_kill = check_bool("cancel_on_kill", cancel_on_kill)
-        if backfill_id is not None and started_at is None:
-            started_at = format_timestamp(datetime.now(timezone.utc))  # kept by serialize()
-        self.wait = runs_wait(
-            batch_export_id,
-            backfill_id=backfill_id,
-            since=since,
-            until=until,
-            started_at=started_at,
-            row_grace=row_grace,
-        )
+        self.wait = runs_wait(**{name: value for name, value in kwargs.items() if name not in polling})
         self._progress = ""
         self._project: ProjectPoll | None = None
         self._not_before = 0.0

@@ -195,11 +195,13 @@ def runs_wait(
     started_at: Any = None,
     row_grace: float = BACKFILL_ROW_GRACE,
 ) -> RunsWait:
-    """A :class:`RunsWait` from user or serialized values, checked; every error names the value."""
+    """A :class:`RunsWait` from user or serialized values, checked; every error names the value. A backfill's
+    wait begins now unless ``started_at`` says when."""
     export_id = check_uuid("batch_export_id", batch_export_id)
     started = None if started_at is None else parse_timestamp("started_at", started_at, naive_ok=False)
     if backfill_id is not None:
         backfill = check_uuid("backfill_id", backfill_id)
+        started = started or datetime.now(timezone.utc)
         return RunsWait(export_id, backfill_id=backfill, started_at=started, row_grace=float(row_grace))
     if until is None or since is None:
         raise ValueError("Invalid wait: give backfill_id, or both since and until.")
