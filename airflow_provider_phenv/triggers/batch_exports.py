@@ -331,7 +331,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
         watch = self._watch = await self._load()
         # The hook connects on its first request: in a shared poll, only when the list is not enough.
         hook = PostHogAsyncHook(self.posthog_conn_id, keepalive=self.poll_interval + 30)
-        member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval)
+        member = ProjectPoll.member(self.posthog_conn_id, self.project_id, self.poll_interval, {})
         async with hook, member if self.shared_poll else contextlib.nullcontext() as poll:
             not_before = time.time()
             while True:

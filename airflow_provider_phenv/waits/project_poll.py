@@ -63,14 +63,10 @@ class ProjectPoll:
     @classmethod
     @contextlib.asynccontextmanager
     async def member(
-        cls,
-        posthog_conn_id: str,
-        project_id: int | str | None,
-        interval: float,
-        hook_params: dict[str, Any] | None = None,
+        cls, posthog_conn_id: str, project_id: int | str | None, interval: float, hook_params: dict[str, Any]
     ) -> AsyncIterator[ProjectPoll]:
         """Be one of the waits the project's poll serves, asking for a read every ``interval`` seconds."""
-        params = dict(hook_params or {})
+        params = dict(hook_params)
         polls = _POLLS.setdefault(asyncio.get_running_loop(), {})
         key = (posthog_conn_id, project_id, tuple(sorted(params.items())))
         poll = polls.get(key)
