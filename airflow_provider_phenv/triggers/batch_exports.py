@@ -56,8 +56,6 @@ def _classpath(trigger: BaseTrigger) -> str:
 class PostHogPollTrigger(BaseTrigger):
     """Poll PostHog until :meth:`poll` returns an event, or the deadline passes (the polling base).
 
-    A trigger's fields are its constructor's keyword arguments and, checked, what ``serialize()`` gives.
-
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
     :param poll_interval: seconds between polls.

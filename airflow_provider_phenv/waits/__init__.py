@@ -117,8 +117,7 @@ def defer_to_trigger(
 ) -> NoReturn:
     """Hand a wait the task has just polled to a trigger; the task resumes in ``execute_complete``.
 
-    :param make_trigger: builds the trigger from the keyword arguments every ``PostHogPollTrigger``
-        takes (connection, project, poll interval, end time, first poll, hook options).
+    :param make_trigger: builds the trigger from the polling options of ``PostHogPollTrigger``.
     :param deadline: UNIX time at which the trigger reports ``timeout``; None for no limit.
     :param resume_kwargs: what ``execute_complete`` gets besides the event.
     """
