@@ -325,9 +325,8 @@ class RunsWait:
             export = hook.get_batch_export(export_id, project_id=project_id)
             runs = self._latest_suffice(export)
             if runs is None:
-                runs = hook.list_batch_export_runs(
-                    export_id, after=self.runs_after(None), project_id=project_id
-                )
+                after = self.runs_after(None)
+                runs = hook.list_batch_export_runs(export_id, after=after, project_id=project_id)
             return self._interval_outcome(export, runs)
         try:
             backfill = hook.get_batch_export_backfill(export_id, self.backfill_id, project_id=project_id)
@@ -353,9 +352,8 @@ class RunsWait:
             export = listed or await hook.get_batch_export(export_id, project_id=project_id)
             runs = self._latest_suffice(export)
             if runs is None:
-                runs = await hook.list_batch_export_runs(
-                    export_id, after=self.runs_after(None), project_id=project_id
-                )
+                after = self.runs_after(None)
+                runs = await hook.list_batch_export_runs(export_id, after=after, project_id=project_id)
             return self._interval_outcome(export, runs)
         for run in (listed or {}).get("latest_runs") or ():
             if run.get("backfill") == self.backfill_id and run.get("status") in ACTIVE_STATUSES:
@@ -370,9 +368,8 @@ class RunsWait:
             return self._not_visible(error)
         if backfill.get("status") in ACTIVE_STATUSES:
             return judge_backfill(export_id, backfill, [])
-        runs = await hook.list_batch_export_runs(
-            export_id, after=self.runs_after(backfill), project_id=project_id
-        )
+        after = self.runs_after(backfill)
+        runs = await hook.list_batch_export_runs(export_id, after=after, project_id=project_id)
         outcome = judge_backfill(export_id, backfill, runs)
         if outcome.status == FAILED:
             export = listed or await hook.get_batch_export(export_id, project_id=project_id)
