@@ -393,28 +393,25 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         if self._access is not None:  # before any write: the level the dashboard will have
             updating = self.if_exists == "update" and "restriction_level" in wanted
             self._access.check_dashboard(dashboard, wanted["restriction_level"] if updating else None)
-        differences = {
-            key: (dashboard.get(key), value)
-            for key, value in wanted.items()
-            if not _same(key, dashboard.get(key), value)
-        }
+        differing = sorted(key for key, value in wanted.items() if not _same(key, dashboard.get(key), value))
+        changes = ", ".join(f"{key} {dashboard.get(key)!r} -> {wanted[key]!r}" for key in differing)
         about = f"PostHog dashboard {dashboard['id']} named {name!r}"
-        if not differences:
+        if not differing:
             self.log.info("Reusing %s, which already matches this task.", about)
         elif self.if_exists == "reuse":
             self.log.warning(
                 "Reusing %s as it is, though it differs from this task: %s. Use if_exists='update' to make "
                 "it match.",
                 about,
-                _describe(differences),
+                changes,
             )
         else:
-            changes = {key: new for key, (_old, new) in differences.items()}
-            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
-            self.log.info("Updated %s: %s.", about, _describe(differences))
+            update = {key: wanted[key] for key in differing}
+            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **update)
+            self.log.info("Updated %s: %s.", about, changes)
         result = self._result(dashboard, project_id, created=False)
         if self.if_exists == "update":
-            result["updated"] = sorted(differences)
+            result["updated"] = differing
         return result
 
     def _grant(
@@ -474,10 +471,6 @@ def _same(key: str, current: Any, wanted: Any) -> bool:
     if key == "description":
         return (current or "") == (wanted or "")
     return bool(current == wanted)
-
-
-def _describe(differences: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(differences.items()))
 
 
 class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
