@@ -1,7 +1,5 @@
-"""The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's error
-envelope, the status, the method and the path, never the API key; subclasses exist for the cases callers
-branch on.
-"""
+"""The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` (PostHog's error envelope,
+the status, the method and the path, never the API key), or a subclass for the cases callers branch on."""
 
 from __future__ import annotations
 
@@ -118,8 +116,7 @@ class PostHogTransportError(PostHogAPIError):
 
 class PostHogWriteOutcomeUnknownError(PostHogAPIError):
     """A create may or may not have been carried out (the response was lost): raised instead of re-sending it;
-    callers look up whether the object exists before trying again.
-    """
+    callers look up whether the object exists before trying again."""
 
 
 class PostHogBackfillNotVisibleError(PostHogError):
@@ -132,8 +129,7 @@ class PostHogDeadlineError(PostHogTransportError):
 
 class PostHogUnexpectedResponseError(PostHogAPIError):
     """An answer this provider cannot trust: a 2xx body that is not JSON or not of the expected shape, a
-    redirect it does not follow, or a response over a limit. Never retried.
-    """
+    redirect it does not follow, or a response over a limit. Never retried."""
 
 
 class PostHogRedirectError(PostHogUnexpectedResponseError):
