@@ -66,11 +66,9 @@ def _fail(name: str, value: Any, expected: str) -> ValueError:
 
 def check_uuid(name: str, value: Any) -> str:
     """Return ``value`` as a canonical UUID string or raise ``ValueError`` naming it."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
     with suppress(ValueError):
-        if isinstance(value, str):
-            return str(uuid.UUID(value.strip()))
+        if isinstance(value, (str, uuid.UUID)):
+            return str(uuid.UUID(str(value).strip()))
     raise _fail(name, value, "a UUID such as '018f2c3e-8d4a-7b1e-9c2d-3e4f5a6b7c8d'")
 
 
@@ -265,14 +263,12 @@ class ExportSchedule:
 
 def backfill_bound(name: str, value: Any) -> datetime | date:
     """A backfill bound: a date, an aware datetime, or ISO 8601 text of either."""
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) == 10:
-            with suppress(ValueError):
-                return date.fromisoformat(text)
-        value = parse_timestamp(name, text, naive_ok=False)
-    if isinstance(value, datetime):
-        return parse_timestamp(name, value, naive_ok=False)
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and len(text) == 10:
+        with suppress(ValueError):
+            return date.fromisoformat(text)
+    if isinstance(text, (str, datetime)):
+        return parse_timestamp(name, text, naive_ok=False)
     if isinstance(value, date):
         return value
     raise _fail(name, value, "a date, a datetime with a timezone, or ISO 8601 text of either")
