@@ -55,10 +55,9 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
         problem = "its path is not /<project_id>/batch_exports/<UUID>"
     else:
         try:
-            normalised = batch_export_uri(
-                match["batch_export_id"], project_id=match["project_id"], host=uri.netloc
+            return urlsplit(
+                batch_export_uri(match["batch_export_id"], project_id=match["project_id"], host=uri.netloc)
             )
-            return urlsplit(normalised)
         except ValueError as error:
             problem = str(error)
     raise ValueError(f"Invalid PostHog asset URI {uri.geturl()!r}: {problem}; expected {URI_FORM}.")
