@@ -98,7 +98,6 @@ class DashboardAccess:
         self.manages_members = self.editors is not None or self.viewers is not None
         self._members: dict[str, dict[str, Any]] = {}  # by membership id
         self._by_person: dict[str, dict[str, Any]] = {}  # by user UUID and by email
-        self.default_level: str | None = None  # everyone else's level once converge ran
 
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
@@ -137,8 +136,8 @@ class DashboardAccess:
                 "restriction_level=21, if_exists='update'), or keep collaborators=[...] on it."
             )
 
-    def converge(self, dashboard_id: int) -> list[dict[str, Any]]:
-        """Write the rules that differ; return them as ``{"member" or "default", "old", "new"}``."""
+    def converge(self, dashboard_id: int) -> dict[str, Any]:
+        """Write the rules that differ: ``{"changed": [{"member" or "default", "old", "new"}], "access"}``."""
         current = self.hook.list_dashboard_access_controls(dashboard_id, project_id=self.project_id)
         if current.get("user_can_edit_access_levels") is False:
             raise PostHogDashboardAccessError(
@@ -147,11 +146,11 @@ class DashboardAccess:
             )
         old, explicit = access_rules(current)
         changes: list[dict[str, Any]] = []
-        self.default_level = old or current.get("default_access_level") or _POSTHOG_DEFAULT
-        if self.default is not None and self.default_level != self.default:
+        default = old or current.get("default_access_level") or _POSTHOG_DEFAULT
+        if self.default is not None and default != self.default:
             self._write(dashboard_id, None, self.default)
             changes.append({"default": True, "old": old, "new": self.default})
-            self.default_level = self.default
+            default = self.default
         if self.manages_members:
             wanted = {self._by_person[person]["id"]: "editor" for person in self.editors or ()}
             wanted |= {self._by_person[person]["id"]: "viewer" for person in self.viewers or ()}
@@ -162,15 +161,9 @@ class DashboardAccess:
                     changes.append({"member": self._name(member_id), "old": old, "new": new})
         if not changes:
             self.log.info("Access to PostHog dashboard %s already matches this task.", dashboard_id)
-        return changes
-
-    def summary(self) -> dict[str, Any]:
-        """``{"default", "editors", "viewers"}`` as :meth:`converge` left them (emails)."""
-        return {
-            "default": self.default_level,
-            "editors": [self._name(self._by_person[p]["id"]) for p in self.editors or ()],
-            "viewers": [self._name(self._by_person[p]["id"]) for p in self.viewers or ()],
-        }
+        editors = [self._name(self._by_person[p]["id"]) for p in self.editors or ()]  # emails
+        viewers = [self._name(self._by_person[p]["id"]) for p in self.viewers or ()]
+        return {"changed": changes, "access": {"default": default, "editors": editors, "viewers": viewers}}
 
     def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
         who = "default" if member_id is None else self._name(member_id)
@@ -419,8 +412,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     ) -> dict[str, Any]:
         """Give the access this task asks for: access controls, or the legacy collaborators."""
         if self._access is not None:
-            self._access.converge(result["id"])
-            return {**result, "access": self._access.summary()}
+            return {**result, "access": self._access.converge(result["id"])["access"]}
         if collaborators is None:
             return result
         check_collaborator_grants(self.hook, result["id"], collaborators, project_id)
@@ -613,5 +605,4 @@ class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
         access = DashboardAccess(self.hook, self.log, values)
         access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))
         access.check()
-        changed = access.converge(dashboard_id)
-        return {"dashboard_id": dashboard_id, "changed": changed, "access": access.summary()}
+        return {"dashboard_id": dashboard_id, **access.converge(dashboard_id)}
