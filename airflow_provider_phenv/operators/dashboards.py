@@ -242,10 +242,7 @@ class _DashboardAccessOperator(_DashboardOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.editors, self.viewers, self.default_access = editors, viewers, default_access
-
-    @property
-    def access_given(self) -> bool:
-        return self.editors is not None or self.viewers is not None or self.default_access is not None
+        self.access_given = editors is not None or viewers is not None or default_access is not None
 
     def check_combination(self, values: dict[str, Any]) -> None:
         both = sorted(set(values.get("editors") or ()) & set(values.get("viewers") or ()))
