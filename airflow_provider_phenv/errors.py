@@ -60,16 +60,12 @@ class PostHogAPIError(PostHogError):
         self.method, self.path, self.resource, self.hint = method, clip(path, 300), resource, hint
         self.type, self.code, self.attr = (clip(tag, _MAX_TAG_CHARS) for tag in (type, code, attr))
         self.detail = clip(detail, MAX_DETAIL_CHARS)
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        status = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
-        about = f" for {self.resource}" if self.resource else ""
+        status = f"HTTP {status_code}" if status_code is not None else "no response"
         tags = ", ".join(tag for tag in (self.code, f"attr={self.attr}" if self.attr else None) if tag)
-        text = f"PostHog {status} on {self.method} {self.path}{about}"
+        text = f"PostHog {status} on {method} {self.path}" + (f" for {resource}" if resource else "")
         text += f": {self.detail}" if self.detail else ""
         text += f" [{tags}]" if tags else ""
-        return text + (f" {self.hint}" if self.hint else "")
+        super().__init__(text + (f" {hint}" if hint else ""))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only __init__: pickle rebuilds the error from its message and attributes instead.
