@@ -1,7 +1,5 @@
-"""The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` carrying PostHog's error
-envelope, the status, the method and the path, never the API key; subclasses exist for the cases callers
-branch on.
-"""
+"""The provider's exceptions. Every HTTP failure is a :class:`PostHogAPIError` (PostHog's error envelope,
+the status, the method and the path, never the API key), or a subclass for the cases callers branch on."""
 
 from __future__ import annotations
 
@@ -62,16 +60,12 @@ class PostHogAPIError(PostHogError):
         self.method, self.path, self.resource, self.hint = method, clip(path, 300), resource, hint
         self.type, self.code, self.attr = (clip(tag, _MAX_TAG_CHARS) for tag in (type, code, attr))
         self.detail = clip(detail, MAX_DETAIL_CHARS)
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        status = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
-        about = f" for {self.resource}" if self.resource else ""
+        status = f"HTTP {status_code}" if status_code is not None else "no response"
         tags = ", ".join(tag for tag in (self.code, f"attr={self.attr}" if self.attr else None) if tag)
-        text = f"PostHog {status} on {self.method} {self.path}{about}"
+        text = f"PostHog {status} on {method} {self.path}" + (f" for {resource}" if resource else "")
         text += f": {self.detail}" if self.detail else ""
         text += f" [{tags}]" if tags else ""
-        return text + (f" {self.hint}" if self.hint else "")
+        super().__init__(text + (f" {hint}" if hint else ""))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only __init__: pickle rebuilds the error from its message and attributes instead.
@@ -118,8 +112,7 @@ class PostHogTransportError(PostHogAPIError):
 
 class PostHogWriteOutcomeUnknownError(PostHogAPIError):
     """A create may or may not have been carried out (the response was lost): raised instead of re-sending it;
-    callers look up whether the object exists before trying again.
-    """
+    callers look up whether the object exists before trying again."""
 
 
 class PostHogBackfillNotVisibleError(PostHogError):
@@ -132,8 +125,7 @@ class PostHogDeadlineError(PostHogTransportError):
 
 class PostHogUnexpectedResponseError(PostHogAPIError):
     """An answer this provider cannot trust: a 2xx body that is not JSON or not of the expected shape, a
-    redirect it does not follow, or a response over a limit. Never retried.
-    """
+    redirect it does not follow, or a response over a limit. Never retried."""
 
 
 class PostHogRedirectError(PostHogUnexpectedResponseError):

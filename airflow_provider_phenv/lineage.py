@@ -55,10 +55,9 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
         problem = "its path is not /<project_id>/batch_exports/<UUID>"
     else:
         try:
-            normalised = batch_export_uri(
-                match["batch_export_id"], project_id=match["project_id"], host=uri.netloc
+            return urlsplit(
+                batch_export_uri(match["batch_export_id"], project_id=match["project_id"], host=uri.netloc)
             )
-            return urlsplit(normalised)
         except ValueError as error:
             problem = str(error)
     raise ValueError(f"Invalid PostHog asset URI {uri.geturl()!r}: {problem}; expected {URI_FORM}.")
@@ -184,11 +183,6 @@ class MissingLineageDetail(ValueError):
     """The export's GET lacks a detail its destination's dataset name needs."""
 
 
-def input_dataset_name(export: Mapping[str, Any], *, host: str, project_id: int | str) -> tuple[str, str]:
-    """The PostHog data an export reads: ``("posthog://<host>", "<project>.<model>")``."""
-    return f"posthog://{_netloc(host)}", f"{project_id}.{export.get('model') or 'events'}"
-
-
 #: Destination details PostHog keeps in the export's integration, which GET does not return.
 _INTEGRATION_KEYS = frozenset({"project_id", "account", "server_hostname", "storage_account"})
 
@@ -217,23 +211,20 @@ def destination_dataset_name(
 
     if kind in NO_DATASET:
         return None
+    table_name = config.get("table_name") or "events"
     if kind in ("S3", "AwsS3", "S3Compatible"):
         return f"s3://{need('bucket_name')}", _path(config.get("prefix"))
     if kind == "BigQuery":
         return "bigquery", f"{need('project_id')}.{need('dataset_id')}.{config.get('table_id') or 'events'}"
     if kind == "Snowflake":
-        account = need("account").lower()
-        schema = f"{need('database')}.{need('schema')}"
-        return f"snowflake://{account}", f"{schema}.{config.get('table_name') or 'events'}"
+        return f"snowflake://{need('account').lower()}", f"{need('database')}.{need('schema')}.{table_name}"
     if kind in ("Postgres", "Redshift"):
         host = need("host").lower()
-        schema, table_name = config.get("schema") or "public", config.get("table_name") or "events"
-        table = f"{need('database')}.{schema}.{table_name}"
-        if kind == "Postgres":
-            return f"postgres://{host}:{config.get('port') or 5432}", table
-        match = _REDSHIFT_HOST.match(host)
+        table = f"{need('database')}.{config.get('schema') or 'public'}.{table_name}"
+        match = _REDSHIFT_HOST.match(host) if kind == "Redshift" else None
         authority = f"{match['cluster']}.{match['region']}" if match else host
-        return f"redshift://{authority}:{config.get('port') or 5439}", table
+        port = config.get("port") or (5432 if kind == "Postgres" else 5439)
+        return f"{kind.lower()}://{authority}:{port}", table
     if kind == "Databricks":
         workspace = _netloc(need("server_hostname"))
         return f"databricks://{workspace}", ".".join(need(key) for key in ("catalog", "schema", "table_name"))
@@ -308,6 +299,7 @@ def batch_export_lineage(
     job_facet, runs_facet = _facets()
     items = list(runs)
     project = project_id if project_id not in (None, "") else export.get("team_id")
+    model = export.get("model") or "events"
     destination = export.get("destination") or {}
     records = _total(items, "records_completed")
     try:
@@ -318,13 +310,13 @@ def batch_export_lineage(
     statistics = OutputStatisticsOutputDatasetFacet(rowCount=records, size=_total(items, "bytes_exported"))
     outputs = [OutputDataset(*target, outputFacets={"outputStatistics": statistics})] if target else []
     return OperatorLineage(
-        inputs=[InputDataset(*input_dataset_name(export, host=host, project_id=str(project)))],
+        inputs=[InputDataset(f"posthog://{_netloc(host)}", f"{project}.{model}")],  # the data it reads
         outputs=outputs,
         job_facets={
             "posthogBatchExport": job_facet(
                 batchExportId=str(export.get("id")),
                 name=export.get("name"),
-                model=export.get("model") or "events",
+                model=model,
                 destinationType=destination.get("type"),
                 interval=export.get("interval"),
                 projectId=str(project),

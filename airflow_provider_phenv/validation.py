@@ -66,11 +66,9 @@ def _fail(name: str, value: Any, expected: str) -> ValueError:
 
 def check_uuid(name: str, value: Any) -> str:
     """Return ``value`` as a canonical UUID string or raise ``ValueError`` naming it."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
     with suppress(ValueError):
-        if isinstance(value, str):
-            return str(uuid.UUID(value.strip()))
+        if isinstance(value, (str, uuid.UUID)):
+            return str(uuid.UUID(str(value).strip()))
     raise _fail(name, value, "a UUID such as '018f2c3e-8d4a-7b1e-9c2d-3e4f5a6b7c8d'")
 
 
@@ -85,12 +83,8 @@ def check_positive_int(name: str, value: Any) -> int:
 def check_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
     """A finite number of seconds or a ``timedelta``: positive, or with ``zero_ok`` non-negative."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 <= seconds < float("inf")
-        or (seconds == 0 and not zero_ok)
-    ):
+    is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not is_number or not 0 <= seconds < float("inf") or (seconds == 0 and not zero_ok):
         sign = "non-negative" if zero_ok else "positive"
         raise _fail(name, value, f"a {sign} number of seconds or a timedelta")
     return float(seconds)
@@ -206,8 +200,8 @@ class ExportSchedule:
 
     interval: str | None = None
     timezone: str = "UTC"
-    offset_day: int | None = None
-    offset_hour: int | None = None
+    offset_day: int = 0
+    offset_hour: int = 0
 
     @classmethod
     def of(cls, export: Mapping[str, Any]) -> ExportSchedule:
@@ -228,23 +222,21 @@ class ExportSchedule:
 
     def start_of(self, day: date) -> datetime:
         """The moment PostHog reads a date bound as: ``offset_hour`` on that day in the export's timezone."""
-        return datetime.combine(day, time(hour=self.offset_hour or 0)).replace(tzinfo=self.zone)
+        return datetime.combine(day, time(hour=self.offset_hour)).replace(tzinfo=self.zone)
 
     def day_at_or_before(self, moment: datetime) -> date:
         """The latest day start PostHog reads (on the weekday, if weekly) at or before ``moment``."""
         day = moment.astimezone(self.zone).date()
         while self.start_of(day) > moment or (
-            self.interval == "week" and day.isoweekday() % 7 != (self.offset_day or 0)
+            self.interval == "week" and day.isoweekday() % 7 != self.offset_day
         ):
             day -= timedelta(days=1)
         return day
 
     def describe(self) -> str:
         """How the export's days start, for messages: ``every day at 02:00 Europe/Berlin``."""
-        at = f"at {self.offset_hour or 0:02d}:00 {self.timezone}"
-        if self.interval == "week":
-            return f"weekly on {_WEEKDAYS[self.offset_day or 0]} {at}"
-        return f"every day {at}"
+        days = f"weekly on {_WEEKDAYS[self.offset_day]}" if self.interval == "week" else "every day"
+        return f"{days} at {self.offset_hour:02d}:00 {self.timezone}"
 
     def as_day(self, name: str, value: Any, moment: datetime | date) -> date:
         """A date bound of a daily or weekly export: a date, or a datetime at midnight UTC or at day start."""
@@ -253,7 +245,7 @@ class ExportSchedule:
             local = moment.astimezone(self.zone)
             if moment.astimezone(timezone.utc).time() == time.min:
                 day = moment.astimezone(timezone.utc).date()
-            elif local.time() == time(hour=self.offset_hour or 0):
+            elif local.time() == time(hour=self.offset_hour):
                 day = local.date()
             else:
                 raise ValueError(
@@ -261,24 +253,22 @@ class ExportSchedule:
                     f"whole days and takes dates only; give a date such as {local.date().isoformat()!r}."
                 )
         weekday = day.isoweekday() % 7
-        if self.interval == "week" and weekday != (self.offset_day or 0):
+        if self.interval == "week" and weekday != self.offset_day:
             raise ValueError(
                 f"Invalid {name} {value!r}: {day.isoformat()} is a {_WEEKDAYS[weekday]}, but the batch "
-                f"export runs {self.describe()}; give a {_WEEKDAYS[self.offset_day or 0]}."
+                f"export runs {self.describe()}; give a {_WEEKDAYS[self.offset_day]}."
             )
         return day
 
 
 def backfill_bound(name: str, value: Any) -> datetime | date:
     """A backfill bound: a date, an aware datetime, or ISO 8601 text of either."""
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) == 10:
-            with suppress(ValueError):
-                return date.fromisoformat(text)
-        value = parse_timestamp(name, text, naive_ok=False)
-    if isinstance(value, datetime):
-        return parse_timestamp(name, value, naive_ok=False)
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and len(text) == 10:
+        with suppress(ValueError):
+            return date.fromisoformat(text)
+    if isinstance(text, (str, datetime)):
+        return parse_timestamp(name, text, naive_ok=False)
     if isinstance(value, date):
         return value
     raise _fail(name, value, "a date, a datetime with a timezone, or ISO 8601 text of either")
@@ -302,8 +292,7 @@ def check_backfill_range(
     schedule = schedule or ExportSchedule()
     start, end = backfill_bound("start_at", start_at), backfill_bound("end_at", end_at)
     if schedule.dates_only:
-        start = schedule.as_day("start_at", start_at, start)
-        end = schedule.as_day("end_at", end_at, end)
+        start, end = schedule.as_day("start_at", start_at, start), schedule.as_day("end_at", end_at, end)
     first, last = backfill_moment(start, schedule), backfill_moment(end, schedule)
     assert first is not None and last is not None  # both were just parsed
     if first >= last:

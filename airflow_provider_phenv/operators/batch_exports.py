@@ -508,16 +508,13 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
             return str(saved["id"])
         if task_state_store(context) is not None:
             return None  # the store would know of an earlier try's backfill
-        running = [
-            backfill
-            for backfill in self.hook.list_batch_export_backfills(export_id, project_id=project_id)
-            if backfill.get("status") in ACTIVE_STATUSES
-            and find_backfill([backfill], bounds, None, schedule=schedule) is not None
-        ]
-        if not running:
+        backfills = self.hook.list_batch_export_backfills(export_id, project_id=project_id)
+        active = [backfill for backfill in backfills if backfill.get("status") in ACTIVE_STATUSES]
+        running = find_backfill(active, bounds, None, schedule=schedule)  # the newest, as PostHog lists first
+        if running is None:
             return None
-        self.log.info("Attaching to running backfill %s over the same range.", running[0]["id"])
-        return str(running[0]["id"])
+        self.log.info("Attaching to running backfill %s over the same range.", running["id"])
+        return str(running["id"])
 
 
 class PostHogTestBatchExportOperator(_BatchExportOperator):

@@ -98,7 +98,6 @@ class DashboardAccess:
         self.manages_members = self.editors is not None or self.viewers is not None
         self._members: dict[str, dict[str, Any]] = {}  # by membership id
         self._by_person: dict[str, dict[str, Any]] = {}  # by user UUID and by email
-        self.default_level: str | None = None  # everyone else's level once converge ran
 
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
@@ -137,8 +136,8 @@ class DashboardAccess:
                 "restriction_level=21, if_exists='update'), or keep collaborators=[...] on it."
             )
 
-    def converge(self, dashboard_id: int) -> list[dict[str, Any]]:
-        """Write the rules that differ; return them as ``{"member" or "default", "old", "new"}``."""
+    def converge(self, dashboard_id: int) -> dict[str, Any]:
+        """Write the rules that differ: ``{"changed": [{"member" or "default", "old", "new"}], "access"}``."""
         current = self.hook.list_dashboard_access_controls(dashboard_id, project_id=self.project_id)
         if current.get("user_can_edit_access_levels") is False:
             raise PostHogDashboardAccessError(
@@ -147,11 +146,11 @@ class DashboardAccess:
             )
         old, explicit = access_rules(current)
         changes: list[dict[str, Any]] = []
-        self.default_level = old or current.get("default_access_level") or _POSTHOG_DEFAULT
-        if self.default is not None and self.default_level != self.default:
+        default = old or current.get("default_access_level") or _POSTHOG_DEFAULT
+        if self.default is not None and default != self.default:
             self._write(dashboard_id, None, self.default)
             changes.append({"default": True, "old": old, "new": self.default})
-            self.default_level = self.default
+            default = self.default
         if self.manages_members:
             wanted = {self._by_person[person]["id"]: "editor" for person in self.editors or ()}
             wanted |= {self._by_person[person]["id"]: "viewer" for person in self.viewers or ()}
@@ -162,15 +161,9 @@ class DashboardAccess:
                     changes.append({"member": self._name(member_id), "old": old, "new": new})
         if not changes:
             self.log.info("Access to PostHog dashboard %s already matches this task.", dashboard_id)
-        return changes
-
-    def summary(self) -> dict[str, Any]:
-        """``{"default", "editors", "viewers"}`` as :meth:`converge` left them (emails)."""
-        return {
-            "default": self.default_level,
-            "editors": [self._name(self._by_person[p]["id"]) for p in self.editors or ()],
-            "viewers": [self._name(self._by_person[p]["id"]) for p in self.viewers or ()],
-        }
+        editors = [self._name(self._by_person[p]["id"]) for p in self.editors or ()]  # emails
+        viewers = [self._name(self._by_person[p]["id"]) for p in self.viewers or ()]
+        return {"changed": changes, "access": {"default": default, "editors": editors, "viewers": viewers}}
 
     def _write(self, dashboard_id: int, member_id: str | None, level: str | None) -> None:
         who = "default" if member_id is None else self._name(member_id)
@@ -249,10 +242,7 @@ class _DashboardAccessOperator(_DashboardOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.editors, self.viewers, self.default_access = editors, viewers, default_access
-
-    @property
-    def access_given(self) -> bool:
-        return self.editors is not None or self.viewers is not None or self.default_access is not None
+        self.access_given = editors is not None or viewers is not None or default_access is not None
 
     def check_combination(self, values: dict[str, Any]) -> None:
         both = sorted(set(values.get("editors") or ()) & set(values.get("viewers") or ()))
@@ -393,28 +383,25 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         if self._access is not None:  # before any write: the level the dashboard will have
             updating = self.if_exists == "update" and "restriction_level" in wanted
             self._access.check_dashboard(dashboard, wanted["restriction_level"] if updating else None)
-        differences = {
-            key: (dashboard.get(key), value)
-            for key, value in wanted.items()
-            if not _same(key, dashboard.get(key), value)
-        }
+        differing = sorted(key for key, value in wanted.items() if not _same(key, dashboard.get(key), value))
+        changes = ", ".join(f"{key} {dashboard.get(key)!r} -> {wanted[key]!r}" for key in differing)
         about = f"PostHog dashboard {dashboard['id']} named {name!r}"
-        if not differences:
+        if not differing:
             self.log.info("Reusing %s, which already matches this task.", about)
         elif self.if_exists == "reuse":
             self.log.warning(
                 "Reusing %s as it is, though it differs from this task: %s. Use if_exists='update' to make "
                 "it match.",
                 about,
-                _describe(differences),
+                changes,
             )
         else:
-            changes = {key: new for key, (_old, new) in differences.items()}
-            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **changes)
-            self.log.info("Updated %s: %s.", about, _describe(differences))
+            update = {key: wanted[key] for key in differing}
+            dashboard = self.hook.update_dashboard(dashboard["id"], project_id=project_id, **update)
+            self.log.info("Updated %s: %s.", about, changes)
         result = self._result(dashboard, project_id, created=False)
         if self.if_exists == "update":
-            result["updated"] = sorted(differences)
+            result["updated"] = differing
         return result
 
     def _grant(
@@ -422,8 +409,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
     ) -> dict[str, Any]:
         """Give the access this task asks for: access controls, or the legacy collaborators."""
         if self._access is not None:
-            self._access.converge(result["id"])
-            return {**result, "access": self._access.summary()}
+            return {**result, "access": self._access.converge(result["id"])["access"]}
         if collaborators is None:
             return result
         check_collaborator_grants(self.hook, result["id"], collaborators, project_id)
@@ -474,10 +460,6 @@ def _same(key: str, current: Any, wanted: Any) -> bool:
     if key == "description":
         return (current or "") == (wanted or "")
     return bool(current == wanted)
-
-
-def _describe(differences: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(differences.items()))
 
 
 class PostHogAddDashboardCollaboratorOperator(_DashboardOperator):
@@ -620,5 +602,4 @@ class PostHogSetDashboardAccessOperator(_DashboardAccessOperator):
         access = DashboardAccess(self.hook, self.log, values)
         access.check_dashboard(self.hook.get_dashboard(dashboard_id, project_id=project_id))
         access.check()
-        changed = access.converge(dashboard_id)
-        return {"dashboard_id": dashboard_id, "changed": changed, "access": access.summary()}
+        return {"dashboard_id": dashboard_id, **access.converge(dashboard_id)}
