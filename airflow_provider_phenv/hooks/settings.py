@@ -16,7 +16,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, TypeVar
@@ -75,15 +75,16 @@ class _Rule(NamedTuple):
 
 
 def _option(*rule: Any, **keywords: Any) -> Any:
-    """A :class:`HookOptions` field: None when not given, checked by ``_Rule(*rule, **keywords)``."""
-    return field(default=None, metadata={"rule": _Rule(*rule, **keywords)})
+    """A :class:`HookOptions` field, checked by ``_Rule(*rule, **keywords)`` and defaulting to its default."""
+    checked = _Rule(*rule, **keywords)
+    return field(default=checked.default, metadata={"rule": checked})
 
 
 @dataclass(frozen=True, kw_only=True)
 class HookOptions:
-    """The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's ``hook_params``). Each
-    one left out comes from the connection's extra of the same name, else its default. Every value is checked
-    here, so a bad one fails when the DAG is parsed.
+    """The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's ``hook_params``), as
+    :class:`PostHogSettings` holds them. Each one left out comes from the connection's extra of the same name,
+    else its default. :meth:`of` checks every value given, so a bad one fails when the DAG is parsed.
 
     :param timeout: seconds to wait for an answer (default 30); connecting waits at most 10.
     :param max_retries: retries after a failed attempt (default 5).
@@ -94,22 +95,21 @@ class HookOptions:
     :param max_pages: most pages read for one listing (default 10,000).
     """
 
-    timeout: float | None = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
-    max_retries: int | None = _option(5, int, 0)
-    backoff: float | None = _option(1.0, float, 0)
-    backoff_max: float | None = _option(30.0, float, 0)
-    max_body_bytes: int | None = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
-    request_deadline: float | None = _option(None, float, 0, inclusive=False)
-    max_pages: int | None = _option(DEFAULT_MAX_PAGES, int, 1)
+    timeout: float = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
+    max_retries: int = _option(5, int, 0)
+    backoff: float = _option(1.0, float, 0)
+    backoff_max: float = _option(30.0, float, 0)
+    max_body_bytes: int = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
+    request_deadline: float = _option(DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT, float, 0, inclusive=False)
+    max_pages: int = _option(DEFAULT_MAX_PAGES, int, 1)
 
-    @classmethod
-    def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
-        """The options named in ``options``, refusing a name that is none of them.
+    @staticmethod
+    def of(options: Mapping[str, Any], what: str | None = None) -> dict[str, Any]:
+        """The options named in ``options`` that are not None, checked, refusing a name that is none of them.
 
         :param options: option names and values.
         :param what: how errors name the mapping (``"hook_params"``).
         """
-        values = {}
         for name, value in options.items():
             if name not in _RULES:
                 raise ValueError(
@@ -118,21 +118,7 @@ class HookOptions:
             if value is not None and not _fits(value, _RULES[name]):
                 where = f" in {what}" if what else ""
                 raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(_RULES[name])}.")
-            values[name] = None if value is None else _RULES[name].kind(value)
-        return cls(**values)
-
-    def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
-        """Every option's value: given, else the connection's extra, else its default.
-
-        :param extra: the connection's extra (URI-form extras are strings).
-        :param conn_id: the connection id, for messages.
-        """
-        values = {
-            name: _from_extra(extra, name, _RULES[name], conn_id) if value is None else value
-            for name, value in asdict(self).items()
-        }
-        values["request_deadline"] = values["request_deadline"] or values["timeout"] * DEADLINE_PER_TIMEOUT
-        return values
+        return {name: _RULES[name].kind(value) for name, value in options.items() if value is not None}
 
 
 _RULES: dict[str, _Rule] = {option.name: option.metadata["rule"] for option in fields(HookOptions)}
@@ -184,24 +170,18 @@ _INGESTION_SUFFIX = ".i.posthog.com"
 
 
 @dataclass(frozen=True)
-class PostHogSettings:
-    """Everything a hook needs to talk to one PostHog instance; the key is kept out of ``repr``."""
+class PostHogSettings(HookOptions):
+    """Everything a hook needs to talk to one PostHog instance: its options, and the connection's other
+    fields; the key is kept out of ``repr``."""
 
     conn_id: str
     base_url: str
     api_key: str = field(repr=False)
     project_id: str | None
     api_prefix: str
-    timeout: float
-    max_retries: int
-    backoff: float = 1.0
-    backoff_max: float = 30.0
     #: The budget shared by every async hook with this host and key in one event loop.
     requests_per_minute: float = DEFAULT_PER_MINUTE
     requests_per_hour: float = DEFAULT_PER_HOUR
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    request_deadline: float = DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT
-    max_pages: int = DEFAULT_MAX_PAGES
 
     @property
     def connect_timeout(self) -> float:
@@ -299,12 +279,12 @@ def _clean_api_key(conn_id: str, password: str | None) -> str:
     return key
 
 
-def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
+def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[str, Any]) -> PostHogSettings:
     """Build :class:`PostHogSettings` from an Airflow connection.
 
     :param conn: the Airflow ``Connection``.
     :param extra: the connection's extra as a dict (read by the caller, sync or async).
-    :param options: the hook's options, which win over the connection's extra.
+    :param options: the hook's options (from :meth:`HookOptions.of`), which win over the connection's extra.
     """
     conn_id = conn.conn_id
     api_key = _clean_api_key(conn_id, conn.password)
@@ -331,7 +311,14 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
         project_id = None if project_id in (None, "") else check_project_id(str(project_id).strip())
     except ValueError as error:
         raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
-    values = options.resolved(extra, conn_id)
+    # The options given, else set in the extra; the others keep their defaults.
+    values = {
+        name: _from_extra(extra, name, rule, conn_id)
+        for name, rule in _RULES.items()
+        if extra.get(name) not in (None, "")
+    }
+    values.update(options)
+    values.setdefault("request_deadline", values.get("timeout", DEFAULT_TIMEOUT) * DEADLINE_PER_TIMEOUT)
     per_minute, per_hour, shared_by = (
         _from_extra(extra, name, rule, conn_id) for name, rule in _BUDGET.items()
     )
