@@ -408,15 +408,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             expect=calls.BACKFILL_STARTED,
         )
         requested_at = datetime.now(timezone.utc)
-        for attempt in Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log)):
-            with attempt:
-                try:
-                    return self._call(call)
-                except PostHogWriteOutcomeUnknownError as error:
-                    return self._backfill_made_since(
-                        batch_export_id, (start, end), requested_at, project_id, error, schedule
-                    )
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+        def create() -> JSON:
+            try:
+                return self._call(call)
+            except PostHogWriteOutcomeUnknownError as error:
+                return self._backfill_made_since(
+                    batch_export_id, (start, end), requested_at, project_id, error, schedule
+                )
+
+        return Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log))(create)
 
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: ProjectId = None
@@ -452,20 +453,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         self,
         batch_export_id: str,
         bounds: tuple[Any, Any],
-        requested_at: datetime,
+        since: datetime,
         project_id: ProjectId,
         error: PostHogWriteOutcomeUnknownError,
         schedule: ExportSchedule | None = None,
     ) -> JSON:
         # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
         # since sending the create again could make a second one if the first commits late.
+        grace = self.backfill_row_grace
         backfill = self.find_batch_export_backfill(
-            batch_export_id,
-            bounds=bounds,
-            since=requested_at,
-            schedule=schedule,
-            wait=self.backfill_row_grace,
-            project_id=project_id,
+            batch_export_id, bounds=bounds, since=since, schedule=schedule, wait=grace, project_id=project_id
         )
         if backfill is None:
             raise error
