@@ -126,8 +126,6 @@ COLLABORATOR = json_object(user=(..., dict))
 ACCESS_CONTROLS = json_object(access_controls=(..., list))
 ACCESS_CONTROL_ROW: Shape = _access_control_row
 MEMBER = json_object(id=(..., str), user=(..., dict))
-#: What a call expects when it names nothing else: a JSON object.
-OBJECT = json_object()
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class ApiCall:
     next_url: str | None = None
     retry_server_errors: bool = True
     global_path: bool = False
-    expect: Shape = OBJECT
+    expect: Shape = json_object()
 
     @property
     def subject(self) -> str:
@@ -191,9 +189,7 @@ class ListPager(_Pager):
     """
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
-        super().__init__(
-            replace(call, expect=page(None if call.expect is OBJECT else call.expect)), max_pages, url_of
-        )
+        super().__init__(replace(call, expect=page(call.expect)), max_pages, url_of)
         self._seen = {self._key(call)}
 
     def _key(self, call: ApiCall) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -335,9 +331,6 @@ def entry_time(entry: dict[str, Any]) -> datetime:
     return parse_timestamp("log entry timestamp", entry["timestamp"])
 
 
-_ONE_MICROSECOND = timedelta(microseconds=1)
-
-
 class LogsPager(_Pager):
     """Walks the pages of one :func:`logs_call` back in time, used as :class:`ListPager` is; each page's
     ``before`` must be earlier than the last (a server ignoring it would be read for ever).
@@ -368,7 +361,7 @@ class LogsPager(_Pager):
             log.warning("More than %d log entries share timestamp %s; some may be skipped.", limit, oldest)
             self._read_before(oldest)
             return entries
-        self._read_before(oldest + _ONE_MICROSECOND)
+        self._read_before(oldest + timedelta(microseconds=1))
         return newer
 
     def _read_before(self, moment: datetime) -> None:

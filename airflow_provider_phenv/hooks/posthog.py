@@ -701,8 +701,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
                 "(environment) id, the number after /project/ in PostHog's URLs"
             )
         elif readable:
-            path, resource = readable[0]
-            call = ApiCall(path, resource, params={"limit": 1}, project_id=project, expect=calls.page())
+            call = ApiCall(*readable[0], params={"limit": 1}, project_id=project, expect=calls.page())
             try:
                 self._call(call)
             except (PostHogAuthError, PostHogNotFoundError) as error:
