@@ -126,6 +126,7 @@ COLLABORATOR = json_object(user=(..., dict))
 ACCESS_CONTROLS = json_object(access_controls=(..., list))
 ACCESS_CONTROL_ROW: Shape = _access_control_row
 MEMBER = json_object(id=(..., str), user=(..., dict))
+OBJECT = json_object()  # what a call naming no other shape expects
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class ApiCall:
     next_url: str | None = None
     retry_server_errors: bool = True
     global_path: bool = False
-    expect: Shape = json_object()
+    expect: Shape = OBJECT
 
     @property
     def subject(self) -> str:
