@@ -244,11 +244,10 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
             "connection's password field."
         )
     try:
-        parts.port  # noqa: B018 - a non-numeric port raises here
-        bad_port = False
-    except ValueError:
-        bad_port = True
-    if bad_port or parts.scheme not in ("http", "https") or not parts.hostname:
+        named_port = parts.port
+    except ValueError:  # not a number
+        named_port = -1
+    if named_port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostHogConnectionConfigError(
             f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
         )
@@ -257,7 +256,7 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
         api_host = parts.hostname[: -len(_INGESTION_SUFFIX)] + ".posthog.com"
         log.warning("Host %s is PostHog's ingestion host; using the API host %s.", parts.hostname, api_host)
         netloc = netloc.replace(parts.hostname, api_host)
-    if port and parts.port is None:
+    if port and named_port is None:
         netloc = f"{netloc}:{port}"
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
@@ -606,9 +605,7 @@ class RequestBudget:
                 self._in_flight.pop(coalesce_key, None)
 
 
-_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]] = (
-    weakref.WeakKeyDictionary()
-)
+_budgets = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]]()
 
 
 def request_budget(settings: PostHogSettings) -> RequestBudget:

@@ -1,8 +1,6 @@
 """How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async client
-(one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O.
-
-Why each limit exists (deadline, body cap, same-origin redirects): docs/airflow-internals.md,
-"The transport's limits".
+(one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O. Why each limit exists
+(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits".
 """
 
 from __future__ import annotations
