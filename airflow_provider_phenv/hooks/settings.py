@@ -526,7 +526,16 @@ class RequestBudget:
                     delay = max(self.paused_until - now, self.pace.wait_time(now), *waits)
                     if delay <= 0:
                         break
-                    self._report_hold(now, delay)
+                    # Said while requests are held (once a minute at most), not after the wait.
+                    if delay >= 1.0 and now - self._reported >= _REPORT_EVERY:
+                        self._reported = now
+                        log.warning(
+                            "The request budget for %s is short: %d waiting, the next for %.0f s more (polls "
+                            "are stretched). Poll less often or raise the connection's request budget.",
+                            self.label,
+                            self.waiting,
+                            delay,
+                        )
                     # Look again at least once a minute: a held wait is never silent for long.
                     await asyncio.sleep(min(delay, _REPORT_EVERY))
                 self.pace.tokens -= 1
@@ -540,19 +549,6 @@ class RequestBudget:
         return tuple(  # type: ignore[return-value]
             window.in_flight + sum(1 for moment in window.answered if now - moment < window.seconds)
             for window in self.windows
-        )
-
-    def _report_hold(self, now: float, delay: float) -> None:
-        # Said while requests are held (once a minute at most), not after the wait.
-        if delay < 1.0 or now - self._reported < _REPORT_EVERY:
-            return
-        self._reported = now
-        log.warning(
-            "The request budget for %s is short: %d waiting, the next for %.0f s more "
-            "(polls are stretched). Poll less often or raise the connection's request budget.",
-            self.label,
-            self.waiting,
-            delay,
         )
 
     def pause(self, seconds: float | None) -> None:
