@@ -385,21 +385,17 @@ def _retrying(retry: Any, stop: Any, wait: Any, before_sleep: Any = None) -> dic
 
 def retry_kwargs(settings: PostHogSettings, logger: logging.Logger | Any) -> dict[str, Any]:
     """``tenacity.Retrying`` arguments for one call: PostHog's retryable failures, ``max_retries`` times."""
+    attempts = settings.max_retries + 1
 
-    def log_retry(retry_state: RetryCallState) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
-            "Retrying in %.1f s (attempt %d of %d failed): %s",
-            wait,
-            retry_state.attempt_number,
-            settings.max_retries + 1,
-            error,
+            "Retrying in %.1f s (attempt %d of %d failed): %s", delay, state.attempt_number, attempts, error
         )
 
-    stop = stop_after_attempt(settings.max_retries + 1)
     wait = WaitForPostHog(settings.backoff, settings.backoff_max)
-    return _retrying(retry_if_exception(is_retryable), stop, wait, log_retry)
+    return _retrying(retry_if_exception(is_retryable), stop_after_attempt(attempts), wait, log_retry)
 
 
 def parse_retry_after(value: str | None) -> float | None:
