@@ -411,9 +411,7 @@ class Exchange:
         """PostHog's error answer as the error class callers branch on, with a hint."""
         envelope = parse_error_body(body, headers.get("content-type"))
         # Whatever answered may echo the request (the key included): never let it into a message.
-        envelope = {
-            key: None if value is None else self.settings.scrub(value) for key, value in envelope.items()
-        }
+        envelope = {key: self.settings.scrub(value) if value else value for key, value in envelope.items()}
         envelope["detail"] = envelope.get("detail") or "empty response body"
         kind = error_class_for_status(status)
         if kind is PostHogServerError and not self.call.retry_server_errors:
