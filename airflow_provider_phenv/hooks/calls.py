@@ -126,8 +126,7 @@ COLLABORATOR = json_object(user=(..., dict))
 ACCESS_CONTROLS = json_object(access_controls=(..., list))
 ACCESS_CONTROL_ROW: Shape = _access_control_row
 MEMBER = json_object(id=(..., str), user=(..., dict))
-#: What a call expects when it names nothing else: a JSON object.
-OBJECT = json_object()
+OBJECT = json_object()  # what a call naming no other shape expects
 
 
 @dataclass(frozen=True)
@@ -191,9 +190,7 @@ class ListPager(_Pager):
     """
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
-        super().__init__(
-            replace(call, expect=page(None if call.expect is OBJECT else call.expect)), max_pages, url_of
-        )
+        super().__init__(replace(call, expect=page(call.expect)), max_pages, url_of)
         self._seen = {self._key(call)}
 
     def _key(self, call: ApiCall) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -335,9 +332,6 @@ def entry_time(entry: dict[str, Any]) -> datetime:
     return parse_timestamp("log entry timestamp", entry["timestamp"])
 
 
-_ONE_MICROSECOND = timedelta(microseconds=1)
-
-
 class LogsPager(_Pager):
     """Walks the pages of one :func:`logs_call` back in time, used as :class:`ListPager` is; each page's
     ``before`` must be earlier than the last (a server ignoring it would be read for ever).
@@ -346,7 +340,7 @@ class LogsPager(_Pager):
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """The entries of the ``page`` just read to hand out (newest first); sets up the next request."""
         assert self.call is not None and self.call.params is not None, "take() called after the last page"
-        self.pages += 1
+        self.pages, params = self.pages + 1, self.call.params
         entries = page.get("results") or []
         times = []
         for index, entry in enumerate(entries):
@@ -356,7 +350,7 @@ class LogsPager(_Pager):
                 kind = type(error).__name__
                 why = f"unexpected answer: results item {index} has no valid timestamp ({kind})"
                 raise self._error(self.call, why, PostHogUnexpectedResponseError) from None
-        limit = self.call.params["limit"]
+        limit, previous = params["limit"], params.get("before")
         if len(entries) < limit:
             self.call = None
             return entries
@@ -366,20 +360,14 @@ class LogsPager(_Pager):
             # A whole page shares one microsecond: the rest of that moment cannot be reached
             # through this API, so hand the page out and move on rather than loop forever.
             log.warning("More than %d log entries share timestamp %s; some may be skipped.", limit, oldest)
-            self._read_before(oldest)
-            return entries
-        self._read_before(oldest + _ONE_MICROSECOND)
-        return newer
-
-    def _read_before(self, moment: datetime) -> None:
-        assert self.call is not None and self.call.params is not None
-        previous = self.call.params.get("before")
+        before = oldest + timedelta(microseconds=1) if newer else oldest
         stop = f"stopped reading after {self.pages:,} pages"
-        if previous is not None and moment >= parse_timestamp("before", previous):
+        if previous is not None and before >= parse_timestamp("before", previous):
             raise self._error(
                 self.call,
                 f"{stop}: the server ignored before={previous} (the page repeats entries at or after it)",
             )
         if self.pages >= self.max_pages:
             raise self._error(self.call, f"{stop}: more than max_pages={self.max_pages:,}")
-        self.call = replace(self.call, params={**self.call.params, "before": format_timestamp(moment)})
+        self.call = replace(self.call, params={**params, "before": format_timestamp(before)})
+        return newer or entries

@@ -7,6 +7,7 @@ written once, in :class:`PostHogReads`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -288,15 +289,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             payload = payload_from_export(self.get_batch_export(batch_export_id, project_id=project_id))
         # PostHog answers 500 for a destination or step it cannot test: retrying cannot help.
         call = export_call(
-            batch_export_id,
-            "run_test_step/",
-            method="POST",
-            body={**payload, "step": step},
-            retry_server_errors=False,
-            project_id=project_id,
-            expect=calls.TEST_STEP_RESULT,
+            batch_export_id, "run_test_step/", retry_server_errors=False, project_id=project_id
         )
-        return self._call(call)
+        return self._test_step(call, payload, step)
 
     def run_batch_export_test_step_new(
         self, payload: JSON, step: int, *, project_id: ProjectId = None
@@ -308,15 +303,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         check_batch_export_payload(payload)
         step = check_choice("step", step, range(100))
-        call = ApiCall(
-            "batch_exports/run_test_step_new/",
-            f"test of a new {payload['destination']['type']} batch export",
-            method="POST",
-            body={**payload, "step": step},
-            project_id=project_id,
-            expect=calls.TEST_STEP_RESULT,
-        )
-        return self._call(call)
+        resource = f"test of a new {payload['destination']['type']} batch export"
+        call = ApiCall("batch_exports/run_test_step_new/", resource, project_id=project_id)
+        return self._test_step(call, payload, step)
+
+    def _test_step(self, call: ApiCall, payload: JSON, step: int) -> JSON:
+        # Either test endpoint: the payload and the step index POSTed, answered by the step's result.
+        body = {**payload, "step": step}
+        return self._call(replace(call, method="POST", body=body, expect=calls.TEST_STEP_RESULT))
 
     # -- runs and backfills (docs/posthog-api.md §6.9) ---------------------------------------------
 
@@ -408,15 +402,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             expect=calls.BACKFILL_STARTED,
         )
         requested_at = datetime.now(timezone.utc)
-        for attempt in Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log)):
-            with attempt:
-                try:
-                    return self._call(call)
-                except PostHogWriteOutcomeUnknownError as error:
-                    return self._backfill_made_since(
-                        batch_export_id, (start, end), requested_at, project_id, error, schedule
-                    )
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+        def create() -> JSON:
+            try:
+                return self._call(call)
+            except PostHogWriteOutcomeUnknownError as error:
+                return self._backfill_made_since(
+                    batch_export_id, (start, end), requested_at, project_id, error, schedule
+                )
+
+        return Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log))(create)
 
     def list_batch_export_backfills(
         self, batch_export_id: str, *, project_id: ProjectId = None
@@ -452,20 +447,16 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         self,
         batch_export_id: str,
         bounds: tuple[Any, Any],
-        requested_at: datetime,
+        since: datetime,
         project_id: ProjectId,
         error: PostHogWriteOutcomeUnknownError,
         schedule: ExportSchedule | None = None,
     ) -> JSON:
         # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
         # since sending the create again could make a second one if the first commits late.
+        grace = self.backfill_row_grace
         backfill = self.find_batch_export_backfill(
-            batch_export_id,
-            bounds=bounds,
-            since=requested_at,
-            schedule=schedule,
-            wait=self.backfill_row_grace,
-            project_id=project_id,
+            batch_export_id, bounds=bounds, since=since, schedule=schedule, wait=grace, project_id=project_id
         )
         if backfill is None:
             raise error
@@ -704,8 +695,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
                 "(environment) id, the number after /project/ in PostHog's URLs"
             )
         elif readable:
-            path, resource = readable[0]
-            call = ApiCall(path, resource, params={"limit": 1}, project_id=project, expect=calls.page())
+            call = ApiCall(*readable[0], params={"limit": 1}, project_id=project, expect=calls.page())
             try:
                 self._call(call)
             except (PostHogAuthError, PostHogNotFoundError) as error:

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, TypeVar
@@ -75,15 +75,16 @@ class _Rule(NamedTuple):
 
 
 def _option(*rule: Any, **keywords: Any) -> Any:
-    """A :class:`HookOptions` field: None when not given, checked by ``_Rule(*rule, **keywords)``."""
-    return field(default=None, metadata={"rule": _Rule(*rule, **keywords)})
+    """A :class:`HookOptions` field, checked by ``_Rule(*rule, **keywords)`` and defaulting to its default."""
+    checked = _Rule(*rule, **keywords)
+    return field(default=checked.default, metadata={"rule": checked})
 
 
 @dataclass(frozen=True, kw_only=True)
 class HookOptions:
-    """The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's ``hook_params``). Each
-    one left out comes from the connection's extra of the same name, else its default. Every value is checked
-    here, so a bad one fails when the DAG is parsed.
+    """The options of a PostHog hook (``PostHogHook(conn_id, timeout=10)`` or a task's ``hook_params``), as
+    :class:`PostHogSettings` holds them. Each one left out comes from the connection's extra of the same name,
+    else its default. :meth:`of` checks every value given, so a bad one fails when the DAG is parsed.
 
     :param timeout: seconds to wait for an answer (default 30); connecting waits at most 10.
     :param max_retries: retries after a failed attempt (default 5).
@@ -94,22 +95,21 @@ class HookOptions:
     :param max_pages: most pages read for one listing (default 10,000).
     """
 
-    timeout: float | None = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
-    max_retries: int | None = _option(5, int, 0)
-    backoff: float | None = _option(1.0, float, 0)
-    backoff_max: float | None = _option(30.0, float, 0)
-    max_body_bytes: int | None = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
-    request_deadline: float | None = _option(None, float, 0, inclusive=False)
-    max_pages: int | None = _option(DEFAULT_MAX_PAGES, int, 1)
+    timeout: float = _option(DEFAULT_TIMEOUT, float, 0, inclusive=False)
+    max_retries: int = _option(5, int, 0)
+    backoff: float = _option(1.0, float, 0)
+    backoff_max: float = _option(30.0, float, 0)
+    max_body_bytes: int = _option(DEFAULT_MAX_BODY_BYTES, int, 1)
+    request_deadline: float = _option(DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT, float, 0, inclusive=False)
+    max_pages: int = _option(DEFAULT_MAX_PAGES, int, 1)
 
-    @classmethod
-    def of(cls, options: Mapping[str, Any], what: str | None = None) -> HookOptions:
-        """The options named in ``options``, refusing a name that is none of them.
+    @staticmethod
+    def of(options: Mapping[str, Any], what: str | None = None) -> dict[str, Any]:
+        """The options named in ``options`` that are not None, checked, refusing a name that is none of them.
 
         :param options: option names and values.
         :param what: how errors name the mapping (``"hook_params"``).
         """
-        values = {}
         for name, value in options.items():
             if name not in _RULES:
                 raise ValueError(
@@ -118,21 +118,7 @@ class HookOptions:
             if value is not None and not _fits(value, _RULES[name]):
                 where = f" in {what}" if what else ""
                 raise ValueError(f"Invalid {name} {value!r}{where}: expected {_expected(_RULES[name])}.")
-            values[name] = None if value is None else _RULES[name].kind(value)
-        return cls(**values)
-
-    def resolved(self, extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
-        """Every option's value: given, else the connection's extra, else its default.
-
-        :param extra: the connection's extra (URI-form extras are strings).
-        :param conn_id: the connection id, for messages.
-        """
-        values = {
-            name: _from_extra(extra, name, _RULES[name], conn_id) if value is None else value
-            for name, value in asdict(self).items()
-        }
-        values["request_deadline"] = values["request_deadline"] or values["timeout"] * DEADLINE_PER_TIMEOUT
-        return values
+        return {name: _RULES[name].kind(value) for name, value in options.items() if value is not None}
 
 
 _RULES: dict[str, _Rule] = {option.name: option.metadata["rule"] for option in fields(HookOptions)}
@@ -184,24 +170,18 @@ _INGESTION_SUFFIX = ".i.posthog.com"
 
 
 @dataclass(frozen=True)
-class PostHogSettings:
-    """Everything a hook needs to talk to one PostHog instance; the key is kept out of ``repr``."""
+class PostHogSettings(HookOptions):
+    """Everything a hook needs to talk to one PostHog instance: its options, and the connection's other
+    fields; the key is kept out of ``repr``."""
 
     conn_id: str
     base_url: str
     api_key: str = field(repr=False)
     project_id: str | None
     api_prefix: str
-    timeout: float
-    max_retries: int
-    backoff: float = 1.0
-    backoff_max: float = 30.0
     #: The budget shared by every async hook with this host and key in one event loop.
     requests_per_minute: float = DEFAULT_PER_MINUTE
     requests_per_hour: float = DEFAULT_PER_HOUR
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    request_deadline: float = DEFAULT_TIMEOUT * DEADLINE_PER_TIMEOUT
-    max_pages: int = DEFAULT_MAX_PAGES
 
     @property
     def connect_timeout(self) -> float:
@@ -264,11 +244,10 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
             "connection's password field."
         )
     try:
-        parts.port  # noqa: B018 - a non-numeric port raises here
-        bad_port = False
-    except ValueError:
-        bad_port = True
-    if bad_port or parts.scheme not in ("http", "https") or not parts.hostname:
+        named_port = parts.port
+    except ValueError:  # not a number
+        named_port = -1
+    if named_port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostHogConnectionConfigError(
             f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
         )
@@ -277,7 +256,7 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
         api_host = parts.hostname[: -len(_INGESTION_SUFFIX)] + ".posthog.com"
         log.warning("Host %s is PostHog's ingestion host; using the API host %s.", parts.hostname, api_host)
         netloc = netloc.replace(parts.hostname, api_host)
-    if port and parts.port is None:
+    if port and named_port is None:
         netloc = f"{netloc}:{port}"
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
@@ -299,12 +278,12 @@ def _clean_api_key(conn_id: str, password: str | None) -> str:
     return key
 
 
-def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOptions) -> PostHogSettings:
+def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[str, Any]) -> PostHogSettings:
     """Build :class:`PostHogSettings` from an Airflow connection.
 
     :param conn: the Airflow ``Connection``.
     :param extra: the connection's extra as a dict (read by the caller, sync or async).
-    :param options: the hook's options, which win over the connection's extra.
+    :param options: the hook's options (from :meth:`HookOptions.of`), which win over the connection's extra.
     """
     conn_id = conn.conn_id
     api_key = _clean_api_key(conn_id, conn.password)
@@ -331,7 +310,14 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: HookOpti
         project_id = None if project_id in (None, "") else check_project_id(str(project_id).strip())
     except ValueError as error:
         raise PostHogConnectionConfigError(f"Connection {conn_id!r}: {error}") from None
-    values = options.resolved(extra, conn_id)
+    # The options given, else set in the extra; the others keep their defaults.
+    values = {
+        name: _from_extra(extra, name, rule, conn_id)
+        for name, rule in _RULES.items()
+        if extra.get(name) not in (None, "")
+    }
+    values.update(options)
+    values.setdefault("request_deadline", values.get("timeout", DEFAULT_TIMEOUT) * DEADLINE_PER_TIMEOUT)
     per_minute, per_hour, shared_by = (
         _from_extra(extra, name, rule, conn_id) for name, rule in _BUDGET.items()
     )
@@ -399,21 +385,17 @@ def _retrying(retry: Any, stop: Any, wait: Any, before_sleep: Any = None) -> dic
 
 def retry_kwargs(settings: PostHogSettings, logger: logging.Logger | Any) -> dict[str, Any]:
     """``tenacity.Retrying`` arguments for one call: PostHog's retryable failures, ``max_retries`` times."""
+    attempts = settings.max_retries + 1
 
-    def log_retry(retry_state: RetryCallState) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
-            "Retrying in %.1f s (attempt %d of %d failed): %s",
-            wait,
-            retry_state.attempt_number,
-            settings.max_retries + 1,
-            error,
+            "Retrying in %.1f s (attempt %d of %d failed): %s", delay, state.attempt_number, attempts, error
         )
 
-    stop = stop_after_attempt(settings.max_retries + 1)
     wait = WaitForPostHog(settings.backoff, settings.backoff_max)
-    return _retrying(retry_if_exception(is_retryable), stop, wait, log_retry)
+    return _retrying(retry_if_exception(is_retryable), stop_after_attempt(attempts), wait, log_retry)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -540,7 +522,16 @@ class RequestBudget:
                     delay = max(self.paused_until - now, self.pace.wait_time(now), *waits)
                     if delay <= 0:
                         break
-                    self._report_hold(now, delay)
+                    # Said while requests are held (once a minute at most), not after the wait.
+                    if delay >= 1.0 and now - self._reported >= _REPORT_EVERY:
+                        self._reported = now
+                        log.warning(
+                            "The request budget for %s is short: %d waiting, the next for %.0f s more (polls "
+                            "are stretched). Poll less often or raise the connection's request budget.",
+                            self.label,
+                            self.waiting,
+                            delay,
+                        )
                     # Look again at least once a minute: a held wait is never silent for long.
                     await asyncio.sleep(min(delay, _REPORT_EVERY))
                 self.pace.tokens -= 1
@@ -554,19 +545,6 @@ class RequestBudget:
         return tuple(  # type: ignore[return-value]
             window.in_flight + sum(1 for moment in window.answered if now - moment < window.seconds)
             for window in self.windows
-        )
-
-    def _report_hold(self, now: float, delay: float) -> None:
-        # Said while requests are held (once a minute at most), not after the wait.
-        if delay < 1.0 or now - self._reported < _REPORT_EVERY:
-            return
-        self._reported = now
-        log.warning(
-            "The request budget for %s is short: %d waiting, the next for %.0f s more "
-            "(polls are stretched). Poll less often or raise the connection's request budget.",
-            self.label,
-            self.waiting,
-            delay,
         )
 
     def pause(self, seconds: float | None) -> None:
@@ -619,9 +597,7 @@ class RequestBudget:
                 self._in_flight.pop(coalesce_key, None)
 
 
-_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]] = (
-    weakref.WeakKeyDictionary()
-)
+_budgets = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestBudget]]()
 
 
 def request_budget(settings: PostHogSettings) -> RequestBudget:

@@ -1,8 +1,6 @@
 """How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async client
-(one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O.
-
-Why each limit exists (deadline, body cap, same-origin redirects): docs/airflow-internals.md,
-"The transport's limits".
+(one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O. Why each limit exists
+(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits".
 """
 
 from __future__ import annotations
@@ -305,13 +303,7 @@ class Exchange:
         return self.settings.scrub(urlsplit(self.url).path)
 
     def error(
-        self,
-        kind: type[PostHogAPIError],
-        detail: str,
-        path: str | None = None,
-        *,
-        unsure: bool = False,
-        **kwargs: Any,
+        self, kind: type[PostHogAPIError], detail: str, path: str = "", *, unsure: bool = False, **kwargs: Any
     ) -> PostHogAPIError:
         """An error of ``kind`` about this call, at ``path`` (default: the current hop's); when the call may
         have been carried out (``unsure``) and is not repeatable, the error that its outcome is unknown."""
@@ -331,7 +323,7 @@ class Exchange:
 
     def unexpected(
         self,
-        status: int | None,
+        status: int,
         detail: str,
         kind: type[PostHogUnexpectedResponseError] = PostHogUnexpectedResponseError,
         **kwargs: Any,
@@ -419,9 +411,7 @@ class Exchange:
         """PostHog's error answer as the error class callers branch on, with a hint."""
         envelope = parse_error_body(body, headers.get("content-type"))
         # Whatever answered may echo the request (the key included): never let it into a message.
-        envelope = {
-            key: None if value is None else self.settings.scrub(value) for key, value in envelope.items()
-        }
+        envelope = {key: self.settings.scrub(value) if value else value for key, value in envelope.items()}
         envelope["detail"] = envelope.get("detail") or "empty response body"
         kind = error_class_for_status(status)
         if kind is PostHogServerError and not self.call.retry_server_errors:
@@ -621,7 +611,6 @@ class SyncClient(PostHogHookBase):
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
         import requests
-        from requests.exceptions import ChunkedEncodingError, InvalidHeader, InvalidURL
         from urllib3.exceptions import HTTPError as Urllib3Error
         from urllib3.exceptions import NewConnectionError
 
@@ -635,9 +624,8 @@ class SyncClient(PostHogHookBase):
                 deadline.check()
                 if deadline.fired:
                     raise exchange.deadline_error(path) from None
-                unsent = isinstance(error, (InvalidHeader, InvalidURL, ValueError))
-                if unsent and not isinstance(error, ChunkedEncodingError):
-                    # Refused by the client before sending. Its text may quote a header (the key): not kept.
+                if isinstance(error, ValueError):  # InvalidHeader, InvalidURL...: refused before sending
+                    # Its text may quote a header (the key): not kept.
                     detail = f"the request could not be built ({type(error).__name__}); nothing was sent"
                     raise exchange.error(PostHogAPIError, detail, path, status_code=None) from None
                 # Only a connection never opened proves the request did not reach PostHog: a connect
