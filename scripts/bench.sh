@@ -2,7 +2,7 @@
 # The benchmark command: this provider next to apache-airflow-providers-http, against the bundled
 # emulator on 127.0.0.1, in its own virtual environment (.venv-bench).
 #   scripts/bench.sh            # full run (~15 min): writes benchmarks/results.json and BENCHMARKS.md
-#   scripts/bench.sh --smoke    # tiny sizes (~40 s), results in a temp dir; fails only on a crash
+#   scripts/bench.sh --smoke    # tiny sizes (~90 s), results in a temp dir; fails only on a crash
 # The provider is installed NON-editable, from a copy of the current tree, on every run: the import
 # cost (item 1) is then measured on what `pip install` gives users, with compiled bytecode, and
 # never on sources that PYTHONDONTWRITEBYTECODE keeps recompiling.

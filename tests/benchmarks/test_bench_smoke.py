@@ -1,5 +1,5 @@
 """
-Keeps the benchmarks working: ``scripts/bench.sh --smoke`` (tiny sizes, about 40 s) must not crash.
+Keeps the benchmarks working: ``scripts/bench.sh --smoke`` (tiny sizes, about 90 s) must not crash.
 
 It needs ``.venv-bench`` (Airflow plus apache-airflow-providers-http), which ``scripts/bench.sh``
 creates on first use. The test runs only where that venv exists or ``PHENV_BENCH_SMOKE=1`` asks for

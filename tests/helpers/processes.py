@@ -8,12 +8,15 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 
 
 def free_port() -> int:
@@ -32,6 +35,21 @@ def run_ok(
     )
     assert done.returncode == 0, f"{command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def run_demo(**env: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/demo.py`` run to its end with ``env``, none of this process's Airflow, PostHog or
+    demo settings leaking in."""
+    prefixes = ("AIRFLOW", "POSTHOG", "DEMO_")
+    clean = {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
+    return subprocess.run(
+        [sys.executable, str(DEMO)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
