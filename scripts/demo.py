@@ -89,6 +89,9 @@ def main() -> int:
         if code != 0:
             sys.exit(f"airflow db migrate failed (exit code {code}).")
         print(f"    done in {time.monotonic() - started:.0f} s")
+        # The events demo's own home starts from this database, before the DAG runs write to it.
+        migrated = home / "migrated.db"
+        shutil.copyfile(home / "airflow.db", migrated)
         before = _snapshot(target)
         failed = []
         for dag_id in dags:
@@ -106,7 +109,7 @@ def main() -> int:
                 failed.append(dag_id)
         _report(before, _snapshot(target), _destination_test(home))
         events = emulator is not None and os.environ.get("DEMO_EVENTS", "1") != "0"
-        if events and not _events_demo(home / "events", target):
+        if events and not _events_demo(home / "events", target, migrated):
             failed.append("posthog_export_events")
         return 1 if failed else 0
     finally:
@@ -170,7 +173,7 @@ def _start_emulator() -> tuple[subprocess.Popen, dict]:
     }
 
 
-def _events_demo(home: Path, target: dict, runs: int = 2) -> bool:
+def _events_demo(home: Path, target: dict, migrated: Path, runs: int = 2) -> bool:
     """Data-aware scheduling: a DAG on a batch export asset runs once per run PostHog finishes."""
     sys.path.insert(0, str(ROOT))
     import httpx
@@ -207,7 +210,7 @@ def _events_demo(home: Path, target: dict, runs: int = 2) -> bool:
     try:
         # The DAGs above read runs too: only the watcher's reads may count from here on.
         httpx.delete(f"{url}/_emulator/requests").raise_for_status()
-        client = start_airflow(processes, str(BIN / "airflow"))
+        client = start_airflow(processes, str(BIN / "airflow"), migrated)
         wait_for("the DAG", lambda: client.get(f"/api/v2/dags/{EVENTS_DAG}").status_code == 200, 120)
         wait_for("the watcher", lambda: watcher_polls(url, export_id) >= 2, 120)
         print(f"    watching batch export {export_id}: runs that finished before now do not count")

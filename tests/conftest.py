@@ -22,6 +22,7 @@ the summary line says how many were deselected.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import sys
@@ -221,13 +222,34 @@ def posthog_conn(emulator, monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", connection_json(emulator))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def airflow_cli() -> str:
     """The ``airflow`` command of the virtual environment running the tests."""
     path = shutil.which("airflow", path=str(Path(sys.executable).parent))
     if path is None:
         pytest.skip("the airflow command is not installed next to this Python")
     return path
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow_db(tmp_path_factory, airflow_cli) -> Path:
+    """A database ``airflow db migrate`` made, to copy into the Airflow home of each test that starts
+    Airflow's components (:func:`tests.helpers.airflow_stack.prepare_db`): one migration per run,
+    shared by the xdist workers, whose base temporary directories have the run's one parent."""
+    from tests.helpers.airflow_stack import prepare_db
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    database = root / "migrated-airflow.db"
+    with open(root / "migrated-airflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait for the one migrating
+        if not database.exists():
+            home = root / "migrated-airflow-home"
+            env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+            env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+            prepare_db(env, airflow_cli)
+            (home / "airflow.db").replace(database)
+    return database
 
 
 def pytest_unconfigure(config):

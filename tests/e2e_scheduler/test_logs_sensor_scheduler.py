@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 from phenv_emulator import SEED
 
-from tests.helpers.airflow_stack import airflow_env
+from tests.helpers.airflow_stack import airflow_env, prepare_db
 from tests.helpers.processes import Processes, airflow_api_client, free_port, wait_for
 
 DAGS = Path(__file__).parent / "dags"
@@ -50,7 +49,7 @@ def _log_records(home: Path, task_id: str, pattern: str) -> list[dict[str, Any]]
     ]
 
 
-def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_cli):
+def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_cli, migrated_airflow_db):
     home = tmp_path / "airflow_home"
     home.mkdir()
     emulator_url = f"http://127.0.0.1:{free_port()}"
@@ -75,11 +74,8 @@ def test_deferrable_sensor_runs_its_trigger_in_the_triggerer(tmp_path, airflow_c
             "--log-delay",
             "0",
         )
-        migrate = subprocess.run(
-            [airflow_cli, "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert migrate.returncode == 0, migrate.stderr[-3000:]
-        timings["db migrate"] = time.monotonic() - began
+        prepare_db(env, airflow_cli, migrated_airflow_db)
+        timings["database ready"] = time.monotonic() - began
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             processes.start(component, airflow_cli, component)
 

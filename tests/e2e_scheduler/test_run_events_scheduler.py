@@ -41,7 +41,7 @@ EXPORT_ID = SEED.s3_export_id
 HAS_STATE_STORE = tuple(int(part) for part in airflow.__version__.split(".")[:2]) >= (3, 3)
 
 
-def test_the_event_dag_runs_once_per_finished_run(tmp_path, airflow_cli):
+def test_the_event_dag_runs_once_per_finished_run(tmp_path, airflow_cli, migrated_airflow_db):
     home = tmp_path / "airflow_home"
     home.mkdir()
     processes = Processes(tmp_path, dict(os.environ))
@@ -51,7 +51,7 @@ def test_the_event_dag_runs_once_per_finished_run(tmp_path, airflow_cli):
         emulator = start_emulator(processes)
         processes.env = airflow_env(home, events_dags(home), emulator, SEED.api_key, SEED.project_id)
         processes.env["POSTHOG_BATCH_EXPORT_ID"] = EXPORT_ID
-        client = start_airflow(processes, airflow_cli)
+        client = start_airflow(processes, airflow_cli, migrated_airflow_db)
         wait_for(
             "the DAG to be parsed", lambda: client.get(f"/api/v2/dags/{EVENTS_DAG}").status_code == 200, 90
         )

@@ -12,6 +12,7 @@ import subprocess
 import airflow
 import pytest
 
+from tests.helpers.airflow_stack import prepare_db
 from tests.helpers.emulator import connection_json
 from tests.helpers.processes import Processes, airflow_api_client, free_port
 
@@ -31,7 +32,7 @@ def _airflow_env(tmp_path, **extra: str) -> dict[str, str]:
     AIRFLOW_VERSION < (3, 2),
     reason="Airflow < 3.2 builds the form from hook methods with wtforms (the FAB provider)",
 )
-def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli):
+def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli, migrated_airflow_db):
     port = free_port()
     env = _airflow_env(
         tmp_path,
@@ -40,7 +41,7 @@ def test_hook_meta_describes_the_posthog_form(tmp_path, airflow_cli):
         AIRFLOW__API__WORKERS="1",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
     )
-    subprocess.run([airflow_cli, "db", "migrate"], env=env, check=True, capture_output=True, timeout=180)
+    prepare_db(env, airflow_cli, migrated_airflow_db)
     processes = Processes(tmp_path, env)
     try:
         processes.start("api-server", airflow_cli, "api-server", "--port", str(port))
