@@ -344,15 +344,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             run = self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
             return run.get("data_interval_start"), run.get("data_interval_end")
 
+        find: JSON = {"since": requested_at, "project_id": project_id}
         try:
             workflow_id = self._call(call).get("backfill_id")
         except PostHogWriteOutcomeUnknownError as error:
-            made = self._backfill_made_since(batch_export_id, interval(), requested_at, project_id, error)
+            made = self._lost_backfill(error, batch_export_id, bounds=interval(), **find)
             return {"backfill_id": made["backfill_id"], "workflow_id": None}
         bounds = interval()
-        backfill = self.find_batch_export_backfill(
-            batch_export_id, bounds=bounds, since=requested_at, wait=row_timeout, project_id=project_id
-        )
+        backfill = self.find_batch_export_backfill(batch_export_id, bounds=bounds, wait=row_timeout, **find)
         if backfill is None:
             raise PostHogBackfillNotVisibleError(
                 f"PostHog started the retry of run {run_id} of batch export {batch_export_id} "
@@ -401,15 +400,13 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             project_id=project_id,
             expect=calls.BACKFILL_STARTED,
         )
-        requested_at = datetime.now(timezone.utc)
+        find: JSON = {"bounds": (start, end), "since": datetime.now(timezone.utc), "schedule": schedule}
 
         def create() -> JSON:
             try:
                 return self._call(call)
             except PostHogWriteOutcomeUnknownError as error:
-                return self._backfill_made_since(
-                    batch_export_id, (start, end), requested_at, project_id, error, schedule
-                )
+                return self._lost_backfill(error, batch_export_id, project_id=project_id, **find)
 
         return Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log))(create)
 
@@ -443,25 +440,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         until_found = row_wait_kwargs(wait, retry_if_result(lambda found: found is None))
         return Retrying(**until_found, retry_error_callback=lambda _state: None)(look)
 
-    def _backfill_made_since(
-        self,
-        batch_export_id: str,
-        bounds: tuple[Any, Any],
-        since: datetime,
-        project_id: ProjectId,
-        error: PostHogWriteOutcomeUnknownError,
-        schedule: ExportSchedule | None = None,
-    ) -> JSON:
-        # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
-        # since sending the create again could make a second one if the first commits late.
-        grace = self.backfill_row_grace
-        backfill = self.find_batch_export_backfill(
-            batch_export_id, bounds=bounds, since=since, schedule=schedule, wait=grace, project_id=project_id
-        )
+    def _lost_backfill(self, error: PostHogWriteOutcomeUnknownError, export_id: str, **find: Any) -> JSON:
+        # The backfill a create whose answer was lost made (``find``: as for find_batch_export_backfill).
+        # None within the grace: ``error`` again (a second create makes another if the first commits late).
+        backfill = self.find_batch_export_backfill(export_id, wait=self.backfill_row_grace, **find)
         if backfill is None:
             raise error
         message = "PostHog's answer was lost; backfill %s of batch export %s for %s - %s exists: using it."
-        self.log.warning(message, backfill["id"], batch_export_id, *bounds)
+        self.log.warning(message, backfill["id"], export_id, *find["bounds"])
         return {"backfill_id": backfill["id"]}
 
     # -- dashboards -------------------------------------------------------------------------------------
