@@ -355,8 +355,6 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             except PostHogWriteOutcomeUnknownError:
                 self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
                 found = self._find_lost_create(name, project_id, known_ids)
-                if found is None:
-                    self.log.info("Dashboard %r was not created; creating it.", name)
                 dashboard = found or self.hook.create_dashboard(**payload, project_id=project_id)
             write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
             self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
@@ -370,12 +368,9 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         dashboard, name = existing[0], payload["name"]
         if len(existing) > 1:
             self.log.warning(
-                "%d PostHog dashboards are named %r (ids %s); using the oldest, %s. Rename or delete "
-                "the others in PostHog so that this task always means the same one.",
-                len(existing),
-                name,
-                ", ".join(str(d["id"]) for d in existing),
-                dashboard["id"],
+                f"{len(existing)} PostHog dashboards are named {name!r} (ids "
+                f"{', '.join(str(d['id']) for d in existing)}); using the oldest, {dashboard['id']}. Rename "
+                "or delete the others in PostHog so that this task always means the same one."
             )
         wanted = {key: value for key, value in payload.items() if key not in ("name", *CREATE_ONLY)}
         if any(key not in dashboard for key in wanted):  # e.g. filters: not in the list's records
@@ -390,10 +385,8 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             self.log.info("Reusing %s, which already matches this task.", about)
         elif self.if_exists == "reuse":
             self.log.warning(
-                "Reusing %s as it is, though it differs from this task: %s. Use if_exists='update' to make "
-                "it match.",
-                about,
-                changes,
+                f"Reusing {about} as it is, though it differs from this task: {changes}. Use "
+                "if_exists='update' to make it match."
             )
         else:
             update = {key: wanted[key] for key in differing}
@@ -440,6 +433,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
             if created:
                 return created[0]
+        self.log.info("Dashboard %r was not created; creating it.", name)
         return None
 
     def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
