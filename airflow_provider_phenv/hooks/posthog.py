@@ -224,6 +224,11 @@ def _backfill_call(batch_export_id: str, backfill_id: str, action: str, **kwargs
     return export_call(batch_export_id, tail, **kwargs)
 
 
+def _backfill_start(call: ApiCall) -> ApiCall:
+    # Either endpoint that starts a backfill: never re-sent, since a repeat would start a second one.
+    return replace(call, method="POST", repeatable=False, expect=calls.BACKFILL_STARTED)
+
+
 class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     """PostHog's project API over one keep-alive HTTP session. Every method validates its arguments before
     sending anything and returns parsed JSON; a failure raises :class:`PostHogAPIError` (or a subclass)
@@ -330,15 +335,7 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         row_timeout = self.backfill_row_grace if row_timeout is None else row_timeout
         requested_at = datetime.now(timezone.utc)
-        call = run_call(
-            batch_export_id,
-            run_id,
-            "retry/",
-            method="POST",
-            repeatable=False,
-            project_id=project_id,
-            expect=calls.BACKFILL_STARTED,
-        )
+        call = _backfill_start(run_call(batch_export_id, run_id, "retry/", project_id=project_id))
 
         def interval() -> tuple[Any, Any]:
             run = self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
@@ -391,15 +388,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             export = self.get_batch_export(batch_export_id, project_id=project_id)
         schedule = ExportSchedule.of(export)
         start, end = check_backfill_range(start_at, end_at, schedule=schedule)
-        call = export_call(
-            batch_export_id,
-            "backfills/",
-            method="POST",
-            body={"start_at": start, "end_at": end},
-            repeatable=False,
-            project_id=project_id,
-            expect=calls.BACKFILL_STARTED,
-        )
+        body = {"start_at": start, "end_at": end}
+        call = _backfill_start(export_call(batch_export_id, "backfills/", body=body, project_id=project_id))
         find: JSON = {"bounds": (start, end), "since": datetime.now(timezone.utc), "schedule": schedule}
 
         def create() -> JSON:
@@ -521,15 +511,12 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         :param user_uuid: the user's UUID.
         :param level: 37 (can edit); PostHog accepts no other level for now.
         """
-        body = {
-            "user_uuid": check_uuid("user_uuid", user_uuid),
-            "level": check_choice("level", level, COLLABORATOR_LEVELS),
-        }
+        user, level = check_uuid("user_uuid", user_uuid), check_choice("level", level, COLLABORATOR_LEVELS)
         call = dashboard_call(
             dashboard_id,
             "collaborators/",
             method="POST",
-            body=body,
+            body={"user_uuid": user, "level": level},
             repeatable=False,
             project_id=project_id,
             expect=calls.COLLABORATOR,
@@ -569,10 +556,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         body: JSON = {"access_level": None}
         if access_level is not None:
             body["access_level"] = check_choice("access_level", access_level, DASHBOARD_ACCESS_LEVELS)
-        if organization_member is not None:
-            body["organization_member"] = check_uuid("organization_member", organization_member)
-        if role is not None:
-            body["role"] = check_uuid("role", role)
+        for field, value in (("organization_member", organization_member), ("role", role)):
+            if value is not None:
+                body[field] = check_uuid(field, value)
         expect = calls.ACCESS_CONTROL_ROW
         put = dashboard_call(
             dashboard_id, "access_controls/", method="PUT", body=body, project_id=project_id, expect=expect
