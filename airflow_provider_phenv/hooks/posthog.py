@@ -242,9 +242,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def pause_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> JSON:
         """Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``."""
-        paused = calls.paused_is(True)
-        call = export_call(batch_export_id, "pause/", method="POST", project_id=project_id, expect=paused)
-        return self._call(call)
+        call = export_call(batch_export_id, "pause/", project_id=project_id, expect=calls.paused_is(True))
+        return self._call(replace(call, method="POST"))
 
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: ProjectId = None
@@ -254,17 +253,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :param backfill: also export the data of the time it was paused.
         """
-        body = {"backfill": check_bool("backfill", backfill)}
-        call = export_call(
-            batch_export_id,
-            "unpause/",
-            method="POST",
-            body=body,
-            repeatable=not body["backfill"],
-            project_id=project_id,
-            expect=calls.paused_is(False),
-        )
-        return self._call(call)
+        backfill = check_bool("backfill", backfill)
+        call = export_call(batch_export_id, "unpause/", project_id=project_id, expect=calls.paused_is(False))
+        return self._call(replace(call, method="POST", body={"backfill": backfill}, repeatable=not backfill))
 
     def get_batch_export_test_steps(self, destination_type: str, *, project_id: ProjectId = None) -> JSON:
         """Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.

@@ -102,8 +102,7 @@ class DashboardAccess:
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
         # key_scopes() is None on an older PostHog that cannot show a key its scopes: nothing to refuse.
-        missing = lacking_scopes(self.hook.key_scopes(), ACCESS_SCOPES)
-        if missing:
+        if missing := lacking_scopes(self.hook.key_scopes(), ACCESS_SCOPES):
             raise PostHogDashboardAccessError(
                 f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
                 f", needed by {ACCESS_TASKS}. Add {'them' if len(missing) > 1 else 'it'} to the key in "
