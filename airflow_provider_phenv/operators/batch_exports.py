@@ -477,8 +477,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         if self.wait_for_completion:
             return self.wait_for_backfill(context, export_id, backfill_id, project_id)
-        backfill = self._read_backfill(export_id, backfill_id, project_id)
-        return backfill_value(export_id, backfill, [])
+        return backfill_value(export_id, self._read_backfill(export_id, backfill_id, project_id), [])
 
     def _read_backfill(self, export_id: str, backfill_id: str, project_id: str | None) -> dict[str, Any]:
         # PostHog writes the backfill's row a moment after accepting it.
