@@ -367,9 +367,12 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
         dashboard, name = existing[0], payload["name"]
         if len(existing) > 1:
             self.log.warning(
-                f"{len(existing)} PostHog dashboards are named {name!r} (ids "
-                f"{', '.join(str(d['id']) for d in existing)}); using the oldest, {dashboard['id']}. Rename "
-                "or delete the others in PostHog so that this task always means the same one."
+                "%d PostHog dashboards are named %r (ids %s); using the oldest, %s. Rename or delete "
+                "the others in PostHog so that this task always means the same one.",
+                len(existing),
+                name,
+                ", ".join(str(d["id"]) for d in existing),
+                dashboard["id"],
             )
         wanted = {key: value for key, value in payload.items() if key not in ("name", *CREATE_ONLY)}
         if any(key not in dashboard for key in wanted):  # e.g. filters: not in the list's records
@@ -384,8 +387,10 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             self.log.info("Reusing %s, which already matches this task.", about)
         elif self.if_exists == "reuse":
             self.log.warning(
-                f"Reusing {about} as it is, though it differs from this task: {changes}. Use "
-                "if_exists='update' to make it match."
+                "Reusing %s as it is, though it differs from this task: %s. Use if_exists='update' to make "
+                "it match.",
+                about,
+                changes,
             )
         else:
             update = {key: wanted[key] for key in differing}
