@@ -224,6 +224,11 @@ def _backfill_call(batch_export_id: str, backfill_id: str, action: str, **kwargs
     return export_call(batch_export_id, tail, **kwargs)
 
 
+def _backfill_start(call: ApiCall) -> ApiCall:
+    # Either endpoint that starts a backfill: never re-sent, since a repeat would start a second one.
+    return replace(call, method="POST", repeatable=False, expect=calls.BACKFILL_STARTED)
+
+
 class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
     """PostHog's project API over one keep-alive HTTP session. Every method validates its arguments before
     sending anything and returns parsed JSON; a failure raises :class:`PostHogAPIError` (or a subclass)
@@ -237,9 +242,8 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
     def pause_batch_export(self, batch_export_id: str, *, project_id: ProjectId = None) -> JSON:
         """Pause a batch export (pausing a paused export changes nothing). Returns ``{"paused": true}``."""
-        paused = calls.paused_is(True)
-        call = export_call(batch_export_id, "pause/", method="POST", project_id=project_id, expect=paused)
-        return self._call(call)
+        call = export_call(batch_export_id, "pause/", project_id=project_id, expect=calls.paused_is(True))
+        return self._call(replace(call, method="POST"))
 
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: ProjectId = None
@@ -249,17 +253,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
 
         :param backfill: also export the data of the time it was paused.
         """
-        body = {"backfill": check_bool("backfill", backfill)}
-        call = export_call(
-            batch_export_id,
-            "unpause/",
-            method="POST",
-            body=body,
-            repeatable=not body["backfill"],
-            project_id=project_id,
-            expect=calls.paused_is(False),
-        )
-        return self._call(call)
+        backfill = check_bool("backfill", backfill)
+        call = export_call(batch_export_id, "unpause/", project_id=project_id, expect=calls.paused_is(False))
+        return self._call(replace(call, method="POST", body={"backfill": backfill}, repeatable=not backfill))
 
     def get_batch_export_test_steps(self, destination_type: str, *, project_id: ProjectId = None) -> JSON:
         """Return the test steps PostHog runs for a destination type: ``{"steps": [{name, description}]}``.
@@ -330,29 +326,20 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         """
         row_timeout = self.backfill_row_grace if row_timeout is None else row_timeout
         requested_at = datetime.now(timezone.utc)
-        call = run_call(
-            batch_export_id,
-            run_id,
-            "retry/",
-            method="POST",
-            repeatable=False,
-            project_id=project_id,
-            expect=calls.BACKFILL_STARTED,
-        )
+        call = _backfill_start(run_call(batch_export_id, run_id, "retry/", project_id=project_id))
 
         def interval() -> tuple[Any, Any]:
             run = self.get_batch_export_run(batch_export_id, run_id, project_id=project_id)
             return run.get("data_interval_start"), run.get("data_interval_end")
 
+        find: JSON = {"since": requested_at, "project_id": project_id}
         try:
             workflow_id = self._call(call).get("backfill_id")
         except PostHogWriteOutcomeUnknownError as error:
-            made = self._backfill_made_since(batch_export_id, interval(), requested_at, project_id, error)
+            made = self._lost_backfill(error, batch_export_id, bounds=interval(), **find)
             return {"backfill_id": made["backfill_id"], "workflow_id": None}
         bounds = interval()
-        backfill = self.find_batch_export_backfill(
-            batch_export_id, bounds=bounds, since=requested_at, wait=row_timeout, project_id=project_id
-        )
+        backfill = self.find_batch_export_backfill(batch_export_id, bounds=bounds, wait=row_timeout, **find)
         if backfill is None:
             raise PostHogBackfillNotVisibleError(
                 f"PostHog started the retry of run {run_id} of batch export {batch_export_id} "
@@ -392,24 +379,15 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
             export = self.get_batch_export(batch_export_id, project_id=project_id)
         schedule = ExportSchedule.of(export)
         start, end = check_backfill_range(start_at, end_at, schedule=schedule)
-        call = export_call(
-            batch_export_id,
-            "backfills/",
-            method="POST",
-            body={"start_at": start, "end_at": end},
-            repeatable=False,
-            project_id=project_id,
-            expect=calls.BACKFILL_STARTED,
-        )
-        requested_at = datetime.now(timezone.utc)
+        body = {"start_at": start, "end_at": end}
+        call = _backfill_start(export_call(batch_export_id, "backfills/", body=body, project_id=project_id))
+        find: JSON = {"bounds": (start, end), "since": datetime.now(timezone.utc), "schedule": schedule}
 
         def create() -> JSON:
             try:
                 return self._call(call)
             except PostHogWriteOutcomeUnknownError as error:
-                return self._backfill_made_since(
-                    batch_export_id, (start, end), requested_at, project_id, error, schedule
-                )
+                return self._lost_backfill(error, batch_export_id, project_id=project_id, **find)
 
         return Retrying(**slot_wait_kwargs(slot_timeout, slot_poll_interval, self.log))(create)
 
@@ -443,25 +421,14 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         until_found = row_wait_kwargs(wait, retry_if_result(lambda found: found is None))
         return Retrying(**until_found, retry_error_callback=lambda _state: None)(look)
 
-    def _backfill_made_since(
-        self,
-        batch_export_id: str,
-        bounds: tuple[Any, Any],
-        since: datetime,
-        project_id: ProjectId,
-        error: PostHogWriteOutcomeUnknownError,
-        schedule: ExportSchedule | None = None,
-    ) -> JSON:
-        # The backfill a create whose answer was lost made. None within the grace: ``error`` again,
-        # since sending the create again could make a second one if the first commits late.
-        grace = self.backfill_row_grace
-        backfill = self.find_batch_export_backfill(
-            batch_export_id, bounds=bounds, since=since, schedule=schedule, wait=grace, project_id=project_id
-        )
+    def _lost_backfill(self, error: PostHogWriteOutcomeUnknownError, export_id: str, **find: Any) -> JSON:
+        # The backfill a create whose answer was lost made (``find``: as for find_batch_export_backfill).
+        # None within the grace: ``error`` again (a second create makes another if the first commits late).
+        backfill = self.find_batch_export_backfill(export_id, wait=self.backfill_row_grace, **find)
         if backfill is None:
             raise error
         message = "PostHog's answer was lost; backfill %s of batch export %s for %s - %s exists: using it."
-        self.log.warning(message, backfill["id"], batch_export_id, *bounds)
+        self.log.warning(message, backfill["id"], export_id, *find["bounds"])
         return {"backfill_id": backfill["id"]}
 
     # -- dashboards -------------------------------------------------------------------------------------
@@ -535,15 +502,12 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         :param user_uuid: the user's UUID.
         :param level: 37 (can edit); PostHog accepts no other level for now.
         """
-        body = {
-            "user_uuid": check_uuid("user_uuid", user_uuid),
-            "level": check_choice("level", level, COLLABORATOR_LEVELS),
-        }
+        user, level = check_uuid("user_uuid", user_uuid), check_choice("level", level, COLLABORATOR_LEVELS)
         call = dashboard_call(
             dashboard_id,
             "collaborators/",
             method="POST",
-            body=body,
+            body={"user_uuid": user, "level": level},
             repeatable=False,
             project_id=project_id,
             expect=calls.COLLABORATOR,
@@ -583,10 +547,9 @@ class PostHogHook(SyncClient, PostHogReads[JSON, list[JSON], Iterator[JSON]]):
         body: JSON = {"access_level": None}
         if access_level is not None:
             body["access_level"] = check_choice("access_level", access_level, DASHBOARD_ACCESS_LEVELS)
-        if organization_member is not None:
-            body["organization_member"] = check_uuid("organization_member", organization_member)
-        if role is not None:
-            body["role"] = check_uuid("role", role)
+        for field, value in (("organization_member", organization_member), ("role", role)):
+            if value is not None:
+                body[field] = check_uuid(field, value)
         expect = calls.ACCESS_CONTROL_ROW
         put = dashboard_call(
             dashboard_id, "access_controls/", method="PUT", body=body, project_id=project_id, expect=expect

@@ -407,12 +407,9 @@ class PostHogUnpauseBatchExportOperator(_BackfillWaitOperator):
     ) -> str | None:
         """Start the backfill of ``[last_paused_at, unpaused_at)`` that PostHog did not start; its id."""
         export_id, schedule = str(export["id"]), ExportSchedule.of(export)
-        paused_at = parse_timestamp("last_paused_at", export["last_paused_at"])
-        start: date | datetime = paused_at
-        end: date | datetime = unpaused_at
-        if schedule.dates_only:
-            # Daily and weekly exports backfill whole periods: from the one the pause began in.
-            start, end = schedule.day_at_or_before(paused_at), schedule.day_at_or_before(unpaused_at)
+        pause = (parse_timestamp("last_paused_at", export["last_paused_at"]), unpaused_at)
+        # Daily and weekly exports backfill whole periods: from the one the pause began in.
+        start, end = [schedule.day_at_or_before(moment) for moment in pause] if schedule.dates_only else pause
         if start >= end:
             self.log.info("The pause of batch export %s was too short to backfill.", export_id)
             return None
@@ -480,8 +477,7 @@ class PostHogBackfillBatchExportOperator(_BackfillWaitOperator):
         self.backfill_url = self.hook.ui_url(project_id, backfill_ui_path(export_id))
         if self.wait_for_completion:
             return self.wait_for_backfill(context, export_id, backfill_id, project_id)
-        backfill = self._read_backfill(export_id, backfill_id, project_id)
-        return backfill_value(export_id, backfill, [])
+        return backfill_value(export_id, self._read_backfill(export_id, backfill_id, project_id), [])
 
     def _read_backfill(self, export_id: str, backfill_id: str, project_id: str | None) -> dict[str, Any]:
         # PostHog writes the backfill's row a moment after accepting it.

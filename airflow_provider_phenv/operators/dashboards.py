@@ -102,8 +102,7 @@ class DashboardAccess:
     def check(self) -> None:
         """Refuse a key without the scopes, an organization without the feature, and non-members."""
         # key_scopes() is None on an older PostHog that cannot show a key its scopes: nothing to refuse.
-        missing = lacking_scopes(self.hook.key_scopes(), ACCESS_SCOPES)
-        if missing:
+        if missing := lacking_scopes(self.hook.key_scopes(), ACCESS_SCOPES):
             raise PostHogDashboardAccessError(
                 f"The personal API key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
                 f", needed by {ACCESS_TASKS}. Add {'them' if len(missing) > 1 else 'it'} to the key in "
@@ -355,8 +354,6 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             except PostHogWriteOutcomeUnknownError:
                 self.log.warning("The answer to creating dashboard %r was lost; looking it up.", name)
                 found = self._find_lost_create(name, project_id, known_ids)
-                if found is None:
-                    self.log.info("Dashboard %r was not created; creating it.", name)
                 dashboard = found or self.hook.create_dashboard(**payload, project_id=project_id)
             write_state(context, _STATE_KEY, {**attempt, "id": dashboard["id"]}, self.log)
             self.log.info("Created PostHog dashboard %s named %r.", dashboard["id"], name)
@@ -440,6 +437,7 @@ class PostHogCreateDashboardOperator(_DashboardAccessOperator):
             created = [d for d in self._find_by_name(name, project_id) if d["id"] not in known_ids]
             if created:
                 return created[0]
+        self.log.info("Dashboard %r was not created; creating it.", name)
         return None
 
     def _find_by_name(self, name: str, project_id: str | None) -> list[dict[str, Any]]:
