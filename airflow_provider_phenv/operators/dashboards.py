@@ -514,6 +514,9 @@ def add_collaborator(
         try:
             return hook.add_dashboard_collaborator(dashboard_id, user_uuid, level, project_id=project_id)
         except PostHogBadRequestError as error:
+            if (error.detail or "").startswith(INHERENT_ACCESS):
+                log.info("User %s is the owner or a project admin of dashboard %s.", user_uuid, dashboard_id)
+                return inherent
             if error.detail != ALREADY_COLLABORATOR:
                 raise
             log.info("User %s already is a collaborator of dashboard %s.", user_uuid, dashboard_id)
@@ -522,11 +525,6 @@ def add_collaborator(
     log.info("Adding user %s to PostHog dashboard %s at level %s.", user_uuid, dashboard_id, level)
     try:
         return add()
-    except PostHogBadRequestError as error:
-        if not (error.detail or "").startswith(INHERENT_ACCESS):
-            raise
-        log.info("%s has access to dashboard %s as its owner or a project admin.", user_uuid, dashboard_id)
-        return inherent
     except PostHogWriteOutcomeUnknownError:
         log.warning("Lost the answer to adding %s to dashboard %s; looking it up.", user_uuid, dashboard_id)
     # A lost add that committed after the look-up answers "already a collaborator": this task's own.

@@ -191,6 +191,16 @@ def test_lost_collaborator_response_is_looked_up(emulator, posthog_conn):
     assert [r.method for r in api_requests(emulator)] == ["GET", "GET", "POST", "GET"]
 
 
+def test_a_lost_answer_for_the_owner_is_inherent_access_as_without_the_loss(emulator, posthog_conn):
+    # PostHog answered 400 "inherent access", but the answer was lost: sent again, the same 400.
+    emulator.faults.add("lost_response", method="POST", path="/collaborators", times=1)
+    op = PostHogAddDashboardCollaboratorOperator(
+        task_id="add", dashboard_id=SEED.restricted_dashboard_id, user_uuid=SEED.owner_uuid, **FAST
+    )
+    assert op.execute({})["inherent_access"] is True
+    assert [r.method for r in api_requests(emulator)] == ["GET", "GET", "POST", "GET", "POST"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
