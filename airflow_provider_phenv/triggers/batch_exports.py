@@ -97,7 +97,6 @@ class PostHogPollTrigger(BaseTrigger):
         return {}
 
     def timeout_message(self) -> str:
-        """The message of the ``timeout`` event."""
         return f"Sensor has timed out: nothing decided the wait on {self.about()} before the deadline."
 
     def next_poll_at(self) -> float | None:
@@ -144,11 +143,9 @@ class PostHogPollTrigger(BaseTrigger):
 
     async def _sleep_until(self, moment: float | None) -> None:
         # Never past the deadline: the last poll happens at it.
-        if moment is None:
-            return
-        if self.end_time is not None:
-            moment = min(moment, self.end_time)
-        await asyncio.sleep(max(0.0, moment - time.time()))
+        if moment is not None:
+            deadline = math.inf if self.end_time is None else self.end_time
+            await asyncio.sleep(max(0.0, min(moment, deadline) - time.time()))
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -194,9 +191,7 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
             self.log.info(
                 "Batch export %s: %d new log entries, %s.", self.batch_export_id, outcome.new, outcome.status
             )
-        if outcome.status == WAITING:
-            return None
-        return self.event(outcome.status, **outcome.to_event())
+        return None if outcome.status == WAITING else self.event(outcome.status, **outcome.to_event())
 
     def timeout_message(self) -> str:
         assert self.cursor is not None  # set by __post_init__
@@ -259,9 +254,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         if outcome.message != self._progress:
             self._progress = outcome.message
             self.log.info("%s", outcome.message)
-        if outcome.status == WAITING:
-            return None
-        return self.event(outcome.status, **outcome.to_event())
+        return None if outcome.status == WAITING else self.event(outcome.status, **outcome.to_event())
 
     async def on_kill(self) -> None:
         """Cancel the backfill: a user ended the deferred task."""
