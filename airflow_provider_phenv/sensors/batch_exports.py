@@ -414,8 +414,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``. (templated)
     :param since: start of the range; default: one export interval before ``until``. (templated)
     :param kwargs: the options of :class:`PostHogWaitSensor` and of ``BaseSensorOperator``.
-    :return: ``{"batch_export_id", "runs": [{"id", "status", "data_interval_start",
-        "data_interval_end", "records_completed"}], "records_completed"}``.
+    :return: ``{"batch_export_id", "runs": [run_summary of each run], "records_completed"}``.
     """
 
     template_fields: Sequence[str] = ("batch_export_id", "until", "since", *PostHogWaitSensor.template_fields)

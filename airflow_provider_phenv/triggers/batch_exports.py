@@ -205,8 +205,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
     :param cancel_on_kill: cancel the backfill when a user ends the deferred task.
-    :param kwargs: the polling options of :class:`PostHogPollTrigger`; the rest, the wait as
-        ``waits.runs.runs_wait`` takes it: ``batch_export_id``, ``backfill_id`` or ``since`` and ``until``.
+    :param kwargs: the polling options of :class:`PostHogPollTrigger`; the wait's go to ``runs_wait``.
     """
 
     def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
@@ -288,8 +287,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     :param poll_interval: seconds between polls (default 60).
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
-    :param shared_poll: share one read of the project's exports list per interval with the other waits
-        of this triggerer (``False``: read this export alone).
+    :param shared_poll: share one read of the project's exports list with the triggerer's other waits.
     """
 
     batch_export_id: str

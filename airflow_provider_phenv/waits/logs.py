@@ -71,13 +71,6 @@ class LogCursor:
         """A cursor that counts only entries strictly after ``since``."""
         return cls(after=since)
 
-    def settled(self, mark: datetime) -> LogCursor:
-        """This cursor with ``after`` moved up to ``mark`` (never back) and older digests dropped."""
-        if mark <= self.after:
-            return self
-        bound = format_timestamp(mark)
-        return LogCursor(mark, tuple(item for item in self.seen if item[0] > bound), self.count)
-
     def to_json(self) -> dict[str, Any]:
         """Plain values, for XCom, trigger kwargs, events and the task state store."""
         seen: dict[str, list[str]] = {}
@@ -305,9 +298,11 @@ class LogWatch:
                 # The cursor stops at the deciding entry (keeping newer ones already judged).
                 decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
                 return LogOutcome(status, decided, compact_entry(entry), reason, count - cursor.count)
-        mark = (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle)
-        settled = LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark)
-        return LogOutcome(WAITING, settled, new=count - cursor.count)
+        # The settled mark moves up (never back); the digests at or before it are no longer needed.
+        mark = max(cursor.after, (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle))
+        bound = format_timestamp(mark)
+        kept = tuple(sorted(item for item in seen if item[0] > bound))
+        return LogOutcome(WAITING, LogCursor(mark, kept, count), new=count - cursor.count)
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:

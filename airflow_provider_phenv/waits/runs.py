@@ -159,9 +159,8 @@ def judge_interval(
     """Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run counts
     only while no completed run (a retry) covers its interval and none active works on it.
     """
-    spans = ((_interval(run), run) for run in runs)
     relevant = [
-        (span, run) for span, run in spans if span is not None and span[0] < until and span[1] > since
+        (span, run) for run in runs if (span := _interval(run)) and span[0] < until and span[1] > since
     ]
     completed = [run for _span, run in relevant if run.get("status") == "Completed"]
     summaries = [run_summary(run) for run in completed]
