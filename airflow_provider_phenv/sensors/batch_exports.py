@@ -359,9 +359,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             self.begin()
         export_id, watch = self.inputs["batch_export_id"], self.inputs["watch"]
         since, cursor = self._watch_state(context)
-        self.log.info(
-            "Reading the log of batch export %s after %s.", export_id, format_timestamp(cursor.after)
-        )
+        self.log.info("Batch export %s: reading the log after %s.", export_id, format_timestamp(cursor.after))
         outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], cursor, since)
         self._state = (since, outcome.cursor)
         # Saved only for news (or the first time): an older settled mark is still consistent.

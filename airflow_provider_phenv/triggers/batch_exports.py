@@ -167,12 +167,12 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.batch_export_id = check_uuid("batch_export_id", self.batch_export_id)
-        since_time = parse_timestamp("since", self.since)
-        self.since = format_timestamp(since_time)
+        self._since = parse_timestamp("since", self.since)
+        self.since = format_timestamp(self._since)
         # Checked here, so that a bad kwarg fails when the task defers, not later in the triggerer.
         self.watch = LogWatch.from_params(**(self.criteria or {}))
         self.criteria = self.watch.to_params()
-        cursor = LogCursor.start(since_time) if self.cursor is None else LogCursor.from_json(self.cursor)
+        cursor = LogCursor.start(self._since) if self.cursor is None else LogCursor.from_json(self.cursor)
         self.cursor = cursor.to_json()
 
     def about(self) -> str:
@@ -182,9 +182,8 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         return {"batch_export_id": self.batch_export_id, "since": self.since, "cursor": self.cursor}
 
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        since = parse_timestamp("since", self.since)
         outcome = await self.watch.poll_async(
-            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), since
+            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), self._since
         )
         self.cursor = outcome.cursor.to_json()
         if outcome.new:
@@ -260,9 +259,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         export_id, backfill_id = self.wait.batch_export_id, self.wait.backfill_id
         if backfill_id is None or not self.cancel_on_kill:
             return
-        self.log.warning(
-            "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
-        )
+        self.log.warning("The task was ended by a user: cancelling %s.", self.about())
         # A backfill PostHog does not show yet cannot be cancelled: ask for 20 s, within Airflow's bound.
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
