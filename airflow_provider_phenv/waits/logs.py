@@ -202,18 +202,16 @@ class LogWatch:
         # search alone would hide an ERROR line without the word: with failure levels, a second request
         # reads those; a failure_pattern can match any entry, so only instance_id is sent then.
         base: dict[str, Any] = {"instance_id": self.instance_id}
+        matching = {**base, "level": self.level, "search": self.search}
         if not self.fail_on_levels and self.failure_pattern is None:
-            plans = [{**base, "level": self.level, "search": self.search}]
+            plans = [matching]
         elif self.failure_pattern is not None:
             plans = [base]
         elif self.search is None:
             levels = None if self.level is None else tuple(dict.fromkeys(self.level + self.fail_on_levels))
             plans = [{**base, "level": levels}]
         else:
-            plans = [
-                {**base, "level": self.level, "search": self.search},
-                {**base, "level": self.fail_on_levels},
-            ]
+            plans = [matching, {**base, "level": self.fail_on_levels}]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
