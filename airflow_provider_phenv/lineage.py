@@ -47,7 +47,9 @@ def batch_export_uri(batch_export_id: str, *, project_id: int | str, host: str) 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Airflow's URI handler for the ``posthog`` scheme: check the form and normalise case."""
     match = _PATH.match(uri.path)
-    if not uri.netloc:
+    if uri.scheme != SCHEME:
+        problem = f"its scheme is not {SCHEME}"
+    elif not uri.netloc:
         problem = "it has no host"
     elif uri.query:
         problem = "it has a query string"
@@ -65,10 +67,7 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
 
 def parse_uri(uri: str) -> dict[str, str]:
     """``{"host", "project_id", "batch_export_id"}`` from a PostHog asset URI (checked)."""
-    parts = urlsplit(uri)
-    if parts.scheme != SCHEME:
-        raise ValueError(f"Invalid PostHog asset URI {uri!r}: expected {URI_FORM}.")
-    parts = sanitize_uri(parts)
+    parts = sanitize_uri(urlsplit(uri))
     match = _PATH.match(parts.path)
     assert match is not None
     return {"host": parts.netloc, **match.groupdict()}

@@ -241,7 +241,6 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         report_runs(
             self,
             context,
-            self.hook,
             export_id,
             project_id,
             runs,

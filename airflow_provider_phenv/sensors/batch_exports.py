@@ -84,6 +84,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
     ui_color = "#f9bd38"
     #: Raised when a deferred wait resumes with an error or an invalid event.
     wait_error: ClassVar[type[PostHogWaitError]] = PostHogWaitError
+    #: What of the batch export the wait reads, for messages.
+    subject: ClassVar[str]
 
     def __init__(
         self,
@@ -107,8 +109,8 @@ class PostHogWaitSensor(CheckedFields, BaseSensorOperator):
         self.inputs: dict[str, Any] = {}
 
     def about(self) -> str:
-        """What the wait is about, for messages (``batch export <id>``)."""
-        raise NotImplementedError
+        """What the wait is about, for messages (``the log of batch export <id>``)."""
+        return f"{self.subject} of batch export {self.inputs['batch_export_id']}"
 
     def make_trigger(self, context: Context, poll: dict[str, Any]) -> BaseTrigger:
         """The trigger that carries the wait on; ``poll``: the polling options every trigger takes."""
@@ -285,6 +287,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         **CRITERIA_CHECKS,
     )
     wait_error = PostHogBatchExportLogsWatchError
+    subject = "the log"
 
     def __init__(
         self,
@@ -315,18 +318,14 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     def check_combination(self, values: dict[str, Any]) -> None:
         values["watch"] = LogWatch.from_checked(values)
 
-    def about(self) -> str:
-        return f"the log of batch export {self.inputs['batch_export_id']}"
-
     def begin(self) -> None:
         super().begin()
-        # ``since`` and the cursor reached; what was last read from or written to the task state store.
+        # ``since`` and the cursor; the task state store's last read or write; the digest it must match.
         self._state: tuple[datetime, LogCursor] | None = None
         self._saved: dict[str, Any] | None = None
-
-    def _fingerprint(self) -> str:
-        # Whether a saved cursor still applies: a digest of the criteria and scope.
-        return self.inputs["watch"].fingerprint(self.inputs["batch_export_id"], self.inputs["project_id"])
+        self._criteria = self.inputs["watch"].fingerprint(
+            self.inputs["batch_export_id"], self.inputs["project_id"]
+        )
 
     def _watch_state(self, context: Context) -> tuple[datetime, LogCursor]:
         """``since`` and the cursor to go on from: ``since`` given, else saved by the first poke, else the
@@ -339,7 +338,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             saved_since = parse_timestamp("since", (saved or {}).get("since"))
         since = self.inputs["since"] or saved_since or self.task_started_at(context)
         cursor = LogCursor.start(since)
-        if saved is not None and saved_since == since and saved.get("criteria") == self._fingerprint():
+        if saved is not None and saved_since == since and saved.get("criteria") == self._criteria:
             try:
                 cursor = LogCursor.from_json(saved.get("cursor"))
             except ValueError as error:
@@ -351,7 +350,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     def _save_state(self, context: Context) -> None:
         """Keep ``since`` and the cursor in the task state store, when they changed."""
         since, cursor = self._watch_state(context)
-        data = {"since": format_timestamp(since), "cursor": cursor.to_json(), "criteria": self._fingerprint()}
+        data = {"since": format_timestamp(since), "cursor": cursor.to_json(), "criteria": self._criteria}
         if data != self._saved and write_state(context, STATE_KEY, data, self.log):
             self._saved = data
 
@@ -360,9 +359,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
             self.begin()
         export_id, watch = self.inputs["batch_export_id"], self.inputs["watch"]
         since, cursor = self._watch_state(context)
-        self.log.info(
-            "Reading the log of batch export %s after %s.", export_id, format_timestamp(cursor.after)
-        )
+        self.log.info("Batch export %s: reading the log after %s.", export_id, format_timestamp(cursor.after))
         outcome = watch.poll(self.hook, export_id, self.inputs["project_id"], cursor, since)
         self._state = (since, outcome.cursor)
         # Saved only for news (or the first time): an older settled mark is still consistent.
@@ -415,8 +412,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
     :param until: the moment the data must be exported up to, e.g. ``"{{ data_interval_end }}"``. (templated)
     :param since: start of the range; default: one export interval before ``until``. (templated)
     :param kwargs: the options of :class:`PostHogWaitSensor` and of ``BaseSensorOperator``.
-    :return: ``{"batch_export_id", "runs": [{"id", "status", "data_interval_start",
-        "data_interval_end", "records_completed"}], "records_completed"}``.
+    :return: ``{"batch_export_id", "runs": [run_summary of each run], "records_completed"}``.
     """
 
     template_fields: Sequence[str] = ("batch_export_id", "until", "since", *PostHogWaitSensor.template_fields)
@@ -427,6 +423,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
         since=unless_empty(aware_timestamp),
     )
     wait_error = PostHogBatchExportRunWaitError
+    subject = "the runs"
 
     def __init__(
         self,
@@ -447,9 +444,6 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
         if since is not None and until is not None and since >= until:
             raise ValueError(f"Invalid since {self.since!r}: it must be before until {self.until!r}.")
 
-    def about(self) -> str:
-        return f"the runs of batch export {self.inputs['batch_export_id']}"
-
     def begin(self) -> None:
         super().begin()
         self._wait: RunsWait | None = None
@@ -458,20 +452,16 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
 
     def _runs_wait(self, context: Context) -> RunsWait:
         """The range to wait for; the default ``since`` costs one read of the export's interval."""
-        if self._wait is None:
-            export_id, until, since = (self.inputs[key] for key in ("batch_export_id", "until", "since"))
-            if since is None:
-                export = self._export = self.hook.get_batch_export(
-                    export_id, project_id=self.inputs["project_id"]
-                )
-                interval = export.get("interval")
-                since = until - timedelta(seconds=INTERVAL_SECONDS.get(str(interval), 3600))
-                self.log.info(
-                    "Batch export %s runs every %s: waiting for %s onwards.", export_id, interval, since
-                )
-            # A pause of the export after the task started fails the wait (see RunsWait).
-            started = self.task_started_at(context)
-            self._wait = RunsWait(export_id, since=since, until=until, started_at=started)
+        if self._wait is not None:
+            return self._wait
+        export_id, until, since = (self.inputs[key] for key in ("batch_export_id", "until", "since"))
+        if since is None:
+            self._export = self.hook.get_batch_export(export_id, project_id=self.inputs["project_id"])
+            interval = self._export.get("interval")
+            since = until - timedelta(seconds=INTERVAL_SECONDS.get(str(interval), 3600))
+            self.log.info("Batch export %s runs every %s: waiting from %s on.", export_id, interval, since)
+        # A pause of the export after the task started fails the wait (see RunsWait).
+        self._wait = RunsWait(export_id, since=since, until=until, started_at=self.task_started_at(context))
         return self._wait
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -487,7 +477,7 @@ class PostHogBatchExportRunSensor(PostHogLineageMixin, PostHogWaitSensor):
             raise PostHogBatchExportRunError(outcome.message)
         if outcome.status == SUCCESS:
             export_id, project_id = self.inputs["batch_export_id"], self.inputs["project_id"]
-            report_runs(self, context, self.hook, export_id, project_id, outcome.runs, export=self._export)
+            report_runs(self, context, export_id, project_id, outcome.runs, export=self._export)
             return PokeReturnValue(True, outcome.value)
         return False
 

@@ -97,7 +97,6 @@ class PostHogPollTrigger(BaseTrigger):
         return {}
 
     def timeout_message(self) -> str:
-        """The message of the ``timeout`` event."""
         return f"Sensor has timed out: nothing decided the wait on {self.about()} before the deadline."
 
     def next_poll_at(self) -> float | None:
@@ -144,11 +143,9 @@ class PostHogPollTrigger(BaseTrigger):
 
     async def _sleep_until(self, moment: float | None) -> None:
         # Never past the deadline: the last poll happens at it.
-        if moment is None:
-            return
-        if self.end_time is not None:
-            moment = min(moment, self.end_time)
-        await asyncio.sleep(max(0.0, moment - time.time()))
+        if moment is not None:
+            deadline = math.inf if self.end_time is None else self.end_time
+            await asyncio.sleep(max(0.0, min(moment, deadline) - time.time()))
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -170,12 +167,12 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.batch_export_id = check_uuid("batch_export_id", self.batch_export_id)
-        since_time = parse_timestamp("since", self.since)
-        self.since = format_timestamp(since_time)
+        self._since = parse_timestamp("since", self.since)
+        self.since = format_timestamp(self._since)
         # Checked here, so that a bad kwarg fails when the task defers, not later in the triggerer.
         self.watch = LogWatch.from_params(**(self.criteria or {}))
         self.criteria = self.watch.to_params()
-        cursor = LogCursor.start(since_time) if self.cursor is None else LogCursor.from_json(self.cursor)
+        cursor = LogCursor.start(self._since) if self.cursor is None else LogCursor.from_json(self.cursor)
         self.cursor = cursor.to_json()
 
     def about(self) -> str:
@@ -185,18 +182,15 @@ class PostHogBatchExportLogsTrigger(PostHogPollTrigger):
         return {"batch_export_id": self.batch_export_id, "since": self.since, "cursor": self.cursor}
 
     async def poll(self, hook: PostHogAsyncHook) -> dict[str, Any] | None:
-        since = parse_timestamp("since", self.since)
         outcome = await self.watch.poll_async(
-            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), since
+            hook, self.batch_export_id, self.project_id, LogCursor.from_json(self.cursor), self._since
         )
         self.cursor = outcome.cursor.to_json()
         if outcome.new:
             self.log.info(
                 "Batch export %s: %d new log entries, %s.", self.batch_export_id, outcome.new, outcome.status
             )
-        if outcome.status == WAITING:
-            return None
-        return self.event(outcome.status, **outcome.to_event())
+        return None if outcome.status == WAITING else self.event(outcome.status, **outcome.to_event())
 
     def timeout_message(self) -> str:
         assert self.cursor is not None  # set by __post_init__
@@ -210,8 +204,7 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
     """Poll a batch export's runs until a backfill ends or ``[since, until)`` is exported; one event.
 
     :param cancel_on_kill: cancel the backfill when a user ends the deferred task.
-    :param kwargs: the polling options of :class:`PostHogPollTrigger`; the rest, the wait as
-        ``waits.runs.runs_wait`` takes it: ``batch_export_id``, ``backfill_id`` or ``since`` and ``until``.
+    :param kwargs: the polling options of :class:`PostHogPollTrigger`; the wait's go to ``runs_wait``.
     """
 
     def __init__(self, *, cancel_on_kill: bool = False, **kwargs: Any) -> None:
@@ -259,18 +252,14 @@ class PostHogBatchExportRunTrigger(PostHogPollTrigger):
         if outcome.message != self._progress:
             self._progress = outcome.message
             self.log.info("%s", outcome.message)
-        if outcome.status == WAITING:
-            return None
-        return self.event(outcome.status, **outcome.to_event())
+        return None if outcome.status == WAITING else self.event(outcome.status, **outcome.to_event())
 
     async def on_kill(self) -> None:
         """Cancel the backfill: a user ended the deferred task."""
         export_id, backfill_id = self.wait.batch_export_id, self.wait.backfill_id
         if backfill_id is None or not self.cancel_on_kill:
             return
-        self.log.warning(
-            "The task was ended by a user: cancelling backfill %s of batch export %s.", backfill_id, export_id
-        )
+        self.log.warning("The task was ended by a user: cancelling %s.", self.about())
         # A backfill PostHog does not show yet cannot be cancelled: ask for 20 s, within Airflow's bound.
         try:
             async with PostHogAsyncHook(self.posthog_conn_id, **self.hook_params) as hook:
@@ -295,8 +284,7 @@ class PostHogBatchExportRunEventTrigger(BaseEventTrigger):
     :param poll_interval: seconds between polls (default 60).
     :param posthog_conn_id: Airflow connection id of type ``posthog``.
     :param project_id: PostHog project id; default: the connection's.
-    :param shared_poll: share one read of the project's exports list per interval with the other waits
-        of this triggerer (``False``: read this export alone).
+    :param shared_poll: share one read of the project's exports list with the triggerer's other waits.
     """
 
     batch_export_id: str

@@ -71,13 +71,6 @@ class LogCursor:
         """A cursor that counts only entries strictly after ``since``."""
         return cls(after=since)
 
-    def settled(self, mark: datetime) -> LogCursor:
-        """This cursor with ``after`` moved up to ``mark`` (never back) and older digests dropped."""
-        if mark <= self.after:
-            return self
-        bound = format_timestamp(mark)
-        return LogCursor(mark, tuple(item for item in self.seen if item[0] > bound), self.count)
-
     def to_json(self) -> dict[str, Any]:
         """Plain values, for XCom, trigger kwargs, events and the task state store."""
         seen: dict[str, list[str]] = {}
@@ -209,18 +202,16 @@ class LogWatch:
         # search alone would hide an ERROR line without the word: with failure levels, a second request
         # reads those; a failure_pattern can match any entry, so only instance_id is sent then.
         base: dict[str, Any] = {"instance_id": self.instance_id}
+        matching = {**base, "level": self.level, "search": self.search}
         if not self.fail_on_levels and self.failure_pattern is None:
-            plans = [{**base, "level": self.level, "search": self.search}]
+            plans = [matching]
         elif self.failure_pattern is not None:
             plans = [base]
         elif self.search is None:
             levels = None if self.level is None else tuple(dict.fromkeys(self.level + self.fail_on_levels))
             plans = [{**base, "level": levels}]
         else:
-            plans = [
-                {**base, "level": self.level, "search": self.search},
-                {**base, "level": self.fail_on_levels},
-            ]
+            plans = [matching, {**base, "level": self.fail_on_levels}]
         return [{key: value for key, value in plan.items() if value is not None} for plan in plans]
 
     def judge(self, entry: dict[str, Any]) -> tuple[str, str | None] | None:
@@ -305,9 +296,11 @@ class LogWatch:
                 # The cursor stops at the deciding entry (keeping newer ones already judged).
                 decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
                 return LogOutcome(status, decided, compact_entry(entry), reason, count - cursor.count)
-        mark = (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle)
-        settled = LogCursor(cursor.after, tuple(sorted(seen)), count).settled(mark)
-        return LogOutcome(WAITING, settled, new=count - cursor.count)
+        # The settled mark moves up (never back); the digests at or before it are no longer needed.
+        mark = max(cursor.after, (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle))
+        bound = format_timestamp(mark)
+        kept = tuple(sorted(item for item in seen if item[0] > bound))
+        return LogOutcome(WAITING, LogCursor(mark, kept, count), new=count - cursor.count)
 
 
 def merge_streams(streams: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -61,7 +61,6 @@ class RunsOutcome:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_event(self) -> dict[str, Any]:
-        """The fields a trigger event carries for this outcome."""
         return {"value": self.value, "message": self.message, "runs": self.runs}
 
     @classmethod
@@ -160,9 +159,8 @@ def judge_interval(
     """Whether PostHog has exported ``[since, until)``: completed runs cover all of it. A failed run counts
     only while no completed run (a retry) covers its interval and none active works on it.
     """
-    spans = ((_interval(run), run) for run in runs)
     relevant = [
-        (span, run) for span, run in spans if span is not None and span[0] < until and span[1] > since
+        (span, run) for run in runs if (span := _interval(run)) and span[0] < until and span[1] > since
     ]
     completed = [run for _span, run in relevant if run.get("status") == "Completed"]
     summaries = [run_summary(run) for run in completed]
@@ -262,10 +260,10 @@ class RunsWait:
 
     def _not_visible(self, error: PostHogNotFoundError) -> RunsOutcome:
         """A backfill PostHog answers 404 for: not written yet within the grace, else gone."""
-        waited = None if self.started_at is None else time.time() - self.started_at.timestamp()
-        what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
-        if waited is None:
+        if self.started_at is None:
             raise error
+        waited = time.time() - self.started_at.timestamp()
+        what = f"Backfill {self.backfill_id} of batch export {self.batch_export_id}"
         if waited > self.row_grace:
             raise PostHogBackfillNotVisibleError(
                 f"{what} is still not in PostHog {waited:.0f} s after it was started (PostHog answers "
@@ -319,7 +317,6 @@ class RunsWait:
         )
 
     def poll(self, hook: PostHogHook, project_id: str | None) -> RunsOutcome:
-        """One poll with the sync hook."""
         export_id = self.batch_export_id
         if self.backfill_id is None:
             export = hook.get_batch_export(export_id, project_id=project_id)
@@ -380,7 +377,6 @@ class RunsWait:
 def report_runs(
     task: Any,
     context: Mapping[str, Any],
-    hook: PostHogHook,
     batch_export_id: str,
     project_id: str | None,
     runs: list[dict[str, Any]],
@@ -389,9 +385,10 @@ def report_runs(
     export: Mapping[str, Any] | None = None,
 ) -> None:
     """Attach the completed ``runs`` (``run_summary`` of each) to the task's outlets and, with the
-    ``openlineage`` extra, record its lineage; ``export`` spares a read when the task has it.
+    ``openlineage`` extra, record its lineage (read with ``task.hook``, unless ``export`` is given).
     """
     attach_outlet_extras(context, batch_export_outlet_extra(batch_export_id, runs, backfill_id=backfill_id))
+    hook: PostHogHook = task.hook
     if isinstance(task, PostHogLineageMixin) and importlib.util.find_spec("airflow.providers.openlineage"):
         export = export or hook.get_batch_export(batch_export_id, project_id=project_id)
         task.record_posthog_lineage(
