@@ -238,15 +238,7 @@ class _BackfillWaitOperator(PostHogLineageMixin, _BatchExportOperator):
         self.log.info("%s", outcome.message)
         value, runs = outcome.value, outcome.runs
         export_id, backfill_id = value["batch_export_id"], value["backfill_id"]
-        report_runs(
-            self,
-            context,
-            export_id,
-            project_id,
-            runs,
-            backfill_id=backfill_id,
-            export=self._export,
-        )
+        report_runs(self, context, export_id, project_id, runs, backfill_id=backfill_id, export=self._export)
         return self.backfill_result(context, value)
 
     def _time_out(self, export_id: str, backfill_id: str, project_id: str | None) -> NoReturn:
