@@ -171,11 +171,8 @@ def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, A
             fields = {key: data.get(key) for key in ("type", "code", "detail", "attr")}
             if fields["detail"] is None and data:
                 fields["detail"] = _shorten(str(data))
-            limits = {"detail": MAX_DETAIL_CHARS}
-            return {
-                key: clip(str(value), limits.get(key, _MAX_TAG_CHARS)) if value is not None else None
-                for key, value in fields.items()
-            }
+            # As text; PostHogAPIError bounds each field.
+            return {key: None if value is None else str(value) for key, value in fields.items()}
     text = text[:100_000]  # enough for a title or a readable start; regexes stay cheap
     title = _HTML_TITLE.search(text)
     readable = title.group(1) if title else _HTML_TAG.sub(" ", text)

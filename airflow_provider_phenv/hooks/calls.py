@@ -263,7 +263,7 @@ def runs_call(
 ) -> ApiCall:
     """The first page of a batch export's runs, newest first (100 a page), filtered by :class:`RunFilters`."""
     check_filter_names("run", filters, RunFilters.__annotations__)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = _bounds(filters, naive_ok=False)
     status = filters.get("status")
     if status is not None:
         # An empty list is checked as one value, so it is refused rather than meaning "any status";
@@ -271,7 +271,6 @@ def runs_call(
         several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
         statuses = status if several else [status]
         params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
-    params.update(_bounds(filters, naive_ok=False))
     return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
 
 

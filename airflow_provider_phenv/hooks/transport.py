@@ -389,21 +389,18 @@ class Exchange:
             raise self.api_error(status, headers, body)
         if not 200 <= status < 300:
             raise self.unexpected(status, f"unexpected HTTP status {status}")
-        value: Any = None
-        if not body.strip():
-            problem = (self.call.expect(value) or "").replace("got null", "got an empty body")
-        else:
-            try:
-                value = json.loads(body)
-            except (ValueError, RecursionError) as error:
-                detail = parse_error_body(body, None).get("detail") or "response is not JSON"
-                if isinstance(error, RecursionError):
-                    detail = "the JSON is nested too deeply to read"
-                elif not detail.startswith("non-JSON"):
-                    detail = f"response is not JSON: {detail}"
-                raise self.unexpected(status, detail) from None
-            problem = self.call.expect(value) or ""
-        if problem:
+        empty = not body.strip()
+        try:
+            value = None if empty else json.loads(body)
+        except (ValueError, RecursionError) as error:
+            detail = parse_error_body(body, None).get("detail") or "response is not JSON"
+            if isinstance(error, RecursionError):
+                detail = "the JSON is nested too deeply to read"
+            elif not detail.startswith("non-JSON"):
+                detail = f"response is not JSON: {detail}"
+            raise self.unexpected(status, detail) from None
+        if problem := self.call.expect(value):
+            problem = problem.replace("got null", "got an empty body") if empty else problem
             raise self.unexpected(status, f"unexpected answer: {problem}")
         return value
 
@@ -606,7 +603,8 @@ class SyncClient(PostHogHookBase):
 
     def _call(self, call: ApiCall) -> Any:
         call, url = self._prepare(self.settings, call)
-        return Retrying(**retry_kwargs(self.settings, self.log))(self._send_once, self.settings, call, url)
+        retrying = self._retrying(**retry_kwargs(self.settings, self.log))
+        return retrying(self._send_once, self.settings, call, url)
 
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
@@ -630,10 +628,8 @@ class SyncClient(PostHogHookBase):
                     raise exchange.error(PostHogAPIError, detail, path, status_code=None) from None
                 # Only a connection never opened proves the request did not reach PostHog: a connect
                 # timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
-                reason = error.args[0] if error.args else None
-                refused = isinstance(error, requests.ConnectionError) and isinstance(
-                    getattr(reason, "reason", reason), NewConnectionError
-                )
+                root = getattr(error.args[0], "reason", error.args[0]) if error.args else None
+                refused = isinstance(error, requests.ConnectionError) and isinstance(root, NewConnectionError)
                 sent = not isinstance(error, requests.ConnectTimeout) and not refused
                 raise exchange.transport_failure(error, path, sent=sent) from None
 
@@ -741,7 +737,7 @@ class AsyncClient(PostHogHookBase):
         budget = request_budget(settings)
         # Identical reads in flight at the same moment are sent once; writes never are.
         same = (url, json.dumps(call.params, sort_keys=True, default=str)) if call.method == "GET" else None
-        retrying = AsyncRetrying(**retry_kwargs(settings, self.log))
+        retrying = self._retrying(**retry_kwargs(settings, self.log))
         return await retrying(budget.send, same, lambda: self._send_once(settings, call, url))
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
