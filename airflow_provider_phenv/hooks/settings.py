@@ -256,23 +256,6 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _clean_api_key(conn_id: str, password: str | None) -> str:
-    # A pasted key often ends in a line break; one with a space or control character inside cannot
-    # go into an HTTP header, so it is refused (without repeating it) before anything is sent.
-    key = (password or "").strip()
-    if not key:
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
-        )
-    if not all("!" <= char <= "~" for char in key):
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: the personal API key contains a line break, space, control or "
-            "non-ASCII character inside it (the key itself is not repeated here); paste the key "
-            "again as PostHog shows it (phx_ followed by letters and digits)."
-        )
-    return key
-
-
 def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[str, Any]) -> PostHogSettings:
     """Build :class:`PostHogSettings` from an Airflow connection.
 
@@ -281,7 +264,18 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[
     :param options: the hook's options (from :meth:`HookOptions.of`), which win over the connection's extra.
     """
     conn_id = conn.conn_id
-    api_key = _clean_api_key(conn_id, conn.password)
+    # A pasted key often ends in a line break; a space or control character inside cannot go in a header.
+    api_key = (conn.password or "").strip()
+    if not api_key:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
+        )
+    if not all("!" <= char <= "~" for char in api_key):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: the personal API key has a line break, space, control or non-ASCII "
+            "character inside (the key itself is not repeated here); paste it again as PostHog shows it "
+            "(phx_ followed by letters and digits)."
+        )
     base_url = normalize_host(conn.host, conn.port)
     parts, host = urlsplit(base_url), urlsplit(base_url).hostname or ""
     # Plain http exposes the key to no network on this machine, or on one the connection says is trusted.
