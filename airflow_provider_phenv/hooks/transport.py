@@ -108,19 +108,12 @@ class BodyDecoder:
             raise ResponseProblem(
                 f"the body is encoded as {self._encoding[:40]!r}; only {ACCEPT_ENCODING} were asked for"
             )
-        self._decoder: Any = self._new_decoder()
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(self._encoding)
+        self._decoder: Any = None if wbits is None else zlib.decompressobj(wbits)
         self._started = False
         declared = content_length.strip() if content_length else ""
         if self._encoding == "identity" and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(self._too_large(f"Content-Length {int(declared):,}"))
-
-    def _new_decoder(self, raw_deflate: bool = False) -> Any:
-        if self._encoding == "gzip":
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if self._encoding == "deflate":
-            # "deflate" should be zlib-wrapped; some servers send raw deflate (urllib3 accepts both).
-            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
-        return None
 
     def _too_large(self, what: str) -> str:
         return f"the body ({what}) is larger than max_body_bytes={self.limit:,}"
@@ -144,8 +137,9 @@ class BodyDecoder:
                 # At most one byte past the room left: the cap is seen without inflating further.
                 out = self._decoder.decompress(data, min(DECODE_STEP, self.limit - len(self._body) + 1))
             except zlib.error as error:
+                # "deflate" should be zlib-wrapped; some servers send raw deflate (urllib3 accepts both).
                 if self._encoding == "deflate" and not self._started:
-                    self._decoder = self._new_decoder(raw_deflate=True)
+                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
                     self._started = True
                     continue
                 raise ResponseProblem(f"the {self._encoding} body cannot be decoded ({error})") from None
@@ -156,7 +150,7 @@ class BodyDecoder:
                 rest = self._decoder.unused_data
                 # gzip allows several members one after the other; anything else after the end is ignored.
                 if rest and self._encoding == "gzip" and rest[:2] == b"\x1f\x8b":
-                    self._decoder = self._new_decoder()
+                    self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     data = rest
                 else:
                     data = b""
