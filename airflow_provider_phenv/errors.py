@@ -101,8 +101,7 @@ class PostHogServerError(PostHogAPIError):
 class PostHogTransportError(PostHogAPIError):
     """No usable response: connection refused, dropped, timed out.
 
-    :param request_sent: whether the request may have reached PostHog (False: the connection
-        could not even be opened, so any request is safe to send again).
+    :param request_sent: whether the request may have reached PostHog (False: no connection opened).
     """
 
     def __init__(self, *, request_sent: bool, **kwargs: Any) -> None:

@@ -1,6 +1,5 @@
 """Request descriptions (:class:`ApiCall`), the shapes their answers must have (functions ``value -> problem
-or None``, checked on the fields callers index) and the pagers of listings; no HTTP client, no connection.
-"""
+or None``, checked on the fields callers index) and the pagers of listings; no HTTP client, no connection."""
 
 from __future__ import annotations
 
@@ -186,8 +185,7 @@ class _Pager:
 
 class ListPager(_Pager):
     """Follows a list's ``next`` links (``while pager.call: pager.take(send(pager.call))``), each result
-    checked by the call's own ``expect``; a link back to a page read, or more than ``max_pages``, is an error.
-    """
+    checked by the call's own ``expect``; a link back to a page read, or past ``max_pages``, is an error."""
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
         super().__init__(replace(call, expect=page(call.expect)), max_pages, url_of)
@@ -333,8 +331,7 @@ def entry_time(entry: dict[str, Any]) -> datetime:
 
 class LogsPager(_Pager):
     """Walks the pages of one :func:`logs_call` back in time, used as :class:`ListPager` is; each page's
-    ``before`` must be earlier than the last (a server ignoring it would be read for ever).
-    """
+    ``before`` must be earlier than the last (a server ignoring it would be read for ever)."""
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """The entries of the ``page`` just read to hand out (newest first); sets up the next request."""

@@ -1,7 +1,6 @@
 """What a connection sets: the hook options (checked once), :class:`PostHogSettings`, and the retry and
 request-budget policy they drive. Why each rule exists: docs/airflow-internals.md, "Connection settings" and
-"Retries and the request budget".
-"""
+"Retries and the request budget"."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async client
 (one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O. Why each limit exists
-(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits".
-"""
+(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits"."""
 
 from __future__ import annotations
 
@@ -585,9 +584,8 @@ class SyncClient(PostHogHookBase):
 
     def close(self) -> None:
         """Close the HTTP session and its connections."""
-        if "session" in self.__dict__:
-            self.session.close()
-            del self.__dict__["session"]
+        if (session := self.__dict__.pop("session", None)) is not None:
+            session.close()
 
     def __enter__(self) -> Self:
         return self
@@ -670,7 +668,6 @@ class AsyncClient(PostHogHookBase):
     """What :class:`~airflow_provider_phenv.hooks.posthog.PostHogAsyncHook` sends its calls with."""
 
     _retrying = AsyncRetrying
-
     _settings: PostHogSettings | None = None
     _client: httpx.AsyncClient | None = None
 
