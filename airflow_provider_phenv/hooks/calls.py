@@ -266,8 +266,7 @@ def runs_call(
     if status is not None:
         # An empty list is checked as one value, so it is refused rather than meaning "any status";
         # a list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
-        several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
-        statuses = status if several else [status]
+        statuses = status if isinstance(status, (list, tuple, set, frozenset)) and status else [status]
         params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
     return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
 

@@ -560,9 +560,7 @@ class RequestBudget:
                 if (until := time.monotonic() + wait) > self.paused_until:
                     self.paused_until = until
                     log.warning(
-                        "PostHog throttled the key for %s: every request on it waits %.0f s.",
-                        self.label,
-                        wait,
+                        "PostHog throttled the key for %s: all its requests wait %.0f s.", self.label, wait
                     )
             future.set_exception(error)
             future.exception()  # retrieved: a lone request's failure is not "never retrieved"
