@@ -180,7 +180,7 @@ class Deadline:
         self.fired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._token: contextvars.Token[Deadline | None] | None = None
+        self._token: contextvars.Token[Deadline | None]  # set by __enter__
         # A blocking read cannot be cancelled: a watchdog thread shuts its socket down instead.
         self._watchdog = threading.Timer(seconds, self.fire)
         self._watchdog.daemon, self._watchdog.name = True, "posthog-deadline"
@@ -215,8 +215,7 @@ class Deadline:
 
     def __exit__(self, *exc_info: object) -> None:
         self._watchdog.cancel()
-        if self._token is not None:
-            _CURRENT.reset(self._token)
+        _CURRENT.reset(self._token)
         with self._lock:
             self._sockets = []
 
