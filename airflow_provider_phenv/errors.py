@@ -101,8 +101,7 @@ class PostHogServerError(PostHogAPIError):
 class PostHogTransportError(PostHogAPIError):
     """No usable response: connection refused, dropped, timed out.
 
-    :param request_sent: whether the request may have reached PostHog (False: the connection
-        could not even be opened, so any request is safe to send again).
+    :param request_sent: whether the request may have reached PostHog (False: no connection opened).
     """
 
     def __init__(self, *, request_sent: bool, **kwargs: Any) -> None:
@@ -171,11 +170,8 @@ def parse_error_body(body: bytes | str, content_type: str | None) -> dict[str, A
             fields = {key: data.get(key) for key in ("type", "code", "detail", "attr")}
             if fields["detail"] is None and data:
                 fields["detail"] = _shorten(str(data))
-            limits = {"detail": MAX_DETAIL_CHARS}
-            return {
-                key: clip(str(value), limits.get(key, _MAX_TAG_CHARS)) if value is not None else None
-                for key, value in fields.items()
-            }
+            # As text; PostHogAPIError bounds each field.
+            return {key: None if value is None else str(value) for key, value in fields.items()}
     text = text[:100_000]  # enough for a title or a readable start; regexes stay cheap
     title = _HTML_TITLE.search(text)
     readable = title.group(1) if title else _HTML_TAG.sub(" ", text)

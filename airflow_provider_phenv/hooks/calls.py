@@ -1,6 +1,5 @@
 """Request descriptions (:class:`ApiCall`), the shapes their answers must have (functions ``value -> problem
-or None``, checked on the fields callers index) and the pagers of listings; no HTTP client, no connection.
-"""
+or None``, checked on the fields callers index) and the pagers of listings; no HTTP client, no connection."""
 
 from __future__ import annotations
 
@@ -186,8 +185,7 @@ class _Pager:
 
 class ListPager(_Pager):
     """Follows a list's ``next`` links (``while pager.call: pager.take(send(pager.call))``), each result
-    checked by the call's own ``expect``; a link back to a page read, or more than ``max_pages``, is an error.
-    """
+    checked by the call's own ``expect``; a link back to a page read, or past ``max_pages``, is an error."""
 
     def __init__(self, call: ApiCall, max_pages: int, url_of: Callable[[ApiCall], str]) -> None:
         super().__init__(replace(call, expect=page(call.expect)), max_pages, url_of)
@@ -263,15 +261,13 @@ def runs_call(
 ) -> ApiCall:
     """The first page of a batch export's runs, newest first (100 a page), filtered by :class:`RunFilters`."""
     check_filter_names("run", filters, RunFilters.__annotations__)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = _bounds(filters, naive_ok=False)
     status = filters.get("status")
     if status is not None:
         # An empty list is checked as one value, so it is refused rather than meaning "any status";
         # a list becomes repeated ``status=`` parameters, which PostHog reads as "any of these".
-        several = isinstance(status, (list, tuple, set, frozenset)) and len(status) > 0
-        statuses = status if several else [status]
+        statuses = status if isinstance(status, (list, tuple, set, frozenset)) and status else [status]
         params["status"] = [check_choice("status", item, RUN_STATUSES) for item in statuses]
-    params.update(_bounds(filters, naive_ok=False))
     return export_call(batch_export_id, "runs/", params=params, project_id=project_id)
 
 
@@ -334,8 +330,7 @@ def entry_time(entry: dict[str, Any]) -> datetime:
 
 class LogsPager(_Pager):
     """Walks the pages of one :func:`logs_call` back in time, used as :class:`ListPager` is; each page's
-    ``before`` must be earlier than the last (a server ignoring it would be read for ever).
-    """
+    ``before`` must be earlier than the last (a server ignoring it would be read for ever)."""
 
     def take(self, page: dict[str, Any]) -> list[dict[str, Any]]:
         """The entries of the ``page`` just read to hand out (newest first); sets up the next request."""

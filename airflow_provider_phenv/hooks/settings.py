@@ -1,7 +1,6 @@
 """What a connection sets: the hook options (checked once), :class:`PostHogSettings`, and the retry and
 request-budget policy they drive. Why each rule exists: docs/airflow-internals.md, "Connection settings" and
-"Retries and the request budget".
-"""
+"Retries and the request budget"."""
 
 from __future__ import annotations
 
@@ -206,14 +205,11 @@ class PostHogSettings(HookOptions):
 
 def origin_of(url: str) -> tuple[str, str]:
     """Scheme and lower-cased ``host:port`` (default port filled in) of a URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
+    parts, port = urlsplit(url), None
+    with contextlib.suppress(ValueError):  # not a number
         port = parts.port
-    except ValueError:
-        port = None
-    port = port or (443 if scheme == "https" else 80)
-    return scheme, f"{(parts.hostname or '').lower()}:{port}"
+    scheme = parts.scheme.lower()
+    return scheme, f"{(parts.hostname or '').lower()}:{port or (443 if scheme == 'https' else 80)}"
 
 
 def without_userinfo(url: str) -> str:
@@ -239,14 +235,12 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
     parts = urlsplit(text)
     if "@" in parts.netloc:
         raise PostHogConnectionConfigError(
-            f"Invalid PostHog host {without_userinfo(text)!r} (given with a user name or password "
-            "before '@', not repeated here): remove it; the personal API key goes in the "
-            "connection's password field."
+            f"Invalid PostHog host {without_userinfo(text)!r}: remove the user name or password before '@'"
+            " (not repeated here); the personal API key goes in the connection's password field."
         )
-    try:
+    named_port: int | None = -1
+    with contextlib.suppress(ValueError):  # not a number
         named_port = parts.port
-    except ValueError:  # not a number
-        named_port = -1
     if named_port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostHogConnectionConfigError(
             f"Invalid PostHog host {host!r}: expected a URL like {DEFAULT_HOST}."
@@ -261,23 +255,6 @@ def normalize_host(host: str | None, port: int | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _clean_api_key(conn_id: str, password: str | None) -> str:
-    # A pasted key often ends in a line break; one with a space or control character inside cannot
-    # go into an HTTP header, so it is refused (without repeating it) before anything is sent.
-    key = (password or "").strip()
-    if not key:
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
-        )
-    if not all("!" <= char <= "~" for char in key):
-        raise PostHogConnectionConfigError(
-            f"Connection {conn_id!r}: the personal API key contains a line break, space, control or "
-            "non-ASCII character inside it (the key itself is not repeated here); paste the key "
-            "again as PostHog shows it (phx_ followed by letters and digits)."
-        )
-    return key
-
-
 def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[str, Any]) -> PostHogSettings:
     """Build :class:`PostHogSettings` from an Airflow connection.
 
@@ -286,7 +263,18 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[
     :param options: the hook's options (from :meth:`HookOptions.of`), which win over the connection's extra.
     """
     conn_id = conn.conn_id
-    api_key = _clean_api_key(conn_id, conn.password)
+    # A pasted key often ends in a line break; a space or control character inside cannot go in a header.
+    api_key = (conn.password or "").strip()
+    if not api_key:
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r} has no personal API key: put it in the connection's password field."
+        )
+    if not all("!" <= char <= "~" for char in api_key):
+        raise PostHogConnectionConfigError(
+            f"Connection {conn_id!r}: the personal API key has a line break, space, control or non-ASCII "
+            "character inside (the key itself is not repeated here); paste it again as PostHog shows it "
+            "(phx_ followed by letters and digits)."
+        )
     base_url = normalize_host(conn.host, conn.port)
     parts, host = urlsplit(base_url), urlsplit(base_url).hostname or ""
     # Plain http exposes the key to no network on this machine, or on one the connection says is trusted.
@@ -318,9 +306,7 @@ def settings_from_connection(conn: Any, extra: dict[str, Any], options: Mapping[
     }
     values.update(options)
     values.setdefault("request_deadline", values.get("timeout", DEFAULT_TIMEOUT) * DEADLINE_PER_TIMEOUT)
-    per_minute, per_hour, shared_by = (
-        _from_extra(extra, name, rule, conn_id) for name, rule in _BUDGET.items()
-    )
+    per_minute, per_hour, shared_by = (_from_extra(extra, n, rule, conn_id) for n, rule in _BUDGET.items())
     # Airflow's secrets masker only knows the stored form, and ignores (and warns about) short values.
     if len(api_key) >= 5:
         try:
@@ -403,10 +389,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
+    with contextlib.suppress(ValueError):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -547,20 +531,6 @@ class RequestBudget:
             for window in self.windows
         )
 
-    def pause(self, seconds: float | None) -> None:
-        """After a 429: hold every request on this key for ``seconds`` (else 30 s), at most 120 s.
-
-        :param seconds: PostHog's ``Retry-After``, if it sent one.
-        """
-        until = time.monotonic() + min(30.0 if seconds is None else seconds, MAX_RETRY_AFTER)
-        if until > self.paused_until:
-            self.paused_until = until
-            log.warning(
-                "PostHog throttled the key for %s: every request on it waits %.0f s.",
-                self.label,
-                until - time.monotonic(),
-            )
-
     async def send(self, coalesce_key: Any, send: Callable[[], Awaitable[T]]) -> T:
         """Send one request within the budget, sharing an identical one in flight: each sharer gets its own
         copy of the answer (or the same error), and sends its own request if the sender is cancelled.
@@ -585,7 +555,13 @@ class RequestBudget:
             raise
         except BaseException as error:
             if isinstance(error, PostHogRateLimitError):
-                self.pause(error.retry_after)
+                # Every request on this key waits PostHog's Retry-After (else 30 s), at most 120 s.
+                wait = min(30.0 if error.retry_after is None else error.retry_after, MAX_RETRY_AFTER)
+                if (until := time.monotonic() + wait) > self.paused_until:
+                    self.paused_until = until
+                    log.warning(
+                        "PostHog throttled the key for %s: all its requests wait %.0f s.", self.label, wait
+                    )
             future.set_exception(error)
             future.exception()  # retrieved: a lone request's failure is not "never retrieved"
             raise

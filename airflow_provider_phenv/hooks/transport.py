@@ -1,7 +1,6 @@
 """How the hooks send a request: the sync client (one keep-alive ``requests`` session) and the async client
 (one ``httpx.AsyncClient``) drive the same :class:`Exchange`, each with its own I/O. Why each limit exists
-(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits".
-"""
+(deadline, body cap, same-origin redirects): docs/airflow-internals.md, "The transport's limits"."""
 
 from __future__ import annotations
 
@@ -108,19 +107,12 @@ class BodyDecoder:
             raise ResponseProblem(
                 f"the body is encoded as {self._encoding[:40]!r}; only {ACCEPT_ENCODING} were asked for"
             )
-        self._decoder: Any = self._new_decoder()
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(self._encoding)
+        self._decoder: Any = None if wbits is None else zlib.decompressobj(wbits)
         self._started = False
         declared = content_length.strip() if content_length else ""
         if self._encoding == "identity" and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(self._too_large(f"Content-Length {int(declared):,}"))
-
-    def _new_decoder(self, raw_deflate: bool = False) -> Any:
-        if self._encoding == "gzip":
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if self._encoding == "deflate":
-            # "deflate" should be zlib-wrapped; some servers send raw deflate (urllib3 accepts both).
-            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
-        return None
 
     def _too_large(self, what: str) -> str:
         return f"the body ({what}) is larger than max_body_bytes={self.limit:,}"
@@ -144,8 +136,9 @@ class BodyDecoder:
                 # At most one byte past the room left: the cap is seen without inflating further.
                 out = self._decoder.decompress(data, min(DECODE_STEP, self.limit - len(self._body) + 1))
             except zlib.error as error:
+                # "deflate" should be zlib-wrapped; some servers send raw deflate (urllib3 accepts both).
                 if self._encoding == "deflate" and not self._started:
-                    self._decoder = self._new_decoder(raw_deflate=True)
+                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
                     self._started = True
                     continue
                 raise ResponseProblem(f"the {self._encoding} body cannot be decoded ({error})") from None
@@ -156,7 +149,7 @@ class BodyDecoder:
                 rest = self._decoder.unused_data
                 # gzip allows several members one after the other; anything else after the end is ignored.
                 if rest and self._encoding == "gzip" and rest[:2] == b"\x1f\x8b":
-                    self._decoder = self._new_decoder()
+                    self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     data = rest
                 else:
                     data = b""
@@ -187,7 +180,7 @@ class Deadline:
         self.fired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._token: contextvars.Token[Deadline | None] | None = None
+        self._token: contextvars.Token[Deadline | None]  # set by __enter__
         # A blocking read cannot be cancelled: a watchdog thread shuts its socket down instead.
         self._watchdog = threading.Timer(seconds, self.fire)
         self._watchdog.daemon, self._watchdog.name = True, "posthog-deadline"
@@ -222,8 +215,7 @@ class Deadline:
 
     def __exit__(self, *exc_info: object) -> None:
         self._watchdog.cancel()
-        if self._token is not None:
-            _CURRENT.reset(self._token)
+        _CURRENT.reset(self._token)
         with self._lock:
             self._sockets = []
 
@@ -389,21 +381,18 @@ class Exchange:
             raise self.api_error(status, headers, body)
         if not 200 <= status < 300:
             raise self.unexpected(status, f"unexpected HTTP status {status}")
-        value: Any = None
-        if not body.strip():
-            problem = (self.call.expect(value) or "").replace("got null", "got an empty body")
-        else:
-            try:
-                value = json.loads(body)
-            except (ValueError, RecursionError) as error:
-                detail = parse_error_body(body, None).get("detail") or "response is not JSON"
-                if isinstance(error, RecursionError):
-                    detail = "the JSON is nested too deeply to read"
-                elif not detail.startswith("non-JSON"):
-                    detail = f"response is not JSON: {detail}"
-                raise self.unexpected(status, detail) from None
-            problem = self.call.expect(value) or ""
-        if problem:
+        empty = not body.strip()
+        try:
+            value = None if empty else json.loads(body)
+        except (ValueError, RecursionError) as error:
+            detail = parse_error_body(body, None).get("detail") or "response is not JSON"
+            if isinstance(error, RecursionError):
+                detail = "the JSON is nested too deeply to read"
+            elif not detail.startswith("non-JSON"):
+                detail = f"response is not JSON: {detail}"
+            raise self.unexpected(status, detail) from None
+        if problem := self.call.expect(value):
+            problem = problem.replace("got null", "got an empty body") if empty else problem
             raise self.unexpected(status, f"unexpected answer: {problem}")
         return value
 
@@ -594,9 +583,8 @@ class SyncClient(PostHogHookBase):
 
     def close(self) -> None:
         """Close the HTTP session and its connections."""
-        if "session" in self.__dict__:
-            self.session.close()
-            del self.__dict__["session"]
+        if (session := self.__dict__.pop("session", None)) is not None:
+            session.close()
 
     def __enter__(self) -> Self:
         return self
@@ -606,7 +594,8 @@ class SyncClient(PostHogHookBase):
 
     def _call(self, call: ApiCall) -> Any:
         call, url = self._prepare(self.settings, call)
-        return Retrying(**retry_kwargs(self.settings, self.log))(self._send_once, self.settings, call, url)
+        retrying = self._retrying(**retry_kwargs(self.settings, self.log))
+        return retrying(self._send_once, self.settings, call, url)
 
     def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
         """One attempt: the request, any same-origin redirects, and the body, within the deadline."""
@@ -630,10 +619,8 @@ class SyncClient(PostHogHookBase):
                     raise exchange.error(PostHogAPIError, detail, path, status_code=None) from None
                 # Only a connection never opened proves the request did not reach PostHog: a connect
                 # timeout, or urllib3's NewConnectionError (refused, DNS) wrapped in ConnectionError.
-                reason = error.args[0] if error.args else None
-                refused = isinstance(error, requests.ConnectionError) and isinstance(
-                    getattr(reason, "reason", reason), NewConnectionError
-                )
+                root = getattr(error.args[0], "reason", error.args[0]) if error.args else None
+                refused = isinstance(error, requests.ConnectionError) and isinstance(root, NewConnectionError)
                 sent = not isinstance(error, requests.ConnectTimeout) and not refused
                 raise exchange.transport_failure(error, path, sent=sent) from None
 
@@ -680,7 +667,6 @@ class AsyncClient(PostHogHookBase):
     """What :class:`~airflow_provider_phenv.hooks.posthog.PostHogAsyncHook` sends its calls with."""
 
     _retrying = AsyncRetrying
-
     _settings: PostHogSettings | None = None
     _client: httpx.AsyncClient | None = None
 
@@ -741,7 +727,7 @@ class AsyncClient(PostHogHookBase):
         budget = request_budget(settings)
         # Identical reads in flight at the same moment are sent once; writes never are.
         same = (url, json.dumps(call.params, sort_keys=True, default=str)) if call.method == "GET" else None
-        retrying = AsyncRetrying(**retry_kwargs(settings, self.log))
+        retrying = self._retrying(**retry_kwargs(settings, self.log))
         return await retrying(budget.send, same, lambda: self._send_once(settings, call, url))
 
     async def _send_once(self, settings: PostHogSettings, call: ApiCall, url: str) -> Any:
