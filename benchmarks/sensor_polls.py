@@ -6,12 +6,12 @@ the awaited one. Ours: the sensor's ``poke`` (poke and reschedule mode poll this
 trigger's polls (deferrable mode). HTTP provider: HttpSensor on the same logs endpoint with
 PostHog's default limit and a ``response_check`` looking for the same message.
 
-The settle window (``settle``, default 300 s): PostHog reveals log entries out of timestamp order,
-so every poll reads again the entries of the last ``settle`` seconds after ``since``. Two more
-cases measure what that costs an idle poll: (a) ``old_entries`` lines after ``since`` but all
-older than the window (after the first poke, which reads them once, a poll should stay one small
-request), and (b) N lines logged in the last 5 minutes, re-read by every poll while they are
-younger than ``settle``.
+The late-entries window (``late_entries_window``, default 300 s): PostHog reveals log entries out
+of timestamp order, so every poll reads again the entries of the last ``late_entries_window``
+seconds after ``since``. Two more cases measure what that costs an idle poll: (a) ``old_entries``
+lines after ``since`` but all older than the window (after the first poke, which reads them once, a
+poll should stay one small request), and (b) N lines logged in the last 5 minutes, re-read by every
+poll while they are younger than ``late_entries_window``.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from airflow_provider_phenv.hooks.posthog import PostHogHook
 from airflow_provider_phenv.sensors.batch_exports import PostHogBatchExportLogsSensor
 from airflow_provider_phenv.triggers.batch_exports import PostHogBatchExportLogsTrigger
 from airflow_provider_phenv.validation import format_timestamp
-from airflow_provider_phenv.waits.logs import DEFAULT_SETTLE, STATE_KEY
+from airflow_provider_phenv.waits.logs import DEFAULT_LATE_ENTRIES_WINDOW, STATE_KEY
 from benchmarks.harness import HTTP_CONN_ID, Bench, Figure, idle_trigger_polls, traffic, utcnow
 from tests.helpers.sensor_modes import FakeStateStore, FakeTI, make_context
 
 EXPORT = SEED.bigquery_export_id
 PATTERN = r"finished (successfully )?with (\d+|no) records exported"
-#: The N of case (b), and the settle times it is measured with.
+#: The N of case (b), and the windows it is measured with.
 RECENT_COUNTS = (10, 100, 500)
-SETTLES = (DEFAULT_SETTLE, 60.0)
+WINDOWS = (DEFAULT_LATE_ENTRIES_WINDOW, 60.0)
 RECENT_SPAN = 290.0  # seconds: case (b)'s lines are spread over the last 5 minutes, all younger than 300 s
 
 
@@ -69,13 +69,13 @@ def http_check(response: Any) -> bool:
 
 
 def trigger_polls(
-    bench: Bench, since: str, polls: int, interval: float, settle: float = DEFAULT_SETTLE
+    bench: Bench, since: str, polls: int, interval: float, window: float = DEFAULT_LATE_ENTRIES_WINDOW
 ) -> list[list[Any]]:
     """Run the trigger for ``polls`` intervals; its requests grouped by poll (gaps > interval / 2)."""
     trigger = PostHogBatchExportLogsTrigger(
         batch_export_id=EXPORT,
         since=since,
-        criteria={"message_pattern": PATTERN, "settle": settle},
+        criteria={"message_pattern": PATTERN, "late_entries_window": window},
         poll_interval=interval,
     )
 
@@ -175,8 +175,10 @@ def run(
             note="HttpSensor with the default limit and no after= sees old runs' lines",
         ),
     ]
-    settle_figures, details["settle"] = settle_cost(bench, http_sensor, old_entries, polls, recent_counts)
-    return figures + settle_figures, details
+    window_figures, details["late_entries_window"] = window_cost(
+        bench, http_sensor, old_entries, polls, recent_counts
+    )
+    return figures + window_figures, details
 
 
 def idle_cost(
@@ -184,7 +186,7 @@ def idle_cost(
     http_sensor: HttpSensor,
     entries: list[dict[str, Any]],
     since: Any,
-    settle: float,
+    window: float,
     polls: int,
 ) -> dict[str, Any]:
     """A sensor with an explicit ``since`` on a log of ``entries``: its first poke, then idle pokes."""
@@ -197,7 +199,7 @@ def idle_cost(
         batch_export_id=EXPORT,
         message_pattern=PATTERN,
         since=since,
-        settle=settle,
+        late_entries_window=window,
         poke_interval=1,
     )
     done: list[Any] = []
@@ -209,11 +211,11 @@ def idle_cost(
         raise RuntimeError("the sensor matched an entry: these polls were not idle")
     sensor.hook.close()
     # Entries still in the window at the last poll: what each idle poll read again.
-    mark = utcnow() - timedelta(seconds=settle)
+    mark = utcnow() - timedelta(seconds=window)
     http = bench.measure(lambda: [http_sensor.poke(context) for _ in range(polls)])
     return {
         "entries": len(entries),
-        "settle": settle,
+        "late_entries_window": window,
         "first_poke": first.to_json(),
         "steady_pokes": steady.to_json(),
         "reread_per_poll": sum(1 for entry in entries if entry["timestamp"] > mark),
@@ -223,10 +225,10 @@ def idle_cost(
     }
 
 
-def settle_cost(
+def window_cost(
     bench: Bench, http_sensor: HttpSensor, old_entries: int, polls: int, counts: tuple[int, ...]
 ) -> tuple[list[Figure], dict[str, Any]]:
-    """Idle polls with a history older than the settle window (a), and with N recent entries (b)."""
+    """Idle polls with a history older than the late-entries window (a), and with N recent entries (b)."""
     # (a) ``old_entries`` lines after ``since``, the newest a minute older than the window. ``since``
     # is after the seed's own lines, which include runs' success lines the sensor would match.
     bench.reset()
@@ -234,38 +236,38 @@ def settle_cost(
         seeded = hook.get_batch_export_logs(EXPORT, limit=1)["results"]
     now = utcnow()
     since = max([now - timedelta(minutes=55)] + [entry_time(entry) for entry in seeded])
-    newest = now - timedelta(seconds=DEFAULT_SETTLE + 60)
+    newest = now - timedelta(seconds=DEFAULT_LATE_ENTRIES_WINDOW + 60)
     if since >= newest:
         raise RuntimeError(f"the seeded log reaches {since}: no room for a history older than the window")
     step = (newest - since) / old_entries
     history = [progress_line(number, since + step * (number + 1)) for number in range(old_entries)]
-    old = idle_cost(bench, http_sensor, history, since, DEFAULT_SETTLE, polls)
+    old = idle_cost(bench, http_sensor, history, since, DEFAULT_LATE_ENTRIES_WINDOW, polls)
     steady = old["steady_pokes"]
     requests, size = steady["requests"] / polls, steady["response_bytes"] / polls
     figures = [
         Figure(
             4,
-            f"idle poll, {old_entries} entries after since, all older than the settle window: "
+            f"idle poll, {old_entries} entries after since, all older than the late-entries window: "
             "requests / bytes per poll",
             f"{requests:g} / {size:.0f}",
             "requests / bytes",
             None,
             "<= 1 / <= 1024",
             requests <= 1 and size <= 1024,
-            f"settle {DEFAULT_SETTLE:g} s; the first poke read them once: {old['first_poke']['requests']} "
-            f"request(s), {old['first_poke']['response_bytes'] / 1e6:.2f} MB; HttpSensor "
-            f"{old['http_sensor_pokes']['response_bytes'] / polls:,.0f} bytes per poke",
+            f"window {DEFAULT_LATE_ENTRIES_WINDOW:g} s; the first poke read them once: "
+            f"{old['first_poke']['requests']} request(s), {old['first_poke']['response_bytes'] / 1e6:.2f} "
+            f"MB; HttpSensor {old['http_sensor_pokes']['response_bytes'] / polls:,.0f} bytes per poke",
         )
     ]
     recent: list[dict[str, Any]] = []
-    for settle in SETTLES:
+    for window in WINDOWS:
         for count in counts:
             now = utcnow()
             since = now - timedelta(minutes=10)
             # (b) ``count`` lines of the last 5 minutes, after a ``since`` 10 minutes ago.
-            case = idle_cost(bench, http_sensor, recent_log(count, now), since, settle, polls)
-            if settle == DEFAULT_SETTLE and count == max(counts):
-                groups = trigger_polls(bench, format_timestamp(since), polls, 0.2, settle)
+            case = idle_cost(bench, http_sensor, recent_log(count, now), since, window, polls)
+            if window == DEFAULT_LATE_ENTRIES_WINDOW and count == max(counts):
+                groups = trigger_polls(bench, format_timestamp(since), polls, 0.2, window)
                 case["trigger_polls"] = [traffic(group).to_json() for group in groups]
             recent.append(case)
             figures.append(_recent_figure(case, polls, count == min(counts)))
@@ -289,7 +291,7 @@ def _recent_figure(case: dict[str, Any], polls: int, first: bool) -> Figure:
         note += "; HttpSensor reads the newest 50 entries"
     return Figure(
         4,
-        f"idle poll, {case['entries']} entries in the last 5 min, settle {case['settle']:g} s: "
+        f"idle poll, {case['entries']} entries in the last 5 min, window {case['late_entries_window']:g} s: "
         "response bytes per poll",
         round(steady["response_bytes"] / polls),
         "bytes",

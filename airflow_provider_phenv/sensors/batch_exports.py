@@ -52,7 +52,7 @@ from airflow_provider_phenv.waits import (
 )
 from airflow_provider_phenv.waits.logs import (
     CRITERIA_CHECKS,
-    DEFAULT_SETTLE,
+    DEFAULT_LATE_ENTRIES_WINDOW,
     STATE_KEY,
     LogCursor,
     LogOutcome,
@@ -269,7 +269,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
     :param since: only entries strictly after this moment count; default: the task's first start. (templated)
     :param failure_pattern: regular expression; an entry whose message contains it fails the task. (templated)
     :param fail_on_levels: levels whose entries fail the task; ``()`` for none. (templated)
-    :param settle: how long PostHog may take to reveal an entry after newer ones; default 5 min. (templated)
+    :param late_entries_window: how late PostHog may reveal an entry; default 5 min. (templated)
     :param kwargs: the options of :class:`PostHogWaitSensor` and of ``BaseSensorOperator``.
     :return: ``{"batch_export_id", "entry": {timestamp, level, message, instance_id}, "cursor"}``.
     """
@@ -300,7 +300,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         since: datetime | str | None = None,
         failure_pattern: str | None = None,
         fail_on_levels: str | Sequence[str] | None = ("ERROR",),
-        settle: timedelta | float = DEFAULT_SETTLE,
+        late_entries_window: timedelta | float = DEFAULT_LATE_ENTRIES_WINDOW,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -312,7 +312,7 @@ class PostHogBatchExportLogsSensor(PostHogWaitSensor):
         self.since = since
         self.failure_pattern = failure_pattern
         self.fail_on_levels = fail_on_levels
-        self.settle = settle
+        self.late_entries_window = late_entries_window
         self.check_literal_fields()
 
     def check_combination(self, values: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # PostHog error lines can carry whole tracebacks; XCom and events live in the metadata database.
 MAX_MESSAGE_CHARS = 2000
 #: How long PostHog may take to reveal a log entry after a newer one (docs/posthog-api.md §6.3).
-DEFAULT_SETTLE = 300.0
+DEFAULT_LATE_ENTRIES_WINDOW = 300.0
 
 
 def entry_digest(entry: dict[str, Any]) -> str:
@@ -122,8 +122,8 @@ class LogOutcome:
         return {"entry": self.entry, **({"reason": self.reason} if self.reason else {})}
 
 
-def check_settle(name: str, value: Any) -> float:
-    """A settle time: seconds (a number or digit string) or a ``timedelta``, at least 0."""
+def check_window(name: str, value: Any) -> float:
+    """A late-entries window: seconds (a number or digit string) or a ``timedelta``, at least 0."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     elif isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
@@ -141,14 +141,14 @@ CRITERIA_CHECKS: dict[str, Check] = {
     "instance_id": optional(check_non_empty_str),
     "failure_pattern": optional(check_regex),
     "fail_on_levels": lambda name, value: check_log_levels(name, value) if value else (),
-    "settle": check_settle,
+    "late_entries_window": check_window,
 }
 
 
 @dataclass(frozen=True)
 class LogWatch:
     """What matches and what fails (an entry that does both fails), and how long PostHog may take to reveal
-    an entry (``settle``, seconds): the sensor's parameters, checked by :data:`CRITERIA_CHECKS`.
+    an entry (``late_entries_window``, seconds): the sensor's parameters, checked by :data:`CRITERIA_CHECKS`.
     """
 
     level: tuple[str, ...] | None = None
@@ -157,7 +157,7 @@ class LogWatch:
     instance_id: str | None = None
     failure_pattern: re.Pattern[str] | None = None
     fail_on_levels: tuple[str, ...] = ("ERROR",)
-    settle: float = DEFAULT_SETTLE
+    late_entries_window: float = DEFAULT_LATE_ENTRIES_WINDOW
 
     @classmethod
     def from_params(cls, **params: Any) -> LogWatch:
@@ -274,7 +274,7 @@ class LogWatch:
         polled_at: datetime | None = None,
     ) -> LogOutcome:
         """Judge the new entries (newest first, as PostHog sends them) oldest first: the first deciding one
-        wins; none at or before ``since`` counts; those ``settle`` seconds before ``polled_at`` are final.
+        wins; none at or before ``since`` counts; any a ``late_entries_window`` before ``polled_at`` is final.
         """
         already = Counter(digest for _stamp, digest in cursor.seen)
         seen, count = list(cursor.seen), cursor.count
@@ -297,7 +297,8 @@ class LogWatch:
                 decided = LogCursor(moment, tuple(sorted(item for item in seen if item[0] > stamp)), count)
                 return LogOutcome(status, decided, compact_entry(entry), reason, count - cursor.count)
         # The settled mark moves up (never back); the digests at or before it are no longer needed.
-        mark = max(cursor.after, (polled_at or datetime.now(timezone.utc)) - timedelta(seconds=self.settle))
+        window = timedelta(seconds=self.late_entries_window)
+        mark = max(cursor.after, (polled_at or datetime.now(timezone.utc)) - window)
         bound = format_timestamp(mark)
         kept = tuple(sorted(item for item in seen if item[0] > bound))
         return LogOutcome(WAITING, LogCursor(mark, kept, count), new=count - cursor.count)

@@ -101,7 +101,7 @@ def test_an_older_entry_revealed_after_a_newer_one_is_judged_once():
 
 
 def test_the_cursor_settles_behind_the_clock_and_forgets_settled_entries():
-    watch = LogWatch.from_params(message_pattern="never", settle=60)
+    watch = LogWatch.from_params(message_pattern="never", late_entries_window=60)
     first = watch.evaluate([at(1), at(2)], LogCursor.start(T0), polled_at=T0 + timedelta(seconds=30))
     assert (first.cursor.after, len(first.cursor.seen)) == (T0, 2)  # both still in the window
     # 62 s later the entries at 1 s and 2 s are settled: the state holds nothing of them.
@@ -128,9 +128,9 @@ def test_an_entry_stamped_in_the_future_hides_nothing_after_it():
 
 @pytest.mark.parametrize("seed", range(25))
 def test_every_entry_is_judged_exactly_once_whatever_the_visibility_order(seed):
-    """Entries become visible in a random order, each within the settle time of its stamp."""
+    """Entries become visible in a random order, each within the late-entries window of its stamp."""
     rng = random.Random(seed)
-    watch = LogWatch.from_params(message_pattern="never", fail_on_levels=(), settle=30)
+    watch = LogWatch.from_params(message_pattern="never", fail_on_levels=(), late_entries_window=30)
     entries = [at(index * rng.uniform(0.0, 0.5), message=f"line {index}") for index in range(60)]
     entries += [dict(entries[3]), dict(entries[7])]  # identical twins count as often as they occur
     reveal = {id(entry): entry_time(entry) + timedelta(seconds=rng.uniform(0, 20)) for entry in entries}

@@ -225,7 +225,7 @@ def test_poll_without_news_is_one_small_request_whatever_the_history(emulator, p
 
     assert sensor.poke(context) is False
     (poll,) = api_requests(emulator)
-    assert poll.response_bytes < 400  # the whole history is older than the settle window: no entry
+    assert poll.response_bytes < 400  # the whole history is older than the late-entries window: no entry
     assert poll.query["after"][0] > format_timestamp(history[-1]["timestamp"])
 
     # A rescheduled poke (new instance, same task state store) asks for news only as well.
@@ -307,7 +307,7 @@ def test_since_and_cursor_survive_reschedules_and_retries_with_task_state_store(
     done = retry.poke(make_context(FakeTI(utcnow() + timedelta(hours=1), try_number=2), store))
     assert done.xcom_value["cursor"]["count"] == 2
     assert store.get(STATE_KEY)["since"] == saved["since"]
-    # The retry reads the settle window again from the saved mark, recognising "step 1".
+    # The retry reads the late-entries window again from the saved mark, recognising "step 1".
     assert api_requests(emulator)[0].query["after"] == [saved["cursor"]["after"]]
 
 
